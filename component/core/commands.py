@@ -1,0 +1,63 @@
+"""The operator command language: plain chat lines starting with `!`.
+
+`/` would be eaten by Gajim, Profanity and Dino, hence `!`. `!!text` sends `!text`
+literally. The parser only splits a line; which commands exist where (guest chat or queue
+JID) is declared in the two tables below, which `!help` also prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PREFIX = "!"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """`!name argument` as typed by an operator; `name` is lower-cased."""
+
+    name: str
+    argument: str
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """A line to relay as it is (with `!!` already turned into `!`)."""
+
+    text: str
+
+
+# Commands understood in a guest chat, with the line `!help` shows for each.
+CHAT_COMMANDS: dict[str, str] = {
+    "accept": "!accept — take this chat",
+    "end": "!end — end this chat",
+    "help": "!help — this list",
+}
+
+# Commands understood when writing to a queue JID.
+QUEUE_COMMANDS: dict[str, str] = {
+    "list": "!list — chats waiting and active in this queue",
+    "who": "!who — operators of this queue and their presence",
+    "status": "!status — the queue's status as patrons see it",
+    "help": "!help — this list",
+}
+
+
+def parse_line(line: str) -> Command | Say:
+    """Split an operator's chat line; called by the service for every operator message."""
+    if line.startswith(PREFIX + PREFIX):
+        return Say(line[1:])
+    if not line.startswith(PREFIX):
+        return Say(line)
+    # Clients may send a non-breaking or other odd space; split on any whitespace.
+    parts = line[1:].split(None, 1)
+    if not parts:
+        return Command("", "")
+    head = parts[0]
+    rest = parts[1] if len(parts) > 1 else ""
+    return Command(head.lower(), rest.strip())
+
+
+def help_text(table: dict[str, str]) -> str:
+    """The reply to `!help`, one command per line."""
+    return "Commands:\n" + "\n".join(table.values()) + "\n(!!text sends !text as a message)"

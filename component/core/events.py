@@ -1,0 +1,100 @@
+"""State changes that several parts care about, as small immutable events.
+
+The service publishes them on its `EventBus`; the XMPP adapter and the web side each
+subscribe to the ones they need, so neither transport knows the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from component.core.models import ChatEvent, QueueStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ChatOffered:
+    """A waiting chat is offered to operators; `history` is what the patron said so far."""
+
+    chat_id: int
+    guest: str
+    queue: str
+    queue_title: str
+    operator_jids: tuple[str, ...]
+    history: tuple[ChatEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAccepted:
+    chat_id: int
+    guest: str
+    operator_jid: str
+    operator_name: str
+    # Operators who had the offer and must be told someone else took it.
+    others: tuple[str, ...]
+    explicit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePosted:
+    """A message was committed to the chat's transcript."""
+
+    chat_id: int
+    guest: str
+    event: ChatEvent
+    # Operators who must see it on XMPP: the chat's operator, or everyone offered it.
+    operator_jids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEnded:
+    chat_id: int
+    guest: str
+    event: ChatEvent
+    by: str
+    operator_jids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChanged:
+    chat_id: int
+    guest: str
+    by_patron: bool
+    composing: bool
+    operator_jids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatusChanged:
+    queue: str
+    status: QueueStatus
+    waiting: int
+    available_operators: int
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorNotice:
+    """A line for one operator from a guest or queue JID (confirmations, errors, news)."""
+
+    operator_jid: str
+    from_node: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionWanted:
+    """Ask `operator_jid` to let the queue's JID see their presence."""
+
+    queue: str
+    operator_jid: str
+
+
+Event = (
+    ChatOffered
+    | ChatAccepted
+    | MessagePosted
+    | ChatEnded
+    | TypingChanged
+    | QueueStatusChanged
+    | OperatorNotice
+    | SubscriptionWanted
+)

@@ -1,0 +1,163 @@
+"""Domain models: the words of DESIGN.md as small immutable values.
+
+The service layer builds these from store rows and hands them to the transports; nothing
+here knows where they came from.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class Presence(enum.Enum):
+    """An operator's XMPP presence, reduced to what routing needs."""
+
+    CHAT = "chat"
+    AVAILABLE = "available"
+    AWAY = "away"
+    XA = "xa"
+    DND = "dnd"
+    OFFLINE = "offline"
+
+    @property
+    def takes_chats(self) -> bool:
+        """Available and free-for-chat operators get offers; the others do not."""
+        return self in (Presence.CHAT, Presence.AVAILABLE)
+
+    @property
+    def online(self) -> bool:
+        return self is not Presence.OFFLINE
+
+    @property
+    def rank(self) -> int:
+        """Higher is more reachable; used to pick an operator's best resource."""
+        return _PRESENCE_RANK[self]
+
+    @classmethod
+    def from_show(cls, show: str | None) -> Presence:
+        """Map an XMPP `<show/>` value (None or '' for plain available) to a Presence."""
+        if not show:
+            return cls.AVAILABLE
+        try:
+            return cls(show)
+        except ValueError:
+            # RFC 6121 allows only chat/away/xa/dnd; anything else is treated as available
+            # rather than dropping the operator out of routing because of a client quirk.
+            return cls.AVAILABLE
+
+
+_PRESENCE_RANK = {
+    Presence.CHAT: 5,
+    Presence.AVAILABLE: 4,
+    Presence.AWAY: 3,
+    Presence.XA: 2,
+    Presence.DND: 1,
+    Presence.OFFLINE: 0,
+}
+
+
+class QueueStatus(enum.Enum):
+    """What a patron is told about a queue (widget and status endpoint)."""
+
+    AVAILABLE = "available"
+    AWAY = "away"
+    BUSY = "busy"
+    OFFLINE = "offline"
+
+
+class ChatState(enum.Enum):
+    WAITING = "waiting"
+    OFFERED = "offered"
+    ACTIVE = "active"
+    ENDED = "ended"
+    MISSED = "missed"
+
+    @property
+    def open(self) -> bool:
+        return self in (ChatState.WAITING, ChatState.OFFERED, ChatState.ACTIVE)
+
+
+class Sender(enum.Enum):
+    """Who wrote a chat event."""
+
+    PATRON = "patron"
+    OPERATOR = "operator"
+    SYSTEM = "system"
+
+
+class EventKind(enum.Enum):
+    """What a chat event is. Only MESSAGE and ENDED are shown to the patron as such."""
+
+    MESSAGE = "message"
+    ENDED = "ended"
+
+
+class RoutingMode(enum.Enum):
+    RING_ALL = "ring-all"
+    ROUND_ROBIN = "round-robin"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    id: int
+    name: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    id: int
+    name: str
+    group_id: int
+    title: str
+    routing: RoutingMode
+    followup_email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    id: int
+    jid: str
+    name: str
+    max_chats: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatEvent:
+    """One numbered entry of a chat's transcript (messages and system events)."""
+
+    chat_id: int
+    seq: int
+    kind: EventKind
+    sender: Sender
+    name: str
+    text: str
+    ts: datetime
+    client_id: str | None = None
+    operator_jid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """A chat as stored; the service keeps the live copy of open ones."""
+
+    id: int
+    queue_id: int
+    guest: str
+    state: ChatState
+    operator_id: int | None
+    created_at: datetime
+    origin_ip: str | None = None
+    referrer: str | None = None
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """An operator's membership of a queue and where the presence handshake stands."""
+
+    queue_id: int
+    operator_id: int
+    subscription: str  # 'none' | 'asked' | 'granted'

@@ -1,0 +1,118 @@
+"""The composition root: the only module that knows both the XMPP adapter and the web
+app. `Refdesk` starts and stops everything in one asyncio loop; `refdesk run` and the
+tests use it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from component.config import Config
+from component.service import DeskService
+from component.store import Store
+from component.xmpp import XmppAdapter
+from web.app import make_app
+
+log = logging.getLogger(__name__)
+
+DIRECTORY_POLL_SECONDS = 2.0
+
+
+class Refdesk:
+    """The whole service. `await start()` opens the store, starts the service, the web
+    server and the component; `await stop()` undoes it in reverse order."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._store: Store | None = None
+        self._service: DeskService | None = None
+        self._adapter: XmppAdapter | None = None
+        self._runner: web.AppRunner | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self.port = config.web.port
+
+    @property
+    def service(self) -> DeskService:
+        assert self._service is not None, "not started"
+        return self._service
+
+    @property
+    def adapter(self) -> XmppAdapter:
+        assert self._adapter is not None, "not started"
+        return self._adapter
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "not started"
+        return self._store
+
+    async def start(self) -> None:
+        cfg = self.config
+        self._store = await Store.open(cfg.storage.path)
+        self._service = DeskService(
+            self._store,
+            domain=cfg.xmpp.domain,
+            max_message_chars=cfg.chat.max_message_chars,
+            resume_ttl=cfg.chat.resume_ttl,
+        )
+        await self._service.start()
+        self._runner = web.AppRunner(make_app(self._service, cfg), shutdown_timeout=5.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.web.host, cfg.web.port)
+        await site.start()
+        # Port 0 in tests: learn the port the OS chose.
+        server = site._server
+        if server is not None and getattr(server, "sockets", None):
+            self.port = server.sockets[0].getsockname()[1]
+        self._adapter = XmppAdapter(self._service, cfg.xmpp)
+        await self._adapter.start()
+        self._poller = asyncio.create_task(self._poll_directory())
+        log.info("refdesk is serving on http://%s:%s", cfg.web.host, self.port)
+
+    async def _poll_directory(self) -> None:
+        """Pick up queues and operators added by the CLI while the service runs."""
+        while True:
+            await asyncio.sleep(DIRECTORY_POLL_SECONDS)
+            try:
+                await self.service.poll_directory()
+            except Exception:
+                log.exception("reloading the directory failed")
+
+    async def stop(self) -> None:
+        if self._poller:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self._runner:
+            await self._runner.cleanup()
+        if self._adapter:
+            await self._adapter.stop()
+        if self._store:
+            await self._store.close()
+        log.info("refdesk stopped")
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config) -> AsyncIterator[Refdesk]:
+    desk = Refdesk(config)
+    await desk.start()
+    try:
+        yield desk
+    finally:
+        await desk.stop()
+
+
+async def serve_forever(config: Config) -> None:
+    """`refdesk run`: start, wait for SIGINT or SIGTERM, stop cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(config):
+        await stop.wait()
+        log.info("shutting down")

@@ -1,0 +1,375 @@
+"""All SQL of refdesk, behind one class.
+
+The service calls it; nothing else touches the database. SQLite in WAL mode through
+aiosqlite; numbered migrations in `component/migrations/NNN_name.sql` are applied at
+open, tracked with `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from component.core.models import (
+    Assignment,
+    Chat,
+    ChatEvent,
+    ChatState,
+    EventKind,
+    Group,
+    Operator,
+    Queue,
+    RoutingMode,
+    Sender,
+)
+
+_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+class StoreError(Exception):
+    """A store operation that cannot be done as asked (e.g. a duplicate name)."""
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The numbered migrations shipped with the package, in order: (number, name, sql)."""
+    found = []
+    for entry in resources.files("component.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort()
+    numbers = [n for n, _, _ in found]
+    if numbers != list(range(1, len(found) + 1)):
+        raise StoreError(f"migrations are not numbered 1..N without gaps: {numbers}")
+    return found
+
+
+class Store:
+    """The database. Created with `await Store.open(path)` by the composition root or the
+    CLI, closed with `await store.close()`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:
+        """Open (creating if needed) and migrate the database at `path`."""
+        db = await aiosqlite.connect(str(path), isolation_level=None)
+        try:
+            db.row_factory = aiosqlite.Row
+            await db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a message acknowledged to its sender survives a power cut, not only a
+            # crash of the process.
+            await db.execute(f"PRAGMA synchronous={synchronous}")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            store = cls(db)
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        for number, name, sql in migrations():
+            if number <= current:
+                continue
+            # executescript commits implicitly, so the version bump rides inside the script.
+            await self._db.executescript(
+                f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+            _ = name
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def data_version(self) -> int:
+        """Changes when another connection (e.g. the CLI) commits; polled by the service."""
+        async with self._db.execute("PRAGMA data_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def journal_mode(self) -> str:
+        async with self._db.execute("PRAGMA journal_mode") as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else ""
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        async with self._db.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._db.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one statement in its own transaction (autocommit); return lastrowid."""
+        try:
+            async with self._db.execute(sql, tuple(params)) as cur:
+                return int(cur.lastrowid or 0)
+        except aiosqlite.IntegrityError as exc:
+            raise StoreError(str(exc)) from exc
+
+    # Groups ------------------------------------------------------------------------------
+
+    async def add_group(self, name: str, title: str, now: datetime) -> Group:
+        if await self.group_by_name(name) is not None:
+            raise StoreError(f"group {name!r} already exists")
+        gid = await self._write(
+            "INSERT INTO groups (name, title, created_at) VALUES (?, ?, ?)",
+            (name, title, _ts(now)),
+        )
+        return Group(gid, name, title)
+
+    async def group_by_name(self, name: str) -> Group | None:
+        row = await self._one("SELECT id, name, title FROM groups WHERE name = ?", (name,))
+        return Group(row["id"], row["name"], row["title"]) if row else None
+
+    async def list_groups(self) -> list[Group]:
+        rows = await self._all("SELECT id, name, title FROM groups ORDER BY name")
+        return [Group(r["id"], r["name"], r["title"]) for r in rows]
+
+    # Queues ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _queue(row: aiosqlite.Row) -> Queue:
+        return Queue(
+            id=row["id"],
+            name=row["name"],
+            group_id=row["group_id"],
+            title=row["title"],
+            routing=RoutingMode(row["routing"]),
+            followup_email=row["followup_email"],
+        )
+
+    async def add_queue(
+        self, name: str, group_id: int, title: str, followup_email: str | None, now: datetime
+    ) -> Queue:
+        if await self.queue_by_name(name) is not None:
+            raise StoreError(f"queue {name!r} already exists")
+        qid = await self._write(
+            "INSERT INTO queues (name, group_id, title, followup_email, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (name, group_id, title, followup_email, _ts(now)),
+        )
+        return Queue(qid, name, group_id, title, RoutingMode.RING_ALL, followup_email)
+
+    async def queue_by_name(self, name: str) -> Queue | None:
+        row = await self._one("SELECT * FROM queues WHERE name = ?", (name,))
+        return self._queue(row) if row else None
+
+    async def list_queues(self) -> list[Queue]:
+        return [self._queue(r) for r in await self._all("SELECT * FROM queues ORDER BY name")]
+
+    # Operators ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _operator(row: aiosqlite.Row) -> Operator:
+        return Operator(row["id"], row["jid"], row["name"], row["max_chats"])
+
+    async def upsert_operator(
+        self, jid: str, name: str, max_chats: int, now: datetime
+    ) -> Operator:
+        """Create the operator, or update name and max chats of an existing one."""
+        await self._write(
+            "INSERT INTO operators (jid, name, max_chats, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (jid) DO UPDATE SET name = excluded.name,"
+            " max_chats = excluded.max_chats",
+            (jid, name, max_chats, _ts(now)),
+        )
+        op = await self.operator_by_jid(jid)
+        assert op is not None
+        return op
+
+    async def operator_by_jid(self, jid: str) -> Operator | None:
+        row = await self._one("SELECT * FROM operators WHERE jid = ?", (jid,))
+        return self._operator(row) if row else None
+
+    async def list_operators(self) -> list[Operator]:
+        rows = await self._all("SELECT * FROM operators ORDER BY jid")
+        return [self._operator(r) for r in rows]
+
+    async def remove_operator(self, jid: str) -> bool:
+        op = await self.operator_by_jid(jid)
+        if op is None:
+            return False
+        # Keep the operator row if transcripts refer to it; only drop queue memberships.
+        used = await self._one(
+            "SELECT 1 FROM chats WHERE operator_id = ? UNION ALL "
+            "SELECT 1 FROM chat_events WHERE operator_id = ? LIMIT 1",
+            (op.id, op.id),
+        )
+        if used:
+            await self._write("DELETE FROM queue_operators WHERE operator_id = ?", (op.id,))
+        else:
+            await self._write("DELETE FROM operators WHERE id = ?", (op.id,))
+        return True
+
+    async def assign(self, queue_id: int, operator_id: int) -> None:
+        await self._write(
+            "INSERT OR IGNORE INTO queue_operators (queue_id, operator_id) VALUES (?, ?)",
+            (queue_id, operator_id),
+        )
+
+    async def list_assignments(self) -> list[Assignment]:
+        rows = await self._all("SELECT * FROM queue_operators ORDER BY queue_id, operator_id")
+        return [Assignment(r["queue_id"], r["operator_id"], r["subscription"]) for r in rows]
+
+    async def set_subscription(self, queue_id: int, operator_id: int, state: str) -> None:
+        await self._write(
+            "UPDATE queue_operators SET subscription = ? WHERE queue_id = ? AND operator_id = ?",
+            (state, queue_id, operator_id),
+        )
+
+    # Chats -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _chat(row: aiosqlite.Row) -> Chat:
+        created = _dt(row["created_at"])
+        assert created is not None
+        return Chat(
+            id=row["id"],
+            queue_id=row["queue_id"],
+            guest=row["guest"],
+            state=ChatState(row["state"]),
+            operator_id=row["operator_id"],
+            created_at=created,
+            origin_ip=row["origin_ip"],
+            referrer=row["referrer"],
+            ended_at=_dt(row["ended_at"]),
+        )
+
+    async def create_chat(
+        self,
+        queue_id: int,
+        guest: str,
+        resume_hash: str,
+        origin_ip: str | None,
+        referrer: str | None,
+        now: datetime,
+    ) -> Chat:
+        cid = await self._write(
+            "INSERT INTO chats (queue_id, guest, resume_hash, state, origin_ip, referrer,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (queue_id, guest, resume_hash, ChatState.WAITING.value, origin_ip, referrer,
+             _ts(now)),
+        )
+        return Chat(cid, queue_id, guest, ChatState.WAITING, None, now, origin_ip, referrer)
+
+    async def chat_by_resume(self, resume_hash: str) -> Chat | None:
+        row = await self._one("SELECT * FROM chats WHERE resume_hash = ?", (resume_hash,))
+        return self._chat(row) if row else None
+
+    async def chat_by_id(self, chat_id: int) -> Chat | None:
+        row = await self._one("SELECT * FROM chats WHERE id = ?", (chat_id,))
+        return self._chat(row) if row else None
+
+    async def open_chats(self) -> list[Chat]:
+        rows = await self._all(
+            "SELECT * FROM chats WHERE state IN ('waiting', 'offered', 'active') ORDER BY id"
+        )
+        return [self._chat(r) for r in rows]
+
+    async def set_chat_state(
+        self,
+        chat_id: int,
+        state: ChatState,
+        now: datetime,
+        *,
+        operator_id: int | None = None,
+        ended_by: str | None = None,
+    ) -> None:
+        if state is ChatState.ACTIVE:
+            await self._write(
+                "UPDATE chats SET state = ?, operator_id = ?, accepted_at = ? WHERE id = ?",
+                (state.value, operator_id, _ts(now), chat_id),
+            )
+        elif state in (ChatState.ENDED, ChatState.MISSED):
+            await self._write(
+                "UPDATE chats SET state = ?, ended_at = ?, ended_by = ? WHERE id = ?",
+                (state.value, _ts(now), ended_by, chat_id),
+            )
+        else:
+            await self._write("UPDATE chats SET state = ? WHERE id = ?", (state.value, chat_id))
+
+    # Chat events -------------------------------------------------------------------------
+
+    @staticmethod
+    def _event(row: aiosqlite.Row) -> ChatEvent:
+        ts = _dt(row["created_at"])
+        assert ts is not None
+        return ChatEvent(
+            chat_id=row["chat_id"],
+            seq=row["seq"],
+            kind=EventKind(row["kind"]),
+            sender=Sender(row["sender"]),
+            name=row["name"],
+            text=row["text"],
+            ts=ts,
+            client_id=row["client_id"],
+            operator_jid=row["jid"],
+        )
+
+    _EVENT_COLUMNS = (
+        "e.chat_id, e.seq, e.kind, e.sender, e.name, e.text, e.client_id, e.created_at, o.jid"
+    )
+
+    async def append_event(self, event: ChatEvent, operator_id: int | None = None) -> None:
+        """Commit one transcript entry. Its seq must be the chat's next one; the service
+        serialises appends per chat so that holds."""
+        await self._write(
+            "INSERT INTO chat_events (chat_id, seq, kind, sender, operator_id, name, text,"
+            " client_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.chat_id, event.seq, event.kind.value, event.sender.value, operator_id,
+             event.name, event.text, event.client_id, _ts(event.ts)),
+        )
+
+    async def events_after(self, chat_id: int, seq: int) -> list[ChatEvent]:
+        rows = await self._all(
+            f"SELECT {self._EVENT_COLUMNS} FROM chat_events e"
+            " LEFT JOIN operators o ON o.id = e.operator_id"
+            " WHERE e.chat_id = ? AND e.seq > ? ORDER BY e.seq",
+            (chat_id, seq),
+        )
+        return [self._event(r) for r in rows]
+
+    async def event_by_client_id(self, chat_id: int, client_id: str) -> ChatEvent | None:
+        row = await self._one(
+            f"SELECT {self._EVENT_COLUMNS} FROM chat_events e"
+            " LEFT JOIN operators o ON o.id = e.operator_id"
+            " WHERE e.chat_id = ? AND e.client_id = ?",
+            (chat_id, client_id),
+        )
+        return self._event(row) if row else None
+
+    async def last_seq(self, chat_id: int) -> int:
+        row = await self._one(
+            "SELECT COALESCE(MAX(seq), 0) FROM chat_events WHERE chat_id = ?", (chat_id,)
+        )
+        return int(row[0]) if row else 0
+
+    async def integrity_check(self) -> str:
+        row = await self._one("PRAGMA integrity_check")
+        return str(row[0]) if row else ""

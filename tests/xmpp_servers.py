@@ -1,0 +1,592 @@
+"""Real XMPP servers for the tests: throwaway Prosody and ejabberd instances on loopback.
+
+The lead's conftest fixtures call `start_server` with a kind ("prosody" or "ejabberd"), a
+temporary directory, the component domain and its secret, and `XmppServer.stop` at teardown.
+Tests then `register` accounts, connect clients to ``host:c2s_port`` and the component to
+``host:component_port``, and may `restart` the server to test reconnection (same ports,
+same data: accounts, rosters and offline messages survive).
+
+Each server gets its own directory, ports and (for ejabberd) Erlang node name and cookie,
+so several can run at once and none collides with a system-wide Prosody or ejabberd. A
+final `stop` kills every process of the instance and deletes its directory, keeping only
+a copy of the server's log next to the test's other files (``<tmp>/<name>.log``).
+
+A missing server binary is a RuntimeError, never a skip: DESIGN.md wants the tests on
+real servers, and a silently skipped suite would hide that they did not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal, Protocol
+
+from component.prosody import LocalProsody, free_port, port_accepts, read_tail
+
+__all__ = [
+    "EjabberdServer",
+    "ProsodyServer",
+    "ServerKind",
+    "XmppServer",
+    "start_server",
+]
+
+ServerKind = Literal["prosody", "ejabberd"]
+LOOPBACK = "127.0.0.1"
+# Where Debian puts ejabberdctl; /usr/sbin is not on every PATH (e.g. a non-login shell).
+_SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
+# ejabberdctl switches to this user (su) when started as root.
+_EJABBERD_USER = "ejabberd"
+
+
+class XmppServer(Protocol):
+    """What the tests may rely on, whichever server runs underneath."""
+
+    kind: ServerKind
+    domain: str  # the user domain: accounts are user@domain
+    host: str  # always 127.0.0.1
+    c2s_port: int
+    component_domain: str
+    component_port: int
+    component_secret: str
+    last_start_seconds: float  # wall time of the last start (for reports)
+    last_stop_seconds: float
+
+    @property
+    def log_path(self) -> Path:
+        """The server's live log file (gone after the final `stop`)."""
+        ...
+
+    async def start(self) -> None:
+        """Start (again) and return once the client and component ports accept connections."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop for good: kill every process of the instance and delete its directory."""
+        ...
+
+    async def restart(self) -> None:
+        """Stop and start on the same ports with the same data."""
+        ...
+
+    async def register(self, user: str, password: str) -> None:
+        """Create the account user@domain, or reset its password if it exists."""
+        ...
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the server's log, for assertion messages."""
+        ...
+
+
+def _keep_log(log: Path, keep_in: Path, name: str) -> None:
+    """Copy a server's log to *keep_in* before its directory is deleted (best effort)."""
+    with contextlib.suppress(OSError):
+        if log.exists():
+            shutil.copyfile(log, keep_in / f"{name}.log")
+
+
+class ProsodyServer:
+    """A `LocalProsody` in a fresh directory under the test's temporary directory."""
+
+    kind: ServerKind = "prosody"
+
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        component_domain: str,
+        component_secret: str,
+        domain: str = "localhost",
+    ) -> None:
+        self.domain = domain
+        self.host = LOOPBACK
+        self.component_domain = component_domain
+        self.component_secret = component_secret
+        self.c2s_port = free_port()
+        self.component_port = free_port()
+        self.last_start_seconds = 0.0
+        self.last_stop_seconds = 0.0
+        self._tmp = tmp
+        self._workdir = Path(tempfile.mkdtemp(prefix="prosody-", dir=tmp))
+        self._prosody = LocalProsody(
+            self._workdir,
+            domain=domain,
+            component_domain=component_domain,
+            component_secret=component_secret,
+            c2s_port=self.c2s_port,
+            component_port=self.component_port,
+        )
+
+    @property
+    def log_path(self) -> Path:
+        """Prosody's log inside the instance directory."""
+        return self._prosody.log_path
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of Prosody's log."""
+        return read_tail(self.log_path, lines)
+
+    async def start(self) -> None:
+        """Start Prosody (recreating the directory if a final `stop` removed it)."""
+        began = time.monotonic()
+        await self._prosody.start()
+        self.last_start_seconds = time.monotonic() - began
+
+    async def _stop_process(self) -> None:
+        began = time.monotonic()
+        await self._prosody.stop()
+        self.last_stop_seconds = time.monotonic() - began
+
+    async def stop(self) -> None:
+        """Stop Prosody and delete its directory, keeping a copy of the log."""
+        await self._stop_process()
+        _keep_log(self.log_path, self._tmp, self._workdir.name)
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+    async def restart(self) -> None:
+        """Stop and start again; the data directory (accounts, offline messages) stays."""
+        await self._stop_process()
+        await self.start()
+
+    async def register(self, user: str, password: str) -> None:
+        """Create user@domain with prosodyctl (works while Prosody runs)."""
+        await self._prosody.register(user, password)
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """Return (parent pid, start time in clock ticks) of *pid*, or None if it is gone.
+
+    The start time tells a process from a later one that reuses its pid, so `stop` never
+    signals a stranger.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may contain spaces: split after the last ")".
+    fields = raw.rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[19])
+
+
+def _all_pids() -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _process_tree(root: int) -> dict[int, int]:
+    """Return {pid: start time} of *root* and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    starts: dict[int, int] = {}
+    for pid in _all_pids():
+        stat = _proc_stat(pid)
+        if stat is not None:
+            children.setdefault(stat[0], []).append(pid)
+            starts[pid] = stat[1]
+    tree: dict[int, int] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        if pid in starts and pid not in tree:
+            tree[pid] = starts[pid]
+            todo.extend(children.get(pid, []))
+    return tree
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace"
+        )
+    except OSError:
+        return ""
+
+
+def _kill_if_same(pid: int, start: int, sig: signal.Signals) -> None:
+    """Send *sig* to *pid* only if it is still the process that started at *start*."""
+    stat = _proc_stat(pid)
+    if stat is not None and stat[1] == start:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+class EjabberdServer:
+    """A throwaway ejabberd node run through Debian's ejabberdctl, in the foreground.
+
+    Everything lives in one directory made with mkdtemp under the system temporary
+    directory (pytest's own is mode 0700 for root, which the ``ejabberd`` user that
+    ejabberdctl switches to cannot enter), owned by that user:
+
+    - ``etc/``: ejabberd.yml, ejabberdctl.cfg and inetrc. Passing ``--config-dir`` rather
+      than ``--config`` matters: ejabberdctl sources ``<config-dir>/ejabberdctl.cfg``, and
+      Debian's ``/etc/ejabberd/ejabberdctl.cfg`` would set EJABBERD_CONFIG_PATH back to
+      ``/etc/ejabberd/ejabberd.yml``, silently overriding ``--config``.
+    - ``spool/``: the Mnesia database (accounts, rosters, offline messages) and pid file.
+    - ``logs/``: ejabberd.log, error.log, plus ``console.log`` (ejabberdctl's output).
+
+    Erlang distribution uses ``ERL_DIST_PORT`` (a free loopback port): no epmd is started
+    or contacted, and ejabberdctl skips its start-up check that would otherwise run
+    ``epmd -kill`` and look at every ``beam`` process on the machine.
+    """
+
+    kind: ServerKind = "ejabberd"
+
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        component_domain: str,
+        component_secret: str,
+        domain: str = "localhost",
+        ejabberdctl_bin: str = "ejabberdctl",
+    ) -> None:
+        self.domain = domain
+        self.host = LOOPBACK
+        self.component_domain = component_domain
+        self.component_secret = component_secret
+        self.c2s_port = free_port()
+        self.component_port = free_port()
+        self.dist_port = free_port()
+        # Unique per instance: names the Erlang node and marks every VM it (or a ctl call
+        # against it) starts, which `stop` uses to find stragglers.
+        self.node = f"refdesk-{secrets.token_hex(6)}@localhost"
+        self._cookie = secrets.token_hex(16)
+        self.last_start_seconds = 0.0
+        self.last_stop_seconds = 0.0
+        self._tmp = tmp
+        self._ctl_name = ejabberdctl_bin
+        self._workdir: Path | None = None
+        self._process: asyncio.subprocess.Process | None = None
+
+    # --- paths -------------------------------------------------------------------------
+
+    @property
+    def workdir(self) -> Path:
+        """The instance directory (created by the first `start`)."""
+        if self._workdir is None:
+            raise RuntimeError("this ejabberd was never started")
+        return self._workdir
+
+    @property
+    def log_path(self) -> Path:
+        """ejabberd's main log."""
+        return self.workdir / "logs" / "ejabberd.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of ejabberd's log and of ejabberdctl's console output."""
+        logs = self.workdir / "logs"
+        return (
+            f"--- {self.log_path} ---\n{read_tail(self.log_path, lines)}\n"
+            f"--- console ---\n{read_tail(logs / 'console.log', lines)}"
+        )
+
+    # --- config ------------------------------------------------------------------------
+
+    def _ejabberdctl(self) -> str:
+        path = os.environ.get("PATH", "") + os.pathsep + _SBIN_PATH
+        binary = shutil.which(self._ctl_name, path=path)
+        if binary is None:
+            raise RuntimeError(
+                f"{self._ctl_name!r} not found: install Debian's 'ejabberd' package "
+                "(apt-get install ejabberd)"
+            )
+        return binary
+
+    def _owner(self) -> tuple[int, int] | None:
+        """(uid, gid) to chown the directory to, or None if we already are that user."""
+        try:
+            entry = pwd.getpwnam(_EJABBERD_USER)
+        except KeyError:
+            raise RuntimeError(
+                f"no {_EJABBERD_USER!r} system user: install Debian's 'ejabberd' package"
+            ) from None
+        if os.geteuid() == entry.pw_uid:
+            return None
+        if os.geteuid() != 0:
+            raise RuntimeError(
+                f"ejabberdctl runs only as root or as {_EJABBERD_USER!r}; "
+                f"this is uid {os.geteuid()}"
+            )
+        return entry.pw_uid, entry.pw_gid
+
+    def config_text(self) -> str:
+        """ejabberd.yml for this instance (JSON strings are valid YAML scalars)."""
+        q = json.dumps
+        return f"""\
+# Written by tests/xmpp_servers.py for a throwaway ejabberd; deleted at stop.
+hosts:
+  - {q(self.domain)}
+loglevel: info
+log_rotate_count: 0
+hide_sensitive_log_data: false
+auth_method: [internal]
+auth_password_format: scram
+listen:
+  -
+    port: {self.c2s_port}
+    ip: "{LOOPBACK}"
+    module: ejabberd_c2s
+    # No certificates: clients log in over plain TCP on loopback.
+    starttls_required: false
+    max_stanza_size: 262144
+  -
+    port: {self.component_port}
+    ip: "{LOOPBACK}"
+    module: ejabberd_service
+    hosts:
+      {q(self.component_domain)}:
+        password: {q(self.component_secret)}
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+  c2s:
+    allow: all
+  # A throwaway server talks to nobody else.
+  s2s:
+    deny: all
+s2s_access: s2s
+api_permissions:
+  "console commands":
+    from:
+      - ejabberd_ctl
+    who: all
+    what: "*"
+shaper_rules:
+  max_user_sessions: 10
+  max_user_offline_messages: 5000
+modules:
+  mod_roster: {{}}
+  # Operators who are offline must still get what the component sends them.
+  mod_offline:
+    access_max_user_messages: max_user_offline_messages
+  mod_disco: {{}}
+  mod_ping: {{}}
+  # For "ejabberdctl change_password", which `register` uses on an existing account.
+  mod_admin_extra: {{}}
+"""
+
+    def ctl_config_text(self) -> str:
+        """ejabberdctl.cfg: node name, cookie, distribution port, pid file."""
+        spool = self.workdir / "spool"
+        return f"""\
+# Written by tests/xmpp_servers.py; sourced by ejabberdctl (a shell script).
+ERLANG_NODE={self.node}
+# Fixed distribution port, loopback only: no epmd, and no "epmd -kill" at start.
+ERL_DIST_PORT={self.dist_port}
+ERL_OPTIONS="-setcookie {self._cookie} -kernel inet_dist_use_interface {{127,0,0,1}} \
+-env ERL_CRASH_DUMP_BYTES 0"
+EJABBERD_PID_PATH={spool}/ejabberd.pid
+EJABBERD_BYPASS_WARNINGS=true
+"""
+
+    def _write_files(self) -> None:
+        """Create the instance directory on first start and (re)write its config files."""
+        owner = self._owner()
+        if self._workdir is None or not self._workdir.exists():
+            # /tmp itself, not pytest's tmp_path: see the class docstring.
+            self._workdir = Path(tempfile.mkdtemp(prefix="refdesk-ejabberd-"))
+        workdir = self._workdir
+        for sub in ("etc", "spool", "logs"):
+            (workdir / sub).mkdir(exist_ok=True)
+        etc = workdir / "etc"
+        (etc / "ejabberd.yml").write_text(self.config_text())
+        (etc / "ejabberdctl.cfg").write_text(self.ctl_config_text())
+        # Same resolver settings as Debian's /etc/ejabberd/inetrc; "localhost" in the node
+        # name must resolve from /etc/hosts.
+        (etc / "inetrc").write_text('{lookup,["file","native"]}.\n{file, resolv, "/etc/resolv.conf"}.\n')
+        for path in [workdir, *workdir.rglob("*")]:
+            if owner is not None:
+                os.chown(path, *owner)
+            # The config holds the component secret and the Erlang cookie.
+            path.chmod(0o700 if path.is_dir() else 0o600)
+
+    def _ctl_args(self) -> list[str]:
+        workdir = self.workdir
+        return [
+            self._ejabberdctl(),
+            "--config-dir",
+            str(workdir / "etc"),
+            "--spool",
+            str(workdir / "spool"),
+            "--logs",
+            str(workdir / "logs"),
+            "--node",
+            self.node,
+        ]
+
+    # --- life cycle --------------------------------------------------------------------
+
+    async def start(self, timeout: float = 30) -> None:
+        """Start ejabberd in the foreground and wait until both ports accept connections.
+
+        On failure the instance's processes are killed and a RuntimeError carries the end
+        of ejabberd's log.
+        """
+        if self._process is not None and self._process.returncode is None:
+            raise RuntimeError("this ejabberd is already running")
+        began = time.monotonic()
+        self._ejabberdctl()  # fail before making any directory if it is not installed
+        for port in (self.c2s_port, self.component_port, self.dist_port):
+            if await port_accepts(self.host, port):
+                raise RuntimeError(f"port {self.host}:{port} is already in use")
+        self._write_files()
+        with open(self.workdir / "logs" / "console.log", "ab") as console:
+            self._process = await asyncio.create_subprocess_exec(
+                *self._ctl_args(),
+                "foreground",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=console,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=str(self.workdir),
+                start_new_session=True,
+            )
+        try:
+            await self._wait_listening(timeout)
+        except BaseException:
+            await self._stop_process()
+            raise
+        self.last_start_seconds = time.monotonic() - began
+
+    async def _wait_listening(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = [self.c2s_port, self.component_port]
+        while pending:
+            process = self._process
+            if process is None or process.returncode is not None:
+                code = None if process is None else process.returncode
+                raise RuntimeError(
+                    f"ejabberd exited during start-up (status {code})\n{self.log_tail()}"
+                )
+            if await port_accepts(self.host, pending[0]):
+                pending.pop(0)
+                continue
+            if loop.time() > deadline:
+                raise RuntimeError(
+                    f"ejabberd did not listen on {self.host}:{pending[0]} within {timeout} s\n"
+                    f"{self.log_tail()}"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _stop_process(self, timeout: float = 15) -> None:
+        """Stop the node, keep its directory. Called by `stop`, `restart` and failed starts.
+
+        The process tree is ejabberdctl (bash) -> su -> sh -> beam.smp -> erl_child_setup
+        -> helpers, and su puts its child in a new session, so a process-group signal does
+        not reach the VM. SIGTERM to beam.smp is Erlang's orderly shutdown (init:stop), which
+        lets Mnesia close its files; whatever is left after *timeout* gets SIGKILL.
+        """
+        began = time.monotonic()
+        process = self._process
+        self._process = None
+        if process is not None and process.returncode is None:
+            tree = _process_tree(process.pid)
+            beams = [pid for pid in tree if "beam.smp" in _cmdline(pid)]
+            for pid in beams:
+                _kill_if_same(pid, tree[pid], signal.SIGTERM)
+            if not beams:
+                with contextlib.suppress(ProcessLookupError):
+                    process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout)
+            except TimeoutError:
+                pass
+            # Helpers normally exit with the VM; anything of this tree still there is killed.
+            for pid, start in tree.items():
+                _kill_if_same(pid, start, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+        self._kill_stragglers()
+        self.last_stop_seconds = time.monotonic() - began
+
+    def _kill_stragglers(self) -> None:
+        """SIGKILL any VM whose command line names this node (e.g. a stuck ctl call).
+
+        The node name holds 12 random hex digits, so this matches only our processes.
+        """
+        me = os.getpid()
+        for pid in _all_pids():
+            if pid != me and self.node in _cmdline(pid):
+                stat = _proc_stat(pid)
+                if stat is not None:
+                    _kill_if_same(pid, stat[1], signal.SIGKILL)
+
+    async def stop(self) -> None:
+        """Stop the node for good and delete its directory, keeping a copy of the log."""
+        await self._stop_process()
+        if self._workdir is not None:
+            _keep_log(self.log_path, self._tmp, self._workdir.name)
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    async def restart(self) -> None:
+        """Stop and start on the same ports with the same Mnesia data."""
+        await self._stop_process()
+        await self.start()
+
+    async def _ctl(self, *args: str, timeout: float = 30) -> tuple[int, str]:
+        """Run one ejabberdctl command against the node; return (status, output)."""
+        process = await asyncio.create_subprocess_exec(
+            *self._ctl_args(),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=str(self.workdir),
+            start_new_session=True,
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), timeout)
+        except TimeoutError:
+            for pid, start in _process_tree(process.pid).items():
+                _kill_if_same(pid, start, signal.SIGKILL)
+            await process.wait()
+            raise RuntimeError(f"ejabberdctl {args[0]} timed out after {timeout} s") from None
+        assert process.returncode is not None
+        return process.returncode, output.decode(errors="replace").strip()
+
+    async def register(self, user: str, password: str) -> None:
+        """Create user@domain with ``ejabberdctl register`` (or reset its password)."""
+        status, output = await self._ctl("register", user, self.domain, password)
+        if status != 0 and "already registered" in output:
+            # Same behaviour as prosodyctl, which overwrites: tests may re-register.
+            status, output = await self._ctl("change_password", user, self.domain, password)
+        if status != 0:
+            raise RuntimeError(
+                f"ejabberdctl register {user}@{self.domain} failed (status {status}): {output}"
+            )
+
+
+async def start_server(
+    kind: str, tmp: Path, component_domain: str, secret: str
+) -> XmppServer:
+    """Start a throwaway server of *kind* ("prosody" or "ejabberd") and return it running.
+
+    Called by the lead's conftest fixture, which must call ``await server.stop()`` at
+    teardown. *tmp* receives the Prosody instance directory and, after `stop`, a copy of
+    the server's log. Raises RuntimeError if the server is not installed or fails to start.
+    """
+    server: XmppServer
+    if kind == "prosody":
+        server = ProsodyServer(tmp, component_domain=component_domain, component_secret=secret)
+    elif kind == "ejabberd":
+        server = EjabberdServer(tmp, component_domain=component_domain, component_secret=secret)
+    else:
+        raise ValueError(f"unknown XMPP server kind {kind!r}; use 'prosody' or 'ejabberd'")
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        raise
+    return server

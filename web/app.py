@@ -1,0 +1,81 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import WSCloseCode, web
+
+from component.config import Config
+from component.service import DeskService
+from web import pages, patron
+from web.hub import PatronHub
+from web.keys import CONFIG, HUB, SERVICE, SOCKETS
+
+WIDGET_DIR = Path(__file__).resolve().parent.parent / "widget"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def content_security_policy(request: web.Request) -> str:
+    """Patron pages may be framed by partner sites; nothing may run that we did not serve."""
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            f"connect-src 'self' ws://{request.host} wss://{request.host}",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors *",
+        ]
+    )
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(request))
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    return response
+
+
+def make_app(service: DeskService, config: Config) -> web.Application:
+    """Build the web application around a running service. Called by the composition root
+    and by tests; the caller runs it (e.g. with `web.AppRunner`)."""
+    app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+    app[SERVICE] = service
+    app[CONFIG] = config
+    app[HUB] = PatronHub(service.bus)
+    app[SOCKETS] = set()
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=jinja2.select_autoescape(default=True),
+    )
+    app.cleanup_ctx.append(_hub_ctx)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/chat/{queue}", pages.chat_page)
+    app.router.add_get("/api/queues/{queue}/status", pages.queue_status)
+    app.router.add_get("/ws/{queue}", patron.handle_ws)
+    app.router.add_static(pages.STATIC_PREFIX, WIDGET_DIR, append_version=False)
+    return app
+
+
+async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = app[HUB]
+    hub.start()
+    yield
+    hub.stop()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")

@@ -1,0 +1,131 @@
+"""Patron connections per chat, fed by service events.
+
+Each WebSocket (or, later, long-poll client) is a `PatronConnection` with one ordered
+queue of outgoing frames, so every frame of a chat reaches the patron in seq order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from component.bus import EventBus
+from component.core.events import ChatEnded, Event, MessagePosted, QueueStatusChanged, TypingChanged
+from component.core.models import ChatEvent, EventKind, Sender
+
+Frame = dict[str, Any]
+# Frames that are transcript entries: each seq is sent at most once per connection.
+_TRANSCRIPT_FRAMES = frozenset({"message", "ended"})
+
+
+def event_frame(event: ChatEvent) -> Frame:
+    """The widget-protocol frame for a transcript entry (live or replayed)."""
+    if event.kind is EventKind.ENDED:
+        return {"type": "ended", "seq": event.seq, "by": event.name or "system",
+                "text": event.text, "ts": event.ts.isoformat()}
+    frame: Frame = {
+        "type": "message",
+        "seq": event.seq,
+        "from": event.sender.value,
+        "name": event.name,
+        "text": event.text,
+        "ts": event.ts.isoformat(),
+    }
+    if event.client_id is not None:
+        frame["id"] = event.client_id
+    return frame
+
+
+class PatronConnection:
+    """One patron socket's outgoing side. While the history is being replayed, live
+    frames are held back and released afterwards, skipping what the replay already sent."""
+
+    def __init__(self, chat_id: int, queue: str) -> None:
+        self.chat_id = chat_id
+        self.queue = queue
+        self.frames: asyncio.Queue[Frame | None] = asyncio.Queue()
+        self.sent_seq = 0
+        self._held: list[Frame] | None = []
+
+    def push(self, frame: Frame) -> None:
+        """Queue a frame; transcript frames the patron already has are dropped."""
+        if self._held is not None:
+            self._held.append(frame)
+            return
+        seq = frame.get("seq")
+        if isinstance(seq, int):
+            if frame["type"] in _TRANSCRIPT_FRAMES and seq <= self.sent_seq:
+                return
+            self.sent_seq = max(self.sent_seq, seq)
+        self.frames.put_nowait(frame)
+
+    def replay(self, frames: list[Frame], after: int) -> None:
+        """Send the history (entries after seq `after`) first, then whatever arrived
+        meanwhile."""
+        held, self._held = self._held or [], None
+        self.sent_seq = after
+        for frame in frames:
+            self.push(frame)
+        for frame in held:
+            self.push(frame)
+
+    def close(self) -> None:
+        self.frames.put_nowait(None)
+
+
+class PatronHub:
+    """Created by the app factory; subscribed to the service bus while the app runs."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self._by_chat: dict[int, set[PatronConnection]] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+        self.status_listeners: set[PatronConnection] = set()
+
+    def start(self) -> None:
+        self._unsubscribe = self._bus.subscribe(self._on_event)
+
+    def stop(self) -> None:
+        if self._unsubscribe:
+            self._unsubscribe()
+        for conns in self._by_chat.values():
+            for conn in conns:
+                conn.close()
+        self._by_chat.clear()
+
+    def register(self, conn: PatronConnection) -> None:
+        self._by_chat.setdefault(conn.chat_id, set()).add(conn)
+
+    def unregister(self, conn: PatronConnection) -> None:
+        conns = self._by_chat.get(conn.chat_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._by_chat[conn.chat_id]
+
+    def connections(self, chat_id: int) -> int:
+        return len(self._by_chat.get(chat_id, ()))
+
+    def _send(self, chat_id: int, frame: Frame) -> None:
+        for conn in self._by_chat.get(chat_id, ()):
+            conn.push(frame)
+
+    def _on_event(self, event: Event) -> None:
+        match event:
+            case MessagePosted():
+                # The patron's own messages are answered with an ack by their socket and
+                # come back only in a replay.
+                if event.event.sender is not Sender.PATRON:
+                    self._send(event.chat_id, event_frame(event.event))
+            case ChatEnded():
+                self._send(event.chat_id, event_frame(event.event))
+            case TypingChanged():
+                if not event.by_patron:
+                    state = "composing" if event.composing else "paused"
+                    self._send(event.chat_id, {"type": "typing", "state": state})
+            case QueueStatusChanged():
+                for conns in self._by_chat.values():
+                    for conn in conns:
+                        if conn.queue == event.queue:
+                            conn.push({"type": "queue_changed"})

@@ -1,0 +1,15 @@
+"""Typed application keys, all in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from component.config import Config
+from component.service import DeskService
+from web.hub import PatronHub
+
+SERVICE = web.AppKey("service", DeskService)
+CONFIG = web.AppKey("config", Config)
+HUB = web.AppKey("hub", PatronHub)
+# Open patron sockets, closed with "going away" when the server shuts down.
+SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
