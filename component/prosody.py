@@ -188,7 +188,7 @@ class LocalProsody:
                 # An empty directory: no TLS offered, and no error about a missing one.
                 f"certificates = {lua_string(str(workdir / 'certs'))}",
                 "log = {",
-                f"  {{ levels = {{ min = \"info\" }}, to = \"file\","
+                f'  {{ levels = {{ min = "info" }}, to = "file",'
                 f" filename = {lua_string(str(self.log_path))} }};",
                 "}",
                 "",
@@ -207,6 +207,8 @@ class LocalProsody:
                 "",
                 "-- No certificates: clients log in over plain TCP on loopback.",
                 "c2s_require_encryption = false",
+                "-- SCRAM-SHA-1 is offered anyway (slixmpp uses it); this adds PLAIN for",
+                "-- clients without SCRAM, e.g. Pidgin built without Cyrus SASL.",
                 "allow_unencrypted_plain_auth = true",
                 'authentication = "internal_hashed"',
                 'storage = "internal"',
@@ -216,7 +218,7 @@ class LocalProsody:
                 "  -- Operators who are offline must still get what the component sends them.",
                 '  "offline";',
                 "}",
-                '-- s2s is loaded by default; a throwaway server talks to nobody else.',
+                "-- s2s is loaded by default; a throwaway server talks to nobody else.",
                 'modules_disabled = { "s2s" }',
                 "",
                 f"VirtualHost {lua_string(self.domain)}",
@@ -293,7 +295,9 @@ class LocalProsody:
             process = self._process
             if process is None or process.returncode is not None:
                 code = None if process is None else process.returncode
-                raise RuntimeError(f"Prosody exited during start-up (status {code})\n{self._tails()}")
+                raise RuntimeError(
+                    f"Prosody exited during start-up (status {code})\n{self._tails()}"
+                )
             if await port_accepts(self.host, pending[0]):
                 pending.pop(0)
                 continue

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from slixmpp import ClientXMPP, Iq, Message, Presence
-from slixmpp.xmlstream import StanzaBase
 from slixmpp.jid import JID
+from slixmpp.xmlstream import StanzaBase
 
 __all__ = ["OperatorClient"]
 
@@ -52,9 +52,7 @@ class _Inbox(Generic[_S]):
         self.queue = queue
         self.held: list[_S] = []
 
-    async def take(
-        self, match: Callable[[_S], bool], timeout: float, what: str
-    ) -> _S:
+    async def take(self, match: Callable[[_S], bool], timeout: float, what: str) -> _S:
         for index, item in enumerate(self.held):
             if match(item):
                 return self.held.pop(index)
@@ -214,6 +212,10 @@ class OperatorClient:
     def send_message(self, to: str, body: str) -> None:
         """Send a chat message, as typing a line into a one-to-one chat window does."""
         self.xmpp.send_message(mto=JID(to), mbody=body, mtype="chat")
+
+    def subscribe(self, to: str) -> None:
+        """Ask for *to*'s presence, as adding a contact does (the reply lands in `presences`)."""
+        self.xmpp.send_presence(pto=JID(to).bare, ptype="subscribe")
 
     def set_presence(self, show: str | None, status: str | None = None) -> None:
         """Broadcast availability: None (available), "chat", "away", "xa" or "dnd"."""

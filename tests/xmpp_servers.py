@@ -202,8 +202,8 @@ def _process_tree(root: int) -> dict[int, int]:
 
 def _cmdline(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace"
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         )
     except OSError:
         return ""
@@ -403,7 +403,9 @@ EJABBERD_BYPASS_WARNINGS=true
         (etc / "ejabberdctl.cfg").write_text(self.ctl_config_text())
         # Same resolver settings as Debian's /etc/ejabberd/inetrc; "localhost" in the node
         # name must resolve from /etc/hosts.
-        (etc / "inetrc").write_text('{lookup,["file","native"]}.\n{file, resolv, "/etc/resolv.conf"}.\n')
+        (etc / "inetrc").write_text(
+            '{lookup,["file","native"]}.\n{file, resolv, "/etc/resolv.conf"}.\n'
+        )
         for path in [workdir, *workdir.rglob("*")]:
             if owner is not None:
                 os.chown(path, *owner)
@@ -497,10 +499,8 @@ EJABBERD_BYPASS_WARNINGS=true
             if not beams:
                 with contextlib.suppress(ProcessLookupError):
                     process.terminate()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), timeout)
-            except TimeoutError:
-                pass
             # Helpers normally exit with the VM; anything of this tree still there is killed.
             for pid, start in tree.items():
                 _kill_if_same(pid, start, signal.SIGKILL)
@@ -568,9 +568,7 @@ EJABBERD_BYPASS_WARNINGS=true
             )
 
 
-async def start_server(
-    kind: str, tmp: Path, component_domain: str, secret: str
-) -> XmppServer:
+async def start_server(kind: str, tmp: Path, component_domain: str, secret: str) -> XmppServer:
     """Start a throwaway server of *kind* ("prosody" or "ejabberd") and return it running.
 
     Called by the lead's conftest fixture, which must call ``await server.stop()`` at

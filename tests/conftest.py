@@ -1,0 +1,161 @@
+"""Shared fixtures: real XMPP servers, a running refdesk, operators and patrons.
+
+Tests that need a server FAIL when it is missing (`start_server` raises); nothing here
+skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from component.config import ChatConfig, Config, StorageConfig, WebConfig, XmppConfig
+from component.prosody import free_port
+from component.runner import Refdesk
+from component.store import Store
+from tests.operator_client import OperatorClient
+from tests.patron_client import PatronClient
+from tests.xmpp_servers import XmppServer, start_server
+
+COMPONENT_DOMAIN = "desk.localhost"
+SECRET = "component-secret-" + secrets.token_hex(4)
+_names = itertools.count(1)
+
+
+def make_config(
+    tmp: Path, *, xmpp_host: str = "127.0.0.1", xmpp_port: int | None = None, **chat: int
+) -> Config:
+    """A config for one test: its own database, web port chosen by the OS."""
+    return Config(
+        xmpp=XmppConfig(
+            domain=COMPONENT_DOMAIN,
+            secret=SECRET,
+            host=xmpp_host,
+            port=xmpp_port if xmpp_port is not None else free_port(),
+            reconnect_max_delay=1.0,
+        ),
+        web=WebConfig(port=0, public_url="http://127.0.0.1:8080"),
+        storage=StorageConfig(path=tmp / "refdesk.sqlite3"),
+        chat=replace(ChatConfig(), **chat),
+    )
+
+
+async def seed(path: Path, queues: tuple[str, ...] = ("ask",)) -> None:
+    """Create a group and queues in a fresh database, as the CLI would."""
+    store = await Store.open(path)
+    try:
+        now = datetime.now(UTC)
+        group = await store.add_group("library", "Library", now)
+        for name in queues:
+            await store.add_queue(name, group.id, f"Ask us ({name})", None, now)
+    finally:
+        await store.close()
+
+
+@pytest.fixture(scope="session", params=["prosody", "ejabberd"])
+async def xmpp_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[XmppServer]:
+    server = await start_server(
+        request.param, tmp_path_factory.mktemp(request.param), COMPONENT_DOMAIN, SECRET
+    )
+    yield server
+    await server.stop()
+
+
+class Desk:
+    """A running refdesk connected to a test XMPP server, with helpers to add people."""
+
+    def __init__(self, refdesk: Refdesk, server: XmppServer | None) -> None:
+        self.refdesk = refdesk
+        self.server = server
+        self.url = f"http://127.0.0.1:{refdesk.port}"
+        self.clients: list[OperatorClient] = []
+        self.patrons: list[PatronClient] = []
+
+    @property
+    def service(self):  # type: ignore[no-untyped-def]
+        return self.refdesk.service
+
+    async def add_operator(
+        self, queues: tuple[str, ...] = ("ask",), *, name: str | None = None, max_chats: int = 3
+    ) -> OperatorClient:
+        """Register a fresh account, make it an operator of `queues`, log it in and wait
+        until refdesk sees it available."""
+        assert self.server is not None
+        user = f"op{next(_names)}x{secrets.token_hex(2)}"
+        password = secrets.token_hex(8)
+        await self.server.register(user, password)
+        jid = f"{user}@{self.server.domain}"
+        store = self.refdesk.store
+        op = await store.upsert_operator(jid, name or user.capitalize(), max_chats, datetime.now(UTC))
+        for q in queues:
+            queue = await store.queue_by_name(q)
+            assert queue is not None
+            await store.assign(queue.id, op.id)
+        await self.service.reload_directory()
+        client = OperatorClient(jid, password, self.server.host, self.server.c2s_port)
+        await client.connect()
+        self.clients.append(client)
+        await wait_for(lambda: self.service.presence_of(jid).takes_chats, what=f"{jid} available")
+        return client
+
+    async def patron(self, queue: str = "ask") -> PatronClient:
+        patron = PatronClient(self.url, queue)
+        await patron.connect()
+        self.patrons.append(patron)
+        return patron
+
+    async def close(self) -> None:
+        for p in self.patrons:
+            await p.close()
+        for c in self.clients:
+            await c.disconnect()
+        await self.refdesk.stop()
+
+
+async def wait_for(
+    predicate: Callable[[], bool], *, timeout: float = 15.0, what: str = "condition"
+) -> None:
+    """Poll `predicate` until true; fail the test with `what` otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def desk(xmpp_server: XmppServer, tmp_path: Path) -> AsyncIterator[Desk]:
+    """refdesk on the session's XMPP server with a queue `ask`, online."""
+    config = make_config(tmp_path, xmpp_port=xmpp_server.component_port)
+    await seed(config.storage.path, ("ask", "other"))
+    refdesk = Refdesk(config)
+    await refdesk.start()
+    d = Desk(refdesk, xmpp_server)
+    try:
+        await asyncio.wait_for(refdesk.adapter.online.wait(), 20)
+        yield d
+    finally:
+        await d.close()
+
+
+@pytest.fixture
+async def offline_desk(tmp_path: Path) -> AsyncIterator[Desk]:
+    """refdesk with no XMPP server at all (it keeps trying): for the web side alone."""
+    config = make_config(tmp_path)
+    await seed(config.storage.path)
+    refdesk = Refdesk(config)
+    await refdesk.start()
+    d = Desk(refdesk, None)
+    try:
+        yield d
+    finally:
+        await d.close()

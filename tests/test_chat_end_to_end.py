@@ -1,0 +1,233 @@
+"""A chat end to end: patron WebSocket ⇄ refdesk ⇄ real XMPP server ⇄ operator clients.
+
+Every test here runs against Prosody and against ejabberd (the `xmpp_server` fixture is
+parametrized).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import Desk, wait_for
+
+
+async def _offer(op, patron, question: str):  # type: ignore[no-untyped-def]
+    """The patron asks; returns the offer message the operator got (from the guest JID)."""
+    ack = await patron.say(question)
+    assert ack["seq"] >= 1
+    offer = await op.next_message()
+    assert offer["from"].bare.startswith("guest-")
+    assert question in offer["body"]
+    return offer
+
+
+async def test_full_chat_both_ways(desk: Desk) -> None:
+    op = await desk.add_operator(name="Ana")
+    patron = await desk.patron()
+    assert patron.welcome is not None and patron.welcome["status"] == "available"
+
+    offer = await _offer(op, patron, "Where are the atlases?")
+    guest = offer["from"].bare
+    assert guest.endswith("@desk.localhost")
+
+    op.send_message(guest, "Second floor, by the windows.")
+    joined = await patron.next("message", lambda f: f["from"] == "system")
+    assert "Ana" in joined["text"]
+    reply = await patron.next("message", lambda f: f["from"] == "operator")
+    assert reply["text"] == "Second floor, by the windows."
+    assert reply["name"] == "Ana"
+    assert reply["seq"] > joined["seq"]
+    # The patron never sees the operator's real address.
+    assert op.bare_jid not in str(patron.frames)
+
+    await patron.say("Thanks! And maps?")
+    follow_up = await op.next_message(guest)
+    assert follow_up["body"] == "Thanks! And maps?"
+
+    op.send_message(guest, "!end")
+    confirmation = await op.next_message(guest)
+    assert confirmation["body"] == "Chat ended."
+    ended = await patron.next("ended")
+    assert ended["seq"] > reply["seq"]
+
+    # Sequence numbers are dense and in order.
+    seqs = [f["seq"] for f in patron.frames if f["type"] in ("message", "ended", "ack")]
+    assert sorted(seqs) == list(range(1, len(seqs) + 1))
+
+
+async def test_first_operator_takes_it_and_the_other_is_told(desk: Desk) -> None:
+    ana = await desk.add_operator(name="Ana")
+    ben = await desk.add_operator(name="Ben")
+    patron = await desk.patron()
+    offer_a = await _offer(ana, patron, "Do you have The Odyssey?")
+    offer_b = await ben.next_message()
+    guest = offer_a["from"].bare
+    assert offer_b["from"].bare == guest
+
+    ana.send_message(guest, "Yes, two copies.")
+    taken = await ben.next_message(guest)
+    assert "Ana took this chat" in taken["body"]
+
+    # Ben may not write into Ana's chat: an error, and the patron sees nothing of it.
+    ben.send_message(guest, "I can help too")
+    error = await ben.next_error(guest)
+    assert error["error"]["condition"] == "not-allowed"
+    assert "Ana" in error["error"]["text"]
+    await patron.next("message", lambda f: f["text"] == "Yes, two copies.")
+    await asyncio.sleep(0.5)
+    assert all("I can help too" not in f.get("text", "") for f in patron.frames)
+
+    # !accept on a taken chat is refused too.
+    ben.send_message(guest, "!accept")
+    error = await ben.next_error(guest)
+    assert error["error"]["condition"] == "not-allowed"
+
+
+async def test_stranger_gets_an_error_and_reaches_no_patron(desk: Desk) -> None:
+    op = await desk.add_operator()
+    patron = await desk.patron()
+    offer = await _offer(op, patron, "Hello?")
+    guest = offer["from"].bare
+
+    stranger = await _stranger(desk)
+    stranger.send_message(guest, "I am not a librarian")
+    error = await stranger.next_error(guest)
+    assert error["error"]["condition"] == "forbidden"
+    # Also to a queue JID.
+    stranger.send_message("ask@desk.localhost", "!list")
+    error = await stranger.next_error("ask@desk.localhost")
+    assert error["error"]["condition"] == "forbidden"
+    await asyncio.sleep(0.5)
+    assert not [f for f in patron.frames if f["type"] == "message" and f["from"] != "patron"]
+
+
+async def _stranger(desk: Desk):  # type: ignore[no-untyped-def]
+    from tests.operator_client import OperatorClient
+
+    assert desk.server is not None
+    await desk.server.register("stranger", "stranger-pass")
+    client = OperatorClient(
+        f"stranger@{desk.server.domain}", "stranger-pass", desk.server.host, desk.server.c2s_port
+    )
+    await client.connect()
+    desk.clients.append(client)
+    return client
+
+
+async def test_patron_ends_the_chat(desk: Desk) -> None:
+    op = await desk.add_operator()
+    patron = await desk.patron()
+    offer = await _offer(op, patron, "Quick question")
+    guest = offer["from"].bare
+    op.send_message(guest, "Go ahead")
+    await patron.next("message", lambda f: f["from"] == "operator")
+    await patron.send({"type": "end"})
+    ended = await patron.next("ended")
+    assert ended["by"] in ("patron", "system", "")
+    notice = await op.next_message(guest)
+    assert "ended" in notice["body"]
+    # Writing into the ended chat is an error for the operator.
+    op.send_message(guest, "Are you still there?")
+    error = await op.next_error(guest)
+    assert error["error"]["condition"] == "item-not-found"
+
+
+async def test_operator_commands_answer(desk: Desk) -> None:
+    op = await desk.add_operator()
+    patron = await desk.patron()
+    offer = await _offer(op, patron, "Hi")
+    guest = offer["from"].bare
+    op.send_message(guest, "!help")
+    assert "!end" in (await op.next_message(guest))["body"]
+    op.send_message(guest, "!frobnicate")
+    assert "Unknown command !frobnicate" in (await op.next_message(guest))["body"]
+    op.send_message(guest, "!accept")
+    assert "You have this chat" in (await op.next_message(guest))["body"]
+    op.send_message(guest, "!!important")
+    literal = await patron.next("message", lambda f: f["from"] == "operator")
+    assert literal["text"] == "!important"
+    op.send_message("ask@desk.localhost", "!status")
+    status = await op.next_message("ask@desk.localhost")
+    assert "ask" in status["body"]
+
+
+async def test_resume_after_a_dropped_connection(desk: Desk) -> None:
+    op = await desk.add_operator()
+    patron = await desk.patron()
+    offer = await _offer(op, patron, "First question")
+    guest = offer["from"].bare
+    op.send_message(guest, "Answer one")
+    await patron.next("message", lambda f: f["text"] == "Answer one")
+    seen = patron.last_seq
+
+    await patron.drop()
+    op.send_message(guest, "Answer two")
+    op.send_message(guest, "Answer three")
+    await wait_for(lambda: desk.service._chats[patron.chat_id].last_seq >= seen + 2,
+                   what="operator messages stored")
+    welcome = await patron.connect(last_seq=seen)
+    assert welcome["resumed"] is True
+    await patron.next("message", lambda f: f["text"] == "Answer three")
+    texts = [f["text"] for f in patron.messages() if f["seq"] > seen]
+    assert texts == ["Answer two", "Answer three"]
+
+    # Resending an acknowledged message (same client id) is idempotent.
+    first = await patron.say("Once only", client_id="dup-1")
+    again = await patron.say("Once only", client_id="dup-1")
+    assert first["seq"] == again["seq"]
+    assert (await op.next_message(guest))["body"] == "Once only"
+    await op.expect_no_message(guest, within=1.0)
+
+    # A bad resume token starts a new chat rather than failing.
+    other = await desk.patron()
+    welcome = await other.connect(resume="not-a-token", last_seq=5)
+    assert welcome["resumed"] is False and welcome["chat"] != patron.chat_id
+
+
+async def test_xmpp_server_restart_mid_chat(desk: Desk) -> None:
+    assert desk.server is not None
+    op = await desk.add_operator()
+    patron = await desk.patron()
+    offer = await _offer(op, patron, "Before the restart")
+    guest = offer["from"].bare
+    op.send_message(guest, "I'm here")
+    await patron.next("message", lambda f: f["text"] == "I'm here")
+
+    restart = asyncio.create_task(desk.server.restart())
+    await wait_for(lambda: not desk.refdesk.adapter.online.is_set(), what="component offline")
+    # The patron keeps writing while the XMPP server is away; each message is acknowledged.
+    sent = []
+    for i in range(3):
+        ack = await patron.say(f"During the outage {i}")
+        sent.append(f"During the outage {i}")
+        assert ack["seq"] > 0
+    await restart
+    await asyncio.wait_for(desk.refdesk.adapter.online.wait(), 30)
+    await op.connect()
+    ack = await patron.say("After the restart")
+    sent.append("After the restart")
+
+    got = []
+    while len(got) < len(sent):
+        got.append((await op.next_message(guest, timeout=20))["body"])
+    assert got == sent
+    await op.expect_no_message(guest, within=1.5)
+
+    # And the chat goes on both ways.
+    op.send_message(guest, "Welcome back")
+    await patron.next("message", lambda f: f["text"] == "Welcome back", timeout=15)
+
+
+async def test_illegal_xml_characters_never_reach_the_stream(desk: Desk) -> None:
+    op = await desk.add_operator()
+    patron = await desk.patron()
+    offer = await _offer(op, patron, "Normal start")
+    guest = offer["from"].bare
+    for bad in ("bell \u0001", "noncharacter \ufffe", "surrogate \ud800"):
+        await patron.send({"type": "message", "id": f"bad-{ord(bad[-1])}", "text": bad})
+        error = await patron.next("error")
+        assert error["code"] == "illegal_characters"
+    # The component is still connected: the next message gets through.
+    await patron.say("Still here")
+    assert (await op.next_message(guest))["body"] == "Still here"
+    assert desk.refdesk.adapter.online.is_set()
