@@ -164,6 +164,8 @@ class XmppAdapter:
     def _on_disconnected(self, reason: Any) -> None:
         was_online = self.online.is_set()
         self.online.clear()
+        if self._stopping:
+            return
         if was_online:
             log.warning("XMPP stream lost (%s); reconnecting", reason or "no reason given")
         self._schedule_reconnect()

@@ -187,7 +187,7 @@
       if (changed && (seen.size || st.lastSeq)) {
         seen.clear();
         st.lastSeq = 0;
-        add(el('p', 'rd-note', S.newChatStarted));
+        log.insertBefore(el('p', 'rd-note', S.newChatStarted), log.querySelector('.rd-pending'));
       }
       st.resume = m.resume || null;
       st.chat = m.chat ?? null;
