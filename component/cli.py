@@ -57,10 +57,11 @@ def bare_jid(text: str) -> str:
     return jid.bare
 
 
-def queue_name(text: str) -> str:
+def slug(text: str, what: str = "queue") -> str:
+    """Validate a queue or group name (queue names become JIDs and URLs)."""
     if not _QUEUE_NAME.match(text) or text.startswith(GUEST_PREFIX):
         raise UsageError(
-            f"{text!r} is not a valid queue name: use 1-63 lower-case letters, digits, "
+            f"{text!r} is not a valid {what} name: use 1-63 lower-case letters, digits, "
             f"'.', '-' or '_', starting with a letter or digit, not starting with "
             f"{GUEST_PREFIX!r}"
         )
@@ -86,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"configuration file (default: $REFDESK_CONFIG or {DEFAULT_CONFIG})",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     sub.add_parser("run", help="run the whole service")
     sub.add_parser("check-config", help="validate the configuration file")
@@ -99,14 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
 
     group = sub.add_parser("group", help="partner groups").add_subparsers(
-        dest="action", required=True, parser_class=_Parser)
+        dest="action", required=True, parser_class=_Parser
+    )
     g_add = group.add_parser("add", help="add a group")
     g_add.add_argument("name")
     g_add.add_argument("--title", help="display name (default: the name)")
     group.add_parser("list", help="list groups")
 
     queue = sub.add_parser("queue", help="queues").add_subparsers(
-        dest="action", required=True, parser_class=_Parser)
+        dest="action", required=True, parser_class=_Parser
+    )
     q_add = queue.add_parser("add", help="add a queue")
     q_add.add_argument("name")
     q_add.add_argument("--group", default=DEFAULT_GROUP, help="owning group")
@@ -115,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_parser("list", help="list queues")
 
     operator = sub.add_parser("operator", help="operators").add_subparsers(
-        dest="action", required=True, parser_class=_Parser)
+        dest="action", required=True, parser_class=_Parser
+    )
     o_add = operator.add_parser("add", help="add an operator or change one")
     o_add.add_argument("jid")
     o_add.add_argument("--queue", action="append", required=True, help="queue (repeatable)")
@@ -141,7 +146,7 @@ async def _with_store(config: Config, action: Callable[[Store], Awaitable[None]]
 
 async def _group(args: argparse.Namespace, store: Store) -> None:
     if args.action == "add":
-        group = await store.add_group(queue_name(args.name), args.title or args.name, _now())
+        group = await store.add_group(slug(args.name, "group"), args.title or args.name, _now())
         _print(f"added group {group.name}")
     else:
         for g in await store.list_groups():
@@ -150,7 +155,7 @@ async def _group(args: argparse.Namespace, store: Store) -> None:
 
 async def _queue(args: argparse.Namespace, store: Store) -> None:
     if args.action == "add":
-        name = queue_name(args.name)
+        name = slug(args.name)
         group = await store.group_by_name(args.group)
         if group is None:
             if args.group != DEFAULT_GROUP:
@@ -192,10 +197,10 @@ async def _operator(args: argparse.Namespace, store: Store) -> None:
             raise UsageError(f"no operator {jid}")
         _print(f"removed operator {jid}")
     else:
-        queues = {q.id: q.name for q in await store.list_queues()}
+        queue_names = {q.id: q.name for q in await store.list_queues()}
         members: dict[int, list[str]] = {}
         for a in await store.list_assignments():
-            members.setdefault(a.operator_id, []).append(queues.get(a.queue_id, "?"))
+            members.setdefault(a.operator_id, []).append(queue_names.get(a.queue_id, "?"))
         for op in await store.list_operators():
             _print(
                 f"{op.jid}\tname={op.name}\tmax_chats={op.max_chats}"
@@ -234,8 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"refdesk: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"refdesk: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-              file=sys.stderr)
+        print(
+            f"refdesk: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         return 130

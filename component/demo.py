@@ -69,9 +69,7 @@ def _load_state(workdir: Path, web_port: int) -> dict[str, object]:
 
 async def _seed(store: Store, operators: list[str]) -> None:
     now = datetime.now(UTC)
-    group = await store.group_by_name("demo") or await store.add_group(
-        "demo", "Demo Library", now
-    )
+    group = await store.group_by_name("demo") or await store.add_group("demo", "Demo Library", now)
     queue = await store.queue_by_name(DEMO_QUEUE) or await store.add_queue(
         DEMO_QUEUE, group.id, "Ask a Librarian", None, now
     )
@@ -144,7 +142,9 @@ async def _demo(workdir: Path, web_port: int) -> None:
         await prosody.stop()
 
 
-def _print_banner(config_path: Path, web_port: int, c2s_port: int, passwords: dict[str, object]) -> None:
+def _print_banner(
+    config_path: Path, web_port: int, c2s_port: int, passwords: dict[str, object]
+) -> None:
     lines = [
         "",
         "refdesk demo is running. Press Ctrl-C to stop it.",

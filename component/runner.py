@@ -66,9 +66,9 @@ class Refdesk:
         site = web.TCPSite(self._runner, cfg.web.host, cfg.web.port)
         await site.start()
         # Port 0 in tests: learn the port the OS chose.
-        server = site._server
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        addresses = self._runner.addresses
+        if addresses:
+            self.port = int(addresses[0][1])
         self._adapter = XmppAdapter(self._service, cfg.xmpp)
         await self._adapter.start()
         self._poller = asyncio.create_task(self._poll_directory())

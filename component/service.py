@@ -303,9 +303,7 @@ class DeskService:
             QueueStatusChanged(info.queue, info.status, info.waiting, info.operators_available)
         )
 
-    async def on_operator_presence(
-        self, jid: str, resource: str, presence: Presence
-    ) -> None:
+    async def on_operator_presence(self, jid: str, resource: str, presence: Presence) -> None:
         """An operator's presence reached a queue JID (the adapter calls this for every
         copy; it is idempotent). Offers waiting chats to an operator who became eligible
         and withdraws offers from one who went away."""
@@ -418,9 +416,7 @@ class DeskService:
                 raise InvalidInput(exc.code, exc.text) from exc
             if live.state is ChatState.ENDED:
                 raise ChatClosed("This chat has ended.")
-            event = await self._append(
-                live, Sender.PATRON, "You", clean, client_id=client_id
-            )
+            event = await self._append(live, Sender.PATRON, "You", clean, client_id=client_id)
             self.bus.publish(MessagePosted(live.id, live.guest, event, live.recipients()))
             if live.state is ChatState.WAITING:
                 await self._offer(live)
@@ -430,9 +426,7 @@ class DeskService:
         live = self._chats.get(chat_id)
         if live is None or not live.recipients():
             return
-        self.bus.publish(
-            TypingChanged(live.id, live.guest, True, composing, live.recipients())
-        )
+        self.bus.publish(TypingChanged(live.id, live.guest, True, composing, live.recipients()))
 
     async def end_chat_by_patron(self, chat_id: int) -> None:
         live = self._chats.get(chat_id)
@@ -446,9 +440,7 @@ class DeskService:
 
     async def _offer(self, live: LiveChat) -> None:
         """Offer a waiting chat to every eligible operator (ring-all). Caller holds the lock."""
-        targets = [
-            jid for jid in eligible(self._loads(live.queue)) if jid not in live.offered_to
-        ]
+        targets = [jid for jid in eligible(self._loads(live.queue)) if jid not in live.offered_to]
         if not targets:
             self._publish_status_if_changed(live.queue.name)
             return
@@ -547,9 +539,7 @@ class DeskService:
         live.operator = op
         live.state = ChatState.ACTIVE
         live.offered_to = set()
-        await self.store.set_chat_state(
-            live.id, ChatState.ACTIVE, self._clock(), operator_id=op.id
-        )
+        await self.store.set_chat_state(live.id, ChatState.ACTIVE, self._clock(), operator_id=op.id)
         self.bus.publish(ChatAccepted(live.id, live.guest, op.jid, op.name, others, explicit))
         event = await self._append(live, Sender.SYSTEM, op.name, f"{op.name} joined the chat.")
         self.bus.publish(MessagePosted(live.id, live.guest, event, ()))
@@ -590,13 +580,14 @@ class DeskService:
                 f"{info.operators_available} operator(s) taking chats."
             )
         if parsed.name == "who":
-            lines = [f"{op.jid}: {op.presence.value}, {op.active_chats} chat(s)"
-                     for op in self._loads(queue)]
+            lines = [
+                f"{op.jid}: {op.presence.value}, {op.active_chats} chat(s)"
+                for op in self._loads(queue)
+            ]
             return "\n".join(lines) or "No operators in this queue."
         if parsed.name == "list":
             rows = [
-                f"{c.guest} — {c.state.value}"
-                + (f" with {c.operator.name}" if c.operator else "")
+                f"{c.guest} — {c.state.value}" + (f" with {c.operator.name}" if c.operator else "")
                 for c in sorted(self._chats.values(), key=lambda c: c.id)
                 if c.queue.id == queue.id
             ]

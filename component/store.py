@@ -95,9 +95,7 @@ class Store:
             if number <= current:
                 continue
             # executescript commits implicitly, so the version bump rides inside the script.
-            await self._db.executescript(
-                f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;"
-            )
+            await self._db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
             _ = name
 
     async def schema_version(self) -> int:
@@ -189,9 +187,7 @@ class Store:
     def _operator(row: aiosqlite.Row) -> Operator:
         return Operator(row["id"], row["jid"], row["name"], row["max_chats"])
 
-    async def upsert_operator(
-        self, jid: str, name: str, max_chats: int, now: datetime
-    ) -> Operator:
+    async def upsert_operator(self, jid: str, name: str, max_chats: int, now: datetime) -> Operator:
         """Create the operator, or update name and max chats of an existing one."""
         await self._write(
             "INSERT INTO operators (jid, name, max_chats, created_at) VALUES (?, ?, ?, ?)"
@@ -273,8 +269,7 @@ class Store:
         cid = await self._write(
             "INSERT INTO chats (queue_id, guest, resume_hash, state, origin_ip, referrer,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (queue_id, guest, resume_hash, ChatState.WAITING.value, origin_ip, referrer,
-             _ts(now)),
+            (queue_id, guest, resume_hash, ChatState.WAITING.value, origin_ip, referrer, _ts(now)),
         )
         return Chat(cid, queue_id, guest, ChatState.WAITING, None, now, origin_ip, referrer)
 
@@ -342,8 +337,17 @@ class Store:
         await self._write(
             "INSERT INTO chat_events (chat_id, seq, kind, sender, operator_id, name, text,"
             " client_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (event.chat_id, event.seq, event.kind.value, event.sender.value, operator_id,
-             event.name, event.text, event.client_id, _ts(event.ts)),
+            (
+                event.chat_id,
+                event.seq,
+                event.kind.value,
+                event.sender.value,
+                operator_id,
+                event.name,
+                event.text,
+                event.client_id,
+                _ts(event.ts),
+            ),
         )
 
     async def events_after(self, chat_id: int, seq: int) -> list[ChatEvent]:

@@ -81,7 +81,7 @@ class XmppAdapter:
         self.service = service
         self.config = config
         self.domain = config.domain
-        self.xmpp = slixmpp.ComponentXMPP(config.domain, config.secret)
+        self.xmpp = slixmpp.ComponentXMPP(config.domain, config.secret)  # type: ignore[no-untyped-call]
         self.online = asyncio.Event()
         self._stopping = False
         self._outbox: deque[StanzaBase] = deque()
@@ -271,8 +271,9 @@ class XmppAdapter:
             case OperatorNotice():
                 self.send_chat(event.from_node, event.operator_jid, event.text)
             case SubscriptionWanted():
+                wanted = event
                 self._inbound.put_nowait(
-                    lambda e=event: self.send_subscription_request(e.queue, e.operator_jid)
+                    lambda: self.send_subscription_request(wanted.queue, wanted.operator_jid)
                 )
 
     # Inbound stanzas -----------------------------------------------------------------------
@@ -299,7 +300,8 @@ class XmppAdapter:
             return  # typing carried on a message with a body is not worth a second event
         self._inbound.put_nowait(lambda: self.on_chatstate(msg))
 
-    def _on_presence_stanza(self, pres: PresenceStanza) -> None:
+    def _on_presence_stanza(self, pres: StanzaBase) -> None:
+        assert isinstance(pres, PresenceStanza)
         self._inbound.put_nowait(lambda: self.on_presence(pres))
 
     async def on_message(self, msg: Message) -> None:
@@ -344,9 +346,7 @@ class XmppAdapter:
             log.info("presence error from %s: %s", sender, pres["error"]["condition"])
         else:
             show = None if ptype == "available" else ptype
-            presence = (
-                Presence.OFFLINE if ptype == "unavailable" else Presence.from_show(show)
-            )
+            presence = Presence.OFFLINE if ptype == "unavailable" else Presence.from_show(show)
             await self.service.on_operator_presence(sender, pres["from"].resource, presence)
 
     async def on_subscription(self, queue: str, sender: str, kind: str) -> None:
@@ -374,9 +374,7 @@ class XmppAdapter:
             self.send_chat(node, msg["from"].full, f"⚠ {exc.text}")
             return
         etype, cond = condition
-        reply = self.xmpp.make_message(
-            mto=msg["from"].full, mfrom=msg["to"].full, mtype="error"
-        )
+        reply = self.xmpp.make_message(mto=msg["from"].full, mfrom=msg["to"].full, mtype="error")
         reply["id"] = msg["id"]
         reply["error"]["type"] = etype
         reply["error"]["condition"] = cond

@@ -95,7 +95,9 @@ class Desk:
         await self.server.register(user, password)
         jid = f"{user}@{self.server.domain}"
         store = self.refdesk.store
-        op = await store.upsert_operator(jid, name or user.capitalize(), max_chats, datetime.now(UTC))
+        op = await store.upsert_operator(
+            jid, name or user.capitalize(), max_chats, datetime.now(UTC)
+        )
         for q in queues:
             queue = await store.queue_by_name(q)
             assert queue is not None

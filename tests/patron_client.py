@@ -37,7 +37,10 @@ class PatronClient:
         url = self.base_url.replace("http", "ws", 1) + f"/ws/{self.queue}"
         self.ws = await self.session.ws_connect(url)
         self._reader = asyncio.create_task(self._read(self.ws))
-        hello: Frame = {"type": "hello", "last_seq": self.last_seq if last_seq is None else last_seq}
+        hello: Frame = {
+            "type": "hello",
+            "last_seq": self.last_seq if last_seq is None else last_seq,
+        }
         token = resume if resume is not None else self.resume
         if token:
             hello["resume"] = token
@@ -72,10 +75,9 @@ class PatronClient:
         await self.send({"type": "message", "id": cid, "text": text})
         return await self.next("ack", lambda f: f.get("id") == cid)
 
-    async def next(
-        self, kind: str, where: Any = None, timeout: float = 10.0
-    ) -> Frame:
+    async def next(self, kind: str, where: Any = None, timeout: float = 10.0) -> Frame:
         """The next frame of type `kind` (matching `where`), skipping others."""
+
         async def find() -> Frame:
             while True:
                 frame = await self._inbox.get()
@@ -83,6 +85,7 @@ class PatronClient:
                     return frame
                 if frame["type"] == "_closed" and kind != "_closed":
                     raise AssertionError(f"socket closed while waiting for {kind}: {frame}")
+
         try:
             return await asyncio.wait_for(find(), timeout)
         except TimeoutError:

@@ -163,8 +163,10 @@ async def test_resume_after_a_dropped_connection(desk: Desk) -> None:
     await patron.drop()
     op.send_message(guest, "Answer two")
     op.send_message(guest, "Answer three")
-    await wait_for(lambda: desk.service._chats[patron.chat_id].last_seq >= seen + 2,
-                   what="operator messages stored")
+    await wait_for(
+        lambda: desk.service._chats[patron.chat_id].last_seq >= seen + 2,
+        what="operator messages stored",
+    )
     welcome = await patron.connect(last_seq=seen)
     assert welcome["resumed"] is True
     await patron.next("message", lambda f: f["text"] == "Answer three")

@@ -22,8 +22,13 @@ _TRANSCRIPT_FRAMES = frozenset({"message", "ended"})
 def event_frame(event: ChatEvent) -> Frame:
     """The widget-protocol frame for a transcript entry (live or replayed)."""
     if event.kind is EventKind.ENDED:
-        return {"type": "ended", "seq": event.seq, "by": event.name or "system",
-                "text": event.text, "ts": event.ts.isoformat()}
+        return {
+            "type": "ended",
+            "seq": event.seq,
+            "by": event.name or "system",
+            "text": event.text,
+            "ts": event.ts.isoformat(),
+        }
     frame: Frame = {
         "type": "message",
         "seq": event.seq,

@@ -12,4 +12,4 @@ SERVICE = web.AppKey("service", DeskService)
 CONFIG = web.AppKey("config", Config)
 HUB = web.AppKey("hub", PatronHub)
 # Open patron sockets, closed with "going away" when the server shuts down.
-SOCKETS = web.AppKey("sockets", set[web.WebSocketResponse])
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")

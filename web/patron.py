@@ -66,7 +66,7 @@ def parse_frame(data: str, limit: int) -> dict[str, Any]:
     except ValueError:
         raise FrameError("bad_json", "The frame is not valid JSON.") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise FrameError("bad_frame", "A frame must be a JSON object with a \"type\".")
+        raise FrameError("bad_frame", 'A frame must be a JSON object with a "type".')
     return frame
 
 
@@ -118,7 +118,9 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
         request.app[SOCKETS].discard(ws)
 
 
-async def _chat(ws: web.WebSocketResponse, request: web.Request, limit: int) -> web.WebSocketResponse:
+async def _chat(
+    ws: web.WebSocketResponse, request: web.Request, limit: int
+) -> web.WebSocketResponse:
     service = request.app[SERVICE]
     hub = request.app[HUB]
     queue = request.match_info["queue"]
@@ -228,7 +230,7 @@ async def _dispatch(frame: dict[str, Any], conn: PatronConnection, service: Desk
     elif kind == "typing":
         state = frame.get("state")
         if state not in ("composing", "paused"):
-            raise FrameError("bad_typing", "Typing state must be \"composing\" or \"paused\".")
+            raise FrameError("bad_typing", 'Typing state must be "composing" or "paused".')
         await service.patron_typing(conn.chat_id, state == "composing")
     elif kind == "end":
         await service.end_chat_by_patron(conn.chat_id)

@@ -11,9 +11,9 @@ from tests.conftest import Desk
 from tests.patron_client import PatronClient
 
 
-async def _raw_socket(desk: Desk, queue: str = "ask", **kw: object) -> tuple[
-    aiohttp.ClientSession, aiohttp.ClientWebSocketResponse
-]:
+async def _raw_socket(
+    desk: Desk, queue: str = "ask", **kw: object
+) -> tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse]:
     session = aiohttp.ClientSession()
     ws = await session.ws_connect(desk.url.replace("http", "ws") + f"/ws/{queue}", **kw)  # type: ignore[arg-type]
     return session, ws
@@ -98,8 +98,11 @@ async def test_unknown_queue(offline_desk: Desk) -> None:
     session, ws = await _raw_socket(offline_desk, queue="nope")
     try:
         error = await _next_json(ws)
-        assert error == {"type": "error", "code": "unknown_queue",
-                         "text": "There is no queue called 'nope'."}
+        assert error == {
+            "type": "error",
+            "code": "unknown_queue",
+            "text": "There is no queue called 'nope'.",
+        }
         closing = await ws.receive(timeout=5)
         assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         async with session.get(offline_desk.url + "/api/queues/nope/status") as resp:
@@ -161,7 +164,9 @@ async def test_waiting_patron_resumes_and_sees_own_messages(offline_desk: Desk) 
     assert welcome["resumed"] is True and welcome["chat"] == patron.chat_id
     await again.next("message", lambda f: f.get("id") == "c2")
     assert [(f["seq"], f["id"], f["from"]) for f in again.messages()] == [
-        (1, "c1", "patron"), (2, "c2", "patron")]
+        (1, "c1", "patron"),
+        (2, "c2", "patron"),
+    ]
     await again.send({"type": "end"})
     assert (await again.next("ended"))["seq"] == 3
     # Writing after the end is refused clearly.

@@ -1,0 +1,176 @@
+"""The `refdesk` command line, run as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from component.config import write_config_toml
+from component.prosody import free_port
+from tests.conftest import COMPONENT_DOMAIN, SECRET
+from tests.xmpp_servers import XmppServer
+
+
+def write_config(tmp: Path, xmpp_port: int | None = None, web_port: int | None = None) -> Path:
+    path = tmp / "refdesk.toml"
+    path.write_text(
+        write_config_toml(
+            {
+                "xmpp": {
+                    "domain": COMPONENT_DOMAIN,
+                    "secret": SECRET,
+                    "port": xmpp_port or free_port(),
+                    "reconnect_max_delay": 1.0,
+                },
+                "web": {"port": web_port or free_port()},
+                "storage": {"path": "db.sqlite3"},
+            }
+        ),
+        "utf-8",
+    )
+    return path
+
+
+def refdesk(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "component.cli"]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_management_commands(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    assert refdesk("check-config", config=cfg).returncode == 0
+    assert (
+        refdesk("group", "add", "central", "--title", "Central Library", config=cfg).returncode == 0
+    )
+    r = refdesk(
+        "queue", "add", "ask", "--group", "central", "--email", "desk@lib.example", config=cfg
+    )
+    assert r.returncode == 0, r.stderr
+    assert refdesk("queue", "add", "maps", config=cfg).returncode == 0  # default group
+    r = refdesk(
+        "operator",
+        "add",
+        "ana@lib.example",
+        "--queue",
+        "ask",
+        "--queue",
+        "maps",
+        "--max-chats",
+        "2",
+        config=cfg,
+    )
+    assert r.returncode == 0, r.stderr
+    listing = refdesk("operator", "list", config=cfg).stdout
+    assert "ana@lib.example" in listing and "max_chats=2" in listing and "ask,maps" in listing
+    queues = refdesk("queue", "list", config=cfg).stdout.splitlines()
+    assert [q.split("\t")[0] for q in queues] == ["ask", "maps"]
+    assert refdesk("operator", "remove", "ana@lib.example", config=cfg).returncode == 0
+    assert "ana@lib.example" not in refdesk("operator", "list", config=cfg).stdout
+
+
+def test_bad_arguments_give_one_line_errors(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    refdesk("queue", "add", "ask", config=cfg)
+    assert_clean_error(refdesk(config=cfg), "required")
+    assert_clean_error(refdesk("frobnicate", config=cfg), "invalid choice")
+    assert_clean_error(refdesk("queue", "add", "Bad Name!", config=cfg), "not a valid queue name")
+    assert_clean_error(refdesk("queue", "add", "guest-x", config=cfg), "not a valid queue name")
+    assert_clean_error(refdesk("queue", "add", "ask", config=cfg), "already exists")
+    assert_clean_error(refdesk("queue", "add", "q2", "--group", "nope", config=cfg), "no group")
+    assert_clean_error(
+        refdesk("queue", "add", "q3", "--email", "a\r\nBcc: x", config=cfg), "not an email address"
+    )
+    assert_clean_error(
+        refdesk("operator", "add", "not a jid", "--queue", "ask", config=cfg), "not a valid JID"
+    )
+    assert_clean_error(
+        refdesk("operator", "add", "a@b/res", "--queue", "ask", config=cfg), "bare JID"
+    )
+    assert_clean_error(
+        refdesk("operator", "add", "a@b.org", "--queue", "nope", config=cfg), "no queue"
+    )
+    assert_clean_error(
+        refdesk("operator", "add", "a@b.org", "--queue", "ask", "--max-chats", "0", config=cfg),
+        "at least 1",
+    )
+    assert_clean_error(refdesk("operator", "add", "a@b.org", config=cfg), "--queue")
+    assert_clean_error(refdesk("operator", "remove", "nobody@b.org", config=cfg), "no operator")
+
+
+def test_bad_config_files(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    assert_clean_error(refdesk("check-config", config=missing), "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[xmpp]\ndomain = "d.example"\nsecret = "s"\nport = "five"\n', "utf-8")
+    assert_clean_error(refdesk("check-config", config=bad), "bad.toml:4", "xmpp.port")
+    bad.write_text('[xmpp]\ndomain = "d.example"\nsecret = "s"\nsurprise = 1\n', "utf-8")
+    assert_clean_error(refdesk("check-config", config=bad), "xmpp.surprise")
+    bad.write_text("[xmpp\n", "utf-8")
+    assert_clean_error(refdesk("check-config", config=bad), "bad.toml")
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    assert_clean_error(refdesk("check-config", config=bad), "bad.toml")
+    assert_clean_error(refdesk("run", config=bad), "bad.toml")
+
+
+async def _run_until_line(proc: asyncio.subprocess.Process, needle: str, timeout: float) -> str:
+    assert proc.stderr is not None
+    seen = []
+
+    async def read() -> None:
+        assert proc.stderr is not None
+        while True:
+            line = (await proc.stderr.readline()).decode()
+            if not line:
+                raise AssertionError(f"refdesk exited before {needle!r}: {''.join(seen)}")
+            seen.append(line)
+            if needle in line:
+                return
+
+    await asyncio.wait_for(read(), timeout)
+    return "".join(seen)
+
+
+async def test_run_stops_cleanly_on_ctrl_c(xmpp_server: XmppServer, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, xmpp_port=xmpp_server.component_port)
+    assert refdesk("queue", "add", "ask", config=cfg).returncode == 0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "component.cli",
+        "--config",
+        str(cfg),
+        "run",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await _run_until_line(proc, "is online", 30)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = err.decode() + out.decode()
+    assert proc.returncode == 0, text
+    assert "Traceback" not in text
+    assert "refdesk stopped" in text
+    # The database was closed properly: no WAL left behind to replay.
+    assert (
+        not (tmp_path / "db.sqlite3-wal").exists()
+        or (tmp_path / "db.sqlite3-wal").stat().st_size == 0
+    )
