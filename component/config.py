@@ -296,8 +296,9 @@ class ChatConfig:
         check=_positive,
     )
     resume_ttl: float = setting(
-        "Seconds during which a patron whose connection dropped can resume their chat.",
-        default=3600.0,
+        "Seconds a patron whose connection dropped has to come back to their chat; after "
+        "that the chat ends as 'patron left' and the operator is told.",
+        default=300.0,
         check=_positive,
     )
 

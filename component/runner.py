@@ -92,6 +92,8 @@ class Refdesk:
             await self._runner.cleanup()
         if self._adapter:
             await self._adapter.stop()
+        if self._service:
+            await self._service.close()
         if self._store:
             await self._store.close()
         log.info("refdesk stopped")

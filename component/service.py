@@ -12,9 +12,10 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from component.bus import EventBus
 from component.core import commands
@@ -84,6 +85,14 @@ class LiveChat:
     last_seq: int
     offered_to: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Open patron connections, and the timer that ends the chat when none comes back.
+    connections: int = 0
+    gone_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def unanswered(self) -> bool:
+        """The patron has asked and no operator has taken the chat yet."""
+        return self.operator is None and self.last_seq > 0
 
     def recipients(self) -> tuple[str, ...]:
         """Operators who must see what the patron writes now."""
@@ -143,6 +152,7 @@ class DeskService:
         self._by_guest: dict[str, int] = {}
         self._data_version = 0
         self._last_status: dict[str, QueueInfo] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # Start-up and directory ----------------------------------------------------------------
 
@@ -177,7 +187,64 @@ class DeskService:
         )
         self._chats[chat.id] = live
         self._by_guest[chat.guest] = chat.id
+        # Nobody is connected yet: after a restart, patrons have resume_ttl to come back.
+        self._arm_gone_timer(live)
         return live
+
+    async def close(self) -> None:
+        """Stop timers and background work; called by the composition root at shutdown."""
+        for live in self._chats.values():
+            if live.gone_timer is not None:
+                live.gone_timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _arm_gone_timer(self, live: LiveChat) -> None:
+        if live.gone_timer is not None:
+            live.gone_timer.cancel()
+        live.gone_timer = asyncio.get_running_loop().call_later(
+            self.resume_ttl.total_seconds(), lambda: self._spawn(self._patron_gone(live.id))
+        )
+
+    def patron_connected(self, chat_id: int) -> None:
+        """A patron socket joined the chat (called by the web side after welcome)."""
+        live = self._chats.get(chat_id)
+        if live is None:
+            return
+        live.connections += 1
+        if live.gone_timer is not None:
+            live.gone_timer.cancel()
+            live.gone_timer = None
+
+    def patron_disconnected(self, chat_id: int) -> None:
+        """A patron socket closed. When the last one has been gone for `resume_ttl`, the
+        chat ends: the operator must not keep a seat for someone who left."""
+        live = self._chats.get(chat_id)
+        if live is None:
+            return
+        live.connections = max(0, live.connections - 1)
+        if live.connections == 0:
+            self._arm_gone_timer(live)
+
+    async def _patron_gone(self, chat_id: int) -> None:
+        live = self._chats.get(chat_id)
+        if live is None:
+            return
+        async with live.lock:
+            if live.id in self._chats and live.connections == 0:
+                minutes = max(1, round(self.resume_ttl.total_seconds() / 60))
+                await self._end(
+                    live,
+                    by="system",
+                    text=f"The patron left the chat (no connection for {minutes} min).",
+                )
 
     async def reload_directory(self) -> None:
         """Read queues, operators and memberships from the store. Called at start and when
@@ -271,9 +338,7 @@ class DeskService:
         """The queue's status now; called by the status endpoint and the widget socket."""
         queue = self._queue(name)
         loads = self._loads(queue)
-        waiting = sum(
-            1 for c in self._chats.values() if c.queue.id == queue.id and c.operator is None
-        )
+        waiting = sum(1 for c in self._chats.values() if c.queue.id == queue.id and c.unanswered)
         return QueueInfo(
             queue=queue.name,
             title=queue.title,
@@ -285,14 +350,13 @@ class DeskService:
     def position(self, chat_id: int) -> int | None:
         """1-based place among the queue's unanswered chats, or None once answered."""
         live = self._chats.get(chat_id)
-        if live is None or live.operator is not None:
+        if live is None or not live.unanswered:
             return None
-        ahead = [
-            c.id
+        return sum(
+            1
             for c in self._chats.values()
-            if c.queue.id == live.queue.id and c.operator is None and c.id <= live.id
-        ]
-        return len(ahead)
+            if c.queue.id == live.queue.id and c.unanswered and c.id <= live.id
+        )
 
     def _publish_status_if_changed(self, queue_name: str) -> None:
         info = self.queue_info(queue_name)
@@ -460,10 +524,8 @@ class DeskService:
         """An operator became eligible: extend every unanswered chat of their queues to them."""
         queues = {self._queues[name].id for name in self.queues_of(jid)}
         for live in sorted(self._chats.values(), key=lambda c: c.id):
-            if live.queue.id not in queues or live.operator is not None:
+            if live.queue.id not in queues or not live.unanswered:
                 continue
-            if live.last_seq == 0:
-                continue  # the patron has not asked anything yet
             async with live.lock:
                 if live.operator is None and live.id in self._chats:
                     await self._offer(live)
@@ -552,6 +614,8 @@ class DeskService:
         await self.store.set_chat_state(live.id, ChatState.ENDED, self._clock(), ended_by=by)
         del self._chats[live.id]
         self._by_guest.pop(live.guest, None)
+        if live.gone_timer is not None:
+            live.gone_timer.cancel()
         self.bus.publish(ChatEnded(live.id, live.guest, event, by, recipients))
         self._publish_status_if_changed(live.queue.name)
 

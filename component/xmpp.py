@@ -256,9 +256,13 @@ class XmppAdapter:
                     for jid in event.operator_jids:
                         self.send_chat(event.guest, jid, event.event.text)
             case ChatEnded():
+                # An operator who ended the chat has the command's confirmation already.
                 if event.by != "operator":
+                    text = (
+                        "The patron ended the chat." if event.by == "patron" else event.event.text
+                    )
                     for jid in event.operator_jids:
-                        self.send_chat(event.guest, jid, "The patron ended the chat.")
+                        self.send_chat(event.guest, jid, text)
             case TypingChanged():
                 if event.by_patron:
                     state = "composing" if event.composing else "paused"

@@ -30,7 +30,7 @@ _names = itertools.count(1)
 
 
 def make_config(
-    tmp: Path, *, xmpp_host: str = "127.0.0.1", xmpp_port: int | None = None, **chat: int
+    tmp: Path, *, xmpp_host: str = "127.0.0.1", xmpp_port: int | None = None, **chat: float
 ) -> Config:
     """A config for one test: its own database, web port chosen by the OS."""
     return Config(
@@ -135,9 +135,15 @@ async def wait_for(
 
 
 @pytest.fixture
-async def desk(xmpp_server: XmppServer, tmp_path: Path) -> AsyncIterator[Desk]:
-    """refdesk on the session's XMPP server with a queue `ask`, online."""
-    config = make_config(tmp_path, xmpp_port=xmpp_server.component_port)
+async def desk(
+    xmpp_server: XmppServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Desk]:
+    """refdesk on the session's XMPP server with queues `ask` and `other`, online.
+    `@pytest.mark.chat_config(key=value)` overrides [chat] settings."""
+    marker = request.node.get_closest_marker("chat_config")
+    config = make_config(
+        tmp_path, xmpp_port=xmpp_server.component_port, **(marker.kwargs if marker else {})
+    )
     await seed(config.storage.path, ("ask", "other"))
     refdesk = Refdesk(config)
     await refdesk.start()

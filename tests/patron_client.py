@@ -93,6 +93,13 @@ class PatronClient:
                 f"no {kind!r} frame within {timeout}s; got {self.frames[-10:]}"
             ) from None
 
+    async def seen(self, kind: str, where: Any = None, timeout: float = 10.0) -> Frame:
+        """Like `next`, but a matching frame that already arrived counts too."""
+        for frame in self.frames:
+            if frame["type"] == kind and (where is None or where(frame)):
+                return frame
+        return await self.next(kind, where, timeout)
+
     def messages(self) -> list[Frame]:
         return [f for f in self.frames if f["type"] == "message"]
 

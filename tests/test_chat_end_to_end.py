@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.conftest import Desk, wait_for
 
 
@@ -233,3 +235,105 @@ async def test_illegal_xml_characters_never_reach_the_stream(desk: Desk) -> None
     await patron.say("Still here")
     assert (await op.next_message(guest))["body"] == "Still here"
     assert desk.refdesk.adapter.online.is_set()
+
+
+async def test_waiting_chat_is_offered_when_an_operator_comes_online(desk: Desk) -> None:
+    op = await desk.add_operator()
+    op.set_presence("away")
+    await wait_for(lambda: desk.service.queue_info("ask").status.value == "away", what="away")
+    patron = await desk.patron()
+    assert patron.welcome is not None and patron.welcome["status"] == "away"
+    await patron.say("Anyone there?")
+    status = await patron.seen("status", lambda f: f["position"] == 1)
+    assert status["status"] == "away"
+    await op.expect_no_message(None, within=1.0)
+    op.set_presence(None)
+    offer = await op.next_message()
+    assert "Anyone there?" in offer["body"]
+    await patron.seen("status", lambda f: f["status"] == "available")
+
+
+async def test_operator_added_from_the_command_line_while_running(desk: Desk) -> None:
+    """The CLI writes through its own connection; the running service notices, asks for
+    the subscription, and the queue lands in the operator's roster."""
+    from component.store import Store
+    from tests.operator_client import OperatorClient
+
+    assert desk.server is not None
+    await desk.server.register("late", "late-pass")
+    jid = f"late@{desk.server.domain}"
+    client = OperatorClient(jid, "late-pass", desk.server.host, desk.server.c2s_port)
+    await client.connect()
+    desk.clients.append(client)
+    cli_store = await Store.open(desk.refdesk.config.storage.path)
+    try:
+        from datetime import UTC, datetime
+
+        op = await cli_store.upsert_operator(jid, "Late", 2, datetime.now(UTC))
+        queue = await cli_store.queue_by_name("ask")
+        assert queue is not None
+        await cli_store.assign(queue.id, op.id)
+    finally:
+        await cli_store.close()
+    request = await client.next_presence("ask@desk.localhost", ptype="subscribe", timeout=15)
+    assert request["to"].bare == jid
+    await wait_for(lambda: desk.service.presence_of(jid).takes_chats, what="late available")
+    roster = client.xmpp.client_roster
+    await wait_for(lambda: roster["ask@desk.localhost"]["subscription"] in ("from", "both"),
+                   what="queue in roster")
+
+    # After logging in again, the server probes the queue and the component answers from
+    # its own state: the queue shows as available in the roster.
+    await client.disconnect()
+    await wait_for(lambda: not desk.service.presence_of(jid).online, what="late offline")
+    await client.connect()
+    pres = await client.next_presence("ask@desk.localhost", ptype="available", timeout=15)
+    assert "ask" in pres["status"] or "Ask" in pres["status"]
+
+
+@pytest.mark.chat_config(resume_ttl=1.0)
+async def test_patron_who_leaves_ends_the_chat(desk: Desk) -> None:
+    op = await desk.add_operator()
+    patron = await desk.patron()
+    offer = await _offer(op, patron, "Brief question")
+    guest = offer["from"].bare
+    op.send_message(guest, "Hello!")
+    await patron.next("message", lambda f: f["from"] == "operator")
+    await patron.drop()
+    notice = await op.next_message(guest, timeout=10)
+    assert "patron left" in notice["body"]
+
+
+async def test_hostile_and_odd_stanzas(desk: Desk) -> None:
+    op = await desk.add_operator()
+    patron = await desk.patron()
+    offer = await _offer(op, patron, "Hello")
+    guest = offer["from"].bare
+    # To a JID that does not exist on the component.
+    op.send_message("nobody@desk.localhost", "hello?")
+    assert (await op.next_error("nobody@desk.localhost"))["error"]["condition"] == "item-not-found"
+    # To a guest JID that never existed.
+    op.send_message("guest-zzzzzzzz@desk.localhost", "hi")
+    assert (await op.next_error())["error"]["condition"] == "item-not-found"
+    # An oversized operator message is refused, not relayed.
+    op.send_message(guest, "x" * 5000)
+    assert "too long" in (await op.next_message(guest))["body"]
+    # A bodiless message, a directed presence to a guest and an unknown iq are harmless.
+    op.xmpp.send_message(mto=guest, mtype="chat")
+    op.xmpp.send_presence(pto=guest)
+    iq = op.xmpp.make_iq_get(queryxmlns="urn:example:nothing", ito="ask@desk.localhost")
+    try:
+        await iq.send(timeout=5)
+    except Exception as exc:  # an error reply is what we want; a timeout is not
+        assert "timed out" not in str(exc).lower(), exc
+    # Disco works on the component.
+    info = await op.xmpp.plugin["xep_0030"].get_info(jid="desk.localhost", timeout=5)
+    assert info["type"] == "result"
+    # A stranger asking for the queue's presence is refused.
+    stranger = await _stranger(desk)
+    stranger.subscribe("ask@desk.localhost")
+    refused = await stranger.next_presence("ask@desk.localhost", ptype="unsubscribed")
+    assert refused is not None
+    # Through all of it the chat went on.
+    op.send_message(guest, "Still working")
+    await patron.next("message", lambda f: f["text"] == "Still working")

@@ -135,10 +135,12 @@ async def _chat(
     conn = PatronConnection(handle.chat_id, queue)
     writer = asyncio.create_task(_writer(ws, conn, service))
     hub.register(conn)
+    service.patron_connected(handle.chat_id)
     try:
         await _welcome(conn, service, handle, last_seq)
         await _serve(ws, conn, service, limit)
     finally:
+        service.patron_disconnected(handle.chat_id)
         hub.unregister(conn)
         conn.close()
         with contextlib.suppress(Exception):

@@ -120,7 +120,7 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     assert cfg.chat == ChatConfig()
     assert cfg.chat.max_message_chars == 4000
     assert cfg.chat.max_frame_bytes == 16384
-    assert cfg.chat.resume_ttl == 3600.0
+    assert cfg.chat.resume_ttl == 300.0
     assert cfg.storage == StorageConfig(path=tmp_path / "refdesk.sqlite3")
     assert cfg.source == tmp_path / "refdesk.toml"
 
