@@ -20,6 +20,11 @@ from typing import NoReturn
 from slixmpp.jid import JID, InvalidJID
 
 from component.config import Config, ConfigError, load_config
+from component.core.escalation import RuleError, parse_rule
+from component.core.escalation import describe as describe_rule
+from component.core.hours import HoursError, format_hours, parse_hours
+from component.core.models import Group, Queue, RoutingMode
+from component.core.text import find_xml_illegal
 from component.service import GUEST_PREFIX
 from component.store import Store, StoreError
 
@@ -107,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     g_add.add_argument("name")
     g_add.add_argument("--title", help="display name (default: the name)")
     group.add_parser("list", help="list groups")
+    g_link = group.add_parser("link", help="add a local resource link (shown by !links)")
+    g_link.add_argument("group")
+    g_link.add_argument("title")
+    g_link.add_argument("url")
+    g_links = group.add_parser("links", help="list a group's links")
+    g_links.add_argument("group")
 
     queue = sub.add_parser("queue", help="queues").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -117,6 +128,37 @@ def build_parser() -> argparse.ArgumentParser:
     q_add.add_argument("--email", help="follow-up email address")
     q_add.add_argument("--title", help="title shown to patrons")
     queue.add_parser("list", help="list queues")
+    q_set = queue.add_parser("set", help="change a queue's settings")
+    q_set.add_argument("name")
+    q_set.add_argument("--title")
+    q_set.add_argument("--email", help="follow-up email address ('none' to clear)")
+    q_set.add_argument("--routing", choices=[m.value for m in RoutingMode])
+    q_set.add_argument(
+        "--offer-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="round-robin: seconds before the offer moves to the next operator",
+    )
+    q_set.add_argument(
+        "--rollover-after",
+        metavar="SECONDS|off",
+        help="seconds before an unanswered chat moves to the backup queue",
+    )
+    q_set.add_argument("--backup", metavar="QUEUE|none", help="the backup (rollover) queue")
+    q_set.add_argument(
+        "--hours", help='service hours, e.g. "mon-fri 09:00-17:00; sat 10:00-14:00" or "always"'
+    )
+    q_set.add_argument("--timezone", help="time zone of the hours, e.g. America/Chicago")
+    q_set.add_argument(
+        "--closed-days",
+        metavar="DATES",
+        help="comma-separated dates (YYYY-MM-DD) the queue is closed; '' clears",
+    )
+    q_set.add_argument(
+        "--escalation",
+        metavar="RULE|off",
+        help='on-call rule, e.g. "4 in 10m" or "4 in first 20m of hour"',
+    )
 
     operator = sub.add_parser("operator", help="operators").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -126,10 +168,44 @@ def build_parser() -> argparse.ArgumentParser:
     o_add.add_argument("--queue", action="append", required=True, help="queue (repeatable)")
     o_add.add_argument("--max-chats", type=_positive_int, default=3)
     o_add.add_argument("--name", help="display name shown to patrons")
+    o_add.add_argument(
+        "--on-call",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="notify this operator when the queue's on-call rule trips",
+    )
     operator.add_parser("list", help="list operators")
     o_rm = operator.add_parser("remove", help="remove an operator")
     o_rm.add_argument("jid")
+
+    canned = sub.add_parser("canned", help="canned messages").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    for action, help_text in (
+        ("list", "list the canned messages a queue's chats can use"),
+        ("set", "create or change a canned message"),
+        ("remove", "remove a canned message"),
+    ):
+        p = canned.add_parser(action, help=help_text)
+        if action != "list":
+            p.add_argument("name")
+        if action == "set":
+            p.add_argument("text")
+        scope = p.add_mutually_exclusive_group(required=action == "list")
+        scope.add_argument("--queue", help="for this queue only")
+        if action != "list":
+            scope.add_argument("--group", help="for this group's queues")
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
 
 
 def _print(line: str) -> None:
@@ -148,9 +224,37 @@ async def _group(args: argparse.Namespace, store: Store) -> None:
     if args.action == "add":
         group = await store.add_group(slug(args.name, "group"), args.title or args.name, _now())
         _print(f"added group {group.name}")
+    elif args.action == "link":
+        group = await _group_named(store, args.group)
+        url = args.url.strip()
+        if not re.fullmatch(r"https?://[^\s<>\"]+", url):
+            raise UsageError(f"{url!r} is not an http(s) link")
+        title = args.title.strip()
+        if not title or len(title) > 200 or find_xml_illegal(title):
+            raise UsageError("the link title must be 1-200 printable characters")
+        await store.add_link(group.id, title, url)
+        _print(f"added link to {group.name}: {title}")
+    elif args.action == "links":
+        group = await _group_named(store, args.group)
+        for link in await store.links(group.id):
+            _print(f"{link.title}\t{link.url}")
     else:
         for g in await store.list_groups():
             _print(f"{g.name}\t{g.title}")
+
+
+async def _group_named(store: Store, name: str) -> Group:
+    group = await store.group_by_name(name)
+    if group is None:
+        raise UsageError(f"no group called {name!r}")
+    return group
+
+
+async def _queue_named(store: Store, name: str) -> Queue:
+    queue = await store.queue_by_name(name)
+    if queue is None:
+        raise UsageError(f"no queue called {name!r} (add it with 'queue add')")
+    return queue
 
 
 async def _queue(args: argparse.Namespace, store: Store) -> None:
@@ -161,12 +265,17 @@ async def _queue(args: argparse.Namespace, store: Store) -> None:
             if args.group != DEFAULT_GROUP:
                 raise UsageError(f"no group called {args.group!r} (add it with 'group add')")
             group = await store.add_group(DEFAULT_GROUP, "Default", _now())
-        email = args.email
-        if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
-            raise UsageError(f"{email!r} is not an email address")
+        email = _email(args.email) if args.email is not None else None
         title = args.title or name.replace("-", " ").capitalize()
         await store.add_queue(name, group.id, title, email, _now())
         _print(f"added queue {name}")
+    elif args.action == "set":
+        queue = await _queue_named(store, args.name)
+        changes = await _queue_changes(args, store, queue)
+        if not changes:
+            raise UsageError("nothing to change: give at least one option (see queue set --help)")
+        await store.update_queue(queue.id, **changes)
+        _print(f"updated queue {queue.name}: {', '.join(sorted(changes))}")
     else:
         groups = {g.id: g.name for g in await store.list_groups()}
         for q in await store.list_queues():
@@ -174,6 +283,93 @@ async def _queue(args: argparse.Namespace, store: Store) -> None:
                 f"{q.name}\tgroup={groups.get(q.group_id, '?')}\trouting={q.routing.value}"
                 f"\ttitle={q.title}\temail={q.followup_email or '-'}"
             )
+
+
+async def _queue_changes(args: argparse.Namespace, store: Store, queue: Queue) -> dict[str, object]:
+    """Validate `queue set` options into store settings; bad values are UsageErrors."""
+    changes: dict[str, object] = {}
+    if args.title is not None:
+        title = args.title.strip()
+        if not title or len(title) > 200 or find_xml_illegal(title):
+            raise UsageError("the title must be 1-200 printable characters")
+        changes["title"] = title
+    if args.email is not None:
+        changes["followup_email"] = None if args.email == "none" else _email(args.email)
+    if args.routing is not None:
+        changes["routing"] = args.routing
+    if args.offer_timeout is not None:
+        changes["offer_timeout"] = args.offer_timeout
+    if args.rollover_after is not None:
+        changes["rollover_after"] = (
+            None if args.rollover_after == "off" else _positive_float_arg(args.rollover_after)
+        )
+    if args.backup is not None:
+        if args.backup == "none":
+            changes["backup_queue_id"] = None
+        else:
+            backup = await _queue_named(store, args.backup)
+            if backup.id == queue.id:
+                raise UsageError("a queue cannot be its own backup")
+            changes["backup_queue_id"] = backup.id
+    if args.hours is not None or args.timezone is not None or args.closed_days is not None:
+        hours = args.hours if args.hours is not None else queue.hours
+        tz = args.timezone if args.timezone is not None else queue.timezone
+        closed = (
+            tuple(d.strip() for d in args.closed_days.split(",") if d.strip())
+            if args.closed_days is not None
+            else queue.closed_days
+        )
+        try:
+            parsed = parse_hours(hours, tz, closed)
+        except HoursError as exc:
+            raise UsageError(str(exc)) from None
+        changes.update(hours=format_hours(parsed), timezone=tz, closed_days=closed)
+    if args.escalation is not None:
+        if args.escalation == "off":
+            changes["escalation"] = None
+        else:
+            try:
+                changes["escalation"] = describe_rule(parse_rule(args.escalation))
+            except RuleError as exc:
+                raise UsageError(str(exc)) from None
+    return changes
+
+
+def _positive_float_arg(text: str) -> float:
+    try:
+        return _positive_float(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _email(text: str) -> str:
+    if len(text) > 254 or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
+        raise UsageError(f"{text[:80]!r} is not an email address")
+    return text
+
+
+async def _canned(args: argparse.Namespace, store: Store) -> None:
+    queue = await _queue_named(store, args.queue) if args.queue else None
+    group = await _group_named(store, args.group) if getattr(args, "group", None) else None
+    where = {"queue_id": queue.id if queue else None, "group_id": group.id if group else None}
+    if args.action == "list":
+        assert queue is not None
+        for c in await store.canned_for_queue(queue.id, queue.group_id):
+            _print(f"{c.name}\t{c.scope}\t{c.text}")
+        return
+    name = args.name.strip().lower()
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name):
+        raise UsageError(f"{args.name!r} is not a valid name: 1-40 letters, digits, '-' or '_'")
+    if args.action == "set":
+        text = args.text.strip()
+        if not text or len(text) > 2000 or find_xml_illegal(text):
+            raise UsageError("the text must be 1-2000 printable characters")
+        await store.set_canned(name, text, **where)
+        _print(f"canned message {name} saved")
+    elif not await store.delete_canned(name, **where):
+        raise UsageError(f"no canned message {name!r} at that scope")
+    else:
+        _print(f"canned message {name} removed")
 
 
 async def _operator(args: argparse.Namespace, store: Store) -> None:
@@ -189,7 +385,7 @@ async def _operator(args: argparse.Namespace, store: Store) -> None:
         name = args.name or (existing.name if existing else jid.split("@")[0].capitalize())
         op = await store.upsert_operator(jid, name, args.max_chats, _now())
         for queue in queues:
-            await store.assign(queue.id, op.id)
+            await store.assign(queue.id, op.id, on_call=args.on_call)
         _print(f"operator {jid} in {', '.join(q.name for q in queues)}")
     elif args.action == "remove":
         jid = bare_jid(args.jid)
@@ -231,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             asyncio.run(serve_forever(config))
             return 0
-        handlers = {"group": _group, "queue": _queue, "operator": _operator}
+        handlers = {"group": _group, "queue": _queue, "operator": _operator, "canned": _canned}
         handler = handlers[args.command]
         asyncio.run(_with_store(config, lambda store: handler(args, store)))
         return 0

@@ -301,6 +301,12 @@ class ChatConfig:
         default=300.0,
         check=_positive,
     )
+    operator_grace: float = setting(
+        "Seconds an operator may be offline (a dropped phone connection, a client restart) "
+        "before their open chats are handed back to the queue and offered to someone else.",
+        default=60.0,
+        check=_positive,
+    )
 
 
 @_settings

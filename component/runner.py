@@ -59,6 +59,7 @@ class Refdesk:
             domain=cfg.xmpp.domain,
             max_message_chars=cfg.chat.max_message_chars,
             resume_ttl=cfg.chat.resume_ttl,
+            operator_grace=cfg.chat.operator_grace,
         )
         await self._service.start()
         self._runner = web.AppRunner(make_app(self._service, cfg), shutdown_timeout=5.0)
@@ -75,13 +76,15 @@ class Refdesk:
         log.info("refdesk is serving on http://%s:%s", cfg.web.host, self.port)
 
     async def _poll_directory(self) -> None:
-        """Pick up queues and operators added by the CLI while the service runs."""
+        """Pick up queues and operators changed by the CLI while the service runs, and let
+        the service re-check what changes with the clock (service hours)."""
         while True:
             await asyncio.sleep(DIRECTORY_POLL_SECONDS)
             try:
                 await self.service.poll_directory()
+                await self.service.tick()
             except Exception:
-                log.exception("reloading the directory failed")
+                log.exception("periodic service work failed")
 
     async def stop(self) -> None:
         if self._poller:

@@ -18,11 +18,13 @@ import aiosqlite
 
 from component.core.models import (
     Assignment,
+    CannedMessage,
     Chat,
     ChatEvent,
     ChatState,
     EventKind,
     Group,
+    Link,
     Operator,
     Queue,
     RoutingMode,
@@ -160,7 +162,47 @@ class Store:
             title=row["title"],
             routing=RoutingMode(row["routing"]),
             followup_email=row["followup_email"],
+            offer_timeout=row["offer_timeout"],
+            rollover_after=row["rollover_after"],
+            backup_queue_id=row["backup_queue_id"],
+            hours=row["hours"],
+            timezone=row["timezone"],
+            closed_days=tuple(d for d in row["closed_days"].split(",") if d),
+            escalation=row["escalation"],
         )
+
+    # The queue settings `update_queue` may change, with their column names.
+    QUEUE_SETTINGS = frozenset(
+        {
+            "title",
+            "routing",
+            "followup_email",
+            "offer_timeout",
+            "rollover_after",
+            "backup_queue_id",
+            "hours",
+            "timezone",
+            "closed_days",
+            "escalation",
+        }
+    )
+
+    async def update_queue(self, queue_id: int, **settings: object) -> None:
+        """Change queue settings (already validated by the caller: CLI or admin page)."""
+        unknown = set(settings) - self.QUEUE_SETTINGS
+        if unknown:
+            raise StoreError(f"unknown queue settings: {sorted(unknown)}")
+        if not settings:
+            return
+        values = []
+        for key, value in settings.items():
+            if key == "closed_days" and isinstance(value, tuple | list):
+                value = ",".join(str(v) for v in value)
+            elif key == "routing" and isinstance(value, RoutingMode):
+                value = value.value
+            values.append(value)
+        assignments = ", ".join(f"{key} = ?" for key in settings)
+        await self._write(f"UPDATE queues SET {assignments} WHERE id = ?", (*values, queue_id))
 
     async def add_queue(
         self, name: str, group_id: int, title: str, followup_email: str | None, now: datetime
@@ -223,15 +265,24 @@ class Store:
             await self._write("DELETE FROM operators WHERE id = ?", (op.id,))
         return True
 
-    async def assign(self, queue_id: int, operator_id: int) -> None:
+    async def assign(self, queue_id: int, operator_id: int, *, on_call: bool | None = None) -> None:
+        """Make the operator a member of the queue; `on_call` None leaves that flag as is."""
         await self._write(
             "INSERT OR IGNORE INTO queue_operators (queue_id, operator_id) VALUES (?, ?)",
             (queue_id, operator_id),
         )
+        if on_call is not None:
+            await self._write(
+                "UPDATE queue_operators SET on_call = ? WHERE queue_id = ? AND operator_id = ?",
+                (int(on_call), queue_id, operator_id),
+            )
 
     async def list_assignments(self) -> list[Assignment]:
         rows = await self._all("SELECT * FROM queue_operators ORDER BY queue_id, operator_id")
-        return [Assignment(r["queue_id"], r["operator_id"], r["subscription"]) for r in rows]
+        return [
+            Assignment(r["queue_id"], r["operator_id"], r["subscription"], bool(r["on_call"]))
+            for r in rows
+        ]
 
     async def set_subscription(self, queue_id: int, operator_id: int, state: str) -> None:
         await self._write(
@@ -255,6 +306,8 @@ class Store:
             origin_ip=row["origin_ip"],
             referrer=row["referrer"],
             ended_at=_dt(row["ended_at"]),
+            asked_at=_dt(row["asked_at"]),
+            accepted_at=_dt(row["accepted_at"]),
         )
 
     async def create_chat(
@@ -287,6 +340,15 @@ class Store:
         )
         return [self._chat(r) for r in rows]
 
+    async def set_chat_queue(self, chat_id: int, queue_id: int) -> None:
+        """A transfer or rollover moved the chat to another queue."""
+        await self._write("UPDATE chats SET queue_id = ? WHERE id = ?", (queue_id, chat_id))
+
+    async def set_asked_at(self, chat_id: int, now: datetime) -> None:
+        await self._write(
+            "UPDATE chats SET asked_at = ? WHERE id = ? AND asked_at IS NULL", (_ts(now), chat_id)
+        )
+
     async def set_chat_state(
         self,
         chat_id: int,
@@ -300,6 +362,12 @@ class Store:
             await self._write(
                 "UPDATE chats SET state = ?, operator_id = ?, accepted_at = ? WHERE id = ?",
                 (state.value, operator_id, _ts(now), chat_id),
+            )
+        elif state is ChatState.WAITING:
+            # Back to the queue (operator left, transfer): the chat has no operator again.
+            await self._write(
+                "UPDATE chats SET state = ?, operator_id = NULL WHERE id = ?",
+                (state.value, chat_id),
             )
         elif state in (ChatState.ENDED, ChatState.MISSED):
             await self._write(
@@ -373,6 +441,78 @@ class Store:
             "SELECT COALESCE(MAX(seq), 0) FROM chat_events WHERE chat_id = ?", (chat_id,)
         )
         return int(row[0]) if row else 0
+
+    # Canned messages, links, tags -------------------------------------------------------
+
+    async def canned_for_queue(self, queue_id: int, group_id: int) -> list[CannedMessage]:
+        """Every canned message a chat in this queue can use, the most specific text of
+        each name winning (queue over group over global), sorted by name."""
+        rows = await self._all(
+            "SELECT name, text, scope FROM canned_messages WHERE scope = 'global'"
+            " OR (scope = 'group' AND group_id = ?) OR (scope = 'queue' AND queue_id = ?)"
+            " ORDER BY name, CASE scope WHEN 'queue' THEN 0 WHEN 'group' THEN 1 ELSE 2 END",
+            (group_id, queue_id),
+        )
+        best: dict[str, CannedMessage] = {}
+        for r in rows:
+            best.setdefault(r["name"], CannedMessage(r["name"], r["text"], r["scope"]))
+        return list(best.values())
+
+    async def set_canned(
+        self, name: str, text: str, *, group_id: int | None = None, queue_id: int | None = None
+    ) -> None:
+        """Create or replace a canned message at global, group or queue scope."""
+        scope = "queue" if queue_id is not None else "group" if group_id is not None else "global"
+        await self._write(
+            "DELETE FROM canned_messages WHERE scope = ? AND COALESCE(group_id, 0) = ?"
+            " AND COALESCE(queue_id, 0) = ? AND name = ?",
+            (scope, group_id or 0, queue_id or 0, name),
+        )
+        await self._write(
+            "INSERT INTO canned_messages (scope, group_id, queue_id, name, text)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (scope, group_id, queue_id, name, text),
+        )
+
+    async def delete_canned(
+        self, name: str, *, group_id: int | None = None, queue_id: int | None = None
+    ) -> bool:
+        scope = "queue" if queue_id is not None else "group" if group_id is not None else "global"
+        async with self._db.execute(
+            "DELETE FROM canned_messages WHERE scope = ? AND COALESCE(group_id, 0) = ?"
+            " AND COALESCE(queue_id, 0) = ? AND name = ?",
+            (scope, group_id or 0, queue_id or 0, name),
+        ) as cur:
+            return cur.rowcount > 0
+
+    async def add_link(self, group_id: int, title: str, url: str) -> None:
+        await self._write(
+            "INSERT INTO group_links (group_id, title, url, position) VALUES (?, ?, ?,"
+            " (SELECT COALESCE(MAX(position), 0) + 1 FROM group_links WHERE group_id = ?))",
+            (group_id, title, url, group_id),
+        )
+
+    async def links(self, group_id: int) -> list[Link]:
+        rows = await self._all(
+            "SELECT title, url FROM group_links WHERE group_id = ? ORDER BY position, id",
+            (group_id,),
+        )
+        return [Link(r["title"], r["url"]) for r in rows]
+
+    async def add_tag(self, chat_id: int, tag: str, operator_id: int | None, now: datetime) -> bool:
+        """Tag a chat; False if it already had the tag."""
+        async with self._db.execute(
+            "INSERT OR IGNORE INTO chat_tags (chat_id, tag, operator_id, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (chat_id, tag, operator_id, _ts(now)),
+        ) as cur:
+            return cur.rowcount > 0
+
+    async def tags(self, chat_id: int) -> list[str]:
+        rows = await self._all(
+            "SELECT tag FROM chat_tags WHERE chat_id = ? ORDER BY tag", (chat_id,)
+        )
+        return [r["tag"] for r in rows]
 
     async def integrity_check(self) -> str:
         row = await self._one("PRAGMA integrity_check")

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import slixmpp
+from slixmpp.exceptions import XMPPError
 from slixmpp.stanza import Message
 from slixmpp.stanza import Presence as PresenceStanza
 from slixmpp.xmlstream.handler import Callback
@@ -37,14 +38,16 @@ from component.core.events import (
     ChatAccepted,
     ChatEnded,
     ChatOffered,
+    DirectoryChanged,
     Event,
     MessagePosted,
+    OfferWithdrawn,
     OperatorNotice,
     QueueStatusChanged,
     SubscriptionWanted,
     TypingChanged,
 )
-from component.core.models import Presence, QueueStatus, Sender
+from component.core.models import EventKind, Presence, QueueStatus, Sender
 from component.core.text import strip_xml_illegal
 from component.service import GUEST_PREFIX, DeskService
 
@@ -64,6 +67,14 @@ _ERROR_CONDITIONS: dict[type[DeskError], tuple[str, str] | None] = {
     InvalidInput: ("modify", "not-acceptable"),
     BadCommand: None,
 }
+
+# Queue commands also offered through XEP-0050: (node, name shown in clients' menus).
+_ADHOC_COMMANDS = (
+    ("list", "List waiting and active chats"),
+    ("next", "Take the longest-waiting chat"),
+    ("who", "Who is on this queue"),
+    ("status", "Queue status"),
+)
 
 _QUEUE_SHOW: dict[QueueStatus, str | None] = {
     QueueStatus.AVAILABLE: None,
@@ -94,7 +105,7 @@ class XmppAdapter:
 
     def _setup(self) -> None:
         xmpp = self.xmpp
-        for plugin in ("xep_0030", "xep_0085", "xep_0172", "xep_0199"):
+        for plugin in ("xep_0030", "xep_0004", "xep_0050", "xep_0085", "xep_0172", "xep_0199"):
             xmpp.register_plugin(plugin)
         xmpp.add_event_handler("session_start", self._on_session_start)
         xmpp.add_event_handler("disconnected", self._on_disconnected)
@@ -176,6 +187,8 @@ class XmppAdapter:
         self.online.set()
         while self._outbox:
             self._outbox.popleft().send()
+        # xep_0050 forgets its commands whenever the stream binds: register them again.
+        self.register_commands()
         for (queue, jid), state in self.service.subscriptions().items():
             if state == "granted":
                 self.send_queue_presence(queue, jid)
@@ -236,18 +249,47 @@ class XmppAdapter:
         self._send_presence(queue, jid, ptype="subscribe")
         await self.service.mark_subscription_asked(queue, jid)
 
+    # Ad-hoc commands (XEP-0050) -------------------------------------------------------------
+
+    def register_commands(self) -> None:
+        """Offer the queue commands as ad-hoc commands on every queue JID, for clients
+        that have a menu for them. Called at every session start and directory change."""
+        adhoc = self.xmpp.plugin["xep_0050"]
+        for queue in self.service.queue_names():
+            for name, title in _ADHOC_COMMANDS:
+                adhoc.add_command(
+                    jid=self._jid(queue), node=name, name=title, handler=self._adhoc_handler(name)
+                )
+
+    def _adhoc_handler(
+        self, command: str
+    ) -> Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]:
+        async def handle(iq: Any, session: dict[str, Any]) -> dict[str, Any]:
+            queue = iq["to"].user
+            try:
+                reply = await self.service.on_queue_message(iq["from"].bare, queue, f"!{command}")
+            except DeskError as exc:
+                condition = _ERROR_CONDITIONS.get(type(exc)) or ("cancel", "bad-request")
+                etype, cond = condition
+                raise XMPPError(cond, text=exc.text, etype=etype) from None  # type: ignore[arg-type]
+            session["notes"] = [("info", strip_xml_illegal(reply))]
+            session["has_next"] = False
+            session["next"] = None
+            return session
+
+        return handle
+
     # Service events -> stanzas -------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
         match event:
             case ChatOffered():
-                lines = [
-                    f"New chat in {event.queue_title} ({event.queue}). "
-                    "Reply to take it, or send !accept."
-                ]
-                lines += [f"Patron: {e.text}" for e in event.history if e.sender is Sender.PATRON]
+                body = offer_text(event)
                 for jid in event.operator_jids:
-                    self.send_chat(event.guest, jid, "\n".join(lines), nick=_nick(event.queue))
+                    self.send_chat(event.guest, jid, body, nick=_nick(event.queue))
+            case OfferWithdrawn():
+                for jid in event.operator_jids:
+                    self.send_chat(event.guest, jid, f"Offer withdrawn. {event.reason}")
             case ChatAccepted():
                 for jid in event.others:
                     self.send_chat(event.guest, jid, f"{event.operator_name} took this chat.")
@@ -274,6 +316,9 @@ class XmppAdapter:
                         self.send_queue_presence(queue, jid)
             case OperatorNotice():
                 self.send_chat(event.from_node, event.operator_jid, event.text)
+            case DirectoryChanged():
+                if self.online.is_set():
+                    self.register_commands()
             case SubscriptionWanted():
                 wanted = event
                 self._inbound.put_nowait(
@@ -388,3 +433,22 @@ class XmppAdapter:
 
 def _nick(queue: str) -> str:
     return f"Patron ({queue})"
+
+
+def offer_text(event: ChatOffered) -> str:
+    """The message an operator gets with an offer: what it is, how to take it, and the
+    conversation so far (a transferred chat brings its history along)."""
+    how = f" ({event.via})" if event.via else ""
+    lines = [
+        f"New chat in {event.queue_title} ({event.queue}){how}. Reply to take it, or send !accept."
+    ]
+    for e in event.history:
+        if e.kind is EventKind.NOTE:
+            lines.append(f"[note by {e.name}] {e.text}")
+        elif e.sender is Sender.PATRON:
+            lines.append(f"Patron: {e.text}")
+        elif e.sender is Sender.OPERATOR:
+            lines.append(f"{e.name}: {e.text}")
+        elif e.kind is EventKind.MESSAGE:
+            lines.append(f"— {e.text}")
+    return "\n".join(lines)

@@ -62,7 +62,7 @@ class _Inbox(Generic[_S]):
             remaining = deadline - loop.time()
             if remaining <= 0:
                 seen = "; ".join(_describe(item) for item in self.held) or "nothing"
-                raise TimeoutError(f"no {what} within {timeout} s; received meanwhile: {seen}")
+                raise TimeoutError(f"no {what} within {timeout} s; received, not taken: {seen}")
             try:
                 item = await asyncio.wait_for(self.queue.get(), remaining)
             except TimeoutError:

@@ -279,8 +279,10 @@ async def test_operator_added_from_the_command_line_while_running(desk: Desk) ->
     assert request["to"].bare == jid
     await wait_for(lambda: desk.service.presence_of(jid).takes_chats, what="late available")
     roster = client.xmpp.client_roster
-    await wait_for(lambda: roster["ask@desk.localhost"]["subscription"] in ("from", "both"),
-                   what="queue in roster")
+    await wait_for(
+        lambda: roster["ask@desk.localhost"]["subscription"] in ("from", "both"),
+        what="queue in roster",
+    )
 
     # After logging in again, the server probes the queue and the component answers from
     # its own state: the queue shows as available in the roster.
@@ -317,7 +319,9 @@ async def test_hostile_and_odd_stanzas(desk: Desk) -> None:
     assert (await op.next_error())["error"]["condition"] == "item-not-found"
     # An oversized operator message is refused, not relayed.
     op.send_message(guest, "x" * 5000)
-    assert "too long" in (await op.next_message(guest))["body"]
+    error = await op.next_error(guest)
+    assert error["error"]["condition"] == "not-acceptable"
+    assert "too long" in error["error"]["text"]
     # A bodiless message, a directed presence to a guest and an unknown iq are harmless.
     op.xmpp.send_message(mto=guest, mtype="chat")
     op.xmpp.send_presence(pto=guest)

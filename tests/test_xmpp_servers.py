@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -239,6 +240,41 @@ async def test_stop_leaves_nothing_behind(tmp_path: Path) -> None:
     # The logs are kept next to the test's files for post-mortems.
     assert (tmp_path / f"{prosody_dir.name}.log").exists()
     assert (tmp_path / f"{ejabberd_dir.name}.log").exists()
+
+
+_ORPHAN_SCRIPT = """
+import asyncio, os, sys
+from pathlib import Path
+from tests.xmpp_servers import start_server
+
+async def main():
+    server = await start_server("ejabberd", Path(sys.argv[1]), "desk.localhost", "x")
+    print(server.workdir, server.node, flush=True)
+    os._exit(0)  # a test run killed before its teardown
+
+asyncio.run(main())
+"""
+
+
+async def test_orphaned_ejabberd_is_reaped_by_the_next_start(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _ORPHAN_SCRIPT,
+        str(tmp_path),
+        cwd=repo,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await asyncio.wait_for(child.communicate(), 60)
+    workdir_text, node = output.decode().split()
+    assert _processes_mentioning(node), "the orphan should still be running"
+
+    server = await start_server("ejabberd", tmp_path, COMPONENT_DOMAIN, "s")
+    await server.stop()
+
+    assert _processes_mentioning(node) == {}
+    assert not Path(workdir_text).exists()
 
 
 async def test_missing_binaries_fail_loudly(tmp_path: Path) -> None:

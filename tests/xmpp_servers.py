@@ -46,6 +46,9 @@ LOOPBACK = "127.0.0.1"
 _SBIN_PATH = "/usr/local/sbin:/usr/sbin:/sbin"
 # ejabberdctl switches to this user (su) when started as root.
 _EJABBERD_USER = "ejabberd"
+# Instance directories are /tmp/refdesk-ejabberd-*; each names its owner in this file.
+_EJABBERD_DIR_PREFIX = "refdesk-ejabberd-"
+_OWNER_FILE = "owner"
 
 
 class XmppServer(Protocol):
@@ -141,14 +144,14 @@ class ProsodyServer:
         await self._prosody.start()
         self.last_start_seconds = time.monotonic() - began
 
-    async def _stop_process(self) -> None:
+    async def _stop_process(self, *, graceful: bool = True) -> None:
         began = time.monotonic()
-        await self._prosody.stop()
+        await self._prosody.stop(graceful=graceful)
         self.last_stop_seconds = time.monotonic() - began
 
     async def stop(self) -> None:
-        """Stop Prosody and delete its directory, keeping a copy of the log."""
-        await self._stop_process()
+        """Stop Prosody at once (SIGKILL) and delete its directory, keeping a copy of the log."""
+        await self._stop_process(graceful=False)
         _keep_log(self.log_path, self._tmp, self._workdir.name)
         shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -215,6 +218,33 @@ def _kill_if_same(pid: int, start: int, sig: signal.Signals) -> None:
     if stat is not None and stat[1] == start:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
+
+
+def _reap_orphaned_instances() -> None:
+    """Kill and delete throwaway ejabberd instances whose owning test process is gone.
+
+    A test run that is killed (CI timeout, Ctrl-C twice) never reaches `stop`, and the
+    ejabberd node it started would run on. Each instance directory records its owner's
+    pid and start time; `EjabberdServer` calls this before making a new directory, and
+    only instances whose owner is dead are touched, so parallel runs leave each other be.
+    Their processes are found by the directory path in their command line.
+    """
+    for workdir in Path(tempfile.gettempdir()).glob(f"{_EJABBERD_DIR_PREFIX}*"):
+        try:
+            pid_text, start_text = (workdir / _OWNER_FILE).read_text().split()
+            owner_pid, owner_start = int(pid_text), int(start_text)
+        except (OSError, ValueError):
+            continue  # being created right now, or not ours
+        stat = _proc_stat(owner_pid)
+        if stat is not None and stat[1] == owner_start:
+            continue
+        marker = str(workdir)
+        for pid in _all_pids():
+            if marker in _cmdline(pid):
+                pid_stat = _proc_stat(pid)
+                if pid_stat is not None:
+                    _kill_if_same(pid, pid_stat[1], signal.SIGKILL)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 class EjabberdServer:
@@ -393,8 +423,12 @@ EJABBERD_BYPASS_WARNINGS=true
         """Create the instance directory on first start and (re)write its config files."""
         owner = self._owner()
         if self._workdir is None or not self._workdir.exists():
+            _reap_orphaned_instances()
             # /tmp itself, not pytest's tmp_path: see the class docstring.
-            self._workdir = Path(tempfile.mkdtemp(prefix="refdesk-ejabberd-"))
+            self._workdir = Path(tempfile.mkdtemp(prefix=_EJABBERD_DIR_PREFIX))
+            stat = _proc_stat(os.getpid())
+            assert stat is not None
+            (self._workdir / _OWNER_FILE).write_text(f"{os.getpid()} {stat[1]}\n")
         workdir = self._workdir
         for sub in ("etc", "spool", "logs"):
             (workdir / sub).mkdir(exist_ok=True)
@@ -500,15 +534,16 @@ EJABBERD_BYPASS_WARNINGS=true
                 for pid in beams:
                     _kill_if_same(pid, tree[pid], signal.SIGTERM)
                 if not beams:
-                    with contextlib.suppress(ProcessLookupError):
-                        process.terminate()
+                    _kill_if_same(process.pid, tree[process.pid], signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(process.wait(), timeout)
             # Helpers normally exit with the VM; anything of this tree still there is killed.
+            # The tree includes ejabberdctl itself. Signals go through os.kill, never
+            # process.kill(): Popen.send_signal first polls (waitpid), which can reap the
+            # child under asyncio's child watcher, which then logs "Unknown child process"
+            # and reports status 255.
             for pid, start in tree.items():
                 _kill_if_same(pid, start, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
             await process.wait()
         self._kill_stragglers()
         self.last_stop_seconds = time.monotonic() - began

@@ -200,6 +200,10 @@ async def _welcome(
             "status": service.queue_info(handle.queue).status.value,
         }
     )
+    # A client claiming more than the chat holds would silently skip what comes next.
+    newest = service.last_seq(handle.chat_id)
+    if newest is not None:
+        last_seq = min(last_seq, newest)
     history = await service.history(handle.chat_id, last_seq)
     conn.replay([event_frame(e) for e in history], after=last_seq)
     if service.chat_state(handle.chat_id) is not ChatState.ENDED:

@@ -31,12 +31,19 @@ class Say:
 CHAT_COMMANDS: dict[str, str] = {
     "accept": "!accept — take this chat",
     "end": "!end — end this chat",
+    "transfer": "!transfer <queue|operator> — hand the chat to another queue or a colleague",
+    "c": "!c <name> — send a canned message; !c alone lists them",
+    "note": "!note <text> — add a note to the transcript (the patron does not see it)",
+    "tag": "!tag <tag> — tag the chat (e.g. !tag circulation, !tag incident)",
+    "info": "!info — queue, wait time, page and address of this chat",
+    "links": "!links — the partner group's local resource links",
     "help": "!help — this list",
 }
 
 # Commands understood when writing to a queue JID.
 QUEUE_COMMANDS: dict[str, str] = {
     "list": "!list — chats waiting and active in this queue",
+    "next": "!next — take the longest-waiting chat",
     "who": "!who — operators of this queue and their presence",
     "status": "!status — the queue's status as patrons see it",
     "help": "!help — this list",

@@ -13,7 +13,8 @@ from component.core.models import ChatEvent, QueueStatus
 
 @dataclass(frozen=True, slots=True)
 class ChatOffered:
-    """A waiting chat is offered to operators; `history` is what the patron said so far."""
+    """A waiting chat is offered to operators; `history` is the transcript so far (notes
+    included: the receivers are staff). `via` says how it came (transfer, rollover...)."""
 
     chat_id: int
     guest: str
@@ -21,6 +22,17 @@ class ChatOffered:
     queue_title: str
     operator_jids: tuple[str, ...]
     history: tuple[ChatEvent, ...]
+    via: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OfferWithdrawn:
+    """Operators who had an offer must stop expecting the chat (timeout, rollover, left)."""
+
+    chat_id: int
+    guest: str
+    operator_jids: tuple[str, ...]
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,13 @@ class OperatorNotice:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectoryChanged:
+    """Queues, operators or memberships were reloaded (new JIDs may need commands)."""
+
+    queues: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionWanted:
     """Ask `operator_jid` to let the queue's JID see their presence."""
 
@@ -90,6 +109,7 @@ class SubscriptionWanted:
 
 Event = (
     ChatOffered
+    | OfferWithdrawn
     | ChatAccepted
     | MessagePosted
     | ChatEnded
@@ -97,4 +117,5 @@ Event = (
     | QueueStatusChanged
     | OperatorNotice
     | SubscriptionWanted
+    | DirectoryChanged
 )

@@ -38,14 +38,9 @@ class Presence(enum.Enum):
     @classmethod
     def from_show(cls, show: str | None) -> Presence:
         """Map an XMPP `<show/>` value (None or '' for plain available) to a Presence."""
-        if not show:
-            return cls.AVAILABLE
-        try:
-            return cls(show)
-        except ValueError:
-            # RFC 6121 allows only chat/away/xa/dnd; anything else is treated as available
-            # rather than dropping the operator out of routing because of a client quirk.
-            return cls.AVAILABLE
+        # RFC 6121 allows only chat/away/xa/dnd; anything else (even "offline") is treated
+        # as available rather than dropping the operator out of routing for a client quirk.
+        return _SHOWS.get(show or "", cls.AVAILABLE)
 
 
 _PRESENCE_RANK = {
@@ -55,6 +50,14 @@ _PRESENCE_RANK = {
     Presence.XA: 2,
     Presence.DND: 1,
     Presence.OFFLINE: 0,
+}
+
+
+_SHOWS = {
+    "chat": Presence.CHAT,
+    "away": Presence.AWAY,
+    "xa": Presence.XA,
+    "dnd": Presence.DND,
 }
 
 
@@ -88,10 +91,16 @@ class Sender(enum.Enum):
 
 
 class EventKind(enum.Enum):
-    """What a chat event is. Only MESSAGE and ENDED are shown to the patron as such."""
+    """What a chat event is. NOTE entries are for the transcript only: never shown to the
+    patron."""
 
     MESSAGE = "message"
     ENDED = "ended"
+    NOTE = "note"
+
+    @property
+    def patron_sees(self) -> bool:
+        return self is not EventKind.NOTE
 
 
 class RoutingMode(enum.Enum):
@@ -114,6 +123,16 @@ class Queue:
     title: str
     routing: RoutingMode
     followup_email: str | None
+    # Seconds a round-robin offer waits before moving on to the next operator.
+    offer_timeout: float = 30.0
+    # Seconds an unanswered chat waits before it moves to the backup queue (None: never).
+    rollover_after: float | None = None
+    backup_queue_id: int | None = None
+    hours: str = "always"
+    timezone: str = "UTC"
+    closed_days: tuple[str, ...] = ()
+    # On-call escalation rule such as "4 in 10m" (None: no escalation).
+    escalation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +171,8 @@ class Chat:
     origin_ip: str | None = None
     referrer: str | None = None
     ended_at: datetime | None = None
+    asked_at: datetime | None = None
+    accepted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,3 +182,21 @@ class Assignment:
     queue_id: int
     operator_id: int
     subscription: str  # 'none' | 'asked' | 'granted'
+    on_call: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CannedMessage:
+    """A routine line an operator sends with `!c name`; scope is global, group or queue."""
+
+    name: str
+    text: str
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One of a group's local resource links (`!links`)."""
+
+    title: str
+    url: str

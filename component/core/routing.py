@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from component.core.models import Presence, QueueStatus
 
@@ -38,3 +39,29 @@ def queue_status(operators: Iterable[OperatorLoad]) -> QueueStatus:
     if any(op.presence.online for op in ops):
         return QueueStatus.AWAY
     return QueueStatus.OFFLINE
+
+
+def next_in_turn(
+    operators: Iterable[OperatorLoad],
+    last_chat: Mapping[str, datetime],
+    skip: Collection[str] = (),
+) -> str | None:
+    """Round-robin: the eligible operator whose turn it is, or None.
+
+    Fewest active chats first; among equals, the one whose last chat started longest ago
+    (never having had one counts as longest); the JID breaks remaining ties so the choice
+    is deterministic. `skip` holds operators who already let this chat's offer time out.
+    """
+    candidates = [
+        op for op in operators if op.presence.takes_chats and op.has_room and op.jid not in skip
+    ]
+    if not candidates:
+        return None
+    best = min(
+        candidates,
+        key=lambda op: (op.active_chats, last_chat.get(op.jid, _NEVER), op.jid),
+    )
+    return best.jid
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)

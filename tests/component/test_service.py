@@ -80,9 +80,9 @@ async def seed(store: Store, now: datetime, *, ann_max: int = 3, bob_max: int = 
     await store.assign(other.id, carol.id)
 
 
-async def make_desk(path: Path, clock: Clock, **kwargs: int) -> Desk:
+async def make_desk(path: Path, clock: Clock, *, resume_ttl: float = 3600.0) -> Desk:
     store = await Store.open(path)
-    service = DeskService(store, domain=DOMAIN, clock=clock)
+    service = DeskService(store, domain=DOMAIN, clock=clock, resume_ttl=resume_ttl)
     await service.start()
     desk = Desk(path, store, service, clock)
     service.bus.subscribe(desk.events.append)
@@ -100,6 +100,7 @@ async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
     try:
         yield d
     finally:
+        await d.service.close()
         await d.store.close()
 
 
@@ -136,7 +137,7 @@ async def test_open_chat_new(desk: Desk) -> None:
     assert stored.created_at == desk.clock.now
     # The raw token is never stored.
     assert await desk.store.chat_by_resume(handle.resume) is None
-    assert list(desk.service.open_chat_ids()) == [handle.chat_id]
+    assert [c.id for c in desk.service.open_chats()] == [handle.chat_id]
 
 
 async def test_open_chat_twice_gives_two_chats(desk: Desk) -> None:
@@ -154,7 +155,7 @@ async def test_open_chat_resumes_with_token(desk: Desk) -> None:
     assert again.chat_id == first.chat_id
     assert again.guest == first.guest
     assert again.resume == first.resume
-    assert list(desk.service.open_chat_ids()) == [first.chat_id]
+    assert [c.id for c in desk.service.open_chats()] == [first.chat_id]
 
 
 @pytest.mark.parametrize("token", ["not-a-token", "x" * 128])
@@ -166,12 +167,14 @@ async def test_open_chat_with_unknown_token_starts_a_new_chat(desk: Desk, token:
     assert other.resume != token
 
 
-async def test_open_chat_token_of_another_queue_is_not_resumed(desk: Desk) -> None:
+async def test_open_chat_token_follows_the_chat_across_queues(desk: Desk) -> None:
+    # A transfer moves the chat to another queue while the patron's widget stays on the
+    # first one: the token resumes the chat wherever it is, and says where that is.
     first = await desk.service.open_chat("ask", None)
     other = await desk.service.open_chat("science", first.resume)
-    assert other.resumed is False
-    assert other.chat_id != first.chat_id
-    assert other.queue == "science"
+    assert other.resumed is True
+    assert other.chat_id == first.chat_id
+    assert other.queue == "ask"
 
 
 async def test_open_chat_unknown_queue(desk: Desk) -> None:
@@ -389,6 +392,7 @@ async def test_explicit_accept(desk: Desk) -> None:
     assert reply is not None and "You have this chat" in reply
     (accepted,) = desk.of(ChatAccepted)
     assert accepted.explicit is True
+    assert accepted.chat_id == chat_id
     assert accepted.operator_jid == BOB
     assert accepted.others == (ANN,)
     again = await desk.service.on_operator_message(BOB, guest, "!accept")
@@ -406,8 +410,9 @@ async def test_double_bang_is_sent_literally(desk: Desk) -> None:
 async def test_operator_illegal_text_is_refused(desk: Desk) -> None:
     await online(desk, ANN)
     chat_id, guest = await asked_chat(desk)
-    with pytest.raises(BadCommand):
+    with pytest.raises(InvalidInput) as info:
         await desk.service.on_operator_message(ANN, guest, "bad \x01 text")
+    assert info.value.code == "illegal_characters"
     assert await desk.store.last_seq(chat_id) == 1
     assert desk.of(ChatAccepted) == []
 
@@ -458,7 +463,7 @@ async def test_end_ends_the_chat(desk: Desk) -> None:
     assert stored.state is ChatState.ENDED
     assert stored.ended_at == desk.clock.now
     assert desk.service.chat_state(chat_id) is ChatState.ENDED
-    assert chat_id not in list(desk.service.open_chat_ids())
+    assert chat_id not in [c.id for c in desk.service.open_chats()]
     assert (await desk.store.events_after(chat_id, 3)) == [ended.event]
 
     with pytest.raises(ChatClosed):
@@ -611,6 +616,11 @@ async def test_operator_freed_by_end_gets_waiting_chat(desk: Desk) -> None:
 
     await desk.service.on_operator_message(ANN, first_guest, "!end")
     assert desk.service.queue_info("ask").status is QueueStatus.AVAILABLE
+    # The offer is made from a task (the ending chat's lock is held): let it run.
+    for _ in range(200):
+        if len(desk.of(ChatOffered)) == 2:
+            break
+        await asyncio.sleep(0.01)
     assert [o.chat_id for o in desk.of(ChatOffered)] == [first_id, second.chat_id]
 
 
@@ -667,9 +677,7 @@ async def test_queue_status_changes_are_published(desk: Desk) -> None:
     await online(desk, ANN)  # same presence again: nothing new to tell
     assert desk.of(QueueStatusChanged) == []
     await online(desk, ANN, presence=Presence.AWAY)
-    assert [(e.queue, e.status) for e in desk.of(QueueStatusChanged)] == [
-        ("ask", QueueStatus.AWAY)
-    ]
+    assert [(e.queue, e.status) for e in desk.of(QueueStatusChanged)] == [("ask", QueueStatus.AWAY)]
 
 
 async def test_position(desk: Desk) -> None:
@@ -699,8 +707,8 @@ async def test_queue_who_command(desk: Desk) -> None:
     await online(desk, BOB, presence=Presence.XA)
     reply = await desk.service.on_queue_message(ANN, "ask", "!WHO")
     assert reply.splitlines() == [
-        f"{ANN}: available, 0 chat(s)",
-        f"{BOB}: xa, 0 chat(s)",
+        f"Ann ({ANN}): available, 0/3 chats",
+        f"Bob ({BOB}): xa, 0/3 chats",
     ]
 
 
@@ -713,8 +721,7 @@ async def test_queue_list_command(desk: Desk) -> None:
     await desk.service.on_operator_message(ANN, first_guest, "hi")
     reply = await desk.service.on_queue_message(BOB, "ask", "!list")
     assert reply.splitlines() == [
-        f"{first_guest} — active with Ann",
-        f"{second.guest} — waiting",
+        f"{first_guest}@{DOMAIN} — active with Ann",
     ]
 
 
@@ -759,6 +766,7 @@ async def test_reload_directory_asks_for_new_subscriptions(tmp_path: Path) -> No
         assert d.service.queue_names() == ["ask", "science"]
         assert d.service.queues_of(ANN) == ["ask"]
     finally:
+        await d.service.close()
         await d.store.close()
 
 
@@ -793,13 +801,15 @@ async def test_restart_reloads_open_chats_with_their_last_seq(desk: Desk) -> Non
     await service.post_patron_message(ended.chat_id, "q", "bye")
     await service.end_chat_by_patron(ended.chat_id)
     active_resume = (await service.open_chat("ask", None)).resume  # another open chat
+    await service.close()
     await desk.store.close()
 
     restarted = await make_desk(desk.path, desk.clock)
     desk.store = restarted.store  # closed by the fixture
+    desk.service = restarted.service
     s2 = restarted.service
-    assert set(s2.open_chat_ids()) >= {active_id, offered.chat_id}
-    assert ended.chat_id not in set(s2.open_chat_ids())
+    assert {c.id for c in s2.open_chats()} >= {active_id, offered.chat_id}
+    assert ended.chat_id not in {c.id for c in s2.open_chats()}
     assert s2.chat_state(active_id) is ChatState.ACTIVE
     # Offers are not remembered: the offered chat waits to be offered afresh.
     assert s2.chat_state(offered.chat_id) is ChatState.WAITING
@@ -820,3 +830,70 @@ async def test_restart_reloads_open_chats_with_their_last_seq(desk: Desk) -> Non
 
     resumed = await s2.open_chat("ask", active_resume)
     assert resumed.resumed is True
+
+
+# Patron gone -----------------------------------------------------------------------------
+
+GONE_TTL = 0.05
+
+
+@pytest.fixture
+async def quick_desk(tmp_path: Path) -> AsyncIterator[Desk]:
+    """A desk whose patrons are given up after GONE_TTL seconds without a connection."""
+    clock = Clock()
+    d = await make_desk(tmp_path / "quick.sqlite3", clock, resume_ttl=GONE_TTL)
+    await seed(d.store, clock.now)
+    await d.service.reload_directory()
+    d.events.clear()
+    try:
+        yield d
+    finally:
+        await d.service.close()
+        await d.store.close()
+
+
+async def settle(desk: Desk, ended: int, timeout: float = 2.0) -> None:
+    """Wait until `ended` ChatEnded events were published, or the timeout passes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(desk.of(ChatEnded)) < ended and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+
+
+async def test_patron_gone_ends_the_chat(quick_desk: Desk) -> None:
+    service = quick_desk.service
+    await online(quick_desk, ANN)
+    handle = await service.open_chat("ask", None)
+    service.patron_connected(handle.chat_id)
+    await service.post_patron_message(handle.chat_id, "m1", "hello")
+    await service.on_operator_message(ANN, handle.guest, "hi")
+    service.patron_disconnected(handle.chat_id)
+    await settle(quick_desk, 1)
+    (ended,) = quick_desk.of(ChatEnded)
+    assert ended.chat_id == handle.chat_id
+    assert ended.by == "system"
+    assert ended.operator_jids == (ANN,)
+    assert "left" in ended.event.text
+    stored = await quick_desk.store.chat_by_id(handle.chat_id)
+    assert stored is not None and stored.state is ChatState.ENDED
+
+
+async def test_patron_who_comes_back_keeps_the_chat(quick_desk: Desk) -> None:
+    service = quick_desk.service
+    handle = await service.open_chat("ask", None)
+    service.patron_connected(handle.chat_id)
+    service.patron_connected(handle.chat_id)  # a second tab
+    service.patron_disconnected(handle.chat_id)
+    await asyncio.sleep(GONE_TTL * 4)
+    assert quick_desk.of(ChatEnded) == []
+    service.patron_disconnected(handle.chat_id)
+    service.patron_connected(handle.chat_id)  # reconnected in time
+    await asyncio.sleep(GONE_TTL * 4)
+    assert quick_desk.of(ChatEnded) == []
+    assert service.chat_state(handle.chat_id) is ChatState.WAITING
+
+
+async def test_patron_who_never_connects_is_given_up(quick_desk: Desk) -> None:
+    handle = await quick_desk.service.open_chat("ask", None)
+    await settle(quick_desk, 1)
+    assert [e.chat_id for e in quick_desk.of(ChatEnded)] == [handle.chat_id]

@@ -44,9 +44,7 @@ def test_argument_is_trimmed() -> None:
 
 
 def test_argument_may_span_lines() -> None:
-    assert parse_line("!note first line\nsecond line") == Command(
-        "note", "first line\nsecond line"
-    )
+    assert parse_line("!note first line\nsecond line") == Command("note", "first line\nsecond line")
 
 
 @pytest.mark.parametrize("line", ["!END", "!End", "!eNd"])

@@ -118,9 +118,8 @@ def test_status_no_operators_is_offline() -> None:
 
 
 def test_status_everyone_offline_is_offline() -> None:
-    assert queue_status([load("a@x", Presence.OFFLINE), load("b@x", Presence.OFFLINE)]) is (
-        QueueStatus.OFFLINE
-    )
+    ops = [load("a@x", Presence.OFFLINE), load("b@x", Presence.OFFLINE)]
+    assert queue_status(ops) is QueueStatus.OFFLINE
 
 
 @pytest.mark.parametrize("presence", TAKING)
@@ -130,9 +129,8 @@ def test_status_available(presence: Presence) -> None:
 
 @pytest.mark.parametrize("presence", ONLINE_NOT_TAKING)
 def test_status_away_when_only_away_xa_dnd_are_online(presence: Presence) -> None:
-    assert queue_status([load("a@x", presence), load("b@x", Presence.OFFLINE)]) is (
-        QueueStatus.AWAY
-    )
+    ops = [load("a@x", presence), load("b@x", Presence.OFFLINE)]
+    assert queue_status(ops) is QueueStatus.AWAY
 
 
 @pytest.mark.parametrize("presence", TAKING)
@@ -168,9 +166,8 @@ def test_status_away_operator_with_room_is_not_available() -> None:
 
 
 def test_status_full_away_operator_is_away_not_busy() -> None:
-    assert queue_status([load("a@x", Presence.AWAY, active=3, max_chats=3)]) is (
-        QueueStatus.AWAY
-    )
+    ops = [load("a@x", Presence.AWAY, active=3, max_chats=3)]
+    assert queue_status(ops) is QueueStatus.AWAY
 
 
 @pytest.mark.parametrize("first", ALL)

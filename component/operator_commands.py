@@ -1,0 +1,254 @@
+"""What each `!command` does, in a guest chat or on a queue JID.
+
+The service parses the line and calls `run_chat_command` (holding the chat's lock) or
+`run_queue_command`; each command is one small function that uses the service's building
+blocks and returns the confirmation line, or raises a DeskError the adapter turns into
+an answer. The command tables with their help lines are in `component.core.commands`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from component.core import commands
+from component.core.errors import BadCommand, NotYourChat
+from component.core.models import Operator, Queue, Sender
+from component.service import DeskService, LiveChat
+
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+ChatCommand = Callable[[DeskService, LiveChat, Operator, str], Awaitable[str]]
+QueueCommand = Callable[[DeskService, str, Queue, str], Awaitable[str]]
+
+
+def _unknown(name: str) -> BadCommand:
+    shown = f"!{name}" if name else "!"
+    return BadCommand(f"Unknown command {shown}. Send !help for the list.")
+
+
+async def run_chat_command(
+    service: DeskService, live: LiveChat, op: Operator, cmd: commands.Command
+) -> str:
+    """Run a command typed in a guest chat. Caller holds `live.lock`."""
+    handler = _CHAT_COMMANDS.get(cmd.name)
+    if handler is None:
+        raise _unknown(cmd.name)
+    return await handler(service, live, op, cmd.argument)
+
+
+async def run_queue_command(
+    service: DeskService, jid: str, queue: Queue, cmd: commands.Command
+) -> str:
+    """Run a command sent to a queue JID by one of its operators."""
+    handler = _QUEUE_COMMANDS.get(cmd.name)
+    if handler is None:
+        raise _unknown(cmd.name)
+    return await handler(service, jid, queue, cmd.argument)
+
+
+# In a guest chat ----------------------------------------------------------------------------
+
+
+async def _help(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    return commands.help_text(commands.CHAT_COMMANDS)
+
+
+async def _accept(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    if live.operator is not None:
+        if live.operator.id == op.id:
+            return "This chat is already yours."
+        raise NotYourChat(f"{live.operator.name} has this chat.")
+    await service.accept(live, op, explicit=True)
+    return "You have this chat. Your messages now go to the patron."
+
+
+async def _end(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    service.require_mine(live, op)
+    await service.end(live, by="operator", text=f"{op.name} ended the chat.")
+    return "Chat ended."
+
+
+async def _transfer(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    service.require_mine(live, op)
+    target = arg.strip()
+    if not target:
+        raise BadCommand("Transfer to whom? Send !transfer <queue> or !transfer <operator>.")
+    name = target.split("@")[0] if target.endswith("@" + service.domain) else target
+    if service.is_queue(name):
+        queue = service.queue(name)
+        if queue.id == live.queue.id and live.operator is None:
+            raise BadCommand(f"This chat is already waiting in {queue.name}.")
+        if live.operator is not None:
+            await service.release(live, _transfer_text(service, live, queue.title))
+        else:
+            live.offered_to.discard(op.jid)
+        await service.move_to_queue(
+            live,
+            queue,
+            patron_text="You are being transferred; please stay in the chat.",
+            via=f"transferred by {op.name}",
+            exclude=op.jid,
+        )
+        return f"Transferred to the {queue.name} queue."
+    colleague = service.find_operator(target)
+    if colleague is None:
+        raise BadCommand(
+            f"No queue or operator called {target!r}. Send !who to a queue to see who is on."
+        )
+    if colleague.id == op.id:
+        raise BadCommand("You cannot transfer a chat to yourself.")
+    if not service.presence_of(colleague.jid).online:
+        raise BadCommand(f"{colleague.name} is offline; choose someone who is signed in.")
+    if live.operator is not None:
+        await service.release(live, _transfer_text(service, live, colleague.name))
+    await service.offer_to_operator(live, colleague, via=f"transferred by {op.name}")
+    return f"Offered to {colleague.name}. The chat is theirs once they answer."
+
+
+def _transfer_text(service: DeskService, live: LiveChat, to: str) -> str:
+    return f"You are being transferred to {to}. Please stay in the chat."
+
+
+async def _canned(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str | None:
+    canned = await service.store.canned_for_queue(live.queue.id, live.queue.group_id)
+    name = arg.strip().lower()
+    if not name:
+        names = ", ".join(c.name for c in canned) or "(none)"
+        return f"Canned messages: {names}. Send !c <name> to send one."
+    match = next((c for c in canned if c.name == name), None)
+    if match is None:
+        raise BadCommand(f"No canned message called {name!r}. Send !c for the list.")
+    await service.operator_says(live, op, match.text)
+    return None
+
+
+async def _note(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    service.require_mine(live, op)
+    if not arg.strip():
+        raise BadCommand("Write the note after the command: !note <text>.")
+    await service.note(live, op, arg)
+    return "Note added to the transcript (the patron does not see it)."
+
+
+async def _tag(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    service.require_mine(live, op)
+    tags = [t.lower() for t in arg.replace(",", " ").split()]
+    if not tags:
+        raise BadCommand("Which tag? Send !tag <tag>, e.g. !tag circulation.")
+    bad = [t for t in tags if not _TAG.match(t)]
+    if bad:
+        raise BadCommand(f"Tags are 1-32 letters, digits, '-' or '_': {bad[0][:40]!r} is not one.")
+    added = [t for t in tags if await service.store.add_tag(live.id, t, op.id, service.clock())]
+    if not added:
+        return "The chat already has that tag."
+    return "Tagged: " + ", ".join(added) + "."
+
+
+async def _info(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    tags = await service.store.tags(live.id)
+    lines = [
+        f"Queue: {live.queue.title} ({live.queue.name})",
+        f"Chat: #{live.id}, {live.state.value}"
+        + (f" with {live.operator.name}" if live.operator else ""),
+        f"Asked: {_ago(service, live.asked_at)}",
+    ]
+    if live.asked_at and live.accepted_at:
+        waited = int((live.accepted_at - live.asked_at).total_seconds())
+        lines.append(f"Waited: {waited // 60} min {waited % 60} s before an answer")
+    lines.append(f"Page: {live.referrer or 'unknown'}")
+    lines.append(f"Address: {live.origin_ip or 'not kept'}")
+    lines.append(f"Tags: {', '.join(tags) if tags else 'none'}")
+    return "\n".join(lines)
+
+
+def _ago(service: DeskService, when: datetime | None) -> str:
+    if when is None:
+        return "not yet"
+    seconds = int((service.clock() - when).total_seconds())
+    return f"{when:%H:%M} UTC ({seconds // 60} min {seconds % 60} s ago)"
+
+
+async def _links(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    links = await service.store.links(live.queue.group_id)
+    if not links:
+        return "This group has no local resource links yet."
+    return "Local resources:\n" + "\n".join(f"{link.title} — {link.url}" for link in links)
+
+
+async def _canned_command(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    # `!c name` sends the text as the operator's own message: nothing to confirm.
+    return await _canned(service, live, op, arg) or ""
+
+
+_CHAT_COMMANDS: dict[str, ChatCommand] = {
+    "accept": _accept,
+    "end": _end,
+    "transfer": _transfer,
+    "c": _canned_command,
+    "note": _note,
+    "tag": _tag,
+    "info": _info,
+    "links": _links,
+    "help": _help,
+}
+
+
+# On a queue JID -----------------------------------------------------------------------------
+
+
+async def _queue_help(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
+    return commands.help_text(commands.QUEUE_COMMANDS)
+
+
+async def _status(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
+    info = service.queue_info(queue.name)
+    hours = "" if info.open_now else " (outside service hours)"
+    return (
+        f"{queue.name}: {info.status.value}{hours}; {info.waiting} waiting; "
+        f"{info.operators_available} operator(s) taking chats."
+    )
+
+
+async def _who(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
+    lines = []
+    for load in service.loads(queue):
+        op = service.operator(load.jid)
+        name = op.name if op else load.jid
+        lines.append(
+            f"{name} ({load.jid}): {load.presence.value}, "
+            f"{load.active_chats}/{load.max_chats} chats"
+        )
+    return "\n".join(lines) or "No operators in this queue."
+
+
+async def _list(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
+    rows = []
+    for live in service.open_chats(queue):
+        if live.last_seq == 0:
+            continue  # the widget is open but the patron has not asked anything
+        who = f" with {live.operator.name}" if live.operator else ""
+        rows.append(f"{live.guest}@{service.domain} — {live.state.value}{who}")
+    return "\n".join(rows) or "No open chats."
+
+
+async def _next(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
+    live = await service.take_next(jid, queue.name)
+    if live is None:
+        return "Nobody is waiting."
+    history = await service.history(live.id, 0)
+    asked = [e.text for e in history if e.sender is Sender.PATRON]
+    question = f" They asked: {asked[0]}" if asked else ""
+    return f"You have the chat with {live.guest}@{service.domain}; reply there.{question}"
+
+
+_QUEUE_COMMANDS: dict[str, QueueCommand] = {
+    "list": _list,
+    "next": _next,
+    "who": _who,
+    "status": _status,
+    "help": _queue_help,
+}
+
+__all__ = ["run_chat_command", "run_queue_command"]
