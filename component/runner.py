@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from component.config import Config
-from component.service import DeskService
+from component.service import Clock, DeskService, utcnow
 from component.store import Store
 from component.xmpp import XmppAdapter
 from web.app import make_app
@@ -27,8 +27,9 @@ class Refdesk:
     """The whole service. `await start()` opens the store, starts the service, the web
     server and the component; `await stop()` undoes it in reverse order."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Clock = utcnow) -> None:
         self.config = config
+        self._clock = clock
         self._store: Store | None = None
         self._service: DeskService | None = None
         self._adapter: XmppAdapter | None = None
@@ -60,6 +61,7 @@ class Refdesk:
             max_message_chars=cfg.chat.max_message_chars,
             resume_ttl=cfg.chat.resume_ttl,
             operator_grace=cfg.chat.operator_grace,
+            clock=self._clock,
         )
         await self._service.start()
         self._runner = web.AppRunner(make_app(self._service, cfg), shutdown_timeout=5.0)

@@ -905,6 +905,8 @@ class DeskService:
         live = self.live_by_guest(guest)
         if live is None:
             raise ChatClosed("This chat has ended.")
+        if live.operator is not None and live.operator.jid != jid:
+            raise NotYourChat(f"{live.operator.name} has this chat.")
         allowed = (
             self.is_member(jid, live.queue)
             or jid in live.offered_to

@@ -94,6 +94,8 @@ class XmppAdapter:
         self.domain = config.domain
         self.xmpp = slixmpp.ComponentXMPP(config.domain, config.secret)  # type: ignore[no-untyped-call]
         self.online = asyncio.Event()
+        # How many sessions have started (tests and logs tell reconnections apart with it).
+        self.sessions = 0
         self._stopping = False
         self._outbox: deque[StanzaBase] = deque()
         self._inbound: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
@@ -184,6 +186,7 @@ class XmppAdapter:
     async def _on_session_start(self, _event: Any) -> None:
         log.info("component %s is online", self.domain)
         self._backoff = 0.0
+        self.sessions += 1
         self.online.set()
         while self._outbox:
             self._outbox.popleft().send()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from component.config import ChatConfig, Config, StorageConfig, WebConfig, XmppConfig
+from component.core.models import Queue
 from component.prosody import free_port
 from component.runner import Refdesk
 from component.store import Store
@@ -70,12 +71,26 @@ async def xmpp_server(
     await server.stop()
 
 
+class TestClock:
+    """The service's clock in tests: real time, unless a test pins it with `set`."""
+
+    def __init__(self) -> None:
+        self.fixed: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.fixed if self.fixed is not None else datetime.now(UTC)
+
+    def set(self, when: datetime) -> None:
+        self.fixed = when
+
+
 class Desk:
     """A running refdesk connected to a test XMPP server, with helpers to add people."""
 
-    def __init__(self, refdesk: Refdesk, server: XmppServer | None) -> None:
+    def __init__(self, refdesk: Refdesk, server: XmppServer | None, clock: TestClock) -> None:
         self.refdesk = refdesk
         self.server = server
+        self.clock = clock
         self.url = f"http://127.0.0.1:{refdesk.port}"
         self.clients: list[OperatorClient] = []
         self.patrons: list[PatronClient] = []
@@ -108,6 +123,27 @@ class Desk:
         self.clients.append(client)
         await wait_for(lambda: self.service.presence_of(jid).takes_chats, what=f"{jid} available")
         return client
+
+    async def set_queue(self, name: str, **settings: object) -> None:
+        """Change queue settings as the admin page or CLI would, and make them live."""
+        store = self.refdesk.store
+        queue = await store.queue_by_name(name)
+        assert queue is not None
+        await store.update_queue(queue.id, **settings)
+        await self.service.reload_directory()
+
+    async def store_queue(self, name: str) -> Queue:
+        queue = await self.refdesk.store.queue_by_name(name)
+        assert queue is not None
+        return queue
+
+    async def set_on_call(self, queue_name: str, jid: str) -> None:
+        store = self.refdesk.store
+        queue = await self.store_queue(queue_name)
+        op = await store.operator_by_jid(jid)
+        assert op is not None
+        await store.assign(queue.id, op.id, on_call=True)
+        await self.service.reload_directory()
 
     async def patron(self, queue: str = "ask") -> PatronClient:
         patron = PatronClient(self.url, queue)
@@ -145,9 +181,10 @@ async def desk(
         tmp_path, xmpp_port=xmpp_server.component_port, **(marker.kwargs if marker else {})
     )
     await seed(config.storage.path, ("ask", "other"))
-    refdesk = Refdesk(config)
+    clock = TestClock()
+    refdesk = Refdesk(config, clock=clock)
     await refdesk.start()
-    d = Desk(refdesk, xmpp_server)
+    d = Desk(refdesk, xmpp_server, clock)
     try:
         await asyncio.wait_for(refdesk.adapter.online.wait(), 20)
         yield d
@@ -160,9 +197,10 @@ async def offline_desk(tmp_path: Path) -> AsyncIterator[Desk]:
     """refdesk with no XMPP server at all (it keeps trying): for the web side alone."""
     config = make_config(tmp_path)
     await seed(config.storage.path)
-    refdesk = Refdesk(config)
+    clock = TestClock()
+    refdesk = Refdesk(config, clock=clock)
     await refdesk.start()
-    d = Desk(refdesk, None)
+    d = Desk(refdesk, None, clock)
     try:
         yield d
     finally:

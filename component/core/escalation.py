@@ -2,8 +2,8 @@
 
 The weekend rule in POLICIES.md: "if four chats arrive within ten minutes (or four in the
 first twenty minutes of an hour), the on-call person is called in". A queue holds one or
-more `EscalationRule`s; the service asks `should_escalate` each time a chat arrives (and
-may ask again on a timer), and calls the on-call person when it says yes.
+more `EscalationRule`s; the service is meant to ask `should_escalate` each time a chat
+arrives (and may ask again on a timer) and to call the on-call person when it says yes.
 
 Two kinds of window:
 
@@ -16,10 +16,10 @@ Two kinds of window:
 
 One call per burst: every arrival at or before the last escalation is spent, and the
 window that trips again must begin after `last_escalation`. For a sliding rule that means
-at least one window length of quiet after a call (and a fresh set of `count` arrivals);
-for an hour-start rule, at most one call per clock hour. A steady stream that keeps
-meeting the rule therefore calls again once per window; a service that knows the on-call
-person is already in can skip asking.
+no new call until more than one window length after the last, and then only for `count`
+arrivals that all came after it; for an hour-start rule, at most one call per clock hour.
+A steady stream that keeps meeting the rule therefore calls again about once per window;
+a service that knows the on-call person is already in can skip asking.
 
 Rule text (`parse_rule`) is liberal in wording and strict in meaning:
 
@@ -142,7 +142,7 @@ class EscalationRule:
 
 
 def parse_rule(text: str) -> EscalationRule:
-    """Read a rule as an admin typed it; called by the admin pages and the config loader.
+    """Read a rule as an admin typed it; for the admin pages and the config loader.
 
     Raises RuleError with the reason when the text is not a rule or the rule is out of
     bounds.
@@ -162,8 +162,8 @@ def parse_rule(text: str) -> EscalationRule:
 
 
 def describe(rule: EscalationRule) -> str:
-    """The rule in words, e.g. "4 chats within 10 minutes"; shown on the admin pages and
-    accepted back by `parse_rule`."""
+    """The rule in words, e.g. "4 chats within 10 minutes", for the admin pages; `parse_rule`
+    reads it back to the same rule."""
     if rule.kind is WindowKind.HOUR_START:
         # Always minutes here: "the first 1 hour of an hour" reads badly.
         return f"{rule.count} chats in the first {_minutes(rule.window)} of an hour"
@@ -177,14 +177,17 @@ def should_escalate(
     tz: ZoneInfo,
     last_escalation: datetime | None,
 ) -> bool:
-    """Whether to call the on-call person now; the service asks each time a chat arrives.
+    """Whether to call the on-call person now; for the service, each time a chat arrives
+    (and on a timer if it likes: a repeated question gets the same answer, not a new call).
 
     `arrivals` are the queue's recent chat arrival times, in any order; those after `now`
     are ignored. `tz` is the queue's time zone, which places the hour boundaries.
-    `last_escalation` is when this rule last called someone, or None. All datetimes must
-    be aware.
+    `last_escalation` is when this rule last called someone, or None; passing the queue's
+    last call by any of its rules keeps two rules from calling twice for one burst. All
+    datetimes must be aware.
     """
-    for moment in (now, *arrivals, *([last_escalation] if last_escalation else [])):
+    extra = [] if last_escalation is None else [last_escalation]
+    for moment in (now, *arrivals, *extra):
         if moment.tzinfo is None or moment.utcoffset() is None:
             raise ValueError(f"{moment.isoformat()}: an aware datetime is needed")
     if rule.kind is WindowKind.SLIDING:
@@ -204,7 +207,7 @@ def should_escalate(
 def _hour_start(now: datetime, tz: ZoneInfo) -> datetime:
     """The instant the local clock hour containing `now` began."""
     local = now.astimezone(tz)
-    # replace() keeps `fold`, so in a repeated hour this is the second 01:00, not the first.
+    # replace() keeps `fold`: in the second pass of a repeated hour, the second 01:00.
     top = local.replace(minute=0, second=0, microsecond=0)
     return top.astimezone(UTC)
 

@@ -137,7 +137,7 @@ class ServiceHours:
 
 
 def parse_hours(text: str, tz: str, closed: Iterable[str] = ()) -> ServiceHours:
-    """Read hours as an admin typed them; called by the admin pages and the config loader.
+    """Read hours as an admin typed them; for the admin pages and the config loader.
 
     `tz` is an IANA zone name and `closed` holds ISO dates (YYYY-MM-DD) in that zone; a
     single string is read as a list separated by commas or spaces, as a form field gives it.
@@ -189,7 +189,7 @@ def format_hours(hours: ServiceHours) -> str:
 
 def describe(hours: ServiceHours) -> str:
     """One line for people, e.g. "Mon–Fri 09:00–17:00, Sat 10:00–14:00 (America/Chicago)";
-    shown on the admin pages and in the operators' `!status` answer."""
+    for the admin pages and for operators asking about a queue (`!status`)."""
     zone = hours.tz.key or str(hours.tz)
     if all(day == _WHOLE_DAY for day in hours.weekly):
         line = f"Always open ({zone})"
@@ -211,7 +211,7 @@ def describe(hours: ServiceHours) -> str:
 def is_open(hours: ServiceHours, at: datetime) -> bool:
     """Whether the queue is in service at the instant `at` (aware; UTC by convention).
 
-    Called by the service whenever it works out a queue's status for patrons.
+    For the service, whenever it works out a queue's status for patrons and operators.
     """
     _require_aware(at)
     local_day = at.astimezone(hours.tz).date()
@@ -228,7 +228,7 @@ def next_change(hours: ServiceHours, at: datetime) -> datetime | None:
     """The next instant after `at` (aware) when the queue opens or closes, in UTC.
 
     None when nothing changes within 14 days (always open, or closed all that time).
-    The service calls it to schedule its next status check instead of polling.
+    For the service, to schedule its next status check instead of polling.
     """
     _require_aware(at)
     at = at.astimezone(UTC)

@@ -33,12 +33,18 @@ def utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> datetim
 
 def iv(start: str, end: str) -> Interval:
     """An interval from text times; "24:00" is the end of the day."""
-    return Interval(time.fromisoformat(start), time(0) if end == "24:00" else time.fromisoformat(end))
+    return Interval(
+        time.fromisoformat(start), time(0) if end == "24:00" else time.fromisoformat(end)
+    )
 
 
 def week(**days: tuple[Interval, ...]) -> tuple[tuple[Interval, ...], ...]:
     names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     return tuple(days.get(name, ()) for name in names)
+
+
+def hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
 def changes(hours: ServiceHours, at: datetime, n: int) -> list[datetime]:
@@ -75,7 +81,9 @@ def test_parse_day_list_with_two_intervals() -> None:
     assert hours.weekly == week(mon=split, wed=split)
 
 
-@pytest.mark.parametrize("text", ["daily 00:00-24:00", "always", "ALWAYS", "", "  ", "mon-sun 0:00-24:00"])
+@pytest.mark.parametrize(
+    "text", ["daily 00:00-24:00", "always", "ALWAYS", "", "  ", "mon-sun 0:00-24:00"]
+)
 def test_parse_always_open(text: str) -> None:
     assert parse_hours(text, "UTC") == ServiceHours.always()
 
@@ -117,7 +125,10 @@ def test_parse_liberal_spellings(text: str, same_as: str) -> None:
         ("sun 22:00-02:00", "sun 22:00-24:00; mon 00:00-02:00"),
         ("mon 17:00-09:00", "mon 17:00-24:00; tue 00:00-09:00"),
         ("mon 22:00-00:00", "mon 22:00-24:00"),
-        ("mon-fri 09:00-17:00; fri 20:00-10:00", "mon-fri 09:00-17:00; fri 20:00-24:00; sat 00:00-10:00"),
+        (
+            "mon-fri 09:00-17:00; fri 20:00-10:00",
+            "mon-fri 09:00-17:00; fri 20:00-24:00; sat 00:00-10:00",
+        ),
     ],
 )
 def test_overnight_intervals_split_at_midnight(text: str, same_as: str) -> None:
@@ -164,7 +175,9 @@ def test_parse_errors_name_the_bad_part(text: str, message: str) -> None:
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize("tz", ["Mars/Base", "", "../etc/passwd", "/etc/localtime", "america/new_york"])
+@pytest.mark.parametrize(
+    "tz", ["Mars/Base", "", "../etc/passwd", "/etc/localtime", "america/new_york"]
+)
 def test_unknown_time_zone(tz: str) -> None:
     with pytest.raises(HoursError) as err:
         parse_hours("always", tz)
@@ -281,7 +294,9 @@ def test_describe(text: str, line: str) -> None:
 
 def test_describe_lists_closed_dates_in_order() -> None:
     hours = parse_hours("mon-fri 09:00-17:00", NY, ["2027-01-01", "2026-12-25"])
-    assert describe(hours) == "Mon–Fri 09:00–17:00 (America/New_York); closed 2026-12-25, 2027-01-01"
+    assert (
+        describe(hours) == "Mon–Fri 09:00–17:00 (America/New_York); closed 2026-12-25, 2027-01-01"
+    )
 
 
 # is_open and next_change, without DST ------------------------------------------------
@@ -335,7 +350,10 @@ def test_closed_date_closes_the_whole_local_day() -> None:
     assert not is_open(hours, utc(2026, 12, 25, 15))  # Friday 10:00 in New York
     assert is_open(hours, utc(2026, 12, 24, 15))
     # Thursday 16:00 EST: the next change is the close at 17:00, then Monday 09:00.
-    assert changes(hours, utc(2026, 12, 24, 21), 2) == [utc(2026, 12, 24, 22), utc(2026, 12, 28, 14)]
+    assert changes(hours, utc(2026, 12, 24, 21), 2) == [
+        utc(2026, 12, 24, 22),
+        utc(2026, 12, 28, 14),
+    ]
 
 
 def test_closed_date_cuts_the_morning_part_of_an_overnight_opening() -> None:
@@ -369,12 +387,20 @@ def test_next_change_is_in_utc() -> None:
     assert nxt is not None and nxt.tzinfo is UTC
 
 
-@pytest.mark.parametrize("text", ["always", "daily 00:00-24:00", "mon-sun 00:00-12:00, 12:00-24:00"])
+@pytest.mark.parametrize(
+    "text", ["always", "daily 00:00-24:00", "mon-sun 00:00-12:00, 12:00-24:00"]
+)
 @pytest.mark.parametrize("tz", ["UTC", NY, MADRID, "America/Havana", "America/Santiago"])
 def test_always_open_never_changes(text: str, tz: str) -> None:
     hours = parse_hours(text, tz)
     # Across both 2026 DST changes of each zone.
-    for at in (utc(2026, 3, 7), utc(2026, 3, 28), utc(2026, 4, 3), utc(2026, 10, 31), utc(2026, 9, 4)):
+    for at in (
+        utc(2026, 3, 7),
+        utc(2026, 3, 28),
+        utc(2026, 4, 3),
+        utc(2026, 10, 31),
+        utc(2026, 9, 4),
+    ):
         assert is_open(hours, at)
         assert next_change(hours, at) is None
 
@@ -481,7 +507,10 @@ def test_ambiguous_end_is_the_first_occurrence_and_does_not_reopen() -> None:
 def test_madrid_ambiguous_time() -> None:
     # 2026-10-25 in Madrid: 03:00 CEST goes back to 02:00 CET; 02:30 happens twice.
     hours = parse_hours("sun 02:30-04:00", MADRID)
-    assert changes(hours, utc(2026, 10, 24, 23), 2) == [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 3)]
+    assert changes(hours, utc(2026, 10, 24, 23), 2) == [
+        utc(2026, 10, 25, 0, 30),
+        utc(2026, 10, 25, 3),
+    ]
     assert is_open(hours, utc(2026, 10, 25, 1, 10))  # 02:10 CET
 
 
@@ -545,7 +574,9 @@ def _transitions() -> list[datetime]:
         zone = ZoneInfo(key)
         at = utc(2026, 1, 1)
         while at.year == 2026:
-            if (at + timedelta(hours=1)).astimezone(zone).utcoffset() != at.astimezone(zone).utcoffset():
+            if (at + timedelta(hours=1)).astimezone(zone).utcoffset() != at.astimezone(
+                zone
+            ).utcoffset():
                 found.append(at)
             at += timedelta(hours=1)
     return found
@@ -573,7 +604,9 @@ def test_describe_always_names_the_zone(hours: ServiceHours) -> None:
 
 @settings(deadline=None)
 @given(service_hours(), st.one_of(instants, near_dst), st.floats(0, 1, exclude_max=True))
-def test_is_open_is_constant_until_next_change(hours: ServiceHours, at: datetime, frac: float) -> None:
+def test_is_open_is_constant_until_next_change(
+    hours: ServiceHours, at: datetime, frac: float
+) -> None:
     state = is_open(hours, at)
     nxt = next_change(hours, at)
     if nxt is None:
@@ -590,7 +623,9 @@ def test_is_open_is_constant_until_next_change(hours: ServiceHours, at: datetime
 
 @settings(deadline=None)
 @given(service_hours(), st.one_of(instants, near_dst))
-def test_is_open_follows_the_wall_clock_away_from_dst_changes(hours: ServiceHours, at: datetime) -> None:
+def test_is_open_follows_the_wall_clock_away_from_dst_changes(
+    hours: ServiceHours, at: datetime
+) -> None:
     local = at.astimezone(hours.tz)
     offsets = {
         datetime.combine(local.date() + timedelta(days=d), time(0), hours.tz).utcoffset()
@@ -615,7 +650,6 @@ def test_overnight_equals_its_two_halves(day: str, start: int, end: int) -> None
     if start <= end:
         return
     nxt = names[(names.index(day) + 1) % 7]
-    hhmm = lambda m: f"{m // 60:02d}:{m % 60:02d}"  # noqa: E731
     whole = parse_hours(f"{day} {hhmm(start)}-{hhmm(end)}", "UTC")
     halves = f"{day} {hhmm(start)}-24:00" + (f"; {nxt} 00:00-{hhmm(end)}" if end else "")
     assert whole == parse_hours(halves, "UTC")
