@@ -716,8 +716,9 @@ async def test_queue_list_command(desk: Desk) -> None:
     assert await desk.service.on_queue_message(ANN, "ask", "!list") == "No open chats."
     await online(desk, ANN)
     _, first_guest = await asked_chat(desk)
-    second = await desk.service.open_chat("ask", None)
-    await desk.service.open_chat("science", None)  # not listed in ask
+    # A patron who opened the widget but asked nothing is not listed; nor are other queues.
+    await desk.service.open_chat("ask", None)
+    await desk.service.open_chat("science", None)
     await desk.service.on_operator_message(ANN, first_guest, "hi")
     reply = await desk.service.on_queue_message(BOB, "ask", "!list")
     assert reply.splitlines() == [
