@@ -278,9 +278,17 @@ async def _queue(args: argparse.Namespace, store: Store) -> None:
         _print(f"updated queue {queue.name}: {', '.join(sorted(changes))}")
     else:
         groups = {g.id: g.name for g in await store.list_groups()}
-        for q in await store.list_queues():
+        queues = await store.list_queues()
+        names = {q.id: q.name for q in queues}
+        for q in queues:
+            rollover = (
+                f"{names.get(q.backup_queue_id, '?')} after {q.rollover_after:g}s"
+                if q.backup_queue_id and q.rollover_after
+                else "-"
+            )
             _print(
                 f"{q.name}\tgroup={groups.get(q.group_id, '?')}\trouting={q.routing.value}"
+                f"\thours={q.hours} ({q.timezone})\trollover={rollover}"
                 f"\ttitle={q.title}\temail={q.followup_email or '-'}"
             )
 

@@ -174,3 +174,86 @@ async def test_run_stops_cleanly_on_ctrl_c(xmpp_server: XmppServer, tmp_path: Pa
         not (tmp_path / "db.sqlite3-wal").exists()
         or (tmp_path / "db.sqlite3-wal").stat().st_size == 0
     )
+
+
+def test_queue_settings_canned_messages_and_links(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    for name in ("ask", "backup"):
+        assert refdesk("queue", "add", name, config=cfg).returncode == 0
+    r = refdesk(
+        "queue",
+        "set",
+        "ask",
+        "--routing",
+        "round-robin",
+        "--offer-timeout",
+        "20",
+        "--rollover-after",
+        "90",
+        "--backup",
+        "backup",
+        "--hours",
+        "mon-fri 09:00-17:00",
+        "--timezone",
+        "America/Chicago",
+        "--closed-days",
+        "2026-12-25",
+        "--escalation",
+        "4 in 10m",
+        config=cfg,
+    )
+    assert r.returncode == 0, r.stderr
+    listing = refdesk("queue", "list", config=cfg).stdout
+    assert "routing=round-robin" in listing and "backup after 90s" in listing
+    assert "America/Chicago" in listing
+    assert_clean_error(
+        refdesk("queue", "set", "ask", "--hours", "fry 09:00-17:00", config=cfg), "fry"
+    )
+    assert_clean_error(
+        refdesk("queue", "set", "ask", "--timezone", "Mars/Base", config=cfg), "Mars/Base"
+    )
+    assert_clean_error(refdesk("queue", "set", "ask", "--escalation", "lots", config=cfg), "lots")
+    assert_clean_error(refdesk("queue", "set", "ask", "--backup", "ask", config=cfg), "own backup")
+    assert_clean_error(
+        refdesk("queue", "set", "ask", "--offer-timeout", "-1", config=cfg), "positive"
+    )
+    assert_clean_error(
+        refdesk("queue", "set", "ask", "--rollover-after", "soon", config=cfg), "not a number"
+    )
+    assert_clean_error(refdesk("queue", "set", "ask", config=cfg), "nothing to change")
+    assert_clean_error(refdesk("queue", "set", "nope", "--title", "x", config=cfg), "no queue")
+
+    assert (
+        refdesk(
+            "canned", "set", "greeting", "Hi from the ask desk!", "--queue", "ask", config=cfg
+        ).returncode
+        == 0
+    )
+    canned = refdesk("canned", "list", "--queue", "ask", config=cfg).stdout
+    assert "greeting\tqueue\tHi from the ask desk!" in canned
+    assert "goodbye\tglobal\t" in canned
+    assert_clean_error(refdesk("canned", "set", "Bad Name", "x", config=cfg), "not a valid name")
+    assert_clean_error(refdesk("canned", "set", "x", "\x01", config=cfg), "printable")
+    assert refdesk("canned", "remove", "greeting", "--queue", "ask", config=cfg).returncode == 0
+    assert_clean_error(
+        refdesk("canned", "remove", "greeting", "--queue", "ask", config=cfg), "no canned message"
+    )
+
+    assert (
+        refdesk(
+            "group", "link", "default", "Food bank", "https://food.example.org/", config=cfg
+        ).returncode
+        == 0
+    )
+    assert (
+        "Food bank\thttps://food.example.org/"
+        in refdesk("group", "links", "default", config=cfg).stdout
+    )
+    assert_clean_error(
+        refdesk("group", "link", "default", "x", "javascript:alert(1)", config=cfg), "http(s)"
+    )
+    assert_clean_error(
+        refdesk("group", "link", "nope", "x", "https://a.example/", config=cfg), "no group"
+    )
+    r = refdesk("operator", "add", "olu@lib.example", "--queue", "ask", "--on-call", config=cfg)
+    assert r.returncode == 0, r.stderr
