@@ -143,13 +143,38 @@ class Store:
         )
         return Group(gid, name, title)
 
+    @staticmethod
+    def _group(row: aiosqlite.Row) -> Group:
+        return Group(
+            row["id"],
+            row["name"],
+            row["title"],
+            bool(row["operators_may_ban"]),
+            row["appeal_email"],
+        )
+
     async def group_by_name(self, name: str) -> Group | None:
-        row = await self._one("SELECT id, name, title FROM groups WHERE name = ?", (name,))
-        return Group(row["id"], row["name"], row["title"]) if row else None
+        row = await self._one("SELECT * FROM groups WHERE name = ?", (name,))
+        return self._group(row) if row else None
+
+    async def group_by_id(self, group_id: int) -> Group | None:
+        row = await self._one("SELECT * FROM groups WHERE id = ?", (group_id,))
+        return self._group(row) if row else None
 
     async def list_groups(self) -> list[Group]:
-        rows = await self._all("SELECT id, name, title FROM groups ORDER BY name")
-        return [Group(r["id"], r["name"], r["title"]) for r in rows]
+        return [self._group(r) for r in await self._all("SELECT * FROM groups ORDER BY name")]
+
+    GROUP_SETTINGS = frozenset({"title", "operators_may_ban", "appeal_email"})
+
+    async def update_group(self, group_id: int, **settings: object) -> None:
+        """Change group settings (validated by the caller: CLI or admin page)."""
+        unknown = set(settings) - self.GROUP_SETTINGS
+        if unknown:
+            raise StoreError(f"unknown group settings: {sorted(unknown)}")
+        for key, value in settings.items():
+            if isinstance(value, bool):
+                value = int(value)
+            await self._write(f"UPDATE groups SET {key} = ? WHERE id = ?", (value, group_id))
 
     # Queues ------------------------------------------------------------------------------
 
@@ -169,6 +194,18 @@ class Store:
             timezone=row["timezone"],
             closed_days=tuple(d for d in row["closed_days"].split(",") if d),
             escalation=row["escalation"],
+            referral_email=row["referral_email"],
+            max_wait=row["max_wait"],
+            privacy=row["privacy"],
+            retention_days=row["retention_days"],
+            purge_transcripts=bool(row["purge_transcripts"]),
+            widget_color=row["widget_color"],
+            widget_logo=row["widget_logo"],
+            greeting=row["greeting"],
+            text_available=row["text_available"],
+            text_away=row["text_away"],
+            text_offline=row["text_offline"],
+            allowed_origins=row["allowed_origins"],
         )
 
     # The queue settings `update_queue` may change, with their column names.
@@ -184,6 +221,18 @@ class Store:
             "timezone",
             "closed_days",
             "escalation",
+            "referral_email",
+            "max_wait",
+            "privacy",
+            "retention_days",
+            "purge_transcripts",
+            "widget_color",
+            "widget_logo",
+            "greeting",
+            "text_available",
+            "text_away",
+            "text_offline",
+            "allowed_origins",
         }
     )
 

@@ -11,7 +11,7 @@ from aiohttp import WSCloseCode, web
 
 from component.config import Config
 from component.service import DeskService
-from web import pages, patron
+from web import longpoll, pages, patron
 from web.hub import PatronHub
 from web.keys import CONFIG, HUB, SERVICE, SOCKETS
 
@@ -65,6 +65,7 @@ def make_app(service: DeskService, config: Config) -> web.Application:
     app.router.add_get("/chat/{queue}", pages.chat_page)
     app.router.add_get("/api/queues/{queue}/status", pages.queue_status)
     app.router.add_get("/ws/{queue}", patron.handle_ws)
+    longpoll.add_routes(app)
     app.router.add_static(pages.STATIC_PREFIX, WIDGET_DIR, append_version=False)
     return app
 

@@ -113,6 +113,8 @@ class Group:
     id: int
     name: str
     title: str
+    operators_may_ban: bool = True
+    appeal_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,20 @@ class Queue:
     closed_days: tuple[str, ...] = ()
     # On-call escalation rule such as "4 in 10m" (None: no escalation).
     escalation: str | None = None
+    referral_email: str | None = None
+    # Seconds a waiting patron waits before being offered the email form (None: never).
+    max_wait: float | None = None
+    privacy: str = "full"  # 'full' | 'network' | 'none'
+    retention_days: int | None = None
+    purge_transcripts: bool = False
+    widget_color: str = "#0b57d0"
+    widget_logo: str | None = None
+    greeting: str | None = None
+    text_available: str | None = None
+    text_away: str | None = None
+    text_offline: str | None = None
+    # Origins allowed to frame the widget, space-separated ('*': any).
+    allowed_origins: str = "*"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,44 @@
+"""Run `refdesk` (component.cli) under cProfile, switched on and off from outside.
+
+    python -m bench._profiled --out FILE -- --config refdesk.toml run
+
+SIGUSR1 starts profiling the main thread (the event loop: slixmpp, aiohttp, the service),
+SIGUSR2 stops it and writes the accumulated statistics to FILE (pstats format), so a
+benchmark profiles only its measurement window, not start-up and set-up. The aiosqlite
+worker thread is not profiled (cProfile sees one thread); `bench.profile` reports its CPU
+time from /proc instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import signal
+import sys
+from types import FrameType
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench._profiled")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    profiler = cProfile.Profile()
+
+    def on(_sig: int, _frame: FrameType | None) -> None:
+        profiler.enable()
+
+    def off(_sig: int, _frame: FrameType | None) -> None:
+        profiler.disable()
+        profiler.dump_stats(args.out)
+
+    signal.signal(signal.SIGUSR1, on)
+    signal.signal(signal.SIGUSR2, off)
+    from component.cli import main as refdesk_main
+
+    return refdesk_main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Patrons for the benchmarks: widget-protocol WebSocket clients sharing one aiohttp
+session, a tracker of message times, and the paced sender both latency benchmarks use.
+
+A patron's benchmark message is ``m:<token> <text>`` with client id ``<token>``; the
+operator (`bench.xmpp_clients.BenchOperator`) answers ``r:<token> <text>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from bench.common import summarize_ms
+
+TEXT = "Do you have the 1923 city directory on microfilm?"
+
+
+class Tracker:
+    """When each message was sent, acknowledged and answered (perf_counter seconds)."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, float] = {}
+        self.acked: dict[str, float] = {}
+        self.answered: dict[str, float] = {}
+        self.recorded: set[str] = set()
+        self.lag: list[float] = []  # how late the pacer sent recorded messages (s)
+        self.duplicates = 0
+        self._all_in = asyncio.Event()
+
+    def on_send(self, token: str, t: float, record: bool) -> None:
+        self.sent[token] = t
+        if record:
+            self.recorded.add(token)
+
+    def on_ack(self, token: str, t: float) -> None:
+        self.acked.setdefault(token, t)
+
+    def on_answer(self, token: str, t: float) -> None:
+        if token in self.answered:
+            self.duplicates += 1
+            return
+        self.answered[token] = t
+        if token in self.recorded and self.recorded.issubset(self.answered.keys()):
+            self._all_in.set()
+
+    def outstanding(self) -> int:
+        return len(self.recorded - self.answered.keys())
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until every recorded message is answered, or `timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.outstanding() and loop.time() < deadline:
+            self._all_in.clear()
+            if not self.outstanding():
+                break
+            try:
+                await asyncio.wait_for(self._all_in.wait(), max(0.01, deadline - loop.time()))
+            except TimeoutError:
+                break
+
+    def round_trips(self) -> list[float]:
+        return [self.answered[t] - self.sent[t] for t in self.recorded if t in self.answered]
+
+    def acks(self) -> list[float]:
+        return [self.acked[t] - self.sent[t] for t in self.recorded if t in self.acked]
+
+    def summary(self, arrivals: dict[str, float] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "sent": len(self.recorded),
+            "answered": len(self.recorded) - self.outstanding(),
+            "unanswered": self.outstanding(),
+            "duplicates": self.duplicates,
+            "rtt_ms": summarize_ms(self.round_trips()),
+            "send_lag_ms": summarize_ms(self.lag),
+        }
+        if self.acked:
+            out["ack_ms"] = summarize_ms(self.acks())
+        if arrivals is not None:
+            there = [arrivals[t] - self.sent[t] for t in self.recorded if t in arrivals]
+            back = [
+                self.answered[t] - arrivals[t]
+                for t in self.recorded
+                if t in arrivals and t in self.answered
+            ]
+            out["to_operator_ms"] = summarize_ms(there)
+            out["to_patron_ms"] = summarize_ms(back)
+        return out
+
+
+class Patron:
+    """One widget connection. `accepted` is set when the first system line (the
+    operator's "... joined the chat.") arrives after the patron asked."""
+
+    _ids = itertools.count(1)
+
+    def __init__(
+        self, session: aiohttp.ClientSession, base_url: str, queue: str, tracker: Tracker | None
+    ) -> None:
+        self.session = session
+        self.url = base_url.replace("http", "ws", 1) + f"/ws/{queue}"
+        self.tracker = tracker
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.welcome: asyncio.Future[dict[str, Any]] | None = None
+        self.accepted = asyncio.Event()
+        self.asked = False
+        self.first_ack = asyncio.Event()
+        self.status_frames = 0
+        self.errors: list[dict[str, Any]] = []
+        self.ended = False
+        self.closed = False
+
+    async def open(self, timeout: float = 30) -> dict[str, Any]:
+        self.welcome = asyncio.get_running_loop().create_future()
+        self.ws = await self.session.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5))
+        self.reader = asyncio.create_task(self._read(self.ws))
+        await self.ws.send_str(json.dumps({"type": "hello", "last_seq": 0}))
+        return await asyncio.wait_for(self.welcome, timeout)
+
+    async def ask(self, text: str, timeout: float = 60) -> None:
+        """The first question (not measured); returns once acknowledged."""
+        assert self.ws is not None
+        self.asked = True
+        await self.ws.send_str(json.dumps({"type": "message", "id": "open", "text": text}))
+        await asyncio.wait_for(self.first_ack.wait(), timeout)
+
+    async def send(self, token: str, body: str) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(json.dumps({"type": "message", "id": token, "text": body}))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            now = time.perf_counter()
+            frame = json.loads(msg.data)
+            kind = frame.get("type")
+            if kind == "message":
+                text = frame.get("text", "")
+                sender = frame.get("from")
+                if sender == "operator" and text.startswith("r:") and self.tracker:
+                    self.tracker.on_answer(text[2:].split(" ", 1)[0], now)
+                elif sender == "system" and self.asked:
+                    self.accepted.set()
+            elif kind == "ack":
+                if frame.get("id") == "open":
+                    self.first_ack.set()
+                elif self.tracker:
+                    self.tracker.on_ack(str(frame.get("id")), now)
+            elif kind == "status":
+                self.status_frames += 1
+            elif kind == "welcome":
+                if self.welcome is not None and not self.welcome.done():
+                    self.welcome.set_result(frame)
+            elif kind == "error":
+                if len(self.errors) < 5:
+                    self.errors.append(frame)
+            elif kind == "ended":
+                self.ended = True
+        self.closed = True
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            try:
+                await asyncio.wait_for(self.ws.close(), 5)
+            except Exception:
+                pass
+        if self.reader is not None:
+            self.reader.cancel()
+            try:
+                await self.reader
+            except BaseException:
+                pass
+
+
+Sender = Callable[[int, str, str], Awaitable[None] | None]
+
+
+async def paced(
+    chats: int,
+    interval: float,
+    warmup: float,
+    duration: float,
+    send: Sender,
+    tracker: Tracker,
+    prefix: str,
+    seed: int = 1,
+) -> None:
+    """Every chat sends one message every `interval` seconds, each chat at its own random
+    phase, for `warmup` (not recorded) then `duration` seconds (recorded). Open loop: a
+    chat does not wait for the answer to its previous message."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    phases = [rng.uniform(0, interval) for _ in range(chats)]
+    t0 = loop.time() + 0.1
+    recorded_from = t0 + warmup
+    end = recorded_from + duration
+
+    async def one(i: int) -> None:
+        for k in itertools.count():
+            at = t0 + phases[i] + k * interval
+            if at >= end:
+                return
+            delay = at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            record = at >= recorded_from
+            if record:
+                tracker.lag.append(max(0.0, loop.time() - at))
+            token = f"{prefix}.{i}.{k}"
+            tracker.on_send(token, time.perf_counter(), record)
+            result = send(i, token, f"m:{token} {TEXT}")
+            if inspect.isawaitable(result):
+                await result
+
+    await asyncio.gather(*(one(i) for i in range(chats)))

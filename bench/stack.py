@@ -1,0 +1,271 @@
+"""The servers a benchmark talks to: a throwaway Prosody (`LocalProsody`) and refdesk run
+as its own process (`python -m component.cli --config FILE run`) with a config written here.
+
+Everything binds 127.0.0.1 and lives in one temporary directory that `BenchStack` removes.
+Child processes get SIGTERM from the kernel if the benchmark dies (PR_SET_PDEATHSIG), so an
+interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from bench.common import REPO
+from component.config import load_config, write_config_toml
+from component.prosody import LocalProsody, free_port
+from component.store import Store
+
+COMPONENT_DOMAIN = "desk.localhost"
+USER_DOMAIN = "localhost"
+QUEUE = "ask"
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+async def start_child(
+    *args: str, log: Path, env: dict[str, str] | None = None, stdout_pipe: bool = False
+) -> asyncio.subprocess.Process:
+    """Start `args` from the repository root with its output going to `log` (or a pipe)."""
+    with open(log, "ab") as out:
+        return await asyncio.create_subprocess_exec(
+            *args,
+            cwd=str(REPO),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if stdout_pipe else out,
+            stderr=out,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
+
+
+async def stop_child(process: asyncio.subprocess.Process | None, timeout: float = 10) -> None:
+    if process is None or process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+async def wait_http(url: str, timeout: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url) as resp:
+                    await resp.read()
+                    return
+            except aiohttp.ClientError:
+                pass
+            if loop.time() > deadline:
+                raise RuntimeError(f"nothing answered at {url} within {timeout} s")
+            await asyncio.sleep(0.1)
+
+
+class BenchStack:
+    """A work directory, optionally a Prosody, and optionally a refdesk process.
+
+    Use as ``async with BenchStack() as stack:``; everything is stopped and the directory
+    removed at the end (pass keep=True to keep logs for inspection).
+    """
+
+    def __init__(self, *, keep: bool = False) -> None:
+        self.keep = keep
+        self.workdir = Path(tempfile.mkdtemp(prefix="refdesk-bench-"))
+        self.secret = "bench-" + secrets.token_hex(8)
+        self.prosody: LocalProsody | None = None
+        self.refdesk: asyncio.subprocess.Process | None = None
+        self.web_port = 0
+        self.config_path = self.workdir / "refdesk.toml"
+        self.db_path = self.workdir / "refdesk.sqlite3"
+        self.refdesk_log = self.workdir / "refdesk.log"
+
+    async def __aenter__(self) -> BenchStack:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await stop_child(self.refdesk)
+        self.refdesk = None
+        if self.prosody is not None:
+            await self.prosody.stop()
+        if self.keep:
+            print(f"(bench files kept in {self.workdir})", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- Prosody ------------------------------------------------------------------------
+
+    async def start_prosody(self) -> LocalProsody:
+        self.prosody = LocalProsody(
+            self.workdir / "prosody",
+            domain=USER_DOMAIN,
+            component_domain=COMPONENT_DOMAIN,
+            component_secret=self.secret,
+            c2s_port=free_port(),
+            component_port=free_port(),
+        )
+        await self.prosody.start()
+        return self.prosody
+
+    @property
+    def prosody_pid(self) -> int | None:
+        process = getattr(self.prosody, "_process", None)
+        if process is not None:
+            return int(process.pid)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            assert self.prosody is not None
+            return int((self.prosody.workdir / "prosody.pid").read_text().strip())
+        return None
+
+    @property
+    def prosody_config(self) -> Path | None:
+        return self.prosody.config_path if self.prosody else None
+
+    async def register(self, users: list[str], password: str) -> list[str]:
+        """Create accounts (in parallel batches); returns their bare JIDs."""
+        assert self.prosody is not None
+        for start in range(0, len(users), 20):
+            batch = users[start : start + 20]
+            await asyncio.gather(*(self.prosody.register(u, password) for u in batch))
+        return [f"{u}@{USER_DOMAIN}" for u in users]
+
+    # --- refdesk ------------------------------------------------------------------------
+
+    def write_config(self, *, resume_ttl: float = 600.0) -> Path:
+        """The refdesk config: component on our Prosody (or a dead port), web on a free
+        port, the database in the work directory."""
+        self.web_port = free_port()
+        component_port = self.prosody.component_port if self.prosody else free_port()
+        text = write_config_toml(
+            {
+                "xmpp": {
+                    "domain": COMPONENT_DOMAIN,
+                    "secret": self.secret,
+                    "host": "127.0.0.1",
+                    "port": component_port,
+                    "reconnect_max_delay": 2.0,
+                },
+                "web": {
+                    "host": "127.0.0.1",
+                    "port": self.web_port,
+                    "public_url": f"http://127.0.0.1:{self.web_port}",
+                },
+                "storage": {"path": str(self.db_path)},
+                "chat": {"resume_ttl": resume_ttl},
+            }
+        )
+        self.config_path.write_text(text, encoding="utf-8")
+        load_config(self.config_path)  # fail here, clearly, if the keys have changed
+        return self.config_path
+
+    async def seed(self, operators: list[str], max_chats: int, queue: str = QUEUE) -> None:
+        """A group, the queue and its operators, as the CLI would create them."""
+        store = await Store.open(self.db_path)
+        try:
+            now = datetime.now(UTC)
+            group = await store.add_group("bench", "Bench library", now)
+            q = await store.add_queue(queue, group.id, "Ask a librarian (bench)", None, now)
+            for n, jid in enumerate(operators, 1):
+                op = await store.upsert_operator(jid, f"Operator {n}", max_chats, now)
+                await store.assign(q.id, op.id)
+        finally:
+            await store.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    async def start_refdesk(self, *, profile_out: Path | None = None) -> int:
+        """Start refdesk as its own process and wait until its web side answers; returns
+        its pid. With `profile_out`, it runs under `bench._profiled` (cProfile switched on
+        and off by SIGUSR1 / SIGUSR2)."""
+        if profile_out is None:
+            args = [sys.executable, "-m", "component.cli", "--config", str(self.config_path), "run"]
+        else:
+            args = [
+                sys.executable, "-m", "bench._profiled", "--out", str(profile_out), "--",
+                "--config", str(self.config_path), "run",
+            ]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        self.refdesk = await start_child(*args, log=self.refdesk_log, env=env)
+        try:
+            await wait_http(f"{self.url}/api/queues/{QUEUE}/status")
+        except RuntimeError:
+            await stop_child(self.refdesk)
+            raise RuntimeError(f"refdesk did not start:\n{self.log_tail()}") from None
+        return self.refdesk.pid
+
+    async def status(self, queue: str = QUEUE) -> dict[str, object]:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{self.url}/api/queues/{queue}/status") as resp:
+                data: dict[str, object] = await resp.json()
+                return data
+
+    async def wait_operators(self, count: int, timeout: float = 60) -> None:
+        """Until refdesk counts `count` operators taking chats (subscriptions done)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen: object = None
+        while loop.time() < deadline:
+            status = await self.status()
+            seen = status.get("operators_available")
+            if isinstance(seen, int) and seen >= count:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(
+            f"refdesk saw {seen} of {count} operators available after {timeout} s\n"
+            + self.log_tail()
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.refdesk_log.read_text(errors="replace")
+        except OSError:
+            return "(no refdesk log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_problems(self) -> dict[str, int]:
+        """Counts of ERROR / WARNING lines and tracebacks in refdesk's log."""
+        try:
+            text = self.refdesk_log.read_text(errors="replace")
+        except OSError:
+            return {}
+        return {
+            "errors": sum(" ERROR " in line for line in text.splitlines()),
+            "warnings": sum(" WARNING " in line for line in text.splitlines()),
+            "tracebacks": text.count("Traceback"),
+        }
+
+    def first_problem(self) -> str | None:
+        try:
+            text = self.refdesk_log.read_text(errors="replace")
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if " ERROR " in line or " WARNING " in line:
+                return line[:300]
+        return None

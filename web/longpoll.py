@@ -1,0 +1,140 @@
+"""Long-poll fallback for networks that break WebSockets: the same frames over plain HTTP.
+
+- `POST /lp/{queue}` with the hello frame as body → `{"session": id, "frames": [...]}`
+- `POST /lp/{queue}/{session}` with one client frame → `{"ok": true}`; answers (ack,
+  error...) arrive through the next poll
+- `GET /lp/{queue}/{session}` → waits up to `POLL_WAIT` seconds and returns
+  `{"frames": [...]}` (an empty list when nothing happened), or 404 when the session has
+  expired, after which the widget says hello again with its resume token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from web.hub import Frame
+from web.keys import CONFIG, HUB, LONGPOLL, SERVICE
+from web.longpoll_registry import IDLE_TIMEOUT, LongPollSessions
+from web.patron import request_origin
+from web.patron_session import PatronSession, error_frame
+
+POLL_WAIT = 25.0
+MAX_FRAMES_PER_POLL = 200
+
+
+def _drain(session: PatronSession, first: Frame | None = None) -> tuple[list[Frame], bool]:
+    """Everything queued for the patron now (after `first`, already taken from the queue);
+    and whether the session has closed."""
+    frames: list[Frame] = [session.render(first)] if first is not None else []
+    assert session.conn is not None
+    queue = session.conn.frames
+    while not queue.empty() and len(frames) < MAX_FRAMES_PER_POLL:
+        frame = queue.get_nowait()
+        if frame is None:
+            return frames, True
+        frames.append(session.render(frame))
+    return frames, False
+
+
+async def _body(request: web.Request) -> str:
+    limit = request.app[CONFIG].chat.max_frame_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "\ufffd"  # not JSON: the session answers with a bad_json error
+
+
+def _json(frames: list[Frame], status: int = 200, **extra: object) -> web.Response:
+    return web.json_response(
+        {"frames": frames, **extra}, status=status, headers={"Cache-Control": "no-store"}
+    )
+
+
+async def open_session(request: web.Request) -> web.Response:
+    """POST /lp/{queue}: the hello."""
+    service = request.app[SERVICE]
+    queue = request.match_info["queue"]
+    if not service.is_queue(queue):
+        return _json([error_frame("unknown_queue", f"There is no queue called {queue!r}.")], 404)
+    limit = request.app[CONFIG].chat.max_frame_bytes
+    session = PatronSession(service, request.app[HUB], queue, request_origin(request), limit)
+    await session.receive(await _body(request))
+    if not session.greeted:
+        return _json(session.early, 400)
+    sid = request.app[LONGPOLL].add(session, queue)
+    frames, _ = _drain(session)
+    return _json(frames, session=sid)
+
+
+async def send_frame(request: web.Request) -> web.Response:
+    """POST /lp/{queue}/{session}: one frame from the patron."""
+    entry = request.app[LONGPOLL].get(request.match_info["session"], request.match_info["queue"])
+    if entry is None:
+        return _json([error_frame("unknown_session", "This session has expired.")], 404)
+    await entry.session.receive(await _body(request))
+    return web.json_response({"ok": True}, headers={"Cache-Control": "no-store"})
+
+
+async def poll(request: web.Request) -> web.Response:
+    """GET /lp/{queue}/{session}: wait for frames."""
+    sessions = request.app[LONGPOLL]
+    sid = request.match_info["session"]
+    entry = sessions.get(sid, request.match_info["queue"])
+    if entry is None:
+        return _json([error_frame("unknown_session", "This session has expired.")], 404)
+    session = entry.session
+    assert session.conn is not None
+    entry.polling += 1
+    frames: list[Frame] = []
+    closed = False
+    try:
+        try:
+            first = await asyncio.wait_for(session.conn.frames.get(), POLL_WAIT)
+        except TimeoutError:
+            pass
+        else:
+            if first is None:
+                closed = True
+            else:
+                frames, closed = _drain(session, first)
+    finally:
+        entry.polling -= 1
+        entry.last_seen = time.monotonic()
+    if closed:
+        sessions.close(sid)
+    return _json(frames, closed=closed)
+
+
+async def sweeper(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: expire idle sessions in the background; close all at shutdown."""
+    sessions = app[LONGPOLL]
+
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(IDLE_TIMEOUT / 4)
+            sessions.expire(time.monotonic())
+
+    task = asyncio.create_task(sweep())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    sessions.close_all()
+
+
+def add_routes(app: web.Application) -> None:
+    app[LONGPOLL] = LongPollSessions()
+    app.cleanup_ctx.append(sweeper)
+    app.router.add_post("/lp/{queue}", open_session)
+    app.router.add_post("/lp/{queue}/{session}", send_frame)
+    app.router.add_get("/lp/{queue}/{session}", poll)

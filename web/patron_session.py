@@ -1,0 +1,186 @@
+"""One patron's conversation with the server, whatever carries it (WebSocket or long-poll).
+
+A transport parses nothing itself: it hands each text frame to `PatronSession.receive`
+and sends whatever appears on `session.conn.frames`. Every error a patron can cause comes
+back as an `error` frame and the session goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from component.core.errors import DeskError
+from component.core.models import ChatState
+from component.service import ChatHandle, DeskService
+from web.hub import Frame, PatronConnection, PatronHub, event_frame
+
+log = logging.getLogger(__name__)
+
+MAX_TOKEN = 128
+
+
+class FrameError(Exception):
+    """A frame the protocol cannot accept; becomes an `error` frame."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+def error_frame(code: str, text: str) -> Frame:
+    return {"type": "error", "code": code, "text": text}
+
+
+def parse_frame(data: str, limit: int) -> dict[str, Any]:
+    """Decode one client frame: a JSON object with a string `type`, at most `limit` bytes."""
+    if len(data.encode("utf-8", "surrogatepass")) > limit:
+        raise FrameError("frame_too_large", f"Frames are limited to {limit} bytes.")
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        raise FrameError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise FrameError("bad_frame", 'A frame must be a JSON object with a "type".')
+    return frame
+
+
+def parse_hello(frame: dict[str, Any]) -> tuple[str | None, int]:
+    if frame["type"] != "hello":
+        raise FrameError("hello_expected", "The first frame must be a hello.")
+    resume = frame.get("resume")
+    if resume is not None and (not isinstance(resume, str) or len(resume) > MAX_TOKEN):
+        raise FrameError("bad_resume", "The resume token is not valid.")
+    last_seq = frame.get("last_seq", 0)
+    if isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0:
+        raise FrameError("bad_last_seq", "last_seq must be a non-negative integer.")
+    return resume or None, last_seq
+
+
+def status_frame(service: DeskService, conn: PatronConnection) -> Frame:
+    queue = service.chat_queue(conn.chat_id) or conn.queue
+    info = service.queue_info(queue)
+    return {
+        "type": "status",
+        "status": info.status.value,
+        "waiting": info.waiting,
+        "position": service.position(conn.chat_id),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where the patron came from, as far as the server may know it."""
+
+    ip: str | None
+    referrer: str | None
+
+
+class PatronSession:
+    """Created by a transport when a patron connects; `receive` each frame; `close` once
+    the transport is gone."""
+
+    def __init__(
+        self, service: DeskService, hub: PatronHub, queue: str, origin: Origin, limit: int
+    ) -> None:
+        self.service = service
+        self.hub = hub
+        self.queue = queue
+        self.origin = origin
+        self.limit = limit
+        self.conn: PatronConnection | None = None
+        # Frames sent before the hello (errors) wait here until a connection exists.
+        self.early: list[Frame] = []
+
+    @property
+    def greeted(self) -> bool:
+        return self.conn is not None
+
+    def render(self, frame: Frame) -> Frame:
+        """Turn an internal frame into what goes on the wire (called by transports)."""
+        if frame["type"] == "queue_changed" and self.conn is not None:
+            return status_frame(self.service, self.conn)
+        return frame
+
+    async def receive(self, data: str) -> None:
+        """One text frame from the patron."""
+        try:
+            frame = parse_frame(data, self.limit)
+            if self.conn is None:
+                await self._hello(frame)
+            else:
+                await self._dispatch(frame, self.conn)
+        except (FrameError, DeskError) as exc:
+            self.error(exc.code, exc.text)
+
+    def error(self, code: str, text: str) -> None:
+        if self.conn is None:
+            self.early.append(error_frame(code, text))
+        else:
+            self.conn.push(error_frame(code, text))
+
+    async def _hello(self, frame: dict[str, Any]) -> None:
+        resume, last_seq = parse_hello(frame)
+        handle = await self.service.open_chat(
+            self.queue, resume, origin_ip=self.origin.ip, referrer=self.origin.referrer
+        )
+        conn = PatronConnection(handle.chat_id, handle.queue)
+        self.conn = conn
+        self.hub.register(conn)
+        self.service.patron_connected(handle.chat_id)
+        # Without a valid resume the chat is new: everything in it is after seq 0.
+        await self._welcome(conn, handle, last_seq if handle.resumed else 0)
+
+    async def _welcome(self, conn: PatronConnection, handle: ChatHandle, last_seq: int) -> None:
+        """Welcome the patron, then replay what they missed, then the queue's state."""
+        conn.frames.put_nowait(
+            {
+                "type": "welcome",
+                "chat": handle.chat_id,
+                "resume": handle.resume,
+                "resumed": handle.resumed,
+                "status": self.service.queue_info(handle.queue).status.value,
+            }
+        )
+        # A client claiming more than the chat holds would silently skip what comes next.
+        newest = self.service.last_seq(handle.chat_id)
+        if newest is not None:
+            last_seq = min(last_seq, newest)
+        history = await self.service.history(handle.chat_id, last_seq)
+        conn.replay([event_frame(e) for e in history], after=last_seq)
+        if self.service.chat_state(handle.chat_id) is not ChatState.ENDED:
+            conn.push(status_frame(self.service, conn))
+
+    async def _dispatch(self, frame: dict[str, Any], conn: PatronConnection) -> None:
+        service = self.service
+        kind = frame["type"]
+        if kind == "message":
+            event = await service.post_patron_message(
+                conn.chat_id, frame.get("id"), frame.get("text")
+            )
+            conn.push({"type": "ack", "id": event.client_id, "seq": event.seq})
+        elif kind == "typing":
+            state = frame.get("state")
+            if state not in ("composing", "paused"):
+                raise FrameError("bad_typing", 'Typing state must be "composing" or "paused".')
+            await service.patron_typing(conn.chat_id, state == "composing")
+        elif kind == "end":
+            await service.end_chat_by_patron(conn.chat_id)
+        elif kind == "hello":
+            raise FrameError("already_greeted", "This connection has already said hello.")
+        elif kind == "transcript":
+            raise FrameError(
+                "not_available", "Transcript copies by email are not available on this service yet."
+            )
+        else:
+            raise FrameError("unknown_type", f"Unknown frame type {kind[:40]!r}.")
+
+    def close(self) -> None:
+        """The transport is gone for good."""
+        if self.conn is not None:
+            self.service.patron_disconnected(self.conn.chat_id)
+            self.hub.unregister(self.conn)
+            self.conn.close()
