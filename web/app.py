@@ -14,27 +14,12 @@ from component.service import DeskService
 from web import longpoll, pages, patron
 from web.hub import PatronHub
 from web.keys import CONFIG, HUB, SERVICE, SOCKETS
+from web.security import content_security_policy
 
 WIDGET_DIR = Path(__file__).resolve().parent.parent / "widget"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def content_security_policy(request: web.Request) -> str:
-    """Patron pages may be framed by partner sites; nothing may run that we did not serve."""
-    return "; ".join(
-        [
-            "default-src 'none'",
-            "script-src 'self'",
-            "style-src 'self'",
-            "img-src 'self' data:",
-            f"connect-src 'self' ws://{request.host} wss://{request.host}",
-            "base-uri 'none'",
-            "form-action 'self'",
-            "frame-ancestors *",
-        ]
-    )
 
 
 @web.middleware
@@ -66,6 +51,7 @@ def make_app(service: DeskService, config: Config) -> web.Application:
     app.router.add_get("/api/queues/{queue}/status", pages.queue_status)
     app.router.add_get("/ws/{queue}", patron.handle_ws)
     longpoll.add_routes(app)
+    app.router.add_get("/embed.js", pages.embed_script)
     app.router.add_static(pages.STATIC_PREFIX, WIDGET_DIR, append_version=False)
     return app
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp_jinja2
 from aiohttp import web
 
 from web.keys import SERVICE
+from web.security import content_security_policy
 
 STATIC_PREFIX = "/widget"
+EMBED_SCRIPT = Path(__file__).resolve().parent.parent / "widget" / "embed.js"
 
 
 def _lang(request: web.Request) -> str:
@@ -36,7 +40,9 @@ async def chat_page(request: web.Request) -> web.Response:
             status=404,
         )
     info = service.queue_info(queue)
-    return aiohttp_jinja2.render_template(
+    settings = service.queue(queue)
+    links = await service.store.links(settings.group_id)
+    response = aiohttp_jinja2.render_template(
         "chat.html",
         request,
         {
@@ -44,11 +50,26 @@ async def chat_page(request: web.Request) -> web.Response:
             "title": info.title,
             "status": info.status.value,
             "ws_path": f"/ws/{queue}",
+            "lp_path": f"/lp/{queue}",
             "status_path": f"/api/queues/{queue}/status",
+            "questions_path": f"/api/queues/{queue}/questions",
             "lang": _lang(request),
             "static_prefix": STATIC_PREFIX,
+            "color": settings.widget_color,
+            "logo": settings.widget_logo,
+            "greeting": settings.greeting,
+            "texts": {
+                "available": settings.text_available,
+                "away": settings.text_away,
+                "offline": settings.text_offline,
+            },
+            "links": links,
         },
     )
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        request, settings.allowed_origins
+    )
+    return response
 
 
 async def queue_status(request: web.Request) -> web.Response:
@@ -74,3 +95,13 @@ async def queue_status(request: web.Request) -> web.Response:
         },
         headers=headers,
     )
+
+
+async def embed_script(request: web.Request) -> web.FileResponse:
+    """GET /embed.js: the snippet partner sites load (`widget/embed.js`). It runs on the
+    partner's page, so it must be served with a script type and may be cached a while."""
+    response = web.FileResponse(EMBED_SCRIPT)
+    response.headers["Content-Type"] = "text/javascript; charset=utf-8"
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
