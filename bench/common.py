@@ -57,8 +57,14 @@ def summarize_ms(seconds: Iterable[float]) -> dict[str, float]:
     """count, p50, p90, p99, max and mean of durations given in seconds, in milliseconds."""
     values = sorted(v * 1000 for v in seconds)
     if not values:
-        return {"count": 0, "p50": math.nan, "p90": math.nan, "p99": math.nan,
-                "max": math.nan, "mean": math.nan}
+        return {
+            "count": 0,
+            "p50": math.nan,
+            "p90": math.nan,
+            "p99": math.nan,
+            "max": math.nan,
+            "mean": math.nan,
+        }
     return {
         "count": len(values),
         "p50": percentile(values, 50),
@@ -174,7 +180,10 @@ def _package_version(name: str) -> str:
     try:
         out = subprocess.run(
             ["dpkg-query", "-W", "-f", "${Version}", name],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "?"

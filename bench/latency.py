@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench.common import (
     CpuMeter,
     base_parser,
@@ -42,9 +40,9 @@ from bench.common import (
     ratio,
     rss_kib,
 )
-from bench.patrons import Patron, Tracker, paced
+from bench.patrons import Fleet, Tracker, paced
 from bench.stack import QUEUE, BenchStack, start_child, stop_child
-from bench.xmpp_clients import BenchOperator, FloorSender
+from bench.xmpp_clients import FloorSender
 
 PASSWORD = "bench-password"
 
@@ -71,45 +69,6 @@ DEFAULT_LEVELS = "1:0.05,100:2,1000:5"
 QUICK_LEVELS = "1:0.1,10:0.5"
 
 
-class Desk:
-    """The live parts of one latency run."""
-
-    def __init__(self, stack: BenchStack, operators: list[BenchOperator]) -> None:
-        self.stack = stack
-        self.operators = operators
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        self.patrons: list[Patron] = []
-        self.tracker: Tracker | None = None
-        self.failed_setup: list[str] = []
-
-    async def open_chats(self, total: int, parallel: int = 20, timeout: float = 120) -> float:
-        """Open and get accepted chats until there are `total`; returns seconds taken."""
-        began = time.perf_counter()
-        todo = list(range(len(self.patrons), total))
-        sem = asyncio.Semaphore(parallel)
-
-        async def one(i: int) -> Patron | None:
-            async with sem:
-                patron = Patron(self.session, self.stack.url, QUEUE, None)
-                try:
-                    await patron.open()
-                    await patron.ask(f"bench-open {i}: {i} is my first question")
-                    await asyncio.wait_for(patron.accepted.wait(), timeout)
-                except Exception as exc:
-                    self.failed_setup.append(f"chat {i}: {type(exc).__name__} {exc}"[:200])
-                    await patron.close()
-                    return None
-                return patron
-
-        opened = await asyncio.gather(*(one(i) for i in todo))
-        self.patrons.extend(p for p in opened if p is not None)
-        return time.perf_counter() - began
-
-    async def close(self) -> None:
-        await asyncio.gather(*(p.close() for p in self.patrons), return_exceptions=True)
-        await self.session.close()
-
-
 async def run(
     levels: list[Level],
     *,
@@ -126,27 +85,27 @@ async def run(
     result: dict[str, Any] = {"levels": [], "operators": operators, "max_chats": max_chats}
     async with BenchStack(keep=keep) as stack:
         prosody = await stack.start_prosody()
-        op_users = [f"op{i}" for i in range(operators)]
-        sender_users = [f"floor-s{i}" for i in range(operators)]
-        echo_users = [f"floor-e{i}" for i in range(operators)]
-        op_jids = await stack.register(op_users, PASSWORD)
-        sender_jids = await stack.register(sender_users, PASSWORD)
-        echo_jids = await stack.register(echo_users, PASSWORD)
-        stack.write_config()
-        await stack.seed(op_jids, max_chats)
-        refdesk_pid = await stack.start_refdesk(profile_out=profile_out)
+        sender_jids = await stack.register([f"floor-s{i}" for i in range(operators)], PASSWORD)
+        echo_jids = await stack.register([f"floor-e{i}" for i in range(operators)], PASSWORD)
+        ops, refdesk_pid = await stack.desk_with_operators(
+            operators, max_chats, PASSWORD, profile_out=profile_out
+        )
         result["facts"] = machine_facts(stack.prosody_config)
         host, port = prosody.host, prosody.c2s_port
-        ops = [
-            BenchOperator(jid, PASSWORD, host, port, n, operators) for n, jid in enumerate(op_jids)
-        ]
-        await asyncio.gather(*(op.connect() for op in ops))
-        await stack.wait_operators(operators)
 
         echo = await start_child(
-            sys.executable, "-m", "bench.echo", "--host", host, "--port", str(port),
-            "--password", PASSWORD, *echo_jids,
-            log=stack.workdir / "echo.log", stdout_pipe=True,
+            sys.executable,
+            "-m",
+            "bench.echo",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--password",
+            PASSWORD,
+            *echo_jids,
+            log=stack.workdir / "echo.log",
+            stdout_pipe=True,
         )
         assert echo.stdout is not None
         line = await asyncio.wait_for(echo.stdout.readline(), 60)
@@ -159,37 +118,51 @@ async def run(
         ]
         await asyncio.gather(*(s.connect() for s in senders))
 
-        desk = Desk(stack, ops)
-        pids = {"refdesk": refdesk_pid, "prosody": stack.prosody_pid, "bench client": os.getpid(),
-                "echo": echo.pid}
+        desk = Fleet(stack.url)
+        pids = {
+            "refdesk": refdesk_pid,
+            "prosody": stack.prosody_pid,
+            "bench client": os.getpid(),
+            "echo": echo.pid,
+        }
         try:
             for level in levels:
-                print(f"level {level.chats} chats, one line every {level.interval} s per chat",
-                      file=sys.stderr, flush=True)
-                row: dict[str, Any] = {"chats": level.chats, "interval_s": level.interval,
-                                       "rate_per_s": level.rate}
+                print(
+                    f"level {level.chats} chats, one line every {level.interval} s per chat",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                row: dict[str, Any] = {
+                    "chats": level.chats,
+                    "interval_s": level.interval,
+                    "rate_per_s": level.rate,
+                }
                 # --- floor ---
                 floor_tracker.__init__()  # type: ignore[misc]
                 meter = CpuMeter(pids)
                 meter.start()
                 await paced(
-                    level.chats, level.interval, warmup, duration,
+                    level.chats,
+                    level.interval,
+                    warmup,
+                    duration,
                     lambda i, _tok, body: senders[i % operators].send(
                         echo_jids[i % operators], body
                     ),
-                    floor_tracker, f"f{level.chats}",
+                    floor_tracker,
+                    f"f{level.chats}",
                 )
                 await floor_tracker.drain(max(10.0, 3 * level.interval))
                 row["floor"] = floor_tracker.summary()
                 row["floor"]["cpu"] = meter.stop()
                 # --- refdesk: open and accept the chats, then the same paced load ---
-                status_before = sum(p.status_frames for p in desk.patrons)
+                status_before = desk.status_frames()
                 new_chats = max(0, level.chats - len(desk.patrons))
                 if profile_out and profile_phase == "setup":
                     os.kill(refdesk_pid, signal.SIGUSR1)
                 setup_meter = CpuMeter(pids)
                 setup_meter.start()
-                setup_s = await desk.open_chats(level.chats)
+                setup_s = await desk.open_chats(level.chats, [QUEUE])
                 setup_cpu = setup_meter.stop()
                 if profile_out and profile_phase == "setup":
                     os.kill(refdesk_pid, signal.SIGUSR2)
@@ -197,9 +170,8 @@ async def run(
                     "new_chats": new_chats,
                     "open_chats": len(desk.patrons),
                     "seconds": setup_s,
-                    "failures": len(desk.failed_setup),
-                    "status_frames_to_patrons": sum(p.status_frames for p in desk.patrons)
-                    - status_before,
+                    "failures": len(desk.failures),
+                    "status_frames_to_patrons": desk.status_frames() - status_before,
                     "cpu": setup_cpu,
                 }
                 active = desk.patrons[: level.chats]
@@ -213,9 +185,13 @@ async def run(
                 meter = CpuMeter(pids)
                 meter.start()
                 await paced(
-                    len(active), level.interval, warmup, duration,
+                    len(active),
+                    level.interval,
+                    warmup,
+                    duration,
                     lambda i, tok, body: active[i].send(tok, body),
-                    tracker, f"r{level.chats}",
+                    tracker,
+                    f"r{level.chats}",
                 )
                 await tracker.drain(max(10.0, 3 * level.interval))
                 cpu = meter.stop()
@@ -228,12 +204,16 @@ async def run(
                 row["refdesk"]["cpu"] = cpu
                 row["refdesk"]["chats_measured"] = len(active)
                 row["refdesk_rss_kib"] = rss_kib(refdesk_pid)
-                row["ratio_p50"] = ratio(row["refdesk"]["rtt_ms"]["p50"], row["floor"]["rtt_ms"]["p50"])
-                row["ratio_p99"] = ratio(row["refdesk"]["rtt_ms"]["p99"], row["floor"]["rtt_ms"]["p99"])
+                row["ratio_p50"] = ratio(
+                    row["refdesk"]["rtt_ms"]["p50"], row["floor"]["rtt_ms"]["p50"]
+                )
+                row["ratio_p99"] = ratio(
+                    row["refdesk"]["rtt_ms"]["p99"], row["floor"]["rtt_ms"]["p99"]
+                )
                 result["levels"].append(row)
                 _print_row(row)
         finally:
-            result["setup_failures"] = desk.failed_setup[:10]
+            result["setup_failures"] = desk.failures[:10]
             result["patron_errors"] = [e for p in desk.patrons for e in p.errors][:10]
             result["operator_warnings"] = [w for op in ops for w in op.unexpected][:10]
             result["operators_accepted"] = [op.accepted for op in ops]
@@ -257,7 +237,8 @@ def _print_row(row: dict[str, Any]) -> None:
         f"  {row['chats']:>5} chats: floor p50 {fmt(f['p50'], 2)} p99 {fmt(f['p99'], 2)} ms | "
         f"refdesk p50 {fmt(r['p50'], 2)} p99 {fmt(r['p99'], 2)} ms | "
         f"unanswered {row['refdesk']['unanswered']} | setup {row['setup']['seconds']:.1f} s",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
 
 
@@ -267,36 +248,58 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     cpu_rows = []
     for row in result["levels"]:
         f, r = row["floor"], row["refdesk"]
-        rows.append([
-            str(row["chats"]), f"{row['interval_s']:g} s", fmt(row["rate_per_s"]),
-            f"{r['sent']} / {f['sent']}",
-            fmt(f["rtt_ms"]["p50"], 2), fmt(f["rtt_ms"]["p99"], 2),
-            fmt(r["rtt_ms"]["p50"], 2), fmt(r["rtt_ms"]["p99"], 2),
-            f"{fmt(row['ratio_p50'], 1)}×", f"{fmt(row['ratio_p99'], 1)}×",
-            f"{r['unanswered']} / {f['unanswered']}",
-        ])
-        legs.append([
-            str(row["chats"]),
-            f"{fmt(r['ack_ms']['p50'], 2)} / {fmt(r['ack_ms']['p99'], 2)}" if "ack_ms" in r else "—",
-            f"{fmt(r['to_operator_ms']['p50'], 2)} / {fmt(r['to_operator_ms']['p99'], 2)}",
-            f"{fmt(r['to_patron_ms']['p50'], 2)} / {fmt(r['to_patron_ms']['p99'], 2)}",
-            f"{fmt(r['send_lag_ms']['p99'], 1)}",
-            f"{row['setup']['seconds']:.1f} s ({row['setup']['failures']} failed)",
-            fmt(row["setup"]["status_frames_to_patrons"], 0),
-            fmt(row["refdesk_rss_kib"] / 1024, 0) + " MiB",
-        ])
+        rows.append(
+            [
+                str(row["chats"]),
+                f"{row['interval_s']:g} s",
+                fmt(row["rate_per_s"]),
+                f"{r['sent']} / {f['sent']}",
+                fmt(f["rtt_ms"]["p50"], 2),
+                fmt(f["rtt_ms"]["p99"], 2),
+                fmt(r["rtt_ms"]["p50"], 2),
+                fmt(r["rtt_ms"]["p99"], 2),
+                f"{fmt(row['ratio_p50'], 1)}×",
+                f"{fmt(row['ratio_p99'], 1)}×",
+                f"{r['unanswered']} / {f['unanswered']}",
+            ]
+        )
+        legs.append(
+            [
+                str(row["chats"]),
+                f"{fmt(r['ack_ms']['p50'], 2)} / {fmt(r['ack_ms']['p99'], 2)}"
+                if "ack_ms" in r
+                else "—",
+                f"{fmt(r['to_operator_ms']['p50'], 2)} / {fmt(r['to_operator_ms']['p99'], 2)}",
+                f"{fmt(r['to_patron_ms']['p50'], 2)} / {fmt(r['to_patron_ms']['p99'], 2)}",
+                f"{fmt(r['send_lag_ms']['p99'], 1)}",
+                f"{row['setup']['seconds']:.1f} s ({row['setup']['failures']} failed)",
+                fmt(row["setup"]["status_frames_to_patrons"], 0),
+                fmt(row["refdesk_rss_kib"] / 1024, 0) + " MiB",
+            ]
+        )
         c, fc, sc = r["cpu"], f["cpu"], row["setup"]["cpu"]
-        cpu_rows.append([
-            str(row["chats"]),
-            " / ".join(fmt(100 * c.get(k, math.nan), 0) for k in ("refdesk", "prosody", "bench client")),
-            " / ".join(fmt(100 * fc.get(k, math.nan), 0) for k in ("prosody", "echo", "bench client")),
-            " / ".join(fmt(100 * sc.get(k, math.nan), 0) for k in ("refdesk", "prosody", "bench client")),
-        ])
+        cpu_rows.append(
+            [
+                str(row["chats"]),
+                " / ".join(
+                    fmt(100 * c.get(k, math.nan), 0) for k in ("refdesk", "prosody", "bench client")
+                ),
+                " / ".join(
+                    fmt(100 * fc.get(k, math.nan), 0) for k in ("prosody", "echo", "bench client")
+                ),
+                " / ".join(
+                    fmt(100 * sc.get(k, math.nan), 0)
+                    for k in ("refdesk", "prosody", "bench client")
+                ),
+            ]
+        )
     problems = result.get("refdesk_log", {})
     notes = []
     if result.get("setup_failures"):
-        notes.append("Chats that could not be opened and accepted: "
-                     + "; ".join(result["setup_failures"][:3]))
+        notes.append(
+            "Chats that could not be opened and accepted: "
+            + "; ".join(result["setup_failures"][:3])
+        )
     if result.get("patron_errors"):
         notes.append(f"Error frames seen by patrons: {result['patron_errors'][:3]}")
     if result.get("operator_warnings"):
@@ -311,8 +314,8 @@ Command: `{command_line()}`
 {facts}
 
 Method: refdesk runs as its own process (`python -m component.cli --config F run`) against
-a throwaway Prosody. Each chat has its own patron WebSocket; {result['operators']} operator
-accounts (max_chats {result['max_chats']}) are real XMPP clients that accept the chats first
+a throwaway Prosody. Each chat has its own patron WebSocket; {result["operators"]} operator
+accounts (max_chats {result["max_chats"]}) are real XMPP clients that accept the chats first
 (ring-all: every operator gets every offer, one accepts), then answer every line at once.
 Each chat sends one line every *interval* seconds, each at its own random phase — a steady
 paced rate, open loop, not a burst — for {args.warmup:g} s of warm-up (not recorded) and
@@ -321,26 +324,65 @@ paced rate, open loop, not a burst — for {args.warmup:g} s of warm-up (not rec
 through the same Prosody in the same run (the echoing client in its own process).
 Percentiles are nearest-rank over all recorded lines.
 
-{md_table(["chats", "interval", "lines/s", "samples refdesk / floor", "floor p50 ms",
-           "floor p99 ms", "refdesk p50 ms", "refdesk p99 ms", "ratio p50", "ratio p99",
-           "unanswered refdesk / floor"], rows)}
+{
+        md_table(
+            [
+                "chats",
+                "interval",
+                "lines/s",
+                "samples refdesk / floor",
+                "floor p50 ms",
+                "floor p99 ms",
+                "refdesk p50 ms",
+                "refdesk p99 ms",
+                "ratio p50",
+                "ratio p99",
+                "unanswered refdesk / floor",
+            ],
+            rows,
+        )
+    }
 
 Where the time goes (refdesk runs, p50 / p99 in ms): *ack* = patron's line committed and
 acknowledged; *to operator* = patron sends → operator's client has it; *to patron* =
 operator's client answers → patron has it. *Pacer lag p99* = how late the load generator
 sent lines (large values mean the load generator itself was short of CPU).
 
-{md_table(["chats", "ack", "to operator", "to patron", "pacer lag p99 ms",
-           "opening + accepting the chats", "status frames pushed while opening",
-           "refdesk RSS"], legs)}
+{
+        md_table(
+            [
+                "chats",
+                "ack",
+                "to operator",
+                "to patron",
+                "pacer lag p99 ms",
+                "opening + accepting the chats",
+                "status frames pushed while opening",
+                "refdesk RSS",
+            ],
+            legs,
+        )
+    }
 
 CPU during the windows, % of one core (2 cores in all):
 
-{md_table(["chats", "refdesk run: refdesk / prosody / bench client",
-           "floor run: prosody / echo / bench client",
-           "opening chats: refdesk / prosody / bench client"], cpu_rows)}
+{
+        md_table(
+            [
+                "chats",
+                "refdesk run: refdesk / prosody / bench client",
+                "floor run: prosody / echo / bench client",
+                "opening chats: refdesk / prosody / bench client",
+            ],
+            cpu_rows,
+        )
+    }
 
-{chr(10).join('- ' + n for n in notes) if notes else '- No errors: every chat opened, every line answered, nothing in the refdesk log above INFO.'}
+{
+        chr(10).join("- " + n for n in notes)
+        if notes
+        else "- No errors: every chat opened, every line answered, nothing in the refdesk log above INFO."
+    }
 """
 
 
@@ -357,8 +399,13 @@ def main() -> None:
     args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 3.0)
     args.operators = args.operators or (2 if args.quick else 10)
     result = asyncio.run(
-        run(levels, operators=args.operators, duration=args.duration, warmup=args.warmup,
-            keep=args.keep)
+        run(
+            levels,
+            operators=args.operators,
+            duration=args.duration,
+            warmup=args.warmup,
+            keep=args.keep,
+        )
     )
     finish(args, "latency", result, markdown(result, args))
 

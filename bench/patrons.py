@@ -121,7 +121,9 @@ class Patron:
 
     async def open(self, timeout: float = 30) -> dict[str, Any]:
         self.welcome = asyncio.get_running_loop().create_future()
-        self.ws = await self.session.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5))
+        self.ws = await self.session.ws_connect(
+            self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+        )
         self.reader = asyncio.create_task(self._read(self.ws))
         await self.ws.send_str(json.dumps({"type": "hello", "last_seq": 0}))
         return await asyncio.wait_for(self.welcome, timeout)
@@ -180,6 +182,72 @@ class Patron:
                 await self.reader
             except BaseException:
                 pass
+
+
+class Fleet:
+    """All the patrons of a run, sharing one aiohttp session (no connection limit)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.patrons: list[Patron] = []
+        self.failures: list[str] = []
+
+    def status_frames(self) -> int:
+        return sum(p.status_frames for p in self.patrons)
+
+    async def open_idle(self, total: int, queues: list[str], parallel: int = 50) -> float:
+        """Open sockets (hello only, nothing asked) until there are `total`."""
+        return await self._grow(total, queues, parallel, ask=False, timeout=60)
+
+    async def open_chats(
+        self, total: int, queues: list[str], parallel: int = 20, timeout: float = 120
+    ) -> float:
+        """Open chats, ask, and wait until an operator accepts each, until there are
+        `total`; returns the seconds it took. Failures are counted, not raised."""
+        return await self._grow(total, queues, parallel, ask=True, timeout=timeout)
+
+    async def _grow(
+        self, total: int, queues: list[str], parallel: int, *, ask: bool, timeout: float
+    ) -> float:
+        began = time.perf_counter()
+        sem = asyncio.Semaphore(parallel)
+
+        async def one(i: int) -> Patron | None:
+            async with sem:
+                patron = Patron(self.session, self.base_url, queues[i % len(queues)], None)
+                try:
+                    await patron.open()
+                    if ask:
+                        await patron.ask(f"bench-open {i}: my first question", timeout)
+                        await asyncio.wait_for(patron.accepted.wait(), timeout)
+                except Exception as exc:
+                    self.failures.append(f"chat {i}: {type(exc).__name__} {exc}"[:200])
+                    await patron.close()
+                    return None
+                return patron
+
+        opened = await asyncio.gather(*(one(i) for i in range(len(self.patrons), total)))
+        self.patrons.extend(p for p in opened if p is not None)
+        return time.perf_counter() - began
+
+    async def end_all(self) -> None:
+        """Ask refdesk to end every chat ({"type": "end"}) and close the sockets."""
+        for patron in self.patrons:
+            if patron.ws is not None and not patron.ws.closed:
+                try:
+                    await patron.ws.send_str(json.dumps({"type": "end"}))
+                except Exception:
+                    pass
+        await self.close_all()
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(p.close() for p in self.patrons), return_exceptions=True)
+        self.patrons = []
+
+    async def close(self) -> None:
+        await self.close_all()
+        await self.session.close()
 
 
 Sender = Callable[[int, str, str], Awaitable[None] | None]

@@ -23,6 +23,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import REPO
+from bench.xmpp_clients import BenchOperator
 from component.config import load_config, write_config_toml
 from component.prosody import LocalProsody, free_port
 from component.store import Store
@@ -181,18 +182,50 @@ class BenchStack:
         load_config(self.config_path)  # fail here, clearly, if the keys have changed
         return self.config_path
 
-    async def seed(self, operators: list[str], max_chats: int, queue: str = QUEUE) -> None:
-        """A group, the queue and its operators, as the CLI would create them."""
+    async def seed(
+        self, operators: list[str], max_chats: int, queues: tuple[str, ...] = (QUEUE,)
+    ) -> None:
+        """A group, the queues and their operators (each in every queue), as the CLI
+        would create them."""
         store = await Store.open(self.db_path)
         try:
             now = datetime.now(UTC)
             group = await store.add_group("bench", "Bench library", now)
-            q = await store.add_queue(queue, group.id, "Ask a librarian (bench)", None, now)
+            ids = [
+                (await store.add_queue(name, group.id, f"Ask a librarian ({name})", None, now)).id
+                for name in queues
+            ]
             for n, jid in enumerate(operators, 1):
                 op = await store.upsert_operator(jid, f"Operator {n}", max_chats, now)
-                await store.assign(q.id, op.id)
+                for queue_id in ids:
+                    await store.assign(queue_id, op.id)
         finally:
             await store.close()
+
+    async def desk_with_operators(
+        self,
+        count: int,
+        max_chats: int,
+        password: str,
+        queues: tuple[str, ...] = (QUEUE,),
+        profile_out: Path | None = None,
+    ) -> tuple[list[BenchOperator], int]:
+        """Prosody (if not started), `count` operator accounts, refdesk with them as
+        operators of `queues`, their clients logged in and seen available by refdesk.
+        Returns the operators' clients and refdesk's pid."""
+        if self.prosody is None:
+            await self.start_prosody()
+        assert self.prosody is not None
+        jids = await self.register([f"op{i}" for i in range(count)], password)
+        if not self.config_path.exists():
+            self.write_config()
+        await self.seed(jids, max_chats, queues)
+        pid = await self.start_refdesk(profile_out=profile_out)
+        host, port = self.prosody.host, self.prosody.c2s_port
+        ops = [BenchOperator(jid, password, host, port, n, count) for n, jid in enumerate(jids)]
+        await asyncio.gather(*(op.connect() for op in ops))
+        await self.wait_operators(count)
+        return ops, pid
 
     @property
     def url(self) -> str:
@@ -206,8 +239,15 @@ class BenchStack:
             args = [sys.executable, "-m", "component.cli", "--config", str(self.config_path), "run"]
         else:
             args = [
-                sys.executable, "-m", "bench._profiled", "--out", str(profile_out), "--",
-                "--config", str(self.config_path), "run",
+                sys.executable,
+                "-m",
+                "bench._profiled",
+                "--out",
+                str(profile_out),
+                "--",
+                "--config",
+                str(self.config_path),
+                "run",
             ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))

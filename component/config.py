@@ -89,6 +89,7 @@ def setting(
     default_factory: Any = dataclasses.MISSING,
     check: Callable[[Any], Any] | None = None,
     secret: bool = False,
+    allow_empty: bool = False,
 ) -> Any:
     """Declare one configuration setting; used only in the dataclass bodies of this module.
 
@@ -100,7 +101,7 @@ def setting(
     `default` is keyword-only on purpose: mypy's dataclass_transform support only sees a
     default passed by keyword, and then knows which constructor arguments are required.
     """
-    metadata = {"help": help, "check": check, "secret": secret}
+    metadata = {"help": help, "check": check, "secret": secret, "allow_empty": allow_empty}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, repr=not secret, metadata=metadata)
@@ -167,6 +168,12 @@ def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
             raise _Invalid(
                 f"expected an IP address or CIDR network, got {_show(item)}", f"[{index}]"
             ) from None
+    return value
+
+
+def _smtp_security(value: str) -> str:
+    if value not in ("none", "starttls", "tls"):
+        raise _Invalid('expected "none", "starttls" or "tls"')
     return value
 
 
@@ -278,6 +285,27 @@ class MailConfig:
         'Sender address of the email refdesk sends (a bare address or "Display Name <address>").',
         default="desk@example.org",
         check=_email_address,
+    )
+    smtp_security: str = setting(
+        '"none" (plain SMTP), "starttls" (upgrade required) or "tls" (implicit TLS, port 465).',
+        default="none",
+        check=_smtp_security,
+    )
+    smtp_username: str = setting(
+        "User name for SMTP authentication (empty: no authentication).",
+        default="",
+        allow_empty=True,
+    )
+    smtp_password: str = setting(
+        "Password for SMTP authentication.",
+        default="",
+        secret=True,
+        allow_empty=True,
+    )
+    smtp_verify_tls: bool = setting(
+        "Check the SMTP server's TLS certificate (turn off only for a relay with a "
+        "self-signed certificate on a trusted network).",
+        default=True,
     )
 
 
@@ -465,7 +493,7 @@ def _convert(value: object, field: dataclasses.Field[Any]) -> Any:
     if kind is str:
         if not isinstance(value, str):
             raise _Invalid(f"expected a string, got {shown}")
-        if not value.strip():
+        if not value.strip() and not field.metadata.get("allow_empty"):
             raise _Invalid("must not be empty")
         return value
     if kind is Path:

@@ -170,6 +170,11 @@ def _ago(service: DeskService, when: datetime | None) -> str:
     return f"{when:%H:%M} UTC ({seconds // 60} min {seconds % 60} s ago)"
 
 
+async def _refer(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    service.require_mine(live, op)
+    return await service.followup.refer(live, op.name, op.id, arg)
+
+
 async def _links(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
     links = await service.store.links(live.queue.group_id)
     if not links:
@@ -191,6 +196,7 @@ _CHAT_COMMANDS: dict[str, ChatCommand] = {
     "tag": _tag,
     "info": _info,
     "links": _links,
+    "refer": _refer,
     "help": _help,
 }
 

@@ -9,10 +9,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from email.utils import parseaddr
 
 from aiohttp import web
 
-from component.config import Config
+from component.config import Config, MailConfig
+from component.core.events import Event, MailQueued
+from component.mailer import SmtpSender, SmtpSettings
+from component.outbox import MailOutbox
 from component.service import Clock, DeskService, utcnow
 from component.store import Store
 from component.xmpp import XmppAdapter
@@ -21,6 +25,22 @@ from web.app import make_app
 log = logging.getLogger(__name__)
 
 DIRECTORY_POLL_SECONDS = 2.0
+
+
+def smtp_settings(mail: MailConfig) -> SmtpSettings:
+    return SmtpSettings(
+        host=mail.smtp_host,
+        port=mail.smtp_port,
+        security=mail.smtp_security,  # type: ignore[arg-type]
+        username=mail.smtp_username or None,
+        password=mail.smtp_password or None,
+        verify_tls=mail.smtp_verify_tls,
+    )
+
+
+def envelope_from(mail: MailConfig) -> str:
+    """The bare address of `mail.from_address` (which may carry a display name)."""
+    return parseaddr(mail.from_address)[1]
 
 
 class Refdesk:
@@ -35,6 +55,7 @@ class Refdesk:
         self._adapter: XmppAdapter | None = None
         self._runner: web.AppRunner | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._outbox: MailOutbox | None = None
         self.port = config.web.port
 
     @property
@@ -61,9 +82,15 @@ class Refdesk:
             max_message_chars=cfg.chat.max_message_chars,
             resume_ttl=cfg.chat.resume_ttl,
             operator_grace=cfg.chat.operator_grace,
+            from_address=cfg.mail.from_address,
             clock=self._clock,
         )
         await self._service.start()
+        self._outbox = MailOutbox(
+            self._store, SmtpSender(smtp_settings(cfg.mail)), envelope_from(cfg.mail), self._clock
+        )
+        self._service.bus.subscribe(self._wake_outbox)
+        self._outbox.start()
         self._runner = web.AppRunner(make_app(self._service, cfg), shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.web.host, cfg.web.port)
@@ -76,6 +103,15 @@ class Refdesk:
         await self._adapter.start()
         self._poller = asyncio.create_task(self._poll_directory())
         log.info("refdesk is serving on http://%s:%s", cfg.web.host, self.port)
+
+    @property
+    def outbox(self) -> MailOutbox:
+        assert self._outbox is not None, "not started"
+        return self._outbox
+
+    def _wake_outbox(self, event: Event) -> None:
+        if isinstance(event, MailQueued) and self._outbox is not None:
+            self._outbox.wake()
 
     async def _poll_directory(self) -> None:
         """Pick up queues and operators changed by the CLI while the service runs, and let
@@ -97,6 +133,8 @@ class Refdesk:
             await self._runner.cleanup()
         if self._adapter:
             await self._adapter.stop()
+        if self._outbox:
+            await self._outbox.stop()
         if self._service:
             await self._service.close()
         if self._store:

@@ -45,6 +45,7 @@ from component.core.events import (
     ChatEnded,
     ChatOffered,
     DirectoryChanged,
+    EmailOffered,
     MessagePosted,
     OfferWithdrawn,
     OperatorNotice,
@@ -67,6 +68,7 @@ from component.core.models import (
 )
 from component.core.routing import OperatorLoad, eligible, next_in_turn, queue_status
 from component.core.text import TextRejected, clean_message
+from component.followup import FollowUp
 from component.store import Store
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,7 @@ class LiveChat:
     gone_timer: asyncio.TimerHandle | None = None
     offer_timer: asyncio.TimerHandle | None = None
     rollover_timer: asyncio.TimerHandle | None = None
+    max_wait_timer: asyncio.TimerHandle | None = None
 
     @property
     def unanswered(self) -> bool:
@@ -129,10 +132,10 @@ class LiveChat:
         return tuple(sorted(self.offered_to))
 
     def cancel_timers(self) -> None:
-        for timer in (self.gone_timer, self.offer_timer, self.rollover_timer):
+        for timer in (self.gone_timer, self.offer_timer, self.rollover_timer, self.max_wait_timer):
             if timer is not None:
                 timer.cancel()
-        self.gone_timer = self.offer_timer = self.rollover_timer = None
+        self.gone_timer = self.offer_timer = self.rollover_timer = self.max_wait_timer = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,7 @@ class DeskService:
         *,
         domain: str,
         max_message_chars: int = 4000,
+        from_address: str = "desk@localhost",
         resume_ttl: float = 300.0,
         operator_grace: float = 60.0,
         clock: Clock = utcnow,
@@ -204,6 +208,7 @@ class DeskService:
         self._data_version = 0
         self._last_status: dict[str, QueueInfo] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.followup = FollowUp(self, from_address)
 
     # Start-up, shutdown, background work ----------------------------------------------------
 
@@ -225,7 +230,8 @@ class DeskService:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run background work owned by the service (cancelled at `close`)."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -233,7 +239,7 @@ class DeskService:
     def _later(
         self, delay: float, job: Callable[[], Coroutine[Any, Any, None]]
     ) -> asyncio.TimerHandle:
-        return asyncio.get_running_loop().call_later(delay, lambda: self._spawn(job()))
+        return asyncio.get_running_loop().call_later(delay, lambda: self.spawn(job()))
 
     async def tick(self) -> None:
         """Re-evaluate what changes with the clock alone (service hours opening and
@@ -637,8 +643,27 @@ class DeskService:
         live.asked_at = now
         await self.store.set_asked_at(live.id, now)
         self._arm_rollover(live)
+        if live.queue.max_wait and live.queue.followup_email:
+            live.max_wait_timer = self._later(
+                live.queue.max_wait, lambda: self._max_wait_passed(live.id)
+            )
         await self._route(live)
         await self._check_escalation(live.queue)
+
+    async def _max_wait_passed(self, chat_id: int) -> None:
+        """Nobody answered in time: offer the email form (research finds patrons leave
+        after about 90 seconds). The patron may keep waiting."""
+        live = self._chats.get(chat_id)
+        if live is None or not live.unanswered:
+            return
+        live.max_wait_timer = None
+        self.bus.publish(
+            EmailOffered(
+                live.id,
+                "Sorry for the wait. If you prefer, leave your question and your email "
+                "address and we will answer by email; or keep waiting here.",
+            )
+        )
 
     async def patron_typing(self, chat_id: int, composing: bool) -> None:
         live = self._chats.get(chat_id)
@@ -955,10 +980,10 @@ class DeskService:
         now = self.clock()
         live.accepted_at = live.accepted_at or now
         self._last_chat[op.jid] = now
-        for timer in (live.offer_timer, live.rollover_timer):
+        for timer in (live.offer_timer, live.rollover_timer, live.max_wait_timer):
             if timer is not None:
                 timer.cancel()
-        live.offer_timer = live.rollover_timer = None
+        live.offer_timer = live.rollover_timer = live.max_wait_timer = None
         await self.store.set_chat_state(live.id, ChatState.ACTIVE, now, operator_id=op.id)
         self.bus.publish(ChatAccepted(live.id, live.guest, op.jid, op.name, others, explicit))
         event = await self.append(live, Sender.SYSTEM, "", f"{op.name} joined the chat.")
@@ -984,12 +1009,14 @@ class DeskService:
         live.passed = set()
         await self._offer(live, [target.jid], via=via)
 
-    async def end(self, live: LiveChat, *, by: str, text: str) -> None:
+    async def end(
+        self, live: LiveChat, *, by: str, text: str, state: ChatState = ChatState.ENDED
+    ) -> None:
         """End the chat. `by` is "patron", "operator" or "system". Caller holds the lock."""
         recipients = live.recipients()
         event = await self.append(live, Sender.SYSTEM, by, text, kind=EventKind.ENDED)
-        live.state = ChatState.ENDED
-        await self.store.set_chat_state(live.id, ChatState.ENDED, self.clock(), ended_by=by)
+        live.state = state
+        await self.store.set_chat_state(live.id, state, self.clock(), ended_by=by)
         del self._chats[live.id]
         self._by_guest.pop(live.guest, None)
         live.cancel_timers()
@@ -1002,7 +1029,39 @@ class DeskService:
         """An operator has room again: offer them what waits. In a task, because the
         caller holds one chat's lock and routing takes the others'."""
         if self.presence_of(jid).takes_chats:
-            self._spawn(self._offer_waiting(jid))
+            self.spawn(self._offer_waiting(jid))
+
+    async def system_message(self, live: LiveChat, text: str) -> None:
+        """A line from the service to the patron (and the transcript). Caller holds the
+        lock."""
+        event = await self.append(live, Sender.SYSTEM, "", text)
+        self.bus.publish(MessagePosted(live.id, live.guest, event, ()))
+
+    async def chat_for_token(self, resume: str) -> LiveChat | None:
+        """The open chat a patron's resume token names, if any (the email form uses it to
+        attach the chat so far)."""
+        if not resume or len(resume) > 128:
+            return None
+        chat = await self.store.chat_by_resume(hash_token(resume))
+        return self._chats.get(chat.id) if chat is not None else None
+
+    async def close_as_followed_up(self, live: LiveChat, ticket_id: int) -> None:
+        """The patron left their question by email: the chat ends as followed up."""
+        async with live.lock:
+            if live.id in self._chats:
+                await self.end(
+                    live,
+                    by="system",
+                    text=f"Your question was sent by email (ticket #{ticket_id}); "
+                    "we will answer you there.",
+                    state=ChatState.FOLLOWED_UP,
+                )
+
+    def queue_by_id(self, queue_id: int) -> Queue:
+        queue = self._queues_by_id.get(queue_id)
+        if queue is None:
+            raise UnknownQueue(f"There is no queue number {queue_id}.")
+        return queue
 
     async def note(self, live: LiveChat, op: Operator, text: str) -> None:
         """A line for the transcript only. Caller holds the lock."""

@@ -7,8 +7,10 @@ open, tracked with `PRAGMA user_version`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -25,10 +27,13 @@ from component.core.models import (
     EventKind,
     Group,
     Link,
+    NewMail,
     Operator,
+    OutboxMail,
     Queue,
     RoutingMode,
     Sender,
+    Ticket,
 )
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -66,6 +71,10 @@ class Store:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        # One connection serves every task: a multi-statement transaction must not let
+        # another task's statement slip in between its BEGIN and COMMIT, so every write
+        # takes this lock.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:
@@ -126,11 +135,37 @@ class Store:
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement in its own transaction (autocommit); return lastrowid."""
+        async with self._write_lock:
+            return (await self._execute(sql, params))[0]
+
+    async def _write_count(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Like `_write`, returning how many rows changed."""
+        async with self._write_lock:
+            return (await self._execute(sql, params))[1]
+
+    async def _execute(self, sql: str, params: Iterable[Any]) -> tuple[int, int]:
         try:
             async with self._db.execute(sql, tuple(params)) as cur:
-                return int(cur.lastrowid or 0)
+                return int(cur.lastrowid or 0), cur.rowcount
         except aiosqlite.IntegrityError as exc:
             raise StoreError(str(exc)) from exc
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Callable[[str, Iterable[Any]], Awaitable[int]]]:
+        """Several writes that commit together or not at all; yields an `execute(sql,
+        params) -> lastrowid` to run them with."""
+
+        async def execute(sql: str, params: Iterable[Any] = ()) -> int:
+            return (await self._execute(sql, params))[0]
+
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield execute
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
 
     # Groups ------------------------------------------------------------------------------
 
@@ -418,7 +453,7 @@ class Store:
                 "UPDATE chats SET state = ?, operator_id = NULL WHERE id = ?",
                 (state.value, chat_id),
             )
-        elif state in (ChatState.ENDED, ChatState.MISSED):
+        elif state in (ChatState.ENDED, ChatState.MISSED, ChatState.FOLLOWED_UP):
             await self._write(
                 "UPDATE chats SET state = ?, ended_at = ?, ended_by = ? WHERE id = ?",
                 (state.value, _ts(now), ended_by, chat_id),
@@ -512,27 +547,28 @@ class Store:
     ) -> None:
         """Create or replace a canned message at global, group or queue scope."""
         scope = "queue" if queue_id is not None else "group" if group_id is not None else "global"
-        await self._write(
-            "DELETE FROM canned_messages WHERE scope = ? AND COALESCE(group_id, 0) = ?"
-            " AND COALESCE(queue_id, 0) = ? AND name = ?",
-            (scope, group_id or 0, queue_id or 0, name),
-        )
-        await self._write(
-            "INSERT INTO canned_messages (scope, group_id, queue_id, name, text)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (scope, group_id, queue_id, name, text),
-        )
+        async with self._transaction() as execute:
+            await execute(
+                "DELETE FROM canned_messages WHERE scope = ? AND COALESCE(group_id, 0) = ?"
+                " AND COALESCE(queue_id, 0) = ? AND name = ?",
+                (scope, group_id or 0, queue_id or 0, name),
+            )
+            await execute(
+                "INSERT INTO canned_messages (scope, group_id, queue_id, name, text)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (scope, group_id, queue_id, name, text),
+            )
 
     async def delete_canned(
         self, name: str, *, group_id: int | None = None, queue_id: int | None = None
     ) -> bool:
         scope = "queue" if queue_id is not None else "group" if group_id is not None else "global"
-        async with self._db.execute(
+        removed = await self._write_count(
             "DELETE FROM canned_messages WHERE scope = ? AND COALESCE(group_id, 0) = ?"
             " AND COALESCE(queue_id, 0) = ? AND name = ?",
             (scope, group_id or 0, queue_id or 0, name),
-        ) as cur:
-            return cur.rowcount > 0
+        )
+        return removed > 0
 
     async def add_link(self, group_id: int, title: str, url: str) -> None:
         await self._write(
@@ -550,18 +586,172 @@ class Store:
 
     async def add_tag(self, chat_id: int, tag: str, operator_id: int | None, now: datetime) -> bool:
         """Tag a chat; False if it already had the tag."""
-        async with self._db.execute(
+        added = await self._write_count(
             "INSERT OR IGNORE INTO chat_tags (chat_id, tag, operator_id, created_at)"
             " VALUES (?, ?, ?, ?)",
             (chat_id, tag, operator_id, _ts(now)),
-        ) as cur:
-            return cur.rowcount > 0
+        )
+        return added > 0
 
     async def tags(self, chat_id: int) -> list[str]:
         rows = await self._all(
             "SELECT tag FROM chat_tags WHERE chat_id = ? ORDER BY tag", (chat_id,)
         )
         return [r["tag"] for r in rows]
+
+    # Tickets and the mail outbox -----------------------------------------------------------
+
+    async def create_ticket(
+        self,
+        *,
+        kind: str,
+        queue_id: int,
+        question: str,
+        now: datetime,
+        mails: Callable[[int], Iterable[NewMail]],
+        chat_id: int | None = None,
+        name: str | None = None,
+        email: str | None = None,
+        origin_ip: str | None = None,
+        operator_id: int | None = None,
+    ) -> int:
+        """File a ticket and the emails that go with it in one transaction: either the
+        patron's question is kept and will be mailed, or nothing happened. `mails` builds
+        the emails from the new ticket's id."""
+        async with self._transaction() as execute:
+            ticket_id = await execute(
+                "INSERT INTO tickets (kind, queue_id, chat_id, name, email, question,"
+                " origin_ip, operator_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (kind, queue_id, chat_id, name, email, question, origin_ip, operator_id, _ts(now)),
+            )
+            for mail in mails(ticket_id):
+                await self._enqueue(execute, mail, now, ticket_id=ticket_id, chat_id=chat_id)
+        return ticket_id
+
+    async def enqueue_mail(
+        self, mail: NewMail, now: datetime, *, chat_id: int | None = None
+    ) -> int:
+        async with self._transaction() as execute:
+            return await self._enqueue(execute, mail, now, ticket_id=None, chat_id=chat_id)
+
+    @staticmethod
+    async def _enqueue(
+        execute: Callable[[str, Iterable[Any]], Awaitable[int]],
+        mail: NewMail,
+        now: datetime,
+        *,
+        ticket_id: int | None,
+        chat_id: int | None,
+    ) -> int:
+        return await execute(
+            "INSERT INTO mail_outbox (ticket_id, chat_id, purpose, recipients, message,"
+            " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                ticket_id,
+                chat_id,
+                mail.purpose,
+                "\n".join(mail.recipients),
+                mail.message,
+                _ts(now),
+                _ts(now),
+            ),
+        )
+
+    @staticmethod
+    def _mail(row: aiosqlite.Row) -> OutboxMail:
+        next_at = _dt(row["next_attempt_at"])
+        created = _dt(row["created_at"])
+        assert next_at is not None and created is not None
+        return OutboxMail(
+            id=row["id"],
+            purpose=row["purpose"],
+            recipients=tuple(row["recipients"].split("\n")),
+            message=bytes(row["message"]),
+            status=row["status"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            next_attempt_at=next_at,
+            created_at=created,
+            ticket_id=row["ticket_id"],
+            chat_id=row["chat_id"],
+            sent_at=_dt(row["sent_at"]),
+        )
+
+    async def due_mail(self, now: datetime, limit: int = 20) -> list[OutboxMail]:
+        rows = await self._all(
+            "SELECT * FROM mail_outbox WHERE status = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (_ts(now), limit),
+        )
+        return [self._mail(r) for r in rows]
+
+    async def next_mail_due(self) -> datetime | None:
+        row = await self._one(
+            "SELECT MIN(next_attempt_at) FROM mail_outbox WHERE status = 'pending'"
+        )
+        return _dt(row[0]) if row and row[0] else None
+
+    async def mark_mail_sent(self, mail_id: int, now: datetime) -> None:
+        await self._write(
+            "UPDATE mail_outbox SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+            " last_error = NULL WHERE id = ?",
+            (_ts(now), mail_id),
+        )
+
+    async def mark_mail_retry(self, mail_id: int, next_at: datetime, error: str) -> None:
+        await self._write(
+            "UPDATE mail_outbox SET attempts = attempts + 1, next_attempt_at = ?,"
+            " last_error = ? WHERE id = ?",
+            (_ts(next_at), error[:500], mail_id),
+        )
+
+    async def mark_mail_failed(self, mail_id: int, error: str) -> None:
+        await self._write(
+            "UPDATE mail_outbox SET status = 'failed', attempts = attempts + 1,"
+            " last_error = ? WHERE id = ?",
+            (error[:500], mail_id),
+        )
+
+    async def list_mail(self, status: str | None = None, limit: int = 200) -> list[OutboxMail]:
+        if status is None:
+            rows = await self._all("SELECT * FROM mail_outbox ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._all(
+                "SELECT * FROM mail_outbox WHERE status = ? ORDER BY id DESC LIMIT ?",
+                (status, limit),
+            )
+        return [self._mail(r) for r in rows]
+
+    @staticmethod
+    def _ticket(row: aiosqlite.Row) -> Ticket:
+        created = _dt(row["created_at"])
+        assert created is not None
+        return Ticket(
+            row["id"],
+            row["kind"],
+            row["queue_id"],
+            row["chat_id"],
+            row["name"],
+            row["email"],
+            row["question"],
+            row["status"],
+            created,
+        )
+
+    async def ticket(self, ticket_id: int) -> Ticket | None:
+        row = await self._one("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
+        return self._ticket(row) if row else None
+
+    async def list_tickets(self, limit: int = 200) -> list[Ticket]:
+        rows = await self._all("SELECT * FROM tickets ORDER BY id DESC LIMIT ?", (limit,))
+        return [self._ticket(r) for r in rows]
+
+    async def set_transcript_email(self, chat_id: int, email: str | None) -> None:
+        await self._write("UPDATE chats SET transcript_email = ? WHERE id = ?", (email, chat_id))
+
+    async def transcript_email(self, chat_id: int) -> str | None:
+        row = await self._one("SELECT transcript_email FROM chats WHERE id = ?", (chat_id,))
+        return row[0] if row else None
 
     async def integrity_check(self) -> str:
         row = await self._one("PRAGMA integrity_check")

@@ -9,18 +9,26 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from component.config import ChatConfig, Config, StorageConfig, WebConfig, XmppConfig
+from component.config import (
+    ChatConfig,
+    Config,
+    MailConfig,
+    StorageConfig,
+    WebConfig,
+    XmppConfig,
+)
 from component.core.models import Queue
 from component.prosody import free_port
 from component.runner import Refdesk
 from component.store import Store
+from tests.mail_sink import MailSink
 from tests.operator_client import OperatorClient
 from tests.patron_client import PatronClient
 from tests.xmpp_servers import XmppServer, start_server
@@ -31,7 +39,12 @@ _names = itertools.count(1)
 
 
 def make_config(
-    tmp: Path, *, xmpp_host: str = "127.0.0.1", xmpp_port: int | None = None, **chat: float
+    tmp: Path,
+    *,
+    xmpp_host: str = "127.0.0.1",
+    xmpp_port: int | None = None,
+    smtp_port: int | None = None,
+    **chat: float,
 ) -> Config:
     """A config for one test: its own database, web port chosen by the OS."""
     return Config(
@@ -44,6 +57,10 @@ def make_config(
         ),
         web=WebConfig(port=0, public_url="http://127.0.0.1:8080"),
         storage=StorageConfig(path=tmp / "refdesk.sqlite3"),
+        mail=MailConfig(
+            smtp_port=smtp_port if smtp_port is not None else free_port(),
+            from_address="Ask Desk <desk@library.example>",
+        ),
         chat=replace(ChatConfig(), **chat),
     )
 
@@ -171,14 +188,29 @@ async def wait_for(
 
 
 @pytest.fixture
+def mail_sink() -> Iterator[MailSink]:
+    """A real SMTP server (aiosmtpd) that the desk fixtures send to."""
+    sink = MailSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
 async def desk(
-    xmpp_server: XmppServer, tmp_path: Path, request: pytest.FixtureRequest
+    xmpp_server: XmppServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    mail_sink: MailSink,
 ) -> AsyncIterator[Desk]:
     """refdesk on the session's XMPP server with queues `ask` and `other`, online.
     `@pytest.mark.chat_config(key=value)` overrides [chat] settings."""
     marker = request.node.get_closest_marker("chat_config")
     config = make_config(
-        tmp_path, xmpp_port=xmpp_server.component_port, **(marker.kwargs if marker else {})
+        tmp_path,
+        xmpp_port=xmpp_server.component_port,
+        smtp_port=mail_sink.port,
+        **(marker.kwargs if marker else {}),
     )
     await seed(config.storage.path, ("ask", "other"))
     clock = TestClock()
@@ -193,9 +225,9 @@ async def desk(
 
 
 @pytest.fixture
-async def offline_desk(tmp_path: Path) -> AsyncIterator[Desk]:
+async def offline_desk(tmp_path: Path, mail_sink: MailSink) -> AsyncIterator[Desk]:
     """refdesk with no XMPP server at all (it keeps trying): for the web side alone."""
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, smtp_port=mail_sink.port)
     await seed(config.storage.path)
     clock = TestClock()
     refdesk = Refdesk(config, clock=clock)

@@ -11,7 +11,7 @@ from aiohttp import WSCloseCode, web
 
 from component.config import Config
 from component.service import DeskService
-from web import longpoll, pages, patron
+from web import longpoll, pages, patron, questions
 from web.hub import PatronHub
 from web.keys import CONFIG, HUB, SERVICE, SOCKETS
 from web.security import content_security_policy
@@ -49,6 +49,7 @@ def make_app(service: DeskService, config: Config) -> web.Application:
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/chat/{queue}", pages.chat_page)
     app.router.add_get("/api/queues/{queue}/status", pages.queue_status)
+    app.router.add_post("/api/queues/{queue}/questions", questions.submit_question)
     app.router.add_get("/ws/{queue}", patron.handle_ws)
     longpoll.add_routes(app)
     app.router.add_get("/embed.js", pages.embed_script)

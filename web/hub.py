@@ -11,7 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from component.bus import EventBus
-from component.core.events import ChatEnded, Event, MessagePosted, QueueStatusChanged, TypingChanged
+from component.core.events import (
+    ChatEnded,
+    EmailOffered,
+    Event,
+    MessagePosted,
+    QueueStatusChanged,
+    TypingChanged,
+)
 from component.core.models import ChatEvent, EventKind, Sender
 
 Frame = dict[str, Any]
@@ -129,6 +136,8 @@ class PatronHub:
                 if not event.by_patron:
                     state = "composing" if event.composing else "paused"
                     self._send(event.chat_id, {"type": "typing", "state": state})
+            case EmailOffered():
+                self._send(event.chat_id, {"type": "offer_email", "text": event.text})
             case QueueStatusChanged():
                 for conns in self._by_chat.values():
                     for conn in conns:

@@ -92,6 +92,7 @@ async def queue_status(request: web.Request) -> web.Response:
             "status": info.status.value,
             "waiting": info.waiting,
             "operators_available": info.operators_available,
+            "email": bool(service.queue(queue).followup_email),
         },
         headers=headers,
     )

@@ -172,9 +172,8 @@ class PatronSession:
         elif kind == "hello":
             raise FrameError("already_greeted", "This connection has already said hello.")
         elif kind == "transcript":
-            raise FrameError(
-                "not_available", "Transcript copies by email are not available on this service yet."
-            )
+            address = await service.followup.request_transcript(conn.chat_id, frame.get("email"))
+            conn.push({"type": "transcript_ok", "email": address})
         else:
             raise FrameError("unknown_type", f"Unknown frame type {kind[:40]!r}.")
 

@@ -7,30 +7,58 @@
   const D = root.dataset;
   const ALL = window.REFDESK_STRINGS || {};
   const lang = ALL[D.lang] ? D.lang : 'en';
-  const S = Object.assign({ status: {}, endedBy: {} }, ALL.en, ALL[lang]);
+  const S = Object.assign({ status: {}, endedBy: {}, text: {} }, ALL.en, ALL[lang]);
   const KEY = 'refdesk:' + (D.queue || '');
   const log = $('rd-log'), form = $('rd-form'), input = $('rd-input'), sendBtn = $('rd-send');
   const endBtn = $('rd-end'), newBtn = $('rd-new'), conn = $('rd-conn'), alertBox = $('rd-alert');
-  const notice = $('rd-notice'), typingEl = $('rd-typing'), over = $('rd-over'), overTitle = $('rd-over-title');
+  const typingEl = $('rd-typing'), over = $('rd-over'), overTitle = $('rd-over-title');
+  const mail = $('rd-mail'), mailForm = $('rd-mail-form'), tx = $('rd-tx'), txForm = $('rd-tx-form');
+  const txOpen = $('rd-tx-open'), txEmail = $('rd-tx-email');
 
   for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = S[e.dataset.i18n] || e.textContent;
   for (const e of document.querySelectorAll('[data-i18n-label]')) {
     if (S[e.dataset.i18nLabel]) e.setAttribute('aria-label', S[e.dataset.i18nLabel]);
+  }
+  $('rd-greeting').textContent = D.greeting || S.greeting;
+
+  // The admin's accent colour, darkened until white text on it reaches 4.5:1 (WCAG AA).
+  if (/^#([0-9a-f]{3}){1,2}$/i.test(D.color || '')) {
+    const h = D.color.length === 4 ? D.color.replace(/[0-9a-f]/gi, '$&$&') : D.color;
+    let rgb = [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16));
+    const lum = (c) => c.reduce((s, v, i) => {
+      v /= 255;
+      return s + [0.2126, 0.7152, 0.0722][i] * (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    }, 0);
+    while (1.05 / (lum(rgb) + 0.05) < 4.6) rgb = rgb.map((v) => Math.floor(v * 0.92));
+    const css = document.documentElement.style;
+    for (const p of ['--accent', '--me']) css.setProperty(p, `rgb(${rgb})`);
+    for (const p of ['--accent-fg', '--me-fg']) css.setProperty(p, '#ffffff');
+  }
+
+  const links = $('rd-links');
+  if (links) {
+    const wide = matchMedia('(min-width: 60rem)');
+    const fit = () => { links.open = wide.matches; };
+    fit();
+    wide.addEventListener?.('change', fit);
   }
 
   let st = { resume: null, chat: null, lastSeq: 0 };
   const seen = new Set();    // seqs shown: never show one twice
   const pending = new Map(); // client id -> {id, text}, not yet acknowledged
   const mine = new Map();    // client id -> element of the patron's own message
-  let ws = null, ready = false, stopped = false, wantEnd = false;
-  let attempt = 0, timer = 0, rejected = 0, gotError = false;
+  let t = null, ready = false, stopped = false, ended = false, wantEnd = false, wantTx = null;
+  let attempt = 0, timer = 0, rejected = 0, gotError = false, gotFrame = false;
+  let wsWorked = false, wsFails = 0, useLp = /[?&]transport=lp(&|$)/.test(location.search);
   let typing = 'paused', typingTimer = 0, theirTimer = 0;
+  let status = D.status, statusText = '', position = null, offered = '', answered = false;
+  let mailOpen = false, wasMailing = false;
 
   const isNum = (n) => typeof n === 'number' && isFinite(n);
   const save = () => {
     try {
-      sessionStorage.setItem(KEY, JSON.stringify(
-        { resume: st.resume, last_seq: st.lastSeq, chat: st.chat, pending: [...pending.values()] }));
+      sessionStorage.setItem(KEY, JSON.stringify({ resume: st.resume, last_seq: st.lastSeq, chat: st.chat,
+        pending: [...pending.values()], lp: useLp }));
     } catch (e) { /* storage blocked in a third-party iframe: the chat still works */ }
   };
   const forget = () => { try { sessionStorage.removeItem(KEY); } catch (e) { /* blocked */ } };
@@ -42,7 +70,10 @@
     if (text != null) e.textContent = text;
     return e;
   };
-  const send = (obj) => ws?.readyState === 1 && (ws.send(JSON.stringify(obj)), true);
+  const send = (obj) => ready && t ? t.send(obj) : false;
+  const okEmail = (s) => /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/.test(s);
+  const post = (url, obj, signal) => fetch(url, { method: 'POST', cache: 'no-store', signal,
+    headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(obj) });
 
   // http(s) URLs become links, built with DOM APIs only (text is never parsed as HTML).
   function linkify(p, text) {
@@ -93,6 +124,7 @@
     }
     log.insertBefore(node, ref);
     if (atEnd || node.classList.contains('rd-patron')) log.scrollTop = log.scrollHeight;
+    view();
   }
 
   // A server event with a seq: false if it was already shown.
@@ -121,23 +153,42 @@
     const box = bubble('patron rd-pending', S.you, text);
     box.dataset.id = id;
     box.firstChild.appendChild(el('span', 'rd-tag', S.sending));
-    add(box);
     pending.set(id, { id, text });
     mine.set(id, box);
+    add(box);
     save();
-    if (ready) send({ type: 'message', id, text });
+    send({ type: 'message', id, text });
   }
 
-  function setStatus(s) {
-    if (!s) return;
-    $('rd-status').dataset.status = s;
-    $('rd-status-text').textContent = S.status[s] || s;
-  }
+  const says = (s) => D['text' + s[0].toUpperCase() + s.slice(1)] || S.text[s] || '';
 
-  function setNotice(text, pos) {
-    const parts = text ? [String(text)] : [];
-    if (isNum(pos) && pos > 0) parts.push(S.position.replace('{n}', pos));
-    notice.textContent = parts.join(' ');
+  // Everything that depends on the queue's status and the chat's stage.
+  function view() {
+    const s = $('rd-status');
+    s.dataset.status = status;
+    $('rd-status-text').textContent = S.status[status] || status;
+    const empty = !log.querySelector('.rd-msg');
+    const forced = status === 'offline' && !answered && !ended;
+    const mailing = !stopped && (forced || mailOpen);
+    // What the patron already wrote becomes the start of the emailed question.
+    if (mailing && !wasMailing && !$('rd-q').value) {
+      $('rd-q').value = [...log.querySelectorAll('.rd-patron .rd-text')].map((p) => p.textContent).join('\n\n');
+    }
+    wasMailing = mailing;
+    root.classList.toggle('rd-mailing', mailing);
+    mail.hidden = !mailing;
+    $('rd-mail-back').hidden = forced;
+    form.hidden = mailing || ended || stopped;
+    endBtn.hidden = empty || ended || stopped;
+    $('rd-avail').textContent = status === 'available' && !ended ? says('available') : '';
+    const parts = [];
+    if (!ended && !stopped && !answered) {
+      parts.push(offered || statusText || (status !== 'available' ? says(status) : ''));
+      if (isNum(position) && position > 0) parts.push(S.position.replace('{n}', position));
+    }
+    $('rd-notice-text').textContent = parts.filter(Boolean).join(' ');
+    $('rd-mail-open').hidden = mailing || !parts[0] || status === 'available' && !offered;
+    tx.hidden = stopped || (ended ? empty : txOpen.getAttribute('aria-expanded') !== 'true');
   }
 
   function showTyping(on) {
@@ -150,40 +201,48 @@
   function setTyping(state) {
     clearTimeout(typingTimer);
     if (state === 'composing') typingTimer = setTimeout(setTyping, 5000, 'paused');
-    if (state !== typing && ready) send({ type: 'typing', state });
+    if (state !== typing) send({ type: 'typing', state });
     typing = state;
   }
 
-  const setEnabled = (on) => { input.disabled = sendBtn.disabled = endBtn.disabled = !on; };
+  const drop = () => { clearTimeout(timer); t?.close(); t = null; ready = false; conn.textContent = ''; };
 
-  // The chat is over (ended or banned): drop the socket, lock the form, show the panel.
+  // The chat is over (ended or banned): lock the form, show the panel. An ended chat keeps
+  // its connection for live status and a transcript request; a banned one closes it.
   function finish(title, detail, canRestart) {
-    stopped = true;
-    ready = false;
-    clearTimeout(timer);
-    if (ws) { ws.onclose = null; ws.close(); ws = null; }
-    conn.textContent = '';
+    const f = document.activeElement;
+    const lost = !f || f === document.body || form.contains(f) || f === endBtn || mail.contains(f);
+    if (canRestart) ended = true; else { stopped = true; drop(); }
     showTyping(false);
     for (const id of pending.keys()) {
       const tag = mine.get(id)?.querySelector('.rd-tag');
       if (tag) tag.textContent = S.notSent;
     }
     pending.clear();
-    const f = document.activeElement;
-    const lost = !f || f === document.body || f === input || f === sendBtn || f === endBtn;
-    setEnabled(false);
-    setNotice('');
     overTitle.textContent = title;
     $('rd-over-detail').textContent = detail || '';
     newBtn.hidden = !canRestart;
     over.hidden = false;
+    view();
     log.scrollTop = log.scrollHeight;
     if (lost) (canRestart ? newBtn : overTitle).focus();
   }
 
+  const txSay = (ok, err) => {
+    $('rd-tx-ok').textContent = ok;
+    $('rd-tx-err').textContent = err;
+    txEmail.setAttribute('aria-invalid', !!err);
+  };
+
   const handlers = {
     welcome(m) {
       const changed = m.resumed === false || (st.chat != null && m.chat !== st.chat);
+      if (changed && ended) {
+        // An ended chat reopened only to ask for a transcript has expired meanwhile.
+        wantTx = null;
+        txSay('', S.txGone);
+        return drop();
+      }
       if (changed && (seen.size || st.lastSeq)) {
         seen.clear();
         st.lastSeq = 0;
@@ -194,10 +253,12 @@
       ready = true;
       attempt = rejected = 0;
       conn.textContent = '';
-      setStatus(m.status);
+      if (m.status) status = m.status;
       save();
       for (const p of pending.values()) send({ type: 'message', id: p.id, text: p.text });
       if (wantEnd) wantEnd = !send({ type: 'end' });
+      if (wantTx) send({ type: 'transcript', email: wantTx });
+      view();
     },
     ack: (m) => delivered(m.id, m.seq),
     message(m) {
@@ -210,6 +271,7 @@
       } else if (m.from === 'operator') {
         box = bubble('operator', m.name || S.librarian, m.text, m.ts, true);
         showTyping(false);
+        answered = true;
       } else {
         box = bubble('system', m.name || S.system, m.text, m.ts);
       }
@@ -217,64 +279,136 @@
       save();
     },
     typing: (m) => m.from !== 'patron' && showTyping(m.state === 'composing'),
-    status(m) { setStatus(m.status); setNotice(m.text, m.position); },
+    status(m) {
+      if (m.status) status = m.status;
+      statusText = m.text || '';
+      position = m.position;
+      view();
+    },
+    offer_email(m) { offered = m.text || S.text.offer; view(); },
     ended(m) {
       if (!fresh(m.seq)) return;
       add(bubble('system', S.system, m.text || S.endedBy[m.by] || S.ended), m.seq);
       save();
       finish(S.ended, '', true);
-      if (D.statusPath) {
-        fetch(D.statusPath, { cache: 'no-store' }).then((r) => r.ok && r.json())
-          .then((j) => j && setStatus(j.status)).catch(() => {});
-      }
     },
     banned(m) { forget(); finish(S.bannedTitle, m.text || S.banned, false); },
-    error(m) { gotError = true; alertBox.textContent = m.text || S.error; },
+    transcript_ok(m) { wantTx = null; txSay(S.txOk.replace('{email}', m.email || txEmail.value), ''); },
+    error(m) {
+      gotError = true;
+      if (wantTx) {
+        wantTx = null;
+        if (m.code === 'bad_email') return txSay('', m.text || S.badEmail);
+        txSay('', '');
+      }
+      alertBox.textContent = m.text || S.error;
+    },
   };
 
-  function onFrame(ev) {
-    let m;
-    try { m = JSON.parse(ev.data); } catch (e) { return; }
+  function onFrame(m) {
     if (m && Object.prototype.hasOwnProperty.call(handlers, m.type)) handlers[m.type](m);
+  }
+
+  // Transports: call on.open() once, on.frame(obj) per server frame, on.close() once.
+  function viaWs(on) {
+    const url = new URL(D.wsPath || '/ws/' + encodeURIComponent(D.queue || ''), location.href);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const s = new WebSocket(url.href);
+    s.onopen = on.open;
+    s.onmessage = (e) => { try { on.frame(JSON.parse(e.data)); } catch (x) { /* not JSON */ } };
+    s.onclose = on.close;
+    return {
+      send: (o) => s.readyState === 1 && (s.send(JSON.stringify(o)), true),
+      close() { s.onclose = null; s.close(); },
+    };
+  }
+
+  // Long-poll: POST hello opens a session, POSTs carry frames (in order), GETs bring frames.
+  function viaLp(on) {
+    const base = new URL(D.lpPath || '/lp/' + encodeURIComponent(D.queue || ''), location.href).href;
+    let sid = null, dead = false, chain = Promise.resolve(), ctl = null;
+    const fail = () => { if (!dead) { dead = true; ctl?.abort(); on.close(); } };
+    const deliver = (j) => { for (const f of (j && j.frames) || []) if (!dead) on.frame(f); };
+    async function poll() {
+      while (!dead) {
+        ctl = new AbortController();
+        const stop = setTimeout(() => ctl.abort(), 40000), t0 = Date.now();
+        try {
+          const r = await fetch(base + '/' + sid, { cache: 'no-store', signal: ctl.signal });
+          const j = r.ok ? await r.json() : null;
+          if (!j) return fail();
+          deliver(j);
+          if (j.closed) return fail();
+          if (!j.frames.length && Date.now() - t0 < 500) await new Promise((ok) => setTimeout(ok, 1000));
+        } catch (e) { return fail(); } finally { clearTimeout(stop); }
+      }
+    }
+    setTimeout(() => dead || on.open());
+    return {
+      send(o) {
+        if (dead) return false;
+        chain = chain.then(async () => {
+          if (dead) return;
+          try {
+            if (sid) return (await post(base + '/' + sid, o)).ok || fail();
+            const r = await post(base, o), j = await r.json().catch(() => null);
+            deliver(j);
+            if (!r.ok || !j || typeof j.session !== 'string') return fail();
+            sid = encodeURIComponent(j.session);
+            poll();
+          } catch (e) { fail(); }
+        });
+        return true;
+      },
+      close() { dead = true; ctl?.abort(); },
+    };
   }
 
   function connect() {
     clearTimeout(timer);
-    if (ws) { ws.onclose = null; ws.close(); }
-    ready = gotError = false;
-    let s;
-    try {
-      const url = new URL(D.wsPath || '/ws/' + encodeURIComponent(D.queue || ''), location.href);
-      url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-      s = ws = new WebSocket(url.href);
-    } catch (e) { ws = null; return retry(); }
-    s.onopen = () => {
-      const hello = { type: 'hello', last_seq: st.resume ? st.lastSeq : 0 };
-      if (st.resume) hello.resume = st.resume;
-      s.send(JSON.stringify(hello));
+    t?.close();
+    ready = gotError = gotFrame = false;
+    const lp = useLp || typeof WebSocket === 'undefined';
+    let me = null;
+    const on = {
+      open() {
+        if (me !== t) return;
+        const hello = { type: 'hello', last_seq: st.resume ? st.lastSeq : 0 };
+        if (st.resume) hello.resume = st.resume;
+        me.send(hello);
+      },
+      frame(m) {
+        if (me !== t) return;
+        gotFrame = true;
+        if (!lp) wsWorked = true;
+        onFrame(m);
+      },
+      close() {
+        if (me !== t) return;
+        // Refused twice with an error before any welcome: the token is dead, start over.
+        if (!ready && gotError && st.resume && ++rejected >= 2) st.resume = null;
+        // A socket that never brought a frame, twice in a row: WebSockets are blocked.
+        if (!lp && !gotFrame && !wsWorked && ++wsFails >= 2) { useLp = true; attempt = 0; save(); }
+        t = null;
+        ready = false;
+        retry();
+      },
     };
-    s.onmessage = onFrame;
-    s.onclose = () => {
-      if (ws !== s) return;
-      // Refused twice with an error before any welcome: the token is dead, start over.
-      if (!ready && gotError && st.resume && ++rejected >= 2) st.resume = null;
-      ws = null;
-      ready = false;
-      retry();
-    };
+    try { me = t = (lp ? viaLp : viaWs)(on); } catch (e) { t = null; return retry(); }
   }
 
   function retry() {
-    if (stopped) return;
+    if (stopped || (ended && !wantTx)) return void (conn.textContent = '');
     conn.textContent = S.reconnecting;
-    timer = setTimeout(connect, Math.min(1000 * 2 ** attempt++, 15000));
+    timer = setTimeout(connect, useLp && !attempt ? 0 : Math.min(1000 * 2 ** attempt, 15000));
+    attempt++;
   }
 
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     // Control characters (except tab and newline) cannot travel over XMPP: drop them.
     const text = input.value.replace(/[\0-\x08\x0B\x0C\x0E-\x1F\x7F\uFFFE\uFFFF]/g, '').trim();
-    if (input.disabled || !text) return;
+    if (ended || stopped || !text) return;
     alertBox.textContent = '';
     input.value = '';
     clearTimeout(typingTimer);
@@ -291,25 +425,97 @@
   });
   input.addEventListener('input', () => setTyping(input.value.trim() ? 'composing' : 'paused'));
 
-  endBtn.addEventListener('click', () => { if (!stopped && !send({ type: 'end' })) wantEnd = true; });
+  endBtn.addEventListener('click', () => { if (!ended && !stopped && !send({ type: 'end' })) wantEnd = true; });
 
   newBtn.addEventListener('click', () => {
+    drop();
     forget();
     st = { resume: null, chat: null, lastSeq: 0 };
     seen.clear();
     pending.clear();
     mine.clear();
-    log.textContent = alertBox.textContent = '';
-    setNotice('');
+    for (const c of [...log.children]) if (c.id !== 'rd-intro') c.remove();
+    alertBox.textContent = '';
+    txSay('', '');
     over.hidden = true;
-    stopped = wantEnd = false;
+    ended = wantEnd = answered = false;
+    wantTx = null;
+    offered = statusText = '';
+    position = null;
     attempt = rejected = 0;
-    setEnabled(true);
+    txOpen.setAttribute('aria-expanded', 'false');
+    view();
     input.focus();
     connect();
   });
 
-  addEventListener('online', () => { if (!ready && !stopped) { attempt = 0; connect(); } });
+  // The email question form (offline, or instead of waiting).
+  const field = { question: 'rd-q', email: 'rd-email', name: 'rd-name' };
+  const openMail = (on) => {
+    mailOpen = on;
+    view();
+    (on ? $('rd-mail-title') : input).focus();
+  };
+  $('rd-mail-open').addEventListener('click', () => openMail(true));
+  $('rd-mail-back').addEventListener('click', () => openMail(false));
+  const fieldErr = (name, text) => {
+    const id = field[name] || 'rd-q', f = $(id);
+    f.setAttribute('aria-invalid', 'true');
+    $(id + '-err').textContent = text;
+    f.focus();
+  };
+  mailForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const btn = $('rd-mail-send');
+    if (btn.disabled) return;
+    const body = {};
+    for (const [k, id] of Object.entries(field)) {
+      body[k] = $(id).value.trim();
+      $(id).removeAttribute('aria-invalid');
+      $(id + '-err').textContent = '';
+    }
+    alertBox.textContent = '';
+    if (!body.question) return fieldErr('question', S.needQuestion);
+    if (!okEmail(body.email)) return fieldErr('email', S.badEmail);
+    btn.disabled = true;
+    try {
+      const r = await post(D.questionsPath, body), j = await r.json().catch(() => ({}));
+      if (r.ok) {
+        mailForm.hidden = true;
+        $('rd-ticket').textContent = j.ticket != null ? S.ticket.replace('{ticket}', j.ticket) : '';
+        $('rd-mail-done').hidden = false;
+        $('rd-mail-done').focus();
+      } else if (r.status === 403) {
+        forget();
+        finish(S.bannedTitle, j.error || S.banned, false);
+      } else if (r.status === 400 && field[j.field]) fieldErr(j.field, j.error || S.error);
+      else alertBox.textContent = j.error || S.mailFailed;
+    } catch (x) {
+      alertBox.textContent = S.mailFailed;
+    } finally { btn.disabled = false; }
+  });
+
+  // A copy of the transcript by email, during the chat or after it.
+  txOpen.addEventListener('click', () => {
+    const on = txOpen.getAttribute('aria-expanded') !== 'true';
+    txOpen.setAttribute('aria-expanded', on);
+    view();
+    if (on) txEmail.focus();
+  });
+  txForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const email = txEmail.value.trim();
+    if (!okEmail(email)) return txSay('', S.badEmail), txEmail.focus();
+    txSay(S.txSending, '');
+    wantTx = email;
+    if (!send({ type: 'transcript', email }) && !t) { attempt = 0; connect(); }
+  });
+
+  // In an iframe, Escape asks the embedding page to close the panel (embed.js listens).
+  addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && parent !== window) parent.postMessage({ refdesk: 'close' }, '*');
+  });
+  addEventListener('online', () => { if (!ready && t === null && !stopped && !ended) { attempt = 0; connect(); } });
 
   // Start. A reloaded page has an empty log, so it asks for the whole transcript (last_seq 0).
   let saved = {};
@@ -318,7 +524,8 @@
     st.resume = saved.resume;
     st.chat = saved.chat ?? null;
   }
-  setStatus(D.status);
+  if (saved.lp === true) useLp = true;
+  view();
   for (const p of Array.isArray(saved.pending) ? saved.pending : []) {
     if (typeof p?.id === 'string' && typeof p.text === 'string') queueMessage(p.text, p.id);
   }

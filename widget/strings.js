@@ -1,4 +1,5 @@
-/* refdesk widget UI strings, one object per language. {n} is replaced by a number. */
+/* refdesk widget UI strings, one object per language, each complete (tests check that
+   every key of en exists in es). {n}, {email} and {ticket} are replaced by values. */
 window.REFDESK_STRINGS = {
   en: {
     log: "Conversation",
@@ -20,6 +21,27 @@ window.REFDESK_STRINGS = {
     error: "Something went wrong. Please try again.",
     bannedTitle: "Chat not available",
     banned: "Chat is not available from this network.",
+    greeting: "Hello! Ask us anything: a librarian will answer here.",
+    resources: "Local resources",
+    mailOpen: "Send your question by email",
+    mailTitle: "Send your question by email",
+    question: "Your question",
+    email: "Email address",
+    name: "Name",
+    optional: "(optional)",
+    mailSend: "Send question",
+    back: "Back to the chat",
+    needQuestion: "Please write your question.",
+    badEmail: "Please enter a valid email address, like name@example.org.",
+    mailFailed: "Your question could not be sent. Check your connection and try again.",
+    mailDone: "Thank you! Your question has been sent. A librarian will answer by email.",
+    ticket: "Reference number: {ticket}",
+    txOpen: "Email me a copy",
+    txLabel: "Email address for a copy of this chat",
+    txSend: "Send copy",
+    txSending: "Asking for a copy…",
+    txOk: "A copy of this chat will be sent to {email}.",
+    txGone: "This chat can no longer be sent by email.",
     endedBy: {
       operator: "The librarian ended the chat.",
       patron: "You ended the chat.",
@@ -30,6 +52,13 @@ window.REFDESK_STRINGS = {
       away: "Away",
       busy: "Busy",
       offline: "Offline"
+    },
+    text: {
+      available: "A librarian is online. Type your question below.",
+      away: "Chat is online but the librarian is temporarily away; if you don't want to wait, you can send your question by email.",
+      busy: "All librarians are helping other people right now. Please wait: you will be answered in turn.",
+      offline: "No librarian is online right now. Leave your question and we will answer by email.",
+      offer: "Sorry for the wait. You can keep waiting, or send your question by email and we will answer there."
     }
   },
   es: {
@@ -52,6 +81,27 @@ window.REFDESK_STRINGS = {
     error: "Algo salió mal. Inténtelo de nuevo.",
     bannedTitle: "Chat no disponible",
     banned: "El chat no está disponible desde esta red.",
+    greeting: "¡Hola! Pregúntenos lo que quiera: le responderá el personal de la biblioteca.",
+    resources: "Recursos locales",
+    mailOpen: "Enviar su pregunta por correo electrónico",
+    mailTitle: "Enviar su pregunta por correo electrónico",
+    question: "Su pregunta",
+    email: "Correo electrónico",
+    name: "Nombre",
+    optional: "(opcional)",
+    mailSend: "Enviar pregunta",
+    back: "Volver al chat",
+    needQuestion: "Escriba su pregunta, por favor.",
+    badEmail: "Escriba un correo electrónico válido, como nombre@ejemplo.org.",
+    mailFailed: "No se pudo enviar su pregunta. Compruebe su conexión e inténtelo de nuevo.",
+    mailDone: "¡Gracias! Su pregunta se ha enviado. El personal de la biblioteca le responderá por correo electrónico.",
+    ticket: "Número de referencia: {ticket}",
+    txOpen: "Enviarme una copia",
+    txLabel: "Correo electrónico para recibir una copia de este chat",
+    txSend: "Enviar copia",
+    txSending: "Pidiendo una copia…",
+    txOk: "Se enviará una copia de este chat a {email}.",
+    txGone: "Este chat ya no se puede enviar por correo electrónico.",
     endedBy: {
       operator: "El personal de la biblioteca terminó el chat.",
       patron: "Usted terminó el chat.",
@@ -62,6 +112,13 @@ window.REFDESK_STRINGS = {
       away: "Ausente",
       busy: "Ocupado",
       offline: "Fuera de línea"
+    },
+    text: {
+      available: "Hay personal de la biblioteca en línea. Escriba su pregunta abajo.",
+      away: "El chat está en línea, pero el personal de la biblioteca se ha ausentado un momento; si no quiere esperar, puede enviar su pregunta por correo electrónico.",
+      busy: "Todo el personal de la biblioteca está atendiendo a otras personas. Espere, por favor: le atenderemos por orden.",
+      offline: "Ahora no hay personal de la biblioteca en línea. Deje su pregunta y le responderemos por correo electrónico.",
+      offer: "Perdone la espera. Puede seguir esperando o enviar su pregunta por correo electrónico y le responderemos allí."
     }
   }
 };

@@ -425,7 +425,8 @@ def longest_lasting(bans: Iterable[Ban]) -> Ban | None:
 class _Table:
     # Prefix length → (leading bits of the network → bans on exactly that network).
     by_prefix: dict[int, dict[int, dict[int, Ban]]] = field(default_factory=dict)
-    # The prefix lengths present, longest first (longest rarely matters; any order works).
+    # The prefix lengths present, so a look-up probes only those (the order is immaterial:
+    # every match is weighed).
     prefixes: list[int] = field(default_factory=list)
 
 

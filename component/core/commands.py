@@ -37,6 +37,7 @@ CHAT_COMMANDS: dict[str, str] = {
     "tag": "!tag <tag> — tag the chat (e.g. !tag circulation, !tag incident)",
     "info": "!info — queue, wait time, page and address of this chat",
     "links": "!links — the partner group's local resource links",
+    "refer": "!refer [email] — refer the question by email, with the transcript",
     "help": "!help — this list",
 }
 

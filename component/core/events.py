@@ -93,6 +93,19 @@ class OperatorNotice:
 
 
 @dataclass(frozen=True, slots=True)
+class MailQueued:
+    """Email was committed to the outbox: the worker should look now."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmailOffered:
+    """A waiting patron has waited past the queue's maximum: offer the email form."""
+
+    chat_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class DirectoryChanged:
     """Queues, operators or memberships were reloaded (new JIDs may need commands)."""
 
@@ -118,4 +131,6 @@ Event = (
     | OperatorNotice
     | SubscriptionWanted
     | DirectoryChanged
+    | MailQueued
+    | EmailOffered
 )

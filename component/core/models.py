@@ -76,6 +76,7 @@ class ChatState(enum.Enum):
     ACTIVE = "active"
     ENDED = "ended"
     MISSED = "missed"
+    FOLLOWED_UP = "followed-up"
 
     @property
     def open(self) -> bool:
@@ -216,3 +217,45 @@ class Link:
 
     title: str
     url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """An offline question or a referral, kept for follow-up."""
+
+    id: int
+    kind: str  # 'offline' | 'referral'
+    queue_id: int
+    chat_id: int | None
+    name: str | None
+    email: str | None
+    question: str
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMail:
+    """One email in the outbox: `message` holds the bytes that go over SMTP."""
+
+    id: int
+    purpose: str
+    recipients: tuple[str, ...]
+    message: bytes
+    status: str  # 'pending' | 'sent' | 'failed'
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    created_at: datetime
+    ticket_id: int | None = None
+    chat_id: int | None = None
+    sent_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMail:
+    """An email to put in the outbox, built by the caller (see component.core.emails)."""
+
+    purpose: str
+    recipients: tuple[str, ...]
+    message: bytes

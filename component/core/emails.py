@@ -1,0 +1,824 @@
+"""Every email refdesk sends, built as `EmailMessage` objects, and the checks on what
+patrons type into the email form.
+
+Pure: no I/O and nothing of ours is imported. The service builds a message here, the outbox
+stores `render_bytes(message)` and the mailer sends it.
+
+Safety rules that every builder follows:
+
+- Each message is multipart/alternative: plain text first, then simple HTML. Everything
+  that came from a patron, an operator or an admin (names, questions, chat lines, notes,
+  queue titles, page addresses) goes through `html.escape` in the HTML part and is kept
+  verbatim in the plain part.
+- Header values are never pasted into raw header text. Names go in `Address` objects and
+  free text (queue titles in subjects) has every line break and control character turned
+  into a space first, so nothing a person types can start a new header.
+- Bodies are always encoded 7-bit clean (quoted-printable or base64 where needed), so any
+  SMTP server can carry them; only a non-ASCII address needs the SMTPUTF8 extension.
+
+Address policy (what `validate_address` accepts):
+
+- One bare mailbox, ``local@domain``: no display name, no angle brackets, no comments, no
+  quoted local part, no IP-literal domain, no spaces, no second address.
+- The local part is ASCII dot-atom text (letters, digits and ``!#$%&'*+-/=?^_`{|}~``,
+  dots between). An apostrophe is allowed (``o'brien@...``); double quotes are not.
+  Non-ASCII local parts are refused: they only work when every server on the way
+  supports SMTPUTF8, and a patron is better served by a clear error now than by an answer
+  that silently bounces.
+- Internationalised domains (``name@bücher.example``) are accepted and returned in their
+  ASCII form (``name@xn--bcher-kva.example``), which every server understands. The standard
+  library only has IDNA 2003, which maps some letters to others (``ß`` becomes ``ss``), so a
+  domain that does not convert back to exactly what was typed is refused rather than
+  quietly sent to a different domain.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import EmailPolicy
+from email.utils import make_msgid
+from typing import Literal
+
+__all__ = [
+    "ADDRESS_HELP",
+    "MAX_ADDRESS_CHARS",
+    "MAX_NAME_CHARS",
+    "AddressError",
+    "FieldError",
+    "TranscriptLine",
+    "envelope_recipients",
+    "envelope_sender",
+    "needs_smtputf8",
+    "offline_ticket",
+    "on_call_alert",
+    "parse_bytes",
+    "referral",
+    "render_bytes",
+    "ticket_confirmation",
+    "transcript_copy",
+    "validate_address",
+    "validate_name",
+    "validate_question",
+]
+
+ADDRESS_HELP = "Please enter a valid email address, like name@example.org."
+# RFC 5321 limits a path to 256 octets including the angle brackets.
+MAX_ADDRESS_CHARS = 254
+MAX_LOCAL_CHARS = 64
+MAX_NAME_CHARS = 100
+# Subjects stay readable on a phone; the full text is always in the body.
+_MAX_SUBJECT_PART_CHARS = 120
+_SUBJECT_TAG = "refdesk"
+
+Field = Literal["email", "name", "question"]
+
+# Messages are built with 7-bit body encoding so the stored bytes can go to any server.
+_BUILD_POLICY = policy.default.clone(cte_type="7bit")
+_WIRE_ASCII = policy.SMTP.clone(cte_type="7bit")
+_WIRE_UTF8 = policy.SMTPUTF8.clone(cte_type="7bit")
+
+# Everything outside the XML 1.0 Char production (the same rule as the chat text), which
+# also covers lone surrogates that cannot be encoded at all.
+_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# C0 controls, DEL and C1 controls (NEL included), plus the Unicode line and paragraph
+# separators that some software treats as line breaks.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# For header text: any run of line breaks, tabs and other control characters becomes one
+# space. Ordinary and non-breaking spaces are left alone, so a valid name is unchanged.
+_HEADER_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_ADDRESS_HEADERS = (
+    "from",
+    "sender",
+    "reply-to",
+    "to",
+    "cc",
+    "bcc",
+    "resent-from",
+    "resent-sender",
+    "resent-to",
+    "resent-cc",
+    "resent-bcc",
+)
+
+
+# --- patron input ------------------------------------------------------------------------
+
+
+class FieldError(ValueError):
+    """A form field refused, with the field's name and a sentence for the person who typed it.
+
+    The web layer turns it into ``400 {"error": message, "field": field}``.
+    """
+
+    def __init__(self, field: Field, message: str) -> None:
+        super().__init__(message)
+        self.field: Field = field
+        self.message = message
+
+
+class AddressError(FieldError):
+    """An email address refused by `validate_address`; always about the ``email`` field."""
+
+    def __init__(self, message: str = ADDRESS_HELP) -> None:
+        super().__init__("email", message)
+
+
+def validate_address(text: object) -> str:
+    """Check one mailbox address typed by a patron (offline form, transcript request) or an
+    admin (queue follow-up and referral addresses, `!refer` targets) and return it cleaned.
+
+    Called at the edge, before anything is stored or put in a message. Surrounding
+    whitespace is removed; the domain is lower-cased and converted to its ASCII form.
+    Anything else that is not a plain ``local@domain`` raises `AddressError` with a
+    sentence a patron can act on (see the module docstring for the exact policy).
+    """
+    if not isinstance(text, str):
+        raise AddressError()
+    # A line break anywhere is refused outright, even at the ends: it is the one character
+    # a header injection needs, and nobody types it into an address field by accident.
+    if "\r" in text or "\n" in text:
+        raise AddressError(
+            "Please enter a single email address on one line, like name@example.org."
+        )
+    text = text.strip()
+    if not text:
+        raise AddressError("Please enter an email address, like name@example.org.")
+    if len(text) > MAX_ADDRESS_CHARS:
+        raise AddressError("That email address is too long. Please check it and try again.")
+    if _CONTROL.search(text) or _XML_ILLEGAL.search(text):
+        raise AddressError()
+    if any(ch in text for ch in ",;"):
+        raise AddressError("Please enter just one email address, like name@example.org.")
+    if any(ch in text for ch in '<>"()[]\\:'):
+        raise AddressError(
+            "Please enter just the address, like name@example.org, without a name, "
+            "quotes or angle brackets."
+        )
+    if any(ch.isspace() for ch in text):
+        raise AddressError("Please enter the address without spaces, like name@example.org.")
+    if text.count("@") != 1:
+        if text.count("@") > 1:
+            raise AddressError("Please enter just one email address, like name@example.org.")
+        raise AddressError()
+    local, _, domain = text.partition("@")
+    if not local or not domain:
+        raise AddressError()
+    if not local.isascii():
+        raise AddressError(
+            "Please use an address without accents or other special letters before the @."
+        )
+    # "=?" would start an RFC 2047 encoded word, which mail parsers decode into something
+    # else: the address read back from the stored message must be the one typed.
+    if len(local) > MAX_LOCAL_CHARS or "=?" in local or not _LOCAL_PART.fullmatch(local):
+        raise AddressError()
+    ascii_domain = _ascii_domain(domain)
+    if ascii_domain is None:
+        raise AddressError()
+    result = f"{local}@{ascii_domain}"
+    if len(result) > MAX_ADDRESS_CHARS:
+        raise AddressError("That email address is too long. Please check it and try again.")
+    return result
+
+
+def _ascii_domain(domain: str) -> str | None:
+    """The domain in lower-case ASCII (IDNA) form, or None when it is not a usable name."""
+    if not domain.isascii():
+        typed = unicodedata.normalize("NFC", domain).lower()
+        try:
+            converted = typed.encode("idna").decode("ascii")
+            back = converted.encode("ascii").decode("idna")
+        except UnicodeError:
+            return None
+        # IDNA 2003 maps some characters (ß to ss, full-width letters to ASCII): refuse
+        # rather than send a patron's answer to a domain they did not type.
+        if back != typed:
+            return None
+        domain = converted
+    domain = domain.lower()
+    labels = domain.split(".")
+    if len(labels) < 2 or len(domain) > 253:
+        return None
+    if not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
+        return None
+    # An all-digit top-level label is an IP address, not a mail domain.
+    if labels[-1].isdigit():
+        return None
+    return domain
+
+
+def validate_name(text: object) -> str | None:
+    """Check the optional display name from the offline form; None when left empty.
+
+    Called by the web layer before a ticket is created. The name ends up in a Reply-To
+    header, so line breaks and other control characters are refused, not repaired.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise FieldError("name", "The name must be text.")
+    if "\r" in text or "\n" in text:
+        raise FieldError("name", "Please write your name on one line.")
+    text = text.strip()
+    if not text:
+        return None
+    if len(text) > MAX_NAME_CHARS:
+        raise FieldError(
+            "name", f"That name is too long (the limit is {MAX_NAME_CHARS} characters)."
+        )
+    bad = _CONTROL.search(text) or _XML_ILLEGAL.search(text)
+    if bad:
+        raise FieldError(
+            "name",
+            f"Your name contains a character that cannot be sent (U+{ord(bad.group(0)):04X}). "
+            "Please remove it.",
+        )
+    return text
+
+
+def validate_question(text: object, max_chars: int) -> str:
+    """Check the question from the offline form (or the note of a referral) and return it
+    trimmed, with line endings normalised to ``\\n``.
+
+    Called by the web layer (and the service) before a ticket is created. Newlines and tabs
+    are kept; any other control character, or one that XML cannot carry, is refused with a
+    `FieldError` for the ``question`` field, as are empty and oversized questions.
+    """
+    if not isinstance(text, str):
+        raise FieldError("question", "Please type your question.")
+    bad = _XML_ILLEGAL.search(text) or _CONTROL_IN_TEXT.search(text)
+    if bad:
+        raise FieldError(
+            "question",
+            f"Your question contains a character that cannot be sent "
+            f"(U+{ord(bad.group(0)):04X}). Please remove it.",
+        )
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise FieldError("question", "Please type your question.")
+    if len(text) > max_chars:
+        raise FieldError(
+            "question",
+            f"Your question is too long ({len(text)} characters; the limit is {max_chars}). "
+            "Please shorten it.",
+        )
+    return text
+
+
+# --- message inputs ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptLine:
+    """One line of a chat as shown in an email: when, who said it (a display name such as
+    "You", "Anna (librarian)" or "refdesk"), and what they said."""
+
+    ts: datetime
+    who: str
+    text: str
+
+
+# --- body blocks: each rendered once as plain text and once as HTML ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Para:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Quote:
+    """Someone's own words (a question, a note, an alert), kept verbatim."""
+
+    label: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    rows: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Transcript:
+    label: str
+    lines: tuple[TranscriptLine, ...]
+    tz: tzinfo
+
+
+_Block = _Para | _Quote | _Fields | _Transcript
+
+
+def _body_text(text: str) -> str:
+    """Text for a body: newlines normalised, control characters other than tab and newline
+    removed (validated input has none; this guards text from other places)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _XML_ILLEGAL.sub("", _CONTROL_IN_TEXT.sub("", text))
+
+
+def _one_line(text: str, limit: int | None = None) -> str:
+    """Text for a header or a one-line field: every break or control run becomes a space."""
+    text = _HEADER_BREAKS.sub(" ", _XML_ILLEGAL.sub("", text)).strip()
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def _html_text(text: str) -> str:
+    return html.escape(_body_text(text)).replace("\n", "<br>\n")
+
+
+def _utc(ts: datetime) -> datetime:
+    # A naive time is taken as UTC: the store keeps UTC, and guessing the machine's local
+    # zone would make the email depend on where refdesk runs.
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+def _zone_name(tz: tzinfo, when: datetime) -> str:
+    return tz.tzname(when.astimezone(tz)) or "UTC"
+
+
+def _transcript_rows(block: _Transcript) -> Iterable[tuple[date | None, str, str, str]]:
+    """(new date or None, time, who, text) for each line, in the block's time zone."""
+    day: date | None = None
+    for line in block.lines:
+        local = _utc(line.ts).astimezone(block.tz)
+        new_day = local.date() if local.date() != day else None
+        day = local.date()
+        yield new_day, local.strftime("%H:%M"), _one_line(line.who, 100), _body_text(line.text)
+
+
+def _transcript_heading(block: _Transcript) -> str:
+    if not block.lines:
+        return block.label
+    zone = _zone_name(block.tz, _utc(block.lines[0].ts))
+    return f"{block.label} (times in {zone})"
+
+
+def _plain(blocks: Sequence[_Block]) -> str:
+    out: list[str] = []
+    for block in blocks:
+        if isinstance(block, _Para):
+            out.append(_body_text(block.text))
+        elif isinstance(block, _Quote):
+            out.append(f"{block.label}\n\n{_body_text(block.text)}")
+        elif isinstance(block, _Fields):
+            out.append("\n".join(f"{label}: {_one_line(value)}" for label, value in block.rows))
+        else:
+            lines = [_transcript_heading(block)]
+            for new_day, hhmm, who, text in _transcript_rows(block):
+                if new_day is not None:
+                    lines.append(f"-- {new_day.isoformat()} --")
+                # Continuation lines are indented so a multi-line message stays readable
+                # as one entry.
+                lines.append(f"[{hhmm}] {who}: " + text.replace("\n", "\n    "))
+            out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
+
+
+# One small style sheet instead of inline styles: clients that drop it still show plain,
+# readable HTML.
+_CSS = (
+    "body{font-family:sans-serif;line-height:1.4}"
+    "blockquote{margin:0 0 1em 0;padding:.5em 1em;border-left:3px solid #888}"
+    "th,td{padding:2px 8px 2px 0;vertical-align:top;text-align:left}"
+    ".t{color:#666}"
+)
+
+
+def _html(title: str, blocks: Sequence[_Block]) -> str:
+    out = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8">',
+        f"<title>{html.escape(_one_line(title))}</title>",
+        f"<style>{_CSS}</style></head>",
+        "<body>",
+    ]
+    for block in blocks:
+        if isinstance(block, _Para):
+            out.append(f"<p>{_html_text(block.text)}</p>")
+        elif isinstance(block, _Quote):
+            out.append(f"<p><strong>{html.escape(block.label)}</strong></p>")
+            out.append(f"<blockquote>{_html_text(block.text)}</blockquote>")
+        elif isinstance(block, _Fields):
+            out.append("<table>")
+            for label, value in block.rows:
+                out.append(
+                    f"<tr><th>{html.escape(label)}</th>"
+                    f"<td>{html.escape(_one_line(value))}</td></tr>"
+                )
+            out.append("</table>")
+        else:
+            out.append(f"<p><strong>{html.escape(_transcript_heading(block))}</strong></p>")
+            out.append("<table>")
+            for new_day, hhmm, who, text in _transcript_rows(block):
+                if new_day is not None:
+                    out.append(f'<tr><td colspan="3"><em>{new_day.isoformat()}</em></td></tr>')
+                out.append(
+                    f'<tr><td class="t">{hhmm}</td><th>{html.escape(who)}</th>'
+                    f"<td>{_html_text(text)}</td></tr>"
+                )
+            out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# --- headers ------------------------------------------------------------------------------
+
+
+def _mailbox(value: str, what: str) -> Address:
+    """Parse a configured or stored address ("a@b" or "Name <a@b>") into one `Address`.
+
+    These come from the config and the database, where they were validated already; this
+    is the last structural guard, so it raises a plain ValueError (a programming or
+    configuration error), not a patron-facing message.
+    """
+    if not isinstance(value, str) or _CONTROL.search(value):
+        raise ValueError(f"{what}: not a single email address: {value!r}")
+    try:
+        header = _BUILD_POLICY.header_factory("to", value)
+    # The stdlib parser raises assorted exceptions (even IndexError) on malformed input.
+    except Exception as exc:
+        raise ValueError(f"{what}: not a single email address: {value!r}") from exc
+    addresses: tuple[object, ...] = tuple(getattr(header, "addresses", ()))
+    if len(addresses) != 1 or header.defects:
+        raise ValueError(f"{what}: not a single email address: {value!r}")
+    address = addresses[0]
+    if not isinstance(address, Address) or not address.username or not address.domain:
+        raise ValueError(f"{what}: not a single email address: {value!r}")
+    return address
+
+
+def _named(address: Address, name: str | None) -> Address:
+    """The address with a display name; the name's breaks and controls become spaces."""
+    display = _one_line(name, MAX_NAME_CHARS) if name else ""
+    return Address(display_name=display, username=address.username, domain=address.domain)
+
+
+def _new_message(
+    *,
+    from_addr: str,
+    sender_name: str,
+    to: Address,
+    subject: str,
+    reply_to: Address | None,
+    msgid_domain: str | None,
+    now: datetime | None,
+    automatic: bool,
+) -> EmailMessage:
+    sender = _mailbox(from_addr, "from_addr")
+    if not sender.display_name:
+        sender = _named(sender, sender_name)
+    domain = msgid_domain if msgid_domain is not None else sender.domain
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", domain):
+        raise ValueError(f"msgid_domain: not a domain name: {domain!r}")
+    msg = EmailMessage(policy=_BUILD_POLICY)
+    msg["From"] = sender
+    msg["To"] = to
+    if reply_to is not None:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = subject
+    msg["Date"] = _utc(now) if now is not None else datetime.now(UTC)
+    msg["Message-ID"] = make_msgid(domain=domain)
+    if automatic:
+        # RFC 3834: vacation responders and ticket systems must not answer these, which
+        # would otherwise start a loop with our own confirmations.
+        msg["Auto-Submitted"] = "auto-generated"
+    return msg
+
+
+def _finish(msg: EmailMessage, blocks: Sequence[_Block]) -> EmailMessage:
+    msg.set_content(_plain(blocks))
+    msg.add_alternative(_html(str(msg["Subject"]), blocks), subtype="html")
+    return msg
+
+
+def _subject(*parts: str) -> str:
+    return " ".join(parts)
+
+
+def _title(queue_title: str) -> str:
+    return _one_line(queue_title, _MAX_SUBJECT_PART_CHARS) or "refdesk"
+
+
+def _transcript_block(label: str, transcript: Sequence[TranscriptLine], tz: tzinfo) -> list[_Block]:
+    return [_Transcript(label, tuple(transcript), tz)] if transcript else []
+
+
+# --- the messages -------------------------------------------------------------------------
+
+
+def offline_ticket(
+    from_addr: str,
+    to_addr: str,
+    ticket_id: int,
+    queue_title: str,
+    patron_email: str,
+    patron_name: str | None,
+    question: str,
+    transcript: Sequence[TranscriptLine],
+    page: str | None,
+    *,
+    msgid_domain: str | None = None,
+    now: datetime | None = None,
+    tz: tzinfo = UTC,
+) -> EmailMessage:
+    """The question a patron left through the offline form, for the queue's follow-up
+    address; Reply-To is the patron, so staff answer with their mail client's Reply.
+
+    Called by the service when a ticket is filed (offline, away, or after the maximum
+    wait, in which case `transcript` holds the chat so far). `tz` is the queue's time zone
+    for the transcript times; `msgid_domain` defaults to the domain of `from_addr`.
+    """
+    title = _title(queue_title)
+    patron = _mailbox(patron_email, "patron_email")
+    who = _one_line(patron_name, MAX_NAME_CHARS) if patron_name else ""
+    shown = f"{who} <{patron.addr_spec}>" if who else patron.addr_spec
+    rows: list[tuple[str, str]] = []
+    if who:
+        rows.append(("Name", who))
+    rows.append(("Email", patron.addr_spec))
+    if page:
+        rows.append(("Page", page))
+    rows.append(("Ticket", f"#{ticket_id}"))
+    blocks: list[_Block] = [
+        _Para(
+            f"A patron left a question for {title}. Reply to this email to answer them: "
+            f"your reply goes to {shown}."
+        ),
+        _Quote("Question:", question),
+        _Fields(tuple(rows)),
+        *_transcript_block("The chat so far", transcript, tz),
+    ]
+    msg = _new_message(
+        from_addr=from_addr,
+        sender_name=title,
+        to=_mailbox(to_addr, "to_addr"),
+        subject=_subject(f"[{_SUBJECT_TAG} #{ticket_id}]", "Question from", title),
+        reply_to=_named(patron, patron_name),
+        msgid_domain=msgid_domain,
+        now=now,
+        automatic=False,
+    )
+    return _finish(msg, blocks)
+
+
+def ticket_confirmation(
+    from_addr: str,
+    patron_email: str,
+    ticket_id: int,
+    queue_title: str,
+    question: str,
+    *,
+    reply_to: str | None = None,
+    msgid_domain: str | None = None,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """The patron's receipt for a question left through the offline form: we have it, the
+    answer comes by email, and a copy of what they asked.
+
+    Called by the service right after `offline_ticket`, for the same ticket. `reply_to`
+    (usually the queue's follow-up address) lets a patron who answers the receipt reach
+    staff instead of refdesk's own sending address.
+    """
+    title = _title(queue_title)
+    blocks: list[_Block] = [
+        _Para(
+            f"Thank you for your question to {title}. We have received it and will answer "
+            f"you by email at this address. Your reference number is #{ticket_id}."
+        ),
+        _Quote("Your question:", question),
+        _Para(
+            "If you did not send this question, you can ignore this email; we will only "
+            "use this address to answer it."
+        ),
+    ]
+    msg = _new_message(
+        from_addr=from_addr,
+        sender_name=title,
+        to=_mailbox(patron_email, "patron_email"),
+        subject=f"We received your question to {title} (#{ticket_id})",
+        reply_to=_mailbox(reply_to, "reply_to") if reply_to else None,
+        msgid_domain=msgid_domain,
+        now=now,
+        automatic=True,
+    )
+    return _finish(msg, blocks)
+
+
+def referral(
+    from_addr: str,
+    to_addr: str,
+    ticket_id: int,
+    queue_title: str,
+    operator_name: str,
+    patron_email: str | None,
+    note: str | None,
+    transcript: Sequence[TranscriptLine],
+    *,
+    msgid_domain: str | None = None,
+    now: datetime | None = None,
+    tz: tzinfo = UTC,
+) -> EmailMessage:
+    """A chat an operator referred with `!refer`, for the queue's referral address (or the
+    one the operator named), with the transcript; Reply-To is the patron when known.
+
+    Called by the service when it files a referral ticket.
+    """
+    title = _title(queue_title)
+    operator = _one_line(operator_name, MAX_NAME_CHARS) or "An operator"
+    patron = _mailbox(patron_email, "patron_email") if patron_email else None
+    if patron is not None:
+        contact = (
+            f"Reply to this email to answer the patron: your reply goes to {patron.addr_spec}."
+        )
+    else:
+        contact = "The patron left no email address, so they cannot be answered by email."
+    rows: list[tuple[str, str]] = [("Referred by", operator)]
+    if patron is not None:
+        rows.append(("Patron's email", patron.addr_spec))
+    rows.append(("Ticket", f"#{ticket_id}"))
+    blocks: list[_Block] = [
+        _Para(f"{operator} referred a chat from {title} to you. {contact}"),
+        *([_Quote(f"Note from {operator}:", note)] if note else []),
+        _Fields(tuple(rows)),
+        *_transcript_block("The chat", transcript, tz),
+    ]
+    msg = _new_message(
+        from_addr=from_addr,
+        sender_name=title,
+        to=_mailbox(to_addr, "to_addr"),
+        subject=_subject(f"[{_SUBJECT_TAG} #{ticket_id}]", "Referral from", title),
+        reply_to=patron,
+        msgid_domain=msgid_domain,
+        now=now,
+        automatic=False,
+    )
+    return _finish(msg, blocks)
+
+
+def transcript_copy(
+    from_addr: str,
+    patron_email: str,
+    queue_title: str,
+    transcript: Sequence[TranscriptLine],
+    *,
+    reply_to: str | None = None,
+    msgid_domain: str | None = None,
+    now: datetime | None = None,
+    tz: tzinfo = UTC,
+) -> EmailMessage:
+    """The patron's copy of their chat, sent to the address they gave once the chat ends.
+
+    Called by the service when a chat with a transcript request ends.
+    """
+    title = _title(queue_title)
+    blocks: list[_Block] = [
+        _Para(f"Here is a copy of your chat with {title}, as you asked."),
+        *_transcript_block("Your chat", transcript, tz),
+        _Para(
+            "You received this email because a copy of this chat was requested for this "
+            "address. If that was not you, you can ignore it."
+        ),
+    ]
+    msg = _new_message(
+        from_addr=from_addr,
+        sender_name=title,
+        to=_mailbox(patron_email, "patron_email"),
+        subject=f"Your chat with {title}",
+        reply_to=_mailbox(reply_to, "reply_to") if reply_to else None,
+        msgid_domain=msgid_domain,
+        now=now,
+        automatic=True,
+    )
+    return _finish(msg, blocks)
+
+
+def on_call_alert(
+    from_addr: str,
+    to_addr: str,
+    queue_title: str,
+    text: str,
+    *,
+    msgid_domain: str | None = None,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """A short alert for whoever is on call for a queue (for example: patrons waiting and
+    nobody available). The first line of `text` is also the subject, for phones.
+
+    Called by the service when its escalation rules decide someone must be told.
+    """
+    title = _title(queue_title)
+    first = _one_line(_body_text(text).strip().split("\n", 1)[0], _MAX_SUBJECT_PART_CHARS)
+    subject = f"[{_SUBJECT_TAG}] {title}: {first}" if first else f"[{_SUBJECT_TAG}] {title}"
+    msg = _new_message(
+        from_addr=from_addr,
+        sender_name=title,
+        to=_mailbox(to_addr, "to_addr"),
+        subject=subject,
+        reply_to=None,
+        msgid_domain=msgid_domain,
+        now=now,
+        automatic=True,
+    )
+    return _finish(msg, [_Para(text)])
+
+
+# --- bytes and envelopes -----------------------------------------------------------------
+
+
+def _header_addresses(msg: EmailMessage, names: Iterable[str]) -> list[Address]:
+    found: list[Address] = []
+    for name in names:
+        for header in msg.get_all(name, []):
+            found.extend(getattr(header, "addresses", ()))
+    return found
+
+
+def needs_smtputf8(msg: EmailMessage) -> bool:
+    """Whether the message has a non-ASCII address, which only SMTPUTF8 can carry.
+
+    Called by `render_bytes` and by the mailer, which then asks the server for SMTPUTF8.
+    Addresses checked by `validate_address` are always ASCII, so this is the rare case of
+    an admin-configured internationalised address.
+    """
+    return any(
+        not address.addr_spec.isascii() for address in _header_addresses(msg, _ADDRESS_HEADERS)
+    )
+
+
+def render_bytes(msg: EmailMessage) -> bytes:
+    """The message as it goes over SMTP: CRLF line ends, bodies 7-bit encoded, headers
+    RFC 2047-encoded where needed; raw UTF-8 headers only when `needs_smtputf8` (the
+    ASCII rules would mangle a non-ASCII address into encoded words).
+
+    Called by the service when it writes a message into the outbox, and by the mailer.
+    """
+    return msg.as_bytes(policy=_WIRE_UTF8 if needs_smtputf8(msg) else _WIRE_ASCII)
+
+
+class _ReadPolicy(EmailPolicy):
+    """`policy.default` that also understands raw UTF-8 headers (RFC 6532, SMTPUTF8).
+
+    The bytes parser reads header bytes as ASCII with surrogate escapes, so without this a
+    non-ASCII address would come back as unreadable surrogates and could not be sent again.
+    """
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        if value.isascii():
+            return name, value
+        try:
+            decoded = value.encode("ascii", "surrogateescape").decode("utf-8")
+        except UnicodeError:
+            return name, value
+        # A structured header object (a str subclass) folds correctly under any policy,
+        # where a plain non-ASCII string would fail to render as 7-bit later.
+        return name, self.header_factory(name, "".join(decoded.splitlines()))
+
+
+_READ_POLICY = _ReadPolicy()
+
+
+def parse_bytes(data: bytes) -> EmailMessage:
+    """Read back bytes made by `render_bytes` (the outbox's stored copy, or what a test
+    SMTP server received) into an `EmailMessage` with structured headers."""
+    msg = BytesParser(policy=_READ_POLICY).parsebytes(data)
+    if not isinstance(msg, EmailMessage):  # pragma: no cover - policy.default guarantees it
+        raise TypeError("parser did not return an EmailMessage")
+    return msg
+
+
+def envelope_sender(msg: EmailMessage) -> str:
+    """The SMTP MAIL FROM address: the Sender header if present, else the single From.
+
+    Called by the mailer when the outbox does not give the envelope explicitly.
+    """
+    for name in ("sender", "from"):
+        addresses = _header_addresses(msg, [name])
+        if addresses:
+            return addresses[0].addr_spec
+    raise ValueError("the message has no From address")
+
+
+def envelope_recipients(msg: EmailMessage) -> list[str]:
+    """The SMTP RCPT TO addresses: everyone in To, Cc and Bcc, each once, in order.
+
+    Called by the service to fill the outbox's recipients column, and by the mailer.
+    """
+    seen: dict[str, None] = {}
+    for address in _header_addresses(msg, ("to", "cc", "bcc")):
+        if address.addr_spec and address.username:
+            seen.setdefault(address.addr_spec, None)
+    return list(seen)

@@ -1,0 +1,259 @@
+"""Email follow-up: offline questions, referrals and transcript copies.
+
+Owned by the service (`service.followup`). Each action validates what the patron or
+operator typed, builds the emails (component.core.emails), commits them to the outbox
+with their ticket in one transaction, and announces `MailQueued` so the outbox worker
+sends them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from email.message import EmailMessage
+from typing import TYPE_CHECKING
+
+from component.core import emails
+from component.core.errors import BadCommand, DeskError, InvalidInput, UnknownQueue
+from component.core.events import ChatEnded, Event, MailQueued
+from component.core.models import ChatEvent, EventKind, NewMail, Queue, Sender
+
+if TYPE_CHECKING:
+    from component.service import DeskService, LiveChat
+
+log = logging.getLogger(__name__)
+
+
+class FormError(DeskError):
+    """A field of the email form is not acceptable; `field` names it for the widget."""
+
+    code = "bad_field"
+
+    def __init__(self, field: str | None, text: str) -> None:
+        super().__init__(text)
+        self.field = field
+
+
+class NoEmailFollowUp(DeskError):
+    code = "no_email"
+
+
+def _mail(purpose: str, msg: EmailMessage) -> NewMail:
+    return NewMail(purpose, tuple(emails.envelope_recipients(msg)), emails.render_bytes(msg))
+
+
+def transcript_lines(events: Sequence[ChatEvent]) -> list[emails.TranscriptLine]:
+    """The patron-visible transcript (no staff notes) as email lines."""
+    lines = []
+    for e in events:
+        if not e.kind.patron_sees:
+            continue
+        who = {Sender.PATRON: "You", Sender.OPERATOR: e.name}.get(e.sender, "—")
+        lines.append(emails.TranscriptLine(e.ts, who, e.text))
+    return lines
+
+
+def staff_transcript(events: Sequence[ChatEvent]) -> list[emails.TranscriptLine]:
+    """The transcript for staff: the patron is "Patron", notes included and marked."""
+    lines = []
+    for e in events:
+        if e.kind is EventKind.NOTE:
+            lines.append(emails.TranscriptLine(e.ts, f"{e.name} (note)", e.text))
+        else:
+            who = {Sender.PATRON: "Patron", Sender.OPERATOR: e.name}.get(e.sender, "—")
+            lines.append(emails.TranscriptLine(e.ts, who, e.text))
+    return lines
+
+
+class FollowUp:
+    def __init__(self, service: DeskService, from_address: str) -> None:
+        self.service = service
+        self.from_address = from_address
+        self._msgid_domain = service.domain
+        service.bus.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, ChatEnded):
+            self.service.spawn(self.send_transcript_if_asked(event.chat_id))
+
+    def takes_email(self, queue: Queue) -> bool:
+        return bool(queue.followup_email)
+
+    async def submit_question(
+        self,
+        queue_name: str,
+        *,
+        email: object,
+        name: object,
+        question: object,
+        origin_ip: str | None,
+        resume: object = None,
+        page: str | None = None,
+    ) -> int:
+        """The offline / email follow-up form (POST /api/queues/{queue}/questions).
+        Returns the ticket id once the ticket and its emails are committed. With a valid
+        `resume` token the patron's chat so far is attached and the chat is closed as
+        followed up by email."""
+        service = self.service
+        queue = service.queue(queue_name)
+        if not queue.followup_email:
+            raise NoEmailFollowUp("This service does not take questions by email.")
+        try:
+            address = emails.validate_address(email)
+            patron_name = emails.validate_name(name)
+            text = emails.validate_question(question, service.max_message_chars)
+        except emails.FieldError as exc:
+            raise FormError(exc.field, str(exc)) from None
+        live = await service.chat_for_token(resume) if isinstance(resume, str) else None
+        history = await service.history(live.id, 0) if live else []
+        lines = transcript_lines(history)
+        now = service.clock()
+        to_addr = queue.followup_email
+
+        def build(ticket_id: int) -> list[NewMail]:
+            return [
+                _mail(
+                    "ticket",
+                    emails.offline_ticket(
+                        self.from_address,
+                        to_addr,
+                        ticket_id,
+                        queue.title,
+                        address,
+                        patron_name,
+                        text,
+                        lines,
+                        page,
+                        msgid_domain=self._msgid_domain,
+                        now=now,
+                    ),
+                ),
+                _mail(
+                    "confirmation",
+                    emails.ticket_confirmation(
+                        self.from_address,
+                        address,
+                        ticket_id,
+                        queue.title,
+                        text,
+                        msgid_domain=self._msgid_domain,
+                        now=now,
+                    ),
+                ),
+            ]
+
+        ticket_id = await service.store.create_ticket(
+            kind="offline",
+            queue_id=queue.id,
+            question=text,
+            now=now,
+            mails=build,
+            chat_id=live.id if live else None,
+            name=patron_name,
+            email=address,
+            origin_ip=origin_ip,
+        )
+        service.bus.publish(MailQueued())
+        if live is not None:
+            await service.close_as_followed_up(live, ticket_id)
+        return ticket_id
+
+    async def refer(self, live: LiveChat, op_name: str, op_id: int, argument: str) -> str:
+        """`!refer [email]`: file the chat by email to the queue's referral address (or the
+        one given), with the transcript. Caller holds the chat's lock."""
+        service = self.service
+        queue = live.queue
+        target = argument.strip()
+        if target:
+            try:
+                to_addr = emails.validate_address(target)
+            except emails.FieldError as exc:
+                raise BadCommand(f"{target[:80]!r}: {exc}") from None
+        elif queue.referral_email or queue.followup_email:
+            to_addr = queue.referral_email or queue.followup_email or ""
+        else:
+            raise BadCommand(
+                "This queue has no referral address: give one, as in !refer ill@library.org."
+            )
+        events = await service.store.events_after(live.id, 0)
+        question = next((e.text for e in events if e.sender is Sender.PATRON), "(no question)")
+        patron_email = await service.store.transcript_email(live.id)
+        now = service.clock()
+
+        def build(ticket_id: int) -> list[NewMail]:
+            return [
+                _mail(
+                    "referral",
+                    emails.referral(
+                        self.from_address,
+                        to_addr,
+                        ticket_id,
+                        queue.title,
+                        op_name,
+                        patron_email,
+                        None,
+                        staff_transcript(events),
+                        msgid_domain=self._msgid_domain,
+                        now=now,
+                    ),
+                )
+            ]
+
+        ticket_id = await service.store.create_ticket(
+            kind="referral",
+            queue_id=queue.id,
+            question=question,
+            now=now,
+            mails=build,
+            chat_id=live.id,
+            email=patron_email,
+            operator_id=op_id,
+        )
+        service.bus.publish(MailQueued())
+        told = "Your question has been referred to a specialist by email" + (
+            f"; they will write to you at {patron_email}."
+            if patron_email
+            else ". If you want an answer by email, ask for a transcript copy with your address."
+        )
+        await service.system_message(live, told)
+        return f"Referred to {to_addr} (ticket #{ticket_id}). The patron was told."
+
+    async def request_transcript(self, chat_id: int, email: object) -> str:
+        """A patron asks for a copy of the chat; it is sent when the chat ends (at once
+        if it already has). Returns the validated address."""
+        try:
+            address = emails.validate_address(email)
+        except emails.FieldError as exc:
+            raise InvalidInput("bad_email", str(exc)) from None
+        await self.service.store.set_transcript_email(chat_id, address)
+        if self.service.chat_state(chat_id).open:
+            return address
+        await self.send_transcript_if_asked(chat_id)
+        return address
+
+    async def send_transcript_if_asked(self, chat_id: int) -> None:
+        service = self.service
+        address = await service.store.transcript_email(chat_id)
+        if not address:
+            return
+        chat = await service.store.chat_by_id(chat_id)
+        if chat is None:
+            return
+        try:
+            queue = service.queue_by_id(chat.queue_id)
+        except UnknownQueue:
+            return
+        lines = transcript_lines(await service.store.events_after(chat_id, 0))
+        msg = emails.transcript_copy(
+            self.from_address,
+            address,
+            queue.title,
+            lines,
+            reply_to=queue.followup_email,
+            msgid_domain=self._msgid_domain,
+            now=service.clock(),
+        )
+        await service.store.enqueue_mail(_mail("transcript", msg), service.clock(), chat_id=chat_id)
+        # Once only: a second end (or a resend of the request) must not mail it twice.
+        await service.store.set_transcript_email(chat_id, None)
+        service.bus.publish(MailQueued())

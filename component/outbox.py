@@ -1,0 +1,126 @@
+"""The mail outbox worker: sends what the store's outbox holds, retrying with back-off.
+
+Emails are committed to the database first (with the ticket they belong to); this worker
+sends them afterwards, marks each one sent, or schedules a retry when the SMTP server is
+down or answers 4xx, or gives up on a permanent (5xx) refusal so admins can see it.
+One worker per process and each row is marked right after its SMTP transaction, so an
+email is never sent twice while the process lives; only a crash between the server's
+"250 OK" and the mark could repeat one, which is the safe side of that window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Protocol
+
+from component.core.emails import parse_bytes
+from component.core.models import OutboxMail
+from component.mailer import PermanentMailError, TemporaryMailError, retry_delay
+from component.store import Store
+
+log = logging.getLogger(__name__)
+
+# Longest sleep between checks even when nothing is due (the store may get mail from
+# another process, e.g. a CLI command).
+MAX_IDLE = 30.0
+
+
+class Sender(Protocol):
+    """What sends one email (component.mailer.SmtpSender in production)."""
+
+    async def send(
+        self,
+        msg: EmailMessage,
+        *,
+        sender: str | None = None,
+        recipients: Sequence[str] | None = None,
+    ) -> None: ...
+
+
+class MailOutbox:
+    """Created by the composition root; `start()` runs the worker, `wake()` after
+    enqueueing makes it look at once, `stop()` at shutdown."""
+
+    def __init__(
+        self,
+        store: Store,
+        sender: Sender,
+        envelope_from: str,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.envelope_from = envelope_from
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # Two passes at once could both pick a message before either marks it sent.
+        self._pass = asyncio.Lock()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="mail-outbox")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.send_due()
+                delay = await self._idle_time()
+            except Exception:
+                log.exception("mail outbox pass failed")
+                delay = MAX_IDLE
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _idle_time(self) -> float:
+        due = await self.store.next_mail_due()
+        if due is None:
+            return MAX_IDLE
+        return min(MAX_IDLE, max(0.0, (due - self.clock()).total_seconds()))
+
+    async def send_due(self) -> int:
+        """Send every email that is due now; returns how many were sent. Also called
+        directly by tests and the CLI."""
+        sent = 0
+        async with self._pass:
+            while True:
+                batch = await self.store.due_mail(self.clock())
+                if not batch:
+                    return sent
+                for mail in batch:
+                    if await self._send_one(mail):
+                        sent += 1
+
+    async def _send_one(self, mail: OutboxMail) -> bool:
+        try:
+            await self.sender.send(
+                parse_bytes(mail.message), sender=self.envelope_from, recipients=mail.recipients
+            )
+        except TemporaryMailError as exc:
+            delay = retry_delay(mail.attempts + 1)
+            log.warning("mail %s (%s): %s; retrying in %.0f s", mail.id, mail.purpose, exc, delay)
+            await self.store.mark_mail_retry(
+                mail.id, self.clock() + timedelta(seconds=delay), str(exc)
+            )
+            return False
+        except PermanentMailError as exc:
+            log.error("mail %s (%s) refused for good: %s", mail.id, mail.purpose, exc)
+            await self.store.mark_mail_failed(mail.id, str(exc))
+            return False
+        await self.store.mark_mail_sent(mail.id, self.clock())
+        log.info("mail %s (%s) sent to %s", mail.id, mail.purpose, ", ".join(mail.recipients))
+        return True

@@ -1,0 +1,65 @@
+"""POST /api/queues/{queue}/questions: the offline / email follow-up form.
+
+JSON `{"email", "name", "question", "resume"?}` (or the same fields form-encoded) →
+201 `{"ticket": id}`; 400 `{"error": text, "field": name}` for a field the patron must
+fix; 404 for an unknown queue or one that takes no email.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from component.core.errors import UnknownQueue
+from component.followup import FormError, NoEmailFollowUp
+from web.keys import SERVICE
+from web.patron import request_origin
+
+_FIELDS = ("email", "name", "question", "resume")
+# A question of the longest allowed length in 4-byte characters, plus the other fields.
+MAX_BODY = 32 * 1024
+
+
+def _error(status: int, text: str, field: str | None = None) -> web.Response:
+    return web.json_response({"error": text, "field": field}, status=status)
+
+
+async def _fields(request: web.Request) -> dict[str, Any]:
+    if request.content_type == "application/json":
+        try:
+            body = json.loads(await request.text())
+        except (ValueError, UnicodeDecodeError):
+            raise FormError(None, "The form could not be read (bad JSON).") from None
+        if not isinstance(body, dict):
+            raise FormError(None, "The form must be a JSON object.")
+        return {k: body.get(k) for k in _FIELDS}
+    form = await request.post()
+    return {k: form.get(k) for k in _FIELDS}
+
+
+async def submit_question(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    queue = request.match_info["queue"]
+    origin = request_origin(request)
+    if request.content_length is None:
+        return _error(411, "The form must be sent with a Content-Length.")
+    if request.content_length > MAX_BODY:
+        return _error(413, "The form is too large.")
+    try:
+        fields = await _fields(request)
+        ticket = await service.followup.submit_question(
+            queue,
+            email=fields["email"],
+            name=fields["name"],
+            question=fields["question"],
+            resume=fields["resume"],
+            origin_ip=origin.ip,
+            page=origin.referrer,
+        )
+    except FormError as exc:
+        return _error(400, exc.text, exc.field)
+    except (UnknownQueue, NoEmailFollowUp) as exc:
+        return _error(404, exc.text)
+    return web.json_response({"ticket": ticket}, status=201)
