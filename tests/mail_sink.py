@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -71,10 +72,8 @@ class MailSink:
                     f"{[m.message['Subject'] for m in self.received]}"
                 )
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(remaining, 0.5))
-            except TimeoutError:
-                pass
         return list(self.received)
 
     def to(self, address: str) -> list[Delivered]:

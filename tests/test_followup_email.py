@@ -59,7 +59,7 @@ async def test_smtp_down_then_up_delivers_exactly_once(
     desk = offline_desk
     await desk.set_queue("ask", followup_email=FOLLOWUP)
     mail_sink.stop()
-    status, body = await _post(desk, {"email": PATRON, "question": "Are you open Sunday?"})
+    status, _ = await _post(desk, {"email": PATRON, "question": "Are you open Sunday?"})
     assert status == 201  # the patron is told the question was received
     store = desk.refdesk.store
     await wait_for_async(lambda: _attempted(store), "a failed first attempt")
