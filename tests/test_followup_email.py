@@ -153,7 +153,7 @@ async def test_max_wait_offers_email_with_the_chat_attached(
     await patron.say("How do I renew a book?")
     offer = await patron.next("offer_email", timeout=10)
     assert "email" in offer["text"]
-    status, body = await _post(
+    status, _body = await _post(
         desk, {"email": PATRON, "question": "How do I renew a book?", "resume": patron.resume}
     )
     assert status == 201
