@@ -126,25 +126,44 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return math.nan, math.nan
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+
+
 class CpuMeter:
-    """CPU seconds used by named processes between `start()` and `stop()`."""
+    """CPU used by named processes between `start()` and `stop()`, plus what the rest of
+    the machine used meanwhile ("others": other processes on this shared machine)."""
 
     def __init__(self, pids: dict[str, int | None]) -> None:
         self.pids = {name: pid for name, pid in pids.items() if pid}
         self._start: dict[str, float] = {}
+        self._machine = (0.0, 0.0)
         self._t0 = 0.0
         self.result: dict[str, float] = {}
 
     def start(self) -> None:
         self._t0 = time.monotonic()
         self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._machine = machine_cpu()
 
     def stop(self) -> dict[str, float]:
-        """Share of one core (1.0 = one core busy all the time) per process."""
+        """Share of one core (1.0 = one core busy all the time) per process, and for
+        "others" (the machine's busy time not spent in these processes or this one's
+        children) and "steal" (time the hypervisor gave to other guests)."""
         wall = max(time.monotonic() - self._t0, 1e-9)
         self.result = {
             name: (cpu_seconds(pid) - self._start[name]) / wall for name, pid in self.pids.items()
         }
+        busy, steal = machine_cpu()
+        ours = sum(self.result.values())
+        self.result["others"] = max(0.0, (busy - self._machine[0]) / wall - ours)
+        self.result["steal"] = (steal - self._machine[1]) / wall
         self.result["wall_s"] = wall
         return self.result
 

@@ -22,7 +22,6 @@ import math
 import os
 import signal
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from bench.common import (
     raise_nofile,
     ratio,
     rss_kib,
+    thread_cpu,
 )
 from bench.patrons import Fleet, Tracker, paced
 from bench.stack import QUEUE, BenchStack, start_child, stop_child
@@ -159,6 +159,7 @@ async def run(
                 status_before = desk.status_frames()
                 new_chats = max(0, level.chats - len(desk.patrons))
                 if profile_out and profile_phase == "setup":
+                    threads_before = thread_cpu(refdesk_pid)
                     os.kill(refdesk_pid, signal.SIGUSR1)
                 setup_meter = CpuMeter(pids)
                 setup_meter.start()
@@ -166,6 +167,8 @@ async def run(
                 setup_cpu = setup_meter.stop()
                 if profile_out and profile_phase == "setup":
                     os.kill(refdesk_pid, signal.SIGUSR2)
+                    result["profile_threads"] = thread_delta(threads_before, refdesk_pid)
+                    result["profile_wall_s"] = setup_cpu["wall_s"]
                 row["setup"] = {
                     "new_chats": new_chats,
                     "open_chats": len(desk.patrons),
@@ -181,6 +184,7 @@ async def run(
                 for op in ops:
                     op.arrivals.clear()
                 if profile_out and profile_phase == "measure":
+                    threads_before = thread_cpu(refdesk_pid)
                     os.kill(refdesk_pid, signal.SIGUSR1)
                 meter = CpuMeter(pids)
                 meter.start()
@@ -189,7 +193,7 @@ async def run(
                     level.interval,
                     warmup,
                     duration,
-                    lambda i, tok, body: active[i].send(tok, body),
+                    lambda i, tok, body, active=active: active[i].send(tok, body),
                     tracker,
                     f"r{level.chats}",
                 )
@@ -197,6 +201,8 @@ async def run(
                 cpu = meter.stop()
                 if profile_out and profile_phase == "measure":
                     os.kill(refdesk_pid, signal.SIGUSR2)
+                    result["profile_threads"] = thread_delta(threads_before, refdesk_pid)
+                    result["profile_wall_s"] = cpu["wall_s"]
                 arrivals: dict[str, float] = {}
                 for op in ops:
                     arrivals.update(op.arrivals)
@@ -231,6 +237,15 @@ async def run(
     return result
 
 
+def thread_delta(before: dict[int, tuple[str, float]], pid: int) -> dict[str, float]:
+    """CPU seconds per thread of `pid` since `before` ("main" is the event loop)."""
+    out: dict[str, float] = {}
+    for tid, (name, seconds) in thread_cpu(pid).items():
+        label = "main (event loop)" if tid == pid else f"{name} [{tid}]"
+        out[label] = seconds - before.get(tid, (name, 0.0))[1]
+    return out
+
+
 def _print_row(row: dict[str, Any]) -> None:
     f, r = row["floor"]["rtt_ms"], row["refdesk"]["rtt_ms"]
     print(
@@ -240,6 +255,10 @@ def _print_row(row: dict[str, Any]) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def _cpu(cpu: dict[str, float], keys: tuple[str, ...]) -> str:
+    return " / ".join(fmt(100 * cpu.get(k, math.nan), 0) for k in keys)
 
 
 def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
@@ -281,16 +300,9 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         cpu_rows.append(
             [
                 str(row["chats"]),
-                " / ".join(
-                    fmt(100 * c.get(k, math.nan), 0) for k in ("refdesk", "prosody", "bench client")
-                ),
-                " / ".join(
-                    fmt(100 * fc.get(k, math.nan), 0) for k in ("prosody", "echo", "bench client")
-                ),
-                " / ".join(
-                    fmt(100 * sc.get(k, math.nan), 0)
-                    for k in ("refdesk", "prosody", "bench client")
-                ),
+                _cpu(c, ("refdesk", "prosody", "bench client", "others")),
+                _cpu(fc, ("prosody", "echo", "bench client", "others")),
+                _cpu(sc, ("refdesk", "prosody", "bench client", "others")),
             ]
         )
     problems = result.get("refdesk_log", {})
@@ -307,6 +319,35 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     if problems and any(problems.values()):
         notes.append(f"refdesk log: {problems}; first: `{result.get('refdesk_first_problem')}`")
     facts = facts_markdown(result["facts"])
+    main_table = md_table(
+        [
+            "chats", "interval", "lines/s", "samples refdesk / floor", "floor p50 ms",
+            "floor p99 ms", "refdesk p50 ms", "refdesk p99 ms", "ratio p50", "ratio p99",
+            "unanswered refdesk / floor",
+        ],
+        rows,
+    )  # fmt: skip
+    legs_table = md_table(
+        [
+            "chats", "ack", "to operator", "to patron", "pacer lag p99 ms",
+            "opening + accepting the chats", "status frames pushed while opening",
+            "refdesk RSS",
+        ],
+        legs,
+    )  # fmt: skip
+    cpu_table = md_table(
+        [
+            "chats",
+            "refdesk run: refdesk / prosody / bench client / others",
+            "floor run: prosody / echo / bench client / others",
+            "opening chats: refdesk / prosody / bench client / others",
+        ],
+        cpu_rows,
+    )
+    if not notes:
+        notes = ["No errors: every chat opened, every line answered, no WARNING/ERROR in the "
+                 "refdesk log."]  # fmt: skip
+    note_lines = "\n".join("- " + n for n in notes)
     return f"""## Latency: patron ⇄ operator round trip
 
 Command: `{command_line()}`
@@ -324,65 +365,21 @@ paced rate, open loop, not a burst — for {args.warmup:g} s of warm-up (not rec
 through the same Prosody in the same run (the echoing client in its own process).
 Percentiles are nearest-rank over all recorded lines.
 
-{
-        md_table(
-            [
-                "chats",
-                "interval",
-                "lines/s",
-                "samples refdesk / floor",
-                "floor p50 ms",
-                "floor p99 ms",
-                "refdesk p50 ms",
-                "refdesk p99 ms",
-                "ratio p50",
-                "ratio p99",
-                "unanswered refdesk / floor",
-            ],
-            rows,
-        )
-    }
+{main_table}
 
 Where the time goes (refdesk runs, p50 / p99 in ms): *ack* = patron's line committed and
 acknowledged; *to operator* = patron sends → operator's client has it; *to patron* =
 operator's client answers → patron has it. *Pacer lag p99* = how late the load generator
 sent lines (large values mean the load generator itself was short of CPU).
 
-{
-        md_table(
-            [
-                "chats",
-                "ack",
-                "to operator",
-                "to patron",
-                "pacer lag p99 ms",
-                "opening + accepting the chats",
-                "status frames pushed while opening",
-                "refdesk RSS",
-            ],
-            legs,
-        )
-    }
+{legs_table}
 
-CPU during the windows, % of one core (2 cores in all):
+CPU during the windows, % of one core (2 cores in all). *others* = the rest of the
+machine (other processes and the kernel): the machine is shared and not always quiet.
 
-{
-        md_table(
-            [
-                "chats",
-                "refdesk run: refdesk / prosody / bench client",
-                "floor run: prosody / echo / bench client",
-                "opening chats: refdesk / prosody / bench client",
-            ],
-            cpu_rows,
-        )
-    }
+{cpu_table}
 
-{
-        chr(10).join("- " + n for n in notes)
-        if notes
-        else "- No errors: every chat opened, every line answered, nothing in the refdesk log above INFO."
-    }
+{note_lines}
 """
 
 

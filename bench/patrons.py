@@ -8,6 +8,7 @@ operator (`bench.xmpp_clients.BenchOperator`) answers ``r:<token> <text>``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import json
@@ -33,12 +34,14 @@ class Tracker:
         self.recorded: set[str] = set()
         self.lag: list[float] = []  # how late the pacer sent recorded messages (s)
         self.duplicates = 0
+        self._waiting = 0  # recorded and not answered yet
         self._all_in = asyncio.Event()
 
     def on_send(self, token: str, t: float, record: bool) -> None:
         self.sent[token] = t
         if record:
             self.recorded.add(token)
+            self._waiting += 1
 
     def on_ack(self, token: str, t: float) -> None:
         self.acked.setdefault(token, t)
@@ -48,11 +51,13 @@ class Tracker:
             self.duplicates += 1
             return
         self.answered[token] = t
-        if token in self.recorded and self.recorded.issubset(self.answered.keys()):
-            self._all_in.set()
+        if token in self.recorded:
+            self._waiting -= 1
+            if not self._waiting:
+                self._all_in.set()
 
     def outstanding(self) -> int:
-        return len(self.recorded - self.answered.keys())
+        return self._waiting
 
     async def drain(self, timeout: float) -> None:
         """Wait until every recorded message is answered, or `timeout`."""
@@ -172,16 +177,12 @@ class Patron:
 
     async def close(self) -> None:
         if self.ws is not None:
-            try:
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ws.close(), 5)
-            except Exception:
-                pass
         if self.reader is not None:
             self.reader.cancel()
-            try:
+            with contextlib.suppress(BaseException):
                 await self.reader
-            except BaseException:
-                pass
 
 
 class Fleet:
@@ -235,10 +236,8 @@ class Fleet:
         """Ask refdesk to end every chat ({"type": "end"}) and close the sockets."""
         for patron in self.patrons:
             if patron.ws is not None and not patron.ws.closed:
-                try:
+                with contextlib.suppress(Exception):
                     await patron.ws.send_str(json.dumps({"type": "end"}))
-                except Exception:
-                    pass
         await self.close_all()
 
     async def close_all(self) -> None:

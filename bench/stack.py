@@ -260,10 +260,10 @@ class BenchStack:
         return self.refdesk.pid
 
     async def status(self, queue: str = QUEUE) -> dict[str, object]:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(f"{self.url}/api/queues/{queue}/status") as resp:
-                data: dict[str, object] = await resp.json()
-                return data
+        url = f"{self.url}/api/queues/{queue}/status"
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            data: dict[str, object] = await resp.json()
+            return data
 
     async def wait_operators(self, count: int, timeout: float = 60) -> None:
         """Until refdesk counts `count` operators taking chats (subscriptions done)."""

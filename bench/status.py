@@ -17,11 +17,11 @@ and the best round of each is reported.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import math
 import re
+import resource
 import shutil
 import sys
 from pathlib import Path
@@ -116,8 +116,15 @@ async def measure(
 ) -> dict[str, Any]:
     meter = CpuMeter({"server": server_pid})
     meter.start()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     figures, _pid = await load(url, tool, connections, duration, log)
-    figures["server_cpu"] = meter.stop()["server"]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = meter.stop()
+    figures["server_cpu"] = cpu["server"]
+    client = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    figures["client_cpu"] = client / cpu["wall_s"]
+    # The load generator has exited: its time is in "others" too; take it out.
+    figures["others_cpu"] = max(0.0, cpu["others"] - figures["client_cpu"])
     figures["server_rss_kib"] = rss_kib(server_pid)
     print(
         f"  {name}: {figures['rps']:.0f} req/s, p50 {figures['p50_ms']:.2f} ms, "
@@ -187,7 +194,7 @@ async def run(
 
                 await asyncio.gather(*(one() for _ in range(chats)))
                 runs[name] = []
-                for r in range(rounds):
+                for _ in range(rounds):
                     runs[name].append(
                         await measure(
                             name,
@@ -225,6 +232,8 @@ def markdown(result: dict[str, Any]) -> str:
                 fmt(best["p50_ms"], 2),
                 fmt(best["p99_ms"], 2),
                 fmt(100 * best["server_cpu"], 0),
+                fmt(100 * best.get("client_cpu", math.nan), 0),
+                fmt(100 * best.get("others_cpu", math.nan), 0),
                 str(sum(r["errors"] for r in runs)),
             ]
         )
@@ -237,6 +246,11 @@ def markdown(result: dict[str, Any]) -> str:
     ).format(c=result["connections"], d=result["duration_s"])
     body = json.dumps(result.get("refdesk_body"))
     problems = result.get("refdesk_log") or {}
+    table = md_table(
+        ["server", "requests/s (best)", "each round", "ratio to baseline", "p50 ms", "p99 ms",
+         "server CPU %", "load generator CPU %", "others CPU %", "errors"],
+        rows,
+    )  # fmt: skip
     return f"""## Status endpoint: requests per second
 
 Command: `{command_line()}`
@@ -245,27 +259,14 @@ Command: `{command_line()}`
 
 Method: each server in its own process, measured one at a time with the same load generator:
 {tool_text}, {result["rounds"]} alternating rounds, best round shown. **Baseline** = a
-minimal aiohttp handler (`bench/minimal_server.py`: one route, no middleware, a constant
-dict, the same two headers). refdesk runs as `python -m component.cli --config F run` with
-10 operators assigned to the queue (offline; no XMPP server is needed for this endpoint);
-its answer was `{body}`. The last row has {result["chats"]} idle patron WebSockets open
-(chats opened, nothing asked).
+minimal aiohttp handler (`bench/minimal_server.py`: one route, no middleware, no access
+log, a constant dict, the same two headers). refdesk runs as
+`python -m component.cli --config F run` with 10 operators assigned to the queue (offline;
+no XMPP server is needed for this endpoint); its answer was `{body}`. The last row has
+{result["chats"]} idle patron WebSockets open (chats opened, nothing asked). CPU in % of one
+core over the best round (2 cores in all); *others* = the rest of the machine.
 
-{
-        md_table(
-            [
-                "server",
-                "requests/s (best)",
-                "each round",
-                "ratio to baseline",
-                "p50 ms",
-                "p99 ms",
-                "server CPU % of a core",
-                "errors",
-            ],
-            rows,
-        )
-    }
+{table}
 
 refdesk log: {problems or "clean"}.
 """

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -25,6 +26,7 @@ from component.core.escalation import describe as describe_rule
 from component.core.hours import HoursError, format_hours, parse_hours
 from component.core.models import Group, Queue, RoutingMode
 from component.core.text import find_xml_illegal
+from component.moderation import BanRefused, create_ban, lift_bans, policy_from_config
 from component.service import GUEST_PREFIX
 from component.store import Store, StoreError
 
@@ -118,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     g_link.add_argument("url")
     g_links = group.add_parser("links", help="list a group's links")
     g_links.add_argument("group")
+    g_set = group.add_parser("set", help="change a group's settings")
+    g_set.add_argument("group")
+    g_set.add_argument("--title")
+    g_set.add_argument(
+        "--operators-may-ban",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="operators ban with !ban (else: report for review)",
+    )
+    g_set.add_argument("--appeal-email", help="where banned patrons of this group may write")
+    g_ex = group.add_parser("exempt", help="networks operators cannot ban (shared computers)")
+    g_ex.add_argument("group")
+    g_ex.add_argument("network", nargs="?", help="address or network to exempt")
+    g_ex.add_argument("--remove", action="store_true", help="remove the exemption")
 
     queue = sub.add_parser("queue", help="queues").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -178,6 +194,31 @@ def build_parser() -> argparse.ArgumentParser:
     o_rm = operator.add_parser("remove", help="remove an operator")
     o_rm.add_argument("jid")
 
+    ban = sub.add_parser("ban", help="bans").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    b_add = ban.add_parser("add", help="ban an address or network (no --days: the ladder)")
+    b_add.add_argument("target", metavar="ADDRESS_OR_NETWORK")
+    b_add.add_argument("--reason", required=True)
+    b_add.add_argument("--days", type=_positive_int, help="length in days")
+    b_add.add_argument("--permanent", action="store_true", help="no end (an explicit choice)")
+    b_add.add_argument(
+        "--ipv6-prefix",
+        type=int,
+        choices=range(32, 129),
+        metavar="32..128",
+        help="ban an IPv6 address's network of this size (default 64)",
+    )
+    b_list = ban.add_parser("list", help="list bans")
+    b_list.add_argument("--all", action="store_true", help="also ended and lifted bans")
+    b_lift = ban.add_parser("lift", help="lift the active bans on an address or network")
+    b_lift.add_argument("target", metavar="ADDRESS_OR_NETWORK")
+    b_lift.add_argument(
+        "--ipv6-prefix", type=int, choices=range(32, 129), metavar="32..128", default=64
+    )
+
+    sub.add_parser("purge", help="forget addresses and transcripts past their retention")
+
     canned = sub.add_parser("canned", help="canned messages").add_subparsers(
         dest="action", required=True, parser_class=_Parser
     )
@@ -234,6 +275,38 @@ async def _group(args: argparse.Namespace, store: Store) -> None:
             raise UsageError("the link title must be 1-200 printable characters")
         await store.add_link(group.id, title, url)
         _print(f"added link to {group.name}: {title}")
+    elif args.action == "set":
+        group = await _group_named(store, args.group)
+        changes: dict[str, object] = {}
+        if args.title is not None:
+            changes["title"] = _title(args.title)
+        if args.operators_may_ban is not None:
+            changes["operators_may_ban"] = args.operators_may_ban
+        if args.appeal_email is not None:
+            changes["appeal_email"] = (
+                None if args.appeal_email == "none" else _email(args.appeal_email)
+            )
+        if not changes:
+            raise UsageError("nothing to change: give at least one option")
+        await store.update_group(group.id, **changes)
+        _print(f"updated group {group.name}: {', '.join(sorted(changes))}")
+    elif args.action == "exempt":
+        group = await _group_named(store, args.group)
+        if args.network is None:
+            for network in (await store.exempt_networks()).get(group.id, []):
+                _print(network)
+            return
+        try:
+            network = str(ipaddress.ip_network(args.network.strip(), strict=False))
+        except ValueError:
+            raise UsageError(f"{args.network!r} is not an address or network") from None
+        if args.remove:
+            if not await store.remove_exempt_network(group.id, network):
+                raise UsageError(f"{network} is not exempt in {group.name}")
+            _print(f"{network} is no longer exempt in {group.name}")
+        else:
+            await store.add_exempt_network(group.id, network)
+            _print(f"{network} is exempt in {group.name}: operators cannot ban it")
     elif args.action == "links":
         group = await _group_named(store, args.group)
         for link in await store.links(group.id):
@@ -356,6 +429,79 @@ def _email(text: str) -> str:
     return text
 
 
+def _title(text: str) -> str:
+    title = text.strip()
+    if not title or len(title) > 200 or find_xml_illegal(title):
+        raise UsageError("the title must be 1-200 printable characters")
+    return title
+
+
+async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
+    now = _now()
+    policy = policy_from_config(config)
+    if args.action == "add":
+        if args.permanent and args.days:
+            raise UsageError("a ban is either --permanent or has --days, not both")
+        exempt = [
+            ipaddress.ip_network(n, strict=False)
+            for nets in (await store.exempt_networks()).values()
+            for n in nets
+        ]
+        try:
+            ban = await create_ban(
+                store,
+                policy,
+                args.target,
+                reason=args.reason,
+                actor="admin (command line)",
+                now=now,
+                duration=timedelta(days=args.days) if args.days else None,
+                permanent=args.permanent,
+                exempt=exempt,
+                ipv6_prefix=args.ipv6_prefix,
+            )
+        except BanRefused as exc:
+            raise UsageError(exc.text) from None
+        end = _fmt(ban.ends_at) if ban.ends_at else "permanent"
+        _print(f"banned {ban.network} until {end} (offence {ban.offence}, ban #{ban.id})")
+    elif args.action == "lift":
+        try:
+            lifted = await lift_bans(
+                store,
+                args.target,
+                actor="admin (command line)",
+                now=now,
+                ipv6_prefix=args.ipv6_prefix,
+            )
+        except BanRefused as exc:
+            raise UsageError(exc.text) from None
+        for ban in lifted:
+            _print(f"lifted ban #{ban.id} on {ban.network}")
+    else:
+        for ban in await store.list_bans():
+            if not args.all and not ban.active(now):
+                continue
+            end = _fmt(ban.ends_at) if ban.ends_at else "permanent"
+            state = "active" if ban.active(now) else ("lifted" if ban.lifted_at else "ended")
+            _print(
+                f"{ban.network}\toffence={ban.offence}\tstart={_fmt(ban.starts_at)}\tend={end}"
+                f"\t{state}\treason={ban.reason}"
+            )
+
+
+async def _purge(store: Store) -> None:
+    now = _now()
+    total = 0
+    for queue in await store.list_queues():
+        if queue.retention_days:
+            total += await store.purge(
+                queue.id,
+                now - timedelta(days=queue.retention_days),
+                transcripts=queue.purge_transcripts,
+            )
+    _print(f"purged {total} chat(s)")
+
+
 async def _canned(args: argparse.Namespace, store: Store) -> None:
     queue = await _queue_named(store, args.queue) if args.queue else None
     group = await _group_named(store, args.group) if getattr(args, "group", None) else None
@@ -435,9 +581,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             asyncio.run(serve_forever(config))
             return 0
-        handlers = {"group": _group, "queue": _queue, "operator": _operator, "canned": _canned}
-        handler = handlers[args.command]
-        asyncio.run(_with_store(config, lambda store: handler(args, store)))
+        handlers: dict[str, Callable[[Store], Awaitable[None]]] = {
+            "group": lambda store: _group(args, store),
+            "queue": lambda store: _queue(args, store),
+            "operator": lambda store: _operator(args, store),
+            "canned": lambda store: _canned(args, store),
+            "ban": lambda store: _ban(args, store, config),
+            "purge": _purge,
+        }
+        asyncio.run(_with_store(config, handlers[args.command]))
         return 0
     except (ConfigError, UsageError, StoreError) as exc:
         print(f"refdesk: error: {exc}", file=sys.stderr)

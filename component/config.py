@@ -23,9 +23,11 @@ from typing import Any, TypeVar, dataclass_transform, get_args, get_origin
 from urllib.parse import urlsplit
 
 __all__ = [
+    "BansConfig",
     "ChatConfig",
     "Config",
     "ConfigError",
+    "LimitsConfig",
     "MailConfig",
     "StorageConfig",
     "WebConfig",
@@ -337,6 +339,69 @@ class ChatConfig:
     )
 
 
+def _ladder(value: str) -> str:
+    from component.core.bans import BanError, parse_ladder
+
+    try:
+        return str(parse_ladder(value))
+    except BanError as exc:
+        raise _Invalid(str(exc)) from None
+
+
+@_settings
+class BansConfig:
+    """Bans and what a banned patron is told."""
+
+    ladder: str = setting(
+        "Ban lengths for a first, second, third... offence on the same address or network "
+        "(the last repeats).",
+        default="30d,90d,1y",
+        check=_ladder,
+    )
+    message: str = setting(
+        "What a banned patron sees; the appeal address is added after it.",
+        default="We're sorry. Your IP address has been blocked from this service for a "
+        "violation of our policy of mutual respect.",
+    )
+    appeal_address: str = setting(
+        "Where a banned patron may write if they think the ban is a mistake (a group's own "
+        "appeal address takes precedence).",
+        default="desk@example.org",
+        check=_email_address,
+    )
+
+
+@_settings
+class LimitsConfig:
+    """Rate limits against floods of chat requests and messages."""
+
+    chats_per_address: int = setting(
+        "New chats one address may start within chat_window seconds.",
+        default=5,
+        check=_positive,
+    )
+    chats_per_network: int = setting(
+        "New chats one network (/24 for IPv4, /48 for IPv6) may start within chat_window.",
+        default=30,
+        check=_positive,
+    )
+    chat_window: float = setting(
+        "The window, in seconds, of the two limits above.",
+        default=600.0,
+        check=_positive,
+    )
+    messages_per_second: float = setting(
+        "Sustained messages per second one address may send.",
+        default=3.0,
+        check=_positive,
+    )
+    message_burst: int = setting(
+        "Messages one address may send at once before messages_per_second applies.",
+        default=10,
+        check=_positive,
+    )
+
+
 @_settings
 class Config:
     """The whole configuration, as returned by `load_config` and `parse_config`."""
@@ -348,6 +413,8 @@ class Config:
     storage: StorageConfig = setting("Where refdesk keeps its data.", default_factory=StorageConfig)
     mail: MailConfig = setting("Outgoing email.", default_factory=MailConfig)
     chat: ChatConfig = setting("Limits of patron chats.", default_factory=ChatConfig)
+    bans: BansConfig = setting("Bans.", default_factory=BansConfig)
+    limits: LimitsConfig = setting("Rate limits.", default_factory=LimitsConfig)
     source: Path | None = setting(
         "The file this configuration was loaded from; None when parsed from text.",
         default=None,

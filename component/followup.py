@@ -104,6 +104,8 @@ class FollowUp:
             text = emails.validate_question(question, service.max_message_chars)
         except emails.FieldError as exc:
             raise FormError(exc.field, str(exc)) from None
+        # A flood of emailed questions is as much abuse as a flood of chats.
+        await service.moderation.admit_new_chat(origin_ip, queue.id)
         live = await service.chat_for_token(resume) if isinstance(resume, str) else None
         history = await service.history(live.id, 0) if live else []
         lines = transcript_lines(history)

@@ -238,8 +238,12 @@ class SmtpSender:
             )
         if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
             return TemporaryMailError(f"The SMTP server {where} did not answer in time.")
-        if isinstance(exc, ssl.SSLError):
-            return TemporaryMailError(f"TLS with the SMTP server {where} failed: {_one_line(exc)}.")
+        # aiosmtplib wraps a failed implicit-TLS handshake in SMTPConnectError.
+        tls_error = exc if isinstance(exc, ssl.SSLError) else exc.__cause__
+        if isinstance(tls_error, ssl.SSLError):
+            return TemporaryMailError(
+                f"TLS with the SMTP server {where} failed: {_one_line(tls_error)}."
+            )
         if isinstance(exc, aiosmtplib.SMTPConnectError | ConnectionError):
             return TemporaryMailError(
                 f"Could not connect to the SMTP server {where}: {_connect_reason(exc)}."
@@ -325,5 +329,6 @@ def _connect_reason(exc: BaseException) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    # Sentences are built around it, so its own final full stop goes.
+    text = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
     return text if len(text) <= _MAX_REPLY_CHARS else text[: _MAX_REPLY_CHARS - 1] + "…"

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from component.core import commands
+from component.core.bans import BanError, normalize_target, overlapping, parse_duration, refusal
 from component.core.errors import BadCommand, NotYourChat
 from component.core.models import Operator, Queue, Sender
+from component.moderation import BanRefused
 from component.service import DeskService, LiveChat
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -143,7 +145,36 @@ async def _tag(service: DeskService, live: LiveChat, op: Operator, arg: str) -> 
     added = [t for t in tags if await service.store.add_tag(live.id, t, op.id, service.clock())]
     if not added:
         return "The chat already has that tag."
-    return "Tagged: " + ", ".join(added) + "."
+    reply = "Tagged: " + ", ".join(added) + "."
+    if INCIDENT_TAGS & set(added):
+        incident = await _incident_for(service, live, op)
+        reply += f" Incident report #{incident} is open for follow-up."
+    return reply
+
+
+# Tags that open (or update) an incident report for the chat.
+INCIDENT_TAGS = frozenset({"incident", "explicit", "harassment", "threat"})
+
+
+async def _incident_for(service: DeskService, live: LiveChat, op: Operator) -> int:
+    """The chat's incident report, created on first use; an `explicit` tag marks it so
+    that reports describe the chat rather than quote it."""
+    store = service.store
+    tags = await store.tags(live.id)
+    existing = await store.incident_for_chat(live.id, "tagged")
+    if existing is not None:
+        await store.update_incident(existing.id, tags=tags, explicit="explicit" in tags)
+        return existing.id
+    return await store.add_incident(
+        kind="tagged",
+        reporter=op.jid,
+        now=service.clock(),
+        chat_id=live.id,
+        address=live.ip,
+        queue_id=live.queue.id,
+        tags=tags,
+        explicit="explicit" in tags,
+    )
 
 
 async def _info(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
@@ -175,6 +206,107 @@ async def _refer(service: DeskService, live: LiveChat, op: Operator, arg: str) -
     return await service.followup.refer(live, op.name, op.id, arg)
 
 
+async def _ban(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+    """`!ban [30d|90d|1y] <reason>`: ban the patron's address (or, where the group's
+    policy says so, report it for an admin) and end the chat politely."""
+    service.require_mine(live, op)
+    words = arg.split(None, 1)
+    duration = None
+    if words:
+        try:
+            duration = parse_duration(words[0])
+            arg = words[1] if len(words) > 1 else ""
+        except BanError:
+            duration = None
+    reason = arg.strip()
+    if not reason:
+        raise BadCommand("Give a reason: !ban [30d|90d|1y] <reason>.")
+    if len(reason) > 500:
+        raise BadCommand("Keep the reason under 500 characters.")
+    if duration is not None and duration > timedelta(days=365):
+        raise BadCommand("Operators can ban for at most a year; ask an admin for more.")
+    if live.ip is None:
+        raise BadCommand("The patron's address is not known, so it cannot be banned.")
+    group = service.group_of(live.queue)
+    moderation = service.moderation
+    goodbye = await _canned_text(service, live, "goodbye-inappropriate")
+    if group is not None and not group.operators_may_ban:
+        incident = await service.store.add_incident(
+            kind="ban-request",
+            reporter=op.jid,
+            now=service.clock(),
+            chat_id=live.id,
+            address=live.ip,
+            queue_id=live.queue.id,
+            tags=await service.store.tags(live.id),
+            notes=reason,
+        )
+        await service.operator_says(live, op, goodbye)
+        await service.end(live, by="operator", text=f"{op.name} ended the chat.")
+        return (
+            f"Reported for admin review (incident #{incident}): in this group operators do "
+            "not ban directly. The chat has ended."
+        )
+    exempt = moderation.exempt(live.queue.group_id)
+    network = normalize_target(live.ip)
+    if overlapping(network, exempt):
+        incident = await service.store.add_incident(
+            kind="exempt-network",
+            reporter=op.jid,
+            now=service.clock(),
+            chat_id=live.id,
+            address=live.ip,
+            queue_id=live.queue.id,
+            tags=await service.store.tags(live.id),
+            notes=f"Ban asked for ({reason}); the address is on an exempt network.",
+        )
+        raise BadCommand(
+            "This address belongs to an exempt network (shared computers such as a school's "
+            f"or library's): it cannot be banned from here. Flagged for an admin (incident "
+            f"#{incident}). End the chat with !c goodbye-inappropriate and !end if needed."
+        )
+    why = refusal(network, protected=moderation.policy.protected, exempt=exempt, by_operator=True)
+    if why:
+        raise BadCommand(why[0].upper() + why[1:] + ".")
+    address = live.ip
+    # The goodbye first, while the patron is still connected; the ban then shows them the
+    # ban message and bars new chats.
+    await service.operator_says(live, op, goodbye)
+    await service.end(live, by="operator", text=f"{op.name} ended the chat.")
+    try:
+        ban = await moderation.ban(
+            address,
+            reason=reason,
+            actor=op.jid,
+            duration=duration,
+            by_operator=True,
+            group_id=live.queue.group_id,
+            chat_id=live.id,
+        )
+    except BanRefused as exc:
+        raise BadCommand(f"The chat has ended, but the ban failed: {exc.text}") from None
+    await service.store.add_incident(
+        kind="ban",
+        reporter=op.jid,
+        now=service.clock(),
+        chat_id=live.id,
+        address=address,
+        queue_id=live.queue.id,
+        tags=await service.store.tags(live.id),
+        notes=f"Ban #{ban.id} (offence {ban.offence}): {reason}",
+    )
+    until = f"until {ban.ends_at:%Y-%m-%d}" if ban.ends_at else "permanently"
+    return (
+        f"Banned {ban.network} {until} (offence {ban.offence}, ban #{ban.id}); the chat has ended."
+    )
+
+
+async def _canned_text(service: DeskService, live: LiveChat, name: str) -> str:
+    canned = await service.store.canned_for_queue(live.queue.id, live.queue.group_id)
+    match = next((c for c in canned if c.name == name), None)
+    return match.text if match else "This chat has ended. Goodbye."
+
+
 async def _links(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
     links = await service.store.links(live.queue.group_id)
     if not links:
@@ -197,6 +329,7 @@ _CHAT_COMMANDS: dict[str, ChatCommand] = {
     "info": _info,
     "links": _links,
     "refer": _refer,
+    "ban": _ban,
     "help": _help,
 }
 

@@ -15,10 +15,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from typing import Protocol
 
-from component.core.emails import parse_bytes
 from component.core.models import OutboxMail
 from component.mailer import PermanentMailError, TemporaryMailError, retry_delay
 from component.store import Store
@@ -33,13 +31,7 @@ MAX_IDLE = 30.0
 class Sender(Protocol):
     """What sends one email (component.mailer.SmtpSender in production)."""
 
-    async def send(
-        self,
-        msg: EmailMessage,
-        *,
-        sender: str | None = None,
-        recipients: Sequence[str] | None = None,
-    ) -> None: ...
+    async def send_bytes(self, data: bytes, sender: str, recipients: Sequence[str]) -> None: ...
 
 
 class MailOutbox:
@@ -107,9 +99,8 @@ class MailOutbox:
 
     async def _send_one(self, mail: OutboxMail) -> bool:
         try:
-            await self.sender.send(
-                parse_bytes(mail.message), sender=self.envelope_from, recipients=mail.recipients
-            )
+            # The stored bytes, exactly: what was committed is what goes out.
+            await self.sender.send_bytes(mail.message, self.envelope_from, mail.recipients)
         except TemporaryMailError as exc:
             delay = retry_delay(mail.attempts + 1)
             log.warning("mail %s (%s): %s; retrying in %.0f s", mail.id, mail.purpose, exc, delay)

@@ -16,6 +16,7 @@ from aiohttp import web
 from component.config import Config, MailConfig
 from component.core.events import Event, MailQueued
 from component.mailer import SmtpSender, SmtpSettings
+from component.moderation import Limits, policy_from_config
 from component.outbox import MailOutbox
 from component.service import Clock, DeskService, utcnow
 from component.store import Store
@@ -83,6 +84,14 @@ class Refdesk:
             resume_ttl=cfg.chat.resume_ttl,
             operator_grace=cfg.chat.operator_grace,
             from_address=cfg.mail.from_address,
+            ban_policy=policy_from_config(cfg),
+            limits=Limits(
+                chats_per_address=cfg.limits.chats_per_address,
+                chats_per_network=cfg.limits.chats_per_network,
+                chat_window=cfg.limits.chat_window,
+                messages_per_second=cfg.limits.messages_per_second,
+                message_burst=cfg.limits.message_burst,
+            ),
             clock=self._clock,
         )
         await self._service.start()

@@ -25,6 +25,7 @@ from typing import Any
 
 from component.bus import EventBus
 from component.core import commands
+from component.core.bans import Ladder, Network, canonical_address
 from component.core.errors import (
     BadCommand,
     ChatClosed,
@@ -59,6 +60,7 @@ from component.core.models import (
     ChatEvent,
     ChatState,
     EventKind,
+    Group,
     Operator,
     Presence,
     Queue,
@@ -66,9 +68,11 @@ from component.core.models import (
     RoutingMode,
     Sender,
 )
+from component.core.privacy import stored_address
 from component.core.routing import OperatorLoad, eligible, next_in_turn, queue_status
 from component.core.text import TextRejected, clean_message
 from component.followup import FollowUp
+from component.moderation import BanPolicy, Limits, Moderation
 from component.store import Store
 
 log = logging.getLogger(__name__)
@@ -112,6 +116,9 @@ class LiveChat:
     passed: set[str] = field(default_factory=set)
     # Queues this chat has been in (rollover never loops).
     visited: set[int] = field(default_factory=set)
+    # The patron's address as last seen, in memory only (what is stored follows the
+    # queue's privacy mode): bans must bite on the live connection whatever is kept.
+    ip: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Open patron connections, and the timer that ends the chat when none comes back.
     connections: int = 0
@@ -182,6 +189,8 @@ class DeskService:
         domain: str,
         max_message_chars: int = 4000,
         from_address: str = "desk@localhost",
+        ban_policy: BanPolicy | None = None,
+        limits: Limits | None = None,
         resume_ttl: float = 300.0,
         operator_grace: float = 60.0,
         clock: Clock = utcnow,
@@ -193,6 +202,7 @@ class DeskService:
         self.resume_ttl = timedelta(seconds=resume_ttl)
         self.operator_grace = operator_grace
         self.clock = clock
+        self._groups: dict[int, Group] = {}
         self._queues: dict[str, Queue] = {}
         self._queues_by_id: dict[int, Queue] = {}
         self._runtime: dict[int, _QueueRuntime] = {}
@@ -209,12 +219,18 @@ class DeskService:
         self._last_status: dict[str, QueueInfo] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.followup = FollowUp(self, from_address)
+        self.moderation = Moderation(
+            self,
+            ban_policy or BanPolicy(Ladder(), "You have been blocked.", "desk@localhost"),
+            limits or Limits(),
+        )
 
     # Start-up, shutdown, background work ----------------------------------------------------
 
     async def start(self) -> None:
         """Load queues, operators and open chats. Called once before the transports start."""
         await self.reload_directory()
+        await self.moderation.load()
         for chat in await self.store.open_chats():
             await self._load_live(chat)
         self._data_version = await self.store.data_version()
@@ -243,7 +259,8 @@ class DeskService:
 
     async def tick(self) -> None:
         """Re-evaluate what changes with the clock alone (service hours opening and
-        closing). Called every few seconds by the composition root."""
+        closing, bans running out). Called every few seconds by the composition root."""
+        await self.moderation.expire()
         for name in list(self._queues):
             self._publish_status_if_changed(name)
         for live in sorted(self._chats.values(), key=lambda c: c.id):
@@ -291,6 +308,7 @@ class DeskService:
         """Read queues, operators and memberships from the store. Called at start and when
         `poll_directory` sees another process (the CLI, the admin page) change them."""
         queues = await self.store.list_queues()
+        self._groups = {g.id: g for g in await self.store.list_groups()}
         operators = await self.store.list_operators()
         assignments = await self.store.list_assignments()
         self._queues = {q.name: q for q in queues}
@@ -352,6 +370,7 @@ class DeskService:
             return False
         self._data_version = version
         await self.reload_directory()
+        await self.moderation.load()
         for name in self._queues:
             self._publish_status_if_changed(name)
         return True
@@ -560,22 +579,52 @@ class DeskService:
         referrer: str | None = None,
     ) -> ChatHandle:
         """A patron's hello: resume the chat named by `resume` if it is still known, else
-        start a new one. Called by the widget socket. A new chat waits, unoffered, until
-        the patron's first message."""
+        start a new one. Called by the widget's transports after the ban check. A new
+        chat counts against the address's rate limit and waits, unoffered, until the
+        patron's first message. The address is stored as the queue's privacy mode says."""
         queue = self.queue(queue_name)
         if resume:
             chat = await self.store.chat_by_resume(hash_token(resume))
             if chat is not None and self._resumable(chat):
                 current = self._chats.get(chat.id)
+                if current is not None:
+                    current.ip = origin_ip
                 name = current.queue.name if current else self._queues_by_id[chat.queue_id].name
                 return ChatHandle(chat.id, chat.guest, name, resume, True, chat.state)
+        await self.moderation.admit_new_chat(origin_ip, queue.id)
         token = secrets.token_urlsafe(24)
         guest = GUEST_PREFIX + "".join(secrets.choice(_GUEST_ALPHABET) for _ in range(8))
         chat = await self.store.create_chat(
-            queue.id, guest, hash_token(token), origin_ip, referrer, self.clock()
+            queue.id,
+            guest,
+            hash_token(token),
+            stored_address(origin_ip, queue.privacy),
+            referrer,
+            self.clock(),
         )
-        await self._load_live(chat)
+        live = await self._load_live(chat)
+        if live is not None:
+            live.ip = origin_ip
         return ChatHandle(chat.id, guest, queue.name, token, False, chat.state)
+
+    async def end_chats_from(self, network: Network, text: str) -> int:
+        """A ban took effect: end every open chat whose patron is connected from the
+        network, telling them why and their operator what happened."""
+        ended = 0
+        for live in list(self._chats.values()):
+            if live.ip is None:
+                continue
+            try:
+                address = canonical_address(live.ip)
+            except ValueError:
+                continue
+            if address.version != network.version or address not in network:
+                continue
+            async with live.lock:
+                if live.id in self._chats:
+                    await self.end(live, by="system", text=text)
+                    ended += 1
+        return ended
 
     def _resumable(self, chat: Chat) -> bool:
         if chat.state.open:
@@ -1057,6 +1106,16 @@ class DeskService:
                     state=ChatState.FOLLOWED_UP,
                 )
 
+    def group_of(self, queue: Queue) -> Group | None:
+        return self._groups.get(queue.group_id)
+
+    def ban_text(self, queue_name: str | None) -> str:
+        """What a banned patron of this queue reads (the group's appeal address if it has
+        one)."""
+        queue = self._queues.get(queue_name or "")
+        group = self.group_of(queue) if queue else None
+        return self.moderation.ban_text(group.appeal_email if group else None)
+
     def queue_by_id(self, queue_id: int) -> Queue:
         queue = self._queues_by_id.get(queue_id)
         if queue is None:
@@ -1103,6 +1162,9 @@ class DeskService:
         if isinstance(parsed, commands.Say):
             return f"This is the {queue.name} queue. Send !help for the commands."
         return await run_queue_command(self, jid, queue, parsed)
+
+    def open_chat_ids(self) -> set[int]:
+        return set(self._chats)
 
     def open_chats(self, queue: Queue | None = None) -> list[LiveChat]:
         return sorted(

@@ -13,19 +13,23 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from importlib import resources
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from component.core.bans import Ban
 from component.core.models import (
     Assignment,
+    BanAudit,
     CannedMessage,
     Chat,
     ChatEvent,
     ChatState,
     EventKind,
     Group,
+    Incident,
     Link,
     NewMail,
     Operator,
@@ -87,6 +91,9 @@ class Store:
             # crash of the process.
             await db.execute(f"PRAGMA synchronous={synchronous}")
             await db.execute("PRAGMA foreign_keys=ON")
+            # Deleted data (purged addresses and transcripts) is overwritten, not left in
+            # free pages of the file.
+            await db.execute("PRAGMA secure_delete=ON")
             await db.execute("PRAGMA busy_timeout=5000")
             store = cls(db)
             await store._migrate()
@@ -752,6 +759,285 @@ class Store:
     async def transcript_email(self, chat_id: int) -> str | None:
         row = await self._one("SELECT transcript_email FROM chats WHERE id = ?", (chat_id,))
         return row[0] if row else None
+
+    # Bans, audit, incidents, exempt networks -------------------------------------------------
+
+    @staticmethod
+    def _ban(row: aiosqlite.Row) -> Ban:
+        starts = _dt(row["starts_at"])
+        assert starts is not None
+        ends = _dt(row["ends_at"])
+        return Ban(
+            id=row["id"],
+            network=ip_network(row["network"], strict=False),
+            offence=row["offence"],
+            reason=row["reason"],
+            starts_at=starts,
+            ends_at=ends,
+            lifted_at=_dt(row["lifted_at"]),
+            permanent=ends is None,
+            created_by=row["created_by"],
+        )
+
+    async def add_ban(
+        self, ban: Ban, now: datetime, *, chat_id: int | None = None, detail: str = ""
+    ) -> Ban:
+        """Store a new ban (its id is ignored) with its 'create' audit line."""
+        async with self._transaction() as execute:
+            ban_id = await execute(
+                "INSERT INTO bans (network, offence, reason, created_by, starts_at, ends_at,"
+                " chat_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(ban.network),
+                    ban.offence,
+                    ban.reason,
+                    ban.created_by,
+                    _ts(ban.starts_at),
+                    _ts(ban.ends_at) if ban.ends_at else None,
+                    chat_id,
+                    _ts(now),
+                ),
+            )
+            await execute(
+                "INSERT INTO ban_audit (ban_id, action, actor, detail, created_at)"
+                " VALUES (?, 'create', ?, ?, ?)",
+                (ban_id, ban.created_by, detail or ban.reason, _ts(now)),
+            )
+        stored = await self.ban(ban_id)
+        assert stored is not None
+        return stored
+
+    async def ban(self, ban_id: int) -> Ban | None:
+        row = await self._one("SELECT * FROM bans WHERE id = ?", (ban_id,))
+        return self._ban(row) if row else None
+
+    async def list_bans(self, *, include_inactive: bool = True) -> list[Ban]:
+        rows = await self._all("SELECT * FROM bans ORDER BY starts_at DESC, id DESC")
+        return [self._ban(r) for r in rows]
+
+    async def bans_that_may_bar(self, now: datetime) -> list[Ban]:
+        """Bans not lifted and not yet ended: what the service's index is built from."""
+        rows = await self._all(
+            "SELECT * FROM bans WHERE lifted_at IS NULL AND (ends_at IS NULL OR ends_at > ?)",
+            (_ts(now),),
+        )
+        return [self._ban(r) for r in rows]
+
+    async def lift_ban(self, ban_id: int, actor: str, now: datetime, detail: str = "") -> None:
+        async with self._transaction() as execute:
+            await execute(
+                "UPDATE bans SET lifted_at = ?, lifted_by = ? WHERE id = ? AND lifted_at IS NULL",
+                (_ts(now), actor, ban_id),
+            )
+            await execute(
+                "INSERT INTO ban_audit (ban_id, action, actor, detail, created_at)"
+                " VALUES (?, 'lift', ?, ?, ?)",
+                (ban_id, actor, detail, _ts(now)),
+            )
+
+    async def change_ban_end(
+        self, ban_id: int, ends_at: datetime | None, actor: str, now: datetime, detail: str
+    ) -> None:
+        async with self._transaction() as execute:
+            await execute(
+                "UPDATE bans SET ends_at = ? WHERE id = ?",
+                (_ts(ends_at) if ends_at else None, ban_id),
+            )
+            await execute(
+                "INSERT INTO ban_audit (ban_id, action, actor, detail, created_at)"
+                " VALUES (?, 'change', ?, ?, ?)",
+                (ban_id, actor, detail, _ts(now)),
+            )
+
+    async def audit_expiry(self, ban_id: int, now: datetime) -> None:
+        await self._write(
+            "INSERT INTO ban_audit (ban_id, action, actor, detail, created_at)"
+            " SELECT ?, 'expire', 'system', '', ? WHERE NOT EXISTS"
+            " (SELECT 1 FROM ban_audit WHERE ban_id = ? AND action = 'expire')",
+            (ban_id, _ts(now), ban_id),
+        )
+
+    async def ban_audit(self, ban_id: int | None = None) -> list[BanAudit]:
+        if ban_id is None:
+            rows = await self._all("SELECT * FROM ban_audit ORDER BY id DESC LIMIT 500")
+        else:
+            rows = await self._all(
+                "SELECT * FROM ban_audit WHERE ban_id = ? ORDER BY id", (ban_id,)
+            )
+        out = []
+        for r in rows:
+            at = _dt(r["created_at"])
+            assert at is not None
+            out.append(BanAudit(r["ban_id"], r["action"], r["actor"], r["detail"], at))
+        return out
+
+    async def add_exempt_network(self, group_id: int, network: str, note: str = "") -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO exempt_networks (group_id, network, note) VALUES (?, ?, ?)",
+            (group_id, network, note),
+        )
+
+    async def remove_exempt_network(self, group_id: int, network: str) -> bool:
+        return (
+            await self._write_count(
+                "DELETE FROM exempt_networks WHERE group_id = ? AND network = ?",
+                (group_id, network),
+            )
+            > 0
+        )
+
+    async def exempt_networks(self) -> dict[int, list[str]]:
+        """Group id -> its exempt networks (as text)."""
+        out: dict[int, list[str]] = {}
+        for r in await self._all("SELECT group_id, network FROM exempt_networks ORDER BY id"):
+            out.setdefault(r["group_id"], []).append(r["network"])
+        return out
+
+    @staticmethod
+    def _incident(row: aiosqlite.Row) -> Incident:
+        created = _dt(row["created_at"])
+        assert created is not None
+        return Incident(
+            id=row["id"],
+            kind=row["kind"],
+            chat_id=row["chat_id"],
+            address=row["address"],
+            queue_id=row["queue_id"],
+            reporter=row["reporter"],
+            tags=tuple(t for t in row["tags"].split(",") if t),
+            notes=row["notes"],
+            explicit=bool(row["explicit"]),
+            status=row["status"],
+            created_at=created,
+            resolution=row["resolution"],
+            resolved_at=_dt(row["resolved_at"]),
+        )
+
+    async def add_incident(
+        self,
+        *,
+        kind: str,
+        reporter: str,
+        now: datetime,
+        chat_id: int | None = None,
+        address: str | None = None,
+        queue_id: int | None = None,
+        tags: Iterable[str] = (),
+        notes: str = "",
+        explicit: bool = False,
+    ) -> int:
+        return await self._write(
+            "INSERT INTO incidents (kind, chat_id, address, queue_id, reporter, tags, notes,"
+            " explicit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                chat_id,
+                address,
+                queue_id,
+                reporter,
+                ",".join(tags),
+                notes,
+                int(explicit),
+                _ts(now),
+            ),
+        )
+
+    async def incident_for_chat(self, chat_id: int, kind: str) -> Incident | None:
+        row = await self._one(
+            "SELECT * FROM incidents WHERE chat_id = ? AND kind = ? ORDER BY id LIMIT 1",
+            (chat_id, kind),
+        )
+        return self._incident(row) if row else None
+
+    async def update_incident(
+        self,
+        incident_id: int,
+        *,
+        tags: Iterable[str] | None = None,
+        notes: str | None = None,
+        explicit: bool | None = None,
+    ) -> None:
+        if tags is not None:
+            await self._write(
+                "UPDATE incidents SET tags = ? WHERE id = ?", (",".join(tags), incident_id)
+            )
+        if notes is not None:
+            await self._write("UPDATE incidents SET notes = ? WHERE id = ?", (notes, incident_id))
+        if explicit is not None:
+            await self._write(
+                "UPDATE incidents SET explicit = ? WHERE id = ?", (int(explicit), incident_id)
+            )
+
+    async def resolve_incident(self, incident_id: int, resolution: str, now: datetime) -> None:
+        await self._write(
+            "UPDATE incidents SET status = 'resolved', resolution = ?, resolved_at = ?"
+            " WHERE id = ?",
+            (resolution, _ts(now), incident_id),
+        )
+
+    async def incident(self, incident_id: int) -> Incident | None:
+        row = await self._one("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+        return self._incident(row) if row else None
+
+    async def list_incidents(
+        self, *, status: str | None = None, limit: int = 500
+    ) -> list[Incident]:
+        if status is None:
+            rows = await self._all("SELECT * FROM incidents ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._all(
+                "SELECT * FROM incidents WHERE status = ? ORDER BY id DESC LIMIT ?",
+                (status, limit),
+            )
+        return [self._incident(r) for r in rows]
+
+    async def chats_from(self, addresses: Iterable[str], limit: int = 500) -> list[Chat]:
+        """Chats whose stored origin is one of `addresses` (exact texts), newest first."""
+        wanted = list(addresses)
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
+        rows = await self._all(
+            f"SELECT * FROM chats WHERE origin_ip IN ({marks}) ORDER BY id DESC LIMIT ?",
+            (*wanted, limit),
+        )
+        return [self._chat(r) for r in rows]
+
+    async def stored_origins(self) -> list[tuple[int, str]]:
+        """(chat id, stored origin) of every chat that kept one: for network searches."""
+        rows = await self._all("SELECT id, origin_ip FROM chats WHERE origin_ip IS NOT NULL")
+        return [(r["id"], r["origin_ip"]) for r in rows]
+
+    # Retention ------------------------------------------------------------------------------
+
+    async def purge(self, queue_id: int, before: datetime, *, transcripts: bool) -> int:
+        """Forget addresses (and with `transcripts`, the text) of the queue's chats that
+        ended before `before`. Returns how many chats were touched. secure_delete and a WAL
+        checkpoint make sure the old bytes do not linger in the file."""
+        async with self._transaction() as execute:
+            ids_rows = await self._all(
+                "SELECT id FROM chats WHERE queue_id = ? AND ended_at IS NOT NULL AND ended_at < ?",
+                (queue_id, _ts(before)),
+            )
+            ids = [r["id"] for r in ids_rows]
+            for chat_id in ids:
+                await execute(
+                    "UPDATE chats SET origin_ip = NULL, referrer = NULL, transcript_email = NULL"
+                    " WHERE id = ?",
+                    (chat_id,),
+                )
+                await execute("UPDATE incidents SET address = NULL WHERE chat_id = ?", (chat_id,))
+                await execute("UPDATE tickets SET origin_ip = NULL WHERE chat_id = ?", (chat_id,))
+                if transcripts:
+                    await execute("DELETE FROM chat_events WHERE chat_id = ?", (chat_id,))
+                    await execute(
+                        "UPDATE tickets SET question = '(purged)', email = NULL, name = NULL"
+                        " WHERE chat_id = ?",
+                        (chat_id,),
+                    )
+        async with self._write_lock:
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return len(ids)
 
     async def integrity_check(self) -> str:
         row = await self._one("PRAGMA integrity_check")

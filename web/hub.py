@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 from component.bus import EventBus
+from component.core.bans import canonical_address
 from component.core.events import (
+    BanImposed,
     ChatEnded,
     EmailOffered,
     Event,
@@ -53,9 +56,11 @@ class PatronConnection:
     """One patron socket's outgoing side. While the history is being replayed, live
     frames are held back and released afterwards, skipping what the replay already sent."""
 
-    def __init__(self, chat_id: int, queue: str) -> None:
+    def __init__(self, chat_id: int, queue: str, ip: str | None = None) -> None:
         self.chat_id = chat_id
         self.queue = queue
+        # The patron's address on this connection, so a new ban can find it at once.
+        self.ip = ip
         self.frames: asyncio.Queue[Frame | None] = asyncio.Queue()
         self.sent_seq = 0
         self._held: list[Frame] | None = []
@@ -136,6 +141,12 @@ class PatronHub:
                 if not event.by_patron:
                     state = "composing" if event.composing else "paused"
                     self._send(event.chat_id, {"type": "typing", "state": state})
+            case BanImposed():
+                for conns in list(self._by_chat.values()):
+                    for conn in list(conns):
+                        if _in_network(conn.ip, event.network):
+                            conn.push({"type": "banned", "text": event.text})
+                            conn.close()
             case EmailOffered():
                 self._send(event.chat_id, {"type": "offer_email", "text": event.text})
             case QueueStatusChanged():
@@ -143,3 +154,13 @@ class PatronHub:
                     for conn in conns:
                         if conn.queue == event.queue:
                             conn.push({"type": "queue_changed"})
+
+
+def _in_network(ip: str | None, network: IPv4Network | IPv6Network) -> bool:
+    if ip is None:
+        return False
+    try:
+        address = canonical_address(ip)
+    except ValueError:
+        return False
+    return address.version == network.version and address in network

@@ -70,7 +70,7 @@ async def open_session(request: web.Request) -> web.Response:
     session = PatronSession(service, request.app[HUB], queue, request_origin(request), limit)
     await session.receive(await _body(request))
     if not session.greeted:
-        return _json(session.early, 400)
+        return _json(session.early, 403 if session.refused else 400)
     sid = request.app[LONGPOLL].add(session, queue)
     frames, _ = _drain(session)
     return _json(frames, session=sid)

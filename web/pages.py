@@ -8,6 +8,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from web.keys import SERVICE
+from web.patron import request_origin
 from web.security import content_security_policy
 
 STATIC_PREFIX = "/widget"
@@ -38,6 +39,18 @@ async def chat_page(request: web.Request) -> web.Response:
                 "static_prefix": STATIC_PREFIX,
             },
             status=404,
+        )
+    ip = request_origin(request).ip
+    if service.moderation.banned(ip) is not None:
+        return aiohttp_jinja2.render_template(
+            "error.html",
+            request,
+            {
+                "title": "Chat not available",
+                "text": service.ban_text(queue),
+                "static_prefix": STATIC_PREFIX,
+            },
+            status=403,
         )
     info = service.queue_info(queue)
     settings = service.queue(queue)

@@ -105,6 +105,9 @@ async def _chat(
             for frame in session.early:
                 await ws.send_json(frame)
             session.early.clear()
+            if session.refused:
+                await ws.close(code=4403, message=b"banned")
+                return ws
         writer = asyncio.create_task(_writer(ws, session))
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:

@@ -94,6 +94,8 @@ class PatronSession:
         self.conn: PatronConnection | None = None
         # Frames sent before the hello (errors) wait here until a connection exists.
         self.early: list[Frame] = []
+        # Set when the patron may not chat at all (banned): the transport closes.
+        self.refused = False
 
     @property
     def greeted(self) -> bool:
@@ -124,10 +126,15 @@ class PatronSession:
 
     async def _hello(self, frame: dict[str, Any]) -> None:
         resume, last_seq = parse_hello(frame)
+        if self.service.moderation.banned(self.origin.ip) is not None:
+            # Before any chat exists: a banned address never gets one.
+            self.early.append({"type": "banned", "text": self.service.ban_text(self.queue)})
+            self.refused = True
+            return
         handle = await self.service.open_chat(
             self.queue, resume, origin_ip=self.origin.ip, referrer=self.origin.referrer
         )
-        conn = PatronConnection(handle.chat_id, handle.queue)
+        conn = PatronConnection(handle.chat_id, handle.queue, self.origin.ip)
         self.conn = conn
         self.hub.register(conn)
         self.service.patron_connected(handle.chat_id)
@@ -158,6 +165,7 @@ class PatronSession:
         service = self.service
         kind = frame["type"]
         if kind == "message":
+            await service.moderation.admit_message(self.origin.ip, None)
             event = await service.post_patron_message(
                 conn.chat_id, frame.get("id"), frame.get("text")
             )

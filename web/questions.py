@@ -14,6 +14,7 @@ from aiohttp import web
 
 from component.core.errors import UnknownQueue
 from component.followup import FormError, NoEmailFollowUp
+from component.moderation import RateLimited
 from web.keys import SERVICE
 from web.patron import request_origin
 
@@ -47,6 +48,8 @@ async def submit_question(request: web.Request) -> web.Response:
         return _error(411, "The form must be sent with a Content-Length.")
     if request.content_length > MAX_BODY:
         return _error(413, "The form is too large.")
+    if service.moderation.banned(origin.ip) is not None:
+        return _error(403, service.ban_text(queue))
     try:
         fields = await _fields(request)
         ticket = await service.followup.submit_question(
@@ -62,4 +65,6 @@ async def submit_question(request: web.Request) -> web.Response:
         return _error(400, exc.text, exc.field)
     except (UnknownQueue, NoEmailFollowUp) as exc:
         return _error(404, exc.text)
+    except RateLimited as exc:
+        return _error(429, exc.text)
     return web.json_response({"ticket": ticket}, status=201)

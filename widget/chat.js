@@ -394,7 +394,7 @@
         retry();
       },
     };
-    try { me = t = (lp ? viaLp : viaWs)(on); } catch (e) { t = null; return retry(); }
+    try { me = t = (lp ? viaLp : viaWs)(on); } catch (e) { me = t = {}; on.close(); }
   }
 
   function retry() {

@@ -1,7 +1,7 @@
 /* refdesk embed snippet (docs/embedding.md). Paste on a partner page:
    <script src="https://CHAT-HOST/embed.js" data-queue="ask" async></script>
    data-mode: "button" (default: floating button, slide-out chat), "inline" (the chat where the
-   script is, or in data-target), "popup" (a button that opens a chat window);
+   script is, or in data-target), "popup" (a button there that opens a chat window);
    data-lang "en" | "es"; data-label: button text; data-target: "#id" of the container;
    data-color: "#rrggbb" for the button; data-height: inline height in px.
    No globals, no cookies, no third-party assets; styles set through the DOM (CSP-safe). */
@@ -43,9 +43,12 @@
     if (d.transport === 'lp') url.searchParams.set('transport', 'lp');
     const target = d.target ? document.querySelector(d.target) : null;
     const mode = ['inline', 'popup'].includes(d.mode) ? d.mode : 'button';
+    // Inline frames and popup buttons go where the script is (or into data-target); the
+    // default button floats at the bottom right.
+    const here = mode !== 'button' && me.parentNode && !document.head.contains(me);
     const place = (node) => {
       if (target) target.appendChild(node);
-      else if (mode === 'inline' && me.parentNode && me.parentNode !== document.head) me.after(node);
+      else if (here) me.after(node);
       else document.body.appendChild(node);
     };
     const frame = () => make('iframe', { display: 'block', width: '100%', border: '0' },
@@ -56,7 +59,7 @@
       return place(css(frame(), { height: h + 'px', maxWidth: '100%', border: '1px solid #d0d7de', borderRadius: '8px' }));
     }
 
-    const floating = !target;
+    const floating = !target && !here;
     const btn = make(mode === 'popup' ? 'a' : 'button', {
       display: 'inline-flex', alignItems: 'center', gap: '10px', margin: '0', padding: '10px 18px',
       border: '0', borderRadius: '999px', background: accent(d.color), color: '#ffffff',
@@ -143,7 +146,7 @@
       if (chat && e.source === chat.contentWindow && e.data && e.data.refdesk === 'close') open(false);
     });
     place(btn);
-    place(panel);
+    document.body.appendChild(panel);
   }
 
   const me = document.currentScript;

@@ -38,6 +38,7 @@ CHAT_COMMANDS: dict[str, str] = {
     "info": "!info — queue, wait time, page and address of this chat",
     "links": "!links — the partner group's local resource links",
     "refer": "!refer [email] — refer the question by email, with the transcript",
+    "ban": "!ban [30d|90d|1y] <reason> — ban the patron's address and end the chat",
     "help": "!help — this list",
 }
 

@@ -7,6 +7,7 @@ subscribe to the ones they need, so neither transport knows the other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 
 from component.core.models import ChatEvent, QueueStatus
 
@@ -93,6 +94,15 @@ class OperatorNotice:
 
 
 @dataclass(frozen=True, slots=True)
+class BanImposed:
+    """A ban took effect: patrons connected from `network` must be shown `text` now."""
+
+    ban_id: int
+    network: IPv4Network | IPv6Network
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class MailQueued:
     """Email was committed to the outbox: the worker should look now."""
 
@@ -133,4 +143,5 @@ Event = (
     | DirectoryChanged
     | MailQueued
     | EmailOffered
+    | BanImposed
 )

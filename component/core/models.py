@@ -259,3 +259,33 @@ class NewMail:
     purpose: str
     recipients: tuple[str, ...]
     message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BanAudit:
+    """One line of a ban's audit trail."""
+
+    ban_id: int
+    action: str  # 'create' | 'change' | 'lift' | 'expire'
+    actor: str
+    detail: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """An incident report: from a tagged chat, a ban, a rate limit or a report."""
+
+    id: int
+    kind: str
+    chat_id: int | None
+    address: str | None
+    queue_id: int | None
+    reporter: str
+    tags: tuple[str, ...]
+    notes: str
+    explicit: bool
+    status: str  # 'open' | 'resolved'
+    created_at: datetime
+    resolution: str | None = None
+    resolved_at: datetime | None = None

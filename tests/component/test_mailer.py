@@ -346,6 +346,8 @@ async def test_implicit_tls(cert: Cert) -> None:
     handler = Collector()
     async with smtp_server(handler, ssl_context=cert.server_context()) as port:
         await SmtpSender(settings(port, security="tls", verify_tls=False)).send(ticket())
+        with pytest.raises(TemporaryMailError, match="TLS"):
+            await SmtpSender(settings(port, security="tls")).send(ticket())
     [got] = handler.received
     assert got.tls
 

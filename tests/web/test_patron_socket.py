@@ -46,7 +46,8 @@ async def test_bad_frames_get_clear_errors_and_the_chat_goes_on(offline_desk: De
         ('{"type": "message", "id": "c", "text": "\\u0001"}', "illegal_characters"),
         ('{"type": "message", "id": "d", "text": "\\ud83d"}', "illegal_characters"),
         ('{"type": "message", "id": "e", "text": "\\uffff"}', "illegal_characters"),
-        ('{"type": "transcript", "email": "a@b.org"}', "not_available"),
+        ('{"type": "transcript", "email": "not an address"}', "bad_email"),
+        ('{"type": "transcript", "email": "a@b.org\\r\\nBcc: x@y.org"}', "bad_email"),
     ]
     for raw, code in cases:
         await patron.send_raw(raw)

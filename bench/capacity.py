@@ -1,0 +1,411 @@
+"""How many patron sessions one refdesk process holds, what each costs in memory, and the
+number of chatting sessions at which the p99 round trip passes 100 ms.
+
+    python -m bench.capacity [--quick] [--idle-steps 500,1000,2000,3000]
+                             [--chat-steps 250,500,1000,1500,2000,2500,3000] [--queues 10]
+
+refdesk runs as its own process (`python -m component.cli --config F run`, config written
+here) against a throwaway Prosody; its resident memory is read from /proc/<pid>/status.
+Two phases, each on a fresh refdesk and Prosody so that one does not inherit the other's
+memory:
+
+1. **idle**: patron WebSockets that said hello and nothing else, stepped up to the cap;
+   RSS per session = (RSS with N sessions − RSS before the first) / N.
+2. **chatting**: chats opened, asked and accepted by operators, then every chat sends one
+   line every `--interval` seconds (random phase per chat) and the operator answers it at
+   once: one line every few seconds each way. Stepped up until the p99 round trip passes
+   100 ms, the cap is reached, opening chats fails, or the next step's opening would not
+   fit in `--budget` seconds (opening chats gets slower as chats accumulate; see
+   RESULTS.md).
+
+The chats are spread over `--queues` queues (all operators in all queues): a queue's
+status changes reach every patron socket of that queue, so one queue with thousands of
+sockets makes opening chats far slower than the steady state this measures (the latency
+benchmark uses one queue and shows that cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from bench.common import (
+    CpuMeter,
+    base_parser,
+    command_line,
+    facts_markdown,
+    finish,
+    fmt,
+    machine_facts,
+    md_table,
+    raise_nofile,
+    rss_kib,
+)
+from bench.patrons import Fleet, Tracker, paced
+from bench.stack import QUEUE, BenchStack
+
+PASSWORD = "bench-password"
+THRESHOLD_MS = 100.0
+
+
+def queue_names(count: int) -> tuple[str, ...]:
+    return (QUEUE, *(f"{QUEUE}-{n}" for n in range(2, count + 1)))
+
+
+def fds(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+async def idle_phase(steps: list[int], queues: tuple[str, ...], keep: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"steps": []}
+    async with BenchStack(keep=keep) as stack:
+        ops, pid = await stack.desk_with_operators(2, 3, PASSWORD, queues)
+        out["facts"] = machine_facts(stack.prosody_config)
+        fleet = Fleet(stack.url)
+        await asyncio.sleep(1.0)
+        base = rss_kib(pid)
+        out["rss_base_kib"] = base
+        try:
+            for step in steps:
+                seconds = await fleet.open_idle(step, list(queues))
+                await asyncio.sleep(1.0)
+                meter = CpuMeter({"refdesk": pid})
+                meter.start()
+                await asyncio.sleep(3.0)
+                idle_cpu = meter.stop()["refdesk"]
+                rss = rss_kib(pid)
+                held = sum(1 for p in fleet.patrons if not p.closed)
+                row = {
+                    "sessions": step,
+                    "held": held,
+                    "open_seconds": seconds,
+                    "failures": len(fleet.failures),
+                    "rss_kib": rss,
+                    "kib_per_session": (rss - base) / max(1, held),
+                    "refdesk_fds": fds(pid),
+                    "idle_cpu": idle_cpu,
+                }
+                out["steps"].append(row)
+                print(
+                    f"  idle {step}: held {held}, RSS {rss / 1024:.0f} MiB "
+                    f"({row['kib_per_session']:.1f} KiB/session), opened in {seconds:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if fleet.failures:
+                    out["stopped"] = f"sessions failed to open: {fleet.failures[:3]}"
+                    break
+        finally:
+            out["failures"] = fleet.failures[:5]
+            await fleet.close()
+            await asyncio.gather(*(op.disconnect() for op in ops), return_exceptions=True)
+            out["refdesk_log"] = stack.log_problems()
+            out["refdesk_first_problem"] = stack.first_problem()
+    return out
+
+
+async def chatting_phase(
+    steps: list[int],
+    queues: tuple[str, ...],
+    *,
+    operators: int,
+    interval: float,
+    warmup: float,
+    duration: float,
+    budget: float,
+    keep: bool,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"steps": [], "stopped": "cap reached"}
+    max_chats = math.ceil(max(steps) / operators) * 2 + 10
+    out["max_chats"] = max_chats
+    phase_began = time.monotonic()
+    async with BenchStack(keep=keep) as stack:
+        ops, pid = await stack.desk_with_operators(operators, max_chats, PASSWORD, queues)
+        out["facts"] = machine_facts(stack.prosody_config)
+        fleet = Fleet(stack.url)
+        await asyncio.sleep(1.0)
+        base = rss_kib(pid)
+        out["rss_base_kib"] = base
+        pids = {"refdesk": pid, "prosody": stack.prosody_pid, "bench client": os.getpid()}
+        last_open: tuple[int, int, float] | None = None  # (from, to, seconds)
+        try:
+            for step in steps:
+                have = len(fleet.patrons)
+                if last_open is not None:
+                    projected = project_open_seconds(last_open, have, step)
+                    left = budget - (time.monotonic() - phase_began)
+                    if projected > left:
+                        out["stopped"] = (
+                            f"opening chats {have}→{step} would take about {projected:.0f} s "
+                            f"(the last step, {last_open[0]}→{last_open[1]}, took "
+                            f"{last_open[2]:.0f} s), more than the {left:.0f} s left of the "
+                            f"{budget:.0f} s budget"
+                        )
+                        break
+                status_before = fleet.status_frames()
+                meter = CpuMeter(pids)
+                meter.start()
+                seconds = await fleet.open_chats(step, list(queues))
+                open_cpu = meter.stop()
+                last_open = (have, step, seconds)
+                if fleet.failures:
+                    out["stopped"] = f"chats failed to open or be accepted: {fleet.failures[:3]}"
+                    break
+                await asyncio.sleep(1.0)
+                tracker = Tracker()
+                for patron in fleet.patrons:
+                    patron.tracker = tracker
+                meter = CpuMeter(pids)
+                meter.start()
+                await paced(
+                    len(fleet.patrons),
+                    interval,
+                    warmup,
+                    duration,
+                    lambda i, tok, body: fleet.patrons[i].send(tok, body),
+                    tracker,
+                    f"c{step}",
+                )
+                await tracker.drain(max(10.0, 3 * interval))
+                cpu = meter.stop()
+                rss = rss_kib(pid)
+                summary = tracker.summary()
+                row = {
+                    "sessions": step,
+                    "rate_per_s": step / interval,
+                    "open_seconds": seconds,
+                    "open_cpu": open_cpu,
+                    "status_frames_while_opening": fleet.status_frames() - status_before,
+                    "rss_kib": rss,
+                    "kib_per_session": (rss - base) / step,
+                    "refdesk_fds": fds(pid),
+                    "cpu": cpu,
+                    **summary,
+                }
+                out["steps"].append(row)
+                rtt = summary["rtt_ms"]
+                print(
+                    f"  chatting {step}: p50 {rtt['p50']:.1f} p99 {rtt['p99']:.1f} ms, "
+                    f"unanswered {summary['unanswered']}, opened in {seconds:.1f} s, "
+                    f"RSS {rss / 1024:.0f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if rtt["p99"] > THRESHOLD_MS or summary["unanswered"]:
+                    out["stopped"] = (
+                        f"p99 {rtt['p99']:.0f} ms > {THRESHOLD_MS:.0f} ms"
+                        if rtt["p99"] > THRESHOLD_MS
+                        else f"{summary['unanswered']} lines unanswered"
+                    )
+                    break
+        finally:
+            out["failures"] = fleet.failures[:5]
+            out["patron_errors"] = [e for p in fleet.patrons for e in p.errors][:5]
+            await fleet.close()
+            await asyncio.gather(*(op.disconnect() for op in ops), return_exceptions=True)
+            out["refdesk_log"] = stack.log_problems()
+            out["refdesk_first_problem"] = stack.first_problem()
+    out["crossing"] = crossing(out["steps"])
+    return out
+
+
+def project_open_seconds(last: tuple[int, int, float], have: int, want: int) -> float:
+    """Seconds to open chats have→want if the cost of the n-th chat grows like n² (as
+    measured: every status change costs sockets × open chats)."""
+    a, b, seconds = last
+    done = b**3 - a**3
+    if done <= 0:
+        return 0.0
+    return seconds * (want**3 - have**3) / done
+
+
+def crossing(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where p99 passed the threshold, interpolated between the two steps around it."""
+    below = None
+    for row in steps:
+        p99 = row["rtt_ms"]["p99"]
+        if p99 > THRESHOLD_MS:
+            if below is None:
+                return {"sessions": row["sessions"], "how": "already at the first step"}
+            x0, y0 = below["sessions"], below["rtt_ms"]["p99"]
+            x1, y1 = row["sessions"], p99
+            x = x0 + (THRESHOLD_MS - y0) * (x1 - x0) / (y1 - y0)
+            return {"sessions": round(x), "how": f"interpolated between {x0} and {x1}"}
+        below = row
+    return {"sessions": None, "how": "not reached"}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    raise_nofile()
+    queues = queue_names(args.queues)
+    result: dict[str, Any] = {"queues": len(queues), "interval_s": args.interval}
+    print("idle sessions", file=sys.stderr, flush=True)
+    result["idle"] = await idle_phase(args.idle_steps, queues, args.keep)
+    print("chatting sessions", file=sys.stderr, flush=True)
+    result["chatting"] = await chatting_phase(
+        args.chat_steps,
+        queues,
+        operators=args.operators,
+        interval=args.interval,
+        warmup=args.warmup,
+        duration=args.duration,
+        budget=args.budget,
+        keep=args.keep,
+    )
+    result["facts"] = result["chatting"].get("facts") or result["idle"].get("facts")
+    return result
+
+
+def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
+    idle, chat = result["idle"], result["chatting"]
+    idle_rows = [
+        [
+            str(r["sessions"]),
+            str(r["held"]),
+            f"{r['open_seconds']:.1f} s",
+            fmt(r["rss_kib"] / 1024, 0) + " MiB",
+            fmt(r["kib_per_session"], 1),
+            str(r["refdesk_fds"]),
+            fmt(100 * r["idle_cpu"], 1),
+        ]
+        for r in idle["steps"]
+    ]
+    chat_rows = []
+    for r in chat["steps"]:
+        c = r["cpu"]
+        chat_rows.append(
+            [
+                str(r["sessions"]),
+                fmt(r["rate_per_s"], 0),
+                str(r["sent"]),
+                fmt(r["rtt_ms"]["p50"], 1),
+                fmt(r["rtt_ms"]["p99"], 1),
+                fmt(r["rtt_ms"]["max"], 0),
+                str(r["unanswered"]),
+                fmt(r["send_lag_ms"]["p99"], 0),
+                " / ".join(
+                    fmt(100 * c.get(k, math.nan), 0)
+                    for k in ("refdesk", "prosody", "bench client", "others")
+                ),
+                fmt(r["rss_kib"] / 1024, 0) + " MiB",
+                fmt(r["kib_per_session"], 1),
+                f"{r['open_seconds']:.1f} s",
+                fmt(r["status_frames_while_opening"], 0),
+            ]
+        )
+    cross = chat["crossing"]
+    if cross["sessions"] is None:
+        verdict = (
+            f"p99 stayed under {THRESHOLD_MS:.0f} ms at every step measured; stepping "
+            f"stopped because: {chat['stopped']}."
+        )
+    else:
+        verdict = (
+            f"**p99 passed {THRESHOLD_MS:.0f} ms at about {cross['sessions']} chatting "
+            f"sessions** ({cross['how']}); stopped because: {chat['stopped']}."
+        )
+    notes = []
+    for label, phase in (("idle", idle), ("chatting", chat)):
+        if phase.get("failures"):
+            notes.append(f"{label}: failures {phase['failures'][:3]}")
+        if phase.get("patron_errors"):
+            notes.append(f"{label}: error frames {phase['patron_errors'][:3]}")
+        problems = phase.get("refdesk_log") or {}
+        if any(problems.values()):
+            notes.append(
+                f"{label}: refdesk log {problems}; first: `{phase.get('refdesk_first_problem')}`"
+            )
+    if idle.get("stopped"):
+        notes.append(f"idle phase stopped: {idle['stopped']}")
+    idle_table = md_table(
+        ["sessions", "held", "time to open", "refdesk RSS", "KiB per session", "refdesk fds",
+         "CPU idle %"],
+        idle_rows,
+    )  # fmt: skip
+    chat_table = md_table(
+        [
+            "sessions", "lines/s each way", "samples", "p50 ms", "p99 ms", "max ms",
+            "unanswered", "pacer lag p99 ms", "CPU refdesk / prosody / bench client / others",
+            "refdesk RSS", "KiB per session", "time to open the step's chats",
+            "status frames pushed while opening",
+        ],
+        chat_rows,
+    )  # fmt: skip
+    if not notes:
+        notes = ["No failures, no error frames, no WARNING/ERROR in the refdesk logs."]
+    note_lines = "\n".join("- " + n for n in notes)
+    idle_base = fmt(idle["rss_base_kib"] / 1024, 0)
+    chat_base = fmt(chat.get("rss_base_kib", math.nan) / 1024, 0)
+    return f"""## Capacity: sessions held, memory per session, where p99 passes 100 ms
+
+Command: `{command_line()}`
+
+{facts_markdown(result["facts"])}
+
+Method: refdesk as its own process (`python -m component.cli --config F run`, config
+written by the benchmark) against a throwaway Prosody; RSS from `/proc/<pid>/status`
+(VmRSS). Sessions are spread over {result["queues"]} queue(s), every operator in every
+queue. Each phase starts a fresh refdesk and Prosody.
+
+**Idle sessions** (WebSocket + hello, nothing asked; refdesk RSS before the first session
+{idle_base} MiB with 2 operators online). *CPU idle* = refdesk's CPU over 3 s with the
+sessions open and silent.
+
+{idle_table}
+
+**Chatting sessions**: {args.operators} operators (max_chats {chat.get("max_chats")}); every
+chat sends one line every {result["interval_s"]:g} s (random phase per chat, open loop) and
+the operator answers at once; {args.warmup:g} s warm-up, {args.duration:g} s recorded per
+step. RSS per session counts from {chat_base} MiB (operators online, no chat). CPU in % of
+one core (2 cores in all); *others* = the rest of the machine (other processes, kernel)
+during the step: the machine is shared and not always quiet.
+
+{chat_table}
+
+{verdict}
+
+{note_lines}
+"""
+
+
+def _steps(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def main() -> None:
+    parser = base_parser("bench.capacity", __doc__.split("\n\n")[0])
+    parser.add_argument("--idle-steps", type=_steps)
+    parser.add_argument("--chat-steps", type=_steps)
+    parser.add_argument("--queues", type=int, help="queues the sessions are spread over (10)")
+    parser.add_argument("--operators", type=int, help="operator accounts (10)")
+    parser.add_argument("--interval", type=float, help="seconds between a chat's lines (5)")
+    parser.add_argument("--duration", type=float, help="recorded seconds per step (15)")
+    parser.add_argument("--warmup", type=float, help="unrecorded seconds per step (3)")
+    parser.add_argument("--budget", type=float, help="seconds for the chatting phase (900)")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    q = args.quick
+    args.idle_steps = args.idle_steps or ([10, 30] if q else [500, 1000, 2000, 3000])
+    args.chat_steps = args.chat_steps or (
+        [5, 15] if q else [250, 500, 1000, 1500, 2000, 2500, 3000]
+    )
+    args.queues = args.queues or (2 if q else 10)
+    args.operators = args.operators or (2 if q else 10)
+    args.interval = args.interval or (1.0 if q else 5.0)
+    args.duration = args.duration or (2.0 if q else 15.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if q else 3.0)
+    args.budget = args.budget or (120.0 if q else 900.0)
+    result = asyncio.run(run(args))
+    finish(args, "capacity", result, markdown(result, args))
+
+
+if __name__ == "__main__":
+    main()

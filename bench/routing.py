@@ -1,0 +1,221 @@
+"""Time per routing decision with 500 operators, against a trivial function call.
+
+    python -m bench.routing [--quick] [--operators 500] [--chats 1000]
+
+- the pure functions of `component/core/routing.py` (`eligible`, `queue_status`, and
+  `next_in_turn` when present) over 500 `OperatorLoad`s;
+- `DeskService.queue_info` (what the status endpoint and every patron status frame cost)
+  with 500 operators loaded from a real SQLite store (no XMPP), their presence set
+  through `on_operator_presence`, with no open chat and with `--chats` open chats;
+- `DeskService.loads` + `eligible`: the decision as the service makes it for a new chat.
+
+Baseline: a call of a trivial Python function (returns its argument), measured in the same
+run with the same loop, so the ratio says how many plain calls one decision is worth.
+Each figure is the median of `--repeat` timed loops (the minimum is shown too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    base_parser,
+    command_line,
+    facts_markdown,
+    finish,
+    fmt,
+    machine_facts,
+    md_table,
+)
+from component.core import routing
+from component.core.models import Presence
+from component.core.routing import OperatorLoad, eligible, queue_status
+from component.service import DeskService
+from component.store import Store
+
+QUEUE = "ask"
+_PRESENCE_MIX = (
+    [Presence.AVAILABLE] * 50
+    + [Presence.CHAT] * 10
+    + [Presence.AWAY] * 15
+    + [Presence.XA] * 5
+    + [Presence.DND] * 5
+    + [Presence.OFFLINE] * 15
+)
+
+
+def trivial(value: object) -> object:
+    return value
+
+
+def time_per_call(fn: Callable[[], object], number: int, repeat: int) -> dict[str, float]:
+    """Median and minimum nanoseconds per call of `fn` over `repeat` loops of `number`."""
+    fn()  # warm caches
+    per_call = []
+    for _ in range(repeat):
+        began = time.perf_counter_ns()
+        for _ in range(number):
+            fn()
+        per_call.append((time.perf_counter_ns() - began) / number)
+    return {
+        "median_ns": statistics.median(per_call),
+        "min_ns": min(per_call),
+        "number": number,
+        "repeat": repeat,
+    }
+
+
+def make_loads(count: int, rng: random.Random) -> list[OperatorLoad]:
+    loads = []
+    for n in range(count):
+        max_chats = rng.choice((2, 3, 4, 5))
+        loads.append(
+            OperatorLoad(
+                jid=f"op{n:04d}@example.org",
+                presence=rng.choice(_PRESENCE_MIX),
+                active_chats=rng.randint(0, max_chats),
+                max_chats=max_chats,
+            )
+        )
+    return loads
+
+
+async def service_with(operators: int, workdir: Path, rng: random.Random) -> DeskService:
+    store = await Store.open(workdir / "routing.sqlite3")
+    now = datetime.now(UTC)
+    group = await store.add_group("bench", "Bench library", now)
+    queue = await store.add_queue(QUEUE, group.id, "Ask a librarian (bench)", None, now)
+    for n in range(operators):
+        op = await store.upsert_operator(f"op{n:04d}@example.org", f"Op {n}", 5, now)
+        await store.assign(queue.id, op.id)
+    service = DeskService(store, domain="desk.localhost")
+    await service.start()
+    for n in range(operators):
+        presence = rng.choice(_PRESENCE_MIX)
+        if presence is not Presence.OFFLINE:
+            await service.on_operator_presence(f"op{n:04d}@example.org", "bench", presence)
+    return service
+
+
+async def run(operators: int, chats: int, number: int, repeat: int) -> dict[str, Any]:
+    rng = random.Random(42)
+    cases: dict[str, dict[str, float]] = {}
+    loads = make_loads(operators, rng)
+    offline = [OperatorLoad(o.jid, Presence.OFFLINE, o.active_chats, o.max_chats) for o in loads]
+    cases["trivial function call (baseline)"] = time_per_call(
+        lambda: trivial(loads), number * 100, repeat
+    )
+    cases[f"eligible(), {operators} operators"] = time_per_call(
+        lambda: eligible(loads), number, repeat
+    )
+    cases[f"queue_status(), {operators} operators, mixed presence"] = time_per_call(
+        lambda: queue_status(loads), number, repeat
+    )
+    cases[f"queue_status(), {operators} operators, all offline (full scans)"] = time_per_call(
+        lambda: queue_status(offline), number, repeat
+    )
+    next_in_turn = getattr(routing, "next_in_turn", None)
+    if next_in_turn is not None:
+        last = {o.jid: datetime(2026, 1, 1, tzinfo=UTC) for o in loads[::2]}
+        cases[f"next_in_turn() (round-robin), {operators} operators"] = time_per_call(
+            lambda: next_in_turn(loads, last), number, repeat
+        )
+    with tempfile.TemporaryDirectory(prefix="refdesk-bench-routing-") as tmp:
+        service = await service_with(operators, Path(tmp), rng)
+        try:
+            queue = service.queue(QUEUE) if hasattr(service, "queue") else None
+            small = max(1, number // 10)
+            cases[f"DeskService.queue_info(), {operators} operators, 0 open chats"] = time_per_call(
+                lambda: service.queue_info(QUEUE), small, repeat
+            )
+            service_loads = getattr(service, "loads", None)
+            if queue is not None and service_loads is not None:
+                cases[f"DeskService.loads() + eligible(), {operators} operators, 0 chats"] = (
+                    time_per_call(lambda: eligible(service_loads(queue)), small, repeat)
+                )
+            for _ in range(chats):
+                await service.open_chat(QUEUE, None)
+            cases[f"DeskService.queue_info(), {operators} operators, {chats} open chats"] = (
+                time_per_call(lambda: service.queue_info(QUEUE), small, repeat)
+            )
+            if queue is not None and service_loads is not None:
+                cases[f"DeskService.loads() + eligible(), {operators} operators, {chats} chats"] = (
+                    time_per_call(lambda: eligible(service_loads(queue)), small, repeat)
+                )
+        finally:
+            await service.close()
+            await service.store.close()
+    base = cases["trivial function call (baseline)"]["median_ns"]
+    for figures in cases.values():
+        figures["ratio"] = figures["median_ns"] / base
+    return {"operators": operators, "chats": chats, "cases": cases, "facts": machine_facts(None)}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    rows = [
+        [
+            name,
+            fmt(f["median_ns"] / 1000, 3),
+            fmt(f["min_ns"] / 1000, 3),
+            f"{fmt(f['ratio'], 0)}×",
+            f"{f['number']:,} × {f['repeat']}",
+        ]
+        for name, f in result["cases"].items()
+    ]
+    return f"""## Routing: time per decision with {result["operators"]} operators
+
+Command: `{command_line()}`
+
+{facts_markdown(result["facts"])}
+
+Method: in-process loops timed with `perf_counter_ns`; median (and minimum) over the
+repeats, per call. The loads for the pure functions are {result["operators"]} `OperatorLoad`s
+with a fixed random mix of presence (60 % available/chat, 25 % away/xa/dnd, 15 % offline)
+and load. The `DeskService` rows use a real SQLite store with {result["operators"]}
+operators assigned to the queue and their presence set through `on_operator_presence`
+(no XMPP); "open chats" are chats opened by `open_chat` (patron connected, nothing asked),
+which every `queue_info` call walks. Baseline: a call of a trivial Python function through
+the same loop.
+
+{md_table(["what", "µs per call (median)", "µs (min)", "ratio to trivial call", "calls"], rows)}
+
+<!-- TODO(bans): ban checks do not exist yet. When the bans feature lands, add here the
+time of a ban check (an IPv4 address and an IPv6 /64 against, say, 10,000 active bans) per
+WebSocket hello and per page view, against the same trivial-call baseline. -->
+**TODO — bans:** ban checks do not exist yet; the ban benchmark (time of a ban check per
+patron connection with thousands of active bans, IPv4 and IPv6 /64) will come with the bans
+feature.
+"""
+
+
+def main() -> None:
+    parser = base_parser("bench.routing", __doc__.split("\n\n")[0])
+    parser.add_argument("--operators", type=int, help="operators (500)")
+    parser.add_argument("--chats", type=int, help="open chats for the last rows (1000)")
+    parser.add_argument("--number", type=int, help="calls per timed loop (2000)")
+    parser.add_argument("--repeat", type=int, help="timed loops (7)")
+    args = parser.parse_args()
+    q = args.quick
+    result = asyncio.run(
+        run(
+            operators=args.operators or 500,
+            chats=args.chats if args.chats is not None else (100 if q else 1000),
+            number=args.number or (100 if q else 2000),
+            repeat=args.repeat or (3 if q else 7),
+        )
+    )
+    print(f"(routing: {len(result['cases'])} cases)", file=sys.stderr)
+    finish(args, "routing", result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()

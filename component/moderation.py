@@ -1,0 +1,378 @@
+"""Bans, rate limits and incident reports: the service's moderation desk.
+
+`create_ban` and `lift_bans` hold the rules every door shares (the `!ban` command, the
+admin page, the command line): the ladder, what may not be banned, the audit trail.
+`Moderation` is the running service's part: an in-memory index answering "is this address
+banned?" in about a microsecond, the rate limiters, and the events that make a new ban
+end the banned patron's open chat at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from component.config import Config
+from component.core.bans import (
+    Ban,
+    BanError,
+    BanIndex,
+    Ladder,
+    Network,
+    ban_ends_at,
+    canonical_address,
+    next_offence,
+    normalize_target,
+    overlapping,
+    parse_ladder,
+    refusal,
+)
+from component.core.errors import DeskError
+from component.core.events import BanImposed
+from component.core.ratelimit import Limit, RateLimiter, Refusal
+from component.store import Store
+
+if TYPE_CHECKING:
+    from component.service import DeskService
+
+log = logging.getLogger(__name__)
+
+
+class BanRefused(DeskError):
+    code = "ban_refused"
+
+
+class Banned(DeskError):
+    """The patron's address is banned; `text` is what they are shown."""
+
+    code = "banned"
+
+
+class RateLimited(DeskError):
+    code = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class BanPolicy:
+    """The configured rules: the ladder, the ban message and appeal address, and the
+    networks that must never be banned (trusted proxies; loopback always)."""
+
+    ladder: Ladder
+    message: str
+    appeal_address: str
+    protected: tuple[Network, ...] = ()
+    ipv6_prefix: int = 64
+
+    def text(self, appeal_address: str | None = None) -> str:
+        """What a banned patron reads."""
+        address = appeal_address or self.appeal_address
+        return (
+            f"{self.message} If you feel you have reached this page in error, please email "
+            f"{address}."
+        )
+
+
+def policy_from_config(cfg: Config) -> BanPolicy:
+    """The ban rules from the configuration; trusted proxies can never be banned."""
+    return BanPolicy(
+        ladder=parse_ladder(cfg.bans.ladder),
+        message=cfg.bans.message,
+        appeal_address=cfg.bans.appeal_address,
+        protected=tuple(cfg.web.trusted_networks),
+    )
+
+
+async def create_ban(
+    store: Store,
+    policy: BanPolicy,
+    target: str,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+    duration: timedelta | None = None,
+    permanent: bool = False,
+    by_operator: bool = False,
+    exempt: Sequence[Network] = (),
+    ipv6_prefix: int | None = None,
+    chat_id: int | None = None,
+) -> Ban:
+    """Ban an address or network (as typed) and record it. The offence number counts
+    earlier bans of overlapping networks; the length is `duration` or the ladder's step.
+    Raises BanRefused with a sentence for whoever asked."""
+    reason = reason.strip()
+    if not reason:
+        raise BanRefused("A ban needs a reason.")
+    if len(reason) > 500:
+        raise BanRefused("Keep the reason under 500 characters.")
+    if permanent and by_operator:
+        raise BanRefused("Only an admin can make a ban permanent.")
+    try:
+        network = normalize_target(target, ipv6_prefix=ipv6_prefix or policy.ipv6_prefix)
+    except BanError as exc:
+        raise BanRefused(str(exc)) from None
+    why = refusal(network, protected=policy.protected, exempt=exempt, by_operator=by_operator)
+    if why:
+        raise BanRefused(why[0].upper() + why[1:] + ".")
+    previous = await store.list_bans()
+    offence = next_offence(previous, network)
+    try:
+        ends = ban_ends_at(
+            now, offence=offence, ladder=policy.ladder, duration=duration, permanent=permanent
+        )
+    except BanError as exc:
+        raise BanRefused(str(exc)) from None
+    covered = overlapping(network, exempt)
+    detail = reason + (
+        f" (admin override of exempt network {', '.join(map(str, covered))})" if covered else ""
+    )
+    ban = Ban(
+        id=0,
+        network=network,
+        offence=offence,
+        reason=reason,
+        starts_at=now,
+        ends_at=ends,
+        permanent=ends is None,
+        created_by=actor,
+    )
+    return await store.add_ban(ban, now, chat_id=chat_id, detail=detail)
+
+
+async def lift_bans(
+    store: Store, target: str, *, actor: str, now: datetime, ipv6_prefix: int = 64
+) -> list[Ban]:
+    """Lift every active ban on exactly this address or network. Returns what was lifted;
+    raises BanRefused if there was none."""
+    try:
+        network = normalize_target(target, ipv6_prefix=ipv6_prefix)
+    except BanError as exc:
+        raise BanRefused(str(exc)) from None
+    lifted = []
+    for ban in await store.bans_that_may_bar(now):
+        if ban.network == network and ban.active(now):
+            await store.lift_ban(ban.id, actor, now)
+            lifted.append(ban)
+    if not lifted:
+        raise BanRefused(f"No active ban on {network}.")
+    return lifted
+
+
+def _limiters(
+    chats_per_address: int, chats_per_network: int, window: float, per_second: float, burst: int
+) -> tuple[RateLimiter, RateLimiter]:
+    chats = RateLimiter(
+        [
+            Limit("new chats per address", "address", chats_per_address, window),
+            Limit("new chats per network", "network", chats_per_network, window),
+        ]
+    )
+    messages = RateLimiter(
+        [Limit("messages per address", "address", max(1, round(per_second)), 1.0, burst=burst)]
+    )
+    return chats, messages
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    chats_per_address: int = 5
+    chats_per_network: int = 30
+    chat_window: float = 600.0
+    messages_per_second: float = 3.0
+    message_burst: int = 10
+
+
+class Moderation:
+    """Owned by the service (`service.moderation`); `load()` at start and whenever the
+    store changed under it."""
+
+    def __init__(self, service: DeskService, policy: BanPolicy, limits: Limits) -> None:
+        self.service = service
+        self.policy = policy
+        self._index = BanIndex()
+        self._loaded = False
+        self._exempt: dict[int, list[Network]] = {}
+        self._chats, self._messages = _limiters(
+            limits.chats_per_address,
+            limits.chats_per_network,
+            limits.chat_window,
+            limits.messages_per_second,
+            limits.message_burst,
+        )
+        # One rate-limit incident per limit and subject per window, not one per request.
+        self._reported: dict[tuple[str, str], float] = {}
+
+    @property
+    def store(self) -> Store:
+        return self.service.store
+
+    async def load(self) -> None:
+        """Rebuild the index from the store; announce bans this process did not know (made
+        by the command line) so open chats from those addresses end at once."""
+        now = self.service.clock()
+        known = {ban.id for ban in self._index}
+        current = await self.store.bans_that_may_bar(now)
+        self._index = BanIndex(current)
+        exempt = await self.store.exempt_networks()
+        self._exempt = {
+            group: [ipaddress.ip_network(n, strict=False) for n in networks]
+            for group, networks in exempt.items()
+        }
+        first, self._loaded = not self._loaded, True
+        for ban in current:
+            if not first and ban.id not in known and ban.active(now):
+                await self._impose(ban)
+
+    def exempt(self, group_id: int) -> list[Network]:
+        return list(self._exempt.get(group_id, ()))
+
+    def banned(self, address: str | None) -> Ban | None:
+        """The ban that bars this address now, if any; called at every patron entry."""
+        if not address:
+            return None
+        try:
+            return self._index.match(address, self.service.clock())
+        except BanError:
+            return None
+
+    def refuse_if_banned(self, address: str | None, appeal_address: str | None = None) -> None:
+        if self.banned(address) is not None:
+            raise Banned(self.policy.text(appeal_address))
+
+    def ban_text(self, appeal_address: str | None = None) -> str:
+        return self.policy.text(appeal_address)
+
+    async def ban(
+        self,
+        target: str,
+        *,
+        reason: str,
+        actor: str,
+        duration: timedelta | None = None,
+        permanent: bool = False,
+        by_operator: bool = False,
+        group_id: int | None = None,
+        chat_id: int | None = None,
+        ipv6_prefix: int | None = None,
+    ) -> Ban:
+        """Ban and make it bite now: the index learns it and open chats from the network
+        end with the ban message."""
+        exempt = (
+            self.exempt(group_id)
+            if group_id is not None
+            else [n for nets in self._exempt.values() for n in nets]
+        )
+        ban = await create_ban(
+            self.store,
+            self.policy,
+            target,
+            reason=reason,
+            actor=actor,
+            now=self.service.clock(),
+            duration=duration,
+            permanent=permanent,
+            by_operator=by_operator,
+            exempt=exempt,
+            ipv6_prefix=ipv6_prefix,
+            chat_id=chat_id,
+        )
+        self._index.add(ban)
+        await self._impose(ban)
+        return ban
+
+    async def lift(self, target: str, *, actor: str) -> list[Ban]:
+        lifted = await lift_bans(
+            self.store,
+            target,
+            actor=actor,
+            now=self.service.clock(),
+            ipv6_prefix=self.policy.ipv6_prefix,
+        )
+        for ban in lifted:
+            self._index.remove(ban.id)
+        return lifted
+
+    async def expire(self) -> list[Ban]:
+        """Drop bans that ran out (audited as expiries); called every few seconds."""
+        now = self.service.clock()
+        gone = self._index.prune(now)
+        for ban in gone:
+            if ban.lifted_at is None:
+                await self.store.audit_expiry(ban.id, now)
+        return gone
+
+    async def _impose(self, ban: Ban) -> None:
+        self.service.bus.publish(BanImposed(ban.id, ban.network, self.policy.text()))
+        # In a task: the caller may hold the lock of one of those chats (`!ban`).
+        self.service.spawn(self._end_chats(ban))
+
+    async def _end_chats(self, ban: Ban) -> None:
+        await self.service.end_chats_from(ban.network, self.policy.text())
+
+    # Rate limits -------------------------------------------------------------------------
+
+    async def admit_new_chat(self, address: str | None, queue_id: int | None) -> None:
+        """Count a new chat (or emailed question) from this address; raise RateLimited
+        with a polite sentence, and record an incident, when it is one too many."""
+        refusal_ = self._check(self._chats, address)
+        if refusal_ is None:
+            return
+        await self._report(refusal_, "excessive chat requests", queue_id)
+        raise RateLimited(
+            "We are receiving too many chat requests from your network right now. "
+            f"Please try again in {_minutes(refusal_.retry_after)}."
+        )
+
+    async def admit_message(self, address: str | None, queue_id: int | None) -> None:
+        refusal_ = self._check(self._messages, address)
+        if refusal_ is None:
+            return
+        await self._report(refusal_, "excessive messages", queue_id)
+        raise RateLimited("You are sending messages very quickly; please wait a moment.")
+
+    def _check(self, limiter: RateLimiter, address: str | None) -> Refusal | None:
+        if not address:
+            return None
+        try:
+            canonical_address(address)
+        except BanError:
+            return None
+        now = self._monotonic()
+        limiter.forget_older_than(now)
+        return limiter.check(address, now)
+
+    def _monotonic(self) -> float:
+        return time.monotonic()
+
+    async def _report(self, refused: Refusal, kind: str, queue_id: int | None) -> None:
+        key = (refused.limit.name, refused.subject)
+        now = self._monotonic()
+        if now - self._reported.get(key, -1e18) < refused.limit.window_seconds:
+            return
+        self._reported[key] = now
+        if len(self._reported) > 10_000:
+            self._reported.clear()
+        await self.store.add_incident(
+            kind="rate-limit",
+            reporter="system",
+            now=self.service.clock(),
+            address=refused.subject,
+            queue_id=queue_id,
+            tags=(kind.replace(" ", "-"),),
+            notes=f"{kind}: over the limit '{refused.limit.name}' "
+            f"({refused.limit.count} per {refused.limit.window_seconds:g} s).",
+        )
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return "a minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def networks(texts: Iterable[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(t, strict=False) for t in texts)
