@@ -83,6 +83,7 @@ MAX_CLIENT_ID = 64
 GUEST_PREFIX = "guest-"
 # Lower-case letters and digits without look-alikes, for guest JIDs people may read aloud.
 _GUEST_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+PURGE_EVERY = timedelta(hours=1)
 # Arrival times kept per queue for escalation rules (enough for any sane rule).
 _ARRIVALS_KEPT = 200
 
@@ -218,6 +219,7 @@ class DeskService:
         self._data_version = 0
         self._last_status: dict[str, QueueInfo] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last_purge: datetime | None = None
         self.followup = FollowUp(self, from_address)
         self.moderation = Moderation(
             self,
@@ -261,6 +263,10 @@ class DeskService:
         """Re-evaluate what changes with the clock alone (service hours opening and
         closing, bans running out). Called every few seconds by the composition root."""
         await self.moderation.expire()
+        now = self.clock()
+        if self._last_purge is None or now - self._last_purge >= PURGE_EVERY:
+            self._last_purge = now
+            await self.purge_expired()
         for name in list(self._queues):
             self._publish_status_if_changed(name)
         for live in sorted(self._chats.values(), key=lambda c: c.id):
@@ -1115,6 +1121,20 @@ class DeskService:
         queue = self._queues.get(queue_name or "")
         group = self.group_of(queue) if queue else None
         return self.moderation.ban_text(group.appeal_email if group else None)
+
+    async def purge_expired(self) -> int:
+        """Forget what each queue's retention period says to forget (addresses; and
+        transcripts where the queue says so). Called hourly from `tick`, and by the CLI."""
+        total = 0
+        now = self.clock()
+        for queue in self._queues.values():
+            if queue.retention_days:
+                total += await self.store.purge(
+                    queue.id,
+                    now - timedelta(days=queue.retention_days),
+                    transcripts=queue.purge_transcripts,
+                )
+        return total
 
     def queue_by_id(self, queue_id: int) -> Queue:
         queue = self._queues_by_id.get(queue_id)

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from component.config import (
+    BansConfig,
     ChatConfig,
+    LimitsConfig,
     Config,
     MailConfig,
     StorageConfig,
@@ -44,6 +46,8 @@ def make_config(
     xmpp_host: str = "127.0.0.1",
     xmpp_port: int | None = None,
     smtp_port: int | None = None,
+    trusted_proxies: tuple[str, ...] = (),
+    limits: LimitsConfig | None = None,
     **chat: float,
 ) -> Config:
     """A config for one test: its own database, web port chosen by the OS."""
@@ -55,7 +59,9 @@ def make_config(
             port=xmpp_port if xmpp_port is not None else free_port(),
             reconnect_max_delay=1.0,
         ),
-        web=WebConfig(port=0, public_url="http://127.0.0.1:8080"),
+        web=WebConfig(port=0, public_url="http://127.0.0.1:8080", trusted_proxies=trusted_proxies),
+        bans=BansConfig(appeal_address="appeals@library.example"),
+        limits=limits or LimitsConfig(),
         storage=StorageConfig(path=tmp / "refdesk.sqlite3"),
         mail=MailConfig(
             smtp_port=smtp_port if smtp_port is not None else free_port(),
@@ -206,10 +212,12 @@ async def desk(
     """refdesk on the session's XMPP server with queues `ask` and `other`, online.
     `@pytest.mark.chat_config(key=value)` overrides [chat] settings."""
     marker = request.node.get_closest_marker("chat_config")
+    desk_marker = request.node.get_closest_marker("desk_config")
     config = make_config(
         tmp_path,
         xmpp_port=xmpp_server.component_port,
         smtp_port=mail_sink.port,
+        **(desk_marker.kwargs if desk_marker else {}),
         **(marker.kwargs if marker else {}),
     )
     await seed(config.storage.path, ("ask", "other"))
@@ -225,9 +233,15 @@ async def desk(
 
 
 @pytest.fixture
-async def offline_desk(tmp_path: Path, mail_sink: MailSink) -> AsyncIterator[Desk]:
-    """refdesk with no XMPP server at all (it keeps trying): for the web side alone."""
-    config = make_config(tmp_path, smtp_port=mail_sink.port)
+async def offline_desk(
+    tmp_path: Path, mail_sink: MailSink, request: pytest.FixtureRequest
+) -> AsyncIterator[Desk]:
+    """refdesk with no XMPP server at all (it keeps trying): for the web side alone.
+    `@pytest.mark.desk_config(...)` passes keyword arguments to `make_config`."""
+    desk_marker = request.node.get_closest_marker("desk_config")
+    config = make_config(
+        tmp_path, smtp_port=mail_sink.port, **(desk_marker.kwargs if desk_marker else {})
+    )
     await seed(config.storage.path)
     clock = TestClock()
     refdesk = Refdesk(config, clock=clock)

@@ -314,13 +314,13 @@
     const url = new URL(D.wsPath || '/ws/' + encodeURIComponent(D.queue || ''), location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     const s = new WebSocket(url.href);
-    s.onopen = on.open;
+    const quit = () => { clearTimeout(hung); s.onclose = null; s.close(); };
+    // A handshake that hangs (some proxies) counts as a failed one.
+    const hung = setTimeout(() => { quit(); on.close(); }, 10000);
+    s.onopen = () => { clearTimeout(hung); on.open(); };
     s.onmessage = (e) => { try { on.frame(JSON.parse(e.data)); } catch (x) { /* not JSON */ } };
-    s.onclose = on.close;
-    return {
-      send: (o) => s.readyState === 1 && (s.send(JSON.stringify(o)), true),
-      close() { s.onclose = null; s.close(); },
-    };
+    s.onclose = () => { clearTimeout(hung); on.close(); };
+    return { send: (o) => s.readyState === 1 && (s.send(JSON.stringify(o)), true), close: quit };
   }
 
   // Long-poll: POST hello opens a session, POSTs carry frames (in order), GETs bring frames.

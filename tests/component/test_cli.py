@@ -257,3 +257,51 @@ def test_queue_settings_canned_messages_and_links(tmp_path: Path) -> None:
     )
     r = refdesk("operator", "add", "olu@lib.example", "--queue", "ask", "--on-call", config=cfg)
     assert r.returncode == 0, r.stderr
+
+
+def test_ban_commands(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    r = refdesk("ban", "add", "203.0.113.5", "--reason", "spam", config=cfg)
+    assert r.returncode == 0, r.stderr
+    assert "offence 1" in r.stdout
+    listing = refdesk("ban", "list", config=cfg).stdout.splitlines()
+    assert len(listing) == 1
+    network, offence, start, end, state, reason = listing[0].split("\t")
+    assert network == "203.0.113.5/32" and offence == "offence=1" and state == "active"
+    assert start.startswith("start=") and start.endswith("Z") and reason == "reason=spam"
+    assert refdesk("ban", "lift", "203.0.113.5", config=cfg).returncode == 0
+    assert refdesk("ban", "list", config=cfg).stdout == ""
+    assert "lifted" in refdesk("ban", "list", "--all", config=cfg).stdout
+    # A lifted ban does not count: the next one is a first offence again, of 7 days here.
+    r = refdesk("ban", "add", "203.0.113.5", "--reason", "again", "--days", "7", config=cfg)
+    assert "offence 1" in r.stdout
+    r = refdesk("ban", "add", "2001:db8::1", "--reason", "x", "--permanent", config=cfg)
+    assert "2001:db8::/64 until permanent" in r.stdout
+    for args, needle in [
+        (("ban", "add", "0.0.0.0/0", "--reason", "x"), "every IPv4"),
+        (("ban", "add", "::/0", "--reason", "x"), "every IPv6"),
+        (("ban", "add", "banana", "--reason", "x"), "banana"),
+        (("ban", "add", "203.0.113.9", "--reason", ""), "reason"),
+        (("ban", "add", "203.0.113.9"), "--reason"),
+        (("ban", "add", "203.0.113.9", "--reason", "x", "--days", "0"), "at least 1"),
+        (("ban", "add", "203.0.113.9", "--reason", "x", "--days", "3", "--permanent"), "not both"),
+        (("ban", "lift", "198.51.100.1"), "No active ban"),
+    ]:
+        assert_clean_error(refdesk(*args, config=cfg), needle)
+    assert refdesk("group", "add", "school", config=cfg).returncode == 0
+    assert refdesk("group", "exempt", "school", "198.51.100.0/24", config=cfg).returncode == 0
+    assert "198.51.100.0/24" in refdesk("group", "exempt", "school", config=cfg).stdout
+    assert_clean_error(refdesk("group", "exempt", "school", "nonsense", config=cfg), "nonsense")
+    assert (
+        refdesk(
+            "group",
+            "set",
+            "school",
+            "--no-operators-may-ban",
+            "--appeal-email",
+            "appeals@school.example",
+            config=cfg,
+        ).returncode
+        == 0
+    )
+    assert "purged 0" in refdesk("purge", config=cfg).stdout
