@@ -19,8 +19,8 @@ import pytest
 from component.config import (
     BansConfig,
     ChatConfig,
-    LimitsConfig,
     Config,
+    LimitsConfig,
     MailConfig,
     StorageConfig,
     WebConfig,

@@ -266,7 +266,7 @@ def test_ban_commands(tmp_path: Path) -> None:
     assert "offence 1" in r.stdout
     listing = refdesk("ban", "list", config=cfg).stdout.splitlines()
     assert len(listing) == 1
-    network, offence, start, end, state, reason = listing[0].split("\t")
+    network, offence, start, _end, state, reason = listing[0].split("\t")
     assert network == "203.0.113.5/32" and offence == "offence=1" and state == "active"
     assert start.startswith("start=") and start.endswith("Z") and reason == "reason=spam"
     assert refdesk("ban", "lift", "203.0.113.5", config=cfg).returncode == 0
