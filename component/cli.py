@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import ipaddress
 import logging
 import os
@@ -218,6 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("purge", help="forget addresses and transcripts past their retention")
+
+    admin = sub.add_parser("admin", help="admin page accounts").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    a_add = admin.add_parser("add", help="add an account (password read from standard input)")
+    a_add.add_argument("name")
+    a_add.add_argument("--role", choices=["admin", "coordinator"], default="admin")
+    a_add.add_argument("--group", help="the coordinator's group")
+    admin.add_parser("list", help="list accounts")
+    a_pw = admin.add_parser("password", help="set a new password (read from standard input)")
+    a_pw.add_argument("name")
+    a_rm = admin.add_parser("remove", help="remove an account")
+    a_rm.add_argument("name")
 
     canned = sub.add_parser("canned", help="canned messages").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -489,6 +503,60 @@ async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
             )
 
 
+def read_password() -> str:
+    """The password from standard input: asked twice on a terminal, else its first line."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != first:
+            raise UsageError("the passwords do not match")
+        password = first
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 10:
+        raise UsageError("the password must have at least 10 characters")
+    if len(password) > 1000:
+        raise UsageError("the password is too long")
+    return password
+
+
+async def _admin(args: argparse.Namespace, store: Store) -> None:
+    from web.admin.auth import hash_password
+
+    if args.action == "add":
+        name = args.name.strip()
+        if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", name):
+            raise UsageError(f"{args.name!r} is not a valid username (letters, digits, . _ @ -)")
+        if await store.admin_by_name(name):
+            raise UsageError(f"there is already an account called {name!r}")
+        group_id = None
+        if args.role == "coordinator":
+            if not args.group:
+                raise UsageError("a coordinator needs --group")
+            group_id = (await _group_named(store, args.group)).id
+        elif args.group:
+            raise UsageError("only coordinators belong to a group")
+        await store.add_admin(name, hash_password(read_password()), args.role, group_id, _now())
+        _print(f"added {args.role} {name}")
+    elif args.action == "password":
+        account = await store.admin_by_name(args.name)
+        if account is None:
+            raise UsageError(f"no account called {args.name!r}")
+        await store.set_admin_password(account.id, hash_password(read_password()))
+        await store.delete_sessions_of(account.id)
+        _print(f"password changed for {account.username}; their sessions were closed")
+    elif args.action == "remove":
+        account = await store.admin_by_name(args.name)
+        if account is None:
+            raise UsageError(f"no account called {args.name!r}")
+        await store.delete_admin(account.id)
+        _print(f"removed {account.username}")
+    else:
+        groups = {g.id: g.name for g in await store.list_groups()}
+        for a in await store.list_admins():
+            group = f"\tgroup={groups.get(a.group_id, '?')}" if a.group_id else ""
+            _print(f"{a.username}\t{a.role}{group}")
+
+
 async def _purge(store: Store) -> None:
     now = _now()
     total = 0
@@ -588,6 +656,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "canned": lambda store: _canned(args, store),
             "ban": lambda store: _ban(args, store, config),
             "purge": _purge,
+            "admin": lambda store: _admin(args, store),
         }
         asyncio.run(_with_store(config, handlers[args.command]))
         return 0

@@ -7,11 +7,9 @@ open, tracked with `PRAGMA user_version`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from importlib import resources
 from ipaddress import ip_network
 from pathlib import Path
@@ -39,20 +37,15 @@ from component.core.models import (
     Sender,
     Ticket,
 )
+from component.store_admin import AdminQueries
+from component.store_base import StoreError, _dt, _ts
+from component.store_directory import DirectoryQueries
+from component.store_records import RecordQueries
+from component.store_stats import StatsQueries
+
+__all__ = ["Store", "StoreError", "migrations"]
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
-
-
-class StoreError(Exception):
-    """A store operation that cannot be done as asked (e.g. a duplicate name)."""
-
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -69,16 +62,9 @@ def migrations() -> list[tuple[int, str, str]]:
     return found
 
 
-class Store:
+class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
     """The database. Created with `await Store.open(path)` by the composition root or the
     CLI, closed with `await store.close()`."""
-
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-        # One connection serves every task: a multi-statement transaction must not let
-        # another task's statement slip in between its BEGIN and COMMIT, so every write
-        # takes this lock.
-        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:
@@ -131,48 +117,6 @@ class Store:
         async with self._db.execute("PRAGMA journal_mode") as cur:
             row = await cur.fetchone()
         return str(row[0]) if row else ""
-
-    async def _one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self._db.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
-
-    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._db.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
-
-    async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Run one statement in its own transaction (autocommit); return lastrowid."""
-        async with self._write_lock:
-            return (await self._execute(sql, params))[0]
-
-    async def _write_count(self, sql: str, params: Iterable[Any] = ()) -> int:
-        """Like `_write`, returning how many rows changed."""
-        async with self._write_lock:
-            return (await self._execute(sql, params))[1]
-
-    async def _execute(self, sql: str, params: Iterable[Any]) -> tuple[int, int]:
-        try:
-            async with self._db.execute(sql, tuple(params)) as cur:
-                return int(cur.lastrowid or 0), cur.rowcount
-        except aiosqlite.IntegrityError as exc:
-            raise StoreError(str(exc)) from exc
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Callable[[str, Iterable[Any]], Awaitable[int]]]:
-        """Several writes that commit together or not at all; yields an `execute(sql,
-        params) -> lastrowid` to run them with."""
-
-        async def execute(sql: str, params: Iterable[Any] = ()) -> int:
-            return (await self._execute(sql, params))[0]
-
-        async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield execute
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
 
     # Groups ------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -278,3 +279,38 @@ async def browser() -> AsyncIterator[object]:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         await browser.close()
+
+
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+async def admin_account(
+    desk: Desk, username: str = "boss", *, role: str = "admin", group: str | None = None
+) -> tuple[str, str]:
+    """Create an admin page account directly in the store; returns (username, password)."""
+    from web.admin.auth import hash_password
+
+    store = desk.refdesk.store
+    group_id = None
+    if group is not None:
+        found = await store.group_by_name(group)
+        assert found is not None
+        group_id = found.id
+    await store.add_admin(
+        username, hash_password(ADMIN_PASSWORD), role, group_id, datetime.now(UTC)
+    )
+    return username, ADMIN_PASSWORD
+
+
+async def admin_page(browser: Any, desk: Desk, username: str, password: str) -> Any:
+    """A logged-in admin in a fresh browser context; returns the Playwright page."""
+    from playwright.async_api import expect
+
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(f"{desk.url}/admin/")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    return page

@@ -12,6 +12,8 @@ from aiohttp import WSCloseCode, web
 from component.config import Config
 from component.service import DeskService
 from web import longpoll, pages, patron, questions
+from web.admin import setup_admin
+from web.admin.auth import admin_guard
 from web.hub import PatronHub
 from web.keys import CONFIG, HUB, SERVICE, SOCKETS
 from web.security import content_security_policy
@@ -35,7 +37,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 def make_app(service: DeskService, config: Config) -> web.Application:
     """Build the web application around a running service. Called by the composition root
     and by tests; the caller runs it (e.g. with `web.AppRunner`)."""
-    app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[security_headers, admin_guard], client_max_size=256 * 1024)
     app[SERVICE] = service
     app[CONFIG] = config
     app[HUB] = PatronHub(service.bus)
@@ -52,6 +54,7 @@ def make_app(service: DeskService, config: Config) -> web.Application:
     app.router.add_post("/api/queues/{queue}/questions", questions.submit_question)
     app.router.add_get("/ws/{queue}", patron.handle_ws)
     longpoll.add_routes(app)
+    setup_admin(app)
     app.router.add_get("/embed.js", pages.embed_script)
     app.router.add_static(pages.STATIC_PREFIX, WIDGET_DIR, append_version=False)
     return app

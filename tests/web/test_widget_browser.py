@@ -273,6 +273,16 @@ async def test_embedded_button_chat_end_and_transcript(desk: Desk, browser: Brow
         await page.screenshot(path=shot_path(f"embed-panel-ended-{kind}"))
         await page.get_by_role("button", name="Close chat").click()
         await expect(frame).to_be_hidden()
+        await expect(button).to_be_focused()
+
+        # On a phone the panel takes the whole screen, its close bar on top.
+        await page.set_viewport_size(PHONE)
+        await button.click()
+        await expect(frame).to_be_visible()
+        size = await frame.bounding_box()
+        assert size is not None and size["width"] == PHONE["width"], size
+        await expect(page.get_by_role("button", name="Close chat")).to_be_in_viewport()
+        await page.screenshot(path=shot_path(f"embed-panel-phone-{kind}"))
     assert not s.errors, s.errors
 
 

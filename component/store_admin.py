@@ -1,0 +1,114 @@
+"""Admin accounts, sessions and login attempts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from component.store_base import StoreBase, _ts
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    id: int
+    username: str
+    password_hash: str
+    role: str  # 'admin' | 'coordinator'
+    group_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSession:
+    admin: Admin
+    csrf: str
+    expires_at: datetime
+
+
+class AdminQueries(StoreBase):
+    async def add_admin(
+        self, username: str, password_hash: str, role: str, group_id: int | None, now: datetime
+    ) -> int:
+        return await self._write(
+            "INSERT INTO admins (username, password_hash, role, group_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (username, password_hash, role, group_id, _ts(now)),
+        )
+
+    async def set_admin_password(self, admin_id: int, password_hash: str) -> None:
+        await self._write(
+            "UPDATE admins SET password_hash = ? WHERE id = ?", (password_hash, admin_id)
+        )
+
+    async def admin_by_name(self, username: str) -> Admin | None:
+        row = await self._one("SELECT * FROM admins WHERE username = ?", (username,))
+        return (
+            Admin(row["id"], row["username"], row["password_hash"], row["role"], row["group_id"])
+            if row
+            else None
+        )
+
+    async def list_admins(self) -> list[Admin]:
+        rows = await self._all("SELECT * FROM admins ORDER BY username")
+        return [
+            Admin(r["id"], r["username"], r["password_hash"], r["role"], r["group_id"])
+            for r in rows
+        ]
+
+    async def delete_admin(self, admin_id: int) -> None:
+        await self._write("DELETE FROM admins WHERE id = ?", (admin_id,))
+
+    async def add_session(
+        self, token_hash: str, admin_id: int, csrf: str, now: datetime, expires_at: datetime
+    ) -> None:
+        await self._write(
+            "INSERT INTO admin_sessions (token_hash, admin_id, csrf, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (token_hash, admin_id, csrf, _ts(now), _ts(expires_at)),
+        )
+
+    async def session(self, token_hash: str, now: datetime) -> AdminSession | None:
+        row = await self._one(
+            "SELECT s.csrf, s.expires_at, a.* FROM admin_sessions s"
+            " JOIN admins a ON a.id = s.admin_id WHERE s.token_hash = ? AND s.expires_at > ?",
+            (token_hash, _ts(now)),
+        )
+        if row is None:
+            return None
+        admin = Admin(
+            row["id"], row["username"], row["password_hash"], row["role"], row["group_id"]
+        )
+        return AdminSession(admin, row["csrf"], datetime.fromisoformat(row["expires_at"]))
+
+    async def extend_session(self, token_hash: str, expires_at: datetime) -> None:
+        await self._write(
+            "UPDATE admin_sessions SET expires_at = ? WHERE token_hash = ?",
+            (_ts(expires_at), token_hash),
+        )
+
+    async def delete_session(self, token_hash: str) -> None:
+        await self._write("DELETE FROM admin_sessions WHERE token_hash = ?", (token_hash,))
+
+    async def delete_sessions_of(self, admin_id: int) -> None:
+        await self._write("DELETE FROM admin_sessions WHERE admin_id = ?", (admin_id,))
+
+    async def record_login(
+        self, username: str, address: str | None, ok: bool, now: datetime
+    ) -> None:
+        await self._write(
+            "INSERT INTO login_attempts (username, address, ok, created_at) VALUES (?, ?, ?, ?)",
+            (username, address, int(ok), _ts(now)),
+        )
+
+    async def failed_logins(
+        self, since: datetime, *, username: str | None = None, address: str | None = None
+    ) -> int:
+        """Failed attempts since `since` for a username or from an address, counted only
+        after that username's (or address's) last success."""
+        column, value = ("username", username) if username is not None else ("address", address)
+        row = await self._one(
+            f"SELECT COUNT(*) FROM login_attempts WHERE {column} = ? AND ok = 0"
+            " AND created_at > ? AND created_at > COALESCE((SELECT MAX(created_at)"
+            f" FROM login_attempts WHERE {column} = ? AND ok = 1), '')",
+            (value, _ts(since), value),
+        )
+        return int(row[0]) if row else 0

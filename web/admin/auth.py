@@ -1,0 +1,256 @@
+"""Admin accounts at the door: passwords (argon2id), login throttling, server-side
+sessions in secure cookies, CSRF tokens, and the middleware that guards `/admin/`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import aiohttp_jinja2
+from aiohttp import web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from component.store_admin import AdminSession
+from web.keys import CONFIG, SERVICE
+from web.patron import request_origin
+from web.security import content_security_policy
+
+COOKIE = "refdesk_admin"
+LOGIN_COOKIE = "refdesk_login"
+SESSION_TTL = timedelta(hours=8)
+THROTTLE_WINDOW = timedelta(minutes=15)
+MAX_FAILS_PER_USER = 5
+MAX_FAILS_PER_ADDRESS = 20
+SESSION_KEY = web.RequestKey("admin_session", AdminSession)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+def hash_password(password: str) -> str:
+    """argon2id hash for a new or changed password (CLI `admin add`, the admin page)."""
+    return _hasher.hash(password)
+
+
+def check_password(stored: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A hash to verify against when the username does not exist, so that both cases take the
+# same time and nobody learns which usernames exist.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def current(request: web.Request) -> AdminSession:
+    """The logged-in admin of a request under /admin (the middleware guarantees one)."""
+    return request[SESSION_KEY]
+
+
+def _secure(request: web.Request) -> bool:
+    return urlsplit(request.app[CONFIG].web.public_url).scheme == "https"
+
+
+def _safe_next(target: str | None) -> str:
+    """Only our own admin pages are valid targets after login (no open redirect)."""
+    if target and target.startswith("/admin/") and not target.startswith("//"):
+        return target
+    return "/admin/"
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Browsers send Origin on POST; a cross-site form carries the other site's."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    parts = urlsplit(origin)
+    public = urlsplit(request.app[CONFIG].web.public_url)
+    return parts.netloc == request.host or (parts.scheme, parts.netloc) == (
+        public.scheme,
+        public.netloc,
+    )
+
+
+def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Content-Security-Policy"] = content_security_policy(request, "")
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "same-origin"
+
+
+@web.middleware
+async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every /admin page needs a session (except the login form and static files), every
+    POST a matching CSRF token and our own Origin; no admin page may be framed."""
+    path = request.path
+    if not path.startswith("/admin"):
+        return await handler(request)
+    public = path in ("/admin/login",) or path.startswith("/admin/static/")
+    if not public:
+        session = await _load_session(request)
+        if session is None:
+            raise web.HTTPSeeOther(f"/admin/login?next={request.path_qs}")
+        request[SESSION_KEY] = session
+        if request.method == "POST":
+            form = await request.post()
+            token = form.get("csrf")
+            if (
+                not isinstance(token, str)
+                or not hmac.compare_digest(token, session.csrf)
+                or not _same_origin(request)
+            ):
+                raise web.HTTPForbidden(text="This form has expired or came from another site.")
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _headers(request, exc)
+        raise
+    _headers(request, response)
+    return response
+
+
+async def _load_session(request: web.Request) -> AdminSession | None:
+    token = request.cookies.get(COOKIE)
+    if not token or len(token) > 100:
+        return None
+    service = request.app[SERVICE]
+    now = service.clock()
+    session = await service.store.session(_token_hash(token), now)
+    if session is not None and session.expires_at - now < SESSION_TTL / 2:
+        await service.store.extend_session(_token_hash(token), now + SESSION_TTL)
+    return session
+
+
+async def login_page(request: web.Request) -> web.Response:
+    """GET /admin/login."""
+    return _login_form(request, error=None, username="", status=200)
+
+
+def _login_form(
+    request: web.Request, *, error: str | None, username: str, status: int
+) -> web.Response:
+    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+    response = aiohttp_jinja2.render_template(
+        "admin/login.html",
+        request,
+        {
+            "error": error,
+            "username": username,
+            "csrf": token,
+            "next": _safe_next(request.query.get("next")),
+        },
+        status=status,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+        path="/admin/login",
+    )
+    return response
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """POST /admin/login: check the double-submitted CSRF token, the throttle, then the
+    password; on success start a session."""
+    form = await request.post()
+    token = form.get("csrf")
+    cookie = request.cookies.get(LOGIN_COOKIE)
+    if (
+        not isinstance(token, str)
+        or not cookie
+        or not hmac.compare_digest(token, cookie)
+        or not _same_origin(request)
+    ):
+        raise web.HTTPForbidden(text="This form has expired or came from another site.")
+    username = str(form.get("username", "")).strip()[:100]
+    password = str(form.get("password", ""))[:1000]
+    service = request.app[SERVICE]
+    store = service.store
+    now = service.clock()
+    address = request_origin(request).ip
+    since = now - THROTTLE_WINDOW
+    if (
+        await store.failed_logins(since, username=username) >= MAX_FAILS_PER_USER
+        or await store.failed_logins(since, address=address) >= MAX_FAILS_PER_ADDRESS
+    ):
+        return _login_form(
+            request,
+            error="Too many failed attempts. Wait 15 minutes and try again.",
+            username=username,
+            status=429,
+        )
+    admin = await store.admin_by_name(username) if username else None
+    ok = check_password(admin.password_hash if admin else _DUMMY_HASH, password) and (
+        admin is not None
+    )
+    await store.record_login(username, address, ok, now)
+    if not ok or admin is None:
+        return _login_form(
+            request, error="Wrong username or password.", username=username, status=401
+        )
+    session_token = secrets.token_urlsafe(32)
+    await store.add_session(
+        _token_hash(session_token), admin.id, secrets.token_urlsafe(24), now, now + SESSION_TTL
+    )
+    response = web.HTTPSeeOther(_safe_next(str(form.get("next", ""))))
+    response.set_cookie(
+        COOKIE,
+        session_token,
+        httponly=True,
+        samesite="Strict",
+        secure=_secure(request),
+        path="/admin",
+        max_age=int(SESSION_TTL.total_seconds()),
+    )
+    response.del_cookie(LOGIN_COOKIE, path="/admin/login")
+    raise response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """POST /admin/logout (CSRF-checked by the middleware)."""
+    token = request.cookies.get(COOKIE)
+    if token:
+        await request.app[SERVICE].store.delete_session(_token_hash(token))
+    response = web.HTTPSeeOther("/admin/login")
+    response.del_cookie(COOKIE, path="/admin")
+    raise response
+
+
+def require_admin(request: web.Request) -> None:
+    """Pages only a full admin may use (coordinators get 403)."""
+    if current(request).admin.role != "admin":
+        raise web.HTTPForbidden(text="Only an admin can do this.")
+
+
+def visible_groups(request: web.Request) -> set[int] | None:
+    """The groups whose data this admin may see: None for all (admin), else their own."""
+    admin = current(request).admin
+    if admin.role == "admin":
+        return None
+    return {admin.group_id} if admin.group_id is not None else set()
+
+
+def may_see_group(request: web.Request, group_id: int | None) -> bool:
+    groups = visible_groups(request)
+    return groups is None or (group_id is not None and group_id in groups)
+
+
+def check_group(request: web.Request, group_id: int | None) -> None:
+    """404 (not 403: do not confirm it exists) for another group's data."""
+    if not may_see_group(request, group_id):
+        raise web.HTTPNotFound(text="Not found.")

@@ -1,0 +1,9 @@
+"""Admin pages: directory (being built)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def add_routes(app: web.Application) -> None:
+    """Register this module's pages."""
