@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     o_add.add_argument("--queue", action="append", required=True, help="queue (repeatable)")
     o_add.add_argument("--max-chats", type=_positive_int, default=3)
     o_add.add_argument("--name", help="display name shown to patrons")
+    o_add.add_argument("--email", help="address for on-call alerts ('none' to clear)")
     o_add.add_argument(
         "--on-call",
         action=argparse.BooleanOptionalAction,
@@ -606,6 +607,10 @@ async def _operator(args: argparse.Namespace, store: Store) -> None:
         existing = await store.operator_by_jid(jid)
         name = args.name or (existing.name if existing else jid.split("@")[0].capitalize())
         op = await store.upsert_operator(jid, name, args.max_chats, _now())
+        if args.email is not None:
+            await store.set_operator_email(
+                op.id, None if args.email == "none" else _email(args.email)
+            )
         for queue in queues:
             await store.assign(queue.id, op.id, on_call=args.on_call)
         _print(f"operator {jid} in {', '.join(q.name for q in queues)}")

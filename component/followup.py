@@ -220,6 +220,21 @@ class FollowUp:
         await service.system_message(live, told)
         return f"Referred to {to_addr} (ticket #{ticket_id}). The patron was told."
 
+    async def on_call_alert(self, queue: Queue, addresses: Sequence[str], text: str) -> None:
+        """Email the on-call operators who gave an address (the XMPP message went too)."""
+        now = self.service.clock()
+        for address in addresses:
+            msg = emails.on_call_alert(
+                self.from_address,
+                address,
+                queue.title,
+                text,
+                msgid_domain=self._msgid_domain,
+                now=now,
+            )
+            await self.service.store.enqueue_mail(_mail("on-call", msg), now)
+        self.service.bus.publish(MailQueued())
+
     async def request_transcript(self, chat_id: int, email: object) -> str:
         """A patron asks for a copy of the chat; it is sent when the chat ends (at once
         if it already has). Returns the validated address."""

@@ -963,6 +963,9 @@ class DeskService:
         )
         for jid in on_call:
             self.bus.publish(OperatorNotice(jid, queue.name, text))
+        emails = [op.email for jid in on_call if (op := self._operators.get(jid)) and op.email]
+        if emails:
+            await self.followup.on_call_alert(queue, emails, text)
 
     # Operators' chats: the building blocks of commands --------------------------------------
 

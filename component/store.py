@@ -262,7 +262,7 @@ class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
 
     @staticmethod
     def _operator(row: aiosqlite.Row) -> Operator:
-        return Operator(row["id"], row["jid"], row["name"], row["max_chats"])
+        return Operator(row["id"], row["jid"], row["name"], row["max_chats"], row["email"])
 
     async def upsert_operator(self, jid: str, name: str, max_chats: int, now: datetime) -> Operator:
         """Create the operator, or update name and max chats of an existing one."""
@@ -275,6 +275,9 @@ class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
         op = await self.operator_by_jid(jid)
         assert op is not None
         return op
+
+    async def set_operator_email(self, operator_id: int, email: str | None) -> None:
+        await self._write("UPDATE operators SET email = ? WHERE id = ?", (email, operator_id))
 
     async def operator_by_jid(self, jid: str) -> Operator | None:
         row = await self._one("SELECT * FROM operators WHERE jid = ?", (jid,))

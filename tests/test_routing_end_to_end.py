@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.conftest import Desk, wait_for
+from tests.mail_sink import MailSink
 from tests.operator_client import OperatorClient
 
 
@@ -149,12 +150,15 @@ async def test_typing_notifications_both_ways(desk: Desk) -> None:
     assert frame["state"] == "composing"
 
 
-async def test_on_call_operators_are_called_in(desk: Desk) -> None:
+async def test_on_call_operators_are_called_in(desk: Desk, mail_sink: MailSink) -> None:
     await desk.set_queue("ask", escalation="2 in 10m")
     ana = await desk.add_operator(name="Ana")
     ana.set_presence("xa")
     oncall = await desk.add_operator(name="Olu")
     oncall.set_presence("xa")
+    op = await desk.refdesk.store.operator_by_jid(oncall.bare_jid)
+    assert op is not None
+    await desk.refdesk.store.set_operator_email(op.id, "olu@library.example")
     await desk.set_on_call("ask", oncall.bare_jid)
     await _ask(desk, "one")
     await oncall.expect_no_message(None, within=0.3)
@@ -162,3 +166,5 @@ async def test_on_call_operators_are_called_in(desk: Desk) -> None:
     call = await oncall.next_message("ask@desk.localhost")
     assert "On call" in call["body"] and "2 waiting" in call["body"]
     await ana.expect_no_message("ask@desk.localhost", within=0.3)
+    alert = (await mail_sink.wait_for(1))[0]
+    assert alert.rcpt_tos == ["olu@library.example"] and "2 waiting" in alert.text()

@@ -122,7 +122,7 @@
     close.addEventListener('blur', () => css(close, { outline: '' }));
     let chat = null;
     const fit = () => css(panel, phone.matches
-      ? { inset: '0', width: '100%', height: '100%', borderRadius: '0' }
+      ? { inset: '0', width: '100%', height: '100%', maxWidth: 'none', maxHeight: 'none', borderRadius: '0' }
       : { inset: 'auto', right: '16px', bottom: '84px', width: '400px', height: '600px',
         maxWidth: 'calc(100vw - 32px)', maxHeight: 'calc(100vh - 104px)', borderRadius: '12px' });
     fit();

@@ -158,6 +158,8 @@ class Operator:
     jid: str
     name: str
     max_chats: int
+    # Where on-call alerts also go by email (None: XMPP only).
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

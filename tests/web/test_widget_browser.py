@@ -231,7 +231,9 @@ async def test_embedded_button_chat_end_and_transcript(desk: Desk, browser: Brow
         await page.screenshot(path=shot_path(f"embed-button-{kind}"))
         await button.click()
         frame = page.locator('iframe[title="Chat with a librarian"]')
+        panel = page.get_by_role("dialog", name="Chat with a librarian")
         await expect(frame).to_be_visible()
+        await expect(panel).to_have_css("opacity", "1")
         size = await frame.bounding_box()
         assert size is not None and size["width"] == 400, size
         chat = page.frame_locator('iframe[title="Chat with a librarian"]')
@@ -262,6 +264,7 @@ async def test_embedded_button_chat_end_and_transcript(desk: Desk, browser: Brow
         await expect(button).to_be_focused()
         await button.press("Enter")
         await expect(chat.locator(".rd-operator").last).to_contain_text("local history room")
+        await expect(panel).to_have_css("opacity", "1")
 
         await chat.get_by_role("button", name="End chat").click()
         await expect(chat.locator("#rd-over")).to_be_visible()
@@ -279,6 +282,7 @@ async def test_embedded_button_chat_end_and_transcript(desk: Desk, browser: Brow
         await page.set_viewport_size(PHONE)
         await button.click()
         await expect(frame).to_be_visible()
+        await expect(panel).to_have_css("opacity", "1")
         size = await frame.bounding_box()
         assert size is not None and size["width"] == PHONE["width"], size
         await expect(page.get_by_role("button", name="Close chat")).to_be_in_viewport()
