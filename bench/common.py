@@ -168,6 +168,40 @@ class CpuMeter:
         return self.result
 
 
+def filesystem_of(path: Path) -> str:
+    """ "ext4 on /dev/vda (mounted at /)" for the file system holding `path`."""
+    best = ("?", "?", "")
+    with contextlib.suppress(OSError):
+        target = str(path.resolve())
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, fstype = line.split()[:3]
+            inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) >= len(best[2]):
+                best = (fstype, device, mount)
+    return f"{best[0]} on {best[1]} (mounted at {best[2]})"
+
+
+async def wait_quiet(
+    pids: dict[str, int | None], limit: float = 0.5, max_wait: float = 60.0
+) -> dict[str, float]:
+    """Wait (up to `max_wait` s) until the rest of the machine uses less than `limit` of a
+    core over a 1 s sample: this machine is shared, and a window measured while another
+    test suite runs measures that suite. Returns how long it waited and the last sample."""
+    import asyncio
+
+    if max_wait <= 0:
+        return {"waited_s": 0.0, "others": math.nan}
+    began = time.monotonic()
+    while True:
+        meter = CpuMeter(pids)
+        meter.start()
+        await asyncio.sleep(1.0)
+        others = meter.stop()["others"]
+        waited = time.monotonic() - began
+        if others < limit or waited >= max_wait:
+            return {"waited_s": waited, "others": others}
+
+
 def loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])

@@ -81,6 +81,7 @@ class Tracker:
     def summary(self, arrivals: dict[str, float] | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "sent": len(self.recorded),
+            "sent_total": len(self.sent),  # warm-up included: what the CPU window saw
             "answered": len(self.recorded) - self.outstanding(),
             "unanswered": self.outstanding(),
             "duplicates": self.duplicates,
@@ -101,6 +102,13 @@ class Tracker:
         return out
 
 
+def patron_address(index: int) -> str:
+    """A distinct client address per patron (sent as X-Forwarded-For; the bench config
+    trusts 127.0.0.1 as a proxy), at most 20 per /24 network."""
+    group = index // 20
+    return f"10.{group // 250 % 250 + 1}.{group % 250 + 1}.{index % 20 + 1}"
+
+
 class Patron:
     """One widget connection. `accepted` is set when the first system line (the
     operator's "... joined the chat.") arrives after the patron asked."""
@@ -108,9 +116,15 @@ class Patron:
     _ids = itertools.count(1)
 
     def __init__(
-        self, session: aiohttp.ClientSession, base_url: str, queue: str, tracker: Tracker | None
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        queue: str,
+        tracker: Tracker | None,
+        index: int | None = None,
     ) -> None:
         self.session = session
+        self.address = patron_address(next(self._ids) if index is None else index)
         self.url = base_url.replace("http", "ws", 1) + f"/ws/{queue}"
         self.tracker = tracker
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -127,7 +141,9 @@ class Patron:
     async def open(self, timeout: float = 30) -> dict[str, Any]:
         self.welcome = asyncio.get_running_loop().create_future()
         self.ws = await self.session.ws_connect(
-            self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5)
+            self.url,
+            timeout=aiohttp.ClientWSTimeout(ws_close=5),
+            headers={"X-Forwarded-For": self.address},
         )
         self.reader = asyncio.create_task(self._read(self.ws))
         await self.ws.send_str(json.dumps({"type": "hello", "last_seq": 0}))

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import pstats
+import re
 import shutil
 import signal
 import sys
@@ -87,13 +88,9 @@ def _where(key: tuple[str, int, str]) -> str:
     filename, line, name = key
     if filename == "~":
         return name
-    path = filename
-    for marker in ("site-packages/", "lib/python3", "/work/main/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
+    path = re.sub(r"^.*/(site-packages|lib/python3\.\d+)/", "", filename)
     repo = str(Path(__file__).resolve().parent.parent) + "/"
-    path = path.replace(repo, "")
-    return f"{path}:{line}({name})"
+    return f"{path.replace(repo, '')}:{line}({name})"
 
 
 def analyse(path: Path, top: int = 15) -> dict[str, Any]:
@@ -207,6 +204,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 warmup=args.warmup,
                 profile_out=out,
                 profile_phase="measure",
+                quiet_wait=0.0 if args.quick else 60.0,
             )
             result["facts"] = run["facts"]
             row = run["levels"][0]
@@ -230,6 +228,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 warmup=0.0,
                 profile_out=out,
                 profile_phase="setup",
+                quiet_wait=0.0 if args.quick else 60.0,
             )
             result.setdefault("facts", run["facts"])
             row = run["levels"][0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import os
 import secrets
 import shutil
@@ -24,7 +25,7 @@ import aiohttp
 
 from bench.common import REPO
 from bench.xmpp_clients import BenchOperator
-from component.config import load_config, write_config_toml
+from component.config import Config, load_config, write_config_toml
 from component.prosody import LocalProsody, free_port
 from component.store import Store
 
@@ -90,15 +91,19 @@ class BenchStack:
     removed at the end (pass keep=True to keep logs for inspection).
     """
 
-    def __init__(self, *, keep: bool = False) -> None:
+    def __init__(self, *, keep: bool = False, db_dir: Path | None = None) -> None:
         self.keep = keep
         self.workdir = Path(tempfile.mkdtemp(prefix="refdesk-bench-"))
+        # The database may live elsewhere (e.g. /dev/shm, to see what fsync costs).
+        self.db_dir = (
+            Path(tempfile.mkdtemp(prefix="refdesk-bench-db-", dir=db_dir)) if db_dir else None
+        )
         self.secret = "bench-" + secrets.token_hex(8)
         self.prosody: LocalProsody | None = None
         self.refdesk: asyncio.subprocess.Process | None = None
         self.web_port = 0
         self.config_path = self.workdir / "refdesk.toml"
-        self.db_path = self.workdir / "refdesk.sqlite3"
+        self.db_path = (self.db_dir or self.workdir) / "refdesk.sqlite3"
         self.refdesk_log = self.workdir / "refdesk.log"
 
     async def __aenter__(self) -> BenchStack:
@@ -116,6 +121,8 @@ class BenchStack:
             print(f"(bench files kept in {self.workdir})", file=sys.stderr)
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.db_dir is not None:
+            shutil.rmtree(self.db_dir, ignore_errors=True)
 
     # --- Prosody ------------------------------------------------------------------------
 
@@ -173,14 +180,33 @@ class BenchStack:
                     "host": "127.0.0.1",
                     "port": self.web_port,
                     "public_url": f"http://127.0.0.1:{self.web_port}",
+                    # Each bench patron says who it is in X-Forwarded-For (see
+                    # bench.patrons.patron_address), as patrons behind a proxy would.
+                    "trusted_proxies": ["127.0.0.1"],
                 },
                 "storage": {"path": str(self.db_path)},
                 "chat": {"resume_ttl": resume_ttl},
+                **self._limits(),
             }
         )
         self.config_path.write_text(text, encoding="utf-8")
         load_config(self.config_path)  # fail here, clearly, if the keys have changed
         return self.config_path
+
+    @staticmethod
+    def _limits() -> dict[str, dict[str, object]]:
+        """Rate limits far above what the benchmarks send (they are still checked on every
+        chat and line), if this version of refdesk has them."""
+        if "limits" not in {f.name for f in dataclasses.fields(Config)}:
+            return {}
+        return {
+            "limits": {
+                "chats_per_address": 1_000_000,
+                "chats_per_network": 1_000_000,
+                "messages_per_second": 1_000_000.0,
+                "message_burst": 1_000_000,
+            }
+        }
 
     async def seed(
         self, operators: list[str], max_chats: int, queues: tuple[str, ...] = (QUEUE,)

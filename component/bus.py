@@ -24,7 +24,12 @@ class EventBus:
     def subscribe(self, handler: Handler) -> Callable[[], None]:
         """Register `handler`; returns a function that unregisters it."""
         self._handlers.append(handler)
-        return lambda: self._handlers.remove(handler)
+
+        def unsubscribe() -> None:
+            if handler in self._handlers:
+                self._handlers.remove(handler)
+
+        return unsubscribe
 
     def publish(self, event: Event) -> None:
         for handler in list(self._handlers):

@@ -145,10 +145,16 @@ async def create_ban(
 
 
 async def lift_bans(
-    store: Store, target: str, *, actor: str, now: datetime, ipv6_prefix: int = 64
+    store: Store,
+    target: str,
+    *,
+    actor: str,
+    now: datetime,
+    ipv6_prefix: int = 64,
+    detail: str = "",
 ) -> list[Ban]:
-    """Lift every active ban on exactly this address or network. Returns what was lifted;
-    raises BanRefused if there was none."""
+    """Lift every active ban on exactly this address or network, with `detail` (the
+    reason) in the audit. Returns what was lifted; raises BanRefused if there was none."""
     try:
         network = normalize_target(target, ipv6_prefix=ipv6_prefix)
     except BanError as exc:
@@ -156,7 +162,7 @@ async def lift_bans(
     lifted = []
     for ban in await store.bans_that_may_bar(now):
         if ban.network == network and ban.active(now):
-            await store.lift_ban(ban.id, actor, now)
+            await store.lift_ban(ban.id, actor, now, detail)
             lifted.append(ban)
     if not lifted:
         raise BanRefused(f"No active ban on {network}.")
@@ -285,13 +291,15 @@ class Moderation:
         await self._impose(ban)
         return ban
 
-    async def lift(self, target: str, *, actor: str) -> list[Ban]:
+    async def lift(self, target: str, *, actor: str, detail: str = "") -> list[Ban]:
+        """Lift the active bans on exactly this address or network; at once."""
         lifted = await lift_bans(
             self.store,
             target,
             actor=actor,
             now=self.service.clock(),
             ipv6_prefix=self.policy.ipv6_prefix,
+            detail=detail,
         )
         for ban in lifted:
             self._index.remove(ban.id)

@@ -16,6 +16,7 @@ from component.core import commands
 from component.core.bans import BanError, normalize_target, overlapping, parse_duration, refusal
 from component.core.errors import BadCommand, NotYourChat
 from component.core.models import Operator, Queue, Sender
+from component.core.privacy import stored_address
 from component.moderation import BanRefused
 from component.service import DeskService, LiveChat
 
@@ -170,7 +171,7 @@ async def _incident_for(service: DeskService, live: LiveChat, op: Operator) -> i
         reporter=op.jid,
         now=service.clock(),
         chat_id=live.id,
-        address=live.ip,
+        address=stored_address(live.ip, live.queue.privacy),
         queue_id=live.queue.id,
         tags=tags,
         explicit="explicit" in tags,
@@ -236,7 +237,7 @@ async def _ban(service: DeskService, live: LiveChat, op: Operator, arg: str) -> 
             reporter=op.jid,
             now=service.clock(),
             chat_id=live.id,
-            address=live.ip,
+            address=stored_address(live.ip, live.queue.privacy),
             queue_id=live.queue.id,
             tags=await service.store.tags(live.id),
             notes=reason,
@@ -255,7 +256,7 @@ async def _ban(service: DeskService, live: LiveChat, op: Operator, arg: str) -> 
             reporter=op.jid,
             now=service.clock(),
             chat_id=live.id,
-            address=live.ip,
+            address=stored_address(live.ip, live.queue.privacy),
             queue_id=live.queue.id,
             tags=await service.store.tags(live.id),
             notes=f"Ban asked for ({reason}); the address is on an exempt network.",
@@ -290,7 +291,7 @@ async def _ban(service: DeskService, live: LiveChat, op: Operator, arg: str) -> 
         reporter=op.jid,
         now=service.clock(),
         chat_id=live.id,
-        address=address,
+        address=stored_address(address, live.queue.privacy),
         queue_id=live.queue.id,
         tags=await service.store.tags(live.id),
         notes=f"Ban #{ban.id} (offence {ban.offence}): {reason}",

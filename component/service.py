@@ -117,6 +117,8 @@ class LiveChat:
     passed: set[str] = field(default_factory=set)
     # Queues this chat has been in (rollover never loops).
     visited: set[int] = field(default_factory=set)
+    # The newest patron message handed to the XMPP stream (see `note_relayed`).
+    relayed_seq: int = 0
     # The patron's address as last seen, in memory only (what is stored follows the
     # queue's privacy mode): bans must bite on the live connection whatever is kept.
     ip: str | None = None
@@ -220,6 +222,7 @@ class DeskService:
         self._last_status: dict[str, QueueInfo] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_purge: datetime | None = None
+        self._relayed_dirty: dict[int, int] = {}
         self.followup = FollowUp(self, from_address)
         self.moderation = Moderation(
             self,
@@ -241,6 +244,7 @@ class DeskService:
         """Stop timers and background work; called by the composition root at shutdown."""
         for live in self._chats.values():
             live.cancel_timers()
+        await self.save_relay_cursors()
         for timer in self._leaving.values():
             timer.cancel()
         for task in list(self._tasks):
@@ -263,6 +267,7 @@ class DeskService:
         """Re-evaluate what changes with the clock alone (service hours opening and
         closing, bans running out). Called every few seconds by the composition root."""
         await self.moderation.expire()
+        await self.save_relay_cursors()
         now = self.clock()
         if self._last_purge is None or now - self._last_purge >= PURGE_EVERY:
             self._last_purge = now
@@ -301,6 +306,7 @@ class DeskService:
             origin_ip=chat.origin_ip,
             referrer=chat.referrer,
             visited={queue.id},
+            relayed_seq=chat.relayed_seq,
         )
         self._chats[chat.id] = live
         self._by_guest[chat.guest] = chat.id
@@ -1185,6 +1191,39 @@ class DeskService:
         if isinstance(parsed, commands.Say):
             return f"This is the {queue.name} queue. Send !help for the commands."
         return await run_queue_command(self, jid, queue, parsed)
+
+    # Relaying patron messages to XMPP ---------------------------------------------------------
+
+    def note_relayed(self, chat_id: int, seq: int) -> None:
+        """The XMPP adapter handed the chat's messages up to `seq` to a live stream.
+        Kept in memory at once and saved by `save_relay_cursors` (every second or so):
+        after a crash, at worst the last second's messages go out twice, never zero times."""
+        live = self._chats.get(chat_id)
+        if live is not None and seq > live.relayed_seq:
+            live.relayed_seq = seq
+            self._relayed_dirty[chat_id] = seq
+
+    async def save_relay_cursors(self) -> None:
+        """Called periodically by the composition root and at shutdown."""
+        dirty, self._relayed_dirty = self._relayed_dirty, {}
+        await self.store.set_relayed(dirty)
+
+    async def unrelayed(self) -> list[tuple[str, tuple[str, ...], list[ChatEvent]]]:
+        """Patron messages of active chats that were acknowledged but never reached the
+        operator (the process stopped first): (guest, recipients, events). The adapter
+        sends them after every session start."""
+        out = []
+        for live in self.open_chats():
+            if live.operator is None or live.last_seq <= live.relayed_seq:
+                continue
+            events = [
+                e
+                for e in await self.store.events_after(live.id, live.relayed_seq)
+                if e.sender is Sender.PATRON
+            ]
+            if events:
+                out.append((live.guest, live.recipients(), events))
+        return out
 
     def open_chat_ids(self) -> set[int]:
         return set(self._chats)

@@ -294,8 +294,10 @@ class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
         # Keep the operator row if transcripts refer to it; only drop queue memberships.
         used = await self._one(
             "SELECT 1 FROM chats WHERE operator_id = ? UNION ALL "
-            "SELECT 1 FROM chat_events WHERE operator_id = ? LIMIT 1",
-            (op.id, op.id),
+            "SELECT 1 FROM chat_events WHERE operator_id = ? UNION ALL "
+            "SELECT 1 FROM chat_tags WHERE operator_id = ? UNION ALL "
+            "SELECT 1 FROM tickets WHERE operator_id = ? LIMIT 1",
+            (op.id, op.id, op.id, op.id),
         )
         if used:
             await self._write("DELETE FROM queue_operators WHERE operator_id = ?", (op.id,))
@@ -346,6 +348,7 @@ class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
             ended_at=_dt(row["ended_at"]),
             asked_at=_dt(row["asked_at"]),
             accepted_at=_dt(row["accepted_at"]),
+            relayed_seq=row["relayed_seq"],
         )
 
     async def create_chat(
@@ -382,6 +385,17 @@ class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
         """A transfer or rollover moved the chat to another queue."""
         await self._write("UPDATE chats SET queue_id = ? WHERE id = ?", (queue_id, chat_id))
 
+    async def set_relayed(self, cursors: dict[int, int]) -> None:
+        """Record how far each chat's patron messages have been relayed (in one go)."""
+        if not cursors:
+            return
+        async with self._transaction() as execute:
+            for chat_id, seq in cursors.items():
+                await execute(
+                    "UPDATE chats SET relayed_seq = MAX(relayed_seq, ?) WHERE id = ?",
+                    (seq, chat_id),
+                )
+
     async def set_asked_at(self, chat_id: int, now: datetime) -> None:
         await self._write(
             "UPDATE chats SET asked_at = ? WHERE id = ? AND asked_at IS NULL", (_ts(now), chat_id)
@@ -398,7 +412,9 @@ class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
     ) -> None:
         if state is ChatState.ACTIVE:
             await self._write(
-                "UPDATE chats SET state = ?, operator_id = ?, accepted_at = ? WHERE id = ?",
+                # The first acceptance counts for wait times; a transfer keeps it.
+                "UPDATE chats SET state = ?, operator_id = ?,"
+                " accepted_at = COALESCE(accepted_at, ?) WHERE id = ?",
                 (state.value, operator_id, _ts(now), chat_id),
             )
         elif state is ChatState.WAITING:

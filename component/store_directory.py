@@ -1,9 +1,274 @@
-"""Queries for the admin pages: directory."""
+"""Queries for the admin pages: directory (groups, queues, operators, canned messages,
+local resource links, exempt networks).
+
+The basic reads and writes the service and the CLI share live in `component.store`; this
+module adds what managing them from the admin pages needs: rows with their ids, changes
+and deletions by id, and deletions that refuse, with a sentence saying why, when the
+thing is still in use.
+"""
 
 from __future__ import annotations
 
-from component.store_base import StoreBase
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiosqlite
+
+from component.core.models import Operator
+from component.store_base import StoreBase, StoreError, _ts
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    """A group's local resource link with its id (for removing it)."""
+
+    id: int
+    title: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExemptRow:
+    """A network a group's operators cannot ban, with its id and the admin's note."""
+
+    id: int
+    network: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class CannedRow:
+    """A canned message as stored at one scope ('global', 'group' or 'queue')."""
+
+    id: int
+    scope: str
+    group_id: int | None
+    queue_id: int | None
+    name: str
+    text: str
+
+
+def _scope(group_id: int | None, queue_id: int | None) -> str:
+    if group_id is not None and queue_id is not None:
+        raise StoreError("a canned message belongs to a group or a queue, not both")
+    return "queue" if queue_id is not None else "group" if group_id is not None else "global"
 
 
 class DirectoryQueries(StoreBase):
     """Mixed into `component.store.Store`."""
+
+    # Local resource links ---------------------------------------------------------------
+
+    async def link_rows(self, group_id: int) -> list[LinkRow]:
+        rows = await self._all(
+            "SELECT id, title, url FROM group_links WHERE group_id = ? ORDER BY position, id",
+            (group_id,),
+        )
+        return [LinkRow(r["id"], r["title"], r["url"]) for r in rows]
+
+    async def delete_link(self, group_id: int, link_id: int) -> bool:
+        """Remove one of the group's links; False if the group has no such link."""
+        removed = await self._write_count(
+            "DELETE FROM group_links WHERE id = ? AND group_id = ?", (link_id, group_id)
+        )
+        return removed > 0
+
+    # Exempt networks --------------------------------------------------------------------
+
+    async def exempt_rows(self, group_id: int) -> list[ExemptRow]:
+        rows = await self._all(
+            "SELECT id, network, note FROM exempt_networks WHERE group_id = ? ORDER BY id",
+            (group_id,),
+        )
+        return [ExemptRow(r["id"], r["network"], r["note"]) for r in rows]
+
+    async def delete_exempt(self, group_id: int, exempt_id: int) -> bool:
+        removed = await self._write_count(
+            "DELETE FROM exempt_networks WHERE id = ? AND group_id = ?", (exempt_id, group_id)
+        )
+        return removed > 0
+
+    # Canned messages --------------------------------------------------------------------
+
+    @staticmethod
+    def _canned_row(r: aiosqlite.Row) -> CannedRow:
+        return CannedRow(r["id"], r["scope"], r["group_id"], r["queue_id"], r["name"], r["text"])
+
+    async def canned_rows(
+        self, *, group_id: int | None = None, queue_id: int | None = None
+    ) -> list[CannedRow]:
+        """The canned messages stored at exactly one scope (global with no ids)."""
+        scope = _scope(group_id, queue_id)
+        rows = await self._all(
+            "SELECT * FROM canned_messages WHERE scope = ? AND COALESCE(group_id, 0) = ?"
+            " AND COALESCE(queue_id, 0) = ? ORDER BY name",
+            (scope, group_id or 0, queue_id or 0),
+        )
+        return [self._canned_row(r) for r in rows]
+
+    async def canned_row(self, canned_id: int) -> CannedRow | None:
+        row = await self._one("SELECT * FROM canned_messages WHERE id = ?", (canned_id,))
+        return self._canned_row(row) if row else None
+
+    async def add_canned(
+        self, name: str, text: str, *, group_id: int | None = None, queue_id: int | None = None
+    ) -> int:
+        """A new canned message at one scope; StoreError if that scope has the name."""
+        scope = _scope(group_id, queue_id)
+        try:
+            return await self._write(
+                "INSERT INTO canned_messages (scope, group_id, queue_id, name, text)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (scope, group_id, queue_id, name, text),
+            )
+        except StoreError:
+            raise StoreError(f"there is already a canned message called {name!r} here") from None
+
+    async def update_canned(self, canned_id: int, name: str, text: str) -> None:
+        """Rename or reword a canned message (same scope); StoreError on a taken name."""
+        try:
+            await self._write(
+                "UPDATE canned_messages SET name = ?, text = ? WHERE id = ?",
+                (name, text, canned_id),
+            )
+        except StoreError:
+            raise StoreError(f"there is already a canned message called {name!r} here") from None
+
+    async def delete_canned_row(self, canned_id: int) -> bool:
+        removed = await self._write_count("DELETE FROM canned_messages WHERE id = ?", (canned_id,))
+        return removed > 0
+
+    # Operators and their queues ---------------------------------------------------------
+
+    async def operator_by_id(self, operator_id: int) -> Operator | None:
+        row = await self._one("SELECT * FROM operators WHERE id = ?", (operator_id,))
+        return Operator(row["id"], row["jid"], row["name"], row["max_chats"]) if row else None
+
+    async def add_operator(self, jid: str, name: str, max_chats: int, now: datetime) -> Operator:
+        """A new operator; StoreError if the JID already is one (use `update_operator`)."""
+        try:
+            op_id = await self._write(
+                "INSERT INTO operators (jid, name, max_chats, created_at) VALUES (?, ?, ?, ?)",
+                (jid, name, max_chats, _ts(now)),
+            )
+        except StoreError:
+            raise StoreError(f"{jid} is already an operator") from None
+        return Operator(op_id, jid, name, max_chats)
+
+    async def update_operator(self, operator_id: int, name: str, max_chats: int) -> None:
+        await self._write(
+            "UPDATE operators SET name = ?, max_chats = ? WHERE id = ?",
+            (name, max_chats, operator_id),
+        )
+
+    async def set_memberships(
+        self,
+        operator_id: int,
+        wanted: Mapping[int, bool],
+        manageable: Iterable[int] | None = None,
+    ) -> None:
+        """Make the operator's queues among `manageable` (None: all queues) exactly the
+        keys of `wanted` (queue id -> on call), in one transaction. Memberships of other
+        queues are left alone; an existing membership keeps its subscription state."""
+        allowed = None if manageable is None else set(manageable)
+        if allowed is not None and not set(wanted) <= allowed:
+            raise StoreError("those queues cannot be changed here")
+        async with self._transaction() as execute:
+            current = await self._all(
+                "SELECT queue_id FROM queue_operators WHERE operator_id = ?", (operator_id,)
+            )
+            for r in current:
+                qid = r["queue_id"]
+                if qid not in wanted and (allowed is None or qid in allowed):
+                    await execute(
+                        "DELETE FROM queue_operators WHERE queue_id = ? AND operator_id = ?",
+                        (qid, operator_id),
+                    )
+            for qid, on_call in wanted.items():
+                await execute(
+                    "INSERT OR IGNORE INTO queue_operators (queue_id, operator_id) VALUES (?, ?)",
+                    (qid, operator_id),
+                )
+                await execute(
+                    "UPDATE queue_operators SET on_call = ? WHERE queue_id = ? AND operator_id = ?",
+                    (int(on_call), qid, operator_id),
+                )
+
+    async def remove_assignment(self, queue_id: int, operator_id: int) -> bool:
+        removed = await self._write_count(
+            "DELETE FROM queue_operators WHERE queue_id = ? AND operator_id = ?",
+            (queue_id, operator_id),
+        )
+        return removed > 0
+
+    async def delete_operator(self, operator_id: int) -> bool:
+        """Remove an operator from every queue and, unless chats, transcripts, tags or
+        tickets refer to them (their name must stay readable there), delete the row too.
+        Returns whether the row itself went."""
+        async with self._transaction() as execute:
+            await execute("DELETE FROM queue_operators WHERE operator_id = ?", (operator_id,))
+            used = await self._one(
+                "SELECT 1 FROM chats WHERE operator_id = ?1"
+                " UNION ALL SELECT 1 FROM chat_events WHERE operator_id = ?1"
+                " UNION ALL SELECT 1 FROM chat_tags WHERE operator_id = ?1"
+                " UNION ALL SELECT 1 FROM tickets WHERE operator_id = ?1 LIMIT 1",
+                (operator_id,),
+            )
+            if used:
+                return False
+            await execute("DELETE FROM operators WHERE id = ?", (operator_id,))
+        return True
+
+    # Deleting queues and groups ---------------------------------------------------------
+
+    async def delete_queue(self, queue_id: int) -> None:
+        """Delete a queue nobody has used. Refused (StoreError with the reason) while it is
+        another queue's backup, has open chats, or has a history: chats in which a patron
+        asked something, or tickets. Chats that never got a question (a widget opened and
+        closed, the admin page's preview) go with it, as do its canned messages and
+        operator memberships."""
+        async with self._transaction() as execute:
+            backups = await self._all(
+                "SELECT name FROM queues WHERE backup_queue_id = ? AND id != ? ORDER BY name",
+                (queue_id, queue_id),
+            )
+            if backups:
+                names = ", ".join(r["name"] for r in backups)
+                raise StoreError(
+                    f"it is the backup queue of {names}: choose another backup there first"
+                )
+            row = await self._one(
+                "SELECT (SELECT COUNT(*) FROM chats WHERE queue_id = ?1"
+                "  AND (asked_at IS NOT NULL OR state IN ('waiting', 'offered', 'active'))),"
+                " (SELECT COUNT(*) FROM tickets WHERE queue_id = ?1)",
+                (queue_id,),
+            )
+            chats, tickets = (int(row[0]), int(row[1])) if row else (0, 0)
+            if chats or tickets:
+                raise StoreError(
+                    f"it has a history ({chats} chat(s), {tickets} ticket(s)) that transcripts"
+                    " and statistics refer to; stop using it instead (hours 'never', no"
+                    " operators)"
+                )
+            await execute("DELETE FROM chats WHERE queue_id = ?", (queue_id,))
+            await execute("UPDATE queues SET backup_queue_id = NULL WHERE id = ?", (queue_id,))
+            await execute("DELETE FROM queues WHERE id = ?", (queue_id,))
+
+    async def delete_group(self, group_id: int) -> None:
+        """Delete a group with no queues and no coordinator accounts (StoreError saying
+        which otherwise); its links, exempt networks and canned messages go with it."""
+        async with self._transaction() as execute:
+            row = await self._one(
+                "SELECT (SELECT COUNT(*) FROM queues WHERE group_id = ?1),"
+                " (SELECT COUNT(*) FROM admins WHERE group_id = ?1)",
+                (group_id,),
+            )
+            queues, coordinators = (int(row[0]), int(row[1])) if row else (0, 0)
+            if queues:
+                raise StoreError(f"it still has {queues} queue(s): delete them first")
+            if coordinators:
+                raise StoreError(
+                    f"{coordinators} coordinator account(s) belong to it: remove them first"
+                )
+            await execute("DELETE FROM groups WHERE id = ?", (group_id,))

@@ -47,7 +47,7 @@ from component.core.events import (
     SubscriptionWanted,
     TypingChanged,
 )
-from component.core.models import EventKind, Presence, QueueStatus, Sender
+from component.core.models import ChatEvent, EventKind, Presence, QueueStatus, Sender
 from component.core.text import strip_xml_illegal
 from component.service import GUEST_PREFIX, DeskService
 
@@ -97,7 +97,8 @@ class XmppAdapter:
         # How many sessions have started (tests and logs tell reconnections apart with it).
         self.sessions = 0
         self._stopping = False
-        self._outbox: deque[StanzaBase] = deque()
+        # Stanzas waiting for the stream, each with what to do once it is written.
+        self._outbox: deque[tuple[StanzaBase, Callable[[], None] | None]] = deque()
         self._inbound: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -136,6 +137,8 @@ class XmppAdapter:
 
     async def stop(self) -> None:
         """Disconnect cleanly; called once at shutdown."""
+        if self._stopping:
+            return
         self._stopping = True
         if self._unsubscribe:
             self._unsubscribe()
@@ -189,7 +192,15 @@ class XmppAdapter:
         self.sessions += 1
         self.online.set()
         while self._outbox:
-            self._outbox.popleft().send()
+            stanza, written = self._outbox.popleft()
+            stanza.send()
+            if written is not None:
+                written()
+        # Messages acknowledged to patrons before a crash, never relayed: send them now.
+        for guest, recipients, events in await self.service.unrelayed():
+            for event in events:
+                for jid in recipients:
+                    self.send_patron_message(guest, jid, event)
         # xep_0050 forgets its commands whenever the stream binds: register them again.
         self.register_commands()
         for (queue, jid), state in self.service.subscriptions().items():
@@ -204,12 +215,15 @@ class XmppAdapter:
     def _jid(self, node: str) -> str:
         return f"{node}@{self.domain}"
 
-    def _send(self, stanza: StanzaBase) -> None:
-        """Send now if the stream is up, else keep it until the next session starts."""
+    def _send(self, stanza: StanzaBase, written: Callable[[], None] | None = None) -> None:
+        """Send now if the stream is up, else keep it until the next session starts;
+        `written` runs once the stanza has been handed to the stream."""
         if self.online.is_set():
             stanza.send()
+            if written is not None:
+                written()
         else:
-            self._outbox.append(stanza)
+            self._outbox.append((stanza, written))
 
     def send_chat(self, from_node: str, to: str, body: str, nick: str | None = None) -> None:
         msg = self.xmpp.make_message(
@@ -218,6 +232,15 @@ class XmppAdapter:
         if nick:
             msg["nick"] = strip_xml_illegal(nick)
         self._send(msg)
+
+    def send_patron_message(self, guest: str, to: str, event: ChatEvent) -> None:
+        """A patron's message to an operator, with an id stable across resends (clients
+        that de-duplicate by id then show a resent message once)."""
+        msg = self.xmpp.make_message(
+            mto=to, mbody=strip_xml_illegal(event.text), mtype="chat", mfrom=self._jid(guest)
+        )
+        msg["id"] = f"rd-{event.chat_id}-{event.seq}"
+        self._send(msg, lambda: self.service.note_relayed(event.chat_id, event.seq))
 
     def send_chatstate(self, from_node: str, to: str, state: str) -> None:
         msg = self.xmpp.make_message(mto=to, mtype="chat", mfrom=self._jid(from_node))
@@ -290,6 +313,9 @@ class XmppAdapter:
                 body = offer_text(event)
                 for jid in event.operator_jids:
                     self.send_chat(event.guest, jid, body, nick=_nick(event.queue))
+                if event.history:
+                    # The offer carries the whole conversation so far.
+                    self.service.note_relayed(event.chat_id, event.history[-1].seq)
             case OfferWithdrawn():
                 for jid in event.operator_jids:
                     self.send_chat(event.guest, jid, f"Offer withdrawn. {event.reason}")
@@ -299,7 +325,7 @@ class XmppAdapter:
             case MessagePosted():
                 if event.event.sender is Sender.PATRON:
                     for jid in event.operator_jids:
-                        self.send_chat(event.guest, jid, event.event.text)
+                        self.send_patron_message(event.guest, jid, event.event)
             case ChatEnded():
                 # An operator who ended the chat has the command's confirmation already.
                 if event.by != "operator":

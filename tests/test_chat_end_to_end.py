@@ -341,3 +341,37 @@ async def test_hostile_and_odd_stanzas(desk: Desk) -> None:
     # Through all of it the chat went on.
     op.send_message(guest, "Still working")
     await patron.next("message", lambda f: f["text"] == "Still working")
+
+
+async def test_messages_acknowledged_while_xmpp_is_down_survive_a_refdesk_restart(
+    desk: Desk,
+) -> None:
+    """The patron's messages are committed before they are acknowledged; if refdesk stops
+    before it could relay them, the next refdesk relays them, once each."""
+    from component.runner import Refdesk
+
+    op = await desk.add_operator()
+    patron = await desk.patron()
+    offer = await _offer(op, patron, "Before the outage")
+    guest = offer["from"].bare
+    op.send_message(guest, "Hello")
+    await patron.next("message", lambda f: f["text"] == "Hello")
+
+    # The component's link goes down; the web side keeps taking the patron's messages.
+    await desk.refdesk.adapter.stop()
+    sent = [f"while down {i}" for i in range(3)]
+    for text in sent:
+        assert (await patron.say(text))["seq"] > 0
+    await patron.drop()
+    await desk.refdesk.stop()  # whatever it held in memory is gone with it
+
+    desk.refdesk = Refdesk(desk.refdesk.config, clock=desk.clock)
+    await desk.refdesk.start()
+    await asyncio.wait_for(desk.refdesk.adapter.online.wait(), 30)
+    got = [(await op.next_message(guest, timeout=20))["body"] for _ in sent]
+    assert got == sent
+    await op.expect_no_message(guest, within=1.5)
+    desk.url = f"http://127.0.0.1:{desk.refdesk.port}"
+    patron.base_url = desk.url
+    welcome = await patron.connect()
+    assert welcome["resumed"] is True

@@ -192,6 +192,7 @@ class Chat:
     ended_at: datetime | None = None
     asked_at: datetime | None = None
     accepted_at: datetime | None = None
+    relayed_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

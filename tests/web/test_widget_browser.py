@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import pytest
 from aiohttp import web
 from playwright.async_api import (
     Browser,
@@ -695,3 +696,32 @@ async def test_queue_position_email_offer_and_ban(offline_desk: Desk, browser: B
         assert await page.evaluate("sessionStorage.getItem('refdesk:ask')") is None
         await page.screenshot(path=shot_path("widget-banned"))
     assert not s.errors, s.errors
+
+
+@pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
+async def test_a_real_ban_mid_chat(offline_desk: Desk, browser: Browser) -> None:
+    """The admins ban the patron's address while the page is open: the live page shows the
+    ban text and stops; a reload gets the ban page instead of the chat. (The patron seems
+    to come through a trusted proxy: loopback itself can never be banned.)"""
+    patron = "203.0.113.7"
+    forwarded = {"X-Forwarded-For": patron}
+    async with browsing(browser, PHONE, extra_http_headers=forwarded) as s:
+        page = s.page
+        await page.goto(f"{offline_desk.url}/chat/ask")
+        await expect(page.locator("#rd-status")).to_have_attribute("data-status", "offline")
+        await eventually(lambda: len(s.sockets) == 1, "the socket")
+        await asyncio.sleep(0.3)  # the welcome
+        await offline_desk.service.moderation.ban(patron, reason="spam", actor="admin")
+        text = offline_desk.service.ban_text("ask")
+        await expect(page.locator("#rd-over-title")).to_have_text("Chat not available")
+        await expect(page.locator("#rd-over-detail")).to_have_text(text)
+        await expect(page.locator("#rd-conn")).to_be_empty()
+        await expect(page.locator("#rd-mail")).to_be_hidden()
+        await page.screenshot(path=shot_path("widget-banned-live"))
+        await page.wait_for_timeout(1500)  # no reconnect attempts
+        assert len(s.sockets) == 1
+        response = await page.reload()
+        assert response is not None and response.status == 403
+        await expect(page.locator("body")).to_contain_text(text)
+    # The 403 of the ban page, and its favicon (error.html has no icon link).
+    assert all("status of 403" in e or "status of 404" in e for e in s.errors), s.errors

@@ -27,6 +27,7 @@ NAV: list[tuple[str, str, bool]] = [
     ("/admin/transcripts", "Transcripts", False),
     ("/admin/tickets", "Tickets & mail", False),
     ("/admin/stats", "Statistics", False),
+    ("/admin/canned", "Canned messages", True),
 ]
 
 

@@ -84,7 +84,10 @@ def _same_origin(request: web.Request) -> bool:
 
 
 def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Content-Security-Policy"] = content_security_policy(request, "")
+    # frame-src 'self': the queue page previews the patron widget in a frame.
+    response.headers["Content-Security-Policy"] = (
+        content_security_policy(request, "") + "; frame-src 'self'"
+    )
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "same-origin"

@@ -1,0 +1,154 @@
+"""Smoke test of the benchmarks (bench/): each runs with --quick in its own process and
+must produce figures with the expected keys and sane counts (every line answered, every
+session held). No timing is asserted: the figures of a smoke run mean nothing.
+
+All five start at once (module fixture) so the whole smoke takes about as long as the
+slowest one (~25 s), not their sum; they mostly wait on paced sends and sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARKS = ("latency", "status", "capacity", "routing", "profile")
+TIMEOUT = 170
+
+
+class Run:
+    def __init__(self, name: str, tmp: Path) -> None:
+        self.name = name
+        self.results = tmp / f"{name}.md"
+        self.json = tmp / f"{name}.json"
+        self.log = tmp / f"{name}.log"
+        self._log = open(self.log, "wb")  # noqa: SIM115 - closed in finish()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"bench.{name}", "--quick", "--results", str(self.results),
+             "--json", str(self.json)],
+            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def finish(self) -> dict[str, Any]:
+        try:
+            status = self.process.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            status = None
+        self._log.close()
+        output = self.log.read_text(errors="replace")
+        assert status == 0, f"bench.{self.name} --quick exited {status}:\n{output[-4000:]}"
+        data: dict[str, Any] = json.loads(self.json.read_text())
+        section = self.results.read_text()
+        assert f"<!-- bench:{self.name}:start -->" in section
+        assert f"<!-- bench:{self.name}:end -->" in section
+        return data
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
+    tmp = tmp_path_factory.mktemp("bench")
+    started = {name: Run(name, tmp) for name in BENCHMARKS}
+    yield started
+    for run in started.values():
+        run.kill()
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value >= 0
+
+
+def check_rtt(figures: dict[str, Any]) -> None:
+    for key in ("count", "p50", "p90", "p99", "max", "mean"):
+        assert finite(figures[key]), (key, figures)
+    assert figures["count"] > 0
+
+
+def test_latency_quick(runs: dict[str, Run]) -> None:
+    data = runs["latency"].finish()
+    assert "off" in data["facts"]["nagle"]
+    assert [row["chats"] for row in data["levels"]] == [1, 10]
+    for row in data["levels"]:
+        for side in ("floor", "refdesk"):
+            figures = row[side]
+            assert figures["sent"] > 0
+            assert figures["unanswered"] == 0, (side, row)
+            assert figures["answered"] == figures["sent"]
+            check_rtt(figures["rtt_ms"])
+        check_rtt(row["refdesk"]["ack_ms"])
+        check_rtt(row["refdesk"]["to_operator_ms"])
+        check_rtt(row["refdesk"]["to_patron_ms"])
+        assert row["setup"]["failures"] == 0
+        assert row["setup"]["open_chats"] >= row["chats"]
+        assert finite(row["ratio_p50"]) and finite(row["ratio_p99"])
+    assert data["setup_failures"] == []
+
+
+def test_status_quick(runs: dict[str, Run]) -> None:
+    data = runs["status"].finish()
+    assert set(data["runs"]) >= {"minimal aiohttp handler", "refdesk, no open chat"}
+    assert data["refdesk_body"]["queue"] == "ask"
+    for name, rounds in data["runs"].items():
+        for figures in rounds:
+            assert figures["requests"] > 0, name
+            assert figures["errors"] == 0, name
+            assert finite(figures["rps"]) and figures["rps"] > 0
+    assert data["ratios"]["minimal aiohttp handler"] == 1.0
+
+
+def test_capacity_quick(runs: dict[str, Run]) -> None:
+    data = runs["capacity"].finish()
+    idle = data["idle"]["steps"]
+    assert [row["sessions"] for row in idle] == [10, 30]
+    for row in idle:
+        assert row["held"] == row["sessions"]
+        assert row["rss_kib"] > 0
+        assert finite(row["kib_per_session"])
+    chatting = data["chatting"]["steps"]
+    assert chatting, data["chatting"].get("stopped")
+    for row in chatting:
+        assert row["sent"] > 0
+        assert row["unanswered"] == 0
+        check_rtt(row["rtt_ms"])
+        assert row["rss_kib"] > 0
+    assert data["chatting"]["failures"] == []
+    assert "crossing" in data["chatting"]
+
+
+def test_routing_quick(runs: dict[str, Run]) -> None:
+    data = runs["routing"].finish()
+    cases = data["cases"]
+    assert "trivial function call (baseline)" in cases
+    assert any(name.startswith("eligible()") for name in cases)
+    assert any(name.startswith("queue_status()") for name in cases)
+    assert any(name.startswith("DeskService.queue_info()") for name in cases)
+    for figures in cases.values():
+        assert finite(figures["median_ns"]) and figures["median_ns"] > 0
+        assert finite(figures["ratio"])
+    assert "TODO" in runs["routing"].results.read_text()
+
+
+def test_profile_quick(runs: dict[str, Run]) -> None:
+    data = runs["profile"].finish()
+    assert set(data["runs"]) == {"latency", "opening", "status"}
+    latency = data["runs"]["latency"]
+    assert latency["unanswered"] == 0
+    check_rtt(latency["rtt_ms"])
+    for run in data["runs"].values():
+        analysis = run["analysis"]
+        assert analysis["busy_s"] > 0
+        assert analysis["categories"] and analysis["top_self"]
