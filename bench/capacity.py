@@ -32,13 +32,17 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
     CpuMeter,
     base_parser,
     command_line,
+    commit_probe,
+    commit_text,
     facts_markdown,
+    filesystem_of,
     finish,
     fmt,
     machine_facts,
@@ -126,14 +130,20 @@ async def chatting_phase(
     budget: float,
     keep: bool,
     quiet_wait: float = 60.0,
+    db_dir: Path | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"steps": [], "stopped": "cap reached"}
     max_chats = math.ceil(max(steps) / operators) * 2 + 10
     out["max_chats"] = max_chats
     phase_began = time.monotonic()
-    async with BenchStack(keep=keep) as stack:
+    async with BenchStack(keep=keep, db_dir=db_dir) as stack:
         ops, pid = await stack.desk_with_operators(operators, max_chats, PASSWORD, queues)
         out["facts"] = machine_facts(stack.prosody_config)
+        out["facts"]["refdesk database"] = (
+            f"{stack.db_path} — {filesystem_of(stack.db_path)}; SQLite WAL, "
+            "synchronous=FULL as refdesk opens it"
+        )
+        out["facts"]["disk commits"] = commit_text(commit_probe(stack.db_path.parent))
         fleet = Fleet(stack.url)
         await asyncio.sleep(1.0)
         base = rss_kib(pid)
@@ -276,6 +286,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         budget=args.budget,
         keep=args.keep,
         quiet_wait=0.0 if args.quick else 60.0,
+        db_dir=args.db_dir,
     )
     result["facts"] = result["chatting"].get("facts") or result["idle"].get("facts")
     return result
@@ -416,6 +427,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, help="unrecorded seconds per step (3)")
     parser.add_argument("--budget", type=float, help="seconds for the chatting phase (900)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--db-dir", type=Path, help="put refdesk's database there (e.g. /dev/shm: no fsync cost)"
+    )
     args = parser.parse_args()
     q = args.quick
     args.idle_steps = args.idle_steps or ([10, 30] if q else [500, 1000, 2000, 3000])

@@ -30,6 +30,8 @@ from bench.common import (
     CpuMeter,
     base_parser,
     command_line,
+    commit_probe,
+    commit_text,
     facts_markdown,
     filesystem_of,
     finish,
@@ -99,6 +101,7 @@ async def run(
             f"{stack.db_path} — {filesystem_of(stack.db_path)}; SQLite WAL, "
             "synchronous=FULL as refdesk opens it"
         )
+        result["facts"]["disk commits"] = commit_text(commit_probe(stack.db_path.parent))
         host, port = prosody.host, prosody.c2s_port
 
         echo = await start_child(

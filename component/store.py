@@ -11,7 +11,6 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from importlib import resources
-from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from component.store_admin import AdminQueries
 from component.store_base import StoreError, _dt, _ts
 from component.store_directory import DirectoryQueries
 from component.store_records import RecordQueries
+from component.store_rows import ban_from_row, incident_from_row, mail_from_row
 from component.store_stats import StatsQueries
 
 __all__ = ["Store", "StoreError", "migrations"]
@@ -627,25 +627,7 @@ class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
             ),
         )
 
-    @staticmethod
-    def _mail(row: aiosqlite.Row) -> OutboxMail:
-        next_at = _dt(row["next_attempt_at"])
-        created = _dt(row["created_at"])
-        assert next_at is not None and created is not None
-        return OutboxMail(
-            id=row["id"],
-            purpose=row["purpose"],
-            recipients=tuple(row["recipients"].split("\n")),
-            message=bytes(row["message"]),
-            status=row["status"],
-            attempts=row["attempts"],
-            last_error=row["last_error"],
-            next_attempt_at=next_at,
-            created_at=created,
-            ticket_id=row["ticket_id"],
-            chat_id=row["chat_id"],
-            sent_at=_dt(row["sent_at"]),
-        )
+    _mail = staticmethod(mail_from_row)
 
     async def due_mail(self, now: datetime, limit: int = 20) -> list[OutboxMail]:
         rows = await self._all(
@@ -725,22 +707,7 @@ class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
 
     # Bans, audit, incidents, exempt networks -------------------------------------------------
 
-    @staticmethod
-    def _ban(row: aiosqlite.Row) -> Ban:
-        starts = _dt(row["starts_at"])
-        assert starts is not None
-        ends = _dt(row["ends_at"])
-        return Ban(
-            id=row["id"],
-            network=ip_network(row["network"], strict=False),
-            offence=row["offence"],
-            reason=row["reason"],
-            starts_at=starts,
-            ends_at=ends,
-            lifted_at=_dt(row["lifted_at"]),
-            permanent=ends is None,
-            created_by=row["created_by"],
-        )
+    _ban = staticmethod(ban_from_row)
 
     async def add_ban(
         self, ban: Ban, now: datetime, *, chat_id: int | None = None, detail: str = ""
@@ -856,25 +823,7 @@ class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
             out.setdefault(r["group_id"], []).append(r["network"])
         return out
 
-    @staticmethod
-    def _incident(row: aiosqlite.Row) -> Incident:
-        created = _dt(row["created_at"])
-        assert created is not None
-        return Incident(
-            id=row["id"],
-            kind=row["kind"],
-            chat_id=row["chat_id"],
-            address=row["address"],
-            queue_id=row["queue_id"],
-            reporter=row["reporter"],
-            tags=tuple(t for t in row["tags"].split(",") if t),
-            notes=row["notes"],
-            explicit=bool(row["explicit"]),
-            status=row["status"],
-            created_at=created,
-            resolution=row["resolution"],
-            resolved_at=_dt(row["resolved_at"]),
-        )
+    _incident = staticmethod(incident_from_row)
 
     async def add_incident(
         self,

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from ipaddress import ip_network
 from types import MappingProxyType
 from typing import Any
 
@@ -21,6 +20,7 @@ import aiosqlite
 from component.core.bans import Ban
 from component.core.models import ChatState, Incident, OutboxMail
 from component.store_base import StoreBase, _dt, _ts
+from component.store_rows import ban_from_row, incident_from_row, mail_from_row
 
 _OPEN_STATES = tuple(s.value for s in ChatState if s.open)
 
@@ -121,63 +121,6 @@ class TicketRow:
     operator_name: str | None
     created_at: datetime
     mails: tuple[OutboxMail, ...]
-
-
-def _ban_from(row: aiosqlite.Row) -> Ban:
-    starts = _dt(row["starts_at"])
-    assert starts is not None
-    ends = _dt(row["ends_at"])
-    return Ban(
-        id=row["id"],
-        network=ip_network(row["network"], strict=False),
-        offence=row["offence"],
-        reason=row["reason"],
-        starts_at=starts,
-        ends_at=ends,
-        lifted_at=_dt(row["lifted_at"]),
-        permanent=ends is None,
-        created_by=row["created_by"],
-    )
-
-
-def _incident_from(row: aiosqlite.Row) -> Incident:
-    created = _dt(row["created_at"])
-    assert created is not None
-    return Incident(
-        id=row["id"],
-        kind=row["kind"],
-        chat_id=row["chat_id"],
-        address=row["address"],
-        queue_id=row["queue_id"],
-        reporter=row["reporter"],
-        tags=tuple(t for t in row["tags"].split(",") if t),
-        notes=row["notes"],
-        explicit=bool(row["explicit"]),
-        status=row["status"],
-        created_at=created,
-        resolution=row["resolution"],
-        resolved_at=_dt(row["resolved_at"]),
-    )
-
-
-def _mail_from(row: aiosqlite.Row) -> OutboxMail:
-    next_at = _dt(row["next_attempt_at"])
-    created = _dt(row["created_at"])
-    assert next_at is not None and created is not None
-    return OutboxMail(
-        id=row["id"],
-        purpose=row["purpose"],
-        recipients=tuple(row["recipients"].split("\n")),
-        message=bytes(row["message"]),
-        status=row["status"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        next_attempt_at=next_at,
-        created_at=created,
-        ticket_id=row["ticket_id"],
-        chat_id=row["chat_id"],
-        sent_at=_dt(row["sent_at"]),
-    )
 
 
 _CHAT_SELECT = (
@@ -336,13 +279,13 @@ class RecordQueries(StoreBase):
             (*params, limit, offset),
         )
         return (
-            [BanRow(_ban_from(r), r["lifted_by"], r["chat_id"]) for r in rows],
+            [BanRow(ban_from_row(r), r["lifted_by"], r["chat_id"]) for r in rows],
             int(count[0]) if count else 0,
         )
 
     async def ban_row(self, ban_id: int) -> BanRow | None:
         row = await self._one("SELECT * FROM bans WHERE id = ?", (ban_id,))
-        return BanRow(_ban_from(row), row["lifted_by"], row["chat_id"]) if row else None
+        return BanRow(ban_from_row(row), row["lifted_by"], row["chat_id"]) if row else None
 
     async def audit_log(
         self, ban_id: int | None = None, *, limit: int = 200, offset: int = 0
@@ -397,11 +340,11 @@ class RecordQueries(StoreBase):
             f"SELECT * FROM incidents WHERE {condition} ORDER BY id DESC LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
-        return [_incident_from(r) for r in rows], int(count[0]) if count else 0
+        return [incident_from_row(r) for r in rows], int(count[0]) if count else 0
 
     async def incidents_for_chat(self, chat_id: int) -> list[Incident]:
         rows = await self._all("SELECT * FROM incidents WHERE chat_id = ? ORDER BY id", (chat_id,))
-        return [_incident_from(r) for r in rows]
+        return [incident_from_row(r) for r in rows]
 
     async def incidents_by_ids(self, incident_ids: Iterable[int]) -> list[Incident]:
         ids = sorted(set(incident_ids))
@@ -410,7 +353,7 @@ class RecordQueries(StoreBase):
         rows = await self._all(
             f"SELECT * FROM incidents WHERE id IN ({_marks(ids)}) ORDER BY id DESC", ids
         )
-        return [_incident_from(r) for r in rows]
+        return [incident_from_row(r) for r in rows]
 
     async def incident_addresses(self) -> list[tuple[int, str]]:
         """(incident id, address) of every incident that kept an address: for network
@@ -465,7 +408,7 @@ class RecordQueries(StoreBase):
                 f"SELECT * FROM mail_outbox WHERE ticket_id IN ({_marks(ids)}) ORDER BY id",
                 ids,
             ):
-                mails.setdefault(m["ticket_id"], []).append(_mail_from(m))
+                mails.setdefault(m["ticket_id"], []).append(mail_from_row(m))
         out = []
         for r in rows:
             created = _dt(r["created_at"])
@@ -523,13 +466,13 @@ class RecordQueries(StoreBase):
             " WHEN 'pending' THEN 1 ELSE 2 END, m.id DESC LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
-        return [MailStatus(_mail_from(r), r["scope_queue"]) for r in rows], (
+        return [MailStatus(mail_from_row(r), r["scope_queue"]) for r in rows], (
             int(count[0]) if count else 0
         )
 
     async def outbox_mail(self, mail_id: int) -> MailStatus | None:
         row = await self._one(f"{self._MAIL_SCOPE} WHERE m.id = ?", (mail_id,))
-        return MailStatus(_mail_from(row), row["scope_queue"]) if row else None
+        return MailStatus(mail_from_row(row), row["scope_queue"]) if row else None
 
     async def retry_mail(self, mail_id: int, now: datetime) -> bool:
         """A failed email goes back to pending, due now (its attempts and last error are
