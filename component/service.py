@@ -223,6 +223,7 @@ class DeskService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_purge: datetime | None = None
         self._relayed_dirty: dict[int, int] = {}
+        self._info_cache: dict[str, tuple[float, QueueInfo]] = {}
         self.followup = FollowUp(self, from_address)
         self.moderation = Moderation(
             self,
@@ -480,6 +481,18 @@ class DeskService:
             operators_available=sum(1 for op in loads if op.presence.takes_chats),
             open_now=open_now,
         )
+
+    def recent_queue_info(self, name: str, max_age: float = 1.0) -> QueueInfo:
+        """`queue_info`, reused for up to `max_age` seconds: the status endpoint is hit on
+        every page view of every partner site, and a second's staleness is harmless
+        there (the widget's own socket gets changes as they happen)."""
+        now = asyncio.get_running_loop().time()
+        cached = self._info_cache.get(name)
+        if cached is not None and now - cached[0] < max_age:
+            return cached[1]
+        info = self.queue_info(name)
+        self._info_cache[name] = (now, info)
+        return info
 
     def position(self, chat_id: int) -> int | None:
         """1-based place among the queue's unanswered chats, or None once answered."""

@@ -97,7 +97,7 @@ async def queue_status(request: web.Request) -> web.Response:
             status=404,
             headers=headers,
         )
-    info = service.queue_info(queue)
+    info = service.recent_queue_info(queue)
     return web.json_response(
         {
             "queue": info.queue,
