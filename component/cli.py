@@ -521,7 +521,7 @@ def read_password() -> str:
 
 
 async def _admin(args: argparse.Namespace, store: Store) -> None:
-    from web.admin.auth import hash_password
+    from component.passwords import hash_password
 
     if args.action == "add":
         name = args.name.strip()

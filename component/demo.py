@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from component.config import load_config, write_config_toml
+from component.passwords import hash_password
 from component.prosody import LocalProsody, free_port
 from component.runner import running
 from component.store import Store
@@ -60,6 +61,7 @@ def _load_state(workdir: Path, web_port: int) -> dict[str, object]:
         "component_port": _prefer(5347),
         "web_port": web_port,
         "passwords": {name: secrets.token_urlsafe(9) for name in DEMO_OPERATORS},
+        "admin_password": secrets.token_urlsafe(12),
     }
     workdir.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps(state, indent=2), "utf-8")
@@ -67,8 +69,10 @@ def _load_state(workdir: Path, web_port: int) -> dict[str, object]:
     return state
 
 
-async def _seed(store: Store, operators: list[str]) -> None:
+async def _seed(store: Store, operators: list[str], admin_password: str) -> None:
     now = datetime.now(UTC)
+    if await store.admin_by_name("admin") is None:
+        await store.add_admin("admin", hash_password(admin_password), "admin", None, now)
     group = await store.group_by_name("demo") or await store.add_group("demo", "Demo Library", now)
     queue = await store.queue_by_name(DEMO_QUEUE) or await store.add_queue(
         DEMO_QUEUE, group.id, "Ask a Librarian", None, now
@@ -127,7 +131,7 @@ async def _demo(workdir: Path, web_port: int) -> None:
             jids.append(f"{user}@{XMPP_DOMAIN}")
         store = await Store.open(config.storage.path)
         try:
-            await _seed(store, jids)
+            await _seed(store, jids, str(state.get("admin_password", "")) or "change-me-now")
         finally:
             await store.close()
         stop = asyncio.Event()
@@ -136,6 +140,11 @@ async def _demo(workdir: Path, web_port: int) -> None:
             loop.add_signal_handler(sig, stop.set)
         async with running(config):
             _print_banner(config_path, web_port, int(str(state["c2s_port"])), passwords)
+            print(
+                f"  Admin page:     http://127.0.0.1:{web_port}/admin/  "
+                f"(admin / {state.get('admin_password', 'change-me-now')})\n",
+                flush=True,
+            )
             await stop.wait()
             log.info("shutting down")
     finally:

@@ -288,7 +288,7 @@ async def admin_account(
     desk: Desk, username: str = "boss", *, role: str = "admin", group: str | None = None
 ) -> tuple[str, str]:
     """Create an admin page account directly in the store; returns (username, password)."""
-    from web.admin.auth import hash_password
+    from component.passwords import hash_password
 
     store = desk.refdesk.store
     group_id = None

@@ -12,9 +12,8 @@ from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
+from component.passwords import check_password, hash_password
 from component.store_admin import AdminSession
 from web.keys import CONFIG, SERVICE
 from web.patron import request_origin
@@ -30,24 +29,9 @@ SESSION_KEY = web.RequestKey("admin_session", AdminSession)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-
-
-def hash_password(password: str) -> str:
-    """argon2id hash for a new or changed password (CLI `admin add`, the admin page)."""
-    return _hasher.hash(password)
-
-
-def check_password(stored: str, password: str) -> bool:
-    try:
-        return _hasher.verify(stored, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
 # A hash to verify against when the username does not exist, so that both cases take the
 # same time and nobody learns which usernames exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+_DUMMY_HASH = hash_password(secrets.token_hex(16))
 
 
 def _token_hash(token: str) -> str:
