@@ -305,3 +305,43 @@ def test_ban_commands(tmp_path: Path) -> None:
         == 0
     )
     assert "purged 0" in refdesk("purge", config=cfg).stdout
+
+
+def test_admin_accounts(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+
+    def run(*args: str, password: str = "") -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "component.cli", "--config", str(cfg), *args]
+        return subprocess.run(
+            cmd, input=password + "\n", capture_output=True, text=True, timeout=60
+        )
+
+    assert run("admin", "add", "boss", password="a long enough password").returncode == 0
+    assert_clean_error(run("admin", "add", "boss", password="another long one"), "already")
+    assert_clean_error(run("admin", "add", "shorty", password="short"), "at least 10")
+    assert_clean_error(
+        run("admin", "add", "bad name!", password="a long password"), "not a valid username"
+    )
+    assert_clean_error(
+        run("admin", "add", "coord", "--role", "coordinator", password="a long password"),
+        "needs --group",
+    )
+    assert refdesk("group", "add", "east", config=cfg).returncode == 0
+    r = run(
+        "admin",
+        "add",
+        "coord",
+        "--role",
+        "coordinator",
+        "--group",
+        "east",
+        password="a long password",
+    )
+    assert r.returncode == 0, r.stderr
+    assert run("admin", "list").stdout.splitlines() == [
+        "boss\tadmin",
+        "coord\tcoordinator\tgroup=east",
+    ]
+    assert run("admin", "password", "boss", password="a brand new password").returncode == 0
+    assert run("admin", "remove", "coord").returncode == 0
+    assert_clean_error(run("admin", "remove", "coord"), "no account")
