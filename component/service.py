@@ -180,6 +180,7 @@ class _QueueRuntime:
     escalation: EscalationRule | None
     arrivals: deque[datetime] = field(default_factory=lambda: deque(maxlen=_ARRIVALS_KEPT))
     last_escalation: datetime | None = None
+    open_at_minute: tuple[datetime, bool] | None = None
 
 
 class DeskService:
@@ -441,7 +442,13 @@ class DeskService:
         """Within the queue's service hours (outside them it is offline whatever the
         operators' presence)."""
         runtime = self._runtime.get(queue.id)
-        return runtime is None or is_open(runtime.hours, self.clock())
+        if runtime is None or runtime.hours.is_always:
+            return True
+        # Hours change on whole minutes: one real check per queue and minute is enough.
+        minute = self.clock().replace(second=0, microsecond=0)
+        if runtime.open_at_minute is None or runtime.open_at_minute[0] != minute:
+            runtime.open_at_minute = (minute, is_open(runtime.hours, minute))
+        return runtime.open_at_minute[1]
 
     def active_chats(self, jid: str) -> int:
         return sum(
@@ -511,8 +518,28 @@ class DeskService:
             return
         self._last_status[queue_name] = info
         self.bus.publish(
-            QueueStatusChanged(info.queue, info.status, info.waiting, info.operators_available)
+            QueueStatusChanged(
+                info.queue,
+                info.status,
+                info.waiting,
+                info.operators_available,
+                self._positions(self.queue(queue_name)),
+            )
         )
+
+    def _positions(self, queue: Queue) -> dict[int, int | None]:
+        """Every open chat of the queue with its place in line (None once answered)."""
+        positions: dict[int, int | None] = {}
+        place = 0
+        for live in sorted(self._chats.values(), key=lambda c: c.id):
+            if live.queue.id != queue.id:
+                continue
+            if live.unanswered:
+                place += 1
+                positions[live.id] = place
+            else:
+                positions[live.id] = None
+        return positions
 
     async def on_operator_presence(self, jid: str, resource: str, presence: Presence) -> None:
         """An operator's presence reached a queue JID (the adapter calls this for every

@@ -64,6 +64,7 @@ class PatronConnection:
         self.frames: asyncio.Queue[Frame | None] = asyncio.Queue()
         self.sent_seq = 0
         self._held: list[Frame] | None = []
+        self._last_status: Frame | None = None
 
     def push(self, frame: Frame) -> None:
         """Queue a frame; transcript frames the patron already has are dropped."""
@@ -76,6 +77,13 @@ class PatronConnection:
                 return
             self.sent_seq = max(self.sent_seq, seq)
         self.frames.put_nowait(frame)
+
+    def push_status(self, frame: Frame) -> None:
+        """Queue a status frame unless it says what the last one said (a busy queue
+        changes state with every chat; most patrons' view of it does not change)."""
+        if frame != self._last_status:
+            self._last_status = frame
+            self.push(frame)
 
     def replay(self, frames: list[Frame], after: int) -> None:
         """Send the history (entries after seq `after`) first, then whatever arrived
@@ -150,10 +158,17 @@ class PatronHub:
             case EmailOffered():
                 self._send(event.chat_id, {"type": "offer_email", "text": event.text})
             case QueueStatusChanged():
-                for conns in self._by_chat.values():
-                    for conn in conns:
-                        if conn.queue == event.queue:
-                            conn.push({"type": "queue_changed"})
+                for chat_id, position in event.positions.items():
+                    frame: Frame = {
+                        "type": "status",
+                        "status": event.status.value,
+                        "position": position,
+                    }
+                    if position is not None:
+                        # Only those still waiting care how many are waiting.
+                        frame["waiting"] = event.waiting
+                    for conn in self._by_chat.get(chat_id, ()):
+                        conn.push_status(frame)
 
 
 def _in_network(ip: str | None, network: IPv4Network | IPv6Network) -> bool:

@@ -30,14 +30,14 @@ MAX_FRAMES_PER_POLL = 200
 def _drain(session: PatronSession, first: Frame | None = None) -> tuple[list[Frame], bool]:
     """Everything queued for the patron now (after `first`, already taken from the queue);
     and whether the session has closed."""
-    frames: list[Frame] = [session.render(first)] if first is not None else []
+    frames: list[Frame] = [first] if first is not None else []
     assert session.conn is not None
     queue = session.conn.frames
     while not queue.empty() and len(frames) < MAX_FRAMES_PER_POLL:
         frame = queue.get_nowait()
         if frame is None:
             return frames, True
-        frames.append(session.render(frame))
+        frames.append(frame)
     return frames, False
 
 

@@ -59,7 +59,7 @@ async def _writer(ws: web.WebSocketResponse, session: PatronSession) -> None:
         frame = await session.conn.frames.get()
         if frame is None:
             break
-        await ws.send_json(session.render(frame))
+        await ws.send_json(frame)
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:

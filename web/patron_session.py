@@ -61,14 +61,14 @@ def parse_hello(frame: dict[str, Any]) -> tuple[str | None, int]:
 
 
 def status_frame(service: DeskService, conn: PatronConnection) -> Frame:
+    """The queue's state for one patron (the same shape the hub pushes on changes)."""
     queue = service.chat_queue(conn.chat_id) or conn.queue
     info = service.queue_info(queue)
-    return {
-        "type": "status",
-        "status": info.status.value,
-        "waiting": info.waiting,
-        "position": service.position(conn.chat_id),
-    }
+    position = service.position(conn.chat_id)
+    frame: Frame = {"type": "status", "status": info.status.value, "position": position}
+    if position is not None:
+        frame["waiting"] = info.waiting
+    return frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +100,6 @@ class PatronSession:
     @property
     def greeted(self) -> bool:
         return self.conn is not None
-
-    def render(self, frame: Frame) -> Frame:
-        """Turn an internal frame into what goes on the wire (called by transports)."""
-        if frame["type"] == "queue_changed" and self.conn is not None:
-            return status_frame(self.service, self.conn)
-        return frame
 
     async def receive(self, data: str) -> None:
         """One text frame from the patron."""
@@ -159,7 +153,7 @@ class PatronSession:
         history = await self.service.history(handle.chat_id, last_seq)
         conn.replay([event_frame(e) for e in history], after=last_seq)
         if self.service.chat_state(handle.chat_id) is not ChatState.ENDED:
-            conn.push(status_frame(self.service, conn))
+            conn.push_status(status_frame(self.service, conn))
 
     async def _dispatch(self, frame: dict[str, Any], conn: PatronConnection) -> None:
         service = self.service

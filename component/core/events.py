@@ -6,7 +6,8 @@ subscribe to the ones they need, so neither transport knows the other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 
 from component.core.models import ChatEvent, QueueStatus
@@ -78,10 +79,14 @@ class TypingChanged:
 
 @dataclass(frozen=True, slots=True)
 class QueueStatusChanged:
+    """The queue's state as patrons see it changed. `positions` maps each open chat of the
+    queue to its place in line (None once answered), computed once for all listeners."""
+
     queue: str
     status: QueueStatus
     waiting: int
     available_operators: int
+    positions: Mapping[int, int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,7 +236,9 @@ def test_hub_routes_events_to_the_chat_connections() -> None:
     bus.publish(TypingChanged(7, "guest-a", True, True, ()))
     ended = chat_event(3, kind=EventKind.ENDED, sender=Sender.SYSTEM, name="", text="Bye")
     bus.publish(ChatEnded(7, "guest-a", ended, "operator", ()))
-    bus.publish(QueueStatusChanged("science", QueueStatus.AWAY, 0, 0))
+    bus.publish(QueueStatusChanged("science", QueueStatus.AWAY, 1, 0, {8: 1}))
+    # The same view again is not sent twice.
+    bus.publish(QueueStatusChanged("science", QueueStatus.AWAY, 1, 0, {8: 1}))
 
     frames = drain(mine)
     assert frames == [
@@ -244,7 +246,7 @@ def test_hub_routes_events_to_the_chat_connections() -> None:
         {"type": "typing", "state": "composing"},
         event_frame(ended),
     ]
-    assert drain(other) == [{"type": "queue_changed"}]
+    assert drain(other) == [{"type": "status", "status": "away", "position": 1, "waiting": 1}]
     assert hub.connections(7) == 1
 
     hub.unregister(mine)
