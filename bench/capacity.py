@@ -52,7 +52,7 @@ from bench.common import (
     wait_quiet,
 )
 from bench.patrons import Fleet, Tracker, paced
-from bench.stack import QUEUE, BenchStack
+from bench.stack import QUEUE, BenchStack, stop_child
 
 PASSWORD = "bench-password"
 THRESHOLD_MS = 100.0
@@ -131,12 +131,14 @@ async def chatting_phase(
     keep: bool,
     quiet_wait: float = 60.0,
     db_dir: Path | None = None,
+    gc_watch: bool = False,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"steps": [], "stopped": "cap reached"}
     max_chats = math.ceil(max(steps) / operators) * 2 + 10
     out["max_chats"] = max_chats
     phase_began = time.monotonic()
     async with BenchStack(keep=keep, db_dir=db_dir) as stack:
+        stack.gc_watch = gc_watch
         ops, pid = await stack.desk_with_operators(operators, max_chats, PASSWORD, queues)
         out["facts"] = machine_facts(stack.prosody_config)
         out["facts"]["refdesk database"] = (
@@ -237,6 +239,9 @@ async def chatting_phase(
             await asyncio.gather(*(op.disconnect() for op in ops), return_exceptions=True)
             out["refdesk_log"] = stack.log_problems()
             out["refdesk_first_problem"] = stack.first_problem()
+            if gc_watch:
+                await stop_child(stack.refdesk)
+                out["gc"] = stack.gc_report()
     out["crossing"] = crossing(out["steps"])
     return out
 
@@ -287,6 +292,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         keep=args.keep,
         quiet_wait=0.0 if args.quick else 60.0,
         db_dir=args.db_dir,
+        gc_watch=args.gc_watch,
     )
     result["facts"] = result["chatting"].get("facts") or result["idle"].get("facts")
     return result
@@ -356,6 +362,8 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
             notes.append(
                 f"{label}: refdesk log {problems}; first: `{phase.get('refdesk_first_problem')}`"
             )
+    if chat.get("gc"):
+        notes.append(f"refdesk's garbage collector over the chatting phase: `{chat['gc']}`")
     if idle.get("stopped"):
         notes.append(f"idle phase stopped: {idle['stopped']}")
     idle_table = md_table(
@@ -427,6 +435,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, help="unrecorded seconds per step (3)")
     parser.add_argument("--budget", type=float, help="seconds for the chatting phase (900)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--gc-watch", action="store_true", help="report refdesk's garbage-collector pauses"
+    )
     parser.add_argument(
         "--db-dir", type=Path, help="put refdesk's database there (e.g. /dev/shm: no fsync cost)"
     )

@@ -105,6 +105,7 @@ class BenchStack:
         self.config_path = self.workdir / "refdesk.toml"
         self.db_path = (self.db_dir or self.workdir) / "refdesk.sqlite3"
         self.refdesk_log = self.workdir / "refdesk.log"
+        self.gc_watch = False  # run refdesk under bench._gcwatch (GC pause report in its log)
 
     async def __aenter__(self) -> BenchStack:
         return self
@@ -261,7 +262,12 @@ class BenchStack:
         """Start refdesk as its own process and wait until its web side answers; returns
         its pid. With `profile_out`, it runs under `bench._profiled` (cProfile switched on
         and off by SIGUSR1 / SIGUSR2)."""
-        if profile_out is None:
+        if self.gc_watch:
+            args = [
+                sys.executable, "-m", "bench._gcwatch", "--",
+                "--config", str(self.config_path), "run",
+            ]  # fmt: skip
+        elif profile_out is None:
             args = [sys.executable, "-m", "component.cli", "--config", str(self.config_path), "run"]
         else:
             args = [
@@ -313,6 +319,15 @@ class BenchStack:
         except OSError:
             return "(no refdesk log)"
         return "\n".join(text.splitlines()[-lines:])
+
+    def gc_report(self) -> str | None:
+        """The line `bench._gcwatch` writes when refdesk exits, if it ran under it."""
+        try:
+            text = self.refdesk_log.read_text(errors="replace")
+        except OSError:
+            return None
+        lines = [line for line in text.splitlines() if line.startswith("bench-gc:")]
+        return lines[-1] if lines else None
 
     def log_problems(self) -> dict[str, int]:
         """Counts of ERROR / WARNING lines and tracebacks in refdesk's log."""

@@ -424,6 +424,12 @@ class DeskService:
         on every session start to ask for missing subscriptions and probe granted ones."""
         return dict(self._subscriptions)
 
+    def subscribers(self, queue_name: str) -> list[str]:
+        """Operators of the queue who granted it their presence (they see its presence)."""
+        return [
+            jid for (q, jid), s in self._subscriptions.items() if q == queue_name and s == "granted"
+        ]
+
     def queues_of(self, jid: str) -> list[str]:
         return sorted(q.name for q in self._queues.values() if jid in self._members[q.id])
 

@@ -49,7 +49,7 @@ from component.core.events import (
 )
 from component.core.models import ChatEvent, EventKind, Presence, QueueStatus, Sender
 from component.core.text import strip_xml_illegal
-from component.service import GUEST_PREFIX, DeskService
+from component.service import GUEST_PREFIX, DeskService, QueueInfo
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +265,9 @@ class XmppAdapter:
             pres["status"] = strip_xml_illegal(status)
         self._send(pres)
 
-    def send_queue_presence(self, queue: str, to: str) -> None:
+    def send_queue_presence(self, queue: str, to: str, info: QueueInfo | None = None) -> None:
         """Tell an operator the queue's state (shown in their roster)."""
-        info = self.service.queue_info(queue)
+        info = info or self.service.queue_info(queue)
         status = f"{info.title}: {info.status.value}, {info.waiting} waiting"
         self._send_presence(queue, to, show=_QUEUE_SHOW[info.status], status=status)
 
@@ -340,9 +340,10 @@ class XmppAdapter:
                     for jid in event.operator_jids:
                         self.send_chatstate(event.guest, jid, state)
             case QueueStatusChanged():
-                for (queue, jid), state in self.service.subscriptions().items():
-                    if queue == event.queue and state == "granted":
-                        self.send_queue_presence(queue, jid)
+                # Computed once for all the queue's operators, not once per operator.
+                info = self.service.queue_info(event.queue)
+                for jid in self.service.subscribers(event.queue):
+                    self.send_queue_presence(event.queue, jid, info)
             case OperatorNotice():
                 self.send_chat(event.from_node, event.operator_jid, event.text)
             case DirectoryChanged():
