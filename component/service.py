@@ -27,7 +27,6 @@ from component.bus import EventBus
 from component.core import commands
 from component.core.bans import Ladder, Network, canonical_address
 from component.core.errors import (
-    BadCommand,
     ChatClosed,
     InvalidInput,
     NotAnOperator,
@@ -1311,4 +1310,4 @@ class DeskService:
         return event
 
 
-__all__ = ["BadCommand", "ChatHandle", "DeskService", "LiveChat", "QueueInfo", "hash_token"]
+__all__ = ["ChatHandle", "DeskService", "LiveChat", "QueueInfo", "hash_token"]
