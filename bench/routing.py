@@ -1,13 +1,16 @@
 """Time per routing decision with 500 operators, against a trivial function call.
 
-    python -m bench.routing [--quick] [--operators 500] [--chats 1000]
+    python -m bench.routing [--quick] [--operators 500] [--chats 1000] [--bans 100000]
 
 - the pure functions of `component/core/routing.py` (`eligible`, `queue_status`, and
   `next_in_turn` when present) over 500 `OperatorLoad`s;
 - `DeskService.queue_info` (what the status endpoint and every patron status frame cost)
   with 500 operators loaded from a real SQLite store (no XMPP), their presence set
   through `on_operator_presence`, with no open chat and with `--chats` open chats;
-- `DeskService.loads` + `eligible`: the decision as the service makes it for a new chat.
+- `DeskService.loads` + `eligible`: the decision as the service makes it for a new chat;
+- ban checks: `BanIndex.match` over `--bans` bans built in memory, and
+  `service.moderation.banned(address)` through a real `DeskService` whose `--stored-bans`
+  bans were stored with `Store.add_ban`, plus the time of `Moderation.load()`.
 
 Baseline: a call of a trivial Python function (returns its argument), measured in the same
 run with the same loop, so the ratio says how many plain calls one decision is worth.
@@ -17,6 +20,7 @@ Each figure is the median of `--repeat` timed loops (the minimum is shown too).
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import statistics
 import sys
@@ -107,15 +111,12 @@ async def service_with(operators: int, workdir: Path, rng: random.Random) -> Des
     return service
 
 
-def ban_cases(count: int, number: int, repeat: int) -> dict[str, dict[str, float]]:
-    """`BanIndex.match` (the check at every patron entry) with `count` active bans, if this
-    version of refdesk has bans: 60 % IPv4 addresses, 20 % IPv4 /24, 20 % IPv6 /64."""
-    try:
-        from component.core.bans import Ban, BanIndex
-    except ImportError:
-        return {}
+def make_bans(count: int, now: datetime) -> list[Any]:
+    """`count` active bans with a fixed random mix: 60 % single IPv4 addresses, 20 % IPv4
+    /24 networks, 20 % IPv6 /64 networks (ids 1..count)."""
+    from component.core.bans import Ban
+
     rng = random.Random(7)
-    now = datetime.now(UTC)
     start, end = now - timedelta(days=1), now + timedelta(days=30)
     bans = []
     for n in range(count):
@@ -127,23 +128,110 @@ def ban_cases(count: int, number: int, repeat: int) -> dict[str, dict[str, float
         else:
             net = ip_network(f"2001:db8:{rng.randrange(65536):x}:{rng.randrange(65536):x}::/64")
         bans.append(Ban(n + 1, net, 1, "bench", start, end))
-    index = BanIndex(bans)
-    banned_v4 = str(next(b.network for b in bans if b.network.prefixlen == 24)[7])
+    return bans
+
+
+def probe_addresses(bans: list[Any]) -> dict[str, str]:
+    """Addresses to check: not banned and banned, IPv4 and IPv6."""
     return {
-        f"ban check BanIndex.match(), {count:,} bans, IPv4 not banned": time_per_call(
-            lambda: index.match("192.0.2.45", now), number, repeat
-        ),
-        f"ban check BanIndex.match(), {count:,} bans, IPv4 in a banned /24": time_per_call(
-            lambda: index.match(banned_v4, now), number, repeat
-        ),
-        f"ban check BanIndex.match(), {count:,} bans, IPv6 not banned": time_per_call(
-            lambda: index.match("2001:db8:ffff:1::5", now), number, repeat
+        "IPv4 not banned": "192.0.2.45",
+        "IPv4 banned (single address)": str(bans[0].network.network_address),
+        "IPv4 in a banned /24": str(next(b.network for b in bans if b.network.prefixlen == 24)[7]),
+        "IPv6 not banned": "2001:db8:ffff:1::5",
+        "IPv6 in a banned /64": str(
+            next(b.network for b in bans if b.network.version == 6)[0x1234]
         ),
     }
 
 
+def ban_cases(count: int, number: int, repeat: int) -> dict[str, dict[str, float]]:
+    """`BanIndex.match` (the pure look-up at every patron entry) with `count` active bans
+    built in memory, if this version of refdesk has bans."""
+    try:
+        from component.core.bans import BanIndex
+    except ImportError:
+        return {}
+    now = datetime.now(UTC)
+    bans = make_bans(count, now)
+    began = time.perf_counter()
+    index = BanIndex(bans)
+    build_s = time.perf_counter() - began
+    cases = {}
+    for label, address in probe_addresses(bans).items():
+        cases[f"ban check BanIndex.match(), {count:,} bans, {label}"] = time_per_call(
+            lambda a=address: index.match(a, now), number, repeat
+        )
+    cases[f"ban check BanIndex.match(), {count:,} bans, IPv4 not banned"]["build_s"] = build_s
+    return cases
+
+
+async def ban_service_cases(
+    count: int, number: int, repeat: int, workdir: Path
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """The check as a patron meets it: `service.moderation.banned(address)` (what
+    `web/patron_session.py` calls at every hello) through a real `DeskService` whose
+    `count` bans were stored with `Store.add_ban` one by one. The store is opened with
+    synchronous=OFF for that loading only (it is set-up, not measured; 100,000 fsyncs would
+    take minutes), then closed and reopened as refdesk opens it. Also times
+    `Moderation.load()` (the start-up load, repeated whenever the store changed)."""
+    try:
+        from component.core.bans import BanIndex  # noqa: F401
+    except ImportError:
+        return {}, {}
+    now = datetime.now(UTC)
+    bans = make_bans(count, now)
+    path = workdir / "bans.sqlite3"
+    loading = await Store.open(path, synchronous="OFF")
+    began = time.perf_counter()
+    try:
+        group = await loading.add_group("bench", "Bench library", now)
+        await loading.add_queue(QUEUE, group.id, "Ask a librarian (bench)", None, now)
+        for ban in bans:
+            await loading.add_ban(ban, now)
+    finally:
+        await loading.close()
+    stored_s = time.perf_counter() - began
+    store = await Store.open(path)
+    service = DeskService(store, domain="desk.localhost")
+    began = time.perf_counter()
+    await service.start()
+    start_s = time.perf_counter() - began
+    cases: dict[str, dict[str, float]] = {}
+    try:
+        loads = []
+        for _ in range(3):
+            began = time.perf_counter()
+            await service.moderation.load()
+            loads.append(time.perf_counter() - began)
+        moderation = service.moderation
+        for label, address in probe_addresses(bans).items():
+            if "single" in label or "/64" in label:
+                continue
+            cases[f"service.moderation.banned(), {count:,} stored bans, {label}"] = time_per_call(
+                lambda a=address: moderation.banned(a), number, repeat
+            )
+        found = moderation.banned(probe_addresses(bans)["IPv4 in a banned /24"])
+        assert found is not None, "the banned address was not found through the service"
+        assert moderation.banned("192.0.2.45") is None
+    finally:
+        await service.close()
+        await store.close()
+    return cases, {
+        "bans": count,
+        "store_add_ban_s": stored_s,
+        "service_start_s": start_s,
+        "moderation_load_s": min(loads),
+        "moderation_load_median_s": statistics.median(loads),
+    }
+
+
 async def run(
-    operators: int, chats: int, number: int, repeat: int, bans: int = 10_000
+    operators: int,
+    chats: int,
+    number: int,
+    repeat: int,
+    bans: int = 100_000,
+    stored_bans: int = 100_000,
 ) -> dict[str, Any]:
     rng = random.Random(42)
     cases: dict[str, dict[str, float]] = {}
@@ -193,6 +281,9 @@ async def run(
             await service.close()
             await service.store.close()
     cases.update(ban_cases(bans, number, repeat))
+    with tempfile.TemporaryDirectory(prefix="refdesk-bench-bans-") as tmp:
+        service_cases, ban_load = await ban_service_cases(stored_bans, number, repeat, Path(tmp))
+    cases.update(service_cases)
     # The minimum over the loops is the least disturbed by other processes on this shared
     # machine; ratios use it (medians are shown too).
     base = cases["trivial function call (baseline)"]["min_ns"]
@@ -202,12 +293,15 @@ async def run(
         "operators": operators,
         "chats": chats,
         "bans": bans,
+        "ban_load": ban_load,
         "cases": cases,
         "facts": machine_facts(None),
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
+    load = result.get("ban_load") or {}
+    build_s = next((f["build_s"] for f in result["cases"].values() if "build_s" in f), math.nan)
     rows = [
         [
             name,
@@ -236,14 +330,18 @@ the same loop.
 
 {md_table(["what", "µs per call (min)", "µs (median)", "ratio to trivial call", "calls"], rows)}
 
-<!-- TODO(bans) -->
-**TODO — bans.** When these benchmarks were specified, ban checks did not exist; the bans
-feature then appeared in the code base while they were being written
-(`component/core/bans.py`, `BanIndex`). The three "ban check" rows above (if present) time
-the pure look-up only, with {result.get("bans", 0):,} active bans. Still to do when the
-feature settles: the full ban benchmark — the check as a patron meets it (WebSocket hello
-and page view through `Moderation.banned`, requests per second with and without 10,000
-bans), and the cost of loading and pruning the index at start-up.
+**Bans.** The "ban check `BanIndex.match()`" rows time the pure look-up
+(`component/core/bans.py`) over {result.get("bans", 0):,} active bans built in memory
+(60 % single IPv4 addresses, 20 % IPv4 /24, 20 % IPv6 /64; building that index took
+{fmt(build_s, 2)} s). The "`service.moderation.banned()`" rows are the check as a patron
+meets it at every WebSocket hello (`web/patron_session.py` `_hello`): a real `DeskService`
+on a real store holding {load.get("bans", 0):,} bans, stored one by one with
+`Store.add_ban` (with the store opened `synchronous=OFF` for that set-up only:
+{fmt(load.get("store_add_ban_s", math.nan))} s), then reopened as refdesk opens it.
+`DeskService.start()` on that store took {fmt(load.get("service_start_s", math.nan), 2)} s;
+`Moderation.load()` (the same index rebuild, run at start-up and again whenever another
+process changed the store) {fmt(load.get("moderation_load_s", math.nan) * 1000, 0)} ms (min
+of 3; median {fmt(load.get("moderation_load_median_s", math.nan) * 1000, 0)} ms).
 """
 
 
@@ -251,6 +349,10 @@ def main() -> None:
     parser = base_parser("bench.routing", __doc__.split("\n\n")[0])
     parser.add_argument("--operators", type=int, help="operators (500)")
     parser.add_argument("--chats", type=int, help="open chats for the last rows (1000)")
+    parser.add_argument("--bans", type=int, help="bans in the in-memory index (100000)")
+    parser.add_argument(
+        "--stored-bans", type=int, help="bans stored for the service rows (100000; quick 2000)"
+    )
     parser.add_argument("--number", type=int, help="calls per timed loop (2000)")
     parser.add_argument("--repeat", type=int, help="timed loops (7)")
     args = parser.parse_args()
@@ -261,6 +363,8 @@ def main() -> None:
             chats=args.chats if args.chats is not None else (100 if q else 1000),
             number=args.number or (100 if q else 2000),
             repeat=args.repeat or (3 if q else 7),
+            bans=args.bans or (10_000 if q else 100_000),
+            stored_bans=args.stored_bans or (2_000 if q else 100_000),
         )
     )
     print(f"(routing: {len(result['cases'])} cases)", file=sys.stderr)

@@ -2,7 +2,7 @@
 must produce figures with the expected keys and sane counts (every line answered, every
 session held). No timing is asserted: the figures of a smoke run mean nothing.
 
-All five start at once (module fixture) so the whole smoke takes about as long as the
+All six start at once (module fixture) so the whole smoke takes about as long as the
 slowest one (~25 s), not their sum; they mostly wait on paced sends and sleeps.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("latency", "status", "capacity", "routing", "profile")
+BENCHMARKS = ("latency", "status", "capacity", "routing", "profile", "soak")
 TIMEOUT = 170
 
 
@@ -139,7 +139,11 @@ def test_routing_quick(runs: dict[str, Run]) -> None:
     for figures in cases.values():
         assert finite(figures["median_ns"]) and figures["median_ns"] > 0
         assert finite(figures["ratio"])
-    assert "TODO" in runs["routing"].results.read_text()
+    assert any(name.startswith("ban check BanIndex.match()") for name in cases)
+    assert any(name.startswith("service.moderation.banned()") for name in cases)
+    for key in ("bans", "store_add_ban_s", "service_start_s", "moderation_load_s"):
+        assert finite(data["ban_load"][key]), key
+    assert "TODO" not in runs["routing"].results.read_text()
 
 
 def test_profile_quick(runs: dict[str, Run]) -> None:
@@ -152,3 +156,18 @@ def test_profile_quick(runs: dict[str, Run]) -> None:
         analysis = run["analysis"]
         assert analysis["busy_s"] > 0
         assert analysis["categories"] and analysis["top_self"]
+
+
+def test_soak_quick(runs: dict[str, Run]) -> None:
+    data = runs["soak"].finish()
+    assert data["open_failures"] == []
+    assert set(data["faults"]) == {"prosody restart", "refdesk SIGKILL + restart"}
+    for side in ("to_operator", "to_patron"):
+        counts = data[side]
+        for key in ("sent", "received", "lost", "duplicated", "out_of_order"):
+            assert isinstance(counts[key], int) and counts[key] >= 0, (side, key, counts)
+        assert counts["sent"] > 0 and counts["received"] > 0
+    assert data["to_operator"]["acked"] > 0
+    for key in ("refused_with_error", "down_probes_sent", "down_probes_refused"):
+        assert isinstance(data["to_patron"][key], int), key
+    assert data["integrity_check"] == "ok"
