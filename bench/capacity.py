@@ -142,7 +142,7 @@ async def chatting_phase(
         ops, pid = await stack.desk_with_operators(operators, max_chats, PASSWORD, queues)
         out["facts"] = machine_facts(stack.prosody_config)
         out["facts"]["refdesk database"] = (
-            f"{stack.db_path} — {filesystem_of(stack.db_path)}; SQLite WAL, "
+            f"a temporary directory on {filesystem_of(stack.db_path)}; SQLite WAL, "
             "synchronous=FULL as refdesk opens it"
         )
         out["facts"]["disk commits"] = commit_text(commit_probe(stack.db_path.parent))

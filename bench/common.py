@@ -169,7 +169,8 @@ class CpuMeter:
 
 
 def filesystem_of(path: Path) -> str:
-    """ "ext4 on /dev/vda (mounted at /)" for the file system holding `path`."""
+    """The kind of file system holding `path` ("ext4", "tmpfs"...): what matters for
+    commit speed, without naming this machine's devices or paths."""
     best = ("?", "?", "")
     with contextlib.suppress(OSError):
         target = str(path.resolve())
@@ -178,7 +179,7 @@ def filesystem_of(path: Path) -> str:
             inside = target == mount or target.startswith(mount.rstrip("/") + "/")
             if inside and len(mount) >= len(best[2]):
                 best = (fstype, device, mount)
-    return f"{best[0]} on {best[1]} (mounted at {best[2]})"
+    return best[0]
 
 
 async def wait_quiet(

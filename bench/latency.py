@@ -98,7 +98,7 @@ async def run(
         )
         result["facts"] = machine_facts(stack.prosody_config)
         result["facts"]["refdesk database"] = (
-            f"{stack.db_path} — {filesystem_of(stack.db_path)}; SQLite WAL, "
+            f"a temporary directory on {filesystem_of(stack.db_path)}; SQLite WAL, "
             "synchronous=FULL as refdesk opens it"
         )
         result["facts"]["disk commits"] = commit_text(commit_probe(stack.db_path.parent))
