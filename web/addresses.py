@@ -49,3 +49,27 @@ def client_ip(
 
 def _trusted(addr: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
     return any(addr.version == net.version and addr in net for net in trusted)
+
+
+def forwarded_for(x_forwarded_for: str | None, forwarded: str | None) -> str | None:
+    """The hop list of a request, as X-Forwarded-For writes it: from `X-Forwarded-For`
+    if present, else from the `for=` parameters of RFC 7239 `Forwarded`
+    (`for=192.0.2.1;proto=https, for="[2001:db8::1]:443"`); obfuscated identifiers
+    such as `for=unknown` or `for=_hidden` are kept as hops so that they stop the walk."""
+    if x_forwarded_for:
+        return x_forwarded_for
+    if not forwarded:
+        return None
+    hops = []
+    for element in forwarded.split(","):
+        for pair in element.split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name.strip().lower() != "for":
+                continue
+            value = value.strip().strip('"')
+            if value.startswith("["):
+                value = value[: value.find("]") + 1] if "]" in value else value
+            elif value.count(":") == 1:
+                value = value.split(":")[0]  # IPv4 with a port
+            hops.append(value)
+    return ", ".join(hops) if hops else None

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from web.addresses import client_ip
+from web.addresses import client_ip, forwarded_for
 from web.keys import CONFIG, HUB, SERVICE, SOCKETS
 from web.patron_session import Origin, PatronSession, error_frame
 
@@ -45,7 +45,7 @@ def request_origin(request: web.Request) -> Origin:
     """The patron's address (proxies believed only if trusted) and referring page."""
     ip = client_ip(
         request.remote,
-        request.headers.get("X-Forwarded-For"),
+        forwarded_for(request.headers.get("X-Forwarded-For"), request.headers.get("Forwarded")),
         request.app[CONFIG].web.trusted_networks,
     )
     referrer = request.headers.get("Referer")

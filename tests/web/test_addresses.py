@@ -185,3 +185,19 @@ def test_ipv4_mapped_hop_becomes_ipv4() -> None:
 
 def test_ipv4_mapped_hop_of_a_trusted_proxy_is_skipped() -> None:
     assert client_ip("10.0.0.1", "192.0.2.1, ::ffff:10.0.0.2", PROXY_NETS) == V4("192.0.2.1")
+
+
+def test_forwarded_header_rfc7239() -> None:
+    from web.addresses import forwarded_for
+
+    proxy = [ipaddress.ip_network("192.0.2.0/24")]
+    header = 'for=198.51.100.17;proto=https, for="[2001:db8:cafe::17]:4711", for=192.0.2.60:80'
+    hops = forwarded_for(None, header)
+    assert hops == "198.51.100.17, [2001:db8:cafe::17], 192.0.2.60"
+    assert client_ip("192.0.2.1", hops, proxy) == ipaddress.ip_address("2001:db8:cafe::17")
+    # X-Forwarded-For wins when both are present; an obfuscated hop stops the walk.
+    assert forwarded_for("203.0.113.9", header) == "203.0.113.9"
+    assert forwarded_for(None, "for=unknown") == "unknown"
+    assert client_ip("192.0.2.1", "unknown", proxy) == ipaddress.ip_address("192.0.2.1")
+    assert forwarded_for(None, "proto=https") is None
+    assert forwarded_for(None, None) is None
