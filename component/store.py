@@ -741,7 +741,7 @@ class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
         row = await self._one("SELECT * FROM bans WHERE id = ?", (ban_id,))
         return self._ban(row) if row else None
 
-    async def list_bans(self, *, include_inactive: bool = True) -> list[Ban]:
+    async def list_bans(self) -> list[Ban]:
         rows = await self._all("SELECT * FROM bans ORDER BY starts_at DESC, id DESC")
         return [self._ban(r) for r in rows]
 

@@ -46,6 +46,24 @@ def _marks(values: Collection[Any]) -> str:
     return ",".join("?" * len(values))
 
 
+def _status_in_scope(
+    status_column: str, status: str | None, queue_column: str, queue_ids: Collection[int] | None
+) -> tuple[str, list[Any]] | None:
+    """The WHERE condition for "this status (or any) in these queues (or all)" and its
+    parameters; None when the scope is empty, so nothing can match."""
+    where: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        where.append(f"{status_column} = ?")
+        params.append(status)
+    if queue_ids is not None:
+        if not queue_ids:
+            return None
+        where.append(f"{queue_column} IN ({_marks(queue_ids)})")
+        params.extend(queue_ids)
+    return " AND ".join(where) or "1", params
+
+
 @dataclass(frozen=True, slots=True)
 class ChatSummary:
     """One chat as the transcript pages list it."""
@@ -324,17 +342,10 @@ class RecordQueries(StoreBase):
     ) -> tuple[list[Incident], int]:
         """Incidents, newest first, by status ('open', 'resolved' or None for both) and
         queue scope (incidents without a queue only for callers who see every queue)."""
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
-        if queue_ids is not None:
-            if not queue_ids:
-                return [], 0
-            where.append(f"queue_id IN ({_marks(queue_ids)})")
-            params.extend(queue_ids)
-        condition = " AND ".join(where) or "1"
+        scope = _status_in_scope("status", status, "queue_id", queue_ids)
+        if scope is None:
+            return [], 0
+        condition, params = scope
         count = await self._one(f"SELECT COUNT(*) FROM incidents WHERE {condition}", params)
         rows = await self._all(
             f"SELECT * FROM incidents WHERE {condition} ORDER BY id DESC LIMIT ? OFFSET ?",
@@ -377,17 +388,10 @@ class RecordQueries(StoreBase):
         offset: int = 0,
     ) -> tuple[list[TicketRow], int]:
         """Tickets, newest first, each with its emails; and the total."""
-        where: list[str] = []
-        params: list[Any] = []
-        if status is not None:
-            where.append("t.status = ?")
-            params.append(status)
-        if queue_ids is not None:
-            if not queue_ids:
-                return [], 0
-            where.append(f"t.queue_id IN ({_marks(queue_ids)})")
-            params.extend(queue_ids)
-        condition = " AND ".join(where) or "1"
+        scope = _status_in_scope("t.status", status, "t.queue_id", queue_ids)
+        if scope is None:
+            return [], 0
+        condition, params = scope
         count = await self._one(f"SELECT COUNT(*) FROM tickets t WHERE {condition}", params)
         rows = await self._all(
             f"{self._TICKET_SELECT} WHERE {condition} ORDER BY t.id DESC LIMIT ? OFFSET ?",
