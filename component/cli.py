@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
@@ -86,6 +87,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _version() -> str:
+    """The installed package's version (from its metadata, so it is the wheel's)."""
+    try:
+        return metadata.version("refdesk")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="refdesk", description="Live chat reference service.")
     parser.add_argument(
@@ -95,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"configuration file (default: $REFDESK_CONFIG or {DEFAULT_CONFIG})",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
@@ -11,15 +10,12 @@ from aiohttp import WSCloseCode, web
 
 from component.config import Config
 from component.service import DeskService
-from web import longpoll, pages, patron, questions
+from web import assets, longpoll, pages, patron, questions
 from web.admin import setup_admin
 from web.admin.auth import admin_guard
 from web.hub import PatronHub
-from web.keys import CONFIG, HUB, SERVICE, SOCKETS
+from web.keys import CONFIG, HUB, SERVICE, SOCKETS, WIDGET_FILES
 from web.security import content_security_policy
-
-WIDGET_DIR = Path(__file__).resolve().parent.parent / "widget"
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -42,9 +38,10 @@ def make_app(service: DeskService, config: Config) -> web.Application:
     app[CONFIG] = config
     app[HUB] = PatronHub(service.bus)
     app[SOCKETS] = set()
+    app[WIDGET_FILES] = assets.widget_files()
     aiohttp_jinja2.setup(
         app,
-        loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+        loader=jinja2.FileSystemLoader(str(assets.package_dir("web", "templates"))),
         autoescape=jinja2.select_autoescape(default=True),
     )
     app.cleanup_ctx.append(_hub_ctx)
@@ -56,7 +53,7 @@ def make_app(service: DeskService, config: Config) -> web.Application:
     longpoll.add_routes(app)
     setup_admin(app)
     app.router.add_get("/embed.js", pages.embed_script)
-    app.router.add_static(pages.STATIC_PREFIX, WIDGET_DIR, append_version=False)
+    app.router.add_get(pages.STATIC_PREFIX + "/{name}", pages.widget_file)
     return app
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 
 from component.config import Config
@@ -15,3 +17,5 @@ HUB = web.AppKey("hub", PatronHub)
 # Open patron sockets, closed with "going away" when the server shuts down.
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 LONGPOLL = web.AppKey("longpoll", LongPollSessions)
+# The widget files that /widget/{name} serves, by name (see web.assets).
+WIDGET_FILES: web.AppKey[dict[str, Path]] = web.AppKey("widget_files")

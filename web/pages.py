@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiohttp_jinja2
 from aiohttp import web
 
-from web.keys import SERVICE
+from web.assets import file_response
+from web.keys import SERVICE, WIDGET_FILES
 from web.patron import request_origin
 from web.security import content_security_policy
 
 STATIC_PREFIX = "/widget"
-EMBED_SCRIPT = Path(__file__).resolve().parent.parent / "widget" / "embed.js"
 
 
 def _lang(request: web.Request) -> str:
@@ -111,11 +109,18 @@ async def queue_status(request: web.Request) -> web.Response:
     )
 
 
+async def widget_file(request: web.Request) -> web.FileResponse:
+    """GET /widget/{name}: the widget's scripts and styles, and nothing else."""
+    path = request.app[WIDGET_FILES].get(request.match_info["name"])
+    if path is None:
+        raise web.HTTPNotFound()
+    return file_response(path)
+
+
 async def embed_script(request: web.Request) -> web.FileResponse:
     """GET /embed.js: the snippet partner sites load (`widget/embed.js`). It runs on the
     partner's page, so it must be served with a script type and may be cached a while."""
-    response = web.FileResponse(EMBED_SCRIPT)
-    response.headers["Content-Type"] = "text/javascript; charset=utf-8"
+    response = file_response(request.app[WIDGET_FILES]["embed.js"])
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response

@@ -6,15 +6,13 @@ and incidents), `records` (transcripts, tickets, the mail outbox), `stats`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
 from web.admin import auth
-
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+from web.assets import package_dir
 
 # (path, label, admins only)
 NAV: list[tuple[str, str, bool]] = [
@@ -63,6 +61,6 @@ def setup_admin(app: web.Application) -> None:
     app.router.add_get("/admin/login", auth.login_page)
     app.router.add_post("/admin/login", auth.login)
     app.router.add_post("/admin/logout", auth.logout)
-    app.router.add_static("/admin/static", STATIC_DIR, append_version=False)
+    app.router.add_static("/admin/static", package_dir("web", "static"), append_version=False)
     for module in (live, directory, moderation, records, stats):
         module.add_routes(app)
