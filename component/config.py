@@ -250,6 +250,14 @@ class WebConfig:
         check=_networks,
     )
 
+    metrics_networks: tuple[str, ...] = setting(
+        "IP addresses or CIDR networks allowed to read /metrics, decided on the connection's "
+        "own address (forwarded headers are never believed for it); others get 404. Behind a "
+        "reverse proxy on the same host, loopback includes the proxy: deny /metrics there.",
+        default=("127.0.0.0/8", "::1"),
+        check=_networks,
+    )
+
     @property
     def trusted_networks(self) -> tuple[IPNetwork, ...]:
         """`trusted_proxies` parsed, for the web layer's client-address lookup per request.
@@ -257,6 +265,11 @@ class WebConfig:
         Computed on each access; callers on a hot path should keep the result.
         """
         return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
+
+    @property
+    def metrics_network_list(self) -> tuple[IPNetwork, ...]:
+        """`metrics_networks` parsed; read once by the web app factory."""
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.metrics_networks)
 
 
 @_settings

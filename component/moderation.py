@@ -9,6 +9,7 @@ end the banned patron's open chat at once.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import logging
 import time
@@ -212,6 +213,8 @@ class Moderation:
         )
         # One rate-limit incident per limit and subject per window, not one per request.
         self._reported: dict[tuple[str, str], float] = {}
+        # Requests refused by each limit ("chats", "messages") since start, for metrics.
+        self.refusals: collections.Counter[str] = collections.Counter()
 
     @property
     def store(self) -> Store:
@@ -233,6 +236,11 @@ class Moderation:
         for ban in current:
             if not first and ban.id not in known and ban.active(now):
                 await self._impose(ban)
+
+    def active_ban_count(self) -> int:
+        """Bans in force now (for metrics)."""
+        now = self.service.clock()
+        return sum(1 for ban in self._index if ban.active(now))
 
     def exempt(self, group_id: int) -> list[Network]:
         return list(self._exempt.get(group_id, ()))
@@ -330,6 +338,7 @@ class Moderation:
         refusal_ = self._check(self._chats, address)
         if refusal_ is None:
             return
+        self.refusals["chats"] += 1
         await self._report(refusal_, "excessive chat requests", queue_id)
         raise RateLimited(
             "We are receiving too many chat requests from your network right now. "
@@ -340,6 +349,7 @@ class Moderation:
         refusal_ = self._check(self._messages, address)
         if refusal_ is None:
             return
+        self.refusals["messages"] += 1
         await self._report(refusal_, "excessive messages", queue_id)
         raise RateLimited("You are sending messages very quickly; please wait a moment.")
 

@@ -18,6 +18,7 @@ from component.config import Config, MailConfig
 from component.core.events import Event, MailQueued
 from component.mailer import SmtpSender, SmtpSettings
 from component.moderation import Limits, policy_from_config
+from component.operations import LinkState, Operations
 from component.outbox import MailOutbox
 from component.service import Clock, DeskService, utcnow
 from component.store import Store
@@ -103,8 +104,9 @@ class Refdesk:
         self._outbox.start()
         # No access log: it would keep every patron's address, whatever the queues'
         # privacy modes say, and it costs a seventh of each status request.
+        operations = Operations(self._service, self._link_state)
         self._runner = web.AppRunner(
-            make_app(self._service, cfg), shutdown_timeout=5.0, access_log=None
+            make_app(self._service, cfg, operations), shutdown_timeout=5.0, access_log=None
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.web.host, cfg.web.port)
@@ -117,6 +119,13 @@ class Refdesk:
         await self._adapter.start()
         self._poller = asyncio.create_task(self._poll_directory())
         log.info("refdesk is serving on http://%s:%s", cfg.web.host, self.port)
+
+    def _link_state(self) -> LinkState:
+        """The XMPP link for health and metrics (the web side never sees the adapter)."""
+        adapter = self._adapter
+        if adapter is None:
+            return LinkState(connected=False, sessions=0)
+        return LinkState(connected=adapter.online.is_set(), sessions=adapter.sessions)
 
     @property
     def outbox(self) -> MailOutbox:

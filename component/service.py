@@ -223,6 +223,8 @@ class DeskService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_purge: datetime | None = None
         self._relayed_dirty: dict[int, int] = {}
+        # Called with (chat id, seq) whenever a chat's relay cursor moves (metrics).
+        self.relay_observers: list[Callable[[int, int], None]] = []
         self._info_cache: dict[str, tuple[float, QueueInfo]] = {}
         self.followup = FollowUp(self, from_address)
         self.moderation = Moderation(
@@ -1247,6 +1249,8 @@ class DeskService:
         if live is not None and seq > live.relayed_seq:
             live.relayed_seq = seq
             self._relayed_dirty[chat_id] = seq
+            for observe in self.relay_observers:
+                observe(chat_id, seq)
 
     async def save_relay_cursors(self) -> None:
         """Called periodically by the composition root and at shutdown."""

@@ -39,11 +39,12 @@ from component.core.models import (
 from component.store_admin import AdminQueries
 from component.store_base import StoreError, _dt, _ts
 from component.store_directory import DirectoryQueries
+from component.store_ops import BackupResult, OpsQueries, OutboxSummary
 from component.store_records import RecordQueries
 from component.store_rows import ban_from_row, incident_from_row, mail_from_row
 from component.store_stats import StatsQueries
 
-__all__ = ["Store", "StoreError", "migrations"]
+__all__ = ["BackupResult", "OutboxSummary", "Store", "StoreError", "migrations"]
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
@@ -62,7 +63,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return found
 
 
-class Store(AdminQueries, DirectoryQueries, RecordQueries, StatsQueries):
+class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQueries):
     """The database. Created with `await Store.open(path)` by the composition root or the
     CLI, closed with `await store.close()`."""
 

@@ -9,12 +9,21 @@ import jinja2
 from aiohttp import WSCloseCode, web
 
 from component.config import Config
+from component.operations import LinkState, Operations
 from component.service import DeskService
-from web import assets, longpoll, pages, patron, questions
+from web import assets, longpoll, ops, pages, patron, questions
 from web.admin import setup_admin
 from web.admin.auth import admin_guard
 from web.hub import PatronHub
-from web.keys import CONFIG, HUB, SERVICE, SOCKETS, WIDGET_FILES
+from web.keys import (
+    CONFIG,
+    HUB,
+    METRICS_NETWORKS,
+    OPERATIONS,
+    SERVICE,
+    SOCKETS,
+    WIDGET_FILES,
+)
 from web.security import content_security_policy
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -30,21 +39,27 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def make_app(service: DeskService, config: Config) -> web.Application:
+def make_app(
+    service: DeskService, config: Config, operations: Operations | None = None
+) -> web.Application:
     """Build the web application around a running service. Called by the composition root
-    and by tests; the caller runs it (e.g. with `web.AppRunner`)."""
+    (which passes `operations`, knowing the XMPP link) and by tests; the caller runs it
+    (e.g. with `web.AppRunner`). Without `operations` the app reports no XMPP link."""
     app = web.Application(middlewares=[security_headers, admin_guard], client_max_size=256 * 1024)
     app[SERVICE] = service
     app[CONFIG] = config
     app[HUB] = PatronHub(service.bus)
     app[SOCKETS] = set()
     app[WIDGET_FILES] = assets.widget_files()
+    app[OPERATIONS] = operations or Operations(service, lambda: LinkState(False, 0))
+    app[METRICS_NETWORKS] = config.web.metrics_network_list
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(assets.package_dir("web", "templates"))),
         autoescape=jinja2.select_autoescape(default=True),
     )
     app.cleanup_ctx.append(_hub_ctx)
+    app.on_cleanup.append(_close_operations)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/chat/{queue}", pages.chat_page)
     app.router.add_get("/api/queues/{queue}/status", pages.queue_status)
@@ -52,6 +67,8 @@ def make_app(service: DeskService, config: Config) -> web.Application:
     app.router.add_get("/ws/{queue}", patron.handle_ws)
     longpoll.add_routes(app)
     setup_admin(app)
+    app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/embed.js", pages.embed_script)
     app.router.add_get(pages.STATIC_PREFIX + "/{name}", pages.widget_file)
     return app
@@ -68,3 +85,7 @@ async def _close_sockets(app: web.Application) -> None:
     sockets: set[web.WebSocketResponse] = app[SOCKETS]
     for ws in tuple(sockets):
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
+async def _close_operations(app: web.Application) -> None:
+    app[OPERATIONS].close()

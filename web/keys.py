@@ -7,7 +7,9 @@ from pathlib import Path
 from aiohttp import web
 
 from component.config import Config
+from component.operations import Operations
 from component.service import DeskService
+from web.addresses import IPNetwork
 from web.hub import PatronHub
 from web.longpoll_registry import LongPollSessions
 
@@ -19,3 +21,5 @@ SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 LONGPOLL = web.AppKey("longpoll", LongPollSessions)
 # The widget files that /widget/{name} serves, by name (see web.assets).
 WIDGET_FILES: web.AppKey[dict[str, Path]] = web.AppKey("widget_files")
+OPERATIONS = web.AppKey("operations", Operations)
+METRICS_NETWORKS: web.AppKey[tuple[IPNetwork, ...]] = web.AppKey("metrics_networks")

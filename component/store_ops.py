@@ -1,0 +1,125 @@
+"""Queries for running refdesk in production: health probes, the outbox backlog and
+online backups. Mixed into `component.store.Store`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from component.store_base import StoreBase, StoreError, _dt
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSummary:
+    """How much email waits in the outbox, and since when the oldest waits."""
+
+    pending: int
+    failed: int
+    oldest_pending: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    path: Path
+    pages: int
+    integrity: str
+
+
+class OpsQueries(StoreBase):
+    """Mixed into `component.store.Store`."""
+
+    async def database_file(self) -> Path | None:
+        """The main database file, or None for an in-memory database."""
+        async with self._db.execute("PRAGMA database_list") as cur:
+            files = {row[1]: row[2] for row in await cur.fetchall()}
+        path = files.get("main") or ""
+        return Path(path) if path else None
+
+    async def outbox_summary(self) -> OutboxSummary:
+        """Called by health checks and metrics scrapes."""
+        rows = await self._all(
+            "SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM mail_outbox"
+            " WHERE status IN ('pending', 'failed') GROUP BY status"
+        )
+        by_status = {row["status"]: row for row in rows}
+        pending = by_status.get("pending")
+        failed = by_status.get("failed")
+        return OutboxSummary(
+            pending=int(pending["n"]) if pending else 0,
+            failed=int(failed["n"]) if failed else 0,
+            oldest_pending=_dt(pending["oldest"]) if pending else None,
+        )
+
+    async def probe_writable(self, timeout: float) -> str | None:
+        """Whether a write transaction could start now: None if so, else why not. Called
+        by the health check.
+
+        It takes the write lock from a connection of its own and rolls back at once: a
+        probe through the service's connection could be left holding a transaction if the
+        check gave up while it waited, and a committed probe would make the service think
+        another process had changed the data (it reloads on every outside commit)."""
+        path = await self.database_file()
+        if path is None:
+            return None
+        return await asyncio.to_thread(_probe_write, path, timeout)
+
+    async def backup(self, target: Path, *, overwrite: bool = False) -> BackupResult:
+        """Copy the database to `target` with SQLite's online backup API: a consistent
+        snapshot while the service keeps writing. Called by `refdesk backup`.
+
+        The copy is written to a new file beside `target` (created 0600, as it holds
+        everything the database holds), checked with `PRAGMA integrity_check`, then moved
+        into place, so a failed backup never leaves a partial file under the name given.
+        An existing `target` is refused unless `overwrite`."""
+        if target.exists() and not overwrite:
+            raise StoreError(f"{target} exists (give --force to overwrite it)")
+        target = target.absolute()
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        try:
+            copy = sqlite3.connect(partial, isolation_level=None, check_same_thread=False)
+            try:
+                await self._db.backup(copy)
+                # A single file: the copy keeps no WAL beside it.
+                copy.execute("PRAGMA journal_mode=DELETE")
+                pages = int(copy.execute("PRAGMA page_count").fetchone()[0])
+                integrity = str(copy.execute("PRAGMA integrity_check").fetchone()[0])
+            finally:
+                copy.close()
+            if integrity != "ok":
+                raise StoreError(f"the copy failed its integrity check: {integrity}")
+            if overwrite:
+                os.replace(partial, target)
+            else:
+                # link() refuses an existing name: never clobber a file that appeared since.
+                try:
+                    os.link(partial, target)
+                except FileExistsError:
+                    raise StoreError(f"{target} exists (give --force to overwrite it)") from None
+                os.unlink(partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return BackupResult(target, pages, integrity)
+
+
+def _probe_write(path: Path, timeout: float) -> str | None:
+    try:
+        db = sqlite3.connect(
+            f"{path.as_uri()}?mode=rw", uri=True, timeout=timeout, isolation_level=None
+        )
+    except sqlite3.Error as exc:
+        return f"cannot open the database: {exc}"
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        db.close()
+    return None
