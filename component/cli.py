@@ -231,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("purge", help="forget addresses and transcripts past their retention")
 
+    backup = sub.add_parser(
+        "backup", help="copy the database to FILE, consistently, while the service runs"
+    )
+    backup.add_argument("file", type=Path, metavar="FILE")
+    backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
     admin = sub.add_parser("admin", help="admin page accounts").add_subparsers(
         dest="action", required=True, parser_class=_Parser
     )
@@ -581,6 +587,11 @@ async def _purge(store: Store) -> None:
     _print(f"purged {total} chat(s)")
 
 
+async def _backup(args: argparse.Namespace, store: Store) -> None:
+    result = await store.backup(args.file, overwrite=args.force)
+    _print(f"backed up to {result.path}: {result.pages} pages, integrity {result.integrity}")
+
+
 async def _canned(args: argparse.Namespace, store: Store) -> None:
     queue = await _queue_named(store, args.queue) if args.queue else None
     group = await _group_named(store, args.group) if getattr(args, "group", None) else None
@@ -671,6 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "canned": lambda store: _canned(args, store),
             "ban": lambda store: _ban(args, store, config),
             "purge": _purge,
+            "backup": lambda store: _backup(args, store),
             "admin": lambda store: _admin(args, store),
         }
         asyncio.run(_with_store(config, handlers[args.command]))
