@@ -110,7 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("run", help="run the whole service")
-    sub.add_parser("check-config", help="validate the configuration file")
+    check = sub.add_parser("check-config", help="validate the configuration file")
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also try the XMPP component handshake, the SMTP server, the database and "
+        "public_url (one line each; non-zero exit if any fails)",
+    )
 
     demo = sub.add_parser(
         "demo", help="start a throwaway local Prosody and refdesk with a demo queue"
@@ -669,6 +675,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         if args.command == "check-config":
             _print(f"{args.config}: OK")
+            if args.connect:
+                from component.doctor import run_checks
+
+                checks = asyncio.run(run_checks(config))
+                for check in checks:
+                    _print(check.line())
+                return 0 if all(check.ok for check in checks) else 1
             return 0
         if args.command == "run":
             from component.runner import serve_forever

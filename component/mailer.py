@@ -217,6 +217,31 @@ class SmtpSender:
                 f"but refused {detail}."
             )
 
+    async def probe(self) -> str:
+        """Connect, say EHLO (upgrading with STARTTLS and logging in as the settings say)
+        and quit, sending nothing. Called by `refdesk check-config --connect`; returns what
+        was done, or raises `MailError` with the same sentences as a failed send."""
+        smtp = self._client()
+        try:
+            try:
+                await smtp.connect()
+                if smtp.last_ehlo_response is None:
+                    await smtp.ehlo()
+            except Exception as exc:
+                raise self._connect_error(exc) from exc
+            with contextlib.suppress(Exception):
+                await smtp.quit()
+        finally:
+            smtp.close()
+        done = ["EHLO"]
+        if self.settings.security == "starttls":
+            done.append("STARTTLS")
+        elif self.settings.security == "tls":
+            done.insert(0, "TLS")
+        if self.settings.username:
+            done.append(f"login as {self.settings.username}")
+        return f"SMTP server {self._server}: " + ", ".join(done) + " ok"
+
     def _connect_error(self, exc: Exception) -> MailError:
         """Classify a failure while connecting, upgrading to TLS or logging in.
 

@@ -65,7 +65,7 @@ class OpsQueries(StoreBase):
         path = await self.database_file()
         if path is None:
             return None
-        return await asyncio.to_thread(_probe_write, path, timeout)
+        return await asyncio.to_thread(probe_write, path, timeout)
 
     async def backup(self, target: Path, *, overwrite: bool = False) -> BackupResult:
         """Copy the database to `target` with SQLite's online backup API: a consistent
@@ -108,7 +108,9 @@ class OpsQueries(StoreBase):
         return BackupResult(target, pages, integrity)
 
 
-def _probe_write(path: Path, timeout: float) -> str | None:
+def probe_write(path: Path, timeout: float) -> str | None:
+    """Take the database's write lock and give it back at once: None if that worked, else
+    the reason. Runs in a thread (health check) or in `check-config --connect`."""
     try:
         db = sqlite3.connect(
             f"{path.as_uri()}?mode=rw", uri=True, timeout=timeout, isolation_level=None
