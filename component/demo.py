@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from component.config import load_config, write_config_toml
+from component.files import private_dir, write_private
 from component.passwords import hash_password
 from component.prosody import LocalProsody, free_port
 from component.runner import running
@@ -63,10 +64,32 @@ def _load_state(workdir: Path, web_port: int) -> dict[str, object]:
         "passwords": {name: secrets.token_urlsafe(9) for name in DEMO_OPERATORS},
         "admin_password": secrets.token_urlsafe(12),
     }
-    workdir.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps(state, indent=2), "utf-8")
-    state_file.chmod(0o600)
+    private_dir(workdir)
+    write_private(state_file, json.dumps(state, indent=2))
     return state
+
+
+def write_demo_config(workdir: Path, state: dict[str, object], web_port: int) -> Path:
+    """Write the demo's refdesk config (it holds the component secret: mode 0600)."""
+    path = workdir / "refdesk.toml"
+    text = write_config_toml(
+        {
+            "xmpp": {
+                "domain": COMPONENT_DOMAIN,
+                "secret": state["secret"],
+                "host": "127.0.0.1",
+                "port": state["component_port"],
+            },
+            "web": {
+                "host": "127.0.0.1",
+                "port": web_port,
+                "public_url": f"http://127.0.0.1:{web_port}",
+            },
+            "storage": {"path": "refdesk.sqlite3"},
+        }
+    )
+    write_private(path, text)
+    return path
 
 
 async def _seed(store: Store, operators: list[str], admin_password: str) -> None:
@@ -90,6 +113,9 @@ async def _demo(workdir: Path, web_port: int) -> None:
             "(scripts/demo does this for you)."
         )
     workdir = workdir.resolve()
+    # Everything in it is the demo's secrets and data (passwords, the component secret,
+    # chats): the directory is the owner's alone, even one made by an earlier version.
+    private_dir(workdir)
     state = _load_state(workdir, web_port)
     passwords = state["passwords"]
     assert isinstance(passwords, dict)
@@ -101,27 +127,8 @@ async def _demo(workdir: Path, web_port: int) -> None:
         c2s_port=int(str(state["c2s_port"])),
         component_port=int(str(state["component_port"])),
     )
-    (workdir / "prosody").mkdir(parents=True, exist_ok=True)
-    config_path = workdir / "refdesk.toml"
-    config_path.write_text(
-        write_config_toml(
-            {
-                "xmpp": {
-                    "domain": COMPONENT_DOMAIN,
-                    "secret": state["secret"],
-                    "host": "127.0.0.1",
-                    "port": state["component_port"],
-                },
-                "web": {
-                    "host": "127.0.0.1",
-                    "port": web_port,
-                    "public_url": f"http://127.0.0.1:{web_port}",
-                },
-                "storage": {"path": "refdesk.sqlite3"},
-            }
-        ),
-        "utf-8",
-    )
+    private_dir(workdir / "prosody")
+    config_path = write_demo_config(workdir, state, web_port)
     config = load_config(config_path)
     await prosody.start()
     try:

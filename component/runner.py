@@ -16,6 +16,7 @@ from aiohttp import web
 
 from component.config import Config, MailConfig
 from component.core.events import Event, MailQueued
+from component.files import warn_if_open
 from component.mailer import SmtpSender, SmtpSettings
 from component.moderation import Limits, policy_from_config
 from component.operations import LinkState, Operations
@@ -78,6 +79,9 @@ class Refdesk:
 
     async def start(self) -> None:
         cfg = self.config
+        # The config holds the component secret; the database holds patrons' chats.
+        warn_if_open(cfg.source, "the config file")
+        warn_if_open(cfg.storage.path, "the database")
         self._store = await Store.open(cfg.storage.path)
         self._service = DeskService(
             self._store,

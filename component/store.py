@@ -36,6 +36,7 @@ from component.core.models import (
     Sender,
     Ticket,
 )
+from component.files import create_private
 from component.store_admin import AdminQueries
 from component.store_base import StoreError, _dt, _ts
 from component.store_directory import DirectoryQueries
@@ -69,7 +70,10 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
 
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:
-        """Open (creating if needed) and migrate the database at `path`."""
+        """Open (creating if needed, readable by its owner only) and migrate the database
+        at `path`."""
+        if str(path) != ":memory:":
+            create_private(Path(path))
         db = await aiosqlite.connect(str(path), isolation_level=None)
         try:
             db.row_factory = aiosqlite.Row

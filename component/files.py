@@ -1,0 +1,68 @@
+"""Files refdesk writes hold secrets (the component secret, passwords) or patrons' data:
+they are created readable by their owner only, and refdesk says so at start when a file
+it reads is open to others."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def create_private(path: Path) -> None:
+    """Create `path` empty with mode 0600 unless it exists. Called by the store before
+    SQLite opens a new database (SQLite gives its -wal and -shm files the database's
+    mode, so they follow)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a text file readable by its owner only, replacing it whole (a reader never
+    sees half a file). Used for the demo's config and state."""
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(partial, 0o600)  # O_CREAT's mode does not apply to a file left over
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def private_dir(path: Path) -> None:
+    """Make the directory (and its parents) if needed, and make it 0700."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def open_to_others(path: Path) -> int | None:
+    """The file's permission bits if users other than its owner may read or write it,
+    else None (also when it does not exist)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    return mode if mode & 0o066 else None
+
+
+def warn_if_open(path: Path | None, what: str) -> bool:
+    """Log one warning line if `path` is readable or writable by other users; called at
+    start for the config file and the database. Returns whether it warned."""
+    if path is None:
+        return False
+    mode = open_to_others(path)
+    if mode is None:
+        return False
+    log.warning(
+        "%s %s is open to other users (mode %04o): run chmod 600 %s", what, path, mode, path
+    )
+    return True

@@ -1,0 +1,111 @@
+"""Files refdesk writes are its owner's alone; files it reads open to others are reported
+at start (real files, real SQLite, the real service)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from component.config import load_config, write_config_toml
+from component.demo import _load_state, write_demo_config
+from component.prosody import free_port
+from component.runner import Refdesk
+from component.store import Store
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The common 022: files would be world-readable unless created otherwise."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_a_new_database_and_its_wal_are_0600(tmp_path: Path) -> None:
+    path = tmp_path / "refdesk.sqlite3"
+    store = await Store.open(path)
+    try:
+        await store.add_group("g", "G", datetime.now(UTC))
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert name.exists(), name
+            assert _mode(name) == 0o600, (name, oct(_mode(name)))
+    finally:
+        await store.close()
+
+
+def _config_file(tmp: Path, mode: int) -> Path:
+    path = tmp / "refdesk.toml"
+    path.write_text(
+        write_config_toml(
+            {
+                "xmpp": {"domain": "desk.localhost", "secret": "s3cret", "port": free_port()},
+                "web": {"port": free_port()},
+                "storage": {"path": "db.sqlite3"},
+            }
+        ),
+        "utf-8",
+    )
+    path.chmod(mode)
+    return path
+
+
+async def _start_and_stop(config_path: Path) -> None:
+    refdesk = Refdesk(load_config(config_path))
+    await refdesk.start()
+    await refdesk.stop()
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "open to other users" in r.getMessage()
+    ]
+
+
+async def test_start_warns_about_a_config_or_database_others_can_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = _config_file(tmp_path, 0o644)
+    db = tmp_path / "db.sqlite3"
+    db.touch()
+    db.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        await _start_and_stop(config)
+    warnings = _warnings(caplog)
+    assert len(warnings) == 2, warnings
+    assert any(str(config) in w and "config file" in w and "chmod 600" in w for w in warnings)
+    assert any(str(db) in w and "database" in w for w in warnings)
+
+    caplog.clear()
+    config.chmod(0o600)
+    db.chmod(0o600)
+    with caplog.at_level(logging.WARNING):
+        await _start_and_stop(config)
+    assert _warnings(caplog) == []
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_demo_config_state_and_directory_are_private(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    workdir.mkdir(mode=0o755)
+    state = _load_state(workdir, 8080)
+    assert _mode(workdir) == 0o700
+    assert _mode(workdir / "demo.json") == 0o600
+    config = write_demo_config(workdir, state, 8080)
+    assert _mode(config) == 0o600
+    assert load_config(config).xmpp.secret == state["secret"]
+    # Written again over an old world-readable file: still private.
+    config.chmod(0o644)
+    assert _mode(write_demo_config(workdir, state, 8080)) == 0o600
