@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import getpass
 import ipaddress
-import logging
 import os
 import re
 import sys
@@ -28,6 +27,7 @@ from component.core.escalation import describe as describe_rule
 from component.core.hours import HoursError, format_hours, parse_hours
 from component.core.models import Group, Queue, RoutingMode
 from component.core.text import find_xml_illegal
+from component.logs import setup_logging, use_format
 from component.moderation import BanRefused, create_ban, lift_bans, policy_from_config
 from component.service import GUEST_PREFIX
 from component.store import Store, StoreError
@@ -661,12 +661,7 @@ async def _operator(args: argparse.Namespace, store: Store) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`refdesk`)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        logging.getLogger("slixmpp").setLevel(logging.WARNING)
+    setup_logging(args.verbose)
     try:
         if args.command == "demo":
             from component.demo import run_demo
@@ -685,6 +680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             from component.runner import serve_forever
+
+            use_format(config.log.format)
 
             asyncio.run(serve_forever(config))
             return 0

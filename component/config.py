@@ -28,6 +28,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "LimitsConfig",
+    "LogConfig",
     "MailConfig",
     "StorageConfig",
     "WebConfig",
@@ -415,6 +416,25 @@ class LimitsConfig:
     )
 
 
+def _log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise _Invalid('expected "text" or "json"')
+    return value
+
+
+@_settings
+class LogConfig:
+    """What refdesk logs look like."""
+
+    format: str = setting(
+        '"text" (readable lines) or "json" (one JSON object per line: time, level, logger, '
+        "message and any traceback, for log collectors). Neither names a patron's IP or "
+        "email address.",
+        default="text",
+        check=_log_format,
+    )
+
+
 @_settings
 class Config:
     """The whole configuration, as returned by `load_config` and `parse_config`."""
@@ -428,6 +448,7 @@ class Config:
     chat: ChatConfig = setting("Limits of patron chats.", default_factory=ChatConfig)
     bans: BansConfig = setting("Bans.", default_factory=BansConfig)
     limits: LimitsConfig = setting("Rate limits.", default_factory=LimitsConfig)
+    log: LogConfig = setting("Log output.", default_factory=LogConfig)
     source: Path | None = setting(
         "The file this configuration was loaded from; None when parsed from text.",
         default=None,

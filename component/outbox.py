@@ -113,5 +113,6 @@ class MailOutbox:
             await self.store.mark_mail_failed(mail.id, str(exc))
             return False
         await self.store.mark_mail_sent(mail.id, self.clock())
-        log.info("mail %s (%s) sent to %s", mail.id, mail.purpose, ", ".join(mail.recipients))
+        # Not the recipients: they may be patrons' addresses (the admin page shows them).
+        log.info("mail %s (%s) sent", mail.id, mail.purpose)
         return True

@@ -59,7 +59,7 @@ def test_example_documents_every_setting_and_nothing_else() -> None:
 
 def test_example_sections_are_in_documented_order() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    assert list(data) == ["xmpp", "web", "storage", "mail", "chat", "bans", "limits"]
+    assert list(data) == ["xmpp", "web", "storage", "mail", "chat", "bans", "limits", "log"]
 
 
 def test_example_shows_defaults_and_help_above_each_key() -> None:
@@ -212,7 +212,7 @@ def test_iter_settings_names() -> None:
     assert "chat.resume_ttl" in names
     assert [name.split(".")[0] for name in names] == sorted(
         (name.split(".")[0] for name in names),
-        key=["xmpp", "web", "storage", "mail", "chat", "bans", "limits"].index,
+        key=["xmpp", "web", "storage", "mail", "chat", "bans", "limits", "log"].index,
     )
     assert {f.name for f in dataclasses.fields(Config)} == {
         "xmpp",
@@ -222,6 +222,7 @@ def test_iter_settings_names() -> None:
         "chat",
         "bans",
         "limits",
+        "log",
         "source",
     }
 
