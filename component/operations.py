@@ -13,6 +13,8 @@ admins), chat states, directions and limit names.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +39,9 @@ _RELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 _MAX_PENDING = 10_000
 # How long the database write probe may wait for the write lock.
 DB_PROBE_TIMEOUT = 1.0
+# /healthz is public: a flood of it must not turn into a flood of write-lock probes that
+# compete with the chats' own writes. Answers are shared for this long.
+HEALTH_REUSE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +131,8 @@ class Operations:
         self._pending_count = 0
         self._relayed: dict[int, int] = {}
         self._accepted: set[int] = set()
+        self._health: tuple[float, Health] | None = None
+        self._health_lock = asyncio.Lock()
         self._unsubscribe = service.bus.subscribe(self._on_event)
         service.relay_observers.append(self._on_relayed)
 
@@ -189,7 +196,16 @@ class Operations:
     # Scrapes -----------------------------------------------------------------------------
 
     async def health(self) -> Health:
-        """Called by GET /healthz."""
+        """Called by GET /healthz. The database part is measured at most once per
+        HEALTH_REUSE_SECONDS, however many requests come; the XMPP link is always now."""
+        async with self._health_lock:
+            cached = self._health
+            if cached is None or time.monotonic() - cached[0] >= HEALTH_REUSE_SECONDS:
+                cached = (time.monotonic(), await self._measure_health())
+                self._health = cached
+        return dataclasses.replace(cached[1], xmpp_connected=self.link().connected)
+
+    async def _measure_health(self) -> Health:
         store = self.service.store
         error = await store.probe_writable(DB_PROBE_TIMEOUT)
         outbox = await store.outbox_summary() if error is None else self._outbox

@@ -197,6 +197,18 @@ async def test_installed_service_serves_every_referenced_asset(
         async with aiohttp.ClientSession(cookie_jar=jar) as http:
             await _wait_serving(http, base + "/api/queues/ask/status", proc)
 
+            # The operations endpoints work from the wheel (their libraries are declared).
+            for _ in range(300):
+                async with http.get(base + "/healthz") as response:
+                    health = await response.json()
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            assert health["xmpp"] == {"connected": True}, health
+            async with http.get(base + "/metrics") as response:
+                assert response.status == 200
+                assert "refdesk_xmpp_connected 1.0" in await response.text()
+
             async with http.get(base + "/chat/ask") as response:
                 assert response.status == 200
                 page = await response.text()
