@@ -75,6 +75,13 @@ class OpsQueries(StoreBase):
         everything the database holds), checked with `PRAGMA integrity_check`, then moved
         into place, so a failed backup never leaves a partial file under the name given.
         An existing `target` is refused unless `overwrite`."""
+        source = await self.database_file()
+        live = source.resolve() if source is not None else None
+        own = {Path(f"{live}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")}
+        if live is not None and target.resolve() in own:
+            # Replacing the live file (or its -wal/-shm) would cut the running service off
+            # from its own data.
+            raise StoreError(f"{target} is the database itself: back up to another file")
         if target.exists() and not overwrite:
             raise StoreError(f"{target} exists (give --force to overwrite it)")
         target = target.absolute()

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import stat
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,22 @@ async def test_backup_of_a_missing_target_directory_is_one_clear_line(
     )
     assert status != 0
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+async def test_backup_refuses_to_overwrite_the_database_itself(desk: Desk, tmp_path: Path) -> None:
+    config = _config_for(desk, tmp_path)
+    database = desk.refdesk.config.storage.path
+    for target in (database, Path(f"{database}-wal")):
+        status, _, err = await _cli("--config", str(config), "backup", str(target), "--force")
+        assert status != 0
+        assert "the database itself" in err and len(err.strip().splitlines()) == 1, err
+    # A name beside it is fine.
+    status, _, err = await _cli("--config", str(config), "backup", f"{database}.bak")
+    assert status == 0, err
+    # The service still writes to its own file.
+    await desk.refdesk.store.add_group("after", "After", datetime.now(UTC))
+    db = sqlite3.connect(database)
+    try:
+        assert db.execute("SELECT name FROM groups WHERE name = 'after'").fetchone() == ("after",)
+    finally:
+        db.close()
