@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from component.config import LimitsConfig
 from component.runner import Refdesk
 from tests.conftest import COMPONENT_DOMAIN, SECRET, Desk, make_config, seed, wait_for
 from tests.mail_sink import MailSink
@@ -71,6 +72,8 @@ async def test_healthz_follows_the_component_stream(
         await wait_for(lambda: not refdesk.adapter.online.is_set(), what="stream down")
         status, body = await _health(url)
         assert status == 503, body
+        samples = _samples((await _get(url + "/metrics"))[1])
+        assert _value(samples, "refdesk_xmpp_connected") == 0
         assert body["status"] == "failing"
         assert body["xmpp"] == {"connected": False}
         assert body["database"] == {"writable": True}
@@ -79,6 +82,9 @@ async def test_healthz_follows_the_component_stream(
         await wait_for(lambda: refdesk.adapter.online.is_set(), timeout=30, what="back online")
         status, body = await _health(url)
         assert status == 200, body
+        samples = _samples((await _get(url + "/metrics"))[1])
+        assert _value(samples, "refdesk_xmpp_reconnects_total") == 1
+        assert _value(samples, "refdesk_xmpp_connected") == 1
     finally:
         await refdesk.stop()
 
@@ -186,3 +192,15 @@ async def test_metrics_from_loopback_by_default_and_one_registry_per_app(
     from web.app import make_app
 
     make_app(offline_desk.service, offline_desk.refdesk.config)
+
+
+@pytest.mark.desk_config(limits=LimitsConfig(messages_per_second=0.01, message_burst=1))
+async def test_rate_limit_refusals_are_counted(offline_desk: Desk) -> None:
+    patron = await offline_desk.patron()
+    await patron.say("one")
+    await patron.send({"type": "message", "id": "m-2", "text": "two"})
+    error = await patron.next("error")
+    assert error["code"] == "rate_limited"
+    samples = _samples((await _get(offline_desk.url + "/metrics"))[1])
+    assert _value(samples, "refdesk_rate_limit_refusals_total", limit="messages") == 1
+    assert _value(samples, "refdesk_rate_limit_refusals_total", limit="chats") == 0
