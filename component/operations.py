@@ -123,7 +123,8 @@ class Operations:
             buckets=_RELAY_BUCKETS,
             registry=self.registry,
         )
-        self._outbox = OutboxSummary(0, 0, None)
+        # The outbox numbers of the current scrape (read by the collector).
+        self.outbox_snapshot = OutboxSummary(0, 0, None)
         self.registry.register(_LiveCollector(self))
         # Patron lines not yet relayed: chat -> [(seq, monotonic time committed)], and the
         # relay cursor of chats whose cursor moved before their line's event reached us.
@@ -208,7 +209,7 @@ class Operations:
     async def _measure_health(self) -> Health:
         store = self.service.store
         error = await store.probe_writable(DB_PROBE_TIMEOUT)
-        outbox = await store.outbox_summary() if error is None else self._outbox
+        outbox = await store.outbox_summary() if error is None else self.outbox_snapshot
         return Health(
             xmpp_connected=self.link().connected,
             db_writable=error is None,
@@ -219,7 +220,7 @@ class Operations:
 
     async def exposition(self) -> bytes:
         """Called by GET /metrics: the Prometheus text format."""
-        self._outbox = await self.service.store.outbox_summary()
+        self.outbox_snapshot = await self.service.store.outbox_summary()
         return generate_latest(self.registry)
 
 
@@ -256,7 +257,7 @@ class _LiveCollector(Collector):
         yield waiting
         yield available
 
-        outbox = ops._outbox
+        outbox = ops.outbox_snapshot
         mail = GaugeMetricFamily(
             "refdesk_outbox_mail", "Emails in the outbox not sent yet.", labels=["status"]
         )

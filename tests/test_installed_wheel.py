@@ -214,6 +214,10 @@ async def test_installed_service_serves_every_referenced_asset(
                 page = await response.text()
             fetched = await _fetch_assets(http, base + "/chat/ask", page)
             assert {"/widget/chat.js", "/widget/chat.css", "/widget/strings.js"} <= set(fetched)
+            # Only scripts and styles of the widget package are served.
+            for path in ("/widget/__init__.py", "/widget/missing.js", "/widget/..%2fpages.py"):
+                async with http.get(base + path) as response:
+                    assert response.status == 404, path
 
             async with http.get(base + "/embed.js") as response:
                 assert response.status == 200

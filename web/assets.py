@@ -30,6 +30,7 @@ def package_dir(package: str, *parts: str) -> Path:
 
 
 def widget_dir() -> Path:
+    """The installed widget directory (the repository's top-level `widget/`)."""
     return package_dir("web.widget")
 
 
