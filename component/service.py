@@ -723,12 +723,12 @@ class DeskService:
             # A resend whose ack was lost before the chat ended still gets its ack.
             stored = await self.store.event_by_client_id(chat_id, client_id)
             if stored is not None:
-                return stored
+                return self._resent(stored, text)
         live = self._live(chat_id)
         async with live.lock:
             existing = await self.store.event_by_client_id(chat_id, client_id)
             if existing is not None:
-                return existing
+                return self._resent(existing, text)
             try:
                 clean = clean_message(text, self.max_message_chars)
             except TextRejected as exc:
@@ -741,6 +741,22 @@ class DeskService:
             if first:
                 await self._first_question(live)
         return event
+
+    def _resent(self, stored: ChatEvent, text: object) -> ChatEvent:
+        """A message id seen before: the same message sent again (its ack was lost) is
+        answered with the stored event; other text under a used id is refused, since
+        acknowledging it would tell the patron a message arrived that nobody will read."""
+        try:
+            same = clean_message(text, self.max_message_chars) == stored.text
+        except TextRejected:
+            same = False
+        if not same:
+            raise InvalidInput(
+                "duplicate_id",
+                "This message id was already used for another message; it was not sent. "
+                "Send it again with a new id.",
+            )
+        return stored
 
     async def _first_question(self, live: LiveChat) -> None:
         """The chat now needs an operator: note the arrival, start the rollover clock,

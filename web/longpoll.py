@@ -41,17 +41,14 @@ def _drain(session: PatronSession, first: Frame | None = None) -> tuple[list[Fra
     return frames, False
 
 
-async def _body(request: web.Request) -> str:
+async def _body(request: web.Request) -> bytes:
     limit = request.app[CONFIG].chat.max_frame_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     data = await request.content.read(limit + 1)
     if len(data) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "\ufffd"  # not JSON: the session answers with a bad_json error
+    return data  # the session's decoder checks the UTF-8
 
 
 def _json(frames: list[Frame], status: int = 200, **extra: object) -> web.Response:
@@ -71,8 +68,11 @@ async def open_session(request: web.Request) -> web.Response:
     await session.receive(await _body(request))
     if not session.greeted:
         return _json(session.early, 403 if session.refused else 400)
-    sid = request.app[LONGPOLL].add(session, queue)
     frames, _ = _drain(session)
+    if session.finished:  # banned while the chat was being opened
+        session.close()
+        return _json(frames, 403)
+    sid = request.app[LONGPOLL].add(session, queue)
     return _json(frames, session=sid)
 
 
@@ -81,7 +81,16 @@ async def send_frame(request: web.Request) -> web.Response:
     entry = request.app[LONGPOLL].get(request.match_info["session"], request.match_info["queue"])
     if entry is None:
         return _json([error_frame("unknown_session", "This session has expired.")], 404)
-    await entry.session.receive(await _body(request))
+    session = entry.session
+    await session.receive(await _body(request))
+    if session.finished:
+        # Ended on the server's side (a ban): refuse, and say why; the next poll
+        # delivers the same frames and closes the session.
+        assert session.conn is not None
+        banned = session.conn.banned
+        text = session.service.ban_text(session.queue) if banned else "This session has ended."
+        frame = {"type": "banned", "text": text} if banned else error_frame("closed", text)
+        return _json([frame], 403 if banned else 410)
     return web.json_response({"ok": True}, headers={"Cache-Control": "no-store"})
 
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from web.addresses import client_ip, forwarded_for
 from web.keys import CONFIG, HUB, SERVICE, SOCKETS
@@ -21,6 +21,8 @@ from web.patron_session import Origin, PatronSession, error_frame
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 15.0
+# Close code of a socket whose address is banned (4000-4999: for applications).
+CLOSE_BANNED = 4403
 # aiohttp closes the socket (1009) above this multiple of our own limit; between the two,
 # the patron gets an error frame and keeps the chat.
 HARD_LIMIT_FACTOR = 4
@@ -53,13 +55,19 @@ def request_origin(request: web.Request) -> Origin:
 
 
 async def _writer(ws: web.WebSocketResponse, session: PatronSession) -> None:
-    """Send the session's frames in order until it is closed."""
-    assert session.conn is not None
+    """Send the session's frames in order until it is closed; a connection that ended
+    on the server's side (a ban) closes the socket, which also ends the reading loop."""
+    conn = session.conn
+    assert conn is not None
     while True:
-        frame = await session.conn.frames.get()
+        frame = await conn.frames.get()
         if frame is None:
             break
         await ws.send_json(frame)
+    if conn.banned:
+        await ws.close(code=CLOSE_BANNED, message=b"banned")
+    else:
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"connection ended")
 
 
 async def handle_ws(request: web.Request) -> web.StreamResponse:
@@ -106,7 +114,7 @@ async def _chat(
                 await ws.send_json(frame)
             session.early.clear()
             if session.refused:
-                await ws.close(code=4403, message=b"banned")
+                await ws.close(code=CLOSE_BANNED, message=b"banned")
                 return ws
         writer = asyncio.create_task(_writer(ws, session))
         async for msg in ws:
