@@ -48,6 +48,7 @@ def make_config(
     xmpp_port: int | None = None,
     smtp_port: int | None = None,
     trusted_proxies: tuple[str, ...] = (),
+    forwarded_header: str = "X-Forwarded-For",
     limits: LimitsConfig | None = None,
     **chat: float,
 ) -> Config:
@@ -60,7 +61,12 @@ def make_config(
             port=xmpp_port if xmpp_port is not None else free_port(),
             reconnect_max_delay=1.0,
         ),
-        web=WebConfig(port=0, public_url="http://127.0.0.1:8080", trusted_proxies=trusted_proxies),
+        web=WebConfig(
+            port=0,
+            public_url="http://127.0.0.1:8080",
+            trusted_proxies=trusted_proxies,
+            forwarded_header=forwarded_header,
+        ),
         bans=BansConfig(appeal_address="appeals@library.example"),
         limits=limits or LimitsConfig(),
         storage=StorageConfig(path=tmp / "refdesk.sqlite3"),

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from web.addresses import client_ip, forwarded_for
+from web.addresses import client_ip, request_hops
 from web.keys import CONFIG, HUB, SERVICE, SOCKETS
 from web.patron_session import Origin, PatronSession, error_frame
 
@@ -45,11 +45,10 @@ def origin_allowed(origin: str | None, public_url: str, host: str | None) -> boo
 
 def request_origin(request: web.Request) -> Origin:
     """The patron's address (proxies believed only if trusted) and referring page."""
-    ip = client_ip(
-        request.remote,
-        forwarded_for(request.headers.get("X-Forwarded-For"), request.headers.get("Forwarded")),
-        request.app[CONFIG].web.trusted_networks,
-    )
+    web_config = request.app[CONFIG].web
+    trusted = web_config.trusted_networks
+    hops = request_hops(request, web_config.forwarded_header) if trusted else []
+    ip = client_ip(request.remote, hops, trusted)
     referrer = request.headers.get("Referer")
     return Origin(str(ip) if ip else None, referrer[:1000] if referrer else None)
 

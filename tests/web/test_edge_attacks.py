@@ -228,3 +228,41 @@ async def test_lone_surrogate_id_does_not_break_the_store(offline_desk: Desk) ->
     offline_desk.patrons.append(again)
     await again.connect(resume=patron.resume, last_seq=0)
     await again.next("message", lambda f: f.get("text") == "after")
+
+
+# Item: proxy headers ----------------------------------------------------------------------
+
+
+async def _hello_answer(desk: Desk, headers: dict[str, str]) -> str:
+    """The type of the server's first frame to a hello sent with `headers`."""
+    async with aiohttp.ClientSession(headers=headers) as s:
+        ws = await s.ws_connect(desk.url.replace("http", "ws") + "/ws/ask")
+        await ws.send_str('{"type": "hello"}')
+        frame = json.loads((await ws.receive(timeout=5)).data)
+        await ws.close()
+    return str(frame["type"])
+
+
+@pytest.mark.desk_config(trusted_proxies=("127.0.0.1",), forwarded_header="Forwarded")
+async def test_a_forwarded_deployment_ignores_the_clients_x_forwarded_for(
+    offline_desk: Desk,
+) -> None:
+    await offline_desk.service.moderation.ban("203.0.113.66", reason="abuse", actor="admin")
+    forged = {"Forwarded": "for=203.0.113.66", "X-Forwarded-For": "198.51.100.1"}
+    assert await _hello_answer(offline_desk, forged) == "banned"
+    quoted = {"Forwarded": 'for="203.0.113.66:4711";proto=https'}
+    assert await _hello_answer(offline_desk, quoted) == "banned"
+    assert await _hello_answer(offline_desk, {"Forwarded": "for=198.51.100.2"}) == "welcome"
+
+
+@TRUSTED
+async def test_x_forwarded_for_hops_with_ports_are_the_client(offline_desk: Desk) -> None:
+    moderation = offline_desk.service.moderation
+    await moderation.ban("203.0.113.66", reason="abuse", actor="admin")
+    await moderation.ban("2001:db8:66::1", reason="abuse", actor="admin")
+    assert await _hello_answer(offline_desk, {"X-Forwarded-For": "203.0.113.66:4711"}) == "banned"
+    v6 = {"X-Forwarded-For": "198.51.100.3, [2001:db8:66::1]:4711"}
+    assert await _hello_answer(offline_desk, v6) == "banned"
+    # The default deployment reads X-Forwarded-For only: a Forwarded header is the client's.
+    both = {"Forwarded": "for=203.0.113.66", "X-Forwarded-For": "198.51.100.4"}
+    assert await _hello_answer(offline_desk, both) == "welcome"
