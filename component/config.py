@@ -267,7 +267,8 @@ class WebConfig:
     header_timeout: float = setting(
         "Seconds a client has, from connecting or from its previous response, to send a "
         "complete request line and headers (a slowly trickled request is cut off "
-        "however much it trickles); also how long an idle keep-alive connection stays open.",
+        "however much it trickles), and a new patron WebSocket to say hello; also how long "
+        "an idle keep-alive connection stays open.",
         default=10.0,
         check=_positive,
     )

@@ -14,8 +14,9 @@ from component.service import DeskService
 from web import longpoll, pages, patron, questions
 from web.admin import setup_admin
 from web.admin.auth import admin_guard
+from web.connlimits import AddressSlots
 from web.hub import PatronHub
-from web.keys import CONFIG, HUB, SERVICE, SOCKETS
+from web.keys import CONFIG, HUB, PATRON_SLOTS, SERVICE, SOCKETS
 from web.security import content_security_policy
 
 WIDGET_DIR = Path(__file__).resolve().parent.parent / "widget"
@@ -42,6 +43,9 @@ def make_app(service: DeskService, config: Config) -> web.Application:
     app[CONFIG] = config
     app[HUB] = PatronHub(service.bus)
     app[SOCKETS] = set()
+    app[PATRON_SLOTS] = AddressSlots(
+        config.web.connections_per_address, config.web.connections_per_network
+    )
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),

@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from web.addresses import parse_ip
 from web.hub import Frame
-from web.keys import CONFIG, HUB, LONGPOLL, SERVICE
+from web.keys import CONFIG, HUB, LONGPOLL, PATRON_SLOTS, SERVICE
 from web.longpoll_registry import IDLE_TIMEOUT, LongPollSessions
-from web.patron import request_origin
+from web.patron import TOO_MANY_TEXT, request_origin
 from web.patron_session import PatronSession, error_frame
 
 POLL_WAIT = 25.0
@@ -64,15 +65,32 @@ async def open_session(request: web.Request) -> web.Response:
     if not service.is_queue(queue):
         return _json([error_frame("unknown_queue", f"There is no queue called {queue!r}.")], 404)
     limit = request.app[CONFIG].chat.max_frame_bytes
-    session = PatronSession(service, request.app[HUB], queue, request_origin(request), limit)
-    await session.receive(await _body(request))
+    origin = request_origin(request)
+    slots = request.app[PATRON_SLOTS]
+    address = parse_ip(origin.ip)
+    if address is not None and slots.acquire(address) is not None:
+        return _json([error_frame("too_many_connections", TOO_MANY_TEXT)], 429)
+
+    def release() -> None:
+        if address is not None:
+            slots.release(address)
+
+    session = PatronSession(service, request.app[HUB], queue, origin, limit)
+    try:
+        await session.receive(await _body(request))
+    except BaseException:
+        release()
+        raise
     if not session.greeted:
-        return _json(session.early, 403 if session.refused else 400)
+        release()
+        status = 403 if session.refused else 429 if session.crowded else 400
+        return _json(session.early, status)
     frames, _ = _drain(session)
     if session.finished:  # banned while the chat was being opened
         session.close()
+        release()
         return _json(frames, 403)
-    sid = request.app[LONGPOLL].add(session, queue)
+    sid = request.app[LONGPOLL].add(session, queue, on_close=release)
     return _json(frames, session=sid)
 
 

@@ -20,6 +20,8 @@ from web.hub import Frame, PatronConnection, PatronHub, event_frame
 log = logging.getLogger(__name__)
 
 MAX_TOKEN = 128
+# Open connections (WebSockets and long-poll sessions) one chat may have at once.
+MAX_CONNECTIONS_PER_CHAT = 8
 
 
 def error_frame(code: str, text: str) -> Frame:
@@ -83,6 +85,9 @@ class PatronSession:
         self.early: list[Frame] = []
         # Set when the patron may not chat at all (banned): the transport closes.
         self.refused = False
+        # Set when the chat already has MAX_CONNECTIONS_PER_CHAT connections: the
+        # transport closes this one.
+        self.crowded = False
 
     @property
     def greeted(self) -> bool:
@@ -132,6 +137,17 @@ class PatronSession:
         handle = await self.service.open_chat(
             self.queue, resume, origin_ip=self.origin.ip, referrer=self.origin.referrer
         )
+        if self.hub.connections(handle.chat_id) >= MAX_CONNECTIONS_PER_CHAT:
+            # Every connection of a chat gets every frame of it: a resume token must not
+            # multiply that work without bound.
+            self.early.append(
+                error_frame(
+                    "too_many_connections",
+                    "This chat is open in too many windows. Close some and try again.",
+                )
+            )
+            self.crowded = True
+            return
         conn = PatronConnection(handle.chat_id, handle.queue, self.origin.ip)
         self.conn = conn
         self.hub.register(conn)
