@@ -49,6 +49,7 @@ def make_config(
     smtp_port: int | None = None,
     trusted_proxies: tuple[str, ...] = (),
     forwarded_header: str = "X-Forwarded-For",
+    web: dict[str, Any] | None = None,
     limits: LimitsConfig | None = None,
     **chat: float,
 ) -> Config:
@@ -66,6 +67,7 @@ def make_config(
             public_url="http://127.0.0.1:8080",
             trusted_proxies=trusted_proxies,
             forwarded_header=forwarded_header,
+            **(web or {}),
         ),
         bans=BansConfig(appeal_address="appeals@library.example"),
         limits=limits or LimitsConfig(),

@@ -5,6 +5,7 @@ headers, typing floods and replayed message ids."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import Desk, wait_for
 from tests.patron_client import PatronClient
+from web.keys import PATRON_SLOTS
 
 TRUSTED = pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
 DEEP = "[" * 5000
@@ -272,3 +274,33 @@ async def test_x_forwarded_for_hops_with_ports_are_the_client(offline_desk: Desk
     # The default deployment reads X-Forwarded-For only: a Forwarded header is the client's.
     both = {"Forwarded": "for=203.0.113.66", "X-Forwarded-For": "198.51.100.4"}
     assert await _hello_answer(offline_desk, both) == "welcome"
+
+
+# Item: connection exhaustion behind a proxy --------------------------------------------
+
+
+@pytest.mark.desk_config(trusted_proxies=("127.0.0.1",), web={"connections_per_address": 3})
+async def test_patron_connections_are_capped_per_forwarded_address(offline_desk: Desk) -> None:
+    """Behind a proxy every connection comes from the proxy; the patron's own address
+    is what the WebSocket and long-poll caps count."""
+    for _ in range(3):
+        await _proxied(offline_desk, "203.0.113.70")
+    refused = ProxiedPatron(offline_desk.url, "ask", "203.0.113.70")
+    offline_desk.patrons.append(refused)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await refused.connect()
+    assert caught.value.status == 429
+    headers = {"X-Forwarded-For": "203.0.113.70"}
+    async with aiohttp.ClientSession(headers=headers) as s:
+        status, body = await _post(s, offline_desk.url + "/lp/ask", '{"type": "hello"}')
+        assert status == 429 and body["frames"][0]["code"] == "too_many_connections"
+    # Others behind the same proxy are served; a closed socket gives its slot back.
+    assert (await (await _proxied(offline_desk, "198.51.100.70")).say("hi"))["seq"] == 1
+    await offline_desk.patrons[0].close()
+    runner = offline_desk.refdesk._runner
+    assert runner is not None
+    slots = runner.app[PATRON_SLOTS]
+    address = ipaddress.ip_address("203.0.113.70")
+    await wait_for(lambda: slots.held(address) < 3, what="the closed socket's slot")
+    again = await _proxied(offline_desk, "203.0.113.70")
+    assert again.welcome is not None
