@@ -34,7 +34,10 @@ async def _fields(request: web.Request) -> dict[str, Any]:
         except FrameError as exc:
             raise FormError(None, f"The form could not be read: {exc.text}") from None
         return {k: body.get(k) for k in _FIELDS}
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, UnicodeDecodeError):  # a body that is not form data in UTF-8
+        raise FormError(None, "The form could not be read.") from None
     return {k: form.get(k) for k in _FIELDS}
 
 

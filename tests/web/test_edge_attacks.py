@@ -304,3 +304,14 @@ async def test_patron_connections_are_capped_per_forwarded_address(offline_desk:
     await wait_for(lambda: slots.held(address) < 3, what="the closed socket's slot")
     again = await _proxied(offline_desk, "203.0.113.70")
     assert again.welcome is not None
+
+
+async def test_a_form_encoded_question_that_is_not_utf8(offline_desk: Desk) -> None:
+    """Found by the hostile suite: the form-encoded variant of the question form."""
+    await offline_desk.set_queue("ask", followup_email="followup@library.example")
+    url = offline_desk.url + "/api/queues/ask/questions"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with aiohttp.ClientSession() as s:
+        for body in (b"\x80", b"email=%ED%A0%80&question=hi", b"question=\xff"):
+            status, answer = await _post(s, url, body, form)
+            assert status == 400 and answer["error"], (body, status, answer)
