@@ -226,8 +226,9 @@ class _Listener(asyncio.AbstractServer):
     def close(self) -> None:
         for task in self.tasks:
             task.cancel()
-        for sock in self.sockets:
-            sock.close()
+        if not self.tasks:
+            for sock in self.sockets:
+                sock.close()
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
@@ -296,7 +297,12 @@ class GuardedSite(web.BaseSite):
                 sock.close()
             raise
         listener = _Listener(sockets)
-        listener.tasks = [asyncio.create_task(self._accept(sock)) for sock in sockets]
+        for sock in sockets:
+            task = asyncio.create_task(self._accept(sock))
+            # Closed once its accept loop has ended, so that the loop is no longer
+            # watching the descriptor when it is released.
+            task.add_done_callback(_closer(sock))
+            listener.tasks.append(task)
         self._server = listener
 
     async def stop(self) -> None:
@@ -348,6 +354,13 @@ class GuardedSite(web.BaseSite):
         )
         self._connecting.add(task)
         task.add_done_callback(done)
+
+
+def _closer(sock: socket.socket) -> Callable[[asyncio.Task[None]], None]:
+    def close(_task: asyncio.Task[None]) -> None:
+        sock.close()
+
+    return close
 
 
 async def _connect(conn: socket.socket, factory: Callable[[], asyncio.Protocol]) -> bool:
