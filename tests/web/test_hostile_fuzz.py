@@ -10,6 +10,7 @@ garbage bytes)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -41,6 +42,7 @@ FUZZ = settings(
 )
 FUZZER_IP = "203.0.113.200"
 BYSTANDER_IP = "198.51.100.200"
+_networks = itertools.count(1)
 FIELDS = ("type", "id", "text", "state", "email", "resume", "last_seq", "name", "question")
 TYPES = ("hello", "message", "typing", "end", "transcript", "launch", "", "HELLO")
 
@@ -175,7 +177,10 @@ async def test_long_poll_frames(offline_desk: Desk, body: bytes) -> None:
     bystander = offline_desk.patrons[0]
     assert isinstance(bystander, Patron)
     base = offline_desk.url + "/lp/ask"
-    async with aiohttp.ClientSession(headers={"X-Forwarded-For": FUZZER_IP}) as s:
+    # Sessions stay open until they expire: a fresh network per example keeps the
+    # per-address session cap out of the way.
+    fuzzer = f"2001:db8:{next(_networks):x}::1"
+    async with aiohttp.ClientSession(headers={"X-Forwarded-For": fuzzer}) as s:
         # As the opening hello: refused with a 4xx and frames, or (if it is one) welcomed.
         status, answer = await _lp_post(s, base, body)
         if status == 200:
