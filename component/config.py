@@ -174,6 +174,13 @@ def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
+def _forwarded_header(value: str) -> str:
+    for name in ("X-Forwarded-For", "Forwarded"):
+        if value.strip().lower() == name.lower():
+            return name
+    raise _Invalid(f'expected "X-Forwarded-For" or "Forwarded", got {_show(value)}')
+
+
 def _smtp_security(value: str) -> str:
     if value not in ("none", "starttls", "tls"):
         raise _Invalid('expected "none", "starttls" or "tls"')
@@ -245,10 +252,38 @@ class WebConfig:
         check=_public_url,
     )
     trusted_proxies: tuple[str, ...] = setting(
-        "IP addresses or CIDR networks of reverse proxies whose X-Forwarded-For header is "
-        "believed; for any other peer the connection's own address is the patron's.",
+        "IP addresses or CIDR networks of reverse proxies whose forwarding header "
+        "(forwarded_header) is believed; for any other peer the connection's own address is "
+        "the patron's.",
         default=(),
         check=_networks,
+    )
+    forwarded_header: str = setting(
+        'The one header the trusted proxies write the client\'s address in: "X-Forwarded-For" '
+        '(nginx: proxy_set_header X-Forwarded-For $remote_addr) or "Forwarded" (RFC 7239). '
+        "The other header is ignored, since a proxy passes it through from the client.",
+        default="X-Forwarded-For",
+        check=_forwarded_header,
+    )
+    header_timeout: float = setting(
+        "Seconds a client has, from connecting or from its previous response, to send a "
+        "complete request line and headers (a slowly trickled request is cut off "
+        "however much it trickles), and a new patron WebSocket to say hello; also how long "
+        "an idle keep-alive connection stays open.",
+        default=10.0,
+        check=_positive,
+    )
+    connections_per_address: int = setting(
+        "Open connections (HTTP and WebSocket) that one address may hold at once (IPv6: "
+        "one /64); more are refused with 429. Trusted proxies are exempt; behind them, "
+        "patron WebSockets and long-poll sessions are counted per forwarded address instead.",
+        default=64,
+        check=_positive,
+    )
+    connections_per_network: int = setting(
+        "The same for one network (/24 for IPv4, /48 for IPv6).",
+        default=256,
+        check=_positive,
     )
 
     metrics_networks: tuple[str, ...] = setting(

@@ -25,10 +25,13 @@ from component.service import Clock, DeskService, utcnow
 from component.store import Store
 from component.xmpp import XmppAdapter
 from web.app import make_app
+from web.connlimits import AddressSlots
+from web.listener import ConnectionGuard, GuardedSite, connection_budget
 
 log = logging.getLogger(__name__)
 
 DIRECTORY_POLL_SECONDS = 2.0
+LISTEN_BACKLOG = 128
 
 
 def smtp_settings(mail: MailConfig) -> SmtpSettings:
@@ -109,11 +112,20 @@ class Refdesk:
         # No access log: it would keep every patron's address, whatever the queues'
         # privacy modes say, and it costs a seventh of each status request.
         operations = Operations(self._service, self._link_state)
+        # The keep-alive timeout doubles as the request-head timeout (see web.listener).
         self._runner = web.AppRunner(
-            make_app(self._service, cfg, operations), shutdown_timeout=5.0, access_log=None
+            make_app(self._service, cfg, operations),
+            shutdown_timeout=5.0,
+            access_log=None,
+            keepalive_timeout=cfg.web.header_timeout,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.web.host, cfg.web.port)
+        guard = ConnectionGuard(
+            AddressSlots(cfg.web.connections_per_address, cfg.web.connections_per_network),
+            max_open=connection_budget(LISTEN_BACKLOG),
+            trusted=cfg.web.trusted_networks,
+        )
+        site = GuardedSite(self._runner, cfg.web.host, cfg.web.port, guard, backlog=LISTEN_BACKLOG)
         await site.start()
         # Port 0 in tests: learn the port the OS chose.
         addresses = self._runner.addresses

@@ -68,6 +68,7 @@ from component.core.models import (
     Sender,
 )
 from component.core.privacy import stored_address
+from component.core.ratelimit import TypingThrottle
 from component.core.routing import OperatorLoad, eligible, next_in_turn, queue_status
 from component.core.text import TextRejected, clean_message
 from component.followup import FollowUp
@@ -79,6 +80,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 MAX_CLIENT_ID = 64
+# Seconds between two typing notifications of one chat (each goes to every offered operator).
+TYPING_INTERVAL = 2.0
 GUEST_PREFIX = "guest-"
 # Lower-case letters and digits without look-alikes, for guest JIDs people may read aloud.
 _GUEST_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -128,6 +131,7 @@ class LiveChat:
     offer_timer: asyncio.TimerHandle | None = None
     rollover_timer: asyncio.TimerHandle | None = None
     max_wait_timer: asyncio.TimerHandle | None = None
+    typing: TypingThrottle = field(default_factory=lambda: TypingThrottle(TYPING_INTERVAL))
 
     @property
     def unanswered(self) -> bool:
@@ -725,12 +729,12 @@ class DeskService:
             # A resend whose ack was lost before the chat ended still gets its ack.
             stored = await self.store.event_by_client_id(chat_id, client_id)
             if stored is not None:
-                return stored
+                return self._resent(stored, text)
         live = self._live(chat_id)
         async with live.lock:
             existing = await self.store.event_by_client_id(chat_id, client_id)
             if existing is not None:
-                return existing
+                return self._resent(existing, text)
             try:
                 clean = clean_message(text, self.max_message_chars)
             except TextRejected as exc:
@@ -743,6 +747,22 @@ class DeskService:
             if first:
                 await self._first_question(live)
         return event
+
+    def _resent(self, stored: ChatEvent, text: object) -> ChatEvent:
+        """A message id seen before: the same message sent again (its ack was lost) is
+        answered with the stored event; other text under a used id is refused, since
+        acknowledging it would tell the patron a message arrived that nobody will read."""
+        try:
+            same = clean_message(text, self.max_message_chars) == stored.text
+        except TextRejected:
+            same = False
+        if not same:
+            raise InvalidInput(
+                "duplicate_id",
+                "This message id was already used for another message; it was not sent. "
+                "Send it again with a new id.",
+            )
+        return stored
 
     async def _first_question(self, live: LiveChat) -> None:
         """The chat now needs an operator: note the arrival, start the rollover clock,
@@ -774,10 +794,24 @@ class DeskService:
         )
 
     async def patron_typing(self, chat_id: int, composing: bool) -> None:
+        """A patron's typing frame. Throttled per chat (`TypingThrottle`): each
+        notification fans out to every operator the chat is offered to."""
         live = self._chats.get(chat_id)
         if live is None or not live.recipients():
             return
-        self.bus.publish(TypingChanged(live.id, live.guest, True, composing, live.recipients()))
+        decision = live.typing.offer(composing, asyncio.get_running_loop().time())
+        if decision is True:
+            self.bus.publish(TypingChanged(live.id, live.guest, True, composing, live.recipients()))
+        elif decision is not False:
+            self._later(decision, lambda: self._flush_typing(chat_id))
+
+    async def _flush_typing(self, chat_id: int) -> None:
+        live = self._chats.get(chat_id)
+        if live is None:
+            return
+        composing = live.typing.flush(asyncio.get_running_loop().time())
+        if composing is not None and live.recipients():
+            self.bus.publish(TypingChanged(live.id, live.guest, True, composing, live.recipients()))
 
     async def end_chat_by_patron(self, chat_id: int) -> None:
         live = self._chats.get(chat_id)

@@ -49,6 +49,8 @@ def make_config(
     smtp_port: int | None = None,
     trusted_proxies: tuple[str, ...] = (),
     metrics_networks: tuple[str, ...] | None = None,
+    forwarded_header: str = "X-Forwarded-For",
+    web: dict[str, Any] | None = None,
     limits: LimitsConfig | None = None,
     **chat: float,
 ) -> Config:
@@ -66,6 +68,8 @@ def make_config(
             public_url="http://127.0.0.1:8080",
             trusted_proxies=trusted_proxies,
             **({} if metrics_networks is None else {"metrics_networks": metrics_networks}),
+            forwarded_header=forwarded_header,
+            **(web or {}),
         ),
         bans=BansConfig(appeal_address="appeals@library.example"),
         limits=limits or LimitsConfig(),

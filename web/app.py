@@ -14,12 +14,14 @@ from component.service import DeskService
 from web import assets, longpoll, ops, pages, patron, questions
 from web.admin import setup_admin
 from web.admin.auth import admin_guard
+from web.connlimits import AddressSlots
 from web.hub import PatronHub
 from web.keys import (
     CONFIG,
     HUB,
     METRICS_NETWORKS,
     OPERATIONS,
+    PATRON_SLOTS,
     SERVICE,
     SOCKETS,
     WIDGET_FILES,
@@ -53,6 +55,9 @@ def make_app(
     app[WIDGET_FILES] = assets.widget_files()
     app[OPERATIONS] = operations or Operations(service, lambda: LinkState(False, 0))
     app[METRICS_NETWORKS] = config.web.metrics_network_list
+    app[PATRON_SLOTS] = AddressSlots(
+        config.web.connections_per_address, config.web.connections_per_network
+    )
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(str(assets.package_dir("web", "templates"))),

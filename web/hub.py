@@ -65,9 +65,16 @@ class PatronConnection:
         self.sent_seq = 0
         self._held: list[Frame] | None = []
         self._last_status: Frame | None = None
+        # Set once the connection is over (`close`); `banned` says it ended with a ban, so
+        # the transport closes it as such and answers nothing more.
+        self.closed = False
+        self.banned = False
 
     def push(self, frame: Frame) -> None:
-        """Queue a frame; transcript frames the patron already has are dropped."""
+        """Queue a frame; transcript frames the patron already has are dropped, and so
+        is everything after `close`."""
+        if self.closed:
+            return
         if self._held is not None:
             self._held.append(frame)
             return
@@ -95,7 +102,25 @@ class PatronConnection:
         for frame in held:
             self.push(frame)
 
+    def ban(self, text: str) -> None:
+        """The patron's address was banned: send the ban message, then end the
+        connection (the transport closes the socket or long-poll session)."""
+        if self.closed:
+            return
+        self.push({"type": "banned", "text": text})
+        self.banned = True
+        self.close()
+
     def close(self) -> None:
+        """No more frames: the transport ends the connection after the ones queued."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._held is not None:
+            # Closed during a replay (a ban): what was held back still goes out first.
+            held, self._held = self._held, None
+            for frame in held:
+                self.frames.put_nowait(frame)
         self.frames.put_nowait(None)
 
 
@@ -153,8 +178,7 @@ class PatronHub:
                 for conns in list(self._by_chat.values()):
                     for conn in list(conns):
                         if _in_network(conn.ip, event.network):
-                            conn.push({"type": "banned", "text": event.text})
-                            conn.close()
+                            conn.ban(event.text)
             case EmailOffered():
                 self._send(event.chat_id, {"type": "offer_email", "text": event.text})
             case QueueStatusChanged():

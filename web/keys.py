@@ -10,6 +10,7 @@ from component.config import Config
 from component.operations import Operations
 from component.service import DeskService
 from web.addresses import IPNetwork
+from web.connlimits import AddressSlots
 from web.hub import PatronHub
 from web.longpoll_registry import LongPollSessions
 
@@ -23,3 +24,5 @@ LONGPOLL = web.AppKey("longpoll", LongPollSessions)
 WIDGET_FILES: web.AppKey[dict[str, Path]] = web.AppKey("widget_files")
 OPERATIONS = web.AppKey("operations", Operations)
 METRICS_NETWORKS: web.AppKey[tuple[IPNetwork, ...]] = web.AppKey("metrics_networks")
+# WebSockets and long-poll sessions per patron address (behind a proxy too).
+PATRON_SLOTS = web.AppKey("patron_slots", AddressSlots)

@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from web.addresses import parse_ip
 from web.hub import Frame
-from web.keys import CONFIG, HUB, LONGPOLL, SERVICE
+from web.keys import CONFIG, HUB, LONGPOLL, PATRON_SLOTS, SERVICE
 from web.longpoll_registry import IDLE_TIMEOUT, LongPollSessions
-from web.patron import request_origin
+from web.patron import TOO_MANY_TEXT, request_origin
 from web.patron_session import PatronSession, error_frame
 
 POLL_WAIT = 25.0
@@ -41,17 +42,14 @@ def _drain(session: PatronSession, first: Frame | None = None) -> tuple[list[Fra
     return frames, False
 
 
-async def _body(request: web.Request) -> str:
+async def _body(request: web.Request) -> bytes:
     limit = request.app[CONFIG].chat.max_frame_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     data = await request.content.read(limit + 1)
     if len(data) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "\ufffd"  # not JSON: the session answers with a bad_json error
+    return data  # the session's decoder checks the UTF-8
 
 
 def _json(frames: list[Frame], status: int = 200, **extra: object) -> web.Response:
@@ -67,12 +65,32 @@ async def open_session(request: web.Request) -> web.Response:
     if not service.is_queue(queue):
         return _json([error_frame("unknown_queue", f"There is no queue called {queue!r}.")], 404)
     limit = request.app[CONFIG].chat.max_frame_bytes
-    session = PatronSession(service, request.app[HUB], queue, request_origin(request), limit)
-    await session.receive(await _body(request))
+    origin = request_origin(request)
+    slots = request.app[PATRON_SLOTS]
+    address = parse_ip(origin.ip)
+    if address is not None and slots.acquire(address) is not None:
+        return _json([error_frame("too_many_connections", TOO_MANY_TEXT)], 429)
+
+    def release() -> None:
+        if address is not None:
+            slots.release(address)
+
+    session = PatronSession(service, request.app[HUB], queue, origin, limit)
+    try:
+        await session.receive(await _body(request))
+    except BaseException:
+        release()
+        raise
     if not session.greeted:
-        return _json(session.early, 403 if session.refused else 400)
-    sid = request.app[LONGPOLL].add(session, queue)
+        release()
+        status = 403 if session.refused else 429 if session.crowded else 400
+        return _json(session.early, status)
     frames, _ = _drain(session)
+    if session.finished:  # banned while the chat was being opened
+        session.close()
+        release()
+        return _json(frames, 403)
+    sid = request.app[LONGPOLL].add(session, queue, on_close=release)
     return _json(frames, session=sid)
 
 
@@ -81,7 +99,16 @@ async def send_frame(request: web.Request) -> web.Response:
     entry = request.app[LONGPOLL].get(request.match_info["session"], request.match_info["queue"])
     if entry is None:
         return _json([error_frame("unknown_session", "This session has expired.")], 404)
-    await entry.session.receive(await _body(request))
+    session = entry.session
+    await session.receive(await _body(request))
+    if session.finished:
+        # Ended on the server's side (a ban): refuse, and say why; the next poll
+        # delivers the same frames and closes the session.
+        assert session.conn is not None
+        banned = session.conn.banned
+        text = session.service.ban_text(session.queue) if banned else "This session has ended."
+        frame = {"type": "banned", "text": text} if banned else error_frame("closed", text)
+        return _json([frame], 403 if banned else 410)
     return web.json_response({"ok": True}, headers={"Cache-Control": "no-store"})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from web.patron_session import PatronSession
@@ -18,6 +19,8 @@ class Entry:
     queue: str
     last_seen: float = field(default_factory=time.monotonic)
     polling: int = 0
+    # Called once when the session closes (gives back the patron's connection slot).
+    on_close: Callable[[], None] | None = None
 
 
 class LongPollSessions:
@@ -26,9 +29,11 @@ class LongPollSessions:
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
 
-    def add(self, session: PatronSession, queue: str) -> str:
+    def add(
+        self, session: PatronSession, queue: str, on_close: Callable[[], None] | None = None
+    ) -> str:
         sid = secrets.token_urlsafe(18)
-        self._entries[sid] = Entry(session, queue)
+        self._entries[sid] = Entry(session, queue, on_close=on_close)
         return sid
 
     def get(self, sid: str, queue: str) -> Entry | None:
@@ -47,6 +52,8 @@ class LongPollSessions:
         entry = self._entries.pop(sid, None)
         if entry is not None:
             entry.session.close()
+            if entry.on_close is not None:
+                entry.on_close()
 
     def close_all(self) -> None:
         for sid in list(self._entries):

@@ -7,7 +7,6 @@ back as an `error` frame and the session goes on.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -15,35 +14,25 @@ from typing import Any
 from component.core.errors import DeskError
 from component.core.models import ChatState
 from component.service import ChatHandle, DeskService
+from web.frames import FrameError, decode_object
 from web.hub import Frame, PatronConnection, PatronHub, event_frame
 
 log = logging.getLogger(__name__)
 
 MAX_TOKEN = 128
-
-
-class FrameError(Exception):
-    """A frame the protocol cannot accept; becomes an `error` frame."""
-
-    def __init__(self, code: str, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
+# Open connections (WebSockets and long-poll sessions) one chat may have at once.
+MAX_CONNECTIONS_PER_CHAT = 8
 
 
 def error_frame(code: str, text: str) -> Frame:
     return {"type": "error", "code": code, "text": text}
 
 
-def parse_frame(data: str, limit: int) -> dict[str, Any]:
-    """Decode one client frame: a JSON object with a string `type`, at most `limit` bytes."""
-    if len(data.encode("utf-8", "surrogatepass")) > limit:
-        raise FrameError("frame_too_large", f"Frames are limited to {limit} bytes.")
-    try:
-        frame = json.loads(data)
-    except ValueError:
-        raise FrameError("bad_json", "The frame is not valid JSON.") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+def parse_frame(data: str | bytes, limit: int) -> dict[str, Any]:
+    """Decode one client frame: a JSON object with a string `type`, at most `limit` bytes
+    (bounded depth, no lone surrogates: see `web.frames`)."""
+    frame = decode_object(data, max_bytes=limit)
+    if not isinstance(frame.get("type"), str):
         raise FrameError("bad_frame", 'A frame must be a JSON object with a "type".')
     return frame
 
@@ -96,21 +85,41 @@ class PatronSession:
         self.early: list[Frame] = []
         # Set when the patron may not chat at all (banned): the transport closes.
         self.refused = False
+        # Set when the chat already has MAX_CONNECTIONS_PER_CHAT connections: the
+        # transport closes this one.
+        self.crowded = False
 
     @property
     def greeted(self) -> bool:
         return self.conn is not None
 
-    async def receive(self, data: str) -> None:
-        """One text frame from the patron."""
+    async def receive(self, data: str | bytes) -> None:
+        """One text frame from the patron (bytes: a long-poll body, UTF-8 unchecked)."""
+        conn = self.conn
+        if conn is not None and (conn.closed or self._barred(conn)):
+            return  # the connection is over (banned): nothing more is answered
         try:
             frame = parse_frame(data, self.limit)
-            if self.conn is None:
+            if conn is None:
                 await self._hello(frame)
             else:
-                await self._dispatch(frame, self.conn)
+                await self._dispatch(frame, conn)
         except (FrameError, DeskError) as exc:
             self.error(exc.code, exc.text)
+
+    @property
+    def finished(self) -> bool:
+        """The connection has ended (a ban, the chat's hub stopping): the transport
+        closes it once the frames already queued are sent."""
+        return self.conn is not None and self.conn.closed
+
+    def _barred(self, conn: PatronConnection) -> bool:
+        """Check the patron's address against the bans on every frame (a microsecond):
+        a ban that took effect while no event could reach this connection still bites."""
+        if self.service.moderation.banned(self.origin.ip) is None:
+            return False
+        conn.ban(self.service.ban_text(self.queue))
+        return True
 
     def error(self, code: str, text: str) -> None:
         if self.conn is None:
@@ -128,10 +137,23 @@ class PatronSession:
         handle = await self.service.open_chat(
             self.queue, resume, origin_ip=self.origin.ip, referrer=self.origin.referrer
         )
+        if self.hub.connections(handle.chat_id) >= MAX_CONNECTIONS_PER_CHAT:
+            # Every connection of a chat gets every frame of it: a resume token must not
+            # multiply that work without bound.
+            self.early.append(
+                error_frame(
+                    "too_many_connections",
+                    "This chat is open in too many windows. Close some and try again.",
+                )
+            )
+            self.crowded = True
+            return
         conn = PatronConnection(handle.chat_id, handle.queue, self.origin.ip)
         self.conn = conn
         self.hub.register(conn)
         self.service.patron_connected(handle.chat_id)
+        if self._barred(conn):
+            return  # banned while the chat was being opened: no ban event reached us
         # Without a valid resume the chat is new: everything in it is after seq 0.
         await self._welcome(conn, handle, last_seq if handle.resumed else 0)
 

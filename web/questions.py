@@ -7,7 +7,6 @@ fix; 404 for an unknown queue or one that takes no email.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -15,6 +14,7 @@ from aiohttp import web
 from component.core.errors import UnknownQueue
 from component.followup import FormError, NoEmailFollowUp
 from component.moderation import RateLimited
+from web.frames import FrameError, decode_object
 from web.keys import SERVICE
 from web.patron import request_origin
 
@@ -30,13 +30,14 @@ def _error(status: int, text: str, field: str | None = None) -> web.Response:
 async def _fields(request: web.Request) -> dict[str, Any]:
     if request.content_type == "application/json":
         try:
-            body = json.loads(await request.text())
-        except (ValueError, UnicodeDecodeError):
-            raise FormError(None, "The form could not be read (bad JSON).") from None
-        if not isinstance(body, dict):
-            raise FormError(None, "The form must be a JSON object.")
+            body = decode_object(await request.read(), max_bytes=MAX_BODY)
+        except FrameError as exc:
+            raise FormError(None, f"The form could not be read: {exc.text}") from None
         return {k: body.get(k) for k in _FIELDS}
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, UnicodeDecodeError):  # a body that is not form data in UTF-8
+        raise FormError(None, "The form could not be read.") from None
     return {k: form.get(k) for k in _FIELDS}
 
 

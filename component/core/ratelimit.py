@@ -247,3 +247,48 @@ class RateLimiter:
         for key in idle:
             del self._states[key]
         return len(idle)
+
+
+class TypingThrottle:
+    """One chat's typing notifications: passed on only when the state changes, at most
+    once per `interval` seconds, and always ending on the latest state (a "paused" held
+    back is sent later, so nobody is left seeing "typing…" for ever).
+
+    The service keeps one per chat. For each typing frame it calls `offer`: True means
+    send now; False means nothing to send; a number means "call `flush` after that many
+    seconds", which returns the state to send then, if any.
+    """
+
+    __slots__ = ("_flush_due", "_pending", "_sent", "_sent_at", "interval")
+
+    def __init__(self, interval: float) -> None:
+        if not interval > 0:
+            raise ValueError(f"a throttle's interval must be positive, not {interval}")
+        self.interval = interval
+        self._sent: bool | None = None
+        self._sent_at = float("-inf")
+        self._pending: bool | None = None
+        self._flush_due = False
+
+    def offer(self, composing: bool, now: float) -> bool | float:
+        """A typing state from the patron at `now`."""
+        if self._flush_due:
+            self._pending = composing  # the scheduled flush sends the latest state
+            return False
+        if composing == self._sent:
+            return False
+        wait = self._sent_at + self.interval - now
+        if wait <= 0:
+            self._sent, self._sent_at = composing, now
+            return True
+        self._pending, self._flush_due = composing, True
+        return wait
+
+    def flush(self, now: float) -> bool | None:
+        """The held-back state to send now (None: it is what was last sent)."""
+        self._flush_due = False
+        state, self._pending = self._pending, None
+        if state is None or state == self._sent:
+            return None
+        self._sent, self._sent_at = state, now
+        return state

@@ -5,8 +5,11 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
 
-from web.addresses import IPNetwork, client_ip, parse_ip
+from web.addresses import IPAddress, IPNetwork, parse_ip, request_hops
+from web.addresses import client_ip as _client_ip
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -18,6 +21,11 @@ MIXED_NETS: list[IPNetwork] = [
     ipaddress.ip_network("fd00::/8"),
     ipaddress.ip_network("127.0.0.1/32"),
 ]
+
+
+def client_ip(peer: str | None, header: str | None, trusted: list[IPNetwork]) -> IPAddress | None:
+    """`client_ip` with the hops as one X-Forwarded-For value."""
+    return _client_ip(peer, header.split(",") if header else [], trusted)
 
 
 # parse_ip --------------------------------------------------------------------------------
@@ -35,6 +43,8 @@ MIXED_NETS: list[IPNetwork] = [
         ("[2001:db8::1]", V6("2001:db8::1")),
         ("[2001:db8::1]:8443", V6("2001:db8::1")),
         (" [::1] ", V6("::1")),
+        ("192.0.2.1:8080", V4("192.0.2.1")),
+        ('"[2001:db8::1]:4711"', V6("2001:db8::1")),
     ],
 )
 def test_parse_ip_valid(text: str, expected: object) -> None:
@@ -72,7 +82,9 @@ def test_parse_ip_ipv4_compatible_is_not_mapped() -> None:
         "256.1.1.1",
         "1.2.3",
         "1.2.3.4.5",
-        "192.0.2.1:8080",
+        "192.0.2.1:port",
+        "192.0.2.1:",
+        "localhost:80",
         "2001:db8::g",
         "[2001:db8::1",
         "[]",
@@ -187,17 +199,37 @@ def test_ipv4_mapped_hop_of_a_trusted_proxy_is_skipped() -> None:
     assert client_ip("10.0.0.1", "192.0.2.1, ::ffff:10.0.0.2", PROXY_NETS) == V4("192.0.2.1")
 
 
-def test_forwarded_header_rfc7239() -> None:
-    from web.addresses import forwarded_for
+def _hops(header: str, **headers: str) -> list[str]:
+    request = make_mocked_request(
+        "GET", "/", headers=CIMultiDict((k.replace("_", "-"), v) for k, v in headers.items())
+    )
+    return request_hops(request, header)
 
-    proxy = [ipaddress.ip_network("192.0.2.0/24")]
+
+def test_x_forwarded_for_hops_with_ports() -> None:
+    hops = _hops("X-Forwarded-For", X_Forwarded_For="198.51.100.1, 203.0.113.66:4711")
+    assert client_ip("10.0.0.1", ",".join(hops), PROXY_NETS) == V4("203.0.113.66")
+    hops = _hops("X-Forwarded-For", X_Forwarded_For="[2001:db8::66]:4711")
+    assert _client_ip("fd00::1", hops, V6_PROXY_NETS) == V6("2001:db8::66")
+
+
+def test_forwarded_header_rfc7239() -> None:
+    proxy: list[IPNetwork] = [ipaddress.ip_network("192.0.2.0/24")]
     header = 'for=198.51.100.17;proto=https, for="[2001:db8:cafe::17]:4711", for=192.0.2.60:80'
-    hops = forwarded_for(None, header)
-    assert hops == "198.51.100.17, [2001:db8:cafe::17], 192.0.2.60"
-    assert client_ip("192.0.2.1", hops, proxy) == ipaddress.ip_address("2001:db8:cafe::17")
-    # X-Forwarded-For wins when both are present; an obfuscated hop stops the walk.
-    assert forwarded_for("203.0.113.9", header) == "203.0.113.9"
-    assert forwarded_for(None, "for=unknown") == "unknown"
-    assert client_ip("192.0.2.1", "unknown", proxy) == ipaddress.ip_address("192.0.2.1")
-    assert forwarded_for(None, "proto=https") is None
-    assert forwarded_for(None, None) is None
+    hops = _hops("Forwarded", Forwarded=header)
+    assert hops == ["198.51.100.17", "[2001:db8:cafe::17]:4711", "192.0.2.60:80"]
+    assert _client_ip("192.0.2.1", hops, proxy) == ipaddress.ip_address("2001:db8:cafe::17")
+    # An obfuscated or missing `for` stops the walk at the last trusted hop.
+    assert _client_ip("192.0.2.1", _hops("Forwarded", Forwarded="for=unknown"), proxy) == V4(
+        "192.0.2.1"
+    )
+    assert _hops("Forwarded", Forwarded="proto=https") == [""]
+    assert _hops("Forwarded") == []
+
+
+def test_only_the_named_header_is_read() -> None:
+    both = {"Forwarded": "for=203.0.113.66", "X_Forwarded_For": "198.51.100.9"}
+    assert _hops("Forwarded", **both) == ["203.0.113.66"]
+    assert _hops("X-Forwarded-For", **both) == ["198.51.100.9"]
+    assert _hops("X-Forwarded-For", Forwarded="for=203.0.113.66") == []
+    assert _hops("Forwarded", X_Forwarded_For="198.51.100.9") == []

@@ -231,3 +231,32 @@ def test_sliding_window_matches_reference(events: list[tuple[str, float]]) -> No
         assert (limiter.check(address, t) is None) == expected
         if expected:
             allowed.setdefault(address, []).append(t)
+
+
+# TypingThrottle ---------------------------------------------------------------------------
+
+
+def test_typing_throttle_sends_changes_at_most_once_per_interval() -> None:
+    from component.core.ratelimit import TypingThrottle
+
+    throttle = TypingThrottle(2.0)
+    assert throttle.offer(True, 0.0) is True
+    assert throttle.offer(True, 0.1) is False  # no change
+    assert throttle.offer(False, 0.5) == pytest.approx(1.5)  # held back: flush in 1.5 s
+    assert throttle.offer(True, 0.6) is False  # the flush will send the latest state
+    assert throttle.offer(False, 0.7) is False
+    assert throttle.flush(2.0) is False  # the latest, "paused"
+    assert throttle.offer(False, 2.1) is False
+    assert throttle.offer(True, 4.0) is True
+
+
+def test_typing_throttle_flush_sends_nothing_when_back_where_it_was() -> None:
+    from component.core.ratelimit import TypingThrottle
+
+    throttle = TypingThrottle(2.0)
+    assert throttle.offer(True, 0.0) is True
+    assert throttle.offer(False, 0.5) == pytest.approx(1.5)
+    assert throttle.offer(True, 0.6) is False
+    assert throttle.flush(2.0) is None
+    with pytest.raises(ValueError):
+        TypingThrottle(0)
