@@ -256,9 +256,7 @@ async def test_a_whole_chat_through_nginx_with_tls(proxied: ProxiedDesk, browser
         guest = await take_offer(op, "Through the proxy?")
         op.send_message(guest, "Yes, over wss.")
         await expect(s.page.locator(".rd-operator").last).to_contain_text("over wss")
-        assert s.sockets and all(
-            u.startswith(f"wss://{NGINX_IP}:") for u in s.sockets
-        ), s.sockets
+        assert s.sockets and all(u.startswith(f"wss://{NGINX_IP}:") for u in s.sockets), s.sockets
         await s.page.get_by_role("button", name="End chat").click()
         await expect(s.page.locator("#rd-over")).to_be_visible()
         assert "ended" in (await op.next_message(guest))["body"]
