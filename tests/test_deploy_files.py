@@ -223,3 +223,21 @@ async def test_ejabberd_snippet_runs_and_carbons_work(tmp_path: Path) -> None:
         assert "[error]" not in server.log_tail(400), server.log_tail()
     finally:
         await server.stop()
+
+
+def test_backup_service_and_timer_verify(tmp_path: Path) -> None:
+    refdesk = Path(sys.executable).parent / "refdesk"
+    units = []
+    for name in ("refdesk-backup.service", "refdesk-backup.timer"):
+        text = (DEPLOY / name).read_text("utf-8")
+        unit = tmp_path / name
+        unit.write_text(text.replace("/opt/refdesk/bin/refdesk", str(refdesk)), "utf-8")
+        units.append(str(unit))
+    verify = subprocess.run(
+        [_tool("systemd-analyze"), "verify", *units], capture_output=True, text=True, timeout=60
+    )
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    service = _directives(tmp_path / "refdesk-backup.service")
+    commands = " ".join(service["ExecStart"])
+    assert " backup /var/backups/refdesk/" in commands and commands.endswith(" purge")
+    assert service["ReadWritePaths"] == ["/var/lib/refdesk /var/backups/refdesk"]
