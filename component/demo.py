@@ -144,11 +144,8 @@ def _refdesk_command() -> str:
     """How to run this refdesk from a shell: the console script of the environment the demo
     runs in (scripts/demo uses .venv, which is not on the tryer's PATH)."""
     script = Path(sys.executable).parent / "refdesk"
-    if script.exists():
-        with contextlib.suppress(ValueError):
-            return shlex.quote(str(script.relative_to(Path.cwd())))
-        return shlex.quote(str(script))
-    return "refdesk"
+    # Absolute: scripts/demo changes to the repository first, the tryer's shell may not.
+    return shlex.quote(str(script)) if script.exists() else "refdesk"
 
 
 def _url_host(host: str) -> str:
