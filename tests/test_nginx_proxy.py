@@ -249,6 +249,13 @@ async def test_a_whole_chat_through_nginx_with_tls(proxied: ProxiedDesk, browser
 
     # Over the WebSocket, through nginx's upgrade.
     async with browsing(browser, ignore_https_errors=True) as s:
+        received: list[str] = []
+        fallback: list[str] = []
+        s.page.on(
+            "websocket",
+            lambda ws: ws.on("framereceived", lambda payload: received.append(str(payload))),
+        )
+        s.page.on("request", lambda r: fallback.append(r.url) if "/lp/" in r.url else None)
         await s.page.goto(f"{proxied.url}/chat/ask")
         await expect(s.page.locator("#rd-status")).to_have_attribute("data-status", "available")
         await s.page.get_by_label("Message").fill("Through the proxy?")
@@ -257,6 +264,9 @@ async def test_a_whole_chat_through_nginx_with_tls(proxied: ProxiedDesk, browser
         op.send_message(guest, "Yes, over wss.")
         await expect(s.page.locator(".rd-operator").last).to_contain_text("over wss")
         assert s.sockets and all(u.startswith(f"wss://{NGINX_IP}:") for u in s.sockets), s.sockets
+        # The reply came over the WebSocket itself, not over the long-poll fallback.
+        assert any("over wss" in frame for frame in received), received
+        assert not fallback, fallback
         await s.page.get_by_role("button", name="End chat").click()
         await expect(s.page.locator("#rd-over")).to_be_visible()
         assert "ended" in (await op.next_message(guest))["body"]
