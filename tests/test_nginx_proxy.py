@@ -298,6 +298,10 @@ async def test_nginx_headers_redirect_and_caching(proxied: ProxiedDesk) -> None:
         async with http.get(f"{proxied.http_url}/chat/ask", allow_redirects=False) as r:
             assert r.status == 301
             assert r.headers["Location"].startswith(f"https://{NGINX_IP}/chat/ask")
+        # Certificate renewals are answered on plain HTTP, not redirected.
+        challenge = "/.well-known/acme-challenge/missing-token"
+        async with http.get(f"{proxied.http_url}{challenge}", allow_redirects=False) as r:
+            assert r.status == 404
         async with http.get(f"{proxied.url}/embed.js") as r:
             assert r.status == 200
             assert r.headers["Cache-Control"] == "public, max-age=300"
