@@ -5,9 +5,14 @@ enables message carbons."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
 import secrets
 import shutil
+import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +246,91 @@ def test_backup_service_and_timer_verify(tmp_path: Path) -> None:
     commands = " ".join(service["ExecStart"])
     assert " backup /var/backups/refdesk/" in commands and commands.endswith(" purge")
     assert service["ReadWritePaths"] == ["/var/lib/refdesk /var/backups/refdesk"]
+
+
+async def test_prosody_snippet_runs_with_tls_and_carbons(tmp_path: Path) -> None:
+    """The documented Prosody config, started for real with a self-signed certificate for
+    its VirtualHost: a client logs in over STARTTLS (required by the file) and enables
+    carbons; the archive is there; the component port answers on loopback."""
+    from slixmpp import ClientXMPP
+
+    from component.prosody import free_port, port_accepts, read_tail
+    from tests.test_nginx_proxy import self_signed_for
+
+    c2s, component = free_port(), free_port()
+    text = (DEPLOY / "prosody.cfg.lua").read_text("utf-8")
+    for old, new in {
+        '"/run/prosody/prosody.pid"': f'"{tmp_path}/prosody.pid"',
+        '"/var/lib/prosody"': f'"{tmp_path}/data"',
+        'certificates = "certs"': f'certificates = "{tmp_path}/certs"',
+        '"/var/log/prosody/prosody.log"': f'"{tmp_path}/prosody.log"',
+        '"/var/log/prosody/prosody.err"': f'"{tmp_path}/prosody.err"',
+        "component_ports = { 5347 }": f"component_ports = {{ {component} }}",
+    }.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "certs").mkdir()
+    self_signed_for(tmp_path / "certs", "example.org")
+    config = tmp_path / "prosody.cfg.lua"
+    # Only where it listens and that the test may run it as root, in the foreground.
+    config.write_text(
+        "run_as_root = true\ndaemonize = false\n"
+        f'interfaces = {{ "127.0.0.1" }}\nc2s_ports = {{ {c2s} }}\n'
+        "c2s_direct_tls_ports = { }\ns2s_ports = { }\nlegacy_ssl_ports = { }\n" + text
+    )
+    prosody = await asyncio.create_subprocess_exec(
+        _tool("prosody"),
+        "--config",
+        str(config),
+        "-F",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(400):
+            if await port_accepts("127.0.0.1", c2s) and await port_accepts("127.0.0.1", component):
+                break
+            assert prosody.returncode is None, read_tail(tmp_path / "prosody.log")
+            await asyncio.sleep(0.05)
+        register = await asyncio.create_subprocess_exec(
+            _tool("prosodyctl"), "--config", str(config), "register", "ana", "example.org", "pw-1"
+        )
+        assert await register.wait() == 0
+
+        client = ClientXMPP("ana@example.org/phone", "pw-1")
+        client.enable_direct_tls = False
+        client.ssl_context.check_hostname = False
+        client.ssl_context.verify_mode = ssl.CERT_NONE
+        client.register_plugin("xep_0030")
+        client.register_plugin("xep_0280")
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        client.add_event_handler("session_start", lambda _e: ready.done() or ready.set_result(None))
+        client.add_event_handler(
+            "failed_all_auth",
+            lambda _e: ready.done() or ready.set_exception(AssertionError("login failed")),
+        )
+        client.connect("127.0.0.1", c2s)
+        try:
+            await asyncio.wait_for(ready, 20)
+            assert client.is_connected() and "starttls" in client.features, client.features
+            try:
+                await client.plugin["xep_0280"].enable()
+            except IqError as exc:
+                raise AssertionError(exc.iq["error"]["condition"]) from None
+            info = await client.plugin["xep_0030"].get_info(jid="ana@example.org", timeout=10)
+            assert "urn:xmpp:mam:2" in info["disco_info"]["features"]
+        finally:
+            client.abort()
+        log = read_tail(tmp_path / "prosody.log", 400)
+        assert "Failed to load" not in log and "Unable to load" not in log, log
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(prosody.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(prosody.wait(), 10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(prosody.pid, signal.SIGKILL)
+            await prosody.wait()

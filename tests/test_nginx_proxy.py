@@ -59,6 +59,19 @@ def free_port_on(host: str) -> int:
 
 def self_signed(directory: Path, address: str) -> tuple[Path, Path]:
     """A certificate for `address` (IP SAN) and its key, as PEM files."""
+    return _self_signed(
+        directory, "cert.pem", "key.pem", x509.IPAddress(ipaddress.ip_address(address))
+    )
+
+
+def self_signed_for(directory: Path, domain: str) -> tuple[Path, Path]:
+    """A certificate for `domain` named as Prosody looks for it: DOMAIN.crt, DOMAIN.key."""
+    return _self_signed(directory, f"{domain}.crt", f"{domain}.key", x509.DNSName(domain))
+
+
+def _self_signed(
+    directory: Path, cert_name: str, key_name: str, alt_name: x509.GeneralName
+) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "refdesk test")])
     now = dt.datetime.now(dt.UTC)
@@ -70,13 +83,10 @@ def self_signed(directory: Path, address: str) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path, key_path = directory / cert_name, directory / key_name
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(
