@@ -56,12 +56,15 @@ async def test_operators_can_enable_carbons_and_get_copies(xmpp_server: XmppServ
             # A round trip on the desktop's own stream, instead of a sleep.
             await desktop.xmpp.plugin["xep_0199"].ping(timeout=5)
         assert copies == ["seen on both devices"], xmpp_server.log_tail()
-        # The account's archive is there too, for a client that was offline meanwhile.
-        info = await phone.xmpp.plugin["xep_0030"].get_info(
-            jid=f"{user}@{xmpp_server.domain}", timeout=10
-        )
-        features = set(info["disco_info"]["features"])
-        assert MAM in features, sorted(features)
+        if xmpp_server.kind == "prosody":
+            # The demo's Prosody keeps an archive too, for a device that was off meanwhile.
+            # (The test ejabberd has carbons only; the documented ejabberd config, with its
+            # archive, runs in tests/test_deploy_files.py.)
+            info = await phone.xmpp.plugin["xep_0030"].get_info(
+                jid=f"{user}@{xmpp_server.domain}", timeout=10
+            )
+            features = set(info["disco_info"]["features"])
+            assert MAM in features, sorted(features)
     finally:
         for client in (phone, desktop, peer):
             await client.disconnect()
