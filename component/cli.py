@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--dir", type=Path, default=Path("demo"), help="working directory")
     demo.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
+    demo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface: a warning"
+        " is printed, the demo has no TLS)",
+    )
 
     group = sub.add_parser("group", help="partner groups").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -666,7 +672,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from component.demo import run_demo
 
-            return run_demo(args.dir, args.port)
+            return run_demo(args.dir, args.port, args.host)
         config = load_config(args.config)
         if args.command == "check-config":
             _print(f"{args.config}: OK")

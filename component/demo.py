@@ -4,19 +4,35 @@ It starts a throwaway Prosody on loopback, writes a refdesk config next to it, c
 demo group, a queue `ask` and two operator accounts, runs refdesk, and prints the widget
 URL and the operator logins. Everything lives in one directory (default `./demo`); a second
 run reuses it, so the logins stay the same.
+
+Mail does not leave the machine: a small SMTP server (aiosmtpd) in the same process takes
+everything refdesk sends (tickets, transcripts, alerts), saves each message under
+`demo/mail/` and prints its recipient and subject, so a tryer sees what a patron or a
+librarian would receive.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import email
+import email.policy
+import ipaddress
 import json
 import logging
+import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
+import sys
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from component.config import load_config, write_config_toml
 from component.files import private_dir, write_private
@@ -31,6 +47,9 @@ DEMO_QUEUE = "ask"
 DEMO_OPERATORS = ("librarian1", "librarian2")
 XMPP_DOMAIN = "localhost"
 COMPONENT_DOMAIN = "desk.localhost"
+# Where the demo queue's follow-up questions go (caught by the demo's mailbox like all mail).
+DEMO_FOLLOWUP = "librarians@localhost"
+LOOPBACK = "127.0.0.1"
 
 
 class DemoError(Exception):
@@ -69,27 +88,114 @@ def _load_state(workdir: Path, web_port: int) -> dict[str, object]:
     return state
 
 
-def write_demo_config(workdir: Path, state: dict[str, object], web_port: int) -> Path:
-    """Write the demo's refdesk config (it holds the component secret: mode 0600)."""
+class DemoMailbox:
+    """The demo's SMTP server: keeps every message refdesk sends under *directory*.
+
+    `_demo` starts it before refdesk (whose `[mail]` section points at it) and closes it
+    after. aiosmtpd calls `handle_DATA` once per message; each is saved as an .eml file
+    and announced on standard output with its recipients and subject.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen on a free loopback port (`port` says which)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            partial(SMTP, self, hostname="localhost"), LOOPBACK, 0
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
+
+    def save(self, recipients: list[str], content: bytes) -> Path:
+        """Write one message to the next free numbered file; return its path."""
+        message = email.message_from_bytes(content, policy=email.policy.default)
+        subject = str(message.get("Subject", ""))
+        slug = re.sub(r"[^a-z0-9]+", "-", subject.lower()).strip("-")[:40] or "message"
+        number = sum(1 for _ in self.directory.glob("*.eml")) + 1
+        path = self.directory / f"{number:03d}-{slug}.eml"
+        path.write_bytes(content)
+        print(
+            f"  Mail to {', '.join(recipients)}: {subject!r}  saved in {shlex.quote(str(path))}",
+            flush=True,
+        )
+        return path
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        """aiosmtpd's hook for a complete message."""
+        content = envelope.original_content or envelope.content
+        if not isinstance(content, bytes):
+            content = str(content).encode("utf-8", "replace")
+        self.save([str(r) for r in envelope.rcpt_tos], content)
+        return "250 Message accepted for delivery"
+
+
+def _refdesk_command() -> str:
+    """How to run this refdesk from a shell: the console script of the environment the demo
+    runs in (scripts/demo uses .venv, which is not on the tryer's PATH)."""
+    script = Path(sys.executable).parent / "refdesk"
+    # Absolute: scripts/demo changes to the repository first, the tryer's shell may not.
+    return shlex.quote(str(script)) if script.exists() else "refdesk"
+
+
+def _url_host(host: str) -> str:
+    """The host part for the URLs the banner prints when listening on *host*."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.is_unspecified:
+        return socket.getfqdn() or LOOPBACK
+    return f"[{host}]" if address.version == 6 else host
+
+
+def write_demo_config(
+    workdir: Path,
+    state: dict[str, object],
+    web_port: int,
+    *,
+    host: str = LOOPBACK,
+    smtp_port: int = 25,
+) -> Path:
+    """Write the demo's refdesk config (it holds the component secret: mode 0600).
+
+    Called by `_demo` once the demo's mailbox listens (its port goes into `[mail]`)."""
     path = workdir / "refdesk.toml"
     text = write_config_toml(
         {
             "xmpp": {
                 "domain": COMPONENT_DOMAIN,
                 "secret": state["secret"],
-                "host": "127.0.0.1",
+                "host": LOOPBACK,
                 "port": state["component_port"],
             },
             "web": {
-                "host": "127.0.0.1",
+                "host": host,
                 "port": web_port,
-                "public_url": f"http://127.0.0.1:{web_port}",
+                "public_url": f"http://{_url_host(host)}:{web_port}",
             },
             "storage": {"path": "refdesk.sqlite3"},
+            "mail": {
+                "smtp_host": LOOPBACK,
+                "smtp_port": smtp_port,
+                "from_address": "Ask a Librarian (demo) <desk@localhost>",
+            },
         }
     )
     write_private(path, text)
     return path
+
+
 
 
 async def _seed(store: Store, operators: list[str], admin_password: str) -> None:
@@ -98,15 +204,18 @@ async def _seed(store: Store, operators: list[str], admin_password: str) -> None
         await store.add_admin("admin", hash_password(admin_password), "admin", None, now)
     group = await store.group_by_name("demo") or await store.add_group("demo", "Demo Library", now)
     queue = await store.queue_by_name(DEMO_QUEUE) or await store.add_queue(
-        DEMO_QUEUE, group.id, "Ask a Librarian", None, now
+        DEMO_QUEUE, group.id, "Ask a Librarian", DEMO_FOLLOWUP, now
     )
+    if not queue.followup_email:
+        # Demo directories made before the demo caught mail have no follow-up address.
+        await store.update_queue(queue.id, followup_email=DEMO_FOLLOWUP)
     for jid in operators:
         name = jid.split("@")[0].replace("librarian", "Librarian ")
         op = await store.upsert_operator(jid, name, 3, now)
         await store.assign(queue.id, op.id)
 
 
-async def _demo(workdir: Path, web_port: int) -> None:
+async def _demo(workdir: Path, web_port: int, host: str) -> None:
     if shutil.which("prosody") is None or shutil.which("prosodyctl") is None:
         raise DemoError(
             "Prosody is not installed. Install it with: sudo apt-get install prosody "
@@ -126,12 +235,16 @@ async def _demo(workdir: Path, web_port: int) -> None:
         component_secret=str(state["secret"]),
         c2s_port=int(str(state["c2s_port"])),
         component_port=int(str(state["component_port"])),
+        c2s_interface=host,
     )
     private_dir(workdir / "prosody")
-    config_path = write_demo_config(workdir, state, web_port)
+    mailbox = DemoMailbox(workdir / "mail")
+    await mailbox.start()
+    url = f"http://{_url_host(host)}:{web_port}"
+    config_path = write_demo_config(workdir, state, web_port, host=host, smtp_port=mailbox.port)
     config = load_config(config_path)
-    await prosody.start()
     try:
+        await prosody.start()
         jids = []
         for user, password in passwords.items():
             await prosody.register(user, str(password))
@@ -146,29 +259,49 @@ async def _demo(workdir: Path, web_port: int) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with running(config):
-            _print_banner(config_path, web_port, int(str(state["c2s_port"])), passwords)
-            print(
-                f"  Admin page:     http://127.0.0.1:{web_port}/admin/  "
-                f"(admin / {state.get('admin_password', 'change-me-now')})\n",
-                flush=True,
+            _print_banner(
+                config_path,
+                url,
+                _url_host(host),
+                int(str(state["c2s_port"])),
+                passwords,
+                str(state.get("admin_password", "change-me-now")),
+                mailbox.directory,
             )
+            if not ipaddress.ip_address(host).is_loopback:
+                print(
+                    f"  WARNING: listening on {host}, beyond this machine. This demo has no TLS,"
+                    "\n  accepts passwords in plain text and is not meant for real patrons;"
+                    "\n  see docs/deploy.md for a real installation.\n",
+                    flush=True,
+                )
             await stop.wait()
             log.info("shutting down")
     finally:
         await prosody.stop()
+        await mailbox.close()
 
 
 def _print_banner(
-    config_path: Path, web_port: int, c2s_port: int, passwords: dict[str, object]
+    config_path: Path,
+    url: str,
+    xmpp_host: str,
+    c2s_port: int,
+    passwords: dict[str, object],
+    admin_password: str,
+    mail_dir: Path,
 ) -> None:
+    """What a tryer needs, printed once everything runs. Every command in it is printed
+    so that it works when pasted into a shell (tests/test_demo.py runs them)."""
+    refdesk = f"{_refdesk_command()} --config {shlex.quote(str(config_path))}"
     lines = [
         "",
         "refdesk demo is running. Press Ctrl-C to stop it.",
         "",
-        f"  Patron widget:  http://127.0.0.1:{web_port}/chat/{DEMO_QUEUE}",
-        f"  Queue status:   http://127.0.0.1:{web_port}/api/queues/{DEMO_QUEUE}/status",
+        f"  Patron widget:  {url}/chat/{DEMO_QUEUE}",
+        f"  Queue status:   {url}/api/queues/{DEMO_QUEUE}/status",
         "",
-        f"  Operator logins (any XMPP client; server 127.0.0.1, port {c2s_port}, no TLS):",
+        f"  Operator logins (any XMPP client; server {xmpp_host}, port {c2s_port}, no TLS):",
     ]
     for user, password in passwords.items():
         lines.append(f"    {user}@{XMPP_DOMAIN}   password: {password}")
@@ -177,16 +310,30 @@ def _print_banner(
         f"  The queue appears in the operators' rosters as {DEMO_QUEUE}@{COMPONENT_DOMAIN};",
         "  a patron's question arrives from a guest-... address: reply to take the chat,",
         "  send !help for the commands.",
-        f"  Other commands: refdesk --config {config_path} operator list",
+        "",
+        f"  Mail (tickets, transcripts) is not sent out: it is saved in {mail_dir}",
+        "  and each message is listed here as it arrives.",
+        "",
+        "  Other commands, in another terminal:",
+        f"    {refdesk} operator list",
+        f"    {refdesk} queue list",
+        f"    {refdesk} ban list",
+        "",
+        f"  Admin page:     {url}/admin/  (admin / {admin_password})",
         "",
     ]
     print("\n".join(lines), flush=True)
 
 
-def run_demo(workdir: Path, web_port: int) -> int:
-    """Entry point of `refdesk demo`; returns the exit status."""
+def run_demo(workdir: Path, web_port: int, host: str = LOOPBACK) -> int:
+    """Entry point of `refdesk demo` (called by the CLI); returns the exit status."""
     try:
-        asyncio.run(_demo(workdir, web_port))
+        ipaddress.ip_address(host)
+    except ValueError:
+        print(f"refdesk: error: --host must be an IP address, got {host!r}")
+        return 2
+    try:
+        asyncio.run(_demo(workdir, web_port, host))
     except DemoError as exc:
         print(f"refdesk: error: {exc}")
         return 2

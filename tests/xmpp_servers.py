@@ -11,7 +11,7 @@ so several can run at once and none collides with a system-wide Prosody or ejabb
 final `stop` kills every process of the instance and deletes its directory, keeping only
 a copy of the server's log next to the test's other files (``<tmp>/<name>.log``).
 
-A missing server binary is a RuntimeError, never a skip: DESIGN.md wants the tests on
+A missing server binary is a RuntimeError, never a skip: the tests are meant to run on
 real servers, and a silently skipped suite would hide that they did not run.
 """
 
@@ -401,6 +401,9 @@ modules:
     access_max_user_messages: max_user_offline_messages
   mod_disco: {{}}
   mod_ping: {{}}
+  # Operators' clients on several devices enable message carbons at login and report an
+  # error without them (docs/deploy/ejabberd.yml has the full production set).
+  mod_carboncopy: {{}}
   # For "ejabberdctl change_password", which `register` uses on an existing account.
   mod_admin_extra: {{}}
 """

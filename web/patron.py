@@ -1,4 +1,4 @@
-"""The patron WebSocket, `/ws/{queue}` (protocol: DESIGN.md, docs/widget-protocol.md).
+"""The patron WebSocket, `/ws/{queue}` (protocol: docs/widget-protocol.md).
 
 A thin transport: frames go to a `PatronSession`, whose outgoing frames a writer task
 sends in order. Only a broken protocol closes the socket (no hello in time, a frame far

@@ -1,6 +1,6 @@
 """Bans: what an admin or operator may ban, for how long, and fast matching of addresses.
 
-POLICIES.md ("Troublesome users") sets the rules this module encodes: bans are by IP
+The rules this module encodes (docs/admins.md, "Bans", says them for admins): bans are by IP
 address and rare; a banned address is a computer, not a person; the public climb a ladder
 (30 days, 90 days, one year for a third or further offence); bans are never permanent
 unless an admin insists, and end by themselves.

@@ -1,7 +1,8 @@
 """On-call escalation: when a burst of chats means the on-call person is called in.
 
-The weekend rule in POLICIES.md: "if four chats arrive within ten minutes (or four in the
-first twenty minutes of an hour), the on-call person is called in". A queue holds one or
+A typical weekend rule (docs/admins.md, "On call"): "if four chats arrive within ten
+minutes (or four in the first twenty minutes of an hour), the on-call person is called
+in". A queue holds one or
 more `EscalationRule`s; the service is meant to ask `should_escalate` each time a chat
 arrives (and may ask again on a timer) and to call the on-call person when it says yes.
 

@@ -1,4 +1,4 @@
-"""Domain models: the words of DESIGN.md as small immutable values.
+"""Domain models: the words of docs/architecture.md as small immutable values.
 
 The service layer builds these from store rows and hands them to the transports; nothing
 here knows where they came from.
