@@ -520,9 +520,20 @@ def read_password() -> str:
     return password
 
 
-async def _admin(args: argparse.Namespace, store: Store) -> None:
-    from component.passwords import hash_password
+async def _new_hash() -> str:
+    """Read a new password and hash it off the event loop, through the same workers as
+    the admin page's login (`admin add` and `admin password`)."""
+    from component.passwords import PasswordWorkers
 
+    password = read_password()
+    workers = PasswordWorkers(threads=1, backlog=0)
+    try:
+        return await workers.hash(password)
+    finally:
+        workers.close()
+
+
+async def _admin(args: argparse.Namespace, store: Store) -> None:
     if args.action == "add":
         name = args.name.strip()
         if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", name):
@@ -536,13 +547,13 @@ async def _admin(args: argparse.Namespace, store: Store) -> None:
             group_id = (await _group_named(store, args.group)).id
         elif args.group:
             raise UsageError("only coordinators belong to a group")
-        await store.add_admin(name, hash_password(read_password()), args.role, group_id, _now())
+        await store.add_admin(name, await _new_hash(), args.role, group_id, _now())
         _print(f"added {args.role} {name}")
     elif args.action == "password":
         account = await store.admin_by_name(args.name)
         if account is None:
             raise UsageError(f"no account called {args.name!r}")
-        await store.set_admin_password(account.id, hash_password(read_password()))
+        await store.set_admin_password(account.id, await _new_hash())
         await store.delete_sessions_of(account.id)
         _print(f"password changed for {account.username}; their sessions were closed")
     elif args.action == "remove":

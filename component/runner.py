@@ -119,6 +119,12 @@ class Refdesk:
         log.info("refdesk is serving on http://%s:%s", cfg.web.host, self.port)
 
     @property
+    def web_app(self) -> web.Application:
+        """The running web application (tests reach its parts through it)."""
+        assert self._runner is not None, "not started"
+        return self._runner.app
+
+    @property
     def outbox(self) -> MailOutbox:
         assert self._outbox is not None, "not started"
         return self._outbox
