@@ -45,6 +45,7 @@ from web.admin.records import (
     check_queue,
     entries,
     int_param,
+    may_see_chat,
     page_links,
     page_number,
     queue_privacy,
@@ -159,13 +160,16 @@ async def _ban_page(
         for b in await service.store.bans_that_may_bar(now)
         if b.id != row.ban.id and b.network == row.ban.network and b.active(now)
     ]
+    # Bans are service-wide, the chat a ban came from is not: link it only for those who
+    # may open it.
+    chat = await service.store.chat_summary(row.chat_id) if row.chat_id else None
     return render(
         request,
         "admin/ban_detail.html",
         {
             "title": f"Ban #{row.ban.id}",
             "ban": ban_view(row.ban, now, lifted_by=row.lifted_by),
-            "chat_id": row.chat_id,
+            "chat_id": chat.id if chat is not None and may_see_chat(request, chat) else None,
             "audit": [
                 {"action": a.action, "actor": a.actor, "detail": a.detail, "at": when(a.at)}
                 for a in audit
@@ -614,6 +618,11 @@ async def _incident_page(
     service = request.app[SERVICE]
     store = service.store
     chat = await store.chat_summary(incident.chat_id) if incident.chat_id else None
+    # A transfer may have moved the chat into another group's queue since the incident
+    # was filed: then it is that group's, and not shown here.
+    hidden = chat is not None and not may_see_chat(request, chat)
+    if hidden:
+        chat = None
     is_sealed = incident.explicit
     events: list[Any] = []
     if chat is not None:
@@ -637,6 +646,7 @@ async def _incident_page(
             "resolution": incident.resolution,
             "resolved": when(incident.resolved_at),
             "chat": chat,
+            "chat_hidden": hidden,
             "chat_started": when(chat.created_at) if chat else "",
             "chat_count": sum(1 for e in events if e.kind.value == "message"),
             "chat_first": when(events[0].ts) if events else "",
