@@ -33,6 +33,7 @@ from component.store import Store, StoreError
 
 DEFAULT_CONFIG = "refdesk.toml"
 DEFAULT_GROUP = "default"
+MAX_PASSWORD = 1000
 # A queue's name is the local part of its JID and part of its URLs: keep it plain.
 _QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -41,9 +42,19 @@ class UsageError(Exception):
     """Bad input on the command line or in the data it names; printed as one line."""
 
 
+def one_line(text: str) -> str:
+    """`text` made safe to print as one line on a terminal: line breaks, other control
+    characters (a terminal would obey escape sequences) and anything else unprintable are
+    written as escapes. Called on every error message the CLI prints, since they quote
+    what the user typed."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
 
 def _now() -> datetime:
@@ -266,6 +277,11 @@ def _positive_float(text: str) -> float:
 
 def _print(line: str) -> None:
     print(line, flush=True)
+
+
+def _fail(message: str) -> None:
+    """Print an error as the one line the CLI promises."""
+    print(f"refdesk: error: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 async def _with_store(config: Config, action: Callable[[Store], Awaitable[None]]) -> None:
@@ -512,10 +528,16 @@ def read_password() -> str:
             raise UsageError("the passwords do not match")
         password = first
     else:
-        password = sys.stdin.readline().rstrip("\r\n")
+        try:
+            # Bounded: a longer line is refused below anyway, however much is piped in.
+            password = sys.stdin.readline(MAX_PASSWORD + 2).rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise UsageError("the password is not valid UTF-8 text") from None
+    if _undecodable([password]) is not None:
+        raise UsageError("the password is not valid UTF-8 text")
     if len(password) < 10:
         raise UsageError("the password must have at least 10 characters")
-    if len(password) > 1000:
+    if len(password) > MAX_PASSWORD:
         raise UsageError("the password is too long")
     return password
 
@@ -583,8 +605,11 @@ async def _purge(store: Store) -> None:
 
 
 async def _canned(args: argparse.Namespace, store: Store) -> None:
-    queue = await _queue_named(store, args.queue) if args.queue else None
-    group = await _group_named(store, args.group) if getattr(args, "group", None) else None
+    # `is not None`: an empty --queue '' is a queue name nobody has, not "no scope" (which
+    # would make `canned set` change the message of every queue).
+    queue = await _queue_named(store, args.queue) if args.queue is not None else None
+    group_name = getattr(args, "group", None)
+    group = await _group_named(store, group_name) if group_name is not None else None
     where = {"queue_id": queue.id if queue else None, "group_id": group.id if group else None}
     if args.action == "list":
         assert queue is not None
@@ -642,9 +667,23 @@ async def _operator(args: argparse.Namespace, store: Store) -> None:
             )
 
 
+def _undecodable(argv: Sequence[str]) -> int | None:
+    """The position (from 1) of the first argument that was not valid UTF-8 (Python
+    keeps such bytes as lone surrogates, which nothing downstream can store or print)."""
+    for index, arg in enumerate(argv, start=1):
+        if any("\ud800" <= ch <= "\udfff" for ch in arg):
+            return index
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point (`refdesk`)."""
-    args = build_parser().parse_args(argv)
+    """Console entry point (`refdesk`); tests call it in-process with `argv`."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    bad = _undecodable(arguments)
+    if bad is not None:
+        _fail(f"argument {bad} is not valid UTF-8 text")
+        return 2
+    args = build_parser().parse_args(arguments)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -677,13 +716,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_with_store(config, handlers[args.command]))
         return 0
     except (ConfigError, UsageError, StoreError) as exc:
-        print(f"refdesk: error: {exc}", file=sys.stderr)
+        _fail(str(exc))
         return 2
     except OSError as exc:
-        print(
-            f"refdesk: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-            file=sys.stderr,
-        )
+        _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         return 1
     except KeyboardInterrupt:
         return 130

@@ -66,7 +66,17 @@ class ConfigError(Exception):
         self.key = key
         where = source if line is None else f"{source}:{line}"
         what = reason if key is None else f"{key}: {reason}"
-        super().__init__(f"{where}: {what}")
+        # One line whatever the file holds: a key, a value or the file's own name may
+        # carry line breaks or terminal escapes.
+        super().__init__(_printable(f"{where}: {what}"))
+
+
+def _printable(text: str) -> str:
+    """`text` with everything unprintable (line breaks, control and format characters)
+    written as a backslash escape, so that an error message stays one harmless line."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
 
 class _Invalid(ValueError):
@@ -466,6 +476,10 @@ def load_config(path: Path) -> Config:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError(f"cannot read config file: {reason}", source=source) from None
+    except ValueError:  # a NUL in the path: no file can have that name
+        raise ConfigError(
+            "cannot read config file: the path contains a NUL", source=source
+        ) from None
     absolute = path.absolute()
     return _build(text, source, absolute.parent, absolute)
 
@@ -486,6 +500,14 @@ def _build(text: str, source: str, base_dir: Path | None, source_path: Path | No
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"invalid TOML: {exc}", source=source, line=_decode_error_line(exc)
+        ) from None
+    except ValueError as exc:
+        # Another ValueError from tomllib: an integer beyond Python's digit limit.
+        raise ConfigError(f"invalid TOML: {exc}".split(";")[0], source=source) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ConfigError(
+            "invalid TOML: arrays or tables nested too deeply", source=source
         ) from None
 
     def fail(reason: str, section: str, key: str | None = None, suffix: str = "") -> ConfigError:
@@ -568,6 +590,9 @@ def _convert(value: object, field: dataclasses.Field[Any]) -> Any:
             raise _Invalid(f"expected a path (a string), got {shown}")
         if not value.strip():
             raise _Invalid("must not be empty")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            # A NUL cannot be opened at all; other controls are surely a mistake.
+            raise _Invalid(f"must not contain control characters, got {shown}")
         return Path(value).expanduser()
     if get_origin(kind) is tuple and get_args(kind) == (str, ...):
         if not isinstance(value, list):
@@ -579,16 +604,20 @@ def _convert(value: object, field: dataclasses.Field[Any]) -> Any:
     raise TypeError(f"setting {field.name} has an unsupported type {kind!r}")
 
 
-def _show(value: object) -> str:
+def _show(value: object, depth: int = 0) -> str:
     """Render a value from the file for an error message: TOML-like, one line, short."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
+        text = json.dumps(value[:100], ensure_ascii=False)
+    elif isinstance(value, int) and abs(value) >= 10**30:
+        text = f"an integer with {len(str(abs(value)))} digits"
     elif isinstance(value, int | float):
         text = repr(value)
     elif isinstance(value, list):
-        text = "[" + ", ".join(_show(item) for item in value) + "]"
+        # Only the start of a long or deeply nested list: the message keeps 80 characters.
+        inner = ", ".join(_show(item, depth + 1) for item in value[:10]) if depth < 3 else "..."
+        text = "[" + inner + "]"
     elif isinstance(value, dict):
         text = "a table"
     else:
