@@ -565,6 +565,19 @@ async def test_coordinators_do_not_see_other_groups_chats_through_incidents_or_b
         status, html = await coordinator.get(f"/admin/bans/{ban.id}")
         assert status == 200 and "203.0.113.63" in html
         assert f"/admin/transcripts/{theirs.chat_id}" not in html
+        # Bans are service-wide, but who in another group banned is not told: an
+        # operator's address is theirs to know.
+        await desk.service.moderation.lift("203.0.113.63", actor=bo, detail="appeal upheld")
+        ours_ban = await desk.service.moderation.ban("203.0.113.64", reason="rude", actor=ana)
+        for path in ("/admin/bans?show=all", f"/admin/bans/{ban.id}", "/admin/bans/audit"):
+            status, html = await coordinator.get(path)
+            assert status == 200, path
+            assert bo not in html, path
+            assert "an operator of another group" in html, path
+        status, html = await coordinator.get("/admin/bans/lookup?address=203.0.113.63")
+        assert status == 200 and bo not in html
+        status, html = await coordinator.get(f"/admin/bans/{ours_ban.id}")
+        assert ana in html
         # An admin sees all of it.
         admin = await admin_client(desk)
         try:
@@ -574,6 +587,7 @@ async def test_coordinators_do_not_see_other_groups_chats_through_incidents_or_b
             assert f"/admin/incidents/{their_incident}" in html
             status, html = await admin.get(f"/admin/bans/{ban.id}")
             assert f"/admin/transcripts/{theirs.chat_id}" in html
+            assert bo in html
         finally:
             await admin.session.close()
     finally:
