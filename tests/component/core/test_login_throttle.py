@@ -6,7 +6,7 @@ from __future__ import annotations
 from ipaddress import IPv6Address
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from component.core.login_throttle import (
@@ -36,6 +36,7 @@ def test_network_keys(address: str | None, key: str) -> None:
     assert throttle_network(address) == key
 
 
+@settings(deadline=None)
 @given(st.ip_addresses(v=6), st.integers(0, 2**64 - 1))
 def test_every_address_of_a_64_shares_its_key(address: IPv6Address, host: int) -> None:
     sibling = IPv6Address((int(address) >> 64 << 64) | host)

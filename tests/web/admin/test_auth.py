@@ -269,3 +269,37 @@ async def test_password_hashing_leaves_the_server_answering(offline_desk: Desk) 
     finally:
         release.set()
         await client.close()
+
+
+@TRUSTED
+async def test_odd_login_forms_get_a_plain_answer(offline_desk: Desk) -> None:
+    """Undecodable bytes, NULs, controls, huge and repeated fields: a 401 like any wrong
+    password (never a 500), and the form still works afterwards."""
+    boss, password = await admin_account(offline_desk)
+    client = await LoginClient.open(offline_desk)
+    token = f"csrf={client.token}"
+    bodies = [
+        "username=%FF&password=x",
+        "username=%ED%A0%80&password=x",  # an encoded lone surrogate
+        "username=a&password=%FF%FE",
+        "username=a%00b&password=%00",
+        "username=a&password=" + "x" * 200_000,
+        "username=" + "%E2%80%AE" * 50 + "&password=%1B%5B2J",
+        "username=a&username=b&password=x&password=y",
+        "password=x",
+    ]
+    try:
+        for body in bodies:
+            async with client.session.post(
+                f"{offline_desk.url}/admin/login",
+                data=f"{token}&{body}".encode(),
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "X-Forwarded-For": "198.51.100.50",
+                },
+                allow_redirects=False,
+            ) as resp:
+                assert resp.status == 401, body[:60]
+        assert await client.login(boss, password, "192.0.2.10") == 303
+    finally:
+        await client.close()
