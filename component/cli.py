@@ -26,7 +26,7 @@ from component.core.escalation import RuleError, parse_rule
 from component.core.escalation import describe as describe_rule
 from component.core.hours import HoursError, format_hours, parse_hours
 from component.core.models import Group, Queue, RoutingMode
-from component.core.text import find_xml_illegal
+from component.core.text import find_xml_illegal, one_line
 from component.moderation import BanRefused, create_ban, lift_bans, policy_from_config
 from component.service import GUEST_PREFIX
 from component.store import Store, StoreError
@@ -40,16 +40,6 @@ _QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 class UsageError(Exception):
     """Bad input on the command line or in the data it names; printed as one line."""
-
-
-def one_line(text: str) -> str:
-    """`text` made safe to print as one line on a terminal: line breaks, other control
-    characters (a terminal would obey escape sequences) and anything else unprintable are
-    written as escapes. Called on every error message the CLI prints, since they quote
-    what the user typed."""
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
 
 
 class _Parser(argparse.ArgumentParser):

@@ -22,6 +22,8 @@ from pathlib import Path, PurePath
 from typing import Any, TypeVar, dataclass_transform, get_args, get_origin
 from urllib.parse import urlsplit
 
+from component.core.text import one_line
+
 __all__ = [
     "BansConfig",
     "ChatConfig",
@@ -68,15 +70,7 @@ class ConfigError(Exception):
         what = reason if key is None else f"{key}: {reason}"
         # One line whatever the file holds: a key, a value or the file's own name may
         # carry line breaks or terminal escapes.
-        super().__init__(_printable(f"{where}: {what}"))
-
-
-def _printable(text: str) -> str:
-    """`text` with everything unprintable (line breaks, control and format characters)
-    written as a backslash escape, so that an error message stays one harmless line."""
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
+        super().__init__(one_line(f"{where}: {what}"))
 
 
 class _Invalid(ValueError):

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from component.cli import main
 from component.config import ConfigError, iter_settings, load_config, parse_config
+from component.core.text import one_line
 
 SETTINGS = settings(
     max_examples=60,
@@ -142,6 +143,25 @@ def load_or_error(content: bytes) -> str | None:
 
 
 # The config loader ----------------------------------------------------------------------
+
+
+@SETTINGS
+@given(
+    st.text(
+        alphabet=st.one_of(
+            st.characters(),
+            st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+            st.sampled_from(NASTY_CHARS),
+        )
+    )
+)
+def test_one_line_is_one_printable_line(text: str) -> None:
+    """The escaping every error message goes through."""
+    shown = one_line(text)
+    assert shown.isprintable()
+    assert len(shown.splitlines()) <= 1
+    if text.isprintable():
+        assert shown == text
 
 
 @SETTINGS
