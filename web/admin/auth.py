@@ -166,8 +166,10 @@ def _login_form(
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    """POST /admin/login: check the double-submitted CSRF token, the throttle, then the
-    password; on success start a session."""
+    """POST /admin/login: check the double-submitted CSRF token; record the attempt in
+    the throttle, which refuses it (429) once its user, network or user-and-network has
+    failed too often; check the password on the password workers (503 when they are
+    saturated); on success mark the attempt good and start a session."""
     form = await request.post()
     token = form.get("csrf")
     cookie = request.cookies.get(LOGIN_COOKIE)
@@ -190,12 +192,14 @@ async def login(request: web.Request) -> web.StreamResponse:
     network = throttle_network(request_origin(request).ip)
     attempt = await store.reserve_login(username, network, now, LOGIN_LIMITS, allowed)
     if attempt is None:
-        return _login_form(
+        response = _login_form(
             request,
             error="Too many failed attempts. Wait 15 minutes and try again.",
             username=username,
             status=429,
         )
+        response.headers["Retry-After"] = str(int(LOGIN_LIMITS.window.total_seconds()))
+        return response
     admin = await store.admin_by_name(username) if username else None
     try:
         ok = await workers.verify(admin.password_hash if admin else _DUMMY_HASH, password)
