@@ -405,6 +405,10 @@ def installed_refdesk() -> str:
         ((REQUIRED + '[storage]\npath = "/"\n').encode(), ["queue", "list"], "database"),
         ((REQUIRED + '[storage]\npath = "/dev/null"\n').encode(), ["run"], "database"),
     ],
+    ids=[
+        "not-utf8", "deep-nesting", "line-separators", "undecodable-argument",
+        "newline-argument", "huge-reason", "database-is-a-directory", "database-is-dev-null",
+    ],
 )  # fmt: skip
 def test_installed_script(content: bytes, args: list[str], needle: str) -> None:
     with config_file(content) as path:
