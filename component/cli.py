@@ -266,7 +266,11 @@ def _positive_float(text: str) -> float:
 
 
 def _print(line: str) -> None:
-    print(line, flush=True)
+    """Print one line of output: listings are one line per item, with tab-separated
+    fields. What the fields hold was typed by people (a ban reason, a canned text, a
+    title, here or on the admin page), so anything unprintable in them, such as a line
+    break or a terminal escape, is written as an escape; tabs stay as separators."""
+    print("\t".join(one_line(part) for part in line.split("\t")), flush=True)
 
 
 def _fail(message: str) -> None:
@@ -284,16 +288,16 @@ async def _with_store(config: Config, action: Callable[[Store], Awaitable[None]]
 
 async def _group(args: argparse.Namespace, store: Store) -> None:
     if args.action == "add":
-        group = await store.add_group(slug(args.name, "group"), args.title or args.name, _now())
+        name = slug(args.name, "group")
+        title = _title(args.title) if args.title is not None else name
+        group = await store.add_group(name, title, _now())
         _print(f"added group {group.name}")
     elif args.action == "link":
         group = await _group_named(store, args.group)
         url = args.url.strip()
         if not re.fullmatch(r"https?://[^\s<>\"]+", url):
             raise UsageError(f"{url!r} is not an http(s) link")
-        title = args.title.strip()
-        if not title or len(title) > 200 or find_xml_illegal(title):
-            raise UsageError("the link title must be 1-200 printable characters")
+        title = _one_line_text(args.title, 200, "the link title")
         await store.add_link(group.id, title, url)
         _print(f"added link to {group.name}: {title}")
     elif args.action == "set":
@@ -360,7 +364,9 @@ async def _queue(args: argparse.Namespace, store: Store) -> None:
                 raise UsageError(f"no group called {args.group!r} (add it with 'group add')")
             group = await store.add_group(DEFAULT_GROUP, "Default", _now())
         email = _email(args.email) if args.email is not None else None
-        title = args.title or name.replace("-", " ").capitalize()
+        title = (
+            _title(args.title) if args.title is not None else name.replace("-", " ").capitalize()
+        )
         await store.add_queue(name, group.id, title, email, _now())
         _print(f"added queue {name}")
     elif args.action == "set":
@@ -391,10 +397,7 @@ async def _queue_changes(args: argparse.Namespace, store: Store, queue: Queue) -
     """Validate `queue set` options into store settings; bad values are UsageErrors."""
     changes: dict[str, object] = {}
     if args.title is not None:
-        title = args.title.strip()
-        if not title or len(title) > 200 or find_xml_illegal(title):
-            raise UsageError("the title must be 1-200 printable characters")
-        changes["title"] = title
+        changes["title"] = _title(args.title)
     if args.email is not None:
         changes["followup_email"] = None if args.email == "none" else _email(args.email)
     if args.routing is not None:
@@ -451,10 +454,18 @@ def _email(text: str) -> str:
 
 
 def _title(text: str) -> str:
-    title = text.strip()
-    if not title or len(title) > 200 or find_xml_illegal(title):
-        raise UsageError("the title must be 1-200 printable characters")
-    return title
+    """A group's or queue's title: one line that patrons and operators see."""
+    return _one_line_text(text, 200, "the title")
+
+
+def _one_line_text(text: str, limit: int, what: str) -> str:
+    """Validate a one-line text that ends up in pages and XMPP stanzas: line breaks and
+    control characters are refused (XML cannot carry most of them, and the XMPP server
+    would close the component's stream over one)."""
+    value = text.strip()
+    if not value or len(value) > limit or not value.isprintable() or find_xml_illegal(value):
+        raise UsageError(f"{what} must be 1-{limit} printable characters on one line")
+    return value
 
 
 async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
@@ -473,7 +484,7 @@ async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
                 store,
                 policy,
                 args.target,
-                reason=args.reason,
+                reason=_one_line_text(args.reason, 500, "the reason"),
                 actor="admin (command line)",
                 now=now,
                 duration=timedelta(days=args.days) if args.days else None,
@@ -631,7 +642,10 @@ async def _operator(args: argparse.Namespace, store: Store) -> None:
                 raise UsageError(f"no queue called {name!r} (add it with 'queue add')")
             queues.append(queue)
         existing = await store.operator_by_jid(jid)
-        name = args.name or (existing.name if existing else jid.split("@")[0].capitalize())
+        if args.name is not None:
+            name = _one_line_text(args.name, 100, "the display name")
+        else:
+            name = existing.name if existing else jid.split("@")[0].capitalize()
         op = await store.upsert_operator(jid, name, args.max_chats, _now())
         if args.email is not None:
             await store.set_operator_email(

@@ -13,6 +13,7 @@ the suite can stay in CI.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import shutil
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -29,7 +32,9 @@ from hypothesis import strategies as st
 
 from component.cli import main
 from component.config import ConfigError, iter_settings, load_config, parse_config
+from component.core.bans import Ban
 from component.core.text import one_line
+from component.store import Store
 
 SETTINGS = settings(
     max_examples=60,
@@ -344,7 +349,56 @@ def test_management_commands_refuse_hostile_arguments(
     desk_config: Path, command: tuple[list[str], str]
 ) -> None:
     argv, stdin = command
-    assert_clean(*run_main(["--config", str(desk_config), *argv], stdin))
+    code, out, err = run_main(["--config", str(desk_config), *argv], stdin)
+    assert_clean(code, out, err)
+    for line in out.splitlines():
+        assert all(ch.isprintable() or ch == "\t" for ch in line), repr(line)
+
+
+def test_listings_stay_one_line_per_item(desk_config: Path) -> None:
+    """Stored text with line breaks and terminal escapes (from here or the admin page)
+    cannot split or colour a listing's lines."""
+    cfg = ["--config", str(desk_config)]
+    nasty = "two\nlines\x1b[31m\u2028red\x85"
+    # The command line refuses such text where it must be one line...
+    for argv in (
+        ["ban", "add", "203.0.113.77", "--reason", nasty],
+        ["group", "set", "central", "--title", nasty],
+        ["operator", "add", "nasty@example.org", "--queue", "ask", "--name", nasty],
+        ["canned", "set", "nasty", "line one\x0bline two", "--queue", "ask"],
+    ):
+        code, out, err = run_main(cfg + argv)
+        assert code != 0, argv
+        assert_clean(code, out, err)
+    # ...but other paths store it (an operator's "!ban" reason, a multi-line canned text).
+    assert (
+        run_main([*cfg, "canned", "set", "multi", "line one\nline two", "--queue", "ask"])[0] == 0
+    )
+    asyncio.run(_store_ban(desk_config.parent / "db.sqlite3", nasty))
+    for argv, items in (
+        (["ban", "list"], 1),
+        (["group", "list"], 1),
+        (["canned", "list", "--queue", "ask"], 1),
+        (["operator", "list"], 1),
+    ):
+        code, out, err = run_main(cfg + argv)
+        assert code == 0, err
+        lines = out.splitlines()
+        assert len(lines) >= items, (argv, out)
+        for line in lines:
+            assert all(ch.isprintable() or ch == "\t" for ch in line), (argv, line)
+        if argv[0] == "ban":
+            assert any("reason=two\\nlines\\x1b[31m" in line for line in lines), out
+
+
+async def _store_ban(database: Path, reason: str) -> None:
+    store = await Store.open(database)
+    try:
+        now = datetime.now(UTC)
+        ban = Ban(0, ip_network("203.0.113.78"), 1, reason, now, now + timedelta(days=30))
+        await store.add_ban(ban, now)
+    finally:
+        await store.close()
 
 
 @SETTINGS
