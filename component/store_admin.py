@@ -9,6 +9,9 @@ from datetime import datetime
 from component.core.login_throttle import LoginLimits, LoginRecord
 from component.store_base import StoreBase, _ts
 
+# Every this many login attempts, `reserve_login` deletes the ones no rule needs any more.
+PRUNE_EVERY = 256
+
 
 @dataclass(frozen=True, slots=True)
 class Admin:
@@ -134,11 +137,21 @@ class AdminQueries(StoreBase):
             record = LoginRecord(int(row[0]), int(row[1]), int(row[2]), bool(row[3]))
             if not allow(record, limits):
                 return None
-            return await execute(
+            attempt = await execute(
                 "INSERT INTO login_attempts (username, address, ok, created_at)"
                 " VALUES (?, ?, 0, ?)",
                 (username, network, _ts(now)),
             )
+            if attempt % PRUNE_EVERY == 0:
+                # Now and then, forget what no rule looks at any more: failures past the
+                # window, successes past the known-good period. Bounds the table however
+                # long an attack goes on, at the cost of one scan per PRUNE_EVERY attempts.
+                await execute(
+                    "DELETE FROM login_attempts WHERE (ok = 0 AND created_at <= ?)"
+                    " OR created_at <= ?",
+                    (since, _ts(now - limits.known_good_for)),
+                )
+            return attempt
 
     async def login_succeeded(self, attempt_id: int) -> None:
         """Mark a reserved attempt as a success (the password was right)."""
