@@ -26,7 +26,7 @@ from component.core.escalation import RuleError, parse_rule
 from component.core.escalation import describe as describe_rule
 from component.core.hours import HoursError, format_hours, parse_hours
 from component.core.models import Group, Queue, RoutingMode
-from component.core.text import find_xml_illegal
+from component.core.text import find_xml_illegal, one_line
 from component.logs import setup_logging, use_format
 from component.moderation import BanRefused, create_ban, lift_bans, policy_from_config
 from component.service import GUEST_PREFIX
@@ -34,6 +34,7 @@ from component.store import Store, StoreError
 
 DEFAULT_CONFIG = "refdesk.toml"
 DEFAULT_GROUP = "default"
+MAX_PASSWORD = 1000
 # A queue's name is the local part of its JID and part of its URLs: keep it plain.
 _QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -44,7 +45,7 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
 
 def _now() -> datetime:
@@ -293,7 +294,16 @@ def _positive_float(text: str) -> float:
 
 
 def _print(line: str) -> None:
-    print(line, flush=True)
+    """Print one line of output: listings are one line per item, with tab-separated
+    fields. What the fields hold was typed by people (a ban reason, a canned text, a
+    title, here or on the admin page), so anything unprintable in them, such as a line
+    break or a terminal escape, is written as an escape; tabs stay as separators."""
+    print("\t".join(one_line(part) for part in line.split("\t")), flush=True)
+
+
+def _fail(message: str) -> None:
+    """Print an error as the one line the CLI promises."""
+    print(f"refdesk: error: {one_line(message)}", file=sys.stderr, flush=True)
 
 
 async def _with_store(config: Config, action: Callable[[Store], Awaitable[None]]) -> None:
@@ -306,16 +316,16 @@ async def _with_store(config: Config, action: Callable[[Store], Awaitable[None]]
 
 async def _group(args: argparse.Namespace, store: Store) -> None:
     if args.action == "add":
-        group = await store.add_group(slug(args.name, "group"), args.title or args.name, _now())
+        name = slug(args.name, "group")
+        title = _title(args.title) if args.title is not None else name
+        group = await store.add_group(name, title, _now())
         _print(f"added group {group.name}")
     elif args.action == "link":
         group = await _group_named(store, args.group)
         url = args.url.strip()
         if not re.fullmatch(r"https?://[^\s<>\"]+", url):
             raise UsageError(f"{url!r} is not an http(s) link")
-        title = args.title.strip()
-        if not title or len(title) > 200 or find_xml_illegal(title):
-            raise UsageError("the link title must be 1-200 printable characters")
+        title = _one_line_text(args.title, 200, "the link title")
         await store.add_link(group.id, title, url)
         _print(f"added link to {group.name}: {title}")
     elif args.action == "set":
@@ -382,7 +392,9 @@ async def _queue(args: argparse.Namespace, store: Store) -> None:
                 raise UsageError(f"no group called {args.group!r} (add it with 'group add')")
             group = await store.add_group(DEFAULT_GROUP, "Default", _now())
         email = _email(args.email) if args.email is not None else None
-        title = args.title or name.replace("-", " ").capitalize()
+        title = (
+            _title(args.title) if args.title is not None else name.replace("-", " ").capitalize()
+        )
         await store.add_queue(name, group.id, title, email, _now())
         _print(f"added queue {name}")
     elif args.action == "set":
@@ -413,10 +425,7 @@ async def _queue_changes(args: argparse.Namespace, store: Store, queue: Queue) -
     """Validate `queue set` options into store settings; bad values are UsageErrors."""
     changes: dict[str, object] = {}
     if args.title is not None:
-        title = args.title.strip()
-        if not title or len(title) > 200 or find_xml_illegal(title):
-            raise UsageError("the title must be 1-200 printable characters")
-        changes["title"] = title
+        changes["title"] = _title(args.title)
     if args.email is not None:
         changes["followup_email"] = None if args.email == "none" else _email(args.email)
     if args.routing is not None:
@@ -473,10 +482,18 @@ def _email(text: str) -> str:
 
 
 def _title(text: str) -> str:
-    title = text.strip()
-    if not title or len(title) > 200 or find_xml_illegal(title):
-        raise UsageError("the title must be 1-200 printable characters")
-    return title
+    """A group's or queue's title: one line that patrons and operators see."""
+    return _one_line_text(text, 200, "the title")
+
+
+def _one_line_text(text: str, limit: int, what: str) -> str:
+    """Validate a one-line text that ends up in pages and XMPP stanzas: line breaks and
+    control characters are refused (XML cannot carry most of them, and the XMPP server
+    would close the component's stream over one)."""
+    value = text.strip()
+    if not value or len(value) > limit or not value.isprintable() or find_xml_illegal(value):
+        raise UsageError(f"{what} must be 1-{limit} printable characters on one line")
+    return value
 
 
 async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
@@ -495,7 +512,7 @@ async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
                 store,
                 policy,
                 args.target,
-                reason=args.reason,
+                reason=_one_line_text(args.reason, 500, "the reason"),
                 actor="admin (command line)",
                 now=now,
                 duration=timedelta(days=args.days) if args.days else None,
@@ -540,17 +557,34 @@ def read_password() -> str:
             raise UsageError("the passwords do not match")
         password = first
     else:
-        password = sys.stdin.readline().rstrip("\r\n")
+        try:
+            # Bounded: a longer line is refused below anyway, however much is piped in.
+            password = sys.stdin.readline(MAX_PASSWORD + 2).rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise UsageError("the password is not valid UTF-8 text") from None
+    if _undecodable([password]) is not None:
+        raise UsageError("the password is not valid UTF-8 text")
     if len(password) < 10:
         raise UsageError("the password must have at least 10 characters")
-    if len(password) > 1000:
+    if len(password) > MAX_PASSWORD:
         raise UsageError("the password is too long")
     return password
 
 
-async def _admin(args: argparse.Namespace, store: Store) -> None:
-    from component.passwords import hash_password
+async def _new_hash() -> str:
+    """Read a new password and hash it off the event loop, through the same workers as
+    the admin page's login (`admin add` and `admin password`)."""
+    from component.passwords import PasswordWorkers
 
+    password = read_password()
+    workers = PasswordWorkers(threads=1, backlog=0)
+    try:
+        return await workers.hash(password)
+    finally:
+        workers.close()
+
+
+async def _admin(args: argparse.Namespace, store: Store) -> None:
     if args.action == "add":
         name = args.name.strip()
         if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", name):
@@ -564,13 +598,13 @@ async def _admin(args: argparse.Namespace, store: Store) -> None:
             group_id = (await _group_named(store, args.group)).id
         elif args.group:
             raise UsageError("only coordinators belong to a group")
-        await store.add_admin(name, hash_password(read_password()), args.role, group_id, _now())
+        await store.add_admin(name, await _new_hash(), args.role, group_id, _now())
         _print(f"added {args.role} {name}")
     elif args.action == "password":
         account = await store.admin_by_name(args.name)
         if account is None:
             raise UsageError(f"no account called {args.name!r}")
-        await store.set_admin_password(account.id, hash_password(read_password()))
+        await store.set_admin_password(account.id, await _new_hash())
         await store.delete_sessions_of(account.id)
         _print(f"password changed for {account.username}; their sessions were closed")
     elif args.action == "remove":
@@ -605,8 +639,11 @@ async def _backup(args: argparse.Namespace, store: Store) -> None:
 
 
 async def _canned(args: argparse.Namespace, store: Store) -> None:
-    queue = await _queue_named(store, args.queue) if args.queue else None
-    group = await _group_named(store, args.group) if getattr(args, "group", None) else None
+    # `is not None`: an empty --queue '' is a queue name nobody has, not "no scope" (which
+    # would make `canned set` change the message of every queue).
+    queue = await _queue_named(store, args.queue) if args.queue is not None else None
+    group_name = getattr(args, "group", None)
+    group = await _group_named(store, group_name) if group_name is not None else None
     where = {"queue_id": queue.id if queue else None, "group_id": group.id if group else None}
     if args.action == "list":
         assert queue is not None
@@ -638,7 +675,10 @@ async def _operator(args: argparse.Namespace, store: Store) -> None:
                 raise UsageError(f"no queue called {name!r} (add it with 'queue add')")
             queues.append(queue)
         existing = await store.operator_by_jid(jid)
-        name = args.name or (existing.name if existing else jid.split("@")[0].capitalize())
+        if args.name is not None:
+            name = _one_line_text(args.name, 100, "the display name")
+        else:
+            name = existing.name if existing else jid.split("@")[0].capitalize()
         op = await store.upsert_operator(jid, name, args.max_chats, _now())
         if args.email is not None:
             await store.set_operator_email(
@@ -664,9 +704,23 @@ async def _operator(args: argparse.Namespace, store: Store) -> None:
             )
 
 
+def _undecodable(argv: Sequence[str]) -> int | None:
+    """The position (from 1) of the first argument that was not valid UTF-8 (Python
+    keeps such bytes as lone surrogates, which nothing downstream can store or print)."""
+    for index, arg in enumerate(argv, start=1):
+        if any("\ud800" <= ch <= "\udfff" for ch in arg):
+            return index
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point (`refdesk`)."""
-    args = build_parser().parse_args(argv)
+    """Console entry point (`refdesk`); tests call it in-process with `argv`."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    bad = _undecodable(arguments)
+    if bad is not None:
+        _fail(f"argument {bad} is not valid UTF-8 text")
+        return 2
+    args = build_parser().parse_args(arguments)
     setup_logging(args.verbose)
     try:
         if args.command == "demo":
@@ -704,13 +758,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_with_store(config, handlers[args.command]))
         return 0
     except (ConfigError, UsageError, StoreError) as exc:
-        print(f"refdesk: error: {exc}", file=sys.stderr)
+        _fail(str(exc))
         return 2
     except OSError as exc:
-        print(
-            f"refdesk: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
-            file=sys.stderr,
-        )
+        _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         return 1
     except KeyboardInterrupt:
         return 130

@@ -22,6 +22,8 @@ from pathlib import Path, PurePath
 from typing import Any, TypeVar, dataclass_transform, get_args, get_origin
 from urllib.parse import urlsplit
 
+from component.core.text import one_line
+
 __all__ = [
     "BansConfig",
     "ChatConfig",
@@ -67,7 +69,9 @@ class ConfigError(Exception):
         self.key = key
         where = source if line is None else f"{source}:{line}"
         what = reason if key is None else f"{key}: {reason}"
-        super().__init__(f"{where}: {what}")
+        # One line whatever the file holds: a key, a value or the file's own name may
+        # carry line breaks or terminal escapes.
+        super().__init__(one_line(f"{where}: {what}"))
 
 
 class _Invalid(ValueError):
@@ -535,6 +539,10 @@ def load_config(path: Path) -> Config:
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ConfigError(f"cannot read config file: {reason}", source=source) from None
+    except ValueError:  # a NUL in the path: no file can have that name
+        raise ConfigError(
+            "cannot read config file: the path contains a NUL", source=source
+        ) from None
     absolute = path.absolute()
     return _build(text, source, absolute.parent, absolute)
 
@@ -555,6 +563,14 @@ def _build(text: str, source: str, base_dir: Path | None, source_path: Path | No
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"invalid TOML: {exc}", source=source, line=_decode_error_line(exc)
+        ) from None
+    except ValueError as exc:
+        # Another ValueError from tomllib: an integer beyond Python's digit limit.
+        raise ConfigError(f"invalid TOML: {exc}".split(";")[0], source=source) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        raise ConfigError(
+            "invalid TOML: arrays or tables nested too deeply", source=source
         ) from None
 
     def fail(reason: str, section: str, key: str | None = None, suffix: str = "") -> ConfigError:
@@ -637,6 +653,9 @@ def _convert(value: object, field: dataclasses.Field[Any]) -> Any:
             raise _Invalid(f"expected a path (a string), got {shown}")
         if not value.strip():
             raise _Invalid("must not be empty")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+            # A NUL cannot be opened at all; other controls are surely a mistake.
+            raise _Invalid(f"must not contain control characters, got {shown}")
         return Path(value).expanduser()
     if get_origin(kind) is tuple and get_args(kind) == (str, ...):
         if not isinstance(value, list):
@@ -648,16 +667,20 @@ def _convert(value: object, field: dataclasses.Field[Any]) -> Any:
     raise TypeError(f"setting {field.name} has an unsupported type {kind!r}")
 
 
-def _show(value: object) -> str:
+def _show(value: object, depth: int = 0) -> str:
     """Render a value from the file for an error message: TOML-like, one line, short."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
+        text = json.dumps(value[:100], ensure_ascii=False)
+    elif isinstance(value, int) and abs(value) >= 10**30:
+        text = f"an integer with {len(str(abs(value)))} digits"
     elif isinstance(value, int | float):
         text = repr(value)
     elif isinstance(value, list):
-        text = "[" + ", ".join(_show(item) for item in value) + "]"
+        # Only the start of a long or deeply nested list: the message keeps 80 characters.
+        inner = ", ".join(_show(item, depth + 1) for item in value[:10]) if depth < 3 else "..."
+        text = "[" + inner + "]"
     elif isinstance(value, dict):
         text = "a table"
     else:

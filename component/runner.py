@@ -144,6 +144,12 @@ class Refdesk:
         return LinkState(connected=adapter.online.is_set(), sessions=adapter.sessions)
 
     @property
+    def web_app(self) -> web.Application:
+        """The running web application (tests reach its parts through it)."""
+        assert self._runner is not None, "not started"
+        return self._runner.app
+
+    @property
     def outbox(self) -> MailOutbox:
         assert self._outbox is not None, "not started"
         return self._outbox

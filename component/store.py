@@ -7,7 +7,9 @@ open, tracked with `PRAGMA user_version`.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from importlib import resources
@@ -64,6 +66,12 @@ def migrations() -> list[tuple[int, str, str]]:
     return found
 
 
+def _try_open(path: str) -> None:
+    """Open and close the database file (creating it if missing); raises sqlite3.Error
+    if that cannot be done. Run in a thread by `Store.open`."""
+    sqlite3.connect(path).close()
+
+
 class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQueries):
     """The database. Created with `await Store.open(path)` by the composition root or the
     CLI, closed with `await store.close()`."""
@@ -71,10 +79,19 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:
         """Open (creating if needed, readable by its owner only) and migrate the database
-        at `path`."""
-        if str(path) != ":memory:":
-            create_private(Path(path))
-        db = await aiosqlite.connect(str(path), isolation_level=None)
+        at `path`. A file that cannot be opened or is no database (a directory, a missing
+        folder, another kind of file) is a StoreError naming the path, for the CLI to print
+        as one line."""
+        # Try the file with plain sqlite3 first: when aiosqlite's own connect fails, its
+        # worker thread later dies noisily on a closed event loop, after the caller has
+        # already reported the error.
+        try:
+            if str(path) != ":memory:":
+                create_private(Path(path))
+            await asyncio.to_thread(_try_open, str(path))
+            db = await aiosqlite.connect(str(path), isolation_level=None)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from None
         try:
             db.row_factory = aiosqlite.Row
             await db.execute("PRAGMA journal_mode=WAL")
@@ -88,6 +105,9 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
             await db.execute("PRAGMA busy_timeout=5000")
             store = cls(db)
             await store._migrate()
+        except sqlite3.Error as exc:
+            await db.close()
+            raise StoreError(f"cannot use the database {path}: {exc}") from None
         except BaseException:
             await db.close()
             raise

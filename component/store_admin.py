@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from component.core.login_throttle import LoginLimits, LoginRecord
 from component.store_base import StoreBase, _ts
+
+# Every this many login attempts, `reserve_login` deletes the ones no rule needs any more.
+PRUNE_EVERY = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,24 +96,68 @@ class AdminQueries(StoreBase):
     async def delete_sessions_of(self, admin_id: int) -> None:
         await self._write("DELETE FROM admin_sessions WHERE admin_id = ?", (admin_id,))
 
-    async def record_login(
-        self, username: str, address: str | None, ok: bool, now: datetime
-    ) -> None:
-        await self._write(
-            "INSERT INTO login_attempts (username, address, ok, created_at) VALUES (?, ?, ?, ?)",
-            (username, address, int(ok), _ts(now)),
-        )
+    async def reserve_login(
+        self,
+        username: str,
+        network: str,
+        now: datetime,
+        limits: LoginLimits,
+        allow: Callable[[LoginRecord, LoginLimits], bool],
+    ) -> int | None:
+        """Record a login attempt as failed, unless `allow` refuses it; returns the
+        attempt's id, or None when refused (nothing is recorded then).
 
-    async def failed_logins(
-        self, since: datetime, *, username: str | None = None, address: str | None = None
-    ) -> int:
-        """Failed attempts since `since` for a username or from an address, counted only
-        after that username's (or address's) last success."""
-        column, value = ("username", username) if username is not None else ("address", address)
-        row = await self._one(
-            f"SELECT COUNT(*) FROM login_attempts WHERE {column} = ? AND ok = 0"
-            " AND created_at > ? AND created_at > COALESCE((SELECT MAX(created_at)"
-            f" FROM login_attempts WHERE {column} = ? AND ok = 1), '')",
-            (value, _ts(since), value),
-        )
-        return int(row[0]) if row else 0
+        Called by the login handler before it checks the password. Counting and
+        recording happen in one transaction, so simultaneous attempts are counted one
+        after the other; the attempt counts as failed until `login_succeeded` says
+        otherwise (a password check that never finishes is a guess all the same).
+        """
+        since = _ts(now - limits.window)
+        async with self._transaction() as execute:
+            row = await self._one(
+                "SELECT"
+                " (SELECT COUNT(*) FROM login_attempts WHERE username = ? AND address = ?"
+                "   AND ok = 0 AND created_at > ? AND created_at > COALESCE((SELECT"
+                "   MAX(created_at) FROM login_attempts WHERE username = ? AND address = ?"
+                "   AND ok = 1), '')),"
+                " (SELECT COUNT(*) FROM login_attempts WHERE address = ? AND ok = 0"
+                "   AND created_at > ?),"
+                " (SELECT COUNT(*) FROM login_attempts WHERE username = ? AND ok = 0"
+                "   AND created_at > ?),"
+                " EXISTS (SELECT 1 FROM login_attempts WHERE username = ? AND address = ?"
+                "   AND ok = 1 AND created_at > ?)",
+                (
+                    *(username, network, since, username, network),
+                    *(network, since),
+                    *(username, since),
+                    *(username, network, _ts(now - limits.known_good_for)),
+                ),
+            )
+            assert row is not None
+            record = LoginRecord(int(row[0]), int(row[1]), int(row[2]), bool(row[3]))
+            if not allow(record, limits):
+                return None
+            attempt = await execute(
+                "INSERT INTO login_attempts (username, address, ok, created_at)"
+                " VALUES (?, ?, 0, ?)",
+                (username, network, _ts(now)),
+            )
+            if attempt % PRUNE_EVERY == 0:
+                # Now and then, forget what no rule looks at any more: failures past the
+                # window, successes past the known-good period. Bounds the table however
+                # long an attack goes on, at the cost of one scan per PRUNE_EVERY attempts.
+                await execute(
+                    "DELETE FROM login_attempts WHERE (ok = 0 AND created_at <= ?)"
+                    " OR created_at <= ?",
+                    (since, _ts(now - limits.known_good_for)),
+                )
+            return attempt
+
+    async def login_succeeded(self, attempt_id: int) -> None:
+        """Mark a reserved attempt as a success (the password was right)."""
+        await self._write("UPDATE login_attempts SET ok = 1 WHERE id = ?", (attempt_id,))
+
+    async def forget_login(self, attempt_id: int) -> None:
+        """Drop a reserved attempt whose password was never checked (the server was too
+        busy to): it was no guess, so it must not count against anyone."""
+        await self._write("DELETE FROM login_attempts WHERE id = ?", (attempt_id,))

@@ -35,6 +35,16 @@ def strip_xml_illegal(text: str) -> str:
     return _XML_ILLEGAL.sub("", text)
 
 
+def one_line(text: str) -> str:
+    """`text` made safe to print as one line on a terminal or in a log: line breaks,
+    control characters (a terminal would obey escape sequences), lone surrogates and
+    anything else unprintable are written as backslash escapes. Used for error messages
+    that quote what someone typed (the CLI, the config loader)."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
 def clean_message(text: object, max_chars: int) -> str:
     """Validate a chat message typed by a patron or operator.
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from component.config import write_config_toml
+from component.passwords import check_password
 from component.prosody import free_port
 from tests.conftest import COMPONENT_DOMAIN, SECRET
 from tests.xmpp_servers import XmppServer
@@ -317,6 +320,7 @@ def test_admin_accounts(tmp_path: Path) -> None:
         )
 
     assert run("admin", "add", "boss", password="a long enough password").returncode == 0
+    assert check_password(_stored_hash(tmp_path, "boss"), "a long enough password")
     assert_clean_error(run("admin", "add", "boss", password="another long one"), "already")
     assert_clean_error(run("admin", "add", "shorty", password="short"), "at least 10")
     assert_clean_error(
@@ -343,5 +347,17 @@ def test_admin_accounts(tmp_path: Path) -> None:
         "coord\tcoordinator\tgroup=east",
     ]
     assert run("admin", "password", "boss", password="a brand new password").returncode == 0
+    stored = _stored_hash(tmp_path, "boss")
+    assert stored.startswith("$argon2id$") and check_password(stored, "a brand new password")
     assert run("admin", "remove", "coord").returncode == 0
     assert_clean_error(run("admin", "remove", "coord"), "no account")
+
+
+def _stored_hash(tmp: Path, username: str) -> str:
+    """The password hash `admin add` / `admin password` stored (read straight from the
+    database the config names)."""
+    with contextlib.closing(sqlite3.connect(tmp / "db.sqlite3")) as db:
+        row = db.execute("SELECT password_hash FROM admins WHERE username = ?", (username,))
+        found = row.fetchone()
+    assert found is not None
+    return str(found[0])

@@ -58,6 +58,7 @@ def setup_admin(app: web.Application) -> None:
     """Called by the app factory: the guard middleware is added there."""
     from web.admin import directory, live, moderation, records, stats
 
+    auth.setup_password_workers(app)
     app.router.add_get("/admin/login", auth.login_page)
     app.router.add_post("/admin/login", auth.login)
     app.router.add_post("/admin/logout", auth.logout)

@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import aiohttp_jinja2
 from aiohttp import web
 
-from component.passwords import check_password, hash_password
+from component.core.login_throttle import LoginLimits, allowed, throttle_network
+from component.passwords import PasswordsBusy, PasswordWorkers, hash_password
 from component.store_admin import AdminSession
 from web.keys import CONFIG, SERVICE
 from web.patron import request_origin
@@ -22,16 +23,29 @@ from web.security import content_security_policy
 COOKIE = "refdesk_admin"
 LOGIN_COOKIE = "refdesk_login"
 SESSION_TTL = timedelta(hours=8)
-THROTTLE_WINDOW = timedelta(minutes=15)
-MAX_FAILS_PER_USER = 5
-MAX_FAILS_PER_ADDRESS = 20
+LOGIN_LIMITS = LoginLimits()
+# Seconds a login turned away as "busy" is told to wait before trying again.
+BUSY_RETRY_AFTER = 5
 SESSION_KEY = web.RequestKey("admin_session", AdminSession)
+# The threads that hash and check passwords, created by `setup_password_workers`.
+PASSWORDS = web.AppKey("passwords", PasswordWorkers)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # A hash to verify against when the username does not exist, so that both cases take the
 # same time and nobody learns which usernames exist.
 _DUMMY_HASH = hash_password(secrets.token_hex(16))
+
+
+def setup_password_workers(app: web.Application) -> None:
+    """Give the app its password workers, closed when the app is cleaned up. Called by
+    `setup_admin` when the app is built."""
+    app[PASSWORDS] = PasswordWorkers()
+
+    async def close(app: web.Application) -> None:
+        app[PASSWORDS].close()
+
+    app.on_cleanup.append(close)
 
 
 def _token_hash(token: str) -> str:
@@ -152,8 +166,10 @@ def _login_form(
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    """POST /admin/login: check the double-submitted CSRF token, the throttle, then the
-    password; on success start a session."""
+    """POST /admin/login: check the double-submitted CSRF token; record the attempt in
+    the throttle, which refuses it (429) once its user, network or user-and-network has
+    failed too often; check the password on the password workers (503 when they are
+    saturated); on success mark the attempt good and start a session."""
     form = await request.post()
     token = form.get("csrf")
     cookie = request.cookies.get(LOGIN_COOKIE)
@@ -168,28 +184,33 @@ async def login(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))[:1000]
     service = request.app[SERVICE]
     store = service.store
+    workers = request.app[PASSWORDS]
+    if workers.full:
+        # Refuse before touching the database: under a flood this is the common case.
+        return _busy(request, username)
     now = service.clock()
-    address = request_origin(request).ip
-    since = now - THROTTLE_WINDOW
-    if (
-        await store.failed_logins(since, username=username) >= MAX_FAILS_PER_USER
-        or await store.failed_logins(since, address=address) >= MAX_FAILS_PER_ADDRESS
-    ):
-        return _login_form(
+    network = throttle_network(request_origin(request).ip)
+    attempt = await store.reserve_login(username, network, now, LOGIN_LIMITS, allowed)
+    if attempt is None:
+        response = _login_form(
             request,
             error="Too many failed attempts. Wait 15 minutes and try again.",
             username=username,
             status=429,
         )
+        response.headers["Retry-After"] = str(int(LOGIN_LIMITS.window.total_seconds()))
+        return response
     admin = await store.admin_by_name(username) if username else None
-    ok = check_password(admin.password_hash if admin else _DUMMY_HASH, password) and (
-        admin is not None
-    )
-    await store.record_login(username, address, ok, now)
+    try:
+        ok = await workers.verify(admin.password_hash if admin else _DUMMY_HASH, password)
+    except PasswordsBusy:
+        await store.forget_login(attempt)
+        return _busy(request, username)
     if not ok or admin is None:
         return _login_form(
             request, error="Wrong username or password.", username=username, status=401
         )
+    await store.login_succeeded(attempt)
     session_token = secrets.token_urlsafe(32)
     await store.add_session(
         _token_hash(session_token), admin.id, secrets.token_urlsafe(24), now, now + SESSION_TTL
@@ -206,6 +227,18 @@ async def login(request: web.Request) -> web.StreamResponse:
     )
     response.del_cookie(LOGIN_COOKIE, path="/admin/login")
     raise response
+
+
+def _busy(request: web.Request, username: str) -> web.Response:
+    """503 for a login that found every password worker busy and the waiting room full."""
+    response = _login_form(
+        request,
+        error="The server is busy. Wait a few seconds and try again.",
+        username=username,
+        status=503,
+    )
+    response.headers["Retry-After"] = str(BUSY_RETRY_AFTER)
+    return response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:

@@ -1165,6 +1165,7 @@ async def _operator_view(
         },
     )
     subscriptions = {q.name: a.subscription for q in queues for a in mine if a.queue_id == q.id}
+    others = sum(1 for a in mine if a.queue_id not in ids)
     return render(
         request,
         "admin/operator_edit.html",
@@ -1175,7 +1176,9 @@ async def _operator_view(
             "active": service.active_chats(op.jid),
             "queues": queues,
             "subscriptions": subscriptions,
-            "others": sum(1 for a in mine if a.queue_id not in ids),
+            "others": others,
+            "locked": _locked(request, others),
+            "locked_note": SHARED_OPERATOR_NOTE,
             "form": form,
             "delete_form": forms.get("delete") or Form("delete"),
         },
@@ -1183,15 +1186,39 @@ async def _operator_view(
     )
 
 
+SHARED_OPERATOR_NOTE = (
+    "They also serve another group: only an admin can change their name and max chats."
+)
+
+
+def _locked(request: web.Request, other_queues: int) -> bool:
+    """Whether this admin may not change the operator's own settings (name, max chats):
+    a coordinator, for an operator who is also in `other_queues` queues of other groups."""
+    return other_queues > 0 and not _is_admin(request)
+
+
 async def update_operator(request: web.Request) -> web.Response:
     """POST /admin/operators/{operator}: name, max chats, queues, on-call. A coordinator's
-    changes leave the operator's other groups' queues as they are."""
+    changes leave the operator's other groups' queues as they are, and may not touch the
+    name or max chats of an operator whom another group shares (those are that group's
+    too); only the coordinator's own queues' memberships are theirs to change then."""
     op, queues = await _operator_of(request)
     store = _store(request)
     form = await _posted(request, "operator", ("name", "max_chats"))
     name = form.take("name", _display_name)
     max_chats = form.take("max_chats", _whole(1, MAX_CHATS_LIMIT, "chats"))
     wanted = await _memberships(request, form, queues)
+    ids = {q.id for q in queues}
+    others = sum(
+        1
+        for a in await store.list_assignments()
+        if a.operator_id == op.id and a.queue_id not in ids
+    )
+    if _locked(request, others):
+        if name is not None and name != op.name.strip():
+            form.fail("name", SHARED_OPERATOR_NOTE)
+        if max_chats is not None and max_chats != op.max_chats:
+            form.fail("max_chats", SHARED_OPERATOR_NOTE)
     if not form.ok or name is None or max_chats is None:
         return await _operator_view(request, op, queues, {"operator": form}, status=400)
     await store.update_operator(op.id, name, max_chats)

@@ -5,7 +5,9 @@ Who may do what. Bans are service-wide: a ban blocks an address on every queue o
 group. So only admins create and lift them; group coordinators see the bans, the audit
 log and the ladder look-up, and *ask* for a ban, which files a 'ban-request' incident on
 one of their queues for an admin to review (the form says so). Incidents are per queue:
-coordinators see and resolve those of their group's queues only.
+coordinators see and resolve those of their group's queues only. What bans say about
+other groups stays theirs: a coordinator sees "an operator of another group" rather than
+that operator's address, and no link to a chat of another group.
 
 Every ban goes through `service.moderation`, so it bites at once: open chats from the
 network end with the ban message, the widget refuses it; a lift lets it in at once.
@@ -16,6 +18,7 @@ only an admin can open the verbatim text, by an explicit action.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
@@ -45,6 +48,7 @@ from web.admin.records import (
     check_queue,
     entries,
     int_param,
+    may_see_chat,
     page_links,
     page_number,
     queue_privacy,
@@ -83,7 +87,36 @@ def actor(request: web.Request) -> str:
     return f"{admin.username} (admin page)"
 
 
-def ban_view(ban: Ban, now: datetime, *, lifted_by: str | None = None) -> dict[str, Any]:
+OTHER_GROUPS_OPERATOR = "an operator of another group"
+
+
+def actor_shown(request: web.Request) -> Callable[[str | None], str | None]:
+    """How this admin sees who did something to a ban. Bans are service-wide, so a
+    coordinator sees them all; but an operator's address (operators ban with `!ban`) is
+    their own group's to know: another group's operator, or an address that is nobody's
+    operator any more, is shown as OTHER_GROUPS_OPERATOR. Admins see every actor; actors
+    that are not addresses ("name (admin page)", "system") are shown as they are."""
+    service = request.app[SERVICE]
+    visible = visible_queue_ids(request)
+    if visible is None:
+        return lambda actor: actor
+    names = {service.queue_by_id(i).name for i in visible}
+
+    def shown(actor: str | None) -> str | None:
+        if actor is None or "@" not in actor or " " in actor.strip():
+            return actor
+        return actor if names & set(service.queues_of(actor)) else OTHER_GROUPS_OPERATOR
+
+    return shown
+
+
+def ban_view(
+    ban: Ban,
+    now: datetime,
+    *,
+    lifted_by: str | None = None,
+    shown: Callable[[str | None], str | None] = lambda actor: actor,
+) -> dict[str, Any]:
     if ban.lifted_at is not None:
         status = "lifted"
     elif ban.active(now):
@@ -100,8 +133,8 @@ def ban_view(ban: Ban, now: datetime, *, lifted_by: str | None = None) -> dict[s
         "start": when(ban.starts_at),
         "end": "never (permanent)" if ban.ends_at is None else when(ban.ends_at),
         "lifted": when(ban.lifted_at),
-        "lifted_by": lifted_by,
-        "by": ban.created_by,
+        "lifted_by": shown(lifted_by),
+        "by": shown(ban.created_by),
         "status": status,
         "permanent": ban.ends_at is None,
     }
@@ -134,7 +167,10 @@ async def bans(request: web.Request) -> web.Response:
         {
             "title": "Bans",
             "show": show,
-            "bans": [ban_view(r.ban, now, lifted_by=r.lifted_by) for r in rows],
+            "bans": [
+                ban_view(r.ban, now, lifted_by=r.lifted_by, shown=actor_shown(request))
+                for r in rows
+            ],
             "pager": page_links(request, page, total),
             "is_admin": auth.current(request).admin.role == "admin",
             "role_note": ROLE_NOTE,
@@ -159,15 +195,19 @@ async def _ban_page(
         for b in await service.store.bans_that_may_bar(now)
         if b.id != row.ban.id and b.network == row.ban.network and b.active(now)
     ]
+    # Bans are service-wide, the chat a ban came from is not: link it only for those who
+    # may open it.
+    chat = await service.store.chat_summary(row.chat_id) if row.chat_id else None
+    shown = actor_shown(request)
     return render(
         request,
         "admin/ban_detail.html",
         {
             "title": f"Ban #{row.ban.id}",
-            "ban": ban_view(row.ban, now, lifted_by=row.lifted_by),
-            "chat_id": row.chat_id,
+            "ban": ban_view(row.ban, now, lifted_by=row.lifted_by, shown=shown),
+            "chat_id": chat.id if chat is not None and may_see_chat(request, chat) else None,
             "audit": [
-                {"action": a.action, "actor": a.actor, "detail": a.detail, "at": when(a.at)}
+                {"action": a.action, "actor": shown(a.actor), "detail": a.detail, "at": when(a.at)}
                 for a in audit
             ],
             "is_admin": auth.current(request).admin.role == "admin",
@@ -228,6 +268,7 @@ async def audit(request: web.Request) -> web.Response:
     rows, total = await service.store.audit_log(
         limit=PAGE_SIZE * 2, offset=(page - 1) * PAGE_SIZE * 2
     )
+    shown = actor_shown(request)
     return render(
         request,
         "admin/ban_audit.html",
@@ -238,7 +279,7 @@ async def audit(request: web.Request) -> web.Response:
                     "ban_id": a.ban_id,
                     "network": a.network,
                     "action": a.action,
-                    "actor": a.actor,
+                    "actor": shown(a.actor),
                     "detail": a.detail,
                     "at": when(a.at),
                 }
@@ -441,6 +482,7 @@ async def lookup(request: web.Request) -> web.Response:
         return render(request, "admin/ban_lookup.html", context, status=400)
     now = service.clock()
     previous = [b for b in await service.store.list_bans() if overlapping(network, [b.network])]
+    shown = actor_shown(request)
     offence = next_offence(previous, network)
     in_force = [b for b in previous if b.active(now)]
     context["result"] = {
@@ -448,10 +490,10 @@ async def lookup(request: web.Request) -> web.Response:
         "offence": offence,
         "length": format_duration(ladder_duration(policy.ladder, offence)),
         "previous": [
-            {**ban_view(b, now), "counts": b.lifted_at is None}
+            {**ban_view(b, now, shown=shown), "counts": b.lifted_at is None}
             for b in sorted(previous, key=lambda b: b.starts_at, reverse=True)
         ],
-        "in_force": [ban_view(b, now) for b in in_force],
+        "in_force": [ban_view(b, now, shown=shown) for b in in_force],
         **(await related(request, network)),
     }
     return render(request, "admin/ban_lookup.html", context)
@@ -614,6 +656,11 @@ async def _incident_page(
     service = request.app[SERVICE]
     store = service.store
     chat = await store.chat_summary(incident.chat_id) if incident.chat_id else None
+    # A transfer may have moved the chat into another group's queue since the incident
+    # was filed: then it is that group's, and not shown here.
+    hidden = chat is not None and not may_see_chat(request, chat)
+    if hidden:
+        chat = None
     is_sealed = incident.explicit
     events: list[Any] = []
     if chat is not None:
@@ -637,6 +684,7 @@ async def _incident_page(
             "resolution": incident.resolution,
             "resolved": when(incident.resolved_at),
             "chat": chat,
+            "chat_hidden": hidden,
             "chat_started": when(chat.created_at) if chat else "",
             "chat_count": sum(1 for e in events if e.kind.value == "message"),
             "chat_first": when(events[0].ts) if events else "",

@@ -130,6 +130,20 @@ def page_links(
     }
 
 
+def visible_incidents(request: web.Request, incidents: Iterable[Incident]) -> list[Incident]:
+    """The incidents this admin may see: a coordinator, those filed in their group's
+    queues. A chat transferred between groups keeps the incidents filed before the move,
+    which belong to the queue they were filed in."""
+    visible = visible_queue_ids(request)
+    return [i for i in incidents if visible is None or i.queue_id in visible]
+
+
+def may_see_chat(request: web.Request, chat: ChatSummary) -> bool:
+    """Whether this admin may open `chat` (its queue's group is theirs, or they are an
+    admin); for pages that mention a chat they reached by another way."""
+    return auth.may_see_group(request, chat.group_id)
+
+
 def sealed(chat: ChatSummary, incidents: Iterable[Incident]) -> bool:
     """Whether the chat's text must not be quoted (flagged explicit)."""
     return "explicit" in chat.tags or any(i.explicit for i in incidents)
@@ -301,7 +315,9 @@ def _search(request: web.Request) -> Search:
         else:
             search.queue_id = match.id
     if values["operator"]:
-        ops = {str(op.id): op for op in request.app[SERVICE].operators()}
+        # Only the operators the form offers: an id from another group must get the
+        # answer an unknown id gets, or the filter tells which ids exist elsewhere.
+        ops = {str(op.id): op for op in _operators_for(request)}
         if values["operator"] not in ops:
             errors["operator"] = "Choose one of the operators in the list."
         else:
@@ -434,7 +450,7 @@ async def transcript(request: web.Request) -> web.Response:
             "counts": _counts(events),
             "sealed": is_sealed,
             "verbatim": verbatim and is_sealed,
-            "incidents": incidents,
+            "incidents": visible_incidents(request, incidents),
             "is_open": chat.id in service.open_chat_ids(),
             "when": when,
         },
@@ -523,7 +539,7 @@ async def _delete_form(
             "title": f"Delete chat #{chat.id}",
             "chat": chat,
             "facts": chat_facts(chat),
-            "incidents": incidents,
+            "incidents": visible_incidents(request, incidents),
             "blocker": blocker,
             "error": error,
         },
@@ -538,7 +554,11 @@ def _delete_blocker(
         return "This chat is still open: it can be deleted once it has ended."
     still_open = [i for i in incidents if i.status == "open"]
     if still_open:
-        numbers = ", ".join(f"#{i.id}" for i in still_open)
+        shown = visible_incidents(request, still_open)
+        if not shown:
+            # Another group's open incident blocks the deletion as well, unnamed.
+            return "An open incident about this chat must be resolved first: ask an admin."
+        numbers = ", ".join(f"#{i.id}" for i in shown)
         return (
             f"Incident {numbers} about this chat is still open: resolve it first, so that "
             "nobody deletes what an open report refers to."

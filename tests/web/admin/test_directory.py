@@ -285,9 +285,13 @@ async def test_coordinator_cannot_reach_another_groups_data(
             assert resp.status == status, (path, resp.status)
         assert await _snapshot(desk) == before
 
-        # Their own changes to the shared operator leave the other group's queue alone.
+        # Their own changes to the shared operator leave the other group's queue alone;
+        # the name and max chats are the other group's too, so only an admin's to change.
         await page.goto(f"{desk.url}/admin/operators/{shared.id}")
-        await page.get_by_label("Display name").fill("Samantha")
+        await expect(page.get_by_label("Display name")).to_have_attribute("readonly", "readonly")
+        await expect(page.get_by_label("Max chats at once")).to_have_attribute(
+            "readonly", "readonly"
+        )
         await page.get_by_label("On call for ask").check()
         await expect_done(page, await submit(page, "#operator-settings", "Save operator"), "saved")
         assignments = {
@@ -823,3 +827,61 @@ async def test_directory_pages_pass_axe(offline_desk: Desk, browser: Browser) ->
         assert not problems, problems
     finally:
         await context.close()
+
+
+async def test_coordinator_cannot_rename_or_resize_a_shared_operator(offline_desk: Desk) -> None:
+    """An operator who also serves another group is that group's too: their name and
+    capacity are for an admin to change. Their place in the coordinator's own queues is
+    still the coordinator's."""
+    from tests.web.admin.test_moderation import admin_client
+
+    desk = offline_desk
+    data = await _other_group(desk)
+    shared = data["shared"]
+    store = desk.refdesk.store
+    ask = await desk.store_queue("ask")
+    mine = await store.upsert_operator("olga@example.org", "Olga", 3, datetime.now(UTC))
+    await store.assign(ask.id, mine.id)
+    await desk.service.reload_directory()
+    coordinator = await admin_client(desk, "coord", role="coordinator", group="library")
+    try:
+        path = f"/admin/operators/{shared.id}"
+        status, html = await coordinator.get(path)
+        assert status == 200 and "only an admin can change" in html.lower()
+        for changed in ({"name": "Hacked"}, {"max_chats": "9"}):
+            form = {"name": "Sam", "max_chats": "3", "queue": "ask", **changed}
+            status, html, _ = await coordinator.post(path, form)
+            assert status == 400, changed
+            assert "only an admin can change" in html.lower()
+        op = await store.operator_by_id(shared.id)
+        assert op is not None and (op.name, op.max_chats) == ("Sam", 3)
+        assert desk.service.operator("sam@example.org").name == "Sam"  # type: ignore[union-attr]
+        # Unchanged name and capacity: their own queues' settings are saved.
+        form = {"name": "Sam", "max_chats": "3", "queue": "ask", "on_call": "ask"}
+        status, _, location = await coordinator.post(path, form)
+        assert status == 303 and "saved" in location
+        assert any(
+            a.queue_id == ask.id and a.on_call
+            for a in await store.list_assignments()
+            if a.operator_id == shared.id
+        )
+        # Someone who serves only the coordinator's group is theirs to rename.
+        form = {"name": "Olga B.", "max_chats": "4", "queue": "ask"}
+        status, _, _ = await coordinator.post(f"/admin/operators/{mine.id}", form)
+        assert status == 303
+        op = await store.operator_by_id(mine.id)
+        assert op is not None and (op.name, op.max_chats) == ("Olga B.", 4)
+    finally:
+        await coordinator.session.close()
+    admin = await admin_client(desk)
+    try:
+        fields = [("csrf", admin.csrf), ("name", "Samantha"), ("max_chats", "5")]
+        fields += [("queue", "ask"), ("queue", "theirs")]
+        async with admin.session.post(
+            f"{desk.url}/admin/operators/{shared.id}", data=fields, allow_redirects=False
+        ) as resp:
+            assert resp.status == 303
+        op = await store.operator_by_id(shared.id)
+        assert op is not None and (op.name, op.max_chats) == ("Samantha", 5)
+    finally:
+        await admin.session.close()

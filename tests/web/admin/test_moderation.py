@@ -506,3 +506,89 @@ async def test_coordinators_see_only_their_groups_incidents(offline_desk: Desk) 
     finally:
         await coordinator.session.close()
         await admin.session.close()
+
+
+@TRUSTED
+async def test_coordinators_do_not_see_other_groups_chats_through_incidents_or_bans(
+    offline_desk: Desk,
+) -> None:
+    """A transfer moves a chat into another group's queue while an incident filed on it
+    stays with the first group (and the other way round); a ban may come from another
+    group's chat. None of these lets a coordinator read, or learn of, the other group's
+    chat or incident."""
+    desk = offline_desk
+    store = desk.refdesk.store
+    await other_group(desk)
+    ask = await store.queue_by_name("ask")
+    elsewhere = await store.queue_by_name("elsewhere")
+    assert ask is not None and elsewhere is not None
+    ana = await operator_on(desk, "ask", "Ana")
+    bo = await operator_on(desk, "elsewhere", "Bo")
+    now = datetime.now(UTC)
+    # Filed in our queue, then the chat moved to theirs.
+    moved_away = await chat(desk, "203.0.113.61", ("words for the branch only",), jid=ana)
+    ours_incident = await store.add_incident(
+        kind="report", reporter=ana, now=now, chat_id=moved_away.chat_id, queue_id=ask.id,
+        notes="our report",
+    )  # fmt: skip
+    await store.set_chat_queue(moved_away.chat_id or 0, elsewhere.id)
+    # Filed in their queue, then the chat moved to ours.
+    moved_here = await chat(
+        desk, "203.0.113.62", ("hello again",), jid=bo, queue="elsewhere", end=False
+    )
+    their_incident = await store.add_incident(
+        kind="report", reporter=bo, now=now, chat_id=moved_here.chat_id, queue_id=elsewhere.id,
+        notes="their private report",
+    )  # fmt: skip
+    await store.set_chat_queue(moved_here.chat_id or 0, ask.id)
+    await moved_here.send({"type": "end"})
+    await moved_here.seen("ended")
+    # A ban from one of their chats.
+    theirs = await chat(desk, "203.0.113.63", ("rude",), jid=bo, queue="elsewhere")
+    ban = await desk.service.moderation.ban(
+        "203.0.113.63", reason="rude", actor=bo, chat_id=theirs.chat_id
+    )
+    coordinator = await admin_client(desk, "coord", role="coordinator", group="library")
+    try:
+        status, html = await coordinator.get(f"/admin/incidents/{ours_incident}")
+        assert status == 200 and "our report" in html
+        assert "words for the branch only" not in html
+        assert f'href="/admin/transcripts/{moved_away.chat_id}"' not in html
+        for path in (
+            f"/admin/transcripts/{moved_here.chat_id}",
+            f"/admin/transcripts/{moved_here.chat_id}/delete",
+        ):
+            status, html = await coordinator.get(path)
+            assert status == 200, path
+            assert f"/admin/incidents/{their_incident}" not in html, path
+            assert f"Incident #{their_incident}" not in html, path
+        status, html = await coordinator.get(f"/admin/bans/{ban.id}")
+        assert status == 200 and "203.0.113.63" in html
+        assert f"/admin/transcripts/{theirs.chat_id}" not in html
+        # Bans are service-wide, but who in another group banned is not told: an
+        # operator's address is theirs to know.
+        await desk.service.moderation.lift("203.0.113.63", actor=bo, detail="appeal upheld")
+        ours_ban = await desk.service.moderation.ban("203.0.113.64", reason="rude", actor=ana)
+        for path in ("/admin/bans?show=all", f"/admin/bans/{ban.id}", "/admin/bans/audit"):
+            status, html = await coordinator.get(path)
+            assert status == 200, path
+            assert bo not in html, path
+            assert "an operator of another group" in html, path
+        status, html = await coordinator.get("/admin/bans/lookup?address=203.0.113.63")
+        assert status == 200 and bo not in html
+        status, html = await coordinator.get(f"/admin/bans/{ours_ban.id}")
+        assert ana in html
+        # An admin sees all of it.
+        admin = await admin_client(desk)
+        try:
+            status, html = await admin.get(f"/admin/incidents/{ours_incident}")
+            assert "words for the branch only" in html
+            status, html = await admin.get(f"/admin/transcripts/{moved_here.chat_id}")
+            assert f"/admin/incidents/{their_incident}" in html
+            status, html = await admin.get(f"/admin/bans/{ban.id}")
+            assert f"/admin/transcripts/{theirs.chat_id}" in html
+            assert bo in html
+        finally:
+            await admin.session.close()
+    finally:
+        await coordinator.session.close()

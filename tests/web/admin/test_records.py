@@ -377,3 +377,32 @@ async def test_tickets_show_mail_status_and_failed_mail_can_be_retried(
         await page.context.close()
     ticket = await store.ticket(failed_ticket)
     assert ticket is not None and ticket.status == "closed"
+
+
+@TRUSTED
+async def test_operator_filter_does_not_reveal_other_groups_operators(
+    offline_desk: Desk,
+) -> None:
+    """Asking for another group's operator gets the answer an unknown id gets."""
+    desk = offline_desk
+    ours, _ = await corpus(desk)
+    coordinator = await admin_client(desk, "coord", role="coordinator", group="library")
+    try:
+        ana = next(op for op in desk.service.operators() if op.name == "Ana")
+        bo = next(op for op in desk.service.operators() if op.name == "Bo")
+        unknown = max(op.id for op in desk.service.operators()) + 1000
+        theirs = await coordinator.get(f"/admin/transcripts?operator={bo.id}")
+        missing = await coordinator.get(f"/admin/transcripts?operator={unknown}")
+        assert theirs[0] == missing[0] == 400
+        assert "Choose one of the operators" in theirs[1]
+        assert theirs[1].replace(f'"{bo.id}"', '"N"') == missing[1].replace(f'"{unknown}"', '"N"')
+        for path in (
+            f"/admin/transcripts.csv?operator={bo.id}",
+            "/admin/transcripts.csv?operator=x",
+        ):
+            assert (await coordinator.get_raw(path))[0] == 400, path
+        # Their own operator is a valid filter.
+        status, html = await coordinator.get(f"/admin/transcripts?operator={ana.id}")
+        assert status == 200 and chat_ids(html) == {ours.chat_id}
+    finally:
+        await coordinator.session.close()
