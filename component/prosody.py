@@ -165,6 +165,12 @@ class LocalProsody:
         return self.workdir / "data"
 
     @property
+    def pid(self) -> int | None:
+        """The pid of the running Prosody process (None when it is not running); fault
+        tests and benchmarks signal it directly (SIGSTOP, SIGKILL)."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def running(self) -> bool:
         """True while the process that `start` launched has not exited."""
         return self._process is not None and self._process.returncode is None
