@@ -132,8 +132,12 @@ class LocalProsody:
         component_port: int,
         prosody_bin: str = "prosody",
         prosodyctl_bin: str = "prosodyctl",
+        extra_config: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
+        # Lines of Lua added to the global section, for benchmarks that need a setting the
+        # demo does not (e.g. component_conflict_resolve); written as given.
+        self.extra_config = extra_config
         self.domain = domain
         self.component_domain = component_domain
         self.component_secret = component_secret
@@ -226,6 +230,7 @@ class LocalProsody:
                 "}",
                 "-- s2s is loaded by default; a throwaway server talks to nobody else.",
                 'modules_disabled = { "s2s" }',
+                *self.extra_config,
                 "",
                 f"VirtualHost {lua_string(self.domain)}",
                 "",
