@@ -229,6 +229,7 @@ class XmppAdapter:
             self._reconnect_task.cancel()
         self.xmpp.cancel_connection_attempt()
         if self.online.is_set():
+            await self._settle(2.0)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.xmpp.disconnect(wait=2.0), 5)
         else:
@@ -297,7 +298,7 @@ class XmppAdapter:
                     first.strikes,
                     first.stanza,
                 )
-                lost.pop(0)
+                self._give_up(lost.pop(0))
         self._stream_error = False
         self._outbox.extendleft(reversed(lost))
 
@@ -308,18 +309,23 @@ class XmppAdapter:
         stream = self._stream
         # Messages acknowledged to patrons but never confirmed by the server (a crash, or a
         # stream cut before the server read them). Those still in the outbox go out from
-        # there, in order; the rest (after a restart) from the store, first.
+        # there, in order; the others (after a restart) from the store, before anything
+        # newer.
         unrelayed = await self.service.unrelayed()
         if stream != self._stream:
             return  # lost again while reading the store; the next session does it all
         queued = [out for out in self._outbox if out.chat_id is not None]
-        for guest, recipients, events in unrelayed:
-            for event in events:
-                if not any(
-                    out.chat_id == event.chat_id and out.first_seq <= event.seq <= out.last_seq
-                    for out in queued
-                ):
-                    self._queue_patron_message(guest, recipients, event, front=False)
+        older = [
+            out
+            for guest, recipients, events in unrelayed
+            for event in events
+            if not any(
+                q.chat_id == event.chat_id and q.first_seq <= event.seq <= q.last_seq
+                for q in queued
+            )
+            for out in self._patron_stanzas(guest, recipients, event)
+        ]
+        self._outbox.extendleft(reversed(older))
         # After a stream error, resend what was in flight one stanza at a time, each
         # confirmed before the next, so that a stanza the server refuses is found (it is the
         # one in flight at the next error) and the others are not cut with it.
@@ -372,9 +378,16 @@ class XmppAdapter:
         )
         return False
 
+    def _give_up(self, out: _Out) -> None:
+        """A stanza that can never be written: a patron line in it is passed over, or it
+        would come back from the store after every reconnection."""
+        if out.chat_id is not None:
+            self.service.note_relayed(out.chat_id, out.last_seq)
+
     def _write(self, out: _Out) -> None:
         """Hand a stanza to the stream and make sure a confirmation will cover it."""
         if not self._fits(out.stanza):
+            self._give_up(out)
             return
         out.stanza.send()
         self._unconfirmed.append(out)
@@ -407,8 +420,9 @@ class XmppAdapter:
             pass  # an error answer is in stream order too
         except IqTimeout:
             if stream == self._stream:
-                log.warning("no answer from the XMPP server in %.0f s; reconnecting",
-                            _CONFIRM_TIMEOUT)  # fmt: skip
+                log.warning(
+                    "no answer from the XMPP server in %.0f s; reconnecting", _CONFIRM_TIMEOUT
+                )
                 self.xmpp.abort()
             return
         except Exception:
@@ -420,9 +434,12 @@ class XmppAdapter:
             if out.chat_id is not None:
                 self.service.note_relayed(out.chat_id, out.last_seq)
 
-    async def confirmed(self) -> None:
-        """Wait until everything written so far is confirmed (tests, shutdown)."""
-        while self._unconfirmed or self._outbox:
+    async def _settle(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until what was written is confirmed; called by
+        `stop`, so that a clean shutdown leaves nothing to resend at the next start."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._unconfirmed and self.online.is_set() and loop.time() < deadline:
             await asyncio.sleep(0.02)
 
     def _bodies(self, text: str) -> list[str]:
@@ -465,12 +482,13 @@ class XmppAdapter:
         """A patron's message to the operators who must see it, with ids stable across
         resends (`rd-<chat>-<seq>`, then `-2`, `-3`... for the parts of a long one), so
         clients that de-duplicate by id show a resent message once."""
-        self._queue_patron_message(guest, tuple(recipients), event, front=False)
+        for out in self._patron_stanzas(guest, tuple(recipients), event):
+            self._send_out(out)
 
-    def _queue_patron_message(
-        self, guest: str, recipients: tuple[str, ...], event: ChatEvent, *, front: bool
-    ) -> None:
-        outs = []
+    def _patron_stanzas(
+        self, guest: str, recipients: tuple[str, ...], event: ChatEvent
+    ) -> list[_Out]:
+        outs: list[_Out] = []
         for to in recipients:
             for n, text in enumerate(self._bodies(strip_xml_illegal(event.text)), 1):
                 msg = self.xmpp.make_message(
@@ -478,12 +496,10 @@ class XmppAdapter:
                 )
                 msg["id"] = f"rd-{event.chat_id}-{event.seq}" + (f"-{n}" if n > 1 else "")
                 outs.append(_Out(msg))
-        if not outs:
-            return
-        last = outs[-1]
-        last.chat_id, last.first_seq, last.last_seq = event.chat_id, event.seq, event.seq
-        for out in outs:
-            self._send_out(out)
+        if outs:
+            last = outs[-1]
+            last.chat_id, last.first_seq, last.last_seq = event.chat_id, event.seq, event.seq
+        return outs
 
     def send_chatstate(self, from_node: str, to: str, state: str) -> None:
         msg = self.xmpp.make_message(mto=to, mtype="chat", mfrom=self._jid(from_node))
