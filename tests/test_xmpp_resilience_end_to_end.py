@@ -178,3 +178,56 @@ async def test_no_line_lost_when_the_server_closes_the_stream_on_a_bad_stanza(
     desk: Desk,
 ) -> None:
     await _lines_survive(desk, "bad stanza")
+
+
+@pytest.mark.desk_config(limits=FAST)
+async def test_a_stanza_the_server_keeps_refusing_is_dropped_and_the_rest_flows(
+    desk: Desk,
+) -> None:
+    """If, despite every check, refdesk wrote a stanza that makes the server close the
+    stream, resending it after every reconnection would cut everyone off for good. It is
+    resent alone, found, and dropped; the lines behind it arrive."""
+    adapter = desk.refdesk.adapter
+    op = await desk.add_operator(name="Ana")
+    patron = await desk.patron()
+    guest = await _accepted_chat(desk, op, patron, "Before")
+    sessions = adapter.sessions
+    # A `from` outside the component's domain: the server refuses it with a stream error
+    # (Prosody: invalid-from; ejabberd: improper addressing or similar) and closes.
+    poison = adapter.xmpp.make_message(
+        mto=op.jid, mbody="poison", mfrom="someone@elsewhere.example"
+    )
+    adapter._send(poison)
+    behind = [f"behind {i}" for i in range(3)]
+    for text in behind:
+        await patron.say(text)
+    got = await _collect(op, guest, set(behind))
+    assert {m["body"] for m in got} >= set(behind)
+    assert "poison" not in [m["body"] for m in got]
+    await wait_for(lambda: adapter.online.is_set(), what="online")
+    # Cut at most twice more than the first time: once when first sent, once resent alone.
+    assert sessions < adapter.sessions <= sessions + 2
+    await patron.say("and after")
+    assert (await op.next_message(guest, timeout=15))["body"] == "and after"
+
+
+@pytest.mark.desk_config(limits=FAST)
+async def test_a_transfer_carries_a_long_history_within_bounds(desk: Desk) -> None:
+    adapter = desk.refdesk.adapter
+    ana = await desk.add_operator(("ask",), name="Ana")
+    olga = await desk.add_operator(("other",), name="Olga")
+    attacker = await desk.patron("ask")
+    await attacker.say("first question")
+    guest = (await ana.next_message(timeout=15))["from"].bare
+    ana.send_message(guest, "!accept")
+    await ana.next_message(guest)
+    for i in range(30):
+        await attacker.say(f"{i:02d} " + '"' * 3990)
+    got = await _collect(ana, guest, {f"{i:02d} " + '"' * 3990 for i in range(30)})
+    assert len(got) >= 30
+    sessions = adapter.sessions
+    ana.send_message(guest, "!transfer other")
+    first = await olga.next_message(guest, timeout=20)
+    assert "New chat" in first["body"] and "Long history" in first["body"]
+    assert "transfer" in first["body"]
+    assert adapter.online.is_set() and adapter.sessions == sessions
