@@ -264,8 +264,13 @@ class XmppAdapter:
     def _on_stream_error(self, error: Any) -> None:
         # The server is closing our stream; some conditions mean it refused what we wrote.
         condition = str(error["condition"])
-        log.error("the XMPP server closed the component stream: %s %s", condition, error["text"])
         self._stream_error = condition in _STANZA_FAULTS
+        log.log(
+            logging.ERROR if self._stream_error else logging.WARNING,
+            "the XMPP server closed the component stream: %s %s",
+            condition,
+            error["text"],
+        )
 
     def _on_disconnected(self, reason: Any) -> None:
         was_online = self.online.is_set()
