@@ -179,8 +179,9 @@ class XmppAdapter:
         # covered was lost must not confirm anything.
         self._stream = 0
         self._stream_error = False
-        # Stanzas refused by the size check (tests and logs).
+        # Stanzas refused by the size check, and confirmation pings sent (tests, logs).
         self.refused = 0
+        self.pings = 0
         self._inbound: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -209,6 +210,12 @@ class XmppAdapter:
                 self._on_presence_stanza,
             )
         )
+
+    @property
+    def unconfirmed(self) -> int:
+        """Stanzas written in this session that the server has not confirmed yet (tests,
+        health checks)."""
+        return len(self._unconfirmed)
 
     # Life cycle ----------------------------------------------------------------------------
 
@@ -419,6 +426,7 @@ class XmppAdapter:
             return
         iq = self.xmpp.make_iq_get(ito=self.domain, ifrom=self.domain)
         iq.enable("ping")
+        self.pings += 1
         try:
             await iq.send(timeout=_CONFIRM_TIMEOUT)  # type: ignore[no-untyped-call]
         except IqError:

@@ -197,7 +197,7 @@ async def test_a_stanza_the_server_keeps_refusing_is_dropped_and_the_rest_flows(
     poison = adapter.xmpp.make_message(
         mto=op.jid, mbody="poison", mfrom="someone@elsewhere.example"
     )
-    adapter._send(poison)
+    adapter._send(poison)  # as a bug in refdesk would
     behind = [f"behind {i}" for i in range(3)]
     for text in behind:
         await patron.say(text)
@@ -231,3 +231,27 @@ async def test_a_transfer_carries_a_long_history_within_bounds(desk: Desk) -> No
     assert "New chat" in first["body"] and "Long history" in first["body"]
     assert "transfer" in first["body"]
     assert adapter.online.is_set() and adapter.sessions == sessions
+
+
+@pytest.mark.desk_config(limits=FAST)
+async def test_one_confirmation_covers_everything_written_before_it(desk: Desk) -> None:
+    """Confirmations are not one ping per line: while one is outstanding, what is written
+    waits for the next, which covers it all."""
+    server = desk.server
+    assert server is not None
+    adapter = desk.refdesk.adapter
+    op = await desk.add_operator(name="Ana")
+    patron = await desk.patron()
+    guest = await _accepted_chat(desk, op, patron, "Before")
+    await wait_for(lambda: adapter.unconfirmed == 0, what="all confirmed")
+    pings = adapter.pings
+    lines = [f"burst {i}" for i in range(50)]
+    server.freeze()  # the first ping waits, unanswered, while the burst is written
+    try:
+        for text in lines:
+            await patron.say(text)
+    finally:
+        server.thaw()
+    await _collect(op, guest, set(lines))
+    await wait_for(lambda: adapter.unconfirmed == 0, what="all confirmed")
+    assert adapter.pings - pings <= 3
