@@ -131,9 +131,10 @@ def _positive(value: _Number) -> _Number:
     return value
 
 
-# Bounds of [xmpp] max_stanza_bytes: below the lower one a single patron line (4,000
-# characters, up to 6 bytes each once escaped) would need several stanzas; the upper one
-# stays well under Prosody's default component limit (512 KiB).
+# Bounds of [xmpp] max_stanza_bytes: below the lower one, once room is kept for the
+# addresses and the rest of the envelope (8 KiB), too little is left for text and ordinary
+# lines would come in parts; the upper one stays well under Prosody's default component
+# limit (512 KiB).
 MIN_STANZA_BYTES = 16 * 1024
 MAX_STANZA_BYTES = 256 * 1024
 

@@ -4,7 +4,9 @@ The lead's conftest fixtures call `start_server` with a kind ("prosody" or "ejab
 temporary directory, the component domain and its secret, and `XmppServer.stop` at teardown.
 Tests then `register` accounts, connect clients to ``host:c2s_port`` and the component to
 ``host:component_port``, and may `restart` the server to test reconnection (same ports,
-same data: accounts, rosters and offline messages survive).
+same data: accounts, rosters and offline messages survive), or test abrupt faults: `freeze`
+(SIGSTOP: connections stay open, nothing is read) and `thaw`, `kill` (SIGKILL, data kept)
+followed by `start`.
 
 Each server gets its own directory, ports and (for ejabberd) Erlang node name and cookie,
 so several can run at once and none collides with a system-wide Prosody or ejabberd. A
