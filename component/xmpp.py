@@ -323,7 +323,13 @@ class XmppAdapter:
         # stream cut before the server read them). Those still in the outbox go out from
         # there, in order; the others (after a restart) from the store, before anything
         # newer.
-        unrelayed = await self.service.unrelayed()
+        try:
+            unrelayed = await self.service.unrelayed()
+        except Exception:
+            # The store failed: go online anyway (the lines stay unrelayed in the store and
+            # are tried again at the next session start).
+            log.exception("could not read the unrelayed messages")
+            unrelayed = []
         if stream != self._stream:
             return  # lost again while reading the store; the next session does it all
         queued = [out for out in self._outbox if out.chat_id is not None]
