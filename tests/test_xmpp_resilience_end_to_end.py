@@ -255,3 +255,25 @@ async def test_one_confirmation_covers_everything_written_before_it(desk: Desk) 
     await _collect(op, guest, set(lines))
     await wait_for(lambda: adapter.unconfirmed == 0, what="all confirmed")
     assert adapter.pings - pings <= 3
+
+
+@pytest.mark.chat_config(max_message_chars=100_000, max_frame_bytes=1_000_000)
+async def test_a_line_too_long_for_one_stanza_comes_in_parts(desk: Desk) -> None:
+    """With a generous `max_message_chars`, one line of 90,000 `"` would be a 540 KB
+    stanza: it goes in numbered parts (the last one says it was cut), never in one."""
+    adapter = desk.refdesk.adapter
+    op = await desk.add_operator(name="Ana")
+    patron = await desk.patron()
+    guest = await _accepted_chat(desk, op, patron, "Before")
+    sessions = adapter.sessions
+    ack = await patron.say('"' * 90_000)
+    parts = [await op.next_message(guest, timeout=20)]
+    while not parts[-1]["body"].startswith("(8/8)"):
+        parts.append(await op.next_message(guest, timeout=20))
+    assert [p["body"][:6] for p in parts] == [f"({n}/8) " for n in range(1, 9)]
+    assert parts[0]["id"].endswith(f"-{ack['seq']}") and parts[0]["id"].startswith("rd-")
+    assert parts[1]["id"] == parts[0]["id"] + "-2"
+    assert "[Cut: too long for chat" in parts[-1]["body"]
+    await patron.say("next line")
+    assert (await op.next_message(guest, timeout=15))["body"] == "next line"
+    assert adapter.online.is_set() and adapter.sessions == sessions
