@@ -34,7 +34,7 @@ from typing import Any
 
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout, XMPPError
-from slixmpp.stanza import Message
+from slixmpp.stanza import Iq, Message
 from slixmpp.stanza import Presence as PresenceStanza
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
@@ -193,6 +193,9 @@ class XmppAdapter:
         xmpp = self.xmpp
         for plugin in ("xep_0030", "xep_0004", "xep_0050", "xep_0085", "xep_0172", "xep_0199"):
             xmpp.register_plugin(plugin)
+        # slixmpp's plugins answer IQs themselves (disco, ping, ad-hoc, errors), echoing
+        # what the asker sent (its id, a disco node): the same size check applies to them.
+        xmpp.add_filter("out", self._guard_iq)
         xmpp.add_event_handler("session_start", self._on_session_start)
         xmpp.add_event_handler("disconnected", self._on_disconnected)
         xmpp.add_event_handler("connection_failed", self._on_connection_failed)
@@ -395,6 +398,13 @@ class XmppAdapter:
             stanza,
         )
         return False
+
+    def _guard_iq(self, stanza: StanzaBase) -> StanzaBase | None:
+        """slixmpp's outgoing filter: IQs over the size limit are not written (our own
+        messages and presences are checked in `_write`, where what they carry is known)."""
+        if isinstance(stanza, Iq) and not self._fits(stanza):
+            return None
+        return stanza
 
     def _give_up(self, out: _Out) -> None:
         """A stanza that can never be written: a patron line in it is passed over, or it

@@ -277,3 +277,29 @@ async def test_a_line_too_long_for_one_stanza_comes_in_parts(desk: Desk) -> None
     await patron.say("next line")
     assert (await op.next_message(guest, timeout=15))["body"] == "next line"
     assert adapter.online.is_set() and adapter.sessions == sessions
+
+
+async def test_an_answer_echoing_a_huge_id_is_not_written(desk: Desk) -> None:
+    """Automatic answers echo the asker's id: a stranger's 180 KB id must not make refdesk
+    write a stanza over its limit (on a server whose component limit is lower than its
+    client limit, that would cut the component off)."""
+    assert desk.server is not None
+    adapter = desk.refdesk.adapter
+    op = await desk.add_operator(name="Ana")
+    patron = await desk.patron()
+    guest = await _accepted_chat(desk, op, patron, "Before")
+    await desk.server.register("mallory", "mallory-pass")
+    stranger = OperatorClient(
+        f"mallory@{desk.server.domain}", "mallory-pass", desk.server.host, desk.server.c2s_port
+    )
+    await stranger.connect()
+    desk.clients.append(stranger)
+    refused, sessions = adapter.refused, adapter.sessions
+    ping = stranger.xmpp.make_iq_get(ito="ask@desk.localhost")
+    ping.enable("ping")
+    ping["id"] = '"' * 30_000
+    stranger.xmpp.send(ping)
+    await wait_for(lambda: adapter.refused > refused, what="the answer refused")
+    await patron.say("still here")
+    assert (await op.next_message(guest, timeout=15))["body"] == "still here"
+    assert adapter.online.is_set() and adapter.sessions == sessions
