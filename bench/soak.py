@@ -1,5 +1,6 @@
-"""Soak with faults: many chats for minutes while Prosody is restarted and refdesk is killed
-(SIGKILL) and started again; counts lines lost, duplicated and out of order both ways.
+"""Soak with faults: many chats for minutes while Prosody is restarted, killed (SIGKILL),
+closes refdesk's stream on its own, and refdesk is killed (SIGKILL) and started again;
+counts lines lost, duplicated and out of order both ways.
 
     python -m bench.soak [--quick] [--chats 200] [--minutes 3] [--interval 2]
 
@@ -10,9 +11,14 @@ with `hello` + resume token + `last_seq` and resend every line not acknowledged 
 client id: refdesk is idempotent on it). Each patron sends ``m:<chat>.<k>`` every
 `--interval` seconds; the operator answers each (first arrival only) with ``r:<chat>.<k>``.
 
-Faults, once each: `LocalProsody.restart()` at 30 % of the sending time, SIGKILL of refdesk
-and a new start on the same config and database at 65 %. After the sending stops, a quiet
-drain period, then the counts and `PRAGMA integrity_check` on the database.
+Faults, once each, at these shares of the sending time: `LocalProsody.restart()` (graceful)
+at 20 %; SIGKILL of Prosody and a new start on the same data at 40 %; at 60 % a server-side
+close of the component stream (Prosody runs with `component_conflict_resolve = "kick_old"`
+and a second component connection with the same secret makes Prosody close refdesk's
+stream with a `conflict` stream error, whatever refdesk had written after that point
+unread); SIGKILL of refdesk and a new start on the same config and database at 80 %. After
+the sending stops, a quiet drain period, then the counts and `PRAGMA integrity_check` on the
+database.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from slixmpp import Message
+from slixmpp import ComponentXMPP, Message
 
 from bench.common import (
     base_parser,
@@ -44,7 +50,7 @@ from bench.common import (
     raise_nofile,
 )
 from bench.patrons import patron_address
-from bench.stack import QUEUE, BenchStack, stop_child
+from bench.stack import COMPONENT_DOMAIN, QUEUE, BenchStack, stop_child
 from bench.xmpp_clients import BenchOperator, token_of
 
 PASSWORD = "bench-password"
@@ -66,6 +72,7 @@ class SoakOperator(BenchOperator):
         self.got: dict[str, list[str]] = {}  # patron token -> stanza ids received
         self.order: dict[int, list[int]] = {}  # chat -> k in order of first arrival
         self.answers: dict[str, str] = {}  # answer token -> stanza id (sent while online)
+        self.answered_at: dict[str, float] = {}  # answer token -> time.monotonic() sent
         self.deferred: list[tuple[str, str]] = []  # (guest, token) answered after reconnect
         self.errors: dict[str, str] = {}  # stanza id -> error condition
         self.online = False
@@ -125,6 +132,7 @@ class SoakOperator(BenchOperator):
         msg.send()
         self.sent += 1
         self.answers[token] = stanza_id
+        self.answered_at[token] = time.monotonic()
 
     def on_message(self, msg: Message) -> None:
         body: str = msg["body"]
@@ -334,6 +342,20 @@ def integrity(db: Path) -> str:
     return "; ".join(str(r[0]) for r in rows)[:500]
 
 
+async def close_component_stream(host: str, port: int, secret: str) -> None:
+    """Make Prosody close refdesk's component stream: a second component connection with
+    the same secret, which Prosody (component_conflict_resolve = "kick_old") accepts by
+    closing the first one with a `conflict` stream error. The intruder leaves at once."""
+    intruder = ComponentXMPP(COMPONENT_DOMAIN, secret)  # type: ignore[no-untyped-call]
+    started = asyncio.Event()
+    intruder.add_event_handler("session_start", lambda _event: started.set())
+    intruder.connect(host, port)
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+    finally:
+        intruder.abort()
+
+
 def out_of_order(sequences: list[list[int]]) -> int:
     """Arrivals (first arrival of each line) whose number is below one already seen."""
     count = 0
@@ -367,7 +389,11 @@ async def run(
         "faults": {},
     }
     async with BenchStack(keep=keep) as stack:
-        prosody = await stack.start_prosody()
+        # A second connection for the component's domain replaces the first: how the soak
+        # makes the server close refdesk's stream (see close_component_stream).
+        prosody = await stack.start_prosody(
+            extra_config=('component_conflict_resolve = "kick_old"',)
+        )
         jids = await stack.register([f"op{i}" for i in range(operators)], PASSWORD)
         stack.write_config()
         await stack.seed(jids, max_chats)
@@ -421,18 +447,41 @@ async def run(
                     await asyncio.sleep(max(0.0, at - loop.time()))
                     await p.send_line(f"{p.index}.{k}", f"m:{p.index}.{k} {TEXT} {k}")
 
+            async def at(share: float, name: str) -> float:
+                await asyncio.sleep(max(0.0, t0 + share * duration - loop.time()))
+                print(f"(soak: {name})", file=sys.stderr)
+                return time.monotonic()
+
+            async def recovered(name: str, at_s: float, down_since: float) -> None:
+                fault: dict[str, Any] = {
+                    "at_s": at_s - began,
+                    "down_s": time.monotonic() - down_since,
+                }
+                fault.update(await wait_recovered(stack, ops, patrons, at_s))
+                result["faults"][name] = fault
+
             async def faults() -> None:
-                await asyncio.sleep(max(0.0, t0 + 0.30 * duration - loop.time()))
-                print("(soak: restarting Prosody)", file=sys.stderr)
-                at = time.monotonic()
+                name = "prosody restart"
+                t = await at(0.20, name)
                 await prosody.restart()
-                fault: dict[str, Any] = {"at_s": at - began, "down_s": time.monotonic() - at}
-                fault.update(await wait_recovered(stack, ops, patrons, at))
-                result["faults"]["prosody restart"] = fault
-                await asyncio.sleep(max(0.0, t0 + 0.65 * duration - loop.time()))
-                print("(soak: SIGKILL refdesk, starting it again)", file=sys.stderr)
+                await recovered(name, t, t)
+
+                name = "prosody SIGKILL + start"
+                t = await at(0.40, name)
+                await prosody.stop(graceful=False)
+                result["prosody_killed_at"] = t
+                await asyncio.sleep(0.5)
+                await prosody.start()
+                await recovered(name, t, t)
+
+                name = "server closes the component stream"
+                t = await at(0.60, name)
+                await close_component_stream(prosody.host, prosody.component_port, stack.secret)
+                await recovered(name, t, t)
+
+                name = "refdesk SIGKILL + restart"
+                t = await at(0.80, name)
                 assert stack.refdesk is not None
-                at = time.monotonic()
                 stack.refdesk.send_signal(signal.SIGKILL)
                 await stack.refdesk.wait()
                 killed_at = time.monotonic()
@@ -442,16 +491,14 @@ async def run(
                     op.probe()
                 await asyncio.sleep(0.3)
                 await stack.start_refdesk()
-                fault = {"at_s": at - began, "down_s": time.monotonic() - killed_at}
-                fault.update(await wait_recovered(stack, ops, patrons, at))
-                result["faults"]["refdesk SIGKILL + restart"] = fault
+                await recovered(name, t, killed_at)
 
             await asyncio.gather(
                 faults(), *(pace(p, ph) for p, ph in zip(patrons, phases, strict=True))
             )
             print(f"(soak: sending done; draining {drain:.0f} s)", file=sys.stderr)
             await asyncio.sleep(drain)
-            result.update(count(ops, patrons))
+            result.update(count(ops, patrons, result.get("prosody_killed_at")))
             result["log"] = stack.log_problems()
             result["first_log_problem"] = stack.first_problem()
         finally:
@@ -466,13 +513,17 @@ async def run(
     return result
 
 
-def count(ops: list[SoakOperator], patrons: list[SoakPatron]) -> dict[str, Any]:
+def count(
+    ops: list[SoakOperator], patrons: list[SoakPatron], prosody_killed_at: float | None = None
+) -> dict[str, Any]:
     got_op: dict[str, list[str]] = {}
     answers: dict[str, str] = {}
+    answered_at: dict[str, float] = {}
     errors: dict[str, str] = {}
     for op in ops:
         got_op.update(op.got)
         answers.update(op.answers)
+        answered_at.update(op.answered_at)
         errors.update(op.errors)
     # patron → operator
     sent = [cid for p in patrons for cid in p.sent if cid != "open"]
@@ -501,6 +552,14 @@ def count(ops: list[SoakOperator], patrons: list[SoakPatron]) -> dict[str, Any]:
     refused = {t for t, sid in answers.items() if sid in errors}
     counted = {t for t in answers if t not in refused}
     lost_o = sorted(t for t in counted if t not in got_pat)
+    # Lines an operator's client had just written on its own stream when Prosody was
+    # SIGKILLed: the client-to-server leg has no acknowledgement (no stream management in
+    # these clients), so they die with the server before refdesk could see them.
+    at_kill = [
+        t
+        for t in lost_o
+        if prosody_killed_at is not None and 0 <= prosody_killed_at - answered_at[t] < 1.0
+    ]
     dup_seq = sum(1 for seqs in got_pat.values() if len(set(seqs)) > 1)
     to_pat = {
         "sent": len(answers),
@@ -511,6 +570,7 @@ def count(ops: list[SoakOperator], patrons: list[SoakPatron]) -> dict[str, Any]:
         "received": len(got_pat),
         "lost": len(lost_o),
         "lost_examples": lost_o[:10],
+        "lost_on_client_stream_at_prosody_kill": len(at_kill),
         "duplicated": dup_seq,
         "duplicated_new_seq": dup_seq,
         "replayed_same_seq": sum(p.replayed for p in patrons),
@@ -548,6 +608,8 @@ def markdown(r: dict[str, Any]) -> str:
         ["not acknowledged at the end", g(a, "unacked_at_end"), "—"],
         ["received", g(a, "received"), g(b, "received")],
         ["**lost** (acknowledged, never received)", g(a, "lost"), g(b, "lost")],
+        ["— of which: written by the operator's client just before Prosody's SIGKILL "
+         "(< 1 s; never reached refdesk)", "—", g(b, "lost_on_client_stream_at_prosody_kill")],
         ["**duplicated**", g(a, "duplicated"), g(b, "duplicated")],
         ["— of which: same stanza id twice / stored twice (new seq)",
          f"{g(a, 'duplicated_same_stanza_id')} / {g(a, 'duplicated_new_stanza_id')}",
@@ -565,7 +627,8 @@ def markdown(r: dict[str, Any]) -> str:
         ["fault", "at s", "down s", "operators back after s", "patrons back after s"], fault_rows
     )
     log = r.get("log", {})
-    return f"""## Soak with faults: {r["chats"]} chats, Prosody restart and refdesk SIGKILL
+    faults = "Prosody restart and SIGKILL, server-side stream close, refdesk SIGKILL"
+    return f"""## Soak with faults: {r["chats"]} chats; {faults}
 
 Command: `{command_line()}`
 
@@ -575,10 +638,14 @@ Method: refdesk as its own process on a throwaway Prosody; {r["operators"]} oper
 clients (reconnecting by themselves), {r["chats"]} patrons as WebSockets that reconnect with
 `hello` + resume token + `last_seq` and resend every unacknowledged client id. Every chat
 sends one numbered line every {r["interval_s"]:g} s for {r["duration_s"]:g} s; the operator
-answers each (first arrival) with a numbered line. Prosody restarted at 30 % of the
-sending time, refdesk SIGKILLed and started again on the same config and database at 65 %;
-then {r["drain_s"]:g} s of quiet drain. {len(r.get("open_failures", []))} chats failed to
-open ({fmt(r.get("open_s", math.nan))} s to open them all).
+answers each (first arrival) with a numbered line. Faults, at these shares of the sending
+time: Prosody restarted gracefully (20 %); Prosody SIGKILLed and started again on the same
+data (40 %); Prosody closing refdesk's component stream itself (60 %: a second component
+connection with the same secret and `component_conflict_resolve = "kick_old"`, so Prosody
+ends refdesk's stream with a `conflict` stream error); refdesk SIGKILLed and started again
+on the same config and database (80 %); then {r["drain_s"]:g} s of quiet drain.
+{len(r.get("open_failures", []))} chats failed to open ({fmt(r.get("open_s", math.nan))} s to
+open them all).
 
 {md_table(["", "patron → operator", "operator → patron"], rows)}
 
@@ -607,10 +674,11 @@ it with a seq (it is committed); an operator line counts unless Prosody or refde
 answered its stanza id with an error stanza ("refused": the operator's client is told,
 as when refdesk is down and Prosody answers for the missing component). Duplicates
 patron → operator show as the **same stanza id** (`rd-<chat>-<seq>`, set in
-`component/xmpp.py` `send_patron_message`): refdesk resends lines not yet noted as
-relayed (`note_relayed`) after it reconnects or restarts, on purpose (at-least-once with a
-stable id), so a line relayed just before the SIGKILL or the stream loss comes again; a
-client that de-duplicates by id shows it once. Patron side: a line stored twice would show
+`component/xmpp.py` `send_patron_message`): a line counts as relayed (`note_relayed`) only
+once a ping that refdesk wrote after it has come back through the server, and refdesk
+resends every line not confirmed that way after it reconnects or restarts, on purpose
+(at-least-once with a stable id), so a line in flight at a cut may come again; a client
+that de-duplicates by id shows it once. Patron side: a line stored twice would show
 as the same token under two seqs; a replayed frame as a seq already received (the widget
 drops it by seq). Out of order: per chat, the first arrival of line k after a line > k.
 """

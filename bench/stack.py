@@ -127,7 +127,7 @@ class BenchStack:
 
     # --- Prosody ------------------------------------------------------------------------
 
-    async def start_prosody(self) -> LocalProsody:
+    async def start_prosody(self, extra_config: tuple[str, ...] = ()) -> LocalProsody:
         self.prosody = LocalProsody(
             self.workdir / "prosody",
             domain=USER_DOMAIN,
@@ -135,6 +135,7 @@ class BenchStack:
             component_secret=self.secret,
             c2s_port=free_port(),
             component_port=free_port(),
+            extra_config=extra_config,
         )
         await self.prosody.start()
         return self.prosody

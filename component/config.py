@@ -136,6 +136,22 @@ def _positive(value: _Number) -> _Number:
     return value
 
 
+# Bounds of [xmpp] max_stanza_bytes: below the lower one, once room is kept for the
+# addresses and the rest of the envelope (8 KiB), too little is left for text and ordinary
+# lines would come in parts; the upper one stays well under Prosody's default component
+# limit (512 KiB).
+MIN_STANZA_BYTES = 16 * 1024
+MAX_STANZA_BYTES = 256 * 1024
+
+
+def _stanza_bytes(value: int) -> int:
+    if not MIN_STANZA_BYTES <= value <= MAX_STANZA_BYTES:
+        raise _Invalid(
+            f"must be between {MIN_STANZA_BYTES} and {MAX_STANZA_BYTES} bytes, got {value}"
+        )
+    return value
+
+
 _DOMAIN_LABEL = re.compile(r"^(?!-)[^\s@/.:]{1,63}(?<!-)$")
 
 
@@ -232,6 +248,15 @@ class XmppConfig:
         "(the cap of the exponential back-off).",
         default=30.0,
         check=_positive,
+    )
+    max_stanza_bytes: int = setting(
+        "Bytes: the largest stanza refdesk writes to the XMPP server, measured as sent "
+        "(escaped, UTF-8). XMPP servers close the component's stream on a stanza over their "
+        "own limit (Prosody: component_stanza_size_limit, 512 KiB by default; ejabberd: "
+        "max_stanza_size), which would stop every chat; longer texts are sent in parts or "
+        "cut, and the operator is told. Keep it well under the server's limit.",
+        default=64 * 1024,
+        check=_stanza_bytes,
     )
 
 

@@ -134,11 +134,15 @@ class LocalProsody:
         prosody_bin: str = "prosody",
         prosodyctl_bin: str = "prosodyctl",
         c2s_interface: str = _LOOPBACK,
+        extra_config: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
         # Clients' port only: `refdesk demo --host` lets operators on other machines log in;
         # the component port always stays on loopback.
         self.c2s_interface = c2s_interface
+        # Lines of Lua added to the global section, for benchmarks that need a setting the
+        # demo does not (e.g. component_conflict_resolve); written as given.
+        self.extra_config = extra_config
         self.domain = domain
         self.component_domain = component_domain
         self.component_secret = component_secret
@@ -168,6 +172,12 @@ class LocalProsody:
     def data_path(self) -> Path:
         """Prosody's data_path: accounts, rosters, offline messages."""
         return self.workdir / "data"
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the running Prosody process (None when it is not running); fault
+        tests and benchmarks signal it directly (SIGSTOP, SIGKILL)."""
+        return self._process.pid if self.running and self._process is not None else None
 
     @property
     def running(self) -> bool:
@@ -237,6 +247,7 @@ class LocalProsody:
                 'archive_expires_after = "1w"',
                 "-- s2s is loaded by default; a throwaway server talks to nobody else.",
                 'modules_disabled = { "s2s" }',
+                *self.extra_config,
                 "",
                 f"VirtualHost {lua_string(self.domain)}",
                 "",

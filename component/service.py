@@ -119,7 +119,7 @@ class LiveChat:
     passed: set[str] = field(default_factory=set)
     # Queues this chat has been in (rollover never loops).
     visited: set[int] = field(default_factory=set)
-    # The newest patron message handed to the XMPP stream (see `note_relayed`).
+    # The newest patron message the XMPP server confirmed reading (see `note_relayed`).
     relayed_seq: int = 0
     # The patron's address as last seen, in memory only (what is stored follows the
     # queue's privacy mode): bans must bite on the live connection whatever is kept.
@@ -1276,9 +1276,11 @@ class DeskService:
     # Relaying patron messages to XMPP ---------------------------------------------------------
 
     def note_relayed(self, chat_id: int, seq: int) -> None:
-        """The XMPP adapter handed the chat's messages up to `seq` to a live stream.
-        Kept in memory at once and saved by `save_relay_cursors` (every second or so):
-        after a crash, at worst the last second's messages go out twice, never zero times."""
+        """The XMPP server has confirmed reading the chat's patron messages up to `seq`
+        (called by the XMPP adapter when its confirmation ping is answered; a line merely
+        written to the socket does not count). Kept in memory at once and saved by
+        `save_relay_cursors` (every second or so): after a crash, at worst the last
+        second's messages go out twice, never zero times."""
         live = self._chats.get(chat_id)
         if live is not None and seq > live.relayed_seq:
             live.relayed_seq = seq

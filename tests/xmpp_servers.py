@@ -4,7 +4,9 @@ The lead's conftest fixtures call `start_server` with a kind ("prosody" or "ejab
 temporary directory, the component domain and its secret, and `XmppServer.stop` at teardown.
 Tests then `register` accounts, connect clients to ``host:c2s_port`` and the component to
 ``host:component_port``, and may `restart` the server to test reconnection (same ports,
-same data: accounts, rosters and offline messages survive).
+same data: accounts, rosters and offline messages survive), or test abrupt faults: `freeze`
+(SIGSTOP: connections stay open, nothing is read) and `thaw`, `kill` (SIGKILL, data kept)
+followed by `start`.
 
 Each server gets its own directory, ports and (for ejabberd) Erlang node name and cookie,
 so several can run at once and none collides with a system-wide Prosody or ejabberd. A
@@ -79,6 +81,20 @@ class XmppServer(Protocol):
 
     async def restart(self) -> None:
         """Stop and start on the same ports with the same data."""
+        ...
+
+    def freeze(self) -> None:
+        """SIGSTOP the server: it keeps its connections open but reads nothing, so what
+        its peers write stays unprocessed in the socket buffers (a hung server)."""
+        ...
+
+    def thaw(self) -> None:
+        """SIGCONT after `freeze`."""
+        ...
+
+    async def kill(self) -> None:
+        """SIGKILL the server (a crash: nothing is flushed, connections are cut); the data
+        stays and `start` brings it back on the same ports."""
         ...
 
     async def register(self, user: str, password: str) -> None:
@@ -159,6 +175,24 @@ class ProsodyServer:
         """Stop and start again; the data directory (accounts, offline messages) stays."""
         await self._stop_process()
         await self.start()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        pid = self._prosody.pid
+        if pid is None:
+            raise RuntimeError("this Prosody is not running")
+        os.kill(pid, sig)
+
+    def freeze(self) -> None:
+        """SIGSTOP Prosody (a single process)."""
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT Prosody."""
+        self._signal(signal.SIGCONT)
+
+    async def kill(self) -> None:
+        """SIGKILL Prosody and reap it; its data directory stays."""
+        await self._stop_process(graceful=False)
 
     async def register(self, user: str, password: str) -> None:
         """Create user@domain with prosodyctl (works while Prosody runs)."""
@@ -370,6 +404,9 @@ listen:
     port: {self.component_port}
     ip: "{LOOPBACK}"
     module: ejabberd_service
+    # ejabberd's default is no limit; set Prosody's default component limit (512 KiB)
+    # so that an oversized stanza closes the component stream on both servers.
+    max_stanza_size: 524288
     hosts:
       {q(self.component_domain)}:
         password: {q(self.component_secret)}
@@ -579,6 +616,25 @@ EJABBERD_BYPASS_WARNINGS=true
         """Stop and start on the same ports with the same Mnesia data."""
         await self._stop_process()
         await self.start()
+
+    def _signal_tree(self, sig: signal.Signals) -> None:
+        process = self._process
+        if process is None or process.returncode is not None:
+            raise RuntimeError("this ejabberd is not running")
+        for pid, start in _process_tree(process.pid).items():
+            _kill_if_same(pid, start, sig)
+
+    def freeze(self) -> None:
+        """SIGSTOP every process of the node (the VM does all the work)."""
+        self._signal_tree(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT every process of the node."""
+        self._signal_tree(signal.SIGCONT)
+
+    async def kill(self) -> None:
+        """SIGKILL every process of the node at once (a crash); the Mnesia data stays."""
+        await self._stop_process(graceful=False)
 
     async def _ctl(self, *args: str, timeout: float = 30) -> tuple[int, str]:
         """Run one ejabberdctl command against the node; return (status, output)."""

@@ -69,3 +69,68 @@ def clean_message(text: object, max_chars: int) -> str:
             f"The message is too long ({len(text)} characters; the limit is {max_chars}).",
         )
     return text
+
+
+# Bytes that slixmpp's escaping adds to each of these characters in character data and
+# attribute values: & -> &amp; < -> &lt; > -> &gt; " -> &quot; ' -> &apos;
+_ESCAPE_EXTRA = {"&": 4, "<": 3, ">": 3, '"': 5, "'": 5}
+
+
+def xml_text_bytes(text: str) -> int:
+    """The size in bytes of `text` once escaped as XML and encoded as UTF-8, as it goes
+    onto the XMPP stream. The adapter budgets stanzas with it (servers count bytes on the
+    wire, where one `"` weighs six)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    for char, extra in _ESCAPE_EXTRA.items():
+        size += extra * text.count(char)
+    return size
+
+
+def clip_to_bytes(text: str, max_bytes: int, marker: str = " […]") -> str:
+    """`text` unchanged if it fits `max_bytes` (escaped, UTF-8), else its longest prefix
+    that fits together with `marker`. Called wherever user text goes into a stanza field
+    that has a fixed budget (nicknames, presence status, error text, history lines)."""
+    if xml_text_bytes(text) <= max_bytes:
+        return text
+    room = max_bytes - xml_text_bytes(marker)
+    if room <= 0:
+        return ""
+    # The escaped size of a prefix grows with its length: binary search the longest one.
+    low, high = 0, len(text)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if xml_text_bytes(text[:mid]) <= room:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low] + marker
+
+
+def split_to_bytes(text: str, max_bytes: int) -> list[str]:
+    """Cut `text` into consecutive parts of at most `max_bytes` each (escaped, UTF-8),
+    at line breaks where a line fits, else inside the line. Joined with "\\n" (at the line
+    breaks) or "" (inside a line) they give back the text. Called by the XMPP adapter for
+    bodies too large for one stanza."""
+    if max_bytes < 8:
+        raise ValueError("max_bytes is too small to carry any character")
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in text.split("\n"):
+        line_size = xml_text_bytes(line)
+        joiner = 1 if current else 0
+        if size + joiner + line_size <= max_bytes:
+            current.append(line)
+            size += joiner + line_size
+            continue
+        if current:
+            parts.append("\n".join(current))
+            current, size = [], 0
+        while xml_text_bytes(line) > max_bytes:
+            head = clip_to_bytes(line, max_bytes, marker="")
+            parts.append(head)
+            line = line[len(head) :]
+        current, size = [line], xml_text_bytes(line)
+    if current or not parts:
+        parts.append("\n".join(current))
+    return parts

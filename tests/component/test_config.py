@@ -467,3 +467,10 @@ def test_write_config_toml_output_loads(tmp_path: Path) -> None:
 def test_write_config_toml_rejects_other_types() -> None:
     with pytest.raises(TypeError):
         write_config_toml({"xmpp": {"domain": object()}})
+
+
+def test_max_stanza_bytes_stays_well_under_the_servers_limits(tmp_path: Path) -> None:
+    for value in (1000, 600_000):
+        text = REQUIRED.replace("[xmpp]\n", f"[xmpp]\nmax_stanza_bytes = {value}\n")
+        _path, error = load_error(tmp_path, text)
+        assert "xmpp.max_stanza_bytes: must be between 16384 and 262144 bytes" in str(error)

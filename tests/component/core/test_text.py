@@ -247,3 +247,72 @@ def test_clean_message_rejects_or_returns_legal_text(text: str) -> None:
     assert cleaned == cleaned.strip()
     assert 0 < len(cleaned) <= 40
     assert find_xml_illegal(text) is None
+
+
+# xml_text_bytes / clip_to_bytes / split_to_bytes ----------------------------------------
+# The sizes are checked against what slixmpp really writes for a message body.
+
+
+def _wire_bytes(text: str) -> int:
+    """Bytes of `text` as the body of a slixmpp message, less the empty message's."""
+    from slixmpp import Message
+
+    def size(body: str) -> int:
+        msg = Message()
+        msg["body"] = body
+        return len(str(msg).encode("utf-8"))
+
+    return size("x" + text) - size("x")
+
+
+XML_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"),
+    max_size=300,
+).map(strip_xml_illegal)
+
+
+@given(XML_TEXT)
+@example("\"&<>'")
+@example("é€😀")
+def test_xml_text_bytes_is_the_size_on_the_wire(text: str) -> None:
+    from component.core.text import xml_text_bytes
+
+    assert xml_text_bytes(text) == _wire_bytes(text)
+
+
+def test_one_quote_weighs_six_bytes() -> None:
+    from component.core.text import xml_text_bytes
+
+    assert xml_text_bytes('"' * 4000) == 24000
+
+
+@given(XML_TEXT, st.integers(min_value=0, max_value=400))
+def test_clip_fits_and_keeps_a_prefix(text: str, limit: int) -> None:
+    from component.core.text import clip_to_bytes, xml_text_bytes
+
+    clipped = clip_to_bytes(text, limit)
+    assert xml_text_bytes(clipped) <= limit
+    if xml_text_bytes(text) <= limit:
+        assert clipped == text
+    elif clipped:
+        assert clipped.endswith(" […]")
+        assert text.startswith(clipped.removesuffix(" […]"))
+
+
+@given(XML_TEXT, st.integers(min_value=8, max_value=200))
+def test_split_parts_fit_and_give_back_the_text(text: str, limit: int) -> None:
+    from component.core.text import split_to_bytes, xml_text_bytes
+
+    parts = split_to_bytes(text, limit)
+    assert all(xml_text_bytes(p) <= limit for p in parts)
+    # Joined back, with or without the line breaks it was cut at, nothing is lost.
+    assert "".join(parts).replace("\n", "") == text.replace("\n", "")
+    if xml_text_bytes(text) <= limit:
+        assert parts == [text]
+
+
+def test_split_refuses_a_budget_too_small_for_a_character() -> None:
+    from component.core.text import split_to_bytes
+
+    with pytest.raises(ValueError):
+        split_to_bytes("abc", 3)
