@@ -46,11 +46,15 @@ def private_dir(path: Path) -> None:
 
 def open_to_others(path: Path) -> int | None:
     """The file's permission bits if users other than its owner may read or write it,
-    else None (also when it does not exist)."""
+    else None (also when it does not exist, and for anything but a regular file: a device
+    such as /dev/null is not refdesk's to chmod)."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        st = path.stat()
     except OSError:
         return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    mode = stat.S_IMODE(st.st_mode)
     return mode if mode & 0o066 else None
 
 

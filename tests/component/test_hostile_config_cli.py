@@ -134,6 +134,7 @@ def config_file(content: bytes) -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "refdesk.toml"
         path.write_bytes(content)
+        path.chmod(0o600)  # as documented; a looser mode adds a (correct) warning line
         yield path
 
 

@@ -233,10 +233,9 @@ async def test_post_patron_message_is_idempotent_on_client_id(desk: Desk) -> Non
     assert again.seq == first.seq == 1
     assert again == first
     assert len(desk.events) == published
-    # Even a resend with other text returns the original and changes nothing.
-    changed = await desk.service.post_patron_message(handle.chat_id, "same", "different")
-    assert changed.seq == 1
-    assert changed.text == "hello"
+    # A resend with other text is refused (the patron is told) and changes nothing.
+    with pytest.raises(InvalidInput, match="already used"):
+        await desk.service.post_patron_message(handle.chat_id, "same", "different")
     assert len(desk.events) == published
     assert await desk.store.last_seq(handle.chat_id) == 1
     nxt = await desk.service.post_patron_message(handle.chat_id, "next", "more")
