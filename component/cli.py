@@ -26,7 +26,7 @@ from component.core.escalation import RuleError, parse_rule
 from component.core.escalation import describe as describe_rule
 from component.core.hours import HoursError, format_hours, parse_hours
 from component.core.models import Group, Queue, RoutingMode
-from component.core.text import find_xml_illegal
+from component.core.text import TextRejected, clean_title, find_xml_illegal
 from component.moderation import BanRefused, create_ban, lift_bans, policy_from_config
 from component.service import GUEST_PREFIX
 from component.store import Store, StoreError
@@ -278,16 +278,15 @@ async def _with_store(config: Config, action: Callable[[Store], Awaitable[None]]
 
 async def _group(args: argparse.Namespace, store: Store) -> None:
     if args.action == "add":
-        group = await store.add_group(slug(args.name, "group"), args.title or args.name, _now())
+        title = _title(args.title) if args.title is not None else args.name
+        group = await store.add_group(slug(args.name, "group"), title, _now())
         _print(f"added group {group.name}")
     elif args.action == "link":
         group = await _group_named(store, args.group)
         url = args.url.strip()
         if not re.fullmatch(r"https?://[^\s<>\"]+", url):
             raise UsageError(f"{url!r} is not an http(s) link")
-        title = args.title.strip()
-        if not title or len(title) > 200 or find_xml_illegal(title):
-            raise UsageError("the link title must be 1-200 printable characters")
+        title = _title(args.title)
         await store.add_link(group.id, title, url)
         _print(f"added link to {group.name}: {title}")
     elif args.action == "set":
@@ -354,7 +353,7 @@ async def _queue(args: argparse.Namespace, store: Store) -> None:
                 raise UsageError(f"no group called {args.group!r} (add it with 'group add')")
             group = await store.add_group(DEFAULT_GROUP, "Default", _now())
         email = _email(args.email) if args.email is not None else None
-        title = args.title or name.replace("-", " ").capitalize()
+        title = _title(args.title) if args.title else name.replace("-", " ").capitalize()
         await store.add_queue(name, group.id, title, email, _now())
         _print(f"added queue {name}")
     elif args.action == "set":
@@ -385,10 +384,7 @@ async def _queue_changes(args: argparse.Namespace, store: Store, queue: Queue) -
     """Validate `queue set` options into store settings; bad values are UsageErrors."""
     changes: dict[str, object] = {}
     if args.title is not None:
-        title = args.title.strip()
-        if not title or len(title) > 200 or find_xml_illegal(title):
-            raise UsageError("the title must be 1-200 printable characters")
-        changes["title"] = title
+        changes["title"] = _title(args.title)
     if args.email is not None:
         changes["followup_email"] = None if args.email == "none" else _email(args.email)
     if args.routing is not None:
@@ -445,10 +441,10 @@ def _email(text: str) -> str:
 
 
 def _title(text: str) -> str:
-    title = text.strip()
-    if not title or len(title) > 200 or find_xml_illegal(title):
-        raise UsageError("the title must be 1-200 printable characters")
-    return title
+    try:
+        return clean_title(text)
+    except TextRejected as exc:
+        raise UsageError(f"{text[:80]!r}: {exc.text}") from None
 
 
 async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:

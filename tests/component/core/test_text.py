@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from component.core.text import (
     TextRejected,
     clean_message,
+    clean_title,
     find_xml_illegal,
     strip_xml_illegal,
 )
@@ -247,3 +248,21 @@ def test_clean_message_rejects_or_returns_legal_text(text: str) -> None:
     assert cleaned == cleaned.strip()
     assert 0 < len(cleaned) <= 40
     assert find_xml_illegal(text) is None
+
+
+def test_clean_title() -> None:
+    assert clean_title("  Ask a Librarian ") == "Ask a Librarian"
+    assert clean_title("Zoë's Q&A (24/7)") == "Zoë's Q&A (24/7)"
+    cases = [
+        ("", "empty_title"),
+        ("x" * 201, "title_too_long"),
+        ("Ask\r\nX-Injected: yes", "illegal_characters"),
+        ("Ask\u2028us", "illegal_characters"),
+        ("Ask\x85us", "illegal_characters"),
+        ("Ask\ufffe", "illegal_characters"),
+        ("=?utf-8?q?Ask=0D=0AX-Injected:_yes?=", "encoded_word"),
+    ]
+    for bad, code in cases:
+        with pytest.raises(TextRejected) as caught:
+            clean_title(bad)
+        assert caught.value.code == code
