@@ -184,9 +184,7 @@ def _email_address(value: str) -> str:
     if "=?" in value or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
         # An encoded word decodes to any characters at all, line breaks included; TOML
         # carries a name in plain UTF-8.
-        raise _Invalid(
-            f'must be plain text without "=?" or control characters, got {_show(value)}'
-        )
+        raise _Invalid(f'must be plain text without "=?" or control characters, got {_show(value)}')
     _name, address = parseaddr(value)
     local, at, domain = address.rpartition("@")
     if not (local and at and domain):
