@@ -357,3 +357,41 @@ async def test_a_hostile_title_in_a_referral_adds_no_header(
     headers = check_mail(referral, [n for n in TICKET_HEADERS if n != "Reply-To"])
     assert "Referral from" in headers["Subject"]
     assert "Interlibrary loan please" in referral.text()
+
+
+# --- the offline form's hostile bodies (the endpoint that mails staff and the patron) ----
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b"[" * 30_000, None),  # deeper than the JSON parser goes
+        (b'{"email": {"a": [[[[[]]]]]}, "question": "Hi"}', "email"),
+        (b'["pat@example.net", "Hi"]', None),
+        (b'"pat@example.net"', None),
+        (b"null", None),
+        (b'{"email": "pat@example.net", "question": "Hi", "name": 7}', "name"),
+        (b'{"email": "pat@example.net", "question": ["Hi"]}', "question"),
+        (b'{"email": "pat@example.net", "question": "Hi", "name": "\\ud800"}', "name"),
+        (b'{"email": "pat\\udfff@example.net", "question": "Hi"}', "email"),
+        (b'{"email": "pat@example.net", "question": "Hi \\udbff"}', "question"),
+        (b'{"email": "pat@example.net", "question": "\xff\xfe"}', None),
+    ],
+)
+async def test_hostile_form_bodies_get_a_400_and_no_mail(
+    offline_desk: Desk, mail_sink: MailSink, raw: bytes, field: str | None
+) -> None:
+    desk = offline_desk
+    await desk.set_queue("ask", followup_email=FOLLOWUP)
+    async with aiohttp.ClientSession() as s:
+        url = f"{desk.url}/api/queues/ask/questions"
+        headers = {"Content-Type": "application/json"}
+        async with s.post(url, data=raw, headers=headers) as resp:
+            assert resp.status == 400, await resp.text()
+            body = await resp.json()
+        assert body["field"] == field and body["error"]
+        # The endpoint goes on serving.
+        good = {"email": "pat@example.net", "question": "Still there?"}
+        async with s.post(url, json=good) as resp:
+            assert resp.status == 201
+    assert len(await desk.refdesk.store.list_tickets()) == 1

@@ -31,7 +31,8 @@ async def _fields(request: web.Request) -> dict[str, Any]:
     if request.content_type == "application/json":
         try:
             body = json.loads(await request.text())
-        except (ValueError, UnicodeDecodeError):
+        # RecursionError: nesting deeper than the parser goes fits well within MAX_BODY.
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise FormError(None, "The form could not be read (bad JSON).") from None
         if not isinstance(body, dict):
             raise FormError(None, "The form must be a JSON object.")
