@@ -43,6 +43,12 @@ def _mail(purpose: str, msg: EmailMessage) -> NewMail:
     return NewMail(purpose, tuple(emails.envelope_recipients(msg)), emails.render_bytes(msg))
 
 
+def _already_sent() -> InvalidInput:
+    return InvalidInput(
+        "transcript_sent", "A copy of this chat has already been emailed; it is sent only once."
+    )
+
+
 def transcript_lines(events: Sequence[ChatEvent]) -> list[emails.TranscriptLine]:
     """The patron-visible transcript (no staff notes) as email lines."""
     lines = []
@@ -78,6 +84,7 @@ class FollowUp:
             self.service.spawn(self._transcript_at_end(event.chat_id))
 
     async def _transcript_at_end(self, chat_id: int) -> None:
+        """In a task when a chat ends: send the copy asked for, if any."""
         await self.send_transcript_if_asked(chat_id)
 
     def takes_email(self, queue: Queue) -> bool:
@@ -266,10 +273,7 @@ class FollowUp:
         if service.moderation.banned(origin_ip) is not None:
             raise Banned(service.ban_text(queue.name if queue is not None else None))
         if await service.store.transcript_mailed(chat_id):
-            raise InvalidInput(
-                "transcript_sent",
-                "A copy of this chat has already been emailed; it is sent only once.",
-            )
+            raise _already_sent()
         # The same address again (a resend, a reconnect) is not a new email.
         if await service.store.transcript_email(chat_id) != address:
             queue_id = queue.id if queue is not None else None
@@ -278,10 +282,7 @@ class FollowUp:
         if service.chat_state(chat_id).open:
             return address
         if not await self.send_transcript_if_asked(chat_id):
-            raise InvalidInput(
-                "transcript_sent",
-                "A copy of this chat has already been emailed; it is sent only once.",
-            )
+            raise _already_sent()
         return address
 
     async def send_transcript_if_asked(self, chat_id: int) -> bool:

@@ -159,9 +159,10 @@ async def test_transcript_requests_after_the_end_mail_once(
     await patron.say("hello?")
     await patron.send({"type": "end"})
     await patron.next("ended")
-    for i in range(30):
+    # The attack as reported: 100 frames, 100 addresses, after one ended chat.
+    for i in range(100):
         await patron.send({"type": "transcript", "email": f"victim{i}@example.net"})
-    answers = await _answers(patron, 30)
+    answers = await _answers(patron, 100)
     assert answers[0] == {"type": "transcript_ok", "email": "victim0@example.net"}
     refused = answers[1:]
     assert all(f["type"] == "error" and f["code"] == "transcript_sent" for f in refused)
