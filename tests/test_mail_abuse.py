@@ -396,3 +396,24 @@ async def test_hostile_form_bodies_get_a_400_and_no_mail(
         async with s.post(url, json=good) as resp:
             assert resp.status == 201
     assert len(await desk.refdesk.store.list_tickets()) == 1
+
+
+async def test_oversized_or_unmeasured_form_bodies_are_refused(
+    offline_desk: Desk, mail_sink: MailSink
+) -> None:
+    desk = offline_desk
+    await desk.set_queue("ask", followup_email=FOLLOWUP)
+    url = f"{desk.url}/api/queues/ask/questions"
+    headers = {"Content-Type": "application/json"}
+    big = b'{"email": "pat@example.net", "question": "' + b"x" * 40_000 + b'"}'
+
+    async def chunks() -> Any:
+        yield b'{"email": "pat@example.net", "question": "Hi"}'
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(url, data=big, headers=headers) as resp:
+            assert resp.status == 413 and (await resp.json())["error"]
+        # No Content-Length (chunked): the size cannot be checked before reading.
+        async with s.post(url, data=chunks(), headers=headers) as resp:
+            assert resp.status == 411 and (await resp.json())["error"]
+    assert await desk.refdesk.store.list_mail() == []
