@@ -26,7 +26,7 @@ from component.core.escalation import RuleError, parse_rule
 from component.core.escalation import describe as describe_rule
 from component.core.hours import HoursError, format_hours, parse_hours
 from component.core.models import Group, Queue, RoutingMode
-from component.core.text import find_xml_illegal, one_line
+from component.core.text import TextRejected, clean_title, find_xml_illegal, one_line
 from component.logs import setup_logging, use_format
 from component.moderation import BanRefused, create_ban, lift_bans, policy_from_config
 from component.service import GUEST_PREFIX
@@ -325,7 +325,7 @@ async def _group(args: argparse.Namespace, store: Store) -> None:
         url = args.url.strip()
         if not re.fullmatch(r"https?://[^\s<>\"]+", url):
             raise UsageError(f"{url!r} is not an http(s) link")
-        title = _one_line_text(args.title, 200, "the link title")
+        title = _title(args.title)
         await store.add_link(group.id, title, url)
         _print(f"added link to {group.name}: {title}")
     elif args.action == "set":
@@ -482,8 +482,12 @@ def _email(text: str) -> str:
 
 
 def _title(text: str) -> str:
-    """A group's or queue's title: one line that patrons and operators see."""
-    return _one_line_text(text, 200, "the title")
+    """A group's, queue's or link's title: one line that patrons and operators see and that
+    goes into email headers (line breaks, controls and encoded words are refused)."""
+    try:
+        return clean_title(text)
+    except TextRejected as exc:
+        raise UsageError(f"{one_line(text[:80])!r}: {exc.text}") from None
 
 
 def _one_line_text(text: str, limit: int, what: str) -> str:

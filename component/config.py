@@ -209,6 +209,10 @@ def _smtp_security(value: str) -> str:
 
 def _email_address(value: str) -> str:
     # Accepts "desk@example.org" and "Ask a Librarian <desk@example.org>" alike.
+    if "=?" in value or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
+        # An encoded word decodes to any characters at all, line breaks included; TOML
+        # carries a name in plain UTF-8.
+        raise _Invalid(f'must be plain text without "=?" or control characters, got {_show(value)}')
     _name, address = parseaddr(value)
     local, at, domain = address.rpartition("@")
     if not (local and at and domain):
@@ -451,7 +455,7 @@ class BansConfig:
 
 @_settings
 class LimitsConfig:
-    """Rate limits against floods of chat requests and messages."""
+    """Rate limits against floods of chat requests, messages and email."""
 
     chats_per_address: int = setting(
         "New chats one address may start within chat_window seconds.",
@@ -476,6 +480,29 @@ class LimitsConfig:
     message_burst: int = setting(
         "Messages one address may send at once before messages_per_second applies.",
         default=10,
+        check=_positive,
+    )
+    mails_per_recipient: int = setting(
+        "Emails to one address that patrons typed (transcript copies, receipts of emailed "
+        "questions) within mail_window seconds, whoever asks.",
+        default=3,
+        check=_positive,
+    )
+    mails_per_address: int = setting(
+        "Emails to addresses that patrons typed which one patron address may cause within "
+        "mail_window seconds.",
+        default=5,
+        check=_positive,
+    )
+    mails_per_network: int = setting(
+        "Emails to addresses that patrons typed which one network (/24 for IPv4, /48 for "
+        "IPv6) may cause within mail_window seconds.",
+        default=20,
+        check=_positive,
+    )
+    mail_window: float = setting(
+        "The window, in seconds, of the three mail limits above.",
+        default=3600.0,
         check=_positive,
     )
 

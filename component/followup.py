@@ -17,6 +17,7 @@ from component.core import emails
 from component.core.errors import BadCommand, DeskError, InvalidInput, UnknownQueue
 from component.core.events import ChatEnded, Event, MailQueued
 from component.core.models import ChatEvent, EventKind, NewMail, Queue, Sender
+from component.moderation import Banned
 
 if TYPE_CHECKING:
     from component.service import DeskService, LiveChat
@@ -40,6 +41,12 @@ class NoEmailFollowUp(DeskError):
 
 def _mail(purpose: str, msg: EmailMessage) -> NewMail:
     return NewMail(purpose, tuple(emails.envelope_recipients(msg)), emails.render_bytes(msg))
+
+
+def _already_sent() -> InvalidInput:
+    return InvalidInput(
+        "transcript_sent", "A copy of this chat has already been emailed; it is sent only once."
+    )
 
 
 def transcript_lines(events: Sequence[ChatEvent]) -> list[emails.TranscriptLine]:
@@ -74,7 +81,11 @@ class FollowUp:
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ChatEnded):
-            self.service.spawn(self.send_transcript_if_asked(event.chat_id))
+            self.service.spawn(self._transcript_at_end(event.chat_id))
+
+    async def _transcript_at_end(self, chat_id: int) -> None:
+        """In a task when a chat ends: send the copy asked for, if any."""
+        await self.send_transcript_if_asked(chat_id)
 
     def takes_email(self, queue: Queue) -> bool:
         return bool(queue.followup_email)
@@ -104,8 +115,10 @@ class FollowUp:
             text = emails.validate_question(question, service.max_message_chars)
         except emails.FieldError as exc:
             raise FormError(exc.field, str(exc)) from None
-        # A flood of emailed questions is as much abuse as a flood of chats.
+        # A flood of emailed questions is as much abuse as a flood of chats, and each one
+        # mails a receipt to the address typed: the mail limits apply too.
         await service.moderation.admit_new_chat(origin_ip, queue.id)
+        await service.moderation.admit_mail(origin_ip, address, queue.id)
         live = await service.chat_for_token(resume) if isinstance(resume, str) else None
         history = await service.history(live.id, 0) if live else []
         lines = transcript_lines(history)
@@ -235,31 +248,58 @@ class FollowUp:
             await self.service.store.enqueue_mail(_mail("on-call", msg), now)
         self.service.bus.publish(MailQueued())
 
-    async def request_transcript(self, chat_id: int, email: object) -> str:
-        """A patron asks for a copy of the chat; it is sent when the chat ends (at once
-        if it already has). Returns the validated address."""
+    async def request_transcript(
+        self, chat_id: int, email: object, origin_ip: str | None = None
+    ) -> str:
+        """A patron asks for a copy of the chat (a `transcript` frame); returns the
+        validated address. The copy is sent when the chat ends, or at once if it already
+        has. One address per chat: a new one replaces the one given before, and once the
+        copy has gone, later requests are refused rather than mailed.
+
+        Refused with a `DeskError` (an error frame for the patron): a bad address, a
+        banned `origin_ip` (a banned patron gets no email), a copy already sent, and a
+        request over the mail rate limits (`Moderation.admit_mail`).
+        """
+        service = self.service
         try:
             address = emails.validate_address(email)
         except emails.FieldError as exc:
             raise InvalidInput("bad_email", str(exc)) from None
-        await self.service.store.set_transcript_email(chat_id, address)
-        if self.service.chat_state(chat_id).open:
+        chat = await service.store.chat_by_id(chat_id)
+        try:
+            queue = service.queue_by_id(chat.queue_id) if chat is not None else None
+        except UnknownQueue:
+            queue = None
+        if service.moderation.banned(origin_ip) is not None:
+            raise Banned(service.ban_text(queue.name if queue is not None else None))
+        if await service.store.transcript_mailed(chat_id):
+            raise _already_sent()
+        # The same address again (a resend, a reconnect) is not a new email.
+        if await service.store.transcript_email(chat_id) != address:
+            queue_id = queue.id if queue is not None else None
+            await service.moderation.admit_mail(origin_ip, address, queue_id)
+            await service.store.set_transcript_email(chat_id, address)
+        if service.chat_state(chat_id).open:
             return address
-        await self.send_transcript_if_asked(chat_id)
+        if not await self.send_transcript_if_asked(chat_id):
+            raise _already_sent()
         return address
 
-    async def send_transcript_if_asked(self, chat_id: int) -> None:
+    async def send_transcript_if_asked(self, chat_id: int) -> bool:
+        """Queue the transcript copy for the address the patron gave, if any and if none
+        was queued before; returns whether this call queued it. Called when a chat ends
+        and for a request after the end."""
         service = self.service
         address = await service.store.transcript_email(chat_id)
         if not address:
-            return
+            return False
         chat = await service.store.chat_by_id(chat_id)
         if chat is None:
-            return
+            return False
         try:
             queue = service.queue_by_id(chat.queue_id)
         except UnknownQueue:
-            return
+            return False
         lines = transcript_lines(await service.store.events_after(chat_id, 0))
         msg = emails.transcript_copy(
             self.from_address,
@@ -270,7 +310,11 @@ class FollowUp:
             msgid_domain=self._msgid_domain,
             now=service.clock(),
         )
-        await service.store.enqueue_mail(_mail("transcript", msg), service.clock(), chat_id=chat_id)
-        # Once only: a second end (or a resend of the request) must not mail it twice.
-        await service.store.set_transcript_email(chat_id, None)
+        # Once only, in one transaction: a second end, a resend of the request or two
+        # requests at once must not mail it twice.
+        if not await service.store.enqueue_transcript(
+            chat_id, _mail("transcript", msg), service.clock()
+        ):
+            return False
         service.bus.publish(MailQueued())
+        return True

@@ -170,28 +170,44 @@ async def lift_bans(
     return lifted
 
 
-def _limiters(
-    chats_per_address: int, chats_per_network: int, window: float, per_second: float, burst: int
-) -> tuple[RateLimiter, RateLimiter]:
-    chats = RateLimiter(
-        [
-            Limit("new chats per address", "address", chats_per_address, window),
-            Limit("new chats per network", "network", chats_per_network, window),
-        ]
-    )
-    messages = RateLimiter(
-        [Limit("messages per address", "address", max(1, round(per_second)), 1.0, burst=burst)]
-    )
-    return chats, messages
-
-
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """The configured rate limits ([limits] in the configuration)."""
+
     chats_per_address: int = 5
     chats_per_network: int = 30
     chat_window: float = 600.0
     messages_per_second: float = 3.0
     message_burst: int = 10
+    # Emails to addresses that patrons typed: per recipient, per asking address, per
+    # asking network, within mail_window seconds.
+    mails_per_recipient: int = 3
+    mails_per_address: int = 5
+    mails_per_network: int = 20
+    mail_window: float = 3600.0
+
+
+def _limiters(limits: Limits) -> tuple[RateLimiter, RateLimiter, RateLimiter]:
+    """(new chats, messages, emails) limiters for `Moderation`."""
+    chats = RateLimiter(
+        [
+            Limit("new chats per address", "address", limits.chats_per_address, limits.chat_window),
+            Limit("new chats per network", "network", limits.chats_per_network, limits.chat_window),
+        ]
+    )
+    per_second = max(1, round(limits.messages_per_second))
+    messages = RateLimiter(
+        [Limit("messages per address", "address", per_second, 1.0, burst=limits.message_burst)]
+    )
+    window = limits.mail_window
+    mails = RateLimiter(
+        [
+            Limit("emails per recipient", "recipient", limits.mails_per_recipient, window),
+            Limit("emails per address", "address", limits.mails_per_address, window),
+            Limit("emails per network", "network", limits.mails_per_network, window),
+        ]
+    )
+    return chats, messages, mails
 
 
 class Moderation:
@@ -204,13 +220,7 @@ class Moderation:
         self._index = BanIndex()
         self._loaded = False
         self._exempt: dict[int, list[Network]] = {}
-        self._chats, self._messages = _limiters(
-            limits.chats_per_address,
-            limits.chats_per_network,
-            limits.chat_window,
-            limits.messages_per_second,
-            limits.message_burst,
-        )
+        self._chats, self._messages, self._mails = _limiters(limits)
         # One rate-limit incident per limit and subject per window, not one per request.
         self._reported: dict[tuple[str, str], float] = {}
         # Requests refused by each limit ("chats", "messages") since start, for metrics.
@@ -353,21 +363,60 @@ class Moderation:
         await self._report(refusal_, "excessive messages", queue_id)
         raise RateLimited("You are sending messages very quickly; please wait a moment.")
 
-    def _check(self, limiter: RateLimiter, address: str | None) -> Refusal | None:
-        if not address:
-            return None
-        try:
-            canonical_address(address)
-        except BanError:
+    async def admit_mail(self, address: str | None, recipient: str, queue_id: int | None) -> None:
+        """Count an email to an address a patron typed (`recipient`: a transcript copy, the
+        receipt for an emailed question), asked for from `address`; raise RateLimited with
+        a polite sentence, and record an incident, when it is one too many.
+
+        Called by the follow-up desk before anything is stored or mailed, on every path
+        that mails such an address. Without a usable `address` the recipient's own limit
+        still applies."""
+        refusal_ = self._check(self._mails, address, recipient=recipient)
+        if refusal_ is None:
+            return
+        # The incident names the network that asked, never the recipient's address.
+        subject = refusal_.subject if refusal_.limit.per != "recipient" else address
+        await self._report(refusal_, "excessive email requests", queue_id, subject=subject)
+        whom = (
+            "this email address"
+            if refusal_.limit.per == "recipient"
+            else "your network"
+            if refusal_.limit.per == "network"
+            else "your address"
+        )
+        raise RateLimited(
+            f"Too many emails have been requested for {whom} recently. "
+            f"Please try again in {_minutes(refusal_.retry_after)}."
+        )
+
+    def _check(
+        self, limiter: RateLimiter, address: str | None, *, recipient: str | None = None
+    ) -> Refusal | None:
+        usable: str | None = address or None
+        if usable is not None:
+            try:
+                canonical_address(usable)
+            except BanError:
+                usable = None
+        if usable is None and recipient is None:
             return None
         now = self._monotonic()
         limiter.forget_older_than(now)
-        return limiter.check(address, now)
+        return limiter.check(usable, now, recipient=recipient)
 
     def _monotonic(self) -> float:
         return time.monotonic()
 
-    async def _report(self, refused: Refusal, kind: str, queue_id: int | None) -> None:
+    async def _report(
+        self,
+        refused: Refusal,
+        kind: str,
+        queue_id: int | None,
+        *,
+        subject: str | None = None,
+    ) -> None:
+        """Record a rate-limit incident, once per limit and subject per window. `subject`
+        is the address shown in the incident (default: what the limit counted)."""
         key = (refused.limit.name, refused.subject)
         now = self._monotonic()
         if now - self._reported.get(key, -1e18) < refused.limit.window_seconds:
@@ -379,7 +428,7 @@ class Moderation:
             kind="rate-limit",
             reporter="system",
             now=self.service.clock(),
-            address=refused.subject,
+            address=refused.subject if subject is None else subject,
             queue_id=queue_id,
             tags=(kind.replace(" ", "-"),),
             notes=f"{kind}: over the limit '{refused.limit.name}' "

@@ -271,8 +271,10 @@ async def _ban(service: DeskService, live: LiveChat, op: Operator, arg: str) -> 
         raise BadCommand(why[0].upper() + why[1:] + ".")
     address = live.ip
     # The goodbye first, while the patron is still connected; the ban then shows them the
-    # ban message and bars new chats.
+    # ban message and bars new chats. A banned patron gets no email: the transcript copy
+    # they asked for is forgotten before the end would send it.
     await service.operator_says(live, op, goodbye)
+    await service.store.set_transcript_email(live.id, None)
     await service.end(live, by="operator", text=f"{op.name} ended the chat.")
     try:
         ban = await moderation.ban(

@@ -51,6 +51,10 @@ class MailOutbox:
         self.clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Set by stop(): the worker also checks it, because a cancel can be lost on Python
+        # 3.11 (asyncio.wait_for, used inside aiosmtplib too, swallows one that arrives as
+        # the awaited thing completes), which left stop() waiting for the next idle period.
+        self._stopping = False
         # Two passes at once could both pick a message before either marks it sent.
         self._pass = asyncio.Lock()
 
@@ -61,13 +65,15 @@ class MailOutbox:
         self._wake.set()
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self.send_due()
@@ -75,8 +81,12 @@ class MailOutbox:
             except Exception:
                 log.exception("mail outbox pass failed")
                 delay = MAX_IDLE
+            if self._stopping:
+                return
+            # asyncio.timeout, not wait_for, for the same lost-cancel reason as _stopping.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def _idle_time(self) -> float:
         due = await self.store.next_mail_due()
@@ -94,6 +104,8 @@ class MailOutbox:
                 if not batch:
                     return sent
                 for mail in batch:
+                    if self._stopping:
+                        return sent
                     if await self._send_one(mail):
                         sent += 1
 

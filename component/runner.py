@@ -100,6 +100,10 @@ class Refdesk:
                 chat_window=cfg.limits.chat_window,
                 messages_per_second=cfg.limits.messages_per_second,
                 message_burst=cfg.limits.message_burst,
+                mails_per_recipient=cfg.limits.mails_per_recipient,
+                mails_per_address=cfg.limits.mails_per_address,
+                mails_per_network=cfg.limits.mails_per_network,
+                mail_window=cfg.limits.mail_window,
             ),
             clock=self._clock,
         )

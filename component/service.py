@@ -685,6 +685,9 @@ class DeskService:
                 continue
             async with live.lock:
                 if live.id in self._chats:
+                    # A banned patron gets no email: the transcript copy they asked for
+                    # is forgotten before the end would send it.
+                    await self.store.set_transcript_email(live.id, None)
                     await self.end(live, by="system", text=text)
                     ended += 1
         return ended

@@ -730,6 +730,25 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
         row = await self._one("SELECT transcript_email FROM chats WHERE id = ?", (chat_id,))
         return row[0] if row else None
 
+    async def transcript_mailed(self, chat_id: int) -> bool:
+        """Whether the chat's transcript copy has been put in the outbox (sent or not)."""
+        row = await self._one(
+            "SELECT 1 FROM mail_outbox WHERE chat_id = ? AND purpose = 'transcript' LIMIT 1",
+            (chat_id,),
+        )
+        return row is not None
+
+    async def enqueue_transcript(self, chat_id: int, mail: NewMail, now: datetime) -> bool:
+        """Put the chat's transcript copy in the outbox and forget the address asked for,
+        unless a copy was queued already: at most one per chat, even when two requests
+        race. Returns whether this call queued it."""
+        async with self._transaction() as execute:
+            if await self.transcript_mailed(chat_id):
+                return False
+            await self._enqueue(execute, mail, now, ticket_id=None, chat_id=chat_id)
+            await execute("UPDATE chats SET transcript_email = NULL WHERE id = ?", (chat_id,))
+        return True
+
     # Bans, audit, incidents, exempt networks -------------------------------------------------
 
     _ban = staticmethod(ban_from_row)

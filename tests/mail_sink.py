@@ -20,6 +20,8 @@ class Delivered:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    # The bytes exactly as they came over SMTP, for tests that inspect the raw headers.
+    raw: bytes = b""
 
     def text(self) -> str:
         """The plain-text part."""
@@ -46,7 +48,12 @@ class MailSink:
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         assert envelope.mail_from is not None and isinstance(envelope.content, bytes)
         self.received.append(
-            Delivered(envelope.mail_from, list(envelope.rcpt_tos), parse_bytes(envelope.content))
+            Delivered(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                parse_bytes(envelope.content),
+                envelope.content,
+            )
         )
         self._arrived.set()
         return "250 OK"

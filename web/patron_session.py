@@ -196,7 +196,9 @@ class PatronSession:
         elif kind == "hello":
             raise FrameError("already_greeted", "This connection has already said hello.")
         elif kind == "transcript":
-            address = await service.followup.request_transcript(conn.chat_id, frame.get("email"))
+            address = await service.followup.request_transcript(
+                conn.chat_id, frame.get("email"), origin_ip=self.origin.ip
+            )
             conn.push({"type": "transcript_ok", "email": address})
         else:
             raise FrameError("unknown_type", f"Unknown frame type {kind[:40]!r}.")

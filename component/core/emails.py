@@ -10,9 +10,13 @@ Safety rules that every builder follows:
   that came from a patron, an operator or an admin (names, questions, chat lines, notes,
   queue titles, page addresses) goes through `html.escape` in the HTML part and is kept
   verbatim in the plain part.
-- Header values are never pasted into raw header text. Names go in `Address` objects and
-  free text (queue titles in subjects) has every line break and control character turned
-  into a space first, so nothing a person types can start a new header.
+- Every header value goes through `header_text` (free text: names, queue titles, alert
+  lines) and is set by one function, `_put`; `render_bytes` then reads its own output back
+  and refuses a message whose headers are not exactly the ones set. `header_text` turns
+  line breaks and control characters into spaces and breaks up RFC 2047 encoded-word
+  syntax (``=?``): the standard library decodes an encoded word found in a value it is
+  given and writes the decoded text out raw, so ``=?utf-8?q?A=0D=0AX-Evil:_1?=`` would
+  otherwise become a line break and a header of the attacker's choosing.
 - Bodies are always encoded 7-bit clean (quoted-printable or base64 where needed), so any
   SMTP server can carry them; only a non-ASCII address needs the SMTPUTF8 extension.
 
@@ -54,9 +58,11 @@ __all__ = [
     "MAX_NAME_CHARS",
     "AddressError",
     "FieldError",
+    "HeaderInjection",
     "TranscriptLine",
     "envelope_recipients",
     "envelope_sender",
+    "header_text",
     "needs_smtputf8",
     "offline_ticket",
     "on_call_alert",
@@ -222,7 +228,9 @@ def validate_name(text: object) -> str | None:
     """Check the optional display name from the offline form; None when left empty.
 
     Called by the web layer before a ticket is created. The name ends up in a Reply-To
-    header, so line breaks and other control characters are refused, not repaired.
+    header, so line breaks, other control characters and the start of an RFC 2047 encoded
+    word (``=?``, which mail software decodes into any characters at all) are refused, not
+    repaired.
     """
     if text is None:
         return None
@@ -244,6 +252,8 @@ def validate_name(text: object) -> str | None:
             f"Your name contains a character that cannot be sent (U+{ord(bad.group(0)):04X}). "
             "Please remove it.",
         )
+    if "=?" in text:
+        raise FieldError("name", 'Your name cannot contain "=?". Please remove it.')
     return text
 
 
@@ -330,6 +340,23 @@ def _body_text(text: str) -> str:
 def _one_line(text: str, limit: int | None = None) -> str:
     """Text for a header or a one-line field: every break or control run becomes a space."""
     text = _HEADER_BREAKS.sub(" ", _XML_ILLEGAL.sub("", text)).strip()
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def header_text(text: str, limit: int | None = None) -> str:
+    """Free text made safe for a header value: what every name, title and subject part
+    goes through before a builder sets it (see the module docstring).
+
+    Line breaks, tabs and other control characters become one space and characters XML
+    cannot carry are dropped; then ``=?`` becomes ``= ?``, so no encoded word can start
+    anywhere (the replacement cannot create a new ``=?``, and it runs last so that removing
+    a character cannot either). With `limit`, longer text is cut and ends with "…".
+    Called by the builders here; also usable by anything else that writes a header.
+    """
+    text = _HEADER_BREAKS.sub(" ", _XML_ILLEGAL.sub("", text)).strip()
+    text = text.replace("=?", "= ?")
     if limit is not None and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
@@ -461,9 +488,45 @@ def _mailbox(value: str, what: str) -> Address:
 
 
 def _named(address: Address, name: str | None) -> Address:
-    """The address with a display name; the name's breaks and controls become spaces."""
-    display = _one_line(name, MAX_NAME_CHARS) if name else ""
+    """The address with a display name, made header-safe (`Address` itself refuses a
+    line break outright, and a patron's name must not be able to make a build fail)."""
+    display = header_text(name, MAX_NAME_CHARS) if name else ""
     return Address(display_name=display, username=address.username, domain=address.domain)
+
+
+class HeaderInjection(ValueError):
+    """A message whose rendered headers are not the ones its builder set. `header_text` and
+    `_put` make this impossible; `render_bytes` checks anyway, so that a mistake in a
+    future builder fails loudly instead of mailing a header someone typed."""
+
+
+# A mailbox in a header: no spaces, controls or encoded-word syntax in the address part,
+# however it was parsed.
+_NOT_IN_MAILBOX = r"\s\x00-\x1f\x7f-\x9f\"<>()\[\],;:@"
+_SAFE_ADDR_SPEC = re.compile(f"[^{_NOT_IN_MAILBOX}]+@[^{_NOT_IN_MAILBOX}]+")
+
+HeaderValue = str | Address | datetime
+
+
+def _put(msg: EmailMessage, name: str, value: HeaderValue) -> None:
+    """Set one header on a message being built: the only way the builders add one.
+
+    Free text and display names pass through `header_text`; an address whose mailbox part
+    is not a plain ``local@domain`` (a configured address can hold an encoded word that
+    decodes to anything) raises ValueError.
+    """
+    if isinstance(value, Address):
+        spec = value.addr_spec
+        if "=?" in spec or not _SAFE_ADDR_SPEC.fullmatch(spec):
+            raise ValueError(f"{name}: not a plain email address: {spec!r}")
+        value = Address(
+            display_name=header_text(value.display_name, MAX_NAME_CHARS),
+            username=value.username,
+            domain=value.domain,
+        )
+    elif isinstance(value, str):
+        value = header_text(value)
+    msg[name] = value
 
 
 def _new_message(
@@ -484,17 +547,17 @@ def _new_message(
     if not re.fullmatch(r"[A-Za-z0-9.-]+", domain):
         raise ValueError(f"msgid_domain: not a domain name: {domain!r}")
     msg = EmailMessage(policy=_BUILD_POLICY)
-    msg["From"] = sender
-    msg["To"] = to
+    _put(msg, "From", sender)
+    _put(msg, "To", to)
     if reply_to is not None:
-        msg["Reply-To"] = reply_to
-    msg["Subject"] = subject
-    msg["Date"] = _utc(now) if now is not None else datetime.now(UTC)
-    msg["Message-ID"] = make_msgid(domain=domain)
+        _put(msg, "Reply-To", reply_to)
+    _put(msg, "Subject", subject)
+    _put(msg, "Date", _utc(now) if now is not None else datetime.now(UTC))
+    _put(msg, "Message-ID", make_msgid(domain=domain))
     if automatic:
         # RFC 3834: vacation responders and ticket systems must not answer these, which
         # would otherwise start a loop with our own confirmations.
-        msg["Auto-Submitted"] = "auto-generated"
+        _put(msg, "Auto-Submitted", "auto-generated")
     return msg
 
 
@@ -509,7 +572,9 @@ def _subject(*parts: str) -> str:
 
 
 def _title(queue_title: str) -> str:
-    return _one_line(queue_title, _MAX_SUBJECT_PART_CHARS) or "refdesk"
+    # Header-safe here already: the title is used in the body too, and the patron should
+    # read the same words in both.
+    return header_text(queue_title, _MAX_SUBJECT_PART_CHARS) or "refdesk"
 
 
 def _transcript_block(label: str, transcript: Sequence[TranscriptLine], tz: tzinfo) -> list[_Block]:
@@ -720,7 +785,7 @@ def on_call_alert(
     Called by the service when its escalation rules decide someone must be told.
     """
     title = _title(queue_title)
-    first = _one_line(_body_text(text).strip().split("\n", 1)[0], _MAX_SUBJECT_PART_CHARS)
+    first = header_text(_body_text(text).strip().split("\n", 1)[0], _MAX_SUBJECT_PART_CHARS)
     subject = f"[{_SUBJECT_TAG}] {title}: {first}" if first else f"[{_SUBJECT_TAG}] {title}"
     msg = _new_message(
         from_addr=from_addr,
@@ -764,8 +829,30 @@ def render_bytes(msg: EmailMessage) -> bytes:
     ASCII rules would mangle a non-ASCII address into encoded words).
 
     Called by the service when it writes a message into the outbox, and by the mailer.
+    Raises `HeaderInjection` when the bytes, read back, do not have exactly the message's
+    headers.
     """
-    return msg.as_bytes(policy=_WIRE_UTF8 if needs_smtputf8(msg) else _WIRE_ASCII)
+    data = msg.as_bytes(policy=_WIRE_UTF8 if needs_smtputf8(msg) else _WIRE_ASCII)
+    _check_headers(msg, data)
+    return data
+
+
+def _check_headers(msg: EmailMessage, data: bytes) -> None:
+    """Read the rendered header block back (without decoding anything) and compare the
+    header names, in order, with those that were set; every value must fold onto lines
+    that end in CRLF only."""
+    end = data.find(b"\r\n\r\n")
+    head = data[: end + 2] if end >= 0 else data
+    if end < 0 or b"\r" in head.replace(b"\r\n", b"") or b"\n" in head.replace(b"\r\n", b""):
+        raise HeaderInjection("the rendered header block has a stray line break")
+    written = [
+        line.split(b":", 1)[0].decode("ascii", "replace").lower()
+        for line in head.split(b"\r\n")
+        if line and line[:1] not in (b" ", b"\t")
+    ]
+    expected = [name.lower() for name in msg]
+    if written != expected:
+        raise HeaderInjection(f"rendered headers {written} differ from the ones set {expected}")
 
 
 class _ReadPolicy(EmailPolicy):

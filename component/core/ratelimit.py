@@ -15,7 +15,9 @@ own `RateLimiter` (one for new chats, one for messages), built from a few `Limit
 Keys: "address" means the address itself for IPv4 and its /64 for IPv6 (one home or phone
 network normally gets a whole /64 and can use a fresh address in it for every request, as
 bans assume too); "network" means the /24 for IPv4 and the /48 for IPv6. IPv4-mapped IPv6
-is IPv4. The prefixes are parameters of `RateLimiter`.
+is IPv4. The prefixes are parameters of `RateLimiter`. "recipient" means an email address
+that a patron typed (see `recipient_key`), for the limits on mail: whoever asks, one
+address gets only so many emails.
 
 A hit is recorded only when every limit allows it: a refused request costs nothing, so a
 patron refused once can come back as soon as the window has moved on, instead of a client
@@ -42,7 +44,7 @@ from typing import Literal
 
 from component.core.bans import canonical_address
 
-Per = Literal["address", "network"]
+Per = Literal["address", "network", "recipient"]
 
 DEFAULT_MAX_KEYS = 100_000
 # Float sums of refill rates drift by a few ulps; a hit that arrives exactly on time must
@@ -64,8 +66,10 @@ class Limit:
     burst: int | None = None
 
     def __post_init__(self) -> None:
-        if self.per not in ("address", "network"):
-            raise ValueError(f"a limit is per 'address' or per 'network', not {self.per!r}")
+        if self.per not in ("address", "network", "recipient"):
+            raise ValueError(
+                f"a limit is per 'address', 'network' or 'recipient', not {self.per!r}"
+            )
         if self.count < 1:
             raise ValueError(f"a limit allows at least 1 hit, not {self.count}")
         if not self.window_seconds > 0:
@@ -94,6 +98,21 @@ NEW_CHAT_LIMITS: tuple[Limit, ...] = (
     Limit("new chats per network", "network", 30, 600.0),
 )
 MESSAGE_LIMITS: tuple[Limit, ...] = (Limit("messages per address", "address", 3, 1.0, burst=10),)
+MAIL_LIMITS: tuple[Limit, ...] = (
+    Limit("emails per recipient", "recipient", 3, 3600.0),
+    Limit("emails per address", "address", 5, 3600.0),
+    Limit("emails per network", "network", 20, 3600.0),
+)
+
+
+def recipient_key(email: str) -> str:
+    """The key a "recipient" limit counts an email address under: case-folded, and
+    without a "+tag" in the local part, since ``pat+1@example.org`` and ``PAT@example.org``
+    reach the same mailbox as ``pat@example.org`` at most providers."""
+    local, at, domain = email.strip().rpartition("@")
+    if not at:
+        return email.strip().casefold()
+    return f"{local.split('+', 1)[0]}@{domain}".casefold()
 
 
 class _Window:
@@ -147,8 +166,9 @@ class _Bucket:
 
 
 _State = _Window | _Bucket
-# (index of the limit, IP version, leading bits of the address or network)
-_Key = tuple[int, int, int]
+# (index of the limit, IP version, leading bits of the address or network), or for a
+# recipient limit (index, 0, recipient key).
+_Key = tuple[int, int, int | str]
 
 
 class RateLimiter:
@@ -210,24 +230,38 @@ class RateLimiter:
             return str(IPv4Network((address, prefix), strict=False))
         return str(IPv6Network((address, prefix), strict=False))
 
-    def check(self, address: str | IPv4Address | IPv6Address, now: float) -> Refusal | None:
-        """Whether a hit from `address` at `now` is within every limit. If so it is
-        recorded and None returned; if not, nothing is recorded and the refusal names the
-        limit that keeps the patron waiting longest. Raises ValueError for text that is
-        not an IP address."""
-        address = canonical_address(address)
-        keys = [self._key(i, limit, address) for i, limit in enumerate(self._limits)]
+    def check(
+        self,
+        address: str | IPv4Address | IPv6Address | None,
+        now: float,
+        *,
+        recipient: str | None = None,
+    ) -> Refusal | None:
+        """Whether a hit from `address` (to `recipient`, for recipient limits) at `now` is
+        within every limit. If so it is recorded and None returned; if not, nothing is
+        recorded and the refusal names the limit that keeps the patron waiting longest.
+        Limits whose key is missing (no address, no recipient) do not apply. Raises
+        ValueError for text that is not an IP address."""
+        ip = canonical_address(address) if address is not None else None
+        keyed: list[tuple[_Key, Limit, str]] = []
+        for index, limit in enumerate(self._limits):
+            if limit.per == "recipient":
+                if recipient is not None:
+                    who = recipient_key(recipient)
+                    keyed.append(((index, 0, who), limit, who))
+            elif ip is not None:
+                keyed.append((self._key(index, limit, ip), limit, self._subject(limit, ip)))
         refused: Refusal | None = None
-        for key, limit in zip(keys, self._limits, strict=True):
+        for key, limit, subject in keyed:
             state = self._states.get(key)
             if state is None:
                 continue
             wait = state.wait(limit, now)
             if wait > 0 and (refused is None or wait > refused.retry_after):
-                refused = Refusal(limit, self._subject(limit, address), wait)
+                refused = Refusal(limit, subject, wait)
         if refused is not None:
             return refused
-        for key, limit in zip(keys, self._limits, strict=True):
+        for key, limit, _subject in keyed:
             state = self._states.get(key)
             if state is None:
                 state = _Bucket(limit, now) if limit.burst is not None else _Window()

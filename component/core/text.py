@@ -24,6 +24,38 @@ class TextRejected(ValueError):
         self.text = text
 
 
+MAX_TITLE_CHARS = 200
+# Line breaks and other controls (C0, DEL, C1, the Unicode line and paragraph separators).
+_TITLE_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_title(text: str, max_chars: int = MAX_TITLE_CHARS) -> str:
+    """Check a title typed by an admin or coordinator (of a group, queue or link) and
+    return it trimmed; raise `TextRejected` with a sentence for them otherwise.
+
+    Called by the command line and the admin page before a title is stored. Queue titles
+    go into email subjects and sender names, so besides characters XML cannot carry, line
+    breaks, other control characters and "=?" (which starts an RFC 2047 encoded word, one
+    that mail software decodes into any characters at all) are refused. The email builders
+    neutralise all of these anyway; refusing them here tells the person at once.
+    """
+    title = text.strip()
+    if not title:
+        raise TextRejected("empty_title", "Enter a title.")
+    if len(title) > max_chars:
+        raise TextRejected("title_too_long", f"The title must be at most {max_chars} characters.")
+    bad = _TITLE_CONTROL.search(title) or _XML_ILLEGAL.search(title)
+    if bad:
+        raise TextRejected(
+            "illegal_characters",
+            f"The title must be on one line, with printable characters only "
+            f"(not U+{ord(bad.group(0)):04X}).",
+        )
+    if "=?" in title:
+        raise TextRejected("encoded_word", 'The title cannot contain "=?".')
+    return title
+
+
 def find_xml_illegal(text: str) -> str | None:
     """Return the first character that XML cannot carry, or None."""
     match = _XML_ILLEGAL.search(text)

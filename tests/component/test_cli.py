@@ -225,6 +225,14 @@ def test_queue_settings_canned_messages_and_links(tmp_path: Path) -> None:
     )
     assert_clean_error(refdesk("queue", "set", "ask", config=cfg), "nothing to change")
     assert_clean_error(refdesk("queue", "set", "nope", "--title", "x", config=cfg), "no queue")
+    # Titles go into email headers: no encoded words, no line breaks.
+    hostile = "=?utf-8?q?Ask=0D=0AX-Injected:_yes?="
+    assert_clean_error(refdesk("queue", "set", "ask", "--title", hostile, config=cfg), "=?")
+    assert_clean_error(refdesk("queue", "add", "q2", "--title", hostile, config=cfg), "=?")
+    assert_clean_error(
+        refdesk("queue", "set", "ask", "--title", "Ask\nX-Injected: yes", config=cfg), "one line"
+    )
+    assert_clean_error(refdesk("group", "add", "g2", "--title", hostile, config=cfg), "=?")
 
     assert (
         refdesk(

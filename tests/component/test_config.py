@@ -361,6 +361,14 @@ def test_bad_domain(tmp_path: Path, domain: str) -> None:
     assert str(error).startswith(f"{path}:3: xmpp.domain: ")
 
 
+@pytest.mark.parametrize(
+    "value", ["=?utf-8?q?Desk=0D=0AX-Injected:_1?= <desk@example.org>", "Desk\\u0085 <d@e.org>"]
+)
+def test_from_address_without_encoded_words_or_controls(tmp_path: Path, value: str) -> None:
+    path, error = load_error(tmp_path, REQUIRED + f'[mail]\nfrom_address = "{value}"\n')
+    assert str(error).startswith(f"{path}:5: mail.from_address: must be plain text")
+
+
 def test_bad_from_address(tmp_path: Path) -> None:
     path, error = load_error(tmp_path, REQUIRED + '[mail]\nfrom_address = "desk"\n')
     assert str(error).startswith(f"{path}:5: mail.from_address: expected an email address")

@@ -30,7 +30,7 @@ from component.core.escalation import RuleError, parse_rule
 from component.core.escalation import describe as describe_rule
 from component.core.hours import HoursError, describe, format_hours, parse_hours
 from component.core.models import Group, Operator, Queue, RoutingMode
-from component.core.text import find_xml_illegal
+from component.core.text import TextRejected, clean_title, find_xml_illegal
 from component.service import DeskService
 from component.store import Store, StoreError
 from component.store_directory import CannedRow
@@ -145,12 +145,14 @@ def _slug(what: str) -> Callable[[str], str]:
 
 
 def _title(text: str) -> str:
-    title = text.strip()
-    if not title:
-        raise ValueError("Enter a title.")
-    if len(title) > 200 or find_xml_illegal(title):
-        raise ValueError("The title must be at most 200 printable characters.")
-    return title
+    try:
+        return clean_title(text)
+    except TextRejected as exc:
+        raise ValueError(exc.text) from None
+
+
+def _optional_title(text: str) -> str | None:
+    return _title(text) if text.strip() else None
 
 
 def _display_name(text: str) -> str:
@@ -403,7 +405,7 @@ async def create_group(request: web.Request) -> web.Response:
     store = _store(request)
     form = await _posted(request, "new-group", ("name", "title"))
     name = form.take("name", _slug("group"))
-    title = form.take("title", _optional_text(200))
+    title = form.take("title", _optional_title)
     if name is not None and await store.group_by_name(name) is not None:
         form.fail("name", f"There is already a group called {name!r}.")
     if not form.ok or name is None:
@@ -760,7 +762,7 @@ async def create_queue(request: web.Request) -> web.Response:
     store = _store(request)
     form = await _posted(request, "new-queue", ("name", "group", "title"))
     name = form.take("name", _slug("queue"))
-    title = form.take("title", _optional_text(200))
+    title = form.take("title", _optional_title)
     group = await store.group_by_name(form["group"]) if form["group"] else None
     if group is None:
         form.fail("group", "Choose the group the queue belongs to.")

@@ -290,6 +290,103 @@ def test_any_name_or_title_keeps_the_headers_intact(text: str) -> None:
     assert addresses(parsed, "Reply-To") == [PATRON]
 
 
+# RFC 2047 encoded words that decode to line breaks and a header of the writer's choosing.
+# Python 3.11's email package decodes them when a header value is set and writes the
+# decoded text out raw, so each one once added a header and a body to a message.
+ENCODED_WORDS = [
+    "=?utf-8?q?Pat=0D=0AX-Injected:_yes=0D=0A=0D=0Aevil_body?=",
+    "=?utf-8?b?UGF0DQpYLUluamVjdGVkOiB5ZXMNCg0KZXZpbCBib2R5?=",
+    "Pat =?iso-8859-1?q?=0AX-Injected:_yes?= Ron",
+    "=?utf-8?q?=E2=80=A8X-Injected:_yes?=",
+    "=\x00?utf-8?q?=0D=0AX-Injected:_yes?=",
+    "==??utf-8?q?=0AX-Injected:_yes?=",
+]
+
+
+def assert_exact_headers(msg: EmailMessage, expected: list[str]) -> None:
+    """The rendered header block has exactly `expected` (then the MIME headers), in order,
+    and no header value decodes to a line break."""
+    data = emails.render_bytes(msg)
+    head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    names = [line.split(":", 1)[0] for line in head.split("\r\n") if line[:1] not in " \t"]
+    assert names == [*expected, "MIME-Version", "Content-Type"]
+    parsed = emails.parse_bytes(data)
+    for name in names:
+        value = str(parsed[name])
+        assert not re.search("[\r\n\x85\u2028\u2029]", value), (name, value)
+        assert "X-Injected" not in value or name in ("From", "Subject", "Reply-To")
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+    assert not bodies(parsed)[0].startswith("evil")
+
+
+TICKET_ORDER = ["From", "To", "Reply-To", "Subject", "Date", "Message-ID"]
+AUTOMATIC_ORDER = ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted"]
+
+
+@pytest.mark.parametrize("text", ENCODED_WORDS)
+def test_encoded_words_cannot_add_headers_anywhere(text: str) -> None:
+    # Builders are the last line: they get the text as if no edge had checked it.
+    assert_exact_headers(ticket(patron_name=text, queue_title=text), TICKET_ORDER)
+    assert_exact_headers(emails.ticket_confirmation(FROM, PATRON, 1, text, "?"), AUTOMATIC_ORDER)
+    assert_exact_headers(
+        emails.transcript_copy(FROM, PATRON, text, TRANSCRIPT, reply_to=LIBRARY),
+        ["From", "To", "Reply-To", "Subject", "Date", "Message-ID", "Auto-Submitted"],
+    )
+    assert_exact_headers(
+        emails.referral(FROM, REFERRALS, 1, text, text, PATRON, text, TRANSCRIPT),
+        TICKET_ORDER,
+    )
+    assert_exact_headers(emails.on_call_alert(FROM, LIBRARY, text, text), AUTOMATIC_ORDER)
+    # A configured sender name is decoded when it is read: refused when it decodes to a
+    # line break (the configuration refuses "=?" before it gets here), neutralised else.
+    try:
+        named = emails.ticket_confirmation(f"{text} <{FROM}>", PATRON, 1, "Ask", "?")
+    except ValueError:
+        return
+    assert_exact_headers(named, AUTOMATIC_ORDER)
+
+
+def _encoded(text: str) -> str:
+    import base64
+
+    return "=?utf-8?b?" + base64.b64encode(text.encode("utf-8", "surrogatepass")).decode() + "?="
+
+
+_HEADER_TEXT = st.lists(
+    st.one_of(st.text(max_size=20), st.text(max_size=20).map(_encoded)), max_size=5
+).map("".join)
+
+
+@given(_HEADER_TEXT)
+def test_any_text_with_encoded_words_keeps_the_headers_intact(text: str) -> None:
+    assert_exact_headers(ticket(patron_name=text, queue_title=text), TICKET_ORDER)
+    assert_exact_headers(emails.on_call_alert(FROM, LIBRARY, text, text), AUTOMATIC_ORDER)
+
+
+def test_header_text() -> None:
+    assert emails.header_text("  Ask a Librarian ") == "Ask a Librarian"
+    assert emails.header_text("Ask\r\nBcc: x@y.org") == "Ask Bcc: x@y.org"
+    assert emails.header_text("a=?b?q?c?=") == "a= ?b?q?c?="
+    assert emails.header_text("==??") == "== ??"
+    # A character removed cannot bring "=" and "?" together.
+    assert emails.header_text("=\x00?") == "= ?"
+    assert emails.header_text("=\ufffe?") == "= ?"
+    assert emails.header_text("x" * 10, 5) == "xxxx…"
+    assert emails.header_text("Zoë O'Brien") == "Zoë O'Brien"
+
+
+def test_render_bytes_refuses_headers_that_were_not_set() -> None:
+    # Bypassing the builders, as a future mistake might: the rendered bytes would carry an
+    # extra header, and render_bytes refuses to produce them.
+    msg = EmailMessage()
+    msg["From"] = FROM
+    msg["To"] = PATRON
+    msg["Subject"] = ENCODED_WORDS[0]
+    msg.set_content("hello")
+    with pytest.raises(emails.HeaderInjection):
+        emails.render_bytes(msg)
+
+
 # --- validation ---------------------------------------------------------------------------
 
 GOOD_ADDRESSES = [
@@ -373,7 +470,16 @@ def test_validate_name() -> None:
     assert validate_name("   ") is None
     assert validate_name("  Zoë O'Brien  ") == "Zoë O'Brien"
     assert validate_name("x" * MAX_NAME_CHARS) == "x" * MAX_NAME_CHARS
-    for bad in [HOSTILE, "Eve\n", "Eve\x00", "Eve\x1b[31m", "Eve\u2028x", "x" * 101, 3]:
+    for bad in [
+        HOSTILE,
+        "Eve\n",
+        "Eve\x00",
+        "Eve\x1b[31m",
+        "Eve\u2028x",
+        "x" * 101,
+        3,
+        *ENCODED_WORDS,
+    ]:
         with pytest.raises(FieldError) as caught:
             validate_name(bad)
         assert caught.value.field == "name"

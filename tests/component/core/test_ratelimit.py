@@ -10,11 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from component.core.ratelimit import (
+    MAIL_LIMITS,
     MESSAGE_LIMITS,
     NEW_CHAT_LIMITS,
     Limit,
     RateLimiter,
     Refusal,
+    recipient_key,
 )
 
 PER_ADDRESS = Limit("new chats per address", "address", 5, 600.0)
@@ -260,3 +262,44 @@ def test_typing_throttle_flush_sends_nothing_when_back_where_it_was() -> None:
     assert throttle.flush(2.0) is None
     with pytest.raises(ValueError):
         TypingThrottle(0)
+
+
+def test_recipient_limits_count_the_address_whoever_asks() -> None:
+    limiter = RateLimiter(MAIL_LIMITS)
+    # Three emails to one recipient from three networks far apart; the fourth is refused
+    # for the recipient, however the address is spelt.
+    for ip in ("203.0.113.1", "198.51.100.1", "2001:db8::1"):
+        assert limiter.check(ip, 0, recipient="pat@example.org") is None
+    refused = limiter.check("192.0.2.1", 1, recipient="PAT+again@Example.org")
+    assert refused is not None and refused.limit.per == "recipient"
+    assert refused.subject == "pat@example.org" and refused.retry_after == 3599
+    # Nothing was recorded for the refused request's address: it may mail someone else.
+    assert limiter.check("192.0.2.1", 2, recipient="other@example.org") is None
+    # Without an address, the recipient limit still applies; without a recipient, it
+    # does not.
+    assert limiter.check(None, 3, recipient="pat@example.org") is not None
+    assert limiter.check("192.0.2.1", 4) is None
+    assert limiter.check(None, 5) is None
+
+
+def test_mail_limits_per_address_and_network() -> None:
+    limiter = RateLimiter(MAIL_LIMITS)
+    for i in range(5):
+        assert limiter.check("203.0.113.7", i, recipient=f"r{i}@example.org") is None
+    refused = limiter.check("203.0.113.7", 5, recipient="r9@example.org")
+    assert refused is not None and refused.limit.name == "emails per address"
+    for i in range(15):
+        assert limiter.check(f"203.0.113.{20 + i}", 6, recipient=f"s{i}@example.org") is None
+    refused = limiter.check("203.0.113.99", 7, recipient="t@example.org")
+    assert refused is not None and refused.subject == "203.0.113.0/24"
+    # An hour later, all is forgotten.
+    assert limiter.forget_older_than(3600 + 7) > 0 and len(limiter) == 0
+    assert limiter.check("203.0.113.99", 3600 + 7, recipient="t@example.org") is None
+
+
+def test_recipient_key() -> None:
+    assert recipient_key(" Pat.Ron+Maps@Example.ORG ") == "pat.ron@example.org"
+    assert recipient_key("pat@example.org") == "pat@example.org"
+    assert recipient_key("no-at-sign") == "no-at-sign"
+    with pytest.raises(ValueError):
+        Limit("x", "mailbox", 1, 1.0)  # type: ignore[arg-type]

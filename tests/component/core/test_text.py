@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from component.core.text import (
     TextRejected,
     clean_message,
+    clean_title,
     find_xml_illegal,
     strip_xml_illegal,
 )
@@ -316,3 +317,21 @@ def test_split_refuses_a_budget_too_small_for_a_character() -> None:
 
     with pytest.raises(ValueError):
         split_to_bytes("abc", 3)
+
+
+def test_clean_title() -> None:
+    assert clean_title("  Ask a Librarian ") == "Ask a Librarian"
+    assert clean_title("Zoë's Q&A (24/7)") == "Zoë's Q&A (24/7)"
+    cases = [
+        ("", "empty_title"),
+        ("x" * 201, "title_too_long"),
+        ("Ask\r\nX-Injected: yes", "illegal_characters"),
+        ("Ask\u2028us", "illegal_characters"),
+        ("Ask\x85us", "illegal_characters"),
+        ("Ask\ufffe", "illegal_characters"),
+        ("=?utf-8?q?Ask=0D=0AX-Injected:_yes?=", "encoded_word"),
+    ]
+    for bad, code in cases:
+        with pytest.raises(TextRejected) as caught:
+            clean_title(bad)
+        assert caught.value.code == code

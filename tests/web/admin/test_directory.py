@@ -356,6 +356,8 @@ async def test_bad_input_is_explained_next_to_the_field(
             page,
             "#queue-settings",
             {
+                # Titles go into email headers: an encoded word could add one.
+                "Title": "=?utf-8?q?Ask=0D=0AX-Injected:_yes?=",
                 "Hours": "mon-fri 9am to 5",
                 "Time zone": "Mars/Olympus_Mons",
                 "Closed days": "2026-02-30",
@@ -370,6 +372,7 @@ async def test_bad_input_is_explained_next_to_the_field(
         )
         assert await submit(page, "#queue-settings", "Save settings") == 400
         form = "#queue-settings"
+        await expect_field_error(page, form, "Title", "=?")
         await expect_field_error(page, form, "Hours", "9am")
         await expect_field_error(page, form, "Time zone", "unknown time zone")
         await expect_field_error(page, form, "Closed days", "no such day")
