@@ -139,6 +139,10 @@ async def test_metrics_move_when_a_chat_happens(desk: Desk) -> None:
     await patron.next("message", lambda f: f["from"] == "operator")
     await patron.say("thanks")
     await op.next_message(guest)
+    # A round trip is complete when the XMPP server confirms the line (its answer to the
+    # confirmation ping), which may come just after the operator has the line.
+    adapter = desk.refdesk.adapter
+    await wait_for(lambda: adapter.unconfirmed == 0, what="the server's confirmation")
 
     text = (await _get(desk.url + "/metrics"))[1]
     after = _samples(text)

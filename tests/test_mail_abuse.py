@@ -211,9 +211,9 @@ async def test_a_banned_patron_gets_no_transcript(desk: Desk, mail_sink: MailSin
             sid = opened["session"]
             chat_id = next(f["chat"] for f in opened["frames"] if f["type"] == "welcome")
 
-        async def send(frame: str) -> None:
+        async def send(frame: str, status: int = 200) -> None:
             async with s.post(f"{desk.url}/lp/ask/{sid}", data=frame.encode()) as resp:
-                assert resp.status == 200
+                assert resp.status == status
 
         await send('{"type": "message", "id": "m1", "text": "rude"}')
         await send('{"type": "transcript", "email": "before@example.net"}')
@@ -225,8 +225,9 @@ async def test_a_banned_patron_gets_no_transcript(desk: Desk, mail_sink: MailSin
         assert "Banned" in (await op.next_message(guest))["body"]
         await wait_for(lambda: desk.service.moderation.banned(ip) is not None, what="the ban")
         await wait_for(lambda: not desk.service.chat_state(chat_id).open, what="the end")
+        # The ban closed the session: what it still sends is refused.
         for i in range(15):
-            await send(f'{{"type": "transcript", "email": "after{i}@example.net"}}')
+            await send(f'{{"type": "transcript", "email": "after{i}@example.net"}}', 403)
         async with s.get(f"{desk.url}/lp/ask/{sid}") as resp:
             frames = (await resp.json())["frames"]
     assert any(f["type"] == "banned" for f in frames)
@@ -373,9 +374,10 @@ async def test_a_hostile_title_in_a_referral_adds_no_header(
         (b"null", None),
         (b'{"email": "pat@example.net", "question": "Hi", "name": 7}', "name"),
         (b'{"email": "pat@example.net", "question": ["Hi"]}', "question"),
-        (b'{"email": "pat@example.net", "question": "Hi", "name": "\\ud800"}', "name"),
-        (b'{"email": "pat\\udfff@example.net", "question": "Hi"}', "email"),
-        (b'{"email": "pat@example.net", "question": "Hi \\udbff"}', "question"),
+        # Lone surrogates: the shared frame parser refuses the whole body.
+        (b'{"email": "pat@example.net", "question": "Hi", "name": "\\ud800"}', None),
+        (b'{"email": "pat\\udfff@example.net", "question": "Hi"}', None),
+        (b'{"email": "pat@example.net", "question": "Hi \\udbff"}', None),
         (b'{"email": "pat@example.net", "question": "\xff\xfe"}', None),
     ],
 )
