@@ -4,6 +4,7 @@ it reads is open to others."""
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
 import stat
@@ -46,12 +47,33 @@ def private_dir(path: Path) -> None:
 
 def open_to_others(path: Path) -> int | None:
     """The file's permission bits if users other than its owner may read or write it,
-    else None (also when it does not exist)."""
+    else None (also when it does not exist). Read access for the file's group counts only
+    when that group is not this process's own: the deployment installs the config as
+    root-owned with the service's group (0640), which keeps it from everyone else."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        st = path.stat()
     except OSError:
         return None
-    return mode if mode & 0o066 else None
+    mode = stat.S_IMODE(st.st_mode)
+    exposed = 0o026 if st.st_gid == os.getegid() else 0o066
+    return mode if mode & exposed else None
+
+
+def _remedy(path: Path) -> str:
+    """The command that makes `path` private without locking this process out of it:
+    chmod 600 for a file it owns, else keep it readable through the process's group (a
+    root-owned 0600 config would stop the service from starting)."""
+    try:
+        owner = path.stat().st_uid
+    except OSError:
+        owner = os.geteuid()
+    if owner == os.geteuid():
+        return f"chmod 600 {path}"
+    try:
+        group = grp.getgrgid(os.getegid()).gr_name
+    except KeyError:
+        group = str(os.getegid())
+    return f"chgrp {group} {path} && chmod 640 {path}"
 
 
 def warn_if_open(path: Path | None, what: str) -> bool:
@@ -62,7 +84,5 @@ def warn_if_open(path: Path | None, what: str) -> bool:
     mode = open_to_others(path)
     if mode is None:
         return False
-    log.warning(
-        "%s %s is open to other users (mode %04o): run chmod 600 %s", what, path, mode, path
-    )
+    log.warning("%s %s is open to other users (mode %04o): run %s", what, path, mode, _remedy(path))
     return True

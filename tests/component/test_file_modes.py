@@ -109,3 +109,23 @@ def test_demo_config_state_and_directory_are_private(tmp_path: Path) -> None:
     # Written again over an old world-readable file: still private.
     config.chmod(0o644)
     assert _mode(write_demo_config(workdir, state, 8080)) == 0o600
+
+
+async def test_a_config_readable_by_the_services_own_group_is_not_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deployment guide installs the config as root:refdesk 0640 (the service reads it
+    through its group): that is private to the service and must not be reported, let alone
+    with advice (chmod 600) that would lock the service out of its own config. Group
+    write, or read by a group that is not the service's, is still reported."""
+    config = _config_file(tmp_path, 0o640)
+    os.chown(config, -1, os.getegid())
+    with caplog.at_level(logging.WARNING):
+        await _start_and_stop(config)
+    assert _warnings(caplog) == []
+
+    caplog.clear()
+    config.chmod(0o660)
+    with caplog.at_level(logging.WARNING):
+        await _start_and_stop(config)
+    assert [w for w in _warnings(caplog) if "config file" in w], _warnings(caplog)
