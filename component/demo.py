@@ -104,6 +104,9 @@ class DemoMailbox:
     async def start(self) -> None:
         """Listen on a free loopback port (`port` says which)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        # aiosmtpd logs every SMTP command at INFO ("mail.log"): nine lines per message
+        # that bury the one line `save` prints. Its warnings and errors still show.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             partial(SMTP, self, hostname="localhost"), LOOPBACK, 0

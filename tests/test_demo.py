@@ -136,6 +136,12 @@ async def test_demo_mail_is_caught_and_shown(demo: RunningDemo) -> None:
     saved = Path(shlex.split(line.split("saved in", 1)[1].strip())[0])
     assert saved.is_file() and saved.is_relative_to(demo.directory / "mail"), line
     assert "Any maps?" in saved.read_text("utf-8", errors="replace")
+    # The tryer sees one line per message, not the SMTP conversation behind it: the
+    # demo's own mail server keeps its protocol log to itself.
+    await demo.read_until(r"Mail to tryer@example\.org", timeout=60)
+    await demo.read_until(r"mail \d+ \(confirmation\) sent", timeout=60)
+    chatter = [line for line in demo.lines if "mail.log" in line]
+    assert chatter == [], "\n".join(chatter)
 
 
 async def test_demo_stops_cleanly_on_ctrl_c(demo: RunningDemo) -> None:
