@@ -7,6 +7,7 @@ from __future__ import annotations
 import grp
 import logging
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -57,6 +58,28 @@ def open_to_others(path: Path) -> int | None:
     mode = stat.S_IMODE(st.st_mode)
     exposed = 0o026 if st.st_gid == os.getegid() else 0o066
     return mode if mode & exposed else None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def foreign_owner(path: Path) -> str | None:
+    """Why another user's file cannot be opened ("it belongs to root; refdesk runs as
+    refdesk") when the existing `path` is not this process's, else None. Added by
+    `Store.open` to the error when the database cannot be opened: the usual cause is a
+    `refdesk` command run as root before the service's first start, which created the
+    database as root's."""
+    try:
+        owner = path.stat().st_uid
+    except OSError:
+        return None
+    if owner == os.geteuid():
+        return None
+    return f"it belongs to {_user_name(owner)}; refdesk runs as {_user_name(os.geteuid())}"
 
 
 def _remedy(path: Path) -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from component.config import load_config, write_config_toml
 from component.demo import _load_state, write_demo_config
+from component.files import foreign_owner
 from component.prosody import free_port
 from component.runner import Refdesk
 from component.store import Store
@@ -129,3 +130,21 @@ async def test_a_config_readable_by_the_services_own_group_is_not_reported(
     with caplog.at_level(logging.WARNING):
         await _start_and_stop(config)
     assert [w for w in _warnings(caplog) if "config file" in w], _warnings(caplog)
+
+
+def test_a_database_owned_by_another_user_is_named_in_the_error(tmp_path: Path) -> None:
+    """Running a `refdesk` command as root before the service's first start creates the
+    database as root's (0600), and the service then cannot open it: the error says whose
+    the file is and who refdesk runs as, not only SQLite's "unable to open database file"."""
+    if os.geteuid() == 0:
+        foreign = tmp_path / "db.sqlite3"
+        foreign.touch()
+        os.chown(foreign, 65534, -1)  # nobody
+    else:
+        foreign = Path("/etc/passwd")  # root's
+    hint = foreign_owner(foreign)
+    assert hint is not None and "belongs to" in hint and "runs as" in hint, hint
+    own = tmp_path / "own.sqlite3"
+    own.touch()
+    assert foreign_owner(own) is None
+    assert foreign_owner(tmp_path / "missing.sqlite3") is None
