@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -176,3 +177,30 @@ async def test_demo_refuses_a_host_that_is_not_an_address(tmp_path: Path) -> Non
     output, _ = await process.communicate()
     assert process.returncode == 2
     assert b"--host must be an IP address" in output
+
+
+async def test_demo_on_a_web_port_in_use_says_which_and_what_to_do(tmp_path: Path) -> None:
+    """Port 8080 is often taken (another refdesk, a development server): the demo says
+    which port and how to pick another, instead of a bare "Address already in use", and
+    leaves no Prosody behind."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            str(VENV_BIN / "refdesk"),
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--port",
+            str(port),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), 90)
+    text = output.decode()
+    assert process.returncode == 2, text
+    assert f"port {port}" in text and "--port" in text, text
+    assert "Traceback" not in text, text
+    assert not (tmp_path / "demo" / "prosody" / "prosody.pid").exists()
