@@ -198,7 +198,12 @@ async def test_demo_on_a_web_port_in_use_says_which_and_what_to_do(tmp_path: Pat
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
-        output, _ = await asyncio.wait_for(process.communicate(), 90)
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), 90)
+        except TimeoutError:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            raise AssertionError("the demo did not exit after refusing the port") from None
     text = output.decode()
     assert process.returncode == 2, text
     assert f"port {port}" in text and "--port" in text, text

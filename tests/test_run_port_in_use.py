@@ -6,6 +6,8 @@ database's and the outbox's threads still open."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -47,7 +49,7 @@ async def test_run_on_a_port_in_use_exits_with_one_line(tmp_path: Path) -> None:
         try:
             _out, err = await asyncio.wait_for(process.communicate(), 60)
         except TimeoutError:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
             raise AssertionError("refdesk run did not exit after failing to listen") from None
     text = err.decode()
