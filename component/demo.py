@@ -56,10 +56,14 @@ class DemoError(Exception):
     pass
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
+def _port_free(port: int, host: str = LOOPBACK) -> bool:
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    with socket.socket(family) as s:
+        # As the servers themselves bind: a port left in TIME_WAIT by the previous run's
+        # connections is free to them.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
@@ -104,6 +108,9 @@ class DemoMailbox:
     async def start(self) -> None:
         """Listen on a free loopback port (`port` says which)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        # aiosmtpd logs every SMTP command at INFO ("mail.log"): nine lines per message
+        # that bury the one line `save` prints. Its warnings and errors still show.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             partial(SMTP, self, hostname="localhost"), LOOPBACK, 0
@@ -220,6 +227,12 @@ async def _demo(workdir: Path, web_port: int, host: str) -> None:
         raise DemoError(
             "Prosody is not installed. Install it with: sudo apt-get install prosody "
             "(scripts/demo does this for you)."
+        )
+    if not _port_free(web_port, host):
+        # Before Prosody starts: nothing to undo, and the tryer learns what to change.
+        raise DemoError(
+            f"port {web_port} on {host} is in use (another refdesk or web server?): "
+            "pick another with --port"
         )
     workdir = workdir.resolve()
     # Everything in it is the demo's secrets and data (passwords, the component secret,

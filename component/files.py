@@ -4,8 +4,10 @@ it reads is open to others."""
 
 from __future__ import annotations
 
+import grp
 import logging
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -47,7 +49,9 @@ def private_dir(path: Path) -> None:
 def open_to_others(path: Path) -> int | None:
     """The file's permission bits if users other than its owner may read or write it,
     else None (also when it does not exist, and for anything but a regular file: a device
-    such as /dev/null is not refdesk's to chmod)."""
+    such as /dev/null is not refdesk's to chmod). Read access for the file's group counts
+    only when that group is not this process's own: the deployment installs the config as
+    root-owned with the service's group (0640), which keeps it from everyone else."""
     try:
         st = path.stat()
     except OSError:
@@ -55,7 +59,47 @@ def open_to_others(path: Path) -> int | None:
     if not stat.S_ISREG(st.st_mode):
         return None
     mode = stat.S_IMODE(st.st_mode)
-    return mode if mode & 0o066 else None
+    exposed = 0o026 if st.st_gid == os.getegid() else 0o066
+    return mode if mode & exposed else None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def foreign_owner(path: Path) -> str | None:
+    """Why another user's file cannot be opened ("it belongs to root; refdesk runs as
+    refdesk") when the existing `path` is not this process's, else None. Added by
+    `Store.open` to the error when the database cannot be opened: the usual cause is a
+    `refdesk` command run as root before the service's first start, which created the
+    database as root's."""
+    try:
+        owner = path.stat().st_uid
+    except OSError:
+        return None
+    if owner == os.geteuid():
+        return None
+    return f"it belongs to {_user_name(owner)}; refdesk runs as {_user_name(os.geteuid())}"
+
+
+def _remedy(path: Path) -> str:
+    """The command that makes `path` private without locking this process out of it:
+    chmod 600 for a file it owns, else keep it readable through the process's group (a
+    root-owned 0600 config would stop the service from starting)."""
+    try:
+        owner = path.stat().st_uid
+    except OSError:
+        owner = os.geteuid()
+    if owner == os.geteuid():
+        return f"chmod 600 {path}"
+    try:
+        group = grp.getgrgid(os.getegid()).gr_name
+    except KeyError:
+        group = str(os.getegid())
+    return f"chgrp {group} {path} && chmod 640 {path}"
 
 
 def warn_if_open(path: Path | None, what: str) -> bool:
@@ -66,7 +110,5 @@ def warn_if_open(path: Path | None, what: str) -> bool:
     mode = open_to_others(path)
     if mode is None:
         return False
-    log.warning(
-        "%s %s is open to other users (mode %04o): run chmod 600 %s", what, path, mode, path
-    )
+    log.warning("%s %s is open to other users (mode %04o): run %s", what, path, mode, _remedy(path))
     return True

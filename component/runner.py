@@ -130,7 +130,11 @@ class Refdesk:
             trusted=cfg.web.trusted_networks,
         )
         site = GuardedSite(self._runner, cfg.web.host, cfg.web.port, guard, backlog=LISTEN_BACKLOG)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            # Name the address: "Address already in use" alone does not say which.
+            raise OSError(exc.errno, exc.strerror, f"{cfg.web.host}:{cfg.web.port}") from None
         # Port 0 in tests: learn the port the OS chose.
         addresses = self._runner.addresses
         if addresses:
@@ -193,8 +197,16 @@ class Refdesk:
 
 @contextlib.asynccontextmanager
 async def running(config: Config) -> AsyncIterator[Refdesk]:
+    """A started Refdesk for the body of the `async with`, stopped after it. Used by
+    `refdesk run` and the demo. A start that fails half-way (the web port is taken, the
+    database is refused) stops what did start: the database's and the outbox's threads
+    would otherwise keep the process alive after the error is printed."""
     desk = Refdesk(config)
-    await desk.start()
+    try:
+        await desk.start()
+    except BaseException:
+        await desk.stop()
+        raise
     try:
         yield desk
     finally:

@@ -38,7 +38,7 @@ from component.core.models import (
     Sender,
     Ticket,
 )
-from component.files import create_private
+from component.files import create_private, foreign_owner
 from component.store_admin import AdminQueries
 from component.store_base import StoreError, _dt, _ts
 from component.store_directory import DirectoryQueries
@@ -91,7 +91,9 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
             await asyncio.to_thread(_try_open, str(path))
             db = await aiosqlite.connect(str(path), isolation_level=None)
         except (sqlite3.Error, OSError, ValueError) as exc:
-            raise StoreError(f"cannot open the database {path}: {exc}") from None
+            owner = foreign_owner(Path(path)) if str(path) != ":memory:" else None
+            why = f"{exc} ({owner})" if owner else str(exc)
+            raise StoreError(f"cannot open the database {path}: {why}") from None
         try:
             db.row_factory = aiosqlite.Row
             await db.execute("PRAGMA journal_mode=WAL")

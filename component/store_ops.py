@@ -82,11 +82,21 @@ class OpsQueries(StoreBase):
             # Replacing the live file (or its -wal/-shm) would cut the running service off
             # from its own data.
             raise StoreError(f"{target} is the database itself: back up to another file")
+        # Said in terms of the path given: the temporary file below is an inner detail.
+        if target.is_dir():
+            raise StoreError(
+                f"{target} is a directory: name the backup file, e.g. {target / 'refdesk.sqlite3'}"
+            )
+        if not target.parent.is_dir():
+            raise StoreError(f"{target.parent} does not exist: create it first")
         if target.exists() and not overwrite:
             raise StoreError(f"{target} exists (give --force to overwrite it)")
         target = target.absolute()
         partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot write in {target.parent}: {exc.strerror or exc}") from None
         os.close(fd)
         try:
             copy = sqlite3.connect(partial, isolation_level=None, check_same_thread=False)

@@ -143,3 +143,38 @@ async def test_backup_refuses_to_overwrite_the_database_itself(desk: Desk, tmp_p
         assert db.execute("SELECT name FROM groups WHERE name = 'after'").fetchone() == ("after",)
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("force", [False, True])
+async def test_backup_into_a_directory_or_a_missing_one_names_what_was_given(
+    tmp_path: Path, force: bool
+) -> None:
+    """`refdesk backup /var/backups/refdesk` (a directory, as an admin may well type) and a
+    target in a directory that does not exist: one line that names the path given and
+    what is wrong with it, never the hidden temporary file beside it."""
+    path = tmp_path / "refdesk.toml"
+    path.write_text(
+        write_config_toml(
+            {
+                "xmpp": {"domain": "desk.example.org", "secret": "s3cret-s3cret"},
+                "storage": {"path": str(tmp_path / "refdesk.sqlite3")},
+            }
+        ),
+        "utf-8",
+    )
+    path.chmod(0o600)
+    status, _, err = await _cli("--config", str(path), "group", "add", "central")
+    assert status == 0, err
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    extra = ["--force"] if force else []
+    status, _, err = await _cli("--config", str(path), "backup", *extra, str(backups))
+    assert status != 0
+    assert len(err.strip().splitlines()) == 1 and "partial" not in err, err
+    assert f"{backups} is a directory" in err, err
+    assert list(backups.iterdir()) == []
+    missing = tmp_path / "nowhere" / "copy.sqlite3"
+    status, _, err = await _cli("--config", str(path), "backup", *extra, str(missing))
+    assert status != 0
+    assert len(err.strip().splitlines()) == 1 and "partial" not in err, err
+    assert f"{missing.parent} does not exist" in err, err

@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -136,6 +137,12 @@ async def test_demo_mail_is_caught_and_shown(demo: RunningDemo) -> None:
     saved = Path(shlex.split(line.split("saved in", 1)[1].strip())[0])
     assert saved.is_file() and saved.is_relative_to(demo.directory / "mail"), line
     assert "Any maps?" in saved.read_text("utf-8", errors="replace")
+    # The tryer sees one line per message, not the SMTP conversation behind it: the
+    # demo's own mail server keeps its protocol log to itself.
+    await demo.read_until(r"Mail to tryer@example\.org", timeout=60)
+    await demo.read_until(r"mail \d+ \(confirmation\) sent", timeout=60)
+    chatter = [line for line in demo.lines if "mail.log" in line]
+    assert chatter == [], "\n".join(chatter)
 
 
 async def test_demo_stops_cleanly_on_ctrl_c(demo: RunningDemo) -> None:
@@ -170,3 +177,35 @@ async def test_demo_refuses_a_host_that_is_not_an_address(tmp_path: Path) -> Non
     output, _ = await process.communicate()
     assert process.returncode == 2
     assert b"--host must be an IP address" in output
+
+
+async def test_demo_on_a_web_port_in_use_says_which_and_what_to_do(tmp_path: Path) -> None:
+    """Port 8080 is often taken (another refdesk, a development server): the demo says
+    which port and how to pick another, instead of a bare "Address already in use", and
+    leaves no Prosody behind."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = await asyncio.create_subprocess_exec(
+            str(VENV_BIN / "refdesk"),
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--port",
+            str(port),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), 90)
+        except TimeoutError:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+            raise AssertionError("the demo did not exit after refusing the port") from None
+    text = output.decode()
+    assert process.returncode == 2, text
+    assert f"port {port}" in text and "--port" in text, text
+    assert "Traceback" not in text, text
+    assert not (tmp_path / "demo" / "prosody" / "prosody.pid").exists()

@@ -10,6 +10,7 @@ import contextlib
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import ssl
@@ -244,7 +245,7 @@ def test_backup_service_and_timer_verify(tmp_path: Path) -> None:
     assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
     service = _directives(tmp_path / "refdesk-backup.service")
     commands = " ".join(service["ExecStart"])
-    assert " backup /var/backups/refdesk/" in commands and commands.endswith(" purge")
+    assert " backup --force /var/backups/refdesk/" in commands and commands.endswith(" purge")
     assert service["ReadWritePaths"] == ["/var/lib/refdesk /var/backups/refdesk"]
 
 
@@ -334,3 +335,40 @@ async def test_prosody_snippet_runs_with_tls_and_carbons(tmp_path: Path) -> None
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(prosody.pid, signal.SIGKILL)
             await prosody.wait()
+
+
+def test_backup_service_commands_run_night_after_night(tmp_path: Path) -> None:
+    """The backup unit's ExecStart lines, run as systemd runs them (`%%` unescaped to `%`,
+    each line in order), against a real database: on the first night and again when the
+    same weekday comes round and its file already exists. Without overwriting, the unit
+    failed from the eighth night on and no backup was ever written again."""
+    refdesk = Path(sys.executable).parent / "refdesk"
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    config = tmp_path / "refdesk.toml"
+    config.write_text(
+        '[xmpp]\ndomain = "desk.example.org"\nsecret = "s3cret-s3cret"\n'
+        f'[storage]\npath = "{tmp_path / "refdesk.sqlite3"}"\n',
+        "utf-8",
+    )
+    created = subprocess.run(
+        [str(refdesk), "--config", str(config), "group", "add", "central"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    service = _directives(DEPLOY / "refdesk-backup.service")
+    commands = [
+        line.replace("%%", "%")
+        .replace("/opt/refdesk/bin/refdesk", str(refdesk))
+        .replace("/etc/refdesk/refdesk.toml", str(config))
+        .replace("/var/backups/refdesk", str(backups))
+        for line in service["ExecStart"]
+    ]
+    for night in (1, 8):
+        for command in commands:
+            # systemd splits the line into words much as the shell does.
+            ran = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60)
+            assert ran.returncode == 0, (night, command, ran.stderr)
+    assert len(list(backups.glob("refdesk-*.sqlite3"))) == 1

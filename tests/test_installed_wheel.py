@@ -38,6 +38,7 @@ class Installed:
     venv: Path
     wheel: Path
     sdist: Path
+    build_log: str
 
     @property
     def refdesk(self) -> Path:
@@ -61,13 +62,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     src = tmp / "src"
     shutil.copytree(ROOT, src, ignore=_ignore)
     dist = tmp / "dist"
-    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(src)])
+    built = _run([sys.executable, "-m", "build", "--outdir", str(dist), str(src)])
     (wheel,) = dist.glob("refdesk-*.whl")
     (sdist,) = dist.glob("refdesk-*.tar.gz")
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", str(venv)])
     _run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)])
-    yield Installed(venv, wheel, sdist)
+    yield Installed(venv, wheel, sdist, built.stdout + built.stderr)
 
 
 def test_wheel_and_sdist_carry_what_the_service_serves(installed: Installed) -> None:
@@ -86,6 +87,27 @@ def test_wheel_and_sdist_carry_what_the_service_serves(installed: Installed) -> 
         members = {m.name.split("/", 1)[1] for m in sdist.getmembers() if "/" in m.name}
     for path in ("widget/chat.js", "widget/embed.js", "CHANGELOG.md", "config.example.toml"):
         assert path in members, sorted(members)
+
+
+def test_every_data_file_is_packaged_and_the_build_says_nothing_is_left_out(
+    installed: Installed,
+) -> None:
+    """Templates, styles, the widget's files and the migrations all reach the wheel, and
+    setuptools has no "package would be ignored" warning: those pages of warnings were
+    printed at every install (scripts/demo reinstalls on each run) and hid real errors."""
+    names = set(zipfile.ZipFile(installed.wheel).namelist())
+    sources = {
+        "web/templates": ROOT / "web" / "templates",
+        "web/static": ROOT / "web" / "static",
+        "web/widget": ROOT / "widget",
+        "component/migrations": ROOT / "component" / "migrations",
+    }
+    for packaged, source in sources.items():
+        for path in source.rglob("*"):
+            if path.is_file() and path.suffix in (".html", ".css", ".js", ".sql"):
+                name = f"{packaged}/{path.relative_to(source).as_posix()}"
+                assert name in names, name
+    assert "would be ignored" not in installed.build_log, installed.build_log[-3000:]
 
 
 def test_version_comes_from_the_package_metadata(installed: Installed, tmp_path: Path) -> None:

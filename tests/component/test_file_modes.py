@@ -14,6 +14,7 @@ import pytest
 
 from component.config import load_config, write_config_toml
 from component.demo import _load_state, write_demo_config
+from component.files import foreign_owner
 from component.prosody import free_port
 from component.runner import Refdesk
 from component.store import Store
@@ -109,3 +110,41 @@ def test_demo_config_state_and_directory_are_private(tmp_path: Path) -> None:
     # Written again over an old world-readable file: still private.
     config.chmod(0o644)
     assert _mode(write_demo_config(workdir, state, 8080)) == 0o600
+
+
+async def test_a_config_readable_by_the_services_own_group_is_not_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deployment guide installs the config as root:refdesk 0640 (the service reads it
+    through its group): that is private to the service and must not be reported, let alone
+    with advice (chmod 600) that would lock the service out of its own config. Group
+    write, or read by a group that is not the service's, is still reported."""
+    config = _config_file(tmp_path, 0o640)
+    os.chown(config, -1, os.getegid())
+    with caplog.at_level(logging.WARNING):
+        await _start_and_stop(config)
+    assert _warnings(caplog) == []
+
+    caplog.clear()
+    config.chmod(0o660)
+    with caplog.at_level(logging.WARNING):
+        await _start_and_stop(config)
+    assert [w for w in _warnings(caplog) if "config file" in w], _warnings(caplog)
+
+
+def test_a_database_owned_by_another_user_is_named_in_the_error(tmp_path: Path) -> None:
+    """Running a `refdesk` command as root before the service's first start creates the
+    database as root's (0600), and the service then cannot open it: the error says whose
+    the file is and who refdesk runs as, not only SQLite's "unable to open database file"."""
+    if os.geteuid() == 0:
+        foreign = tmp_path / "db.sqlite3"
+        foreign.touch()
+        os.chown(foreign, 65534, -1)  # nobody
+    else:
+        foreign = Path("/etc/passwd")  # root's
+    hint = foreign_owner(foreign)
+    assert hint is not None and "belongs to" in hint and "runs as" in hint, hint
+    own = tmp_path / "own.sqlite3"
+    own.touch()
+    assert foreign_owner(own) is None
+    assert foreign_owner(tmp_path / "missing.sqlite3") is None
