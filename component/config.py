@@ -22,6 +22,7 @@ from pathlib import Path, PurePath
 from typing import Any, TypeVar, dataclass_transform, get_args, get_origin
 from urllib.parse import urlsplit
 
+from component.core import validators
 from component.core.text import one_line
 
 __all__ = [
@@ -208,11 +209,13 @@ def _smtp_security(value: str) -> str:
 
 
 def _email_address(value: str) -> str:
-    # Accepts "desk@example.org" and "Ask a Librarian <desk@example.org>" alike.
+    # Accepts "desk@example.org" and "Ask a Librarian <desk@example.org>" alike; the
+    # address itself gets the same check as every address typed anywhere else.
     _name, address = parseaddr(value)
-    local, at, domain = address.rpartition("@")
-    if not (local and at and domain):
-        raise _Invalid(f"expected an email address, got {_show(value)}")
+    try:
+        validators.email_address(address)
+    except ValueError as exc:
+        raise _Invalid(f"expected an email address, got {_show(value)}: {exc}") from None
     return value
 
 
