@@ -152,6 +152,17 @@ def optional_one_line(text: str, limit: int, what: str) -> str | None:
     return one_line(text, limit, what) if text.strip() else None
 
 
+def optional_text(text: str, limit: int) -> str | None:
+    """A text patrons see that may have several lines (greeting, widget texts); None for
+    an empty field."""
+    value = text.strip()
+    if not value:
+        return None
+    if len(value) > limit or find_xml_illegal(value):
+        raise ValueError(f"Use at most {limit} printable characters.")
+    return value
+
+
 def title(text: str) -> str:
     """A group's, queue's or link's title: one line that patrons and operators see."""
     return one_line(text, MAX_TITLE, "the title")
@@ -205,9 +216,13 @@ def seconds(text: str) -> float:
     try:
         value = float(text.strip())
     except ValueError:
-        raise ValueError("Enter a number of seconds, e.g. 30.") from None
+        raise ValueError(
+            f"{text.strip()[:40]!r} is not a number: enter a number of seconds, e.g. 30."
+        ) from None
     if not 0 < value <= MAX_SECONDS:
-        raise ValueError("Enter a number of seconds greater than 0 (at most a week).")
+        raise ValueError(
+            "Enter a positive number of seconds: greater than 0 and at most a week."
+        )
     return value
 
 
@@ -327,8 +342,10 @@ def timezone(text: str) -> str:
     return value
 
 
-def closed_days(words: list[str]) -> tuple[str, ...]:
-    """Dates (YYYY-MM-DD) a queue is closed, sorted, in ISO form."""
+def closed_days(text: str) -> tuple[str, ...]:
+    """Dates (YYYY-MM-DD, separated by commas or spaces) a queue is closed: sorted, in
+    ISO form."""
+    words = re.split(r"[,\s]+", text.strip())
     try:
         parsed = parse_hours("always", "UTC", [w for w in words if w])
     except HoursError as exc:
