@@ -340,7 +340,8 @@ def _cleared(value: str | None) -> str | None:
 async def _queue(args: argparse.Namespace, store: Store, directory: Directory) -> None:
     if args.action == "add":
         queue = await directory.add_queue(
-            NewQueue(args.name, args.group, args.title or "", args.email or "")
+            NewQueue(args.name, args.group, args.title or "", args.email or ""),
+            create_default=True,
         )
         _print(f"added queue {queue.name}")
     elif args.action == "set":

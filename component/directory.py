@@ -297,10 +297,15 @@ class Directory:
     # Queues ----------------------------------------------------------------------------
 
     async def add_queue(
-        self, change: NewQueue, allowed_groups: Collection[int] | None = None
+        self,
+        change: NewQueue,
+        allowed_groups: Collection[int] | None = None,
+        *,
+        create_default: bool = False,
     ) -> Queue:
-        """A new queue in the named group. The CLI's default group is made when missing;
-        a group outside `allowed_groups` (a coordinator's) is refused like a missing one."""
+        """A new queue in the named group. With `create_default` (the CLI), the default
+        group is made when missing; a group outside `allowed_groups` (a coordinator's)
+        is refused like a missing one."""
         problems = _Problems()
         name = problems.take("name", _name("queue"), change.name)
         title = problems.take("title", _optional_title, change.title)
@@ -308,9 +313,8 @@ class Directory:
         group = await self.store.group_by_name(change.group) if change.group else None
         if group is not None and allowed_groups is not None and group.id not in allowed_groups:
             group = None
-        if group is None and change.group == DEFAULT_GROUP and allowed_groups is None:
-            group = await self.store.add_group(DEFAULT_GROUP, "Default", self.clock())
-        if group is None:
+        make_default = group is None and change.group == DEFAULT_GROUP and create_default
+        if group is None and not make_default:
             problems.add(
                 "group",
                 f"There is no group called {change.group[:80]!r}."
@@ -320,6 +324,8 @@ class Directory:
         if name is not None and await self.store.queue_by_name(name) is not None:
             problems.add("name", f"There is already a queue called {name!r}.")
         problems.check()
+        if make_default:
+            group = await self.store.add_group(DEFAULT_GROUP, "Default", self.clock())
         assert name is not None and group is not None
         title = title or name.replace("-", " ").capitalize()
         try:

@@ -1,9 +1,10 @@
 """Queries for the admin pages: directory (groups, queues, operators, canned messages,
 local resource links, exempt networks).
 
-The basic reads and writes the service and the CLI share live in `component.store`; this
-module adds what managing them from the admin pages needs: rows with their ids, changes
-and deletions by id, and deletions that refuse, with a sentence saying why, when the
+The basic reads the service shares live in `component.store`; this module holds the
+directory's write paths (one method and one transaction per change, called by
+`component.directory`, the layer the CLI and the admin pages share), rows with their ids
+for the admin pages, and deletions that refuse, with a sentence saying why, when the
 thing is still in use.
 """
 
@@ -248,8 +249,11 @@ class DirectoryQueries(StoreBase):
         """Take an operator out of `queues` (None: every queue), in one transaction; when
         they are then in no queue at all and no chat, transcript, tag or ticket refers to
         them (their name must stay readable there), delete the row too. Returns whether
-        the row went. The only way operators are removed (the directory layer calls it)."""
+        the row went (False for no such operator). The only way operators are removed
+        (the directory layer calls it)."""
         async with self._transaction() as execute:
+            if await self._one("SELECT 1 FROM operators WHERE id = ?", (operator_id,)) is None:
+                return False
             if queues is None:
                 await execute("DELETE FROM queue_operators WHERE operator_id = ?", (operator_id,))
             else:

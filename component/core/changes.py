@@ -69,7 +69,7 @@ class QueueUpdate:
         if not isinstance(self.closed_days, Unset):
             out["closed_days"] = ",".join(self.closed_days)
         if not isinstance(self.routing, Unset):
-            out["routing"] = self.routing.value
+            out["routing"] = RoutingMode(self.routing).value
         return out
 
     def changed(self) -> list[str]:

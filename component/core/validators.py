@@ -192,8 +192,8 @@ def canned_name(text: str) -> str:
     value = text.strip().lower()
     if not _CANNED_NAME.fullmatch(value):
         raise ValueError(
-            "Use 1-40 lower-case letters, digits, '-' or '_', starting with a letter or "
-            "digit (operators type it after !c)."
+            f"{text.strip()[:60]!r} is not a valid name: use 1-40 lower-case letters, digits,"
+            " '-' or '_', starting with a letter or digit (operators type it after !c)."
         )
     return value
 
@@ -220,9 +220,7 @@ def seconds(text: str) -> float:
             f"{text.strip()[:40]!r} is not a number: enter a number of seconds, e.g. 30."
         ) from None
     if not 0 < value <= MAX_SECONDS:
-        raise ValueError(
-            "Enter a positive number of seconds: greater than 0 and at most a week."
-        )
+        raise ValueError("Enter a positive number of seconds: greater than 0 and at most a week.")
     return value
 
 

@@ -159,8 +159,8 @@ async def _other_group(desk: Desk) -> dict[str, Any]:
     await store.assign(ask.id, shared.id)
     await store.add_link(other.id, "Their hours", "https://elsewhere.example/hours")
     await store.add_exempt_network(other.id, "198.51.100.0/24", "their PCs")
-    await store.add_canned("their-hello", "Hello from elsewhere", group_id=other.id)
-    await store.add_canned("their-queue", "Queue text", queue_id=theirs.id)
+    await store.save_canned("their-hello", "Hello from elsewhere", group_id=other.id)
+    await store.save_canned("their-queue", "Queue text", queue_id=theirs.id)
     await desk.service.reload_directory()
     return {
         "group": other,
