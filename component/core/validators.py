@@ -95,8 +95,13 @@ def email_address(text: str) -> str:
         )
     # "=?" would start an RFC 2047 encoded word, which mail parsers decode into something
     # else: the address read back from a stored message must be the one typed.
-    if len(local) > MAX_LOCAL_CHARS or "=?" in local or _DEVIATIONS.intersection(domain.lower()):
+    if len(local) > MAX_LOCAL_CHARS or "=?" in local:
         raise ValueError(ADDRESS_HELP)
+    if _DEVIATIONS.intersection(domain.lower()):
+        raise ValueError(
+            "Please check the part after the @: it has a letter (such as ß) that some mail"
+            " software reads as a different domain."
+        )
     try:
         checked = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError:

@@ -98,7 +98,8 @@ def test_bad_arguments_give_one_line_errors(tmp_path: Path) -> None:
         refdesk("queue", "add", "q3", "--email", "a\r\nBcc: x", config=cfg), "not an email address"
     )
     assert_clean_error(
-        refdesk("operator", "add", "not a jid", "--queue", "ask", config=cfg), "not a valid XMPP address"
+        refdesk("operator", "add", "not a jid", "--queue", "ask", config=cfg),
+        "not a valid XMPP address",
     )
     assert_clean_error(
         refdesk("operator", "add", "a@b/res", "--queue", "ask", config=cfg), "bare JID"

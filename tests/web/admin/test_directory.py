@@ -792,7 +792,7 @@ async def test_directory_pages_pass_axe(offline_desk: Desk, browser: Browser) ->
     desk = offline_desk
     store = desk.refdesk.store
     ask = await desk.store_queue("ask")
-    op = await store.add_operator("ana@example.org", "Ana", 3, datetime.now(UTC))
+    op = await store.upsert_operator("ana@example.org", "Ana", 3, datetime.now(UTC))
     await store.assign(ask.id, op.id)
     await desk.service.reload_directory()
     user, password = await admin_account(desk)
