@@ -52,7 +52,8 @@ OPERATOR_FORM = {"jid": "", "name": "", "max_chats": "3", "queue": "ask"}
 BAN_FORM = {"target": "203.0.113.9", "reason": "", "length": "ladder", "ipv6_prefix": "64"}
 
 # (what, CLI arguments, admin path, admin form, id of the admin's error message)
-CASES: list[tuple[str, list[str], str, dict[str, str], str]] = []
+Case = tuple[str, list[str], str, dict[str, str], str]
+CASES: list[Case] = []
 for bad in [
     'o"brien@example.org',
     "josé@example.org",
@@ -79,35 +80,44 @@ for bad in [
             "queue-followup_email-error",
         )
     )
+
+
+def queue_case(what: str, option: str, value: str, field: str) -> Case:
+    """`queue set ask OPTION VALUE` against the queue settings form with FIELD = VALUE."""
+    return (
+        what,
+        ["queue", "set", "ask", option, value],
+        "/admin/queues/ask",
+        {**QUEUE_FORM, field: value},
+        f"queue-{field}-error",
+    )
+
+
+def operator_case(what: str, jid: str) -> Case:
+    return (
+        what,
+        ["operator", "add", jid, "--queue", "ask"],
+        "/admin/operators",
+        {**OPERATOR_FORM, "jid": jid},
+        "new-operator-jid-error",
+    )
+
+
+def ban_case(what: str, reason: str) -> Case:
+    return (
+        what,
+        ["ban", "add", "203.0.113.9", "--reason", reason],
+        "/admin/bans/new",
+        {**BAN_FORM, "reason": reason},
+        "f-reason-error",
+    )
+
+
 CASES += [
-    (
-        "an operator JID on the service's own domain",
-        ["operator", "add", f"ana@{COMPONENT_DOMAIN}", "--queue", "ask"],
-        "/admin/operators",
-        {**OPERATOR_FORM, "jid": f"ana@{COMPONENT_DOMAIN}"},
-        "new-operator-jid-error",
-    ),
-    (
-        "an operator JID with a resource",
-        ["operator", "add", "ana@example.org/phone", "--queue", "ask"],
-        "/admin/operators",
-        {**OPERATOR_FORM, "jid": "ana@example.org/phone"},
-        "new-operator-jid-error",
-    ),
-    (
-        "an over-long ban reason",
-        ["ban", "add", "203.0.113.9", "--reason", LONG_REASON],
-        "/admin/bans/new",
-        {**BAN_FORM, "reason": LONG_REASON},
-        "f-reason-error",
-    ),
-    (
-        "a ban reason with a terminal escape",
-        ["ban", "add", "203.0.113.9", "--reason", "spam\x1b[2J"],
-        "/admin/bans/new",
-        {**BAN_FORM, "reason": "spam\x1b[2J"},
-        "f-reason-error",
-    ),
+    operator_case("an operator JID on the service's own domain", f"ana@{COMPONENT_DOMAIN}"),
+    operator_case("an operator JID with a resource", "ana@example.org/phone"),
+    ban_case("an over-long ban reason", LONG_REASON),
+    ban_case("a ban reason with a terminal escape", "spam\x1b[2J"),
     (
         "an over-long group title",
         ["group", "set", "library", "--title", "L" * 201],
@@ -115,13 +125,7 @@ CASES += [
         {**GROUP_FORM, "title": "L" * 201},
         "group-title-error",
     ),
-    (
-        "a queue title with a control character",
-        ["queue", "set", "ask", "--title", "Ask\x07us"],
-        "/admin/queues/ask",
-        {**QUEUE_FORM, "title": "Ask\x07us"},
-        "queue-title-error",
-    ),
+    queue_case("a queue title with a control character", "--title", "Ask\x07us", "title"),
     (
         "a canned message with a control character",
         ["canned", "set", "hello", "Hi\x01", "--group", "library"],
@@ -129,40 +133,16 @@ CASES += [
         {"name": "hello", "text": "Hi\x01"},
         "canned-text-error",
     ),
-    (
-        "bad hours",
-        ["queue", "set", "ask", "--hours", "fry 09:00-17:00"],
-        "/admin/queues/ask",
-        {**QUEUE_FORM, "hours": "fry 09:00-17:00"},
-        "queue-hours-error",
-    ),
-    (
-        "an unknown time zone",
-        ["queue", "set", "ask", "--timezone", "Mars/Base"],
-        "/admin/queues/ask",
-        {**QUEUE_FORM, "timezone": "Mars/Base"},
-        "queue-timezone-error",
-    ),
-    (
-        "a routing mode that does not exist",
-        ["queue", "set", "ask", "--routing", "sideways"],
-        "/admin/queues/ask",
-        {**QUEUE_FORM, "routing": "sideways"},
-        "queue-routing-error",
-    ),
+    queue_case("bad hours", "--hours", "fry 09:00-17:00", "hours"),
+    queue_case("an unknown time zone", "--timezone", "Mars/Base", "timezone"),
+    queue_case("a routing mode that does not exist", "--routing", "sideways", "routing"),
+    queue_case("a bad offer timeout", "--offer-timeout", "soon", "offer_timeout"),
     (
         "an unknown backup queue",
         ["queue", "set", "ask", "--backup", "nope", "--rollover-after", "60"],
         "/admin/queues/ask",
         {**QUEUE_FORM, "backup": "nope", "rollover_after": "60"},
         "queue-backup-error",
-    ),
-    (
-        "a bad offer timeout",
-        ["queue", "set", "ask", "--offer-timeout", "soon"],
-        "/admin/queues/ask",
-        {**QUEUE_FORM, "offer_timeout": "soon"},
-        "queue-offer_timeout-error",
     ),
     (
         "a bad queue name",

@@ -1,6 +1,6 @@
 """Admin pages: canned messages at every scope. The global ones have their own page
 (admins only); a group's and a queue's are edited on that group's or queue's page, whose
-modules register their handlers with `handlers`.
+modules register their routes with `add_scoped_routes`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from component.store_directory import CannedRow
 from web.admin import auth, render
 from web.admin.forms import Form, directory_of, done, id_of, posted, store_of
 
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 # Re-renders the page a canned message lives on, with these forms, as a 400.
 Rerender = Callable[[Mapping[str, Form]], Awaitable[web.Response]]
 # The scope, the page to go back to and how to re-render it, for one request.
@@ -66,10 +65,11 @@ async def _change(
     raise done(back, f"Canned message {name} saved.")
 
 
-def handlers(place: Place) -> tuple[Handler, Handler, Handler]:
-    """The add, change and delete handlers of the canned messages at one kind of place
-    (global, a group, a queue): `place` finds the scope for a request (and raises the
-    404 or 403 for one the admin may not see)."""
+def add_scoped_routes(app: web.Application, base: str, place: Place) -> None:
+    """Register adding (POST `base`), changing (`base/{id}`) and deleting
+    (`base/{id}/delete`) the canned messages at one kind of place (global, a group, a
+    queue): `place` finds the scope for a request (and raises the 404 or 403 for one the
+    admin may not see)."""
 
     async def add(request: web.Request) -> web.Response:
         scope, back, rerender = await place(request)
@@ -83,7 +83,9 @@ def handlers(place: Place) -> tuple[Handler, Handler, Handler]:
         scope, back, rerender = await place(request)
         return await _change(request, scope, back, rerender, delete=True)
 
-    return add, change, delete
+    app.router.add_post(base, add)
+    app.router.add_post(f"{base}/{{id}}", change)
+    app.router.add_post(f"{base}/{{id}}/delete", delete)
 
 
 async def global_canned_page(request: web.Request) -> web.Response:
@@ -121,9 +123,5 @@ async def _global_place(request: web.Request) -> tuple[Scope, str, Rerender]:
 def add_routes(app: web.Application) -> None:
     """Register the global canned messages' page (the group and queue modules register
     theirs)."""
-    add, change, delete = handlers(_global_place)
-    r = app.router
-    r.add_get("/admin/canned", global_canned_page)
-    r.add_post("/admin/canned", add)
-    r.add_post("/admin/canned/{id}", change)
-    r.add_post("/admin/canned/{id}/delete", delete)
+    app.router.add_get("/admin/canned", global_canned_page)
+    add_scoped_routes(app, "/admin/canned", _global_place)

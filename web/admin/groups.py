@@ -199,7 +199,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/admin/groups/{group}/links/{id}/delete", delete_link)
     r.add_post("/admin/groups/{group}/exempt", add_exempt)
     r.add_post("/admin/groups/{group}/exempt/{id}/delete", delete_exempt)
-    add, change, delete = canned.handlers(_canned_place)
-    r.add_post("/admin/groups/{group}/canned", add)
-    r.add_post("/admin/groups/{group}/canned/{id}", change)
-    r.add_post("/admin/groups/{group}/canned/{id}/delete", delete)
+    canned.add_scoped_routes(app, "/admin/groups/{group}/canned", _canned_place)

@@ -328,7 +328,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/admin/queues/{queue}", update_queue)
     r.add_post("/admin/queues/{queue}/delete", delete_queue)
     r.add_post("/admin/queues/{queue}/operators/{operator}/remove", remove_from_queue)
-    add, change, delete = canned.handlers(_canned_place)
-    r.add_post("/admin/queues/{queue}/canned", add)
-    r.add_post("/admin/queues/{queue}/canned/{id}", change)
-    r.add_post("/admin/queues/{queue}/canned/{id}/delete", delete)
+    canned.add_scoped_routes(app, "/admin/queues/{queue}/canned", _canned_place)
