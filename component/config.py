@@ -213,7 +213,7 @@ def _email_address(value: str) -> str:
     # address itself gets the same check as every address typed anywhere else.
     _name, address = parseaddr(value)
     try:
-        validators.email_address(address)
+        validators.own_address(address)
     except ValueError as exc:
         raise _Invalid(f"expected an email address, got {_show(value)}: {exc}") from None
     return value

@@ -56,6 +56,8 @@ _ORIGIN = re.compile(r"https?://(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?")
 # C0 controls, DEL and C1 controls (NEL included), plus the Unicode line and paragraph
 # separators that some software treats as line breaks.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Domains only a local mail server knows: one label, or a special-use name for local use.
+_LOCAL_DOMAIN = re.compile(r"([a-z0-9-]+\.)*(localhost|local|test)|[a-z0-9-]+")
 # Characters IDNA 2003 and IDNA 2008 treat differently ("deviation characters").
 _DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
 
@@ -113,6 +115,18 @@ def email_address(text: str) -> str:
     if len(result) > MAX_ADDRESS_CHARS:
         raise ValueError("That email address is too long. Please check it and try again.")
     return result
+
+
+def own_address(text: str) -> str:
+    """An address of the service's own (its sender, its appeal address), set in the
+    configuration: checked like `email_address`, except that the domain may also be a
+    name only the local mail server knows (one label, or under .localhost, .local or
+    .test), as on a demo or test machine. Called by the config loader."""
+    local, at, domain = text.strip().rpartition("@")
+    if at and _LOCAL_DOMAIN.fullmatch(domain.lower()):
+        email_address(f"{local}@example.org")
+        return f"{local}@{domain.lower()}"
+    return email_address(text)
 
 
 def optional_email(text: str) -> str | None:
