@@ -253,16 +253,11 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
         return Operator(row["id"], row["jid"], row["name"], row["max_chats"], row["email"])
 
     async def upsert_operator(self, jid: str, name: str, max_chats: int, now: datetime) -> Operator:
-        """Create the operator, or update name and max chats of an existing one."""
-        await self._write(
-            "INSERT INTO operators (jid, name, max_chats, created_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (jid) DO UPDATE SET name = excluded.name,"
-            " max_chats = excluded.max_chats",
-            (jid, name, max_chats, _ts(now)),
+        """Create the operator, or update name and max chats of an existing one: a short
+        form of `save_operator` for seeding a database (the demo, tests)."""
+        return await self.save_operator(
+            jid, name=name, max_chats=max_chats, memberships={}, now=now
         )
-        op = await self.operator_by_jid(jid)
-        assert op is not None
-        return op
 
     async def set_operator_email(self, operator_id: int, email: str | None) -> None:
         await self._write("UPDATE operators SET email = ? WHERE id = ?", (email, operator_id))

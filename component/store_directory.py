@@ -200,7 +200,12 @@ class DirectoryQueries(StoreBase):
             if row is None:
                 op_id = await execute(
                     "INSERT INTO operators (jid, name, max_chats, created_at) VALUES (?, ?, ?, ?)",
-                    (jid, name or jid.split("@")[0].capitalize(), max_chats or 3, _ts(now)),
+                    (
+                        jid,
+                        jid.split("@")[0].capitalize() if name is None else name,
+                        3 if max_chats is None else max_chats,
+                        _ts(now),
+                    ),
                 )
             else:
                 op_id = row["id"]
