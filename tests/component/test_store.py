@@ -487,3 +487,20 @@ async def test_second_connection_sees_committed_events(db_path: Path) -> None:
     finally:
         await reader.close()
         await writer.close()
+
+
+async def test_an_operator_change_is_one_transaction(store: Store) -> None:
+    """The operator, their alert address and their queues are written together: a
+    membership that cannot be stored leaves no half-made operator behind."""
+    queue = await make_queue(store)
+    with pytest.raises(StoreError):
+        await store.save_operator(
+            "new@example.org",
+            name="New",
+            max_chats=2,
+            email="new@example.org",
+            memberships={queue.id: True, 999_999: None},
+            now=T0,
+        )
+    assert await store.operator_by_jid("new@example.org") is None
+    assert await store.list_assignments() == []
