@@ -19,24 +19,29 @@ from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
-from slixmpp.jid import JID, InvalidJID
-
 from component.config import Config, ConfigError, load_config
-from component.core.escalation import RuleError, parse_rule
-from component.core.escalation import describe as describe_rule
-from component.core.hours import HoursError, format_hours, parse_hours
-from component.core.models import Group, Queue, RoutingMode
-from component.core.text import TextRejected, clean_title, find_xml_illegal, one_line
+from component.core.models import RoutingMode
+from component.core.text import one_line
+from component.directory import (
+    DEFAULT_GROUP,
+    CannedChange,
+    Directory,
+    DirectoryError,
+    GroupChange,
+    NewExempt,
+    NewGroup,
+    NewLink,
+    NewQueue,
+    OperatorChange,
+    QueueChange,
+    Scope,
+)
 from component.logs import setup_logging, use_format
 from component.moderation import BanRefused, create_ban, lift_bans, policy_from_config
-from component.service import GUEST_PREFIX
 from component.store import Store, StoreError
 
 DEFAULT_CONFIG = "refdesk.toml"
-DEFAULT_GROUP = "default"
 MAX_PASSWORD = 1000
-# A queue's name is the local part of its JID and part of its URLs: keep it plain.
-_QUEUE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
 class UsageError(Exception):
@@ -54,28 +59,6 @@ def _now() -> datetime:
 
 def _fmt(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M") + "Z"
-
-
-def bare_jid(text: str) -> str:
-    """Validate an operator's address: a bare JID with a local part."""
-    try:
-        jid = JID(text)
-    except InvalidJID as exc:
-        raise UsageError(f"{text!r} is not a valid JID ({exc})") from None
-    if not jid.user or jid.resource:
-        raise UsageError(f"{text!r} must be a bare JID like name@example.org (no /resource)")
-    return jid.bare
-
-
-def slug(text: str, what: str = "queue") -> str:
-    """Validate a queue or group name (queue names become JIDs and URLs)."""
-    if not _QUEUE_NAME.match(text) or text.startswith(GUEST_PREFIX):
-        raise UsageError(
-            f"{text!r} is not a valid {what} name: use 1-63 lower-case letters, digits, "
-            f"'.', '-' or '_', starting with a letter or digit, not starting with "
-            f"{GUEST_PREFIX!r}"
-        )
-    return text
 
 
 def _positive_int(text: str) -> int:
@@ -172,10 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     q_set.add_argument("name")
     q_set.add_argument("--title")
     q_set.add_argument("--email", help="follow-up email address ('none' to clear)")
-    q_set.add_argument("--routing", choices=[m.value for m in RoutingMode])
+    q_set.add_argument("--routing", help=" or ".join(m.value for m in RoutingMode))
     q_set.add_argument(
         "--offer-timeout",
-        type=_positive_float,
         metavar="SECONDS",
         help="round-robin: seconds before the offer moves to the next operator",
     )
@@ -206,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     o_add = operator.add_parser("add", help="add an operator or change one")
     o_add.add_argument("jid")
     o_add.add_argument("--queue", action="append", required=True, help="queue (repeatable)")
-    o_add.add_argument("--max-chats", type=_positive_int, default=3)
+    o_add.add_argument("--max-chats", help="chats at once (1-50; new operators: 3)")
     o_add.add_argument("--name", help="display name shown to patrons")
     o_add.add_argument("--email", help="address for on-call alerts ('none' to clear)")
     o_add.add_argument(
@@ -283,16 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
-    return value
-
-
 def _print(line: str) -> None:
     """Print one line of output: listings are one line per item, with tab-separated
     fields. What the fields hold was typed by people (a ban reason, a canned text, a
@@ -306,6 +278,12 @@ def _fail(message: str) -> None:
     print(f"refdesk: error: {one_line(message)}", file=sys.stderr, flush=True)
 
 
+def _directory(store: Store, config: Config) -> Directory:
+    """The directory over the CLI's own store: the running service sees the changes
+    through its store poll, so there is nothing to refresh here."""
+    return Directory(store, _now, config.xmpp.domain)
+
+
 async def _with_store(config: Config, action: Callable[[Store], Awaitable[None]]) -> None:
     store = await Store.open(config.storage.path)
     try:
@@ -314,54 +292,39 @@ async def _with_store(config: Config, action: Callable[[Store], Awaitable[None]]
         await store.close()
 
 
-async def _group(args: argparse.Namespace, store: Store) -> None:
+async def _group(args: argparse.Namespace, store: Store, directory: Directory) -> None:
     if args.action == "add":
-        name = slug(args.name, "group")
-        title = _title(args.title) if args.title is not None else name
-        group = await store.add_group(name, title, _now())
+        group = await directory.add_group(NewGroup(args.name, args.title or ""))
         _print(f"added group {group.name}")
     elif args.action == "link":
-        group = await _group_named(store, args.group)
-        url = args.url.strip()
-        if not re.fullmatch(r"https?://[^\s<>\"]+", url):
-            raise UsageError(f"{url!r} is not an http(s) link")
-        title = _title(args.title)
-        await store.add_link(group.id, title, url)
+        group = await directory.group_named(args.group)
+        title = await directory.add_link(group, NewLink(args.title, args.url))
         _print(f"added link to {group.name}: {title}")
     elif args.action == "set":
-        group = await _group_named(store, args.group)
-        changes: dict[str, object] = {}
-        if args.title is not None:
-            changes["title"] = _title(args.title)
-        if args.operators_may_ban is not None:
-            changes["operators_may_ban"] = args.operators_may_ban
-        if args.appeal_email is not None:
-            changes["appeal_email"] = (
-                None if args.appeal_email == "none" else _email(args.appeal_email)
-            )
-        if not changes:
+        group = await directory.group_named(args.group)
+        change = GroupChange(
+            title=args.title,
+            operators_may_ban=args.operators_may_ban,
+            appeal_email=_cleared(args.appeal_email),
+        )
+        if change == GroupChange():
             raise UsageError("nothing to change: give at least one option")
-        await store.update_group(group.id, **changes)
-        _print(f"updated group {group.name}: {', '.join(sorted(changes))}")
+        changed = await directory.change_group(group, change)
+        _print(f"updated group {group.name}: {', '.join(changed)}")
     elif args.action == "exempt":
-        group = await _group_named(store, args.group)
+        group = await directory.group_named(args.group)
         if args.network is None:
             for network in (await store.exempt_networks()).get(group.id, []):
                 _print(network)
             return
-        try:
-            network = str(ipaddress.ip_network(args.network.strip(), strict=False))
-        except ValueError:
-            raise UsageError(f"{args.network!r} is not an address or network") from None
         if args.remove:
-            if not await store.remove_exempt_network(group.id, network):
-                raise UsageError(f"{network} is not exempt in {group.name}")
-            _print(f"{network} is no longer exempt in {group.name}")
+            await directory.delete_exempt(group, network=args.network)
+            _print(f"{args.network.strip()} is no longer exempt in {group.name}")
         else:
-            await store.add_exempt_network(group.id, network)
+            network = await directory.add_exempt(group, NewExempt(args.network))
             _print(f"{network} is exempt in {group.name}: operators cannot ban it")
     elif args.action == "links":
-        group = await _group_named(store, args.group)
+        group = await directory.group_named(args.group)
         for link in await store.links(group.id):
             _print(f"{link.title}\t{link.url}")
     else:
@@ -369,41 +332,36 @@ async def _group(args: argparse.Namespace, store: Store) -> None:
             _print(f"{g.name}\t{g.title}")
 
 
-async def _group_named(store: Store, name: str) -> Group:
-    group = await store.group_by_name(name)
-    if group is None:
-        raise UsageError(f"no group called {name!r}")
-    return group
+def _cleared(value: str | None) -> str | None:
+    """The CLI's 'none' (clear the setting) as the directory's empty value."""
+    return "" if value == "none" else value
 
 
-async def _queue_named(store: Store, name: str) -> Queue:
-    queue = await store.queue_by_name(name)
-    if queue is None:
-        raise UsageError(f"no queue called {name!r} (add it with 'queue add')")
-    return queue
-
-
-async def _queue(args: argparse.Namespace, store: Store) -> None:
+async def _queue(args: argparse.Namespace, store: Store, directory: Directory) -> None:
     if args.action == "add":
-        name = slug(args.name)
-        group = await store.group_by_name(args.group)
-        if group is None:
-            if args.group != DEFAULT_GROUP:
-                raise UsageError(f"no group called {args.group!r} (add it with 'group add')")
-            group = await store.add_group(DEFAULT_GROUP, "Default", _now())
-        email = _email(args.email) if args.email is not None else None
-        title = (
-            _title(args.title) if args.title is not None else name.replace("-", " ").capitalize()
+        queue = await directory.add_queue(
+            NewQueue(args.name, args.group, args.title or "", args.email or ""),
+            create_default=True,
         )
-        await store.add_queue(name, group.id, title, email, _now())
-        _print(f"added queue {name}")
+        _print(f"added queue {queue.name}")
     elif args.action == "set":
-        queue = await _queue_named(store, args.name)
-        changes = await _queue_changes(args, store, queue)
-        if not changes:
+        queue = await directory.queue_named(args.name)
+        change = QueueChange(
+            title=args.title,
+            followup_email=_cleared(args.email),
+            routing=args.routing,
+            offer_timeout=args.offer_timeout,
+            rollover_after="" if args.rollover_after == "off" else args.rollover_after,
+            backup=_cleared(args.backup),
+            hours=args.hours,
+            timezone=args.timezone,
+            closed_days=args.closed_days,
+            escalation="" if args.escalation == "off" else args.escalation,
+        )
+        if change == QueueChange():
             raise UsageError("nothing to change: give at least one option (see queue set --help)")
-        await store.update_queue(queue.id, **changes)
-        _print(f"updated queue {queue.name}: {', '.join(sorted(changes))}")
+        changed = await directory.change_queue(queue, change)
+        _print(f"updated queue {queue.name}: {', '.join(changed)}")
     else:
         groups = {g.id: g.name for g in await store.list_groups()}
         queues = await store.list_queues()
@@ -419,85 +377,6 @@ async def _queue(args: argparse.Namespace, store: Store) -> None:
                 f"\thours={q.hours} ({q.timezone})\trollover={rollover}"
                 f"\ttitle={q.title}\temail={q.followup_email or '-'}"
             )
-
-
-async def _queue_changes(args: argparse.Namespace, store: Store, queue: Queue) -> dict[str, object]:
-    """Validate `queue set` options into store settings; bad values are UsageErrors."""
-    changes: dict[str, object] = {}
-    if args.title is not None:
-        changes["title"] = _title(args.title)
-    if args.email is not None:
-        changes["followup_email"] = None if args.email == "none" else _email(args.email)
-    if args.routing is not None:
-        changes["routing"] = args.routing
-    if args.offer_timeout is not None:
-        changes["offer_timeout"] = args.offer_timeout
-    if args.rollover_after is not None:
-        changes["rollover_after"] = (
-            None if args.rollover_after == "off" else _positive_float_arg(args.rollover_after)
-        )
-    if args.backup is not None:
-        if args.backup == "none":
-            changes["backup_queue_id"] = None
-        else:
-            backup = await _queue_named(store, args.backup)
-            if backup.id == queue.id:
-                raise UsageError("a queue cannot be its own backup")
-            changes["backup_queue_id"] = backup.id
-    if args.hours is not None or args.timezone is not None or args.closed_days is not None:
-        hours = args.hours if args.hours is not None else queue.hours
-        tz = args.timezone if args.timezone is not None else queue.timezone
-        closed = (
-            tuple(d.strip() for d in args.closed_days.split(",") if d.strip())
-            if args.closed_days is not None
-            else queue.closed_days
-        )
-        try:
-            parsed = parse_hours(hours, tz, closed)
-        except HoursError as exc:
-            raise UsageError(str(exc)) from None
-        changes.update(hours=format_hours(parsed), timezone=tz, closed_days=closed)
-    if args.escalation is not None:
-        if args.escalation == "off":
-            changes["escalation"] = None
-        else:
-            try:
-                changes["escalation"] = describe_rule(parse_rule(args.escalation))
-            except RuleError as exc:
-                raise UsageError(str(exc)) from None
-    return changes
-
-
-def _positive_float_arg(text: str) -> float:
-    try:
-        return _positive_float(text)
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _email(text: str) -> str:
-    if len(text) > 254 or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
-        raise UsageError(f"{text[:80]!r} is not an email address")
-    return text
-
-
-def _title(text: str) -> str:
-    """A group's, queue's or link's title: one line that patrons and operators see and that
-    goes into email headers (line breaks, controls and encoded words are refused)."""
-    try:
-        return clean_title(text)
-    except TextRejected as exc:
-        raise UsageError(f"{one_line(text[:80])!r}: {exc.text}") from None
-
-
-def _one_line_text(text: str, limit: int, what: str) -> str:
-    """Validate a one-line text that ends up in pages and XMPP stanzas: line breaks and
-    control characters are refused (XML cannot carry most of them, and the XMPP server
-    would close the component's stream over one)."""
-    value = text.strip()
-    if not value or len(value) > limit or not value.isprintable() or find_xml_illegal(value):
-        raise UsageError(f"{what} must be 1-{limit} printable characters on one line")
-    return value
 
 
 async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
@@ -516,7 +395,7 @@ async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
                 store,
                 policy,
                 args.target,
-                reason=_one_line_text(args.reason, 500, "the reason"),
+                reason=args.reason,
                 actor="admin (command line)",
                 now=now,
                 duration=timedelta(days=args.days) if args.days else None,
@@ -599,7 +478,10 @@ async def _admin(args: argparse.Namespace, store: Store) -> None:
         if args.role == "coordinator":
             if not args.group:
                 raise UsageError("a coordinator needs --group")
-            group_id = (await _group_named(store, args.group)).id
+            found = await store.group_by_name(args.group)
+            if found is None:
+                raise UsageError(f"no group called {args.group!r}")
+            group_id = found.id
         elif args.group:
             raise UsageError("only coordinators belong to a group")
         await store.add_admin(name, await _new_hash(), args.role, group_id, _now())
@@ -642,60 +524,42 @@ async def _backup(args: argparse.Namespace, store: Store) -> None:
     _print(f"backed up to {result.path}: {result.pages} pages, integrity {result.integrity}")
 
 
-async def _canned(args: argparse.Namespace, store: Store) -> None:
+async def _canned(args: argparse.Namespace, store: Store, directory: Directory) -> None:
     # `is not None`: an empty --queue '' is a queue name nobody has, not "no scope" (which
     # would make `canned set` change the message of every queue).
-    queue = await _queue_named(store, args.queue) if args.queue is not None else None
+    queue = await directory.queue_named(args.queue) if args.queue is not None else None
     group_name = getattr(args, "group", None)
-    group = await _group_named(store, group_name) if group_name is not None else None
-    where = {"queue_id": queue.id if queue else None, "group_id": group.id if group else None}
+    group = await directory.group_named(group_name) if group_name is not None else None
+    scope = Scope(group_id=group.id if group else None, queue_id=queue.id if queue else None)
     if args.action == "list":
         assert queue is not None
         for c in await store.canned_for_queue(queue.id, queue.group_id):
             _print(f"{c.name}\t{c.scope}\t{c.text}")
-        return
-    name = args.name.strip().lower()
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,39}", name):
-        raise UsageError(f"{args.name!r} is not a valid name: 1-40 letters, digits, '-' or '_'")
-    if args.action == "set":
-        text = args.text.strip()
-        if not text or len(text) > 2000 or find_xml_illegal(text):
-            raise UsageError("the text must be 1-2000 printable characters")
-        await store.set_canned(name, text, **where)
+    elif args.action == "set":
+        name = await directory.save_canned(scope, CannedChange(args.name, args.text), replace=True)
         _print(f"canned message {name} saved")
-    elif not await store.delete_canned(name, **where):
-        raise UsageError(f"no canned message {name!r} at that scope")
     else:
+        name = await directory.delete_canned(scope, name=args.name)
         _print(f"canned message {name} removed")
 
 
-async def _operator(args: argparse.Namespace, store: Store) -> None:
+async def _operator(args: argparse.Namespace, store: Store, directory: Directory) -> None:
     if args.action == "add":
-        jid = bare_jid(args.jid)
-        queues = []
-        for name in args.queue:
-            queue = await store.queue_by_name(name)
-            if queue is None:
-                raise UsageError(f"no queue called {name!r} (add it with 'queue add')")
-            queues.append(queue)
-        existing = await store.operator_by_jid(jid)
-        if args.name is not None:
-            name = _one_line_text(args.name, 100, "the display name")
-        else:
-            name = existing.name if existing else jid.split("@")[0].capitalize()
-        op = await store.upsert_operator(jid, name, args.max_chats, _now())
-        if args.email is not None:
-            await store.set_operator_email(
-                op.id, None if args.email == "none" else _email(args.email)
+        on_call = args.on_call
+        op = await directory.save_operator(
+            OperatorChange(
+                jid=args.jid,
+                queues=tuple(args.queue),
+                name=args.name,
+                max_chats=args.max_chats,
+                email=_cleared(args.email),
+                on_call=on_call,
             )
-        for queue in queues:
-            await store.assign(queue.id, op.id, on_call=args.on_call)
-        _print(f"operator {jid} in {', '.join(q.name for q in queues)}")
+        )
+        _print(f"operator {op.jid} in {', '.join(args.queue)}")
     elif args.action == "remove":
-        jid = bare_jid(args.jid)
-        if not await store.remove_operator(jid):
-            raise UsageError(f"no operator {jid}")
-        _print(f"removed operator {jid}")
+        op = await directory.remove_operator(args.jid)
+        _print(f"removed operator {op.jid}")
     else:
         queue_names = {q.id: q.name for q in await store.list_queues()}
         members: dict[int, list[str]] = {}
@@ -750,10 +614,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(serve_forever(config))
             return 0
         handlers: dict[str, Callable[[Store], Awaitable[None]]] = {
-            "group": lambda store: _group(args, store),
-            "queue": lambda store: _queue(args, store),
-            "operator": lambda store: _operator(args, store),
-            "canned": lambda store: _canned(args, store),
+            "group": lambda store: _group(args, store, _directory(store, config)),
+            "queue": lambda store: _queue(args, store, _directory(store, config)),
+            "operator": lambda store: _operator(args, store, _directory(store, config)),
+            "canned": lambda store: _canned(args, store, _directory(store, config)),
             "ban": lambda store: _ban(args, store, config),
             "purge": _purge,
             "backup": lambda store: _backup(args, store),
@@ -761,7 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         asyncio.run(_with_store(config, handlers[args.command]))
         return 0
-    except (ConfigError, UsageError, StoreError) as exc:
+    except (ConfigError, UsageError, StoreError, DirectoryError) as exc:
         _fail(str(exc))
         return 2
     except OSError as exc:

@@ -22,6 +22,7 @@ from pathlib import Path, PurePath
 from typing import Any, TypeVar, dataclass_transform, get_args, get_origin
 from urllib.parse import urlsplit
 
+from component.core import validators
 from component.core.text import one_line
 
 __all__ = [
@@ -213,10 +214,12 @@ def _email_address(value: str) -> str:
         # An encoded word decodes to any characters at all, line breaks included; TOML
         # carries a name in plain UTF-8.
         raise _Invalid(f'must be plain text without "=?" or control characters, got {_show(value)}')
+    # The address itself gets the same check as every address typed anywhere else.
     _name, address = parseaddr(value)
-    local, at, domain = address.rpartition("@")
-    if not (local and at and domain):
-        raise _Invalid(f"expected an email address, got {_show(value)}")
+    try:
+        validators.own_address(address)
+    except ValueError as exc:
+        raise _Invalid(f"expected an email address, got {_show(value)}: {exc}") from None
     return value
 
 

@@ -35,6 +35,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from component.config import load_config, write_config_toml
+from component.core.changes import QueueUpdate
 from component.files import private_dir, write_private
 from component.passwords import hash_password
 from component.prosody import LocalProsody, free_port
@@ -203,8 +204,6 @@ def write_demo_config(
     return path
 
 
-
-
 async def _seed(store: Store, operators: list[str], admin_password: str) -> None:
     now = datetime.now(UTC)
     if await store.admin_by_name("admin") is None:
@@ -215,7 +214,7 @@ async def _seed(store: Store, operators: list[str], admin_password: str) -> None
     )
     if not queue.followup_email:
         # Demo directories made before the demo caught mail have no follow-up address.
-        await store.update_queue(queue.id, followup_email=DEMO_FOLLOWUP)
+        await store.update_queue(queue.id, QueueUpdate(followup_email=DEMO_FOLLOWUP))
     for jid in operators:
         name = jid.split("@")[0].replace("librarian", "Librarian ")
         op = await store.upsert_operator(jid, name, 3, now)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from component.config import Config
+from component.core import validators
 from component.core.bans import (
     Ban,
     BanError,
@@ -106,11 +107,10 @@ async def create_ban(
     """Ban an address or network (as typed) and record it. The offence number counts
     earlier bans of overlapping networks; the length is `duration` or the ladder's step.
     Raises BanRefused with a sentence for whoever asked."""
-    reason = reason.strip()
-    if not reason:
-        raise BanRefused("A ban needs a reason.")
-    if len(reason) > 500:
-        raise BanRefused("Keep the reason under 500 characters.")
+    try:
+        reason = validators.ban_reason(reason)
+    except ValueError as exc:
+        raise BanRefused(str(exc)) from None
     if permanent and by_operator:
         raise BanRefused("Only an admin can make a ban permanent.")
     try:

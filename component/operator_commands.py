@@ -12,7 +12,7 @@ import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from component.core import commands
+from component.core import commands, validators
 from component.core.bans import BanError, normalize_target, overlapping, parse_duration, refusal
 from component.core.errors import BadCommand, NotYourChat
 from component.core.models import Operator, Queue, Sender
@@ -222,8 +222,10 @@ async def _ban(service: DeskService, live: LiveChat, op: Operator, arg: str) -> 
     reason = arg.strip()
     if not reason:
         raise BadCommand("Give a reason: !ban [30d|90d|1y] <reason>.")
-    if len(reason) > 500:
-        raise BadCommand("Keep the reason under 500 characters.")
+    try:
+        reason = validators.ban_reason(reason)
+    except ValueError as exc:
+        raise BadCommand(str(exc)) from None
     if duration is not None and duration > timedelta(days=365):
         raise BadCommand("Operators can ban for at most a year; ask an admin for more.")
     if live.ip is None:

@@ -19,6 +19,7 @@ from typing import Any
 import aiosqlite
 
 from component.core.bans import Ban
+from component.core.changes import GroupUpdate, QueueUpdate
 from component.core.models import (
     Assignment,
     BanAudit,
@@ -177,17 +178,19 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
     async def list_groups(self) -> list[Group]:
         return [self._group(r) for r in await self._all("SELECT * FROM groups ORDER BY name")]
 
-    GROUP_SETTINGS = frozenset({"title", "operators_may_ban", "appeal_email"})
+    async def update_group(self, group_id: int, update: GroupUpdate) -> None:
+        """Change a group's settings in one statement. Called by the directory layer,
+        which has validated every value."""
+        await self._update_row("groups", group_id, update.columns())
 
-    async def update_group(self, group_id: int, **settings: object) -> None:
-        """Change group settings (validated by the caller: CLI or admin page)."""
-        unknown = set(settings) - self.GROUP_SETTINGS
-        if unknown:
-            raise StoreError(f"unknown group settings: {sorted(unknown)}")
-        for key, value in settings.items():
-            if isinstance(value, bool):
-                value = int(value)
-            await self._write(f"UPDATE groups SET {key} = ? WHERE id = ?", (value, group_id))
+    async def _update_row(self, table: str, row_id: int, columns: dict[str, object]) -> None:
+        if not columns:
+            return
+        # Column names come from the update dataclasses' fields, never from input.
+        assignments = ", ".join(f"{key} = ?" for key in columns)
+        await self._write(
+            f"UPDATE {table} SET {assignments} WHERE id = ?", (*columns.values(), row_id)
+        )
 
     # Queues ------------------------------------------------------------------------------
 
@@ -221,50 +224,10 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
             allowed_origins=row["allowed_origins"],
         )
 
-    # The queue settings `update_queue` may change, with their column names.
-    QUEUE_SETTINGS = frozenset(
-        {
-            "title",
-            "routing",
-            "followup_email",
-            "offer_timeout",
-            "rollover_after",
-            "backup_queue_id",
-            "hours",
-            "timezone",
-            "closed_days",
-            "escalation",
-            "referral_email",
-            "max_wait",
-            "privacy",
-            "retention_days",
-            "purge_transcripts",
-            "widget_color",
-            "widget_logo",
-            "greeting",
-            "text_available",
-            "text_away",
-            "text_offline",
-            "allowed_origins",
-        }
-    )
-
-    async def update_queue(self, queue_id: int, **settings: object) -> None:
-        """Change queue settings (already validated by the caller: CLI or admin page)."""
-        unknown = set(settings) - self.QUEUE_SETTINGS
-        if unknown:
-            raise StoreError(f"unknown queue settings: {sorted(unknown)}")
-        if not settings:
-            return
-        values = []
-        for key, value in settings.items():
-            if key == "closed_days" and isinstance(value, tuple | list):
-                value = ",".join(str(v) for v in value)
-            elif key == "routing" and isinstance(value, RoutingMode):
-                value = value.value
-            values.append(value)
-        assignments = ", ".join(f"{key} = ?" for key in settings)
-        await self._write(f"UPDATE queues SET {assignments} WHERE id = ?", (*values, queue_id))
+    async def update_queue(self, queue_id: int, update: QueueUpdate) -> None:
+        """Change a queue's settings in one statement. Called by the directory layer,
+        which has validated every value (and by tests setting a queue up)."""
+        await self._update_row("queues", queue_id, update.columns())
 
     async def add_queue(
         self, name: str, group_id: int, title: str, followup_email: str | None, now: datetime
@@ -292,16 +255,11 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
         return Operator(row["id"], row["jid"], row["name"], row["max_chats"], row["email"])
 
     async def upsert_operator(self, jid: str, name: str, max_chats: int, now: datetime) -> Operator:
-        """Create the operator, or update name and max chats of an existing one."""
-        await self._write(
-            "INSERT INTO operators (jid, name, max_chats, created_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (jid) DO UPDATE SET name = excluded.name,"
-            " max_chats = excluded.max_chats",
-            (jid, name, max_chats, _ts(now)),
+        """Create the operator, or update name and max chats of an existing one: a short
+        form of `save_operator` for seeding a database (the demo, tests)."""
+        return await self.save_operator(
+            jid, name=name, max_chats=max_chats, memberships={}, now=now
         )
-        op = await self.operator_by_jid(jid)
-        assert op is not None
-        return op
 
     async def set_operator_email(self, operator_id: int, email: str | None) -> None:
         await self._write("UPDATE operators SET email = ? WHERE id = ?", (email, operator_id))
@@ -313,24 +271,6 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
     async def list_operators(self) -> list[Operator]:
         rows = await self._all("SELECT * FROM operators ORDER BY jid")
         return [self._operator(r) for r in rows]
-
-    async def remove_operator(self, jid: str) -> bool:
-        op = await self.operator_by_jid(jid)
-        if op is None:
-            return False
-        # Keep the operator row if transcripts refer to it; only drop queue memberships.
-        used = await self._one(
-            "SELECT 1 FROM chats WHERE operator_id = ? UNION ALL "
-            "SELECT 1 FROM chat_events WHERE operator_id = ? UNION ALL "
-            "SELECT 1 FROM chat_tags WHERE operator_id = ? UNION ALL "
-            "SELECT 1 FROM tickets WHERE operator_id = ? LIMIT 1",
-            (op.id, op.id, op.id, op.id),
-        )
-        if used:
-            await self._write("DELETE FROM queue_operators WHERE operator_id = ?", (op.id,))
-        else:
-            await self._write("DELETE FROM operators WHERE id = ?", (op.id,))
-        return True
 
     async def assign(self, queue_id: int, operator_id: int, *, on_call: bool | None = None) -> None:
         """Make the operator a member of the queue; `on_call` None leaves that flag as is."""
@@ -538,34 +478,6 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
         for r in rows:
             best.setdefault(r["name"], CannedMessage(r["name"], r["text"], r["scope"]))
         return list(best.values())
-
-    async def set_canned(
-        self, name: str, text: str, *, group_id: int | None = None, queue_id: int | None = None
-    ) -> None:
-        """Create or replace a canned message at global, group or queue scope."""
-        scope = "queue" if queue_id is not None else "group" if group_id is not None else "global"
-        async with self._transaction() as execute:
-            await execute(
-                "DELETE FROM canned_messages WHERE scope = ? AND COALESCE(group_id, 0) = ?"
-                " AND COALESCE(queue_id, 0) = ? AND name = ?",
-                (scope, group_id or 0, queue_id or 0, name),
-            )
-            await execute(
-                "INSERT INTO canned_messages (scope, group_id, queue_id, name, text)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (scope, group_id, queue_id, name, text),
-            )
-
-    async def delete_canned(
-        self, name: str, *, group_id: int | None = None, queue_id: int | None = None
-    ) -> bool:
-        scope = "queue" if queue_id is not None else "group" if group_id is not None else "global"
-        removed = await self._write_count(
-            "DELETE FROM canned_messages WHERE scope = ? AND COALESCE(group_id, 0) = ?"
-            " AND COALESCE(queue_id, 0) = ? AND name = ?",
-            (scope, group_id or 0, queue_id or 0, name),
-        )
-        return removed > 0
 
     async def add_link(self, group_id: int, title: str, url: str) -> None:
         await self._write(
@@ -851,15 +763,6 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
         await self._write(
             "INSERT OR REPLACE INTO exempt_networks (group_id, network, note) VALUES (?, ?, ?)",
             (group_id, network, note),
-        )
-
-    async def remove_exempt_network(self, group_id: int, network: str) -> bool:
-        return (
-            await self._write_count(
-                "DELETE FROM exempt_networks WHERE group_id = ? AND network = ?",
-                (group_id, network),
-            )
-            > 0
         )
 
     async def exempt_networks(self) -> dict[int, list[str]]:

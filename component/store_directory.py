@@ -1,9 +1,10 @@
 """Queries for the admin pages: directory (groups, queues, operators, canned messages,
 local resource links, exempt networks).
 
-The basic reads and writes the service and the CLI share live in `component.store`; this
-module adds what managing them from the admin pages needs: rows with their ids, changes
-and deletions by id, and deletions that refuse, with a sentence saying why, when the
+The basic reads the service shares live in `component.store`; this module holds the
+directory's write paths (one method and one transaction per change, called by
+`component.directory`, the layer the CLI and the admin pages share), rows with their ids
+for the admin pages, and deletions that refuse, with a sentence saying why, when the
 thing is still in use.
 """
 
@@ -15,6 +16,7 @@ from datetime import datetime
 
 import aiosqlite
 
+from component.core.changes import UNSET, Unset
 from component.core.models import Operator
 from component.store_base import StoreBase, StoreError, _ts
 
@@ -111,31 +113,50 @@ class DirectoryQueries(StoreBase):
         row = await self._one("SELECT * FROM canned_messages WHERE id = ?", (canned_id,))
         return self._canned_row(row) if row else None
 
-    async def add_canned(
-        self, name: str, text: str, *, group_id: int | None = None, queue_id: int | None = None
+    async def save_canned(
+        self,
+        name: str,
+        text: str,
+        *,
+        group_id: int | None = None,
+        queue_id: int | None = None,
+        canned_id: int | None = None,
+        replace: bool = False,
     ) -> int:
-        """A new canned message at one scope; StoreError if that scope has the name."""
+        """Write one canned message at one scope (global with no ids), in one transaction;
+        returns its id. With `canned_id`, that message is renamed or reworded; else a new
+        one is made, or with `replace` the one of that name at that scope is replaced.
+        StoreError when another message at the scope has the name. The only write path
+        for canned messages (the directory layer calls it)."""
         scope = _scope(group_id, queue_id)
-        try:
-            return await self._write(
-                "INSERT INTO canned_messages (scope, group_id, queue_id, name, text)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (scope, group_id, queue_id, name, text),
-            )
-        except StoreError:
-            raise StoreError(f"there is already a canned message called {name!r} here") from None
+        taken = StoreError(f"there is already a canned message called {name!r} here")
+        async with self._transaction() as execute:
+            if canned_id is not None:
+                try:
+                    await execute(
+                        "UPDATE canned_messages SET name = ?, text = ? WHERE id = ?",
+                        (name, text, canned_id),
+                    )
+                except StoreError:
+                    raise taken from None
+                return canned_id
+            if replace:
+                await execute(
+                    "DELETE FROM canned_messages WHERE scope = ? AND COALESCE(group_id, 0) = ?"
+                    " AND COALESCE(queue_id, 0) = ? AND name = ?",
+                    (scope, group_id or 0, queue_id or 0, name),
+                )
+            try:
+                return await execute(
+                    "INSERT INTO canned_messages (scope, group_id, queue_id, name, text)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (scope, group_id, queue_id, name, text),
+                )
+            except StoreError:
+                raise taken from None
 
-    async def update_canned(self, canned_id: int, name: str, text: str) -> None:
-        """Rename or reword a canned message (same scope); StoreError on a taken name."""
-        try:
-            await self._write(
-                "UPDATE canned_messages SET name = ?, text = ? WHERE id = ?",
-                (name, text, canned_id),
-            )
-        except StoreError:
-            raise StoreError(f"there is already a canned message called {name!r} here") from None
-
-    async def delete_canned_row(self, canned_id: int) -> bool:
+    async def delete_canned(self, canned_id: int) -> bool:
+        """Remove one canned message; False if there is none with that id."""
         removed = await self._write_count("DELETE FROM canned_messages WHERE id = ?", (canned_id,))
         return removed > 0
 
@@ -143,57 +164,84 @@ class DirectoryQueries(StoreBase):
 
     async def operator_by_id(self, operator_id: int) -> Operator | None:
         row = await self._one("SELECT * FROM operators WHERE id = ?", (operator_id,))
-        return Operator(row["id"], row["jid"], row["name"], row["max_chats"]) if row else None
+        if row is None:
+            return None
+        return Operator(row["id"], row["jid"], row["name"], row["max_chats"], row["email"])
 
-    async def add_operator(self, jid: str, name: str, max_chats: int, now: datetime) -> Operator:
-        """A new operator; StoreError if the JID already is one (use `update_operator`)."""
-        try:
-            op_id = await self._write(
-                "INSERT INTO operators (jid, name, max_chats, created_at) VALUES (?, ?, ?, ?)",
-                (jid, name, max_chats, _ts(now)),
-            )
-        except StoreError:
-            raise StoreError(f"{jid} is already an operator") from None
-        return Operator(op_id, jid, name, max_chats)
-
-    async def update_operator(self, operator_id: int, name: str, max_chats: int) -> None:
-        await self._write(
-            "UPDATE operators SET name = ?, max_chats = ? WHERE id = ?",
-            (name, max_chats, operator_id),
-        )
-
-    async def set_memberships(
+    async def save_operator(
         self,
-        operator_id: int,
-        wanted: Mapping[int, bool],
+        jid: str,
+        *,
+        name: str | None,
+        max_chats: int | None,
+        email: str | Unset | None = UNSET,
+        memberships: Mapping[int, bool | None],
+        exclusive: bool = False,
         manageable: Iterable[int] | None = None,
-    ) -> None:
-        """Make the operator's queues among `manageable` (None: all queues) exactly the
-        keys of `wanted` (queue id -> on call), in one transaction. Memberships of other
-        queues are left alone; an existing membership keeps its subscription state."""
+        create_only: bool = False,
+        now: datetime,
+    ) -> Operator:
+        """Create or change an operator and their queue memberships in one transaction.
+        The only write path for operators (the directory layer calls it).
+
+        `name` and `max_chats` None keep the stored values (a new operator gets the JID's
+        local part, capitalised, and 3). `memberships` is queue id -> on call (None:
+        leave the flag as it is). With `exclusive`, the operator's queues among
+        `manageable` (None: all) become exactly those keys; memberships of other queues
+        are left alone, and an existing membership keeps its subscription state.
+        `create_only` refuses (StoreError) a JID that already is an operator."""
         allowed = None if manageable is None else set(manageable)
-        if allowed is not None and not set(wanted) <= allowed:
+        if allowed is not None and not set(memberships) <= allowed:
             raise StoreError("those queues cannot be changed here")
         async with self._transaction() as execute:
-            current = await self._all(
-                "SELECT queue_id FROM queue_operators WHERE operator_id = ?", (operator_id,)
-            )
-            for r in current:
-                qid = r["queue_id"]
-                if qid not in wanted and (allowed is None or qid in allowed):
-                    await execute(
-                        "DELETE FROM queue_operators WHERE queue_id = ? AND operator_id = ?",
-                        (qid, operator_id),
-                    )
-            for qid, on_call in wanted.items():
+            row = await self._one("SELECT * FROM operators WHERE jid = ?", (jid,))
+            if row is not None and create_only:
+                raise StoreError(f"{jid} is already an operator")
+            if row is None:
+                op_id = await execute(
+                    "INSERT INTO operators (jid, name, max_chats, created_at) VALUES (?, ?, ?, ?)",
+                    (
+                        jid,
+                        jid.split("@")[0].capitalize() if name is None else name,
+                        3 if max_chats is None else max_chats,
+                        _ts(now),
+                    ),
+                )
+            else:
+                op_id = row["id"]
+                await execute(
+                    "UPDATE operators SET name = COALESCE(?, name),"
+                    " max_chats = COALESCE(?, max_chats) WHERE id = ?",
+                    (name, max_chats, op_id),
+                )
+            if email is not UNSET:
+                await execute("UPDATE operators SET email = ? WHERE id = ?", (email, op_id))
+            if exclusive:
+                for r in await self._all(
+                    "SELECT queue_id FROM queue_operators WHERE operator_id = ?", (op_id,)
+                ):
+                    qid = r["queue_id"]
+                    if qid not in memberships and (allowed is None or qid in allowed):
+                        await execute(
+                            "DELETE FROM queue_operators WHERE queue_id = ? AND operator_id = ?",
+                            (qid, op_id),
+                        )
+            for qid, on_call in memberships.items():
                 await execute(
                     "INSERT OR IGNORE INTO queue_operators (queue_id, operator_id) VALUES (?, ?)",
-                    (qid, operator_id),
+                    (qid, op_id),
                 )
-                await execute(
-                    "UPDATE queue_operators SET on_call = ? WHERE queue_id = ? AND operator_id = ?",
-                    (int(on_call), qid, operator_id),
-                )
+                if on_call is not None:
+                    await execute(
+                        "UPDATE queue_operators SET on_call = ?"
+                        " WHERE queue_id = ? AND operator_id = ?",
+                        (int(on_call), qid, op_id),
+                    )
+            saved = await self._one("SELECT * FROM operators WHERE id = ?", (op_id,))
+        assert saved is not None
+        return Operator(
+            saved["id"], saved["jid"], saved["name"], saved["max_chats"], saved["email"]
+        )
 
     async def remove_assignment(self, queue_id: int, operator_id: int) -> bool:
         removed = await self._write_count(
@@ -202,14 +250,26 @@ class DirectoryQueries(StoreBase):
         )
         return removed > 0
 
-    async def delete_operator(self, operator_id: int) -> bool:
-        """Remove an operator from every queue and, unless chats, transcripts, tags or
-        tickets refer to them (their name must stay readable there), delete the row too.
-        Returns whether the row itself went."""
+    async def delete_operator(self, operator_id: int, queues: Iterable[int] | None = None) -> bool:
+        """Take an operator out of `queues` (None: every queue), in one transaction; when
+        they are then in no queue at all and no chat, transcript, tag or ticket refers to
+        them (their name must stay readable there), delete the row too. Returns whether
+        the row went (False for no such operator). The only way operators are removed
+        (the directory layer calls it)."""
         async with self._transaction() as execute:
-            await execute("DELETE FROM queue_operators WHERE operator_id = ?", (operator_id,))
+            if await self._one("SELECT 1 FROM operators WHERE id = ?", (operator_id,)) is None:
+                return False
+            if queues is None:
+                await execute("DELETE FROM queue_operators WHERE operator_id = ?", (operator_id,))
+            else:
+                for qid in queues:
+                    await execute(
+                        "DELETE FROM queue_operators WHERE queue_id = ? AND operator_id = ?",
+                        (qid, operator_id),
+                    )
             used = await self._one(
-                "SELECT 1 FROM chats WHERE operator_id = ?1"
+                "SELECT 1 FROM queue_operators WHERE operator_id = ?1"
+                " UNION ALL SELECT 1 FROM chats WHERE operator_id = ?1"
                 " UNION ALL SELECT 1 FROM chat_events WHERE operator_id = ?1"
                 " UNION ALL SELECT 1 FROM chat_tags WHERE operator_id = ?1"
                 " UNION ALL SELECT 1 FROM tickets WHERE operator_id = ?1 LIMIT 1",

@@ -27,6 +27,7 @@ from component.config import (
     WebConfig,
     XmppConfig,
 )
+from component.core.changes import QueueUpdate
 from component.core.models import Queue
 from component.prosody import free_port
 from component.runner import Refdesk
@@ -163,7 +164,7 @@ class Desk:
         store = self.refdesk.store
         queue = await store.queue_by_name(name)
         assert queue is not None
-        await store.update_queue(queue.id, **settings)
+        await store.update_queue(queue.id, QueueUpdate(**settings))
         await self.service.reload_directory()
 
     async def store_queue(self, name: str) -> Queue:

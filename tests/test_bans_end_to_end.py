@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from component.config import LimitsConfig
+from component.core.changes import GroupUpdate
 from tests.conftest import Desk, wait_for
 from tests.patron_client import PatronClient
 
@@ -186,7 +187,7 @@ async def test_operators_only_report_where_the_group_says_so(desk: Desk) -> None
     store = desk.refdesk.store
     group = await store.group_by_name("library")
     assert group is not None
-    await store.update_group(group.id, operators_may_ban=False)
+    await store.update_group(group.id, GroupUpdate(operators_may_ban=False))
     await desk.service.reload_directory()
     op = await desk.add_operator(name="Ana")
     patron = await _patron(desk)

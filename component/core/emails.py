@@ -20,27 +20,14 @@ Safety rules that every builder follows:
 - Bodies are always encoded 7-bit clean (quoted-printable or base64 where needed), so any
   SMTP server can carry them; only a non-ASCII address needs the SMTPUTF8 extension.
 
-Address policy (what `validate_address` accepts):
-
-- One bare mailbox, ``local@domain``: no display name, no angle brackets, no comments, no
-  quoted local part, no IP-literal domain, no spaces, no second address.
-- The local part is ASCII dot-atom text (letters, digits and ``!#$%&'*+-/=?^_`{|}~``,
-  dots between). An apostrophe is allowed (``o'brien@...``); double quotes are not.
-  Non-ASCII local parts are refused: they only work when every server on the way
-  supports SMTPUTF8, and a patron is better served by a clear error now than by an answer
-  that silently bounces.
-- Internationalised domains (``name@bücher.example``) are accepted and returned in their
-  ASCII form (``name@xn--bcher-kva.example``), which every server understands. The standard
-  library only has IDNA 2003, which maps some letters to others (``ß`` becomes ``ss``), so a
-  domain that does not convert back to exactly what was typed is refused rather than
-  quietly sent to a different domain.
+Address policy: see `component.core.validators.email_address`, which `validate_address`
+wraps (the one address check of the whole project).
 """
 
 from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -51,6 +38,8 @@ from email.parser import BytesParser
 from email.policy import EmailPolicy
 from email.utils import make_msgid
 from typing import Literal
+
+from component.core import validators
 
 __all__ = [
     "ADDRESS_HELP",
@@ -76,10 +65,8 @@ __all__ = [
     "validate_question",
 ]
 
-ADDRESS_HELP = "Please enter a valid email address, like name@example.org."
-# RFC 5321 limits a path to 256 octets including the angle brackets.
-MAX_ADDRESS_CHARS = 254
-MAX_LOCAL_CHARS = 64
+ADDRESS_HELP = validators.ADDRESS_HELP
+MAX_ADDRESS_CHARS = validators.MAX_ADDRESS_CHARS
 MAX_NAME_CHARS = 100
 # Subjects stay readable on a phone; the full text is always in the body.
 _MAX_SUBJECT_PART_CHARS = 120
@@ -102,8 +89,6 @@ _CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # For header text: any run of line breaks, tabs and other control characters becomes one
 # space. Ordinary and non-breaking spaces are left alone, so a valid name is unchanged.
 _HEADER_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _ADDRESS_HEADERS = (
     "from",
     "sender",
@@ -145,83 +130,16 @@ def validate_address(text: object) -> str:
     """Check one mailbox address typed by a patron (offline form, transcript request) or an
     admin (queue follow-up and referral addresses, `!refer` targets) and return it cleaned.
 
-    Called at the edge, before anything is stored or put in a message. Surrounding
-    whitespace is removed; the domain is lower-cased and converted to its ASCII form.
-    Anything else that is not a plain ``local@domain`` raises `AddressError` with a
-    sentence a patron can act on (see the module docstring for the exact policy).
+    Called at the edge, before anything is stored or put in a message. A thin wrapper of
+    `component.core.validators.email_address` (the one address check everywhere; its
+    docstring gives the policy) that raises `AddressError`, about the ``email`` field.
     """
     if not isinstance(text, str):
         raise AddressError()
-    # A line break anywhere is refused outright, even at the ends: it is the one character
-    # a header injection needs, and nobody types it into an address field by accident.
-    if "\r" in text or "\n" in text:
-        raise AddressError(
-            "Please enter a single email address on one line, like name@example.org."
-        )
-    text = text.strip()
-    if not text:
-        raise AddressError("Please enter an email address, like name@example.org.")
-    if len(text) > MAX_ADDRESS_CHARS:
-        raise AddressError("That email address is too long. Please check it and try again.")
-    if _CONTROL.search(text) or _XML_ILLEGAL.search(text):
-        raise AddressError()
-    if any(ch in text for ch in ",;"):
-        raise AddressError("Please enter just one email address, like name@example.org.")
-    if any(ch in text for ch in '<>"()[]\\:'):
-        raise AddressError(
-            "Please enter just the address, like name@example.org, without a name, "
-            "quotes or angle brackets."
-        )
-    if any(ch.isspace() for ch in text):
-        raise AddressError("Please enter the address without spaces, like name@example.org.")
-    if text.count("@") != 1:
-        if text.count("@") > 1:
-            raise AddressError("Please enter just one email address, like name@example.org.")
-        raise AddressError()
-    local, _, domain = text.partition("@")
-    if not local or not domain:
-        raise AddressError()
-    if not local.isascii():
-        raise AddressError(
-            "Please use an address without accents or other special letters before the @."
-        )
-    # "=?" would start an RFC 2047 encoded word, which mail parsers decode into something
-    # else: the address read back from the stored message must be the one typed.
-    if len(local) > MAX_LOCAL_CHARS or "=?" in local or not _LOCAL_PART.fullmatch(local):
-        raise AddressError()
-    ascii_domain = _ascii_domain(domain)
-    if ascii_domain is None:
-        raise AddressError()
-    result = f"{local}@{ascii_domain}"
-    if len(result) > MAX_ADDRESS_CHARS:
-        raise AddressError("That email address is too long. Please check it and try again.")
-    return result
-
-
-def _ascii_domain(domain: str) -> str | None:
-    """The domain in lower-case ASCII (IDNA) form, or None when it is not a usable name."""
-    if not domain.isascii():
-        typed = unicodedata.normalize("NFC", domain).lower()
-        try:
-            converted = typed.encode("idna").decode("ascii")
-            back = converted.encode("ascii").decode("idna")
-        except UnicodeError:
-            return None
-        # IDNA 2003 maps some characters (ß to ss, full-width letters to ASCII): refuse
-        # rather than send a patron's answer to a domain they did not type.
-        if back != typed:
-            return None
-        domain = converted
-    domain = domain.lower()
-    labels = domain.split(".")
-    if len(labels) < 2 or len(domain) > 253:
-        return None
-    if not all(_DOMAIN_LABEL.fullmatch(label) for label in labels):
-        return None
-    # An all-digit top-level label is an IP address, not a mail domain.
-    if labels[-1].isdigit():
-        return None
-    return domain
+    try:
+        return validators.email_address(text)
+    except ValueError as exc:
+        raise AddressError(str(exc)) from None
 
 
 def validate_name(text: object) -> str | None:

@@ -216,13 +216,13 @@ async def test_remove_unreferenced_operator_deletes_row_and_memberships(store: S
     queue = await make_queue(store)
     ann = await store.upsert_operator("ann@example.org", "Ann", 3, T0)
     await store.assign(queue.id, ann.id)
-    assert await store.remove_operator("ann@example.org") is True
+    assert await store.delete_operator(ann.id) is True
     assert await store.operator_by_jid("ann@example.org") is None
     assert await store.list_assignments() == []
 
 
 async def test_remove_missing_operator_returns_false(store: Store) -> None:
-    assert await store.remove_operator("ghost@example.org") is False
+    assert await store.delete_operator(12345) is False
 
 
 async def test_remove_operator_referenced_by_chat_keeps_row(store: Store) -> None:
@@ -236,7 +236,8 @@ async def test_remove_operator_referenced_by_chat_keeps_row(store: Store) -> Non
     chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
     await store.set_chat_state(chat.id, ChatState.ACTIVE, T0, operator_id=ann.id)
 
-    assert await store.remove_operator("ann@example.org") is True
+    # The row stays (False): the chat's transcript names Ann.
+    assert await store.delete_operator(ann.id) is False
 
     assert await store.operator_by_jid("ann@example.org") == ann
     assert await store.list_assignments() == [Assignment(queue.id, bob.id, "none")]
@@ -251,7 +252,7 @@ async def test_remove_operator_referenced_by_event_keeps_row(store: Store) -> No
     await store.assign(queue.id, ann.id)
     chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
     await store.append_event(event(chat.id, 1, sender=Sender.OPERATOR), operator_id=ann.id)
-    assert await store.remove_operator("ann@example.org") is True
+    assert await store.delete_operator(ann.id) is False
     assert await store.operator_by_jid("ann@example.org") == ann
     assert await store.list_assignments() == []
     (stored,) = await store.events_after(chat.id, 0)
@@ -486,3 +487,20 @@ async def test_second_connection_sees_committed_events(db_path: Path) -> None:
     finally:
         await reader.close()
         await writer.close()
+
+
+async def test_an_operator_change_is_one_transaction(store: Store) -> None:
+    """The operator, their alert address and their queues are written together: a
+    membership that cannot be stored leaves no half-made operator behind."""
+    queue = await make_queue(store)
+    with pytest.raises(StoreError):
+        await store.save_operator(
+            "new@example.org",
+            name="New",
+            max_chats=2,
+            email="new@example.org",
+            memberships={queue.id: True, 999_999: None},
+            now=T0,
+        )
+    assert await store.operator_by_jid("new@example.org") is None
+    assert await store.list_assignments() == []

@@ -26,6 +26,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from component.core import validators
 from component.core.bans import (
     YEAR,
     Ban,
@@ -61,7 +62,7 @@ from web.keys import SERVICE
 
 Network = IPv4Network | IPv6Network
 
-MAX_REASON = 500
+MAX_REASON = validators.MAX_BAN_REASON
 MAX_RESOLUTION = 2000
 MAX_CUSTOM_DAYS = 3650
 RELATED_LIMIT = 200
@@ -243,8 +244,8 @@ async def lift(request: web.Request) -> web.Response:
         errors["reason"] = (
             "Say why the ban is lifted (e.g. an upheld appeal): it goes in the audit log."
         )
-    elif len(reason) > MAX_REASON:
-        errors["reason"] = f"Keep the reason under {MAX_REASON} characters."
+    elif (problem := _reason_problem(reason)) is not None:
+        errors["reason"] = problem
     elif not row.ban.active(service.clock()):
         errors["reason"] = "This ban is no longer in force: there is nothing to lift."
     if errors:
@@ -343,12 +344,20 @@ def _check_common(values: dict[str, str], errors: dict[str, str]) -> None:
         )
     elif len(values["target"]) > 100:
         errors["target"] = "That is too long for an address or network."
-    if not values["reason"]:
-        errors["reason"] = "Give a reason: it is shown in the ban list and the audit log."
-    elif len(values["reason"]) > MAX_REASON:
-        errors["reason"] = f"Keep the reason under {MAX_REASON} characters."
+    if (problem := _reason_problem(values["reason"])) is not None:
+        errors["reason"] = problem
     if values["length"] not in LENGTHS:
         errors["length"] = "Choose one of the lengths."
+
+
+def _reason_problem(reason: str) -> str | None:
+    """What is wrong with a ban's (or a lifting's) reason, by the rule every way of
+    banning shares; None when it is fine."""
+    try:
+        validators.ban_reason(reason)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _ipv6_prefix(values: dict[str, str], errors: dict[str, str]) -> int:

@@ -159,8 +159,8 @@ async def _other_group(desk: Desk) -> dict[str, Any]:
     await store.assign(ask.id, shared.id)
     await store.add_link(other.id, "Their hours", "https://elsewhere.example/hours")
     await store.add_exempt_network(other.id, "198.51.100.0/24", "their PCs")
-    await store.add_canned("their-hello", "Hello from elsewhere", group_id=other.id)
-    await store.add_canned("their-queue", "Queue text", queue_id=theirs.id)
+    await store.save_canned("their-hello", "Hello from elsewhere", group_id=other.id)
+    await store.save_canned("their-queue", "Queue text", queue_id=theirs.id)
     await desk.service.reload_directory()
     return {
         "group": other,
@@ -795,7 +795,7 @@ async def test_directory_pages_pass_axe(offline_desk: Desk, browser: Browser) ->
     desk = offline_desk
     store = desk.refdesk.store
     ask = await desk.store_queue("ask")
-    op = await store.add_operator("ana@example.org", "Ana", 3, datetime.now(UTC))
+    op = await store.upsert_operator("ana@example.org", "Ana", 3, datetime.now(UTC))
     await store.assign(ask.id, op.id)
     await desk.service.reload_directory()
     user, password = await admin_account(desk)

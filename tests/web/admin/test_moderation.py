@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from component.core.changes import QueueUpdate
 from component.core.models import Presence
 from tests.conftest import ADMIN_PASSWORD, ARTIFACTS, Desk, admin_account, admin_page, wait_for
 from tests.patron_client import PatronClient
@@ -107,7 +108,7 @@ async def other_group(desk: Desk, queue: str = "elsewhere", **settings: object) 
     if settings:
         found = await store.queue_by_name(queue)
         assert found is not None
-        await store.update_queue(found.id, **settings)
+        await store.update_queue(found.id, QueueUpdate(**settings))
     await desk.service.reload_directory()
 
 
