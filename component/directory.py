@@ -638,7 +638,7 @@ def _email(text: str) -> str | None:
 
 
 def _optional_title(text: str) -> str | None:
-    return validators.optional_one_line(text, validators.MAX_TITLE, "the title")
+    return validators.title(text) if text.strip() else None
 
 
 def _optional_note(text: str) -> str | None:

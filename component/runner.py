@@ -178,6 +178,9 @@ class Refdesk:
                 log.exception("periodic service work failed")
 
     async def stop(self) -> None:
+        """Stop what `start` started, in reverse order; also after a start that failed
+        half-way (see `running`)."""
+        opened = self._store is not None
         if self._poller:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -192,7 +195,8 @@ class Refdesk:
             await self._service.close()
         if self._store:
             await self._store.close()
-        log.info("refdesk stopped")
+        if opened:  # a start refused before the database opened has said why already
+            log.info("refdesk stopped")
 
 
 @contextlib.asynccontextmanager
