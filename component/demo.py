@@ -196,8 +196,6 @@ def write_demo_config(
     return path
 
 
-
-
 async def _seed(store: Store, operators: list[str], admin_password: str) -> None:
     now = datetime.now(UTC)
     if await store.admin_by_name("admin") is None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -365,7 +364,7 @@ class Moderation:
         return limiter.check(address, now)
 
     def _monotonic(self) -> float:
-        return time.monotonic()
+        return self.service.scheduler.monotonic()
 
     async def _report(self, refused: Refusal, kind: str, queue_id: int | None) -> None:
         key = (refused.limit.name, refused.subject)

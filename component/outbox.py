@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Protocol
 
+from component.clock import Clock
 from component.core.models import OutboxMail
 from component.mailer import PermanentMailError, TemporaryMailError, retry_delay
 from component.store import Store
@@ -43,12 +44,13 @@ class MailOutbox:
         store: Store,
         sender: Sender,
         envelope_from: str,
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self.store = store
         self.sender = sender
         self.envelope_from = envelope_from
-        self.clock = clock
+        self.scheduler = clock
+        self.clock = clock.now
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Two passes at once could both pick a message before either marks it sent.
@@ -75,8 +77,12 @@ class MailOutbox:
             except Exception:
                 log.exception("mail outbox pass failed")
                 delay = MAX_IDLE
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            # Woken by new mail (`wake`) or, on the injected clock, when the next is due.
+            timer = self.scheduler.call_later(delay, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
 
     async def _idle_time(self) -> float:
         due = await self.store.next_mail_due()

@@ -20,10 +20,11 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from component.bus import EventBus
+from component.clock import Clock, LoopClock, Timer
 from component.core import commands
 from component.core.bans import Ladder, Network, canonical_address
 from component.core.errors import (
@@ -77,8 +78,6 @@ from component.store import Store
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
 MAX_CLIENT_ID = 64
 # Seconds between two typing notifications of one chat (each goes to every offered operator).
 TYPING_INTERVAL = 2.0
@@ -88,10 +87,6 @@ _GUEST_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 PURGE_EVERY = timedelta(hours=1)
 # Arrival times kept per queue for escalation rules (enough for any sane rule).
 _ARRIVALS_KEPT = 200
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def hash_token(token: str) -> str:
@@ -127,10 +122,10 @@ class LiveChat:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Open patron connections, and the timer that ends the chat when none comes back.
     connections: int = 0
-    gone_timer: asyncio.TimerHandle | None = None
-    offer_timer: asyncio.TimerHandle | None = None
-    rollover_timer: asyncio.TimerHandle | None = None
-    max_wait_timer: asyncio.TimerHandle | None = None
+    gone_timer: Timer | None = None
+    offer_timer: Timer | None = None
+    rollover_timer: Timer | None = None
+    max_wait_timer: Timer | None = None
     typing: TypingThrottle = field(default_factory=lambda: TypingThrottle(TYPING_INTERVAL))
 
     @property
@@ -200,7 +195,7 @@ class DeskService:
         limits: Limits | None = None,
         resume_ttl: float = 300.0,
         operator_grace: float = 60.0,
-        clock: Clock = utcnow,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.domain = domain
@@ -208,7 +203,10 @@ class DeskService:
         self.max_message_chars = max_message_chars
         self.resume_ttl = timedelta(seconds=resume_ttl)
         self.operator_grace = operator_grace
-        self.clock = clock
+        # Every timer and every timestamp of the service and its parts comes from here.
+        self.scheduler: Clock = clock or LoopClock()
+        # The wall clock alone, as the admin pages and the parts read it.
+        self.clock = self.scheduler.now
         self._groups: dict[int, Group] = {}
         self._queues: dict[str, Queue] = {}
         self._queues_by_id: dict[int, Queue] = {}
@@ -219,7 +217,7 @@ class DeskService:
         self._subscriptions: dict[tuple[str, str], str] = {}  # (queue, jid) -> state
         self._presence: dict[str, dict[str, Presence]] = {}  # jid -> resource -> presence
         self._last_chat: dict[str, datetime] = {}  # jid -> when they last took a chat
-        self._leaving: dict[str, asyncio.TimerHandle] = {}  # operators gone offline
+        self._leaving: dict[str, Timer] = {}  # operators gone offline
         self._chats: dict[int, LiveChat] = {}
         self._by_guest: dict[str, int] = {}
         self._data_version = 0
@@ -265,10 +263,15 @@ class DeskService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _later(
-        self, delay: float, job: Callable[[], Coroutine[Any, Any, None]]
-    ) -> asyncio.TimerHandle:
-        return asyncio.get_running_loop().call_later(delay, lambda: self.spawn(job()))
+    async def idle(self) -> None:
+        """Wait until the background work running now (and any it starts) is done. Tests
+        call it after moving a manual clock, so they see what the timers did."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _later(self, delay: float, job: Callable[[], Coroutine[Any, Any, None]]) -> Timer:
+        """Run `job` as background work `delay` seconds from now, on the injected clock."""
+        return self.scheduler.call_later(delay, lambda: self.spawn(job()))
 
     async def tick(self) -> None:
         """Re-evaluate what changes with the clock alone (service hours opening and
@@ -504,7 +507,7 @@ class DeskService:
         """`queue_info`, reused for up to `max_age` seconds: the status endpoint is hit on
         every page view of every partner site, and a second's staleness is harmless
         there (the widget's own socket gets changes as they happen)."""
-        now = asyncio.get_running_loop().time()
+        now = self.scheduler.monotonic()
         cached = self._info_cache.get(name)
         if cached is not None and now - cached[0] < max_age:
             return cached[1]
@@ -799,7 +802,7 @@ class DeskService:
         live = self._chats.get(chat_id)
         if live is None or not live.recipients():
             return
-        decision = live.typing.offer(composing, asyncio.get_running_loop().time())
+        decision = live.typing.offer(composing, self.scheduler.monotonic())
         if decision is True:
             self.bus.publish(TypingChanged(live.id, live.guest, True, composing, live.recipients()))
         elif decision is not False:
@@ -809,7 +812,7 @@ class DeskService:
         live = self._chats.get(chat_id)
         if live is None:
             return
-        composing = live.typing.flush(asyncio.get_running_loop().time())
+        composing = live.typing.flush(self.scheduler.monotonic())
         if composing is not None and live.recipients():
             self.bus.publish(TypingChanged(live.id, live.guest, True, composing, live.recipients()))
 

@@ -261,7 +261,8 @@ class XmppAdapter:
         self._reconnect_task = asyncio.create_task(self._reconnect_after(delay))
 
     async def _reconnect_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+        # On the service's clock, like every other timer of the component.
+        await self.service.scheduler.sleep(delay)
         if not self._stopping:
             self._connect()
 
