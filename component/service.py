@@ -69,18 +69,17 @@ from component.core.models import (
     Sender,
 )
 from component.core.privacy import stored_address
-from component.core.ratelimit import TypingThrottle
 from component.core.routing import OperatorLoad, eligible, next_in_turn, queue_status
 from component.core.text import TextRejected, clean_message
 from component.followup import FollowUp
+from component.live import TYPING_INTERVAL, LiveChat, QueueInfo
 from component.moderation import BanPolicy, Limits, Moderation
+from component.operator_commands import run_chat_command, run_queue_command
 from component.store import Store
 
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_ID = 64
-# Seconds between two typing notifications of one chat (each goes to every offered operator).
-TYPING_INTERVAL = 2.0
 GUEST_PREFIX = "guest-"
 # Lower-case letters and digits without look-alikes, for guest JIDs people may read aloud.
 _GUEST_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -94,58 +93,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-@dataclass
-class LiveChat:
-    """An open chat as the service holds it between events. Mutated under `lock` only."""
-
-    id: int
-    queue: Queue
-    guest: str
-    state: ChatState
-    operator: Operator | None
-    created_at: datetime
-    last_seq: int
-    asked_at: datetime | None = None
-    accepted_at: datetime | None = None
-    origin_ip: str | None = None
-    referrer: str | None = None
-    offered_to: set[str] = field(default_factory=set)
-    # Round-robin: operators whose offer of this chat timed out, in this queue.
-    passed: set[str] = field(default_factory=set)
-    # Queues this chat has been in (rollover never loops).
-    visited: set[int] = field(default_factory=set)
-    # The newest patron message the XMPP server confirmed reading (see `note_relayed`).
-    relayed_seq: int = 0
-    # The patron's address as last seen, in memory only (what is stored follows the
-    # queue's privacy mode): bans must bite on the live connection whatever is kept.
-    ip: str | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # Open patron connections, and the timer that ends the chat when none comes back.
-    connections: int = 0
-    gone_timer: Timer | None = None
-    offer_timer: Timer | None = None
-    rollover_timer: Timer | None = None
-    max_wait_timer: Timer | None = None
-    typing: TypingThrottle = field(default_factory=lambda: TypingThrottle(TYPING_INTERVAL))
-
-    @property
-    def unanswered(self) -> bool:
-        """The patron has asked and no operator has taken the chat yet."""
-        return self.operator is None and self.last_seq > 0
-
-    def recipients(self) -> tuple[str, ...]:
-        """Operators who must see what the patron writes now."""
-        if self.operator is not None:
-            return (self.operator.jid,)
-        return tuple(sorted(self.offered_to))
-
-    def cancel_timers(self) -> None:
-        for timer in (self.gone_timer, self.offer_timer, self.rollover_timer, self.max_wait_timer):
-            if timer is not None:
-                timer.cancel()
-        self.gone_timer = self.offer_timer = self.rollover_timer = self.max_wait_timer = None
-
-
 @dataclass(frozen=True, slots=True)
 class ChatHandle:
     """What the web side gets when a patron says hello."""
@@ -156,18 +103,6 @@ class ChatHandle:
     resume: str
     resumed: bool
     state: ChatState
-
-
-@dataclass(frozen=True, slots=True)
-class QueueInfo:
-    """The queue's state for the status endpoint and the widget."""
-
-    queue: str
-    title: str
-    status: QueueStatus
-    waiting: int
-    operators_available: int
-    open_now: bool = True
 
 
 @dataclass
@@ -1072,8 +1007,6 @@ class DeskService:
     async def on_operator_message(self, jid: str, guest: str, text: str) -> str | None:
         """An operator wrote to a guest JID. Returns a line to answer with (command
         confirmations), or None; raises DeskError for the adapter to turn into an error."""
-        from component.operator_commands import run_chat_command
-
         op = self._require_operator(jid)
         live = self.live_by_guest(guest)
         if live is None:
@@ -1265,8 +1198,6 @@ class DeskService:
 
     async def on_queue_message(self, jid: str, queue_name: str, text: str) -> str:
         """An operator wrote to a queue JID: queue commands. Returns the reply."""
-        from component.operator_commands import run_queue_command
-
         self._require_operator(jid)
         queue = self.queue(queue_name)
         if not self.is_member(jid, queue):
@@ -1353,4 +1284,11 @@ class DeskService:
         return event
 
 
-__all__ = ["ChatHandle", "DeskService", "LiveChat", "QueueInfo", "hash_token"]
+__all__ = [
+    "TYPING_INTERVAL",
+    "ChatHandle",
+    "DeskService",
+    "LiveChat",
+    "QueueInfo",
+    "hash_token",
+]

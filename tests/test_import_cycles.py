@@ -163,5 +163,7 @@ def test_no_import_cycle_in_component_or_web() -> None:
     report = "\n".join(describe(graph, c) for c in found)
     assert not found, (
         "import cycles in component/ or web/ (imports inside functions and under "
-        "TYPE_CHECKING count: they still tie the two modules together):\n" + report
+        "TYPE_CHECKING count: they still tie the two modules together). Break each by "
+        "moving what both sides share into a module both import, or by having the lower "
+        "module name a Protocol of what it needs (see component/followup.py):\n" + report
     )
