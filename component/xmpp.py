@@ -224,9 +224,15 @@ class XmppAdapter:
 
     async def start(self) -> None:
         """Subscribe to service events and start connecting (does not wait for it)."""
+        self.attach()
+        self._connect()
+
+    def attach(self) -> None:
+        """Listen to the service and start handling inbound stanzas, without connecting.
+        Called by `start`, and by in-process tests that hand the stream a transport of
+        their own."""
         self._unsubscribe = self.service.bus.subscribe(self._on_event)
         self._worker = asyncio.create_task(self._run_inbound(), name="xmpp-inbound")
-        self._connect()
 
     async def stop(self) -> None:
         """Disconnect cleanly; called once at shutdown."""
@@ -664,6 +670,15 @@ class XmppAdapter:
                 await job()
             except Exception:
                 log.exception("failed to handle an inbound stanza")
+            finally:
+                self._inbound.task_done()
+
+    async def drained(self) -> None:
+        """Wait until every inbound stanza received so far has been handled, and what
+        the handling wrote has reached the transport. Called by in-process tests."""
+        await self._inbound.join()
+        await self.service.idle()
+        await self.xmpp.waiting_queue.join()
 
     def _on_message_stanza(self, msg: Message) -> None:
         if msg["type"] not in ("chat", "normal"):
