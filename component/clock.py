@@ -98,8 +98,11 @@ class ManualClock:
             if not done.done():
                 done.set_result(None)
 
-        self.call_later(delay, wake)
-        await done
+        timer = self.call_later(delay, wake)
+        try:
+            await done
+        finally:
+            timer.cancel()  # a cancelled sleeper leaves no timer behind
 
     def pending(self) -> list[float]:
         """Seconds from now until each timer still to fire, soonest first."""

@@ -10,6 +10,7 @@ proof that real servers agree; these pin down each stanza.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -41,6 +42,14 @@ def is_ping(stanza: ET.Element) -> bool:
     return stanza.tag == "iq" and stanza.find(PING) is not None
 
 
+class Transport(mocksocket.TestTransport):  # type: ignore[misc]
+    """slixmpp's test transport, which also reports an abort to the stream as a real one
+    does (the connection is lost on the next turn of the loop)."""
+
+    def abort(self) -> None:
+        asyncio.get_running_loop().call_soon(self.xmpp.connection_lost, None)
+
+
 @dataclass
 class Wire:
     """One adapter on a test transport, and the service behind it."""
@@ -49,7 +58,7 @@ class Wire:
     service: DeskService
     store: Store
     clock: ManualClock
-    transport: mocksocket.TestTransport
+    transport: Transport
 
     def feed(self, xml: str) -> None:
         """A stanza from the server, in the component namespace of the stream."""
@@ -116,7 +125,7 @@ async def open_wire(tmp_path: Path, *, max_stanza_bytes: int | None = None) -> W
     adapter = XmppAdapter(service, xmpp_config)
     adapter.attach()
     xmpp = adapter.xmpp
-    transport = mocksocket.TestTransport(xmpp)  # type: ignore[no-untyped-call]
+    transport = Transport(xmpp)
     # What `connect` would start: the task that writes queued stanzas to the transport.
     xmpp._run_out_filters = asyncio.ensure_future(xmpp.run_filters())
     xmpp.connection_made(transport)  # type: ignore[arg-type]
@@ -146,6 +155,11 @@ async def close_wire(w: Wire) -> None:
     if w.adapter._worker is not None:
         w.adapter._worker.cancel()
     w.adapter.xmpp.abort()
+    writer = w.adapter.xmpp._run_out_filters
+    if writer is not None:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
     await w.service.close()
     await w.store.close()
 
@@ -375,3 +389,29 @@ async def test_relay_cursor_moves_only_when_a_ping_is_answered(wire: Wire) -> No
                 if s.tag == "message"
             )
     assert wire.adapter.unconfirmed == 0
+
+
+async def test_unanswered_ping_drops_the_stream_on_the_clock(wire: Wire) -> None:
+    # The confirmation time-out runs on the injected clock: no answer for a minute means
+    # a half-open connection, which is dropped so that it reconnects and resends.
+    await wire.confirmed()
+    await operator_online(wire)
+    handle = await wire.service.open_chat("ask", None)
+    await wire.service.post_patron_message(handle.chat_id, "m1", "one")
+    await wire.confirmed()
+    live = wire.service.live_by_guest(handle.guest)
+    assert live is not None
+    relayed = live.relayed_seq
+    await wire.service.post_patron_message(handle.chat_id, "m2", "two")
+    await wire.settle()
+    assert [s.tag for s in wire.written()] == ["message", "iq"]
+    await wire.clock.advance(59)
+    await wire.settle()
+    assert wire.adapter.online.is_set()
+    await wire.clock.advance(1)
+    await wire.settle()
+    assert not wire.adapter.online.is_set()
+    assert live.relayed_seq == relayed
+    # Kept to be written again, with the same id, when the stream is back.
+    assert wire.adapter.unconfirmed == 0
+    assert [o.stanza["id"] for o in wire.adapter._outbox] == [f"rd-{handle.chat_id}-2"]
