@@ -9,18 +9,51 @@ sends them at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from datetime import datetime
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from component.bus import EventBus
 from component.core import emails
 from component.core.errors import BadCommand, DeskError, InvalidInput, UnknownQueue
 from component.core.events import ChatEnded, Event, MailQueued
-from component.core.models import ChatEvent, EventKind, NewMail, Queue, Sender
-from component.moderation import Banned
+from component.core.models import ChatEvent, ChatState, EventKind, NewMail, Queue, Sender
+from component.live import LiveChat
+from component.moderation import Banned, Moderation
+from component.store import Store
 
-if TYPE_CHECKING:
-    from component.service import DeskService, LiveChat
+
+class FollowUpHost(Protocol):
+    """What `FollowUp` needs from the service that owns it (`DeskService` provides it;
+    named here so this module never imports the service)."""
+
+    store: Store
+    bus: EventBus
+    domain: str
+    max_message_chars: int
+    moderation: Moderation
+
+    def clock(self) -> datetime: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+    def queue(self, name: str) -> Queue: ...
+
+    def queue_by_id(self, queue_id: int) -> Queue: ...
+
+    def chat_state(self, chat_id: int) -> ChatState: ...
+
+    async def history(self, chat_id: int, after_seq: int) -> list[ChatEvent]: ...
+
+    async def chat_for_token(self, resume: str) -> LiveChat | None: ...
+
+    async def system_message(self, live: LiveChat, text: str) -> None: ...
+
+    async def close_as_followed_up(self, live: LiveChat, ticket_id: int) -> None: ...
+
+    def ban_text(self, queue_name: str | None) -> str: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +106,7 @@ def staff_transcript(events: Sequence[ChatEvent]) -> list[emails.TranscriptLine]
 
 
 class FollowUp:
-    def __init__(self, service: DeskService, from_address: str) -> None:
+    def __init__(self, service: FollowUpHost, from_address: str) -> None:
         self.service = service
         self.from_address = from_address
         self._msgid_domain = service.domain

@@ -12,12 +12,13 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from component.bus import EventBus
+from component.clock import Clock
 from component.config import Config
 from component.core import validators
 from component.core.bans import (
@@ -39,8 +40,21 @@ from component.core.events import BanImposed
 from component.core.ratelimit import Limit, RateLimiter, Refusal
 from component.store import Store
 
-if TYPE_CHECKING:
-    from component.service import DeskService
+
+class ModerationHost(Protocol):
+    """What `Moderation` needs from the service that owns it (`DeskService` provides it;
+    named here so this module never imports the service)."""
+
+    store: Store
+    bus: EventBus
+    scheduler: Clock
+
+    def clock(self) -> datetime: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+    async def end_chats_from(self, network: Network, text: str) -> int: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +228,7 @@ class Moderation:
     """Owned by the service (`service.moderation`); `load()` at start and whenever the
     store changed under it."""
 
-    def __init__(self, service: DeskService, policy: BanPolicy, limits: Limits) -> None:
+    def __init__(self, service: ModerationHost, policy: BanPolicy, limits: Limits) -> None:
         self.service = service
         self.policy = policy
         self._index = BanIndex()
@@ -405,7 +419,7 @@ class Moderation:
         return limiter.check(usable, now, recipient=recipient)
 
     def _monotonic(self) -> float:
-        return time.monotonic()
+        return self.service.scheduler.monotonic()
 
     async def _report(
         self,

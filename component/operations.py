@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -172,7 +171,7 @@ class Operations:
             return
         if self._pending_count >= _MAX_PENDING:
             return
-        self._pending.setdefault(chat_id, []).append((seq, time.monotonic()))
+        self._pending.setdefault(chat_id, []).append((seq, self.service.scheduler.monotonic()))
         self._pending_count += 1
 
     def _on_relayed(self, chat_id: int, seq: int) -> None:
@@ -181,7 +180,7 @@ class Operations:
         waiting = self._pending.get(chat_id)
         if not waiting:
             return
-        now = time.monotonic()
+        now = self.service.scheduler.monotonic()
         keep = []
         for line_seq, committed in waiting:
             if line_seq <= seq:
@@ -201,8 +200,11 @@ class Operations:
         HEALTH_REUSE_SECONDS, however many requests come; the XMPP link is always now."""
         async with self._health_lock:
             cached = self._health
-            if cached is None or time.monotonic() - cached[0] >= HEALTH_REUSE_SECONDS:
-                cached = (time.monotonic(), await self._measure_health())
+            if (
+                cached is None
+                or self.service.scheduler.monotonic() - cached[0] >= HEALTH_REUSE_SECONDS
+            ):
+                cached = (self.service.scheduler.monotonic(), await self._measure_health())
                 self._health = cached
         return dataclasses.replace(cached[1], xmpp_connected=self.link().connected)
 

@@ -11,19 +11,84 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from component.core import commands, validators
 from component.core.bans import BanError, normalize_target, overlapping, parse_duration, refusal
 from component.core.errors import BadCommand, NotYourChat
-from component.core.models import Operator, Queue, Sender
+from component.core.models import ChatEvent, ChatState, Group, Operator, Presence, Queue, Sender
 from component.core.privacy import stored_address
-from component.moderation import BanRefused
-from component.service import DeskService, LiveChat
+from component.core.routing import OperatorLoad
+from component.followup import FollowUp
+from component.live import LiveChat, QueueInfo
+from component.moderation import BanRefused, Moderation
+from component.store import Store
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
-ChatCommand = Callable[[DeskService, LiveChat, Operator, str], Awaitable[str]]
-QueueCommand = Callable[[DeskService, str, Queue, str], Awaitable[str]]
+
+class CommandHost(Protocol):
+    """The service's building blocks the commands use (`CommandHost` provides them;
+    named here so this module never imports the service, which calls it)."""
+
+    store: Store
+    domain: str
+    followup: FollowUp
+    moderation: Moderation
+
+    def clock(self) -> datetime: ...
+
+    def is_queue(self, name: str) -> bool: ...
+
+    def queue(self, name: str) -> Queue: ...
+
+    def operator(self, jid: str) -> Operator | None: ...
+
+    def find_operator(self, text: str) -> Operator | None: ...
+
+    def presence_of(self, jid: str) -> Presence: ...
+
+    def loads(self, queue: Queue) -> list[OperatorLoad]: ...
+
+    def queue_info(self, name: str) -> QueueInfo: ...
+
+    def group_of(self, queue: Queue) -> Group | None: ...
+
+    def open_chats(self, queue: Queue | None = None) -> list[LiveChat]: ...
+
+    async def history(self, chat_id: int, after_seq: int) -> list[ChatEvent]: ...
+
+    def require_mine(self, live: LiveChat, op: Operator) -> None: ...
+
+    async def operator_says(self, live: LiveChat, op: Operator, text: str) -> None: ...
+
+    async def accept(self, live: LiveChat, op: Operator, *, explicit: bool) -> None: ...
+
+    async def release(self, live: LiveChat, patron_text: str) -> None: ...
+
+    async def offer_to_operator(self, live: LiveChat, target: Operator, via: str) -> None: ...
+
+    async def move_to_queue(
+        self,
+        live: LiveChat,
+        queue: Queue,
+        *,
+        patron_text: str,
+        via: str,
+        exclude: str | None = None,
+    ) -> None: ...
+
+    async def end(
+        self, live: LiveChat, *, by: str, text: str, state: ChatState = ChatState.ENDED
+    ) -> None: ...
+
+    async def note(self, live: LiveChat, op: Operator, text: str) -> None: ...
+
+    async def take_next(self, jid: str, queue_name: str) -> LiveChat | None: ...
+
+
+ChatCommand = Callable[[CommandHost, LiveChat, Operator, str], Awaitable[str]]
+QueueCommand = Callable[[CommandHost, str, Queue, str], Awaitable[str]]
 
 
 def _unknown(name: str) -> BadCommand:
@@ -32,7 +97,7 @@ def _unknown(name: str) -> BadCommand:
 
 
 async def run_chat_command(
-    service: DeskService, live: LiveChat, op: Operator, cmd: commands.Command
+    service: CommandHost, live: LiveChat, op: Operator, cmd: commands.Command
 ) -> str:
     """Run a command typed in a guest chat. Caller holds `live.lock`."""
     handler = _CHAT_COMMANDS.get(cmd.name)
@@ -42,7 +107,7 @@ async def run_chat_command(
 
 
 async def run_queue_command(
-    service: DeskService, jid: str, queue: Queue, cmd: commands.Command
+    service: CommandHost, jid: str, queue: Queue, cmd: commands.Command
 ) -> str:
     """Run a command sent to a queue JID by one of its operators."""
     handler = _QUEUE_COMMANDS.get(cmd.name)
@@ -54,11 +119,11 @@ async def run_queue_command(
 # In a guest chat ----------------------------------------------------------------------------
 
 
-async def _help(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _help(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     return commands.help_text(commands.CHAT_COMMANDS)
 
 
-async def _accept(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _accept(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     if live.operator is not None:
         if live.operator.id == op.id:
             return "This chat is already yours."
@@ -67,13 +132,13 @@ async def _accept(service: DeskService, live: LiveChat, op: Operator, arg: str) 
     return "You have this chat. Your messages now go to the patron."
 
 
-async def _end(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _end(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     service.require_mine(live, op)
     await service.end(live, by="operator", text=f"{op.name} ended the chat.")
     return "Chat ended."
 
 
-async def _transfer(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _transfer(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     service.require_mine(live, op)
     target = arg.strip()
     if not target:
@@ -110,11 +175,11 @@ async def _transfer(service: DeskService, live: LiveChat, op: Operator, arg: str
     return f"Offered to {colleague.name}. The chat is theirs once they answer."
 
 
-def _transfer_text(service: DeskService, live: LiveChat, to: str) -> str:
+def _transfer_text(service: CommandHost, live: LiveChat, to: str) -> str:
     return f"You are being transferred to {to}. Please stay in the chat."
 
 
-async def _canned(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str | None:
+async def _canned(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str | None:
     canned = await service.store.canned_for_queue(live.queue.id, live.queue.group_id)
     name = arg.strip().lower()
     if not name:
@@ -127,7 +192,7 @@ async def _canned(service: DeskService, live: LiveChat, op: Operator, arg: str) 
     return None
 
 
-async def _note(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _note(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     service.require_mine(live, op)
     if not arg.strip():
         raise BadCommand("Write the note after the command: !note <text>.")
@@ -135,7 +200,7 @@ async def _note(service: DeskService, live: LiveChat, op: Operator, arg: str) ->
     return "Note added to the transcript (the patron does not see it)."
 
 
-async def _tag(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _tag(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     service.require_mine(live, op)
     tags = [t.lower() for t in arg.replace(",", " ").split()]
     if not tags:
@@ -157,7 +222,7 @@ async def _tag(service: DeskService, live: LiveChat, op: Operator, arg: str) -> 
 INCIDENT_TAGS = frozenset({"incident", "explicit", "harassment", "threat"})
 
 
-async def _incident_for(service: DeskService, live: LiveChat, op: Operator) -> int:
+async def _incident_for(service: CommandHost, live: LiveChat, op: Operator) -> int:
     """The chat's incident report, created on first use; an `explicit` tag marks it so
     that reports describe the chat rather than quote it."""
     store = service.store
@@ -178,7 +243,7 @@ async def _incident_for(service: DeskService, live: LiveChat, op: Operator) -> i
     )
 
 
-async def _info(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _info(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     tags = await service.store.tags(live.id)
     lines = [
         f"Queue: {live.queue.title} ({live.queue.name})",
@@ -195,19 +260,19 @@ async def _info(service: DeskService, live: LiveChat, op: Operator, arg: str) ->
     return "\n".join(lines)
 
 
-def _ago(service: DeskService, when: datetime | None) -> str:
+def _ago(service: CommandHost, when: datetime | None) -> str:
     if when is None:
         return "not yet"
     seconds = int((service.clock() - when).total_seconds())
     return f"{when:%H:%M} UTC ({seconds // 60} min {seconds % 60} s ago)"
 
 
-async def _refer(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _refer(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     service.require_mine(live, op)
     return await service.followup.refer(live, op.name, op.id, arg)
 
 
-async def _ban(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _ban(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     """`!ban [30d|90d|1y] <reason>`: ban the patron's address (or, where the group's
     policy says so, report it for an admin) and end the chat politely."""
     service.require_mine(live, op)
@@ -306,20 +371,20 @@ async def _ban(service: DeskService, live: LiveChat, op: Operator, arg: str) -> 
     )
 
 
-async def _canned_text(service: DeskService, live: LiveChat, name: str) -> str:
+async def _canned_text(service: CommandHost, live: LiveChat, name: str) -> str:
     canned = await service.store.canned_for_queue(live.queue.id, live.queue.group_id)
     match = next((c for c in canned if c.name == name), None)
     return match.text if match else "This chat has ended. Goodbye."
 
 
-async def _links(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _links(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     links = await service.store.links(live.queue.group_id)
     if not links:
         return "This group has no local resource links yet."
     return "Local resources:\n" + "\n".join(f"{link.title} — {link.url}" for link in links)
 
 
-async def _canned_command(service: DeskService, live: LiveChat, op: Operator, arg: str) -> str:
+async def _canned_command(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
     # `!c name` sends the text as the operator's own message: nothing to confirm.
     return await _canned(service, live, op, arg) or ""
 
@@ -342,11 +407,11 @@ _CHAT_COMMANDS: dict[str, ChatCommand] = {
 # On a queue JID -----------------------------------------------------------------------------
 
 
-async def _queue_help(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
+async def _queue_help(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
     return commands.help_text(commands.QUEUE_COMMANDS)
 
 
-async def _status(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
+async def _status(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
     info = service.queue_info(queue.name)
     hours = "" if info.open_now else " (outside service hours)"
     return (
@@ -355,7 +420,7 @@ async def _status(service: DeskService, jid: str, queue: Queue, arg: str) -> str
     )
 
 
-async def _who(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
+async def _who(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
     lines = []
     for load in service.loads(queue):
         op = service.operator(load.jid)
@@ -367,7 +432,7 @@ async def _who(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
     return "\n".join(lines) or "No operators in this queue."
 
 
-async def _list(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
+async def _list(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
     rows = []
     for live in service.open_chats(queue):
         if live.last_seq == 0:
@@ -377,7 +442,7 @@ async def _list(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
     return "\n".join(rows) or "No open chats."
 
 
-async def _next(service: DeskService, jid: str, queue: Queue, arg: str) -> str:
+async def _next(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
     live = await service.take_next(jid, queue.name)
     if live is None:
         return "Nobody is waiting."

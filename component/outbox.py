@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Protocol
 
+from component.clock import Clock
 from component.core.models import OutboxMail
 from component.mailer import PermanentMailError, TemporaryMailError, retry_delay
 from component.store import Store
@@ -43,12 +44,13 @@ class MailOutbox:
         store: Store,
         sender: Sender,
         envelope_from: str,
-        clock: Callable[[], datetime],
+        clock: Clock,
     ) -> None:
         self.store = store
         self.sender = sender
         self.envelope_from = envelope_from
-        self.clock = clock
+        self.scheduler = clock
+        self.clock = clock.now
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Set by stop(): the worker also checks it, because a cancel can be lost on Python
@@ -83,10 +85,12 @@ class MailOutbox:
                 delay = MAX_IDLE
             if self._stopping:
                 return
-            # asyncio.timeout, not wait_for, for the same lost-cancel reason as _stopping.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            # Woken by new mail (`wake`) or, on the injected clock, when the next is due.
+            timer = self.scheduler.call_later(delay, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
 
     async def _idle_time(self) -> float:
         due = await self.store.next_mail_due()

@@ -14,6 +14,7 @@ from email.utils import parseaddr
 
 from aiohttp import web
 
+from component.clock import Clock, LoopClock
 from component.config import Config, MailConfig
 from component.core.events import Event, MailQueued
 from component.files import warn_if_open
@@ -21,7 +22,7 @@ from component.mailer import SmtpSender, SmtpSettings
 from component.moderation import Limits, policy_from_config
 from component.operations import LinkState, Operations
 from component.outbox import MailOutbox
-from component.service import Clock, DeskService, utcnow
+from component.service import DeskService
 from component.store import Store
 from component.xmpp import XmppAdapter
 from web.app import make_app
@@ -54,9 +55,11 @@ class Refdesk:
     """The whole service. `await start()` opens the store, starts the service, the web
     server and the component; `await stop()` undoes it in reverse order."""
 
-    def __init__(self, config: Config, *, clock: Clock = utcnow) -> None:
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         self.config = config
-        self._clock = clock
+        # Real time unless a test passes its own; the service, the outbox, the XMPP
+        # adapter and the directory poll all take their timers from it.
+        self._clock: Clock = clock or LoopClock()
         self._store: Store | None = None
         self._service: DeskService | None = None
         self._adapter: XmppAdapter | None = None
@@ -170,7 +173,7 @@ class Refdesk:
         """Pick up queues and operators changed by the CLI while the service runs, and let
         the service re-check what changes with the clock (service hours)."""
         while True:
-            await asyncio.sleep(DIRECTORY_POLL_SECONDS)
+            await self._clock.sleep(DIRECTORY_POLL_SECONDS)
             try:
                 await self.service.poll_directory()
                 await self.service.tick()

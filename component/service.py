@@ -20,10 +20,11 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from component.bus import EventBus
+from component.clock import Clock, LoopClock, Timer
 from component.core import commands
 from component.core.bans import Ladder, Network, canonical_address
 from component.core.errors import (
@@ -68,20 +69,17 @@ from component.core.models import (
     Sender,
 )
 from component.core.privacy import stored_address
-from component.core.ratelimit import TypingThrottle
 from component.core.routing import OperatorLoad, eligible, next_in_turn, queue_status
 from component.core.text import TextRejected, clean_message
 from component.followup import FollowUp
+from component.live import TYPING_INTERVAL, LiveChat, QueueInfo
 from component.moderation import BanPolicy, Limits, Moderation
+from component.operator_commands import run_chat_command, run_queue_command
 from component.store import Store
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
-
 MAX_CLIENT_ID = 64
-# Seconds between two typing notifications of one chat (each goes to every offered operator).
-TYPING_INTERVAL = 2.0
 GUEST_PREFIX = "guest-"
 # Lower-case letters and digits without look-alikes, for guest JIDs people may read aloud.
 _GUEST_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -90,65 +88,9 @@ PURGE_EVERY = timedelta(hours=1)
 _ARRIVALS_KEPT = 200
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def hash_token(token: str) -> str:
     """Resume tokens are stored hashed: a database leak must not let anyone join a chat."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-@dataclass
-class LiveChat:
-    """An open chat as the service holds it between events. Mutated under `lock` only."""
-
-    id: int
-    queue: Queue
-    guest: str
-    state: ChatState
-    operator: Operator | None
-    created_at: datetime
-    last_seq: int
-    asked_at: datetime | None = None
-    accepted_at: datetime | None = None
-    origin_ip: str | None = None
-    referrer: str | None = None
-    offered_to: set[str] = field(default_factory=set)
-    # Round-robin: operators whose offer of this chat timed out, in this queue.
-    passed: set[str] = field(default_factory=set)
-    # Queues this chat has been in (rollover never loops).
-    visited: set[int] = field(default_factory=set)
-    # The newest patron message the XMPP server confirmed reading (see `note_relayed`).
-    relayed_seq: int = 0
-    # The patron's address as last seen, in memory only (what is stored follows the
-    # queue's privacy mode): bans must bite on the live connection whatever is kept.
-    ip: str | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # Open patron connections, and the timer that ends the chat when none comes back.
-    connections: int = 0
-    gone_timer: asyncio.TimerHandle | None = None
-    offer_timer: asyncio.TimerHandle | None = None
-    rollover_timer: asyncio.TimerHandle | None = None
-    max_wait_timer: asyncio.TimerHandle | None = None
-    typing: TypingThrottle = field(default_factory=lambda: TypingThrottle(TYPING_INTERVAL))
-
-    @property
-    def unanswered(self) -> bool:
-        """The patron has asked and no operator has taken the chat yet."""
-        return self.operator is None and self.last_seq > 0
-
-    def recipients(self) -> tuple[str, ...]:
-        """Operators who must see what the patron writes now."""
-        if self.operator is not None:
-            return (self.operator.jid,)
-        return tuple(sorted(self.offered_to))
-
-    def cancel_timers(self) -> None:
-        for timer in (self.gone_timer, self.offer_timer, self.rollover_timer, self.max_wait_timer):
-            if timer is not None:
-                timer.cancel()
-        self.gone_timer = self.offer_timer = self.rollover_timer = self.max_wait_timer = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,18 +103,6 @@ class ChatHandle:
     resume: str
     resumed: bool
     state: ChatState
-
-
-@dataclass(frozen=True, slots=True)
-class QueueInfo:
-    """The queue's state for the status endpoint and the widget."""
-
-    queue: str
-    title: str
-    status: QueueStatus
-    waiting: int
-    operators_available: int
-    open_now: bool = True
 
 
 @dataclass
@@ -200,7 +130,7 @@ class DeskService:
         limits: Limits | None = None,
         resume_ttl: float = 300.0,
         operator_grace: float = 60.0,
-        clock: Clock = utcnow,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.domain = domain
@@ -208,7 +138,10 @@ class DeskService:
         self.max_message_chars = max_message_chars
         self.resume_ttl = timedelta(seconds=resume_ttl)
         self.operator_grace = operator_grace
-        self.clock = clock
+        # Every timer and every timestamp of the service and its parts comes from here.
+        self.scheduler: Clock = clock or LoopClock()
+        # The wall clock alone, as the admin pages and the parts read it.
+        self.clock = self.scheduler.now
         self._groups: dict[int, Group] = {}
         self._queues: dict[str, Queue] = {}
         self._queues_by_id: dict[int, Queue] = {}
@@ -219,7 +152,7 @@ class DeskService:
         self._subscriptions: dict[tuple[str, str], str] = {}  # (queue, jid) -> state
         self._presence: dict[str, dict[str, Presence]] = {}  # jid -> resource -> presence
         self._last_chat: dict[str, datetime] = {}  # jid -> when they last took a chat
-        self._leaving: dict[str, asyncio.TimerHandle] = {}  # operators gone offline
+        self._leaving: dict[str, Timer] = {}  # operators gone offline
         self._chats: dict[int, LiveChat] = {}
         self._by_guest: dict[str, int] = {}
         self._data_version = 0
@@ -265,10 +198,15 @@ class DeskService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _later(
-        self, delay: float, job: Callable[[], Coroutine[Any, Any, None]]
-    ) -> asyncio.TimerHandle:
-        return asyncio.get_running_loop().call_later(delay, lambda: self.spawn(job()))
+    async def idle(self) -> None:
+        """Wait until the background work running now (and any it starts) is done. Tests
+        call it after moving a manual clock, so they see what the timers did."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _later(self, delay: float, job: Callable[[], Coroutine[Any, Any, None]]) -> Timer:
+        """Run `job` as background work `delay` seconds from now, on the injected clock."""
+        return self.scheduler.call_later(delay, lambda: self.spawn(job()))
 
     async def tick(self) -> None:
         """Re-evaluate what changes with the clock alone (service hours opening and
@@ -504,7 +442,7 @@ class DeskService:
         """`queue_info`, reused for up to `max_age` seconds: the status endpoint is hit on
         every page view of every partner site, and a second's staleness is harmless
         there (the widget's own socket gets changes as they happen)."""
-        now = asyncio.get_running_loop().time()
+        now = self.scheduler.monotonic()
         cached = self._info_cache.get(name)
         if cached is not None and now - cached[0] < max_age:
             return cached[1]
@@ -802,7 +740,7 @@ class DeskService:
         live = self._chats.get(chat_id)
         if live is None or not live.recipients():
             return
-        decision = live.typing.offer(composing, asyncio.get_running_loop().time())
+        decision = live.typing.offer(composing, self.scheduler.monotonic())
         if decision is True:
             self.bus.publish(TypingChanged(live.id, live.guest, True, composing, live.recipients()))
         elif decision is not False:
@@ -812,7 +750,7 @@ class DeskService:
         live = self._chats.get(chat_id)
         if live is None:
             return
-        composing = live.typing.flush(asyncio.get_running_loop().time())
+        composing = live.typing.flush(self.scheduler.monotonic())
         if composing is not None and live.recipients():
             self.bus.publish(TypingChanged(live.id, live.guest, True, composing, live.recipients()))
 
@@ -1072,8 +1010,6 @@ class DeskService:
     async def on_operator_message(self, jid: str, guest: str, text: str) -> str | None:
         """An operator wrote to a guest JID. Returns a line to answer with (command
         confirmations), or None; raises DeskError for the adapter to turn into an error."""
-        from component.operator_commands import run_chat_command
-
         op = self._require_operator(jid)
         live = self.live_by_guest(guest)
         if live is None:
@@ -1265,8 +1201,6 @@ class DeskService:
 
     async def on_queue_message(self, jid: str, queue_name: str, text: str) -> str:
         """An operator wrote to a queue JID: queue commands. Returns the reply."""
-        from component.operator_commands import run_queue_command
-
         self._require_operator(jid)
         queue = self.queue(queue_name)
         if not self.is_member(jid, queue):
@@ -1353,4 +1287,11 @@ class DeskService:
         return event
 
 
-__all__ = ["ChatHandle", "DeskService", "LiveChat", "QueueInfo", "hash_token"]
+__all__ = [
+    "TYPING_INTERVAL",
+    "ChatHandle",
+    "DeskService",
+    "LiveChat",
+    "QueueInfo",
+    "hash_token",
+]

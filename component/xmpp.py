@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import slixmpp
-from slixmpp.exceptions import IqError, IqTimeout, XMPPError
+from slixmpp.exceptions import IqError, XMPPError
 from slixmpp.stanza import Iq, Message
 from slixmpp.stanza import Presence as PresenceStanza
 from slixmpp.xmlstream.handler import Callback
@@ -224,9 +224,15 @@ class XmppAdapter:
 
     async def start(self) -> None:
         """Subscribe to service events and start connecting (does not wait for it)."""
+        self.attach()
+        self._connect()
+
+    def attach(self) -> None:
+        """Listen to the service and start handling inbound stanzas, without connecting.
+        Called by `start`, and by in-process tests that hand the stream a transport of
+        their own."""
         self._unsubscribe = self.service.bus.subscribe(self._on_event)
         self._worker = asyncio.create_task(self._run_inbound(), name="xmpp-inbound")
-        self._connect()
 
     async def stop(self) -> None:
         """Disconnect cleanly; called once at shutdown."""
@@ -261,7 +267,8 @@ class XmppAdapter:
         self._reconnect_task = asyncio.create_task(self._reconnect_after(delay))
 
     async def _reconnect_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+        # On the service's clock, like every other timer of the component.
+        await self.service.scheduler.sleep(delay)
         if not self._stopping:
             self._connect()
 
@@ -443,18 +450,29 @@ class XmppAdapter:
         iq = self.xmpp.make_iq_get(ito=self.domain, ifrom=self.domain)
         iq.enable("ping")
         self.pings += 1
+        # The time-out runs on the service's clock (not slixmpp's own timer), like every
+        # other timer of the component.
+        answer: asyncio.Future[Any] = asyncio.ensure_future(iq.send())  # type: ignore[no-untyped-call]
+        deadline = asyncio.ensure_future(self.service.scheduler.sleep(_CONFIRM_TIMEOUT))
         try:
-            await iq.send(timeout=_CONFIRM_TIMEOUT)  # type: ignore[no-untyped-call]
-        except IqError:
-            pass  # an error answer is in stream order too
-        except IqTimeout:
+            await asyncio.wait({answer, deadline}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            deadline.cancel()
+            answered = answer.done()
+            if not answered:
+                answer.cancel()  # timed out, or this task was cancelled with its stream
+        if not answered:
             if stream == self._stream:
                 log.warning(
                     "no answer from the XMPP server in %.0f s; reconnecting", _CONFIRM_TIMEOUT
                 )
                 self.xmpp.abort()
             return
-        except Exception:
+        try:
+            answer.result()
+        except IqError:
+            pass  # an error answer is in stream order too
+        except (Exception, asyncio.CancelledError):
             return  # the stream went away while sending; its loss requeues everything
         if stream != self._stream:
             return
@@ -466,10 +484,15 @@ class XmppAdapter:
     async def _settle(self, timeout: float) -> None:
         """Wait (at most `timeout` s) until what was written is confirmed; called by
         `stop`, so that a clean shutdown leaves nothing to resend at the next start."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._unconfirmed and self.online.is_set() and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        deadline = asyncio.ensure_future(self.service.scheduler.sleep(timeout))
+        try:
+            while self._unconfirmed and self.online.is_set() and not deadline.done():
+                confirming = self._confirming
+                if confirming is None or confirming.done():
+                    return  # the stream went down: what is unconfirmed is resent later
+                await asyncio.wait({confirming, deadline}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            deadline.cancel()
 
     def _bodies(self, text: str) -> list[str]:
         """`text` (already free of XML-illegal characters) in as many bodies as it needs,
@@ -663,6 +686,24 @@ class XmppAdapter:
                 await job()
             except Exception:
                 log.exception("failed to handle an inbound stanza")
+            finally:
+                self._inbound.task_done()
+
+    async def drained(self) -> None:
+        """Wait until every inbound stanza received so far has been handled, and what
+        the handling wrote has reached the transport. Called by in-process tests."""
+        await self._inbound.join()
+        await self.service.idle()
+        if self.xmpp.transport is None:
+            return
+        # slixmpp empties its send queue without accounting for it when the stream is lost,
+        # so joining it alone could wait for ever: stop at the loss too.
+        written = asyncio.ensure_future(self.xmpp.waiting_queue.join())
+        lost: asyncio.Future[Any] = self.xmpp.disconnected
+        try:
+            await asyncio.wait({written, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            written.cancel()
 
     def _on_message_stanza(self, msg: Message) -> None:
         if msg["type"] not in ("chat", "normal"):

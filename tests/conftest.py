@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from component.clock import LoopClock
 from component.config import (
     BansConfig,
     ChatConfig,
@@ -106,14 +107,19 @@ async def xmpp_server(
     await server.stop()
 
 
-class TestClock:
-    """The service's clock in tests: real time, unless a test pins it with `set`."""
+class TestClock(LoopClock):
+    """The service's clock in end-to-end tests: real time and real timers on the event
+    loop (the servers on the other side run in real time too), except that a test may pin
+    the wall clock with `set`."""
 
     def __init__(self) -> None:
         self.fixed: datetime | None = None
 
-    def __call__(self) -> datetime:
+    def now(self) -> datetime:
         return self.fixed if self.fixed is not None else datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now()
 
     def set(self, when: datetime) -> None:
         self.fixed = when

@@ -12,8 +12,8 @@ from component.config import Config
 from component.operations import LinkState, Operations
 from component.service import DeskService
 from web import assets, longpoll, ops, pages, patron, questions
-from web.admin import setup_admin
 from web.admin.auth import admin_guard
+from web.admin.routes import setup_admin
 from web.connlimits import AddressSlots
 from web.hub import PatronHub
 from web.keys import (

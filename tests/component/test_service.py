@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
+from component.clock import ManualClock
 from component.core import commands
 from component.core.errors import (
     BadCommand,
@@ -25,13 +26,16 @@ from component.core.events import (
     ChatAccepted,
     ChatEnded,
     ChatOffered,
+    EmailOffered,
     Event,
     MessagePosted,
+    OfferWithdrawn,
     QueueStatusChanged,
     SubscriptionWanted,
+    TypingChanged,
 )
 from component.core.models import ChatState, EventKind, Presence, QueueStatus, Sender
-from component.service import DeskService, hash_token
+from component.service import TYPING_INTERVAL, DeskService, hash_token
 from component.store import Store
 
 DOMAIN = "desk.example.org"
@@ -43,17 +47,9 @@ STRANGER = "mallory@example.org"
 E = TypeVar("E")
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+def Clock() -> ManualClock:
+    """A clock the test moves by hand: timers fire only when the test advances it."""
+    return ManualClock(datetime(2026, 5, 4, 9, 30, tzinfo=UTC))
 
 
 @dataclass
@@ -61,11 +57,17 @@ class Desk:
     path: Path
     store: Store
     service: DeskService
-    clock: Clock
+    clock: ManualClock
     events: list[Event] = field(default_factory=list)
 
     def of(self, kind: type[E]) -> list[E]:
         return [e for e in self.events if isinstance(e, kind)]
+
+
+async def advance(desk: Desk, seconds: float) -> int:
+    """Let `seconds` pass on the desk's clock: the timers that fall due fire, in order,
+    and the work each starts finishes before the next. Returns how many fired."""
+    return await desk.clock.advance(seconds, settle=desk.service.idle)
 
 
 async def seed(store: Store, now: datetime, *, ann_max: int = 3, bob_max: int = 3) -> None:
@@ -80,7 +82,7 @@ async def seed(store: Store, now: datetime, *, ann_max: int = 3, bob_max: int = 
     await store.assign(other.id, carol.id)
 
 
-async def make_desk(path: Path, clock: Clock, *, resume_ttl: float = 3600.0) -> Desk:
+async def make_desk(path: Path, clock: ManualClock, *, resume_ttl: float = 3600.0) -> Desk:
     store = await Store.open(path)
     service = DeskService(store, domain=DOMAIN, clock=clock, resume_ttl=resume_ttl)
     await service.start()
@@ -94,7 +96,7 @@ async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
     clock = Clock()
     path = tmp_path / "refdesk.sqlite3"
     d = await make_desk(path, clock)
-    await seed(d.store, clock.now)
+    await seed(d.store, clock.now())
     await d.service.reload_directory()
     d.events.clear()
     try:
@@ -134,7 +136,7 @@ async def test_open_chat_new(desk: Desk) -> None:
     assert stored.guest == handle.guest
     assert stored.origin_ip == "192.0.2.9"
     assert stored.referrer == "https://lib.example/"
-    assert stored.created_at == desk.clock.now
+    assert stored.created_at == desk.clock.now()
     # The raw token is never stored.
     assert await desk.store.chat_by_resume(handle.resume) is None
     assert [c.id for c in desk.service.open_chats()] == [handle.chat_id]
@@ -191,13 +193,13 @@ async def test_ended_chat_resumes_until_ttl(desk: Desk) -> None:
     assert first.chat_id == handle.chat_id
     await desk.service.end_chat_by_patron(handle.chat_id)
 
-    desk.clock.advance(desk.service.resume_ttl.total_seconds() - 1)
+    await advance(desk, desk.service.resume_ttl.total_seconds() - 1)
     ended = await desk.service.open_chat("ask", handle.resume)
     assert ended.resumed is True
     assert ended.chat_id == handle.chat_id
     assert ended.state is ChatState.ENDED
 
-    desk.clock.advance(2)
+    await advance(desk, 2)
     fresh = await desk.service.open_chat("ask", handle.resume)
     assert fresh.resumed is False
     assert fresh.chat_id not in (handle.chat_id, chat_id)
@@ -217,7 +219,7 @@ async def test_post_patron_message_commits_dense_seqs(desk: Desk) -> None:
     assert [e.text for e in returned] == ["Hello\nthere", "second", "third"]
     assert all(e.sender is Sender.PATRON and e.kind is EventKind.MESSAGE for e in returned)
     assert [e.client_id for e in returned] == ["c0", "c1", "c2"]
-    assert all(e.ts == desk.clock.now for e in returned)
+    assert all(e.ts == desk.clock.now() for e in returned)
     # Returned events are committed: the store has exactly them.
     assert await desk.store.events_after(handle.chat_id, 0) == returned
     posted = desk.of(MessagePosted)
@@ -460,7 +462,7 @@ async def test_end_ends_the_chat(desk: Desk) -> None:
     stored = await desk.store.chat_by_id(chat_id)
     assert stored is not None
     assert stored.state is ChatState.ENDED
-    assert stored.ended_at == desk.clock.now
+    assert stored.ended_at == desk.clock.now()
     assert desk.service.chat_state(chat_id) is ChatState.ENDED
     assert chat_id not in [c.id for c in desk.service.open_chats()]
     assert (await desk.store.events_after(chat_id, 3)) == [ended.event]
@@ -603,7 +605,7 @@ async def test_presence_of_non_operator_is_ignored(desk: Desk) -> None:
 async def test_operator_freed_by_end_gets_waiting_chat(desk: Desk) -> None:
     # Ann takes one chat at a time. While she is busy a second patron asks; when her chat
     # ends she is eligible again (available, under her max) and must be offered it.
-    await desk.store.upsert_operator(ANN, "Ann", 1, desk.clock.now)
+    await desk.store.upsert_operator(ANN, "Ann", 1, desk.clock.now())
     await desk.service.reload_directory()
     await online(desk, ANN)
     first_id, first_guest = await asked_chat(desk)
@@ -616,10 +618,7 @@ async def test_operator_freed_by_end_gets_waiting_chat(desk: Desk) -> None:
     await desk.service.on_operator_message(ANN, first_guest, "!end")
     assert desk.service.queue_info("ask").status is QueueStatus.AVAILABLE
     # The offer is made from a task (the ending chat's lock is held): let it run.
-    for _ in range(200):
-        if len(desk.of(ChatOffered)) == 2:
-            break
-        await asyncio.sleep(0.01)
+    await desk.service.idle()
     assert [o.chat_id for o in desk.of(ChatOffered)] == [first_id, second.chat_id]
 
 
@@ -650,7 +649,7 @@ async def test_queue_info_offline_available_away(desk: Desk) -> None:
 
 
 async def test_queue_info_busy_at_max_chats(desk: Desk) -> None:
-    await desk.store.upsert_operator(ANN, "Ann", 1, desk.clock.now)
+    await desk.store.upsert_operator(ANN, "Ann", 1, desk.clock.now())
     await desk.service.reload_directory()
     await online(desk, ANN)
     _, guest = await asked_chat(desk)
@@ -756,7 +755,7 @@ async def test_reload_directory_asks_for_new_subscriptions(tmp_path: Path) -> No
     clock = Clock()
     d = await make_desk(tmp_path / "db.sqlite3", clock)
     try:
-        await seed(d.store, clock.now)
+        await seed(d.store, clock.now())
         await d.service.reload_directory()
         wanted = {(e.queue, e.operator_jid) for e in d.of(SubscriptionWanted)}
         assert wanted == {("ask", ANN), ("ask", BOB), ("science", CAROL)}
@@ -774,7 +773,7 @@ async def test_poll_directory_sees_another_connection(desk: Desk) -> None:
     assert await desk.service.poll_directory() is False
     cli = await Store.open(desk.path)
     try:
-        dave = await cli.upsert_operator("dave@example.org", "Dave", 2, desk.clock.now)
+        dave = await cli.upsert_operator("dave@example.org", "Dave", 2, desk.clock.now())
         queue = await cli.queue_by_name("ask")
         assert queue is not None
         await cli.assign(queue.id, dave.id)
@@ -834,7 +833,7 @@ async def test_restart_reloads_open_chats_with_their_last_seq(desk: Desk) -> Non
 
 # Patron gone -----------------------------------------------------------------------------
 
-GONE_TTL = 0.05
+GONE_TTL = 30.0
 
 
 @pytest.fixture
@@ -842,7 +841,7 @@ async def quick_desk(tmp_path: Path) -> AsyncIterator[Desk]:
     """A desk whose patrons are given up after GONE_TTL seconds without a connection."""
     clock = Clock()
     d = await make_desk(tmp_path / "quick.sqlite3", clock, resume_ttl=GONE_TTL)
-    await seed(d.store, clock.now)
+    await seed(d.store, clock.now())
     await d.service.reload_directory()
     d.events.clear()
     try:
@@ -850,14 +849,6 @@ async def quick_desk(tmp_path: Path) -> AsyncIterator[Desk]:
     finally:
         await d.service.close()
         await d.store.close()
-
-
-async def settle(desk: Desk, ended: int, timeout: float = 2.0) -> None:
-    """Wait until `ended` ChatEnded events were published, or the timeout passes."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while len(desk.of(ChatEnded)) < ended and loop.time() < deadline:
-        await asyncio.sleep(0.01)
 
 
 async def test_patron_gone_ends_the_chat(quick_desk: Desk) -> None:
@@ -868,7 +859,10 @@ async def test_patron_gone_ends_the_chat(quick_desk: Desk) -> None:
     await service.post_patron_message(handle.chat_id, "m1", "hello")
     await service.on_operator_message(ANN, handle.guest, "hi")
     service.patron_disconnected(handle.chat_id)
-    await settle(quick_desk, 1)
+    assert quick_desk.of(ChatEnded) == []
+    await advance(quick_desk, GONE_TTL - 1)
+    assert quick_desk.of(ChatEnded) == []
+    await advance(quick_desk, 1)
     (ended,) = quick_desk.of(ChatEnded)
     assert ended.chat_id == handle.chat_id
     assert ended.by == "system"
@@ -884,16 +878,128 @@ async def test_patron_who_comes_back_keeps_the_chat(quick_desk: Desk) -> None:
     service.patron_connected(handle.chat_id)
     service.patron_connected(handle.chat_id)  # a second tab
     service.patron_disconnected(handle.chat_id)
-    await asyncio.sleep(GONE_TTL * 4)
+    await advance(quick_desk, GONE_TTL * 4)
     assert quick_desk.of(ChatEnded) == []
     service.patron_disconnected(handle.chat_id)
     service.patron_connected(handle.chat_id)  # reconnected in time
-    await asyncio.sleep(GONE_TTL * 4)
+    await advance(quick_desk, GONE_TTL * 4)
     assert quick_desk.of(ChatEnded) == []
     assert service.chat_state(handle.chat_id) is ChatState.WAITING
 
 
 async def test_patron_who_never_connects_is_given_up(quick_desk: Desk) -> None:
     handle = await quick_desk.service.open_chat("ask", None)
-    await settle(quick_desk, 1)
+    assert quick_desk.of(ChatEnded) == []
+    await advance(quick_desk, GONE_TTL - 1)
+    assert quick_desk.of(ChatEnded) == []
+    await advance(quick_desk, 1)
     assert [e.chat_id for e in quick_desk.of(ChatEnded)] == [handle.chat_id]
+
+
+# Timers on the manual clock --------------------------------------------------------------
+
+
+async def set_queue(desk: Desk, name: str, **settings: object) -> None:
+    queue = await desk.store.queue_by_name(name)
+    assert queue is not None
+    await desk.store.update_queue(queue.id, **settings)
+    await desk.service.reload_directory()
+
+
+async def test_round_robin_offer_times_out_to_the_next_operator(desk: Desk) -> None:
+    await set_queue(desk, "ask", routing="round-robin", offer_timeout=30.0)
+    await online(desk, ANN, BOB)
+    chat_id, _ = await asked_chat(desk)
+    (first,) = desk.of(ChatOffered)
+    await advance(desk, 29)
+    assert len(desk.of(ChatOffered)) == 1 and desk.of(OfferWithdrawn) == []
+    await advance(desk, 1)
+    (withdrawn,) = desk.of(OfferWithdrawn)
+    assert withdrawn.operator_jids == first.operator_jids
+    second = desk.of(ChatOffered)[1]
+    assert second.chat_id == chat_id
+    assert set(second.operator_jids) == {ANN, BOB} - set(first.operator_jids)
+
+
+async def test_accepted_offer_never_times_out(desk: Desk) -> None:
+    await set_queue(desk, "ask", routing="round-robin", offer_timeout=30.0)
+    await online(desk, ANN, BOB)
+    _, guest = await asked_chat(desk)
+    (offer,) = desk.of(ChatOffered)
+    await desk.service.on_operator_message(offer.operator_jids[0], guest, "hello")
+    await advance(desk, 600)
+    assert desk.of(OfferWithdrawn) == []
+    assert len(desk.of(ChatOffered)) == 1
+
+
+async def test_unanswered_chat_rolls_over_to_the_backup_queue(desk: Desk) -> None:
+    science = await desk.store.queue_by_name("science")
+    assert science is not None
+    await set_queue(desk, "ask", rollover_after=90.0, backup_queue_id=science.id)
+    await online(desk, CAROL)
+    chat_id, _ = await asked_chat(desk)
+    await advance(desk, 89)
+    assert desk.service.chat_queue(chat_id) == "ask"
+    await advance(desk, 1)
+    assert desk.service.chat_queue(chat_id) == "science"
+    assert [o.operator_jids for o in desk.of(ChatOffered)] == [(CAROL,)]
+
+
+async def test_max_wait_offers_the_email_form_once(desk: Desk) -> None:
+    await set_queue(desk, "ask", max_wait=90.0, followup_email="ref@lib.example")
+    await asked_chat(desk)
+    await advance(desk, 89)
+    assert desk.of(EmailOffered) == []
+    await advance(desk, 1)
+    assert len(desk.of(EmailOffered)) == 1
+    await advance(desk, 3600)
+    assert len(desk.of(EmailOffered)) == 1
+
+
+async def test_operator_offline_past_the_grace_loses_their_chats(desk: Desk) -> None:
+    await online(desk, ANN)
+    chat_id, guest = await asked_chat(desk)
+    await desk.service.on_operator_message(ANN, guest, "hello")
+    await online(desk, ANN, presence=Presence.OFFLINE)
+    await advance(desk, desk.service.operator_grace - 1)
+    assert desk.service.chat_state(chat_id) is ChatState.ACTIVE
+    await advance(desk, 1)
+    assert desk.service.chat_state(chat_id) is not ChatState.ACTIVE
+    assert desk.service.live_by_guest(guest) is not None
+    live = desk.service.live_by_guest(guest)
+    assert live is not None and live.operator is None
+
+
+async def test_operator_back_within_the_grace_keeps_their_chats(desk: Desk) -> None:
+    await online(desk, ANN)
+    chat_id, guest = await asked_chat(desk)
+    await desk.service.on_operator_message(ANN, guest, "hello")
+    await online(desk, ANN, presence=Presence.OFFLINE)
+    await advance(desk, desk.service.operator_grace - 1)
+    await online(desk, ANN)
+    # Well past the grace (and short of the patron-gone time-out, as nobody connected).
+    await advance(desk, desk.service.operator_grace * 10)
+    assert desk.service.chat_state(chat_id) is ChatState.ACTIVE
+    live = desk.service.live_by_guest(guest)
+    assert live is not None and live.operator is not None and live.operator.jid == ANN
+
+
+async def test_typing_flush_fires_on_the_clock(desk: Desk) -> None:
+    await online(desk, ANN)
+    chat_id, _ = await asked_chat(desk)
+    await desk.service.patron_typing(chat_id, True)
+    await desk.service.patron_typing(chat_id, False)  # inside the interval: held back
+    typing = [e for e in desk.of(TypingChanged) if e.chat_id == chat_id]
+    assert [e.composing for e in typing] == [True]
+    await advance(desk, TYPING_INTERVAL)
+    typing = [e for e in desk.of(TypingChanged) if e.chat_id == chat_id]
+    assert [e.composing for e in typing] == [True, False]
+
+
+async def test_closing_the_service_leaves_no_timer_to_fire(desk: Desk) -> None:
+    await online(desk, ANN)
+    await asked_chat(desk)
+    await online(desk, ANN, presence=Presence.OFFLINE)
+    assert desk.clock.pending()
+    await desk.service.close()
+    assert desk.clock.pending() == []

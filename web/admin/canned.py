@@ -11,8 +11,9 @@ from aiohttp import web
 
 from component.directory import CannedChange, DirectoryError, Scope
 from component.store_directory import CannedRow
-from web.admin import auth, render
+from web.admin import auth
 from web.admin.forms import Form, directory_of, done, id_of, posted, store_of
+from web.admin.layout import render
 
 # Re-renders the page a canned message lives on, with these forms, as a 400.
 Rerender = Callable[[Mapping[str, Form]], Awaitable[web.Response]]

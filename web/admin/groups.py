@@ -10,7 +10,7 @@ from aiohttp import web
 
 from component.core.models import Group
 from component.directory import DirectoryError, GroupChange, NewExempt, NewGroup, NewLink, Scope
-from web.admin import auth, canned, render
+from web.admin import auth, canned
 from web.admin.forms import (
     Form,
     directory_of,
@@ -21,6 +21,7 @@ from web.admin.forms import (
     store_of,
     visible_groups,
 )
+from web.admin.layout import render
 
 
 async def groups_page(request: web.Request) -> web.Response:

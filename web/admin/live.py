@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.admin import auth, render
+from web.admin import auth
+from web.admin.layout import render
 from web.keys import SERVICE
 
 

@@ -42,7 +42,8 @@ from component.core.bans import (
 from component.core.models import Incident
 from component.moderation import BanRefused
 from component.store_records import BAN_FILTERS, BanRow, ChatSummary
-from web.admin import auth, render
+from web.admin import auth
+from web.admin.layout import render
 from web.admin.records import (
     PAGE_SIZE,
     chat_address,

@@ -11,7 +11,6 @@ from aiohttp import web
 
 from component.core.models import Operator, Queue
 from component.directory import DirectoryError, OperatorChange
-from web.admin import render
 from web.admin.forms import (
     Form,
     directory_of,
@@ -25,6 +24,7 @@ from web.admin.forms import (
     store_of,
     visible_queues,
 )
+from web.admin.layout import render
 
 SHARED_OPERATOR_NOTE = (
     "They also serve another group: only an admin can change their name and max chats."

@@ -13,7 +13,7 @@ from component.core.escalation import describe as describe_rule
 from component.core.hours import HoursError, describe, parse_hours
 from component.core.models import Queue, RoutingMode
 from component.directory import DirectoryError, NewQueue, QueueChange, Scope
-from web.admin import auth, canned, render
+from web.admin import auth, canned
 from web.admin.embed import direct_link, embed_snippet
 from web.admin.forms import (
     Form,
@@ -27,6 +27,7 @@ from web.admin.forms import (
     visible_groups,
     visible_queues,
 )
+from web.admin.layout import render
 from web.keys import CONFIG
 from web.security import frame_ancestors
 

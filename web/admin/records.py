@@ -31,7 +31,8 @@ from component.core.events import MailQueued
 from component.core.models import ChatEvent, EventKind, Incident, OutboxMail, Sender
 from component.core.privacy import stored_address
 from component.store_records import ChatSummary
-from web.admin import auth, render
+from web.admin import auth
+from web.admin.layout import render
 from web.keys import SERVICE
 
 PAGE_SIZE = 50

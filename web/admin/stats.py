@@ -28,7 +28,8 @@ from markupsafe import Markup
 from component.core import stats as core
 from component.core.models import Operator, Queue
 from component.core.stats import Counts, StatsError, StatsReport, Timing
-from web.admin import auth, render
+from web.admin import auth
+from web.admin.layout import render
 from web.keys import SERVICE
 
 DEFAULT_DAYS = 30
