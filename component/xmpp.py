@@ -111,9 +111,6 @@ _MAX_OFFER_PARTS = 3
 # Seconds to wait for the answer to a confirmation ping before the stream is presumed dead
 # (a half-open connection) and dropped, so that it reconnects and resends.
 _CONFIRM_TIMEOUT = 60.0
-# A stanza that was in flight each time the server closed the stream with an error this
-# many times in a row is presumed to be what the server refuses, and dropped.
-_MAX_STRIKES = 2
 # Stream errors that blame what we wrote (RFC 6120, 4.9.3); others, such as
 # system-shutdown or conflict, say nothing about our stanzas.
 _STANZA_FAULTS = frozenset(
@@ -149,7 +146,9 @@ class _Out:
     chat_id: int | None = None
     first_seq: int = 0
     last_seq: int = 0
-    strikes: int = 0
+    # In flight when the server closed the stream blaming what we wrote: written alone
+    # (and confirmed) in the next session, so that the one the server refuses is known.
+    suspect: bool = False
 
 
 class XmppAdapter:
@@ -175,6 +174,10 @@ class XmppAdapter:
         self._confirming: asyncio.Task[None] | None = None
         # One confirmation ping at a time: each covers what was written before it.
         self._confirm_lock = asyncio.Lock()
+        # Set when the current stream is lost (and replaced): a confirmation still waiting
+        # for its ping's answer gives up at once instead of holding `_confirm_lock` until
+        # its time-out, which would stall the next session's confirmations.
+        self._lost = asyncio.Event()
         # Counts stream sessions and losses: a confirmation answered after the stream it
         # covered was lost must not confirm anything.
         self._stream = 0
@@ -293,6 +296,8 @@ class XmppAdapter:
         was_online = self.online.is_set()
         self.online.clear()
         self._stream += 1
+        self._lost.set()
+        self._lost = asyncio.Event()
         if self._confirming is not None:
             # Its ping went down with the stream; the next session starts its own.
             self._confirming.cancel()
@@ -306,21 +311,21 @@ class XmppAdapter:
 
     def _requeue_unconfirmed(self) -> None:
         """The stream is gone: what it did not confirm goes back to the front of the
-        outbox, in order, to be written again (same ids) in the next session. After a
-        stream error, the first of them is the likeliest cause: it gets a strike, and is
-        dropped at `_MAX_STRIKES` (the next session then starts past it)."""
+        outbox, in order, to be written again (same ids) in the next session.
+
+        After a stream error that blames what we wrote, a suspect written alone is the
+        stanza the server refuses: it is dropped (else it would cut everyone off after
+        every reconnection). When several were in flight, which one is unknown (those
+        ahead of it may only lack their confirmation): all become suspects, written one at
+        a time in the next session, so no innocent stanza is ever dropped."""
         lost = list(self._unconfirmed)
         self._unconfirmed.clear()
         if lost and self._stream_error:
-            first = lost[0]
-            first.strikes += 1
-            if first.strikes >= _MAX_STRIKES:
-                log.error(
-                    "dropping a stanza the XMPP server refused %d times: %.200s",
-                    first.strikes,
-                    first.stanza,
-                )
-                self._give_up(lost.pop(0))
+            if len(lost) == 1 and lost[0].suspect:
+                log.error("dropping a stanza the XMPP server refused: %.200s", lost[0].stanza)
+                self._give_up(lost.pop())
+            for out in lost:
+                out.suspect = True
         self._stream_error = False
         self._outbox.extendleft(reversed(lost))
 
@@ -354,14 +359,19 @@ class XmppAdapter:
             for out in self._patron_stanzas(guest, recipients, event)
         ]
         self._outbox.extendleft(reversed(older))
-        # After a stream error, resend what was in flight one stanza at a time, each
-        # confirmed before the next, so that a stanza the server refuses is found (it is the
-        # one in flight at the next error) and the others are not cut with it.
-        careful = bool(self._outbox) and self._outbox[0].strikes > 0
+        # After a stream error, what was in flight is resent one stanza at a time, each
+        # confirmed before the next, so that a stanza the server refuses is found (it is
+        # alone in flight at the next error) and the others are not cut with it.
         while self._outbox and self.xmpp.transport is not None and stream == self._stream:
+            if self._outbox[0].suspect:
+                # What went before it is confirmed first, so that it is alone in flight.
+                # (Meanwhile new stanzas only join the end of the outbox: not online yet.)
+                await self._confirm_now(stream)
+                if stream != self._stream:
+                    break
             out = self._outbox.popleft()
             self._write(out)
-            if careful and out.strikes > 0:
+            if out.suspect:
                 await self._confirm_now(stream)
         if stream != self._stream:
             return
@@ -454,10 +464,12 @@ class XmppAdapter:
         # other timer of the component.
         answer: asyncio.Future[Any] = asyncio.ensure_future(iq.send())  # type: ignore[no-untyped-call]
         deadline = asyncio.ensure_future(self.service.scheduler.sleep(_CONFIRM_TIMEOUT))
+        lost = asyncio.ensure_future(self._lost.wait())
         try:
-            await asyncio.wait({answer, deadline}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({answer, deadline, lost}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             deadline.cancel()
+            lost.cancel()
             answered = answer.done()
             if not answered:
                 answer.cancel()  # timed out, or this task was cancelled with its stream

@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from component.clock import ManualClock
 from component.core import commands
+from component.core.changes import QueueUpdate
 from component.core.errors import (
     BadCommand,
     ChatClosed,
@@ -34,7 +35,7 @@ from component.core.events import (
     SubscriptionWanted,
     TypingChanged,
 )
-from component.core.models import ChatState, EventKind, Presence, QueueStatus, Sender
+from component.core.models import ChatState, EventKind, Presence, QueueStatus, RoutingMode, Sender
 from component.service import TYPING_INTERVAL, DeskService, hash_token
 from component.store import Store
 
@@ -899,10 +900,12 @@ async def test_patron_who_never_connects_is_given_up(quick_desk: Desk) -> None:
 # Timers on the manual clock --------------------------------------------------------------
 
 
-async def set_queue(desk: Desk, name: str, **settings: object) -> None:
+async def set_queue(desk: Desk, name: str, **settings: Any) -> None:
     queue = await desk.store.queue_by_name(name)
     assert queue is not None
-    await desk.store.update_queue(queue.id, **settings)
+    if "routing" in settings:
+        settings["routing"] = RoutingMode(settings["routing"])
+    await desk.store.update_queue(queue.id, QueueUpdate(**settings))
     await desk.service.reload_directory()
 
 
