@@ -82,13 +82,19 @@ class LiveChat:
         self.gone_timer = self.offer_timer = self.rollover_timer = self.max_wait_timer = None
 
 
+# Only `hold` has this key, so only `hold` can make a `Held`.
+_HOLD_KEY = object()
+
+
 class Held:
     """Proof that the chat's lock is held: made only by `hold`, valid only inside its
     `async with` block. The service's parts take it wherever a change needs the lock."""
 
     __slots__ = ("_live", "_valid")
 
-    def __init__(self, live: LiveChat) -> None:
+    def __init__(self, live: LiveChat, key: object) -> None:
+        if key is not _HOLD_KEY or not live.lock.locked():
+            raise TypeError("a Held is made by `async with hold(live)` only")
         self._live = live
         self._valid = True
 
@@ -105,7 +111,7 @@ async def hold(live: LiveChat) -> AsyncIterator[Held]:
     """Take the chat's lock for a block of changes: `async with hold(live) as held:`.
     Whoever takes it re-checks, inside the block, that the chat is still open."""
     async with live.lock:
-        held = Held(live)
+        held = Held(live, _HOLD_KEY)
         try:
             yield held
         finally:

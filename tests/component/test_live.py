@@ -44,3 +44,13 @@ async def test_the_lock_is_released_when_the_block_raises() -> None:
         async with hold(live):
             raise ValueError("boom")
     assert not live.lock.locked()
+
+
+async def test_a_held_cannot_be_made_outside_hold() -> None:
+    live = _live()
+    with pytest.raises(TypeError, match="hold"):
+        Held(live, object())
+    async with live.lock:
+        # Even with the lock taken by hand, only `hold` hands out a Held.
+        with pytest.raises(TypeError, match="hold"):
+            Held(live, object())
