@@ -59,7 +59,9 @@ PURGE_EVERY = timedelta(hours=1)
 
 
 class DeskService:
-    """Created once by the composition root (or a test) with an open store."""
+    """Created once by the composition root (or a test) with an open store. Most methods
+    below delegate to one part and are documented there; the callers (the XMPP adapter,
+    `web/`, the CLI, `component/operations.py`, the tests) keep calling the service."""
 
     def __init__(
         self,
