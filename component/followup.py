@@ -19,7 +19,7 @@ from component.core import emails
 from component.core.errors import BadCommand, DeskError, InvalidInput, UnknownQueue
 from component.core.events import ChatEnded, Event, MailQueued
 from component.core.models import ChatEvent, ChatState, EventKind, NewMail, Queue, Sender
-from component.live import LiveChat
+from component.live import Held, LiveChat
 from component.moderation import Banned, Moderation
 from component.store import Store
 
@@ -48,7 +48,7 @@ class FollowUpHost(Protocol):
 
     async def chat_for_token(self, resume: str) -> LiveChat | None: ...
 
-    async def system_message(self, live: LiveChat, text: str) -> None: ...
+    async def system_message(self, held: Held, text: str) -> None: ...
 
     async def close_as_followed_up(self, live: LiveChat, ticket_id: int) -> None: ...
 
@@ -206,10 +206,11 @@ class FollowUp:
             await service.close_as_followed_up(live, ticket_id)
         return ticket_id
 
-    async def refer(self, live: LiveChat, op_name: str, op_id: int, argument: str) -> str:
+    async def refer(self, held: Held, op_name: str, op_id: int, argument: str) -> str:
         """`!refer [email]`: file the chat by email to the queue's referral address (or the
-        one given), with the transcript. Caller holds the chat's lock."""
+        one given), with the transcript. Called by the `!refer` command, inside the hold."""
         service = self.service
+        live = held.live
         queue = live.queue
         target = argument.strip()
         if target:
@@ -263,7 +264,7 @@ class FollowUp:
             if patron_email
             else ". If you want an answer by email, ask for a transcript copy with your address."
         )
-        await service.system_message(live, told)
+        await service.system_message(held, told)
         return f"Referred to {to_addr} (ticket #{ticket_id}). The patron was told."
 
     async def on_call_alert(self, queue: Queue, addresses: Sequence[str], text: str) -> None:

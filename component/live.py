@@ -3,15 +3,26 @@ shapes the service and its parts (follow-up, moderation, operator commands) shar
 
 Kept apart from `component.service` so that the parts can name them without importing
 the service (which imports the parts).
+
+The locking rule of the whole service, stated once: every change to one open chat
+happens while holding that chat's `LiveChat.lock`, which keeps sequence numbers dense and
+decisions (who took the chat, where it went) race-free. The lock is taken only by
+`hold(live)`, which yields a `Held`; every operation that changes a chat takes that
+`Held`, not the bare `LiveChat`, so it cannot be called without the lock held. A `Held`
+is dead once its `async with` block is left. Code that holds one chat's lock never waits
+for another chat's lock (it spawns that work instead), so there is no lock order to keep.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from component.clock import Timer
+from component.clock import Clock, Timer
 from component.core.models import ChatState, Operator, Queue, QueueStatus
 from component.core.ratelimit import TypingThrottle
 
@@ -71,6 +82,73 @@ class LiveChat:
         self.gone_timer = self.offer_timer = self.rollover_timer = self.max_wait_timer = None
 
 
+# Only `hold` has this key, so only `hold` can make a `Held`.
+_HOLD_KEY = object()
+
+
+class Held:
+    """Proof that the chat's lock is held: made only by `hold`, valid only inside its
+    `async with` block. The service's parts take it wherever a change needs the lock."""
+
+    __slots__ = ("_live", "_valid")
+
+    def __init__(self, live: LiveChat, key: object) -> None:
+        if key is not _HOLD_KEY or not live.lock.locked():
+            raise TypeError("a Held is made by `async with hold(live)` only")
+        self._live = live
+        self._valid = True
+
+    @property
+    def live(self) -> LiveChat:
+        """The held chat; raises once the `async with hold(...)` block has been left."""
+        if not self._valid:
+            raise RuntimeError(f"chat {self._live.id}: its lock is no longer held")
+        return self._live
+
+
+@asynccontextmanager
+async def hold(live: LiveChat) -> AsyncIterator[Held]:
+    """Take the chat's lock for a block of changes: `async with hold(live) as held:`.
+    Whoever takes it re-checks, inside the block, that the chat is still open."""
+    async with live.lock:
+        held = Held(live, _HOLD_KEY)
+        try:
+            yield held
+        finally:
+            held._valid = False
+
+
+class Background:
+    """The service's background work and timers, cancelled together at shutdown. One
+    per service, shared by its parts; every timer runs on the injected clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` as background work (cancelled at `close`)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def later(self, delay: float, job: Callable[[], Coroutine[Any, Any, None]]) -> Timer:
+        """Run `job` as background work `delay` seconds from now, on the injected clock."""
+        return self.clock.call_later(delay, lambda: self.spawn(job()))
+
+    async def idle(self) -> None:
+        """Wait until the work running now (and any it starts) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel all background work and wait for it to stop."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
     """The queue's state for the status endpoint and the widget."""
@@ -83,4 +161,4 @@ class QueueInfo:
     open_now: bool = True
 
 
-__all__ = ["TYPING_INTERVAL", "LiveChat", "QueueInfo"]
+__all__ = ["TYPING_INTERVAL", "Background", "Held", "LiveChat", "QueueInfo", "hold"]

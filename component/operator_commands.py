@@ -20,7 +20,7 @@ from component.core.models import ChatEvent, ChatState, Group, Operator, Presenc
 from component.core.privacy import stored_address
 from component.core.routing import OperatorLoad
 from component.followup import FollowUp
-from component.live import LiveChat, QueueInfo
+from component.live import Held, LiveChat, QueueInfo
 from component.moderation import BanRefused, Moderation
 from component.store import Store
 
@@ -58,19 +58,19 @@ class CommandHost(Protocol):
 
     async def history(self, chat_id: int, after_seq: int) -> list[ChatEvent]: ...
 
-    def require_mine(self, live: LiveChat, op: Operator) -> None: ...
+    def require_mine(self, held: Held, op: Operator) -> None: ...
 
-    async def operator_says(self, live: LiveChat, op: Operator, text: str) -> None: ...
+    async def operator_says(self, held: Held, op: Operator, text: str) -> None: ...
 
-    async def accept(self, live: LiveChat, op: Operator, *, explicit: bool) -> None: ...
+    async def accept(self, held: Held, op: Operator, *, explicit: bool) -> None: ...
 
-    async def release(self, live: LiveChat, patron_text: str) -> None: ...
+    async def release(self, held: Held, patron_text: str) -> None: ...
 
-    async def offer_to_operator(self, live: LiveChat, target: Operator, via: str) -> None: ...
+    async def offer_to_operator(self, held: Held, target: Operator, via: str) -> None: ...
 
     async def move_to_queue(
         self,
-        live: LiveChat,
+        held: Held,
         queue: Queue,
         *,
         patron_text: str,
@@ -79,15 +79,15 @@ class CommandHost(Protocol):
     ) -> None: ...
 
     async def end(
-        self, live: LiveChat, *, by: str, text: str, state: ChatState = ChatState.ENDED
+        self, held: Held, *, by: str, text: str, state: ChatState = ChatState.ENDED
     ) -> None: ...
 
-    async def note(self, live: LiveChat, op: Operator, text: str) -> None: ...
+    async def note(self, held: Held, op: Operator, text: str) -> None: ...
 
     async def take_next(self, jid: str, queue_name: str) -> LiveChat | None: ...
 
 
-ChatCommand = Callable[[CommandHost, LiveChat, Operator, str], Awaitable[str]]
+ChatCommand = Callable[[CommandHost, Held, Operator, str], Awaitable[str]]
 QueueCommand = Callable[[CommandHost, str, Queue, str], Awaitable[str]]
 
 
@@ -97,13 +97,13 @@ def _unknown(name: str) -> BadCommand:
 
 
 async def run_chat_command(
-    service: CommandHost, live: LiveChat, op: Operator, cmd: commands.Command
+    service: CommandHost, held: Held, op: Operator, cmd: commands.Command
 ) -> str:
-    """Run a command typed in a guest chat. Caller holds `live.lock`."""
+    """Run a command typed in a guest chat, inside the service's `hold` of the chat."""
     handler = _CHAT_COMMANDS.get(cmd.name)
     if handler is None:
         raise _unknown(cmd.name)
-    return await handler(service, live, op, cmd.argument)
+    return await handler(service, held, op, cmd.argument)
 
 
 async def run_queue_command(
@@ -119,27 +119,29 @@ async def run_queue_command(
 # In a guest chat ----------------------------------------------------------------------------
 
 
-async def _help(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
+async def _help(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     return commands.help_text(commands.CHAT_COMMANDS)
 
 
-async def _accept(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
+async def _accept(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    live = held.live
     if live.operator is not None:
         if live.operator.id == op.id:
             return "This chat is already yours."
         raise NotYourChat(f"{live.operator.name} has this chat.")
-    await service.accept(live, op, explicit=True)
+    await service.accept(held, op, explicit=True)
     return "You have this chat. Your messages now go to the patron."
 
 
-async def _end(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
-    service.require_mine(live, op)
-    await service.end(live, by="operator", text=f"{op.name} ended the chat.")
+async def _end(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    service.require_mine(held, op)
+    await service.end(held, by="operator", text=f"{op.name} ended the chat.")
     return "Chat ended."
 
 
-async def _transfer(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
-    service.require_mine(live, op)
+async def _transfer(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    live = held.live
+    service.require_mine(held, op)
     target = arg.strip()
     if not target:
         raise BadCommand("Transfer to whom? Send !transfer <queue> or !transfer <operator>.")
@@ -149,11 +151,11 @@ async def _transfer(service: CommandHost, live: LiveChat, op: Operator, arg: str
         if queue.id == live.queue.id and live.operator is None:
             raise BadCommand(f"This chat is already waiting in {queue.name}.")
         if live.operator is not None:
-            await service.release(live, _transfer_text(service, live, queue.title))
+            await service.release(held, _transfer_text(service, live, queue.title))
         else:
             live.offered_to.discard(op.jid)
         await service.move_to_queue(
-            live,
+            held,
             queue,
             patron_text="You are being transferred; please stay in the chat.",
             via=f"transferred by {op.name}",
@@ -170,8 +172,8 @@ async def _transfer(service: CommandHost, live: LiveChat, op: Operator, arg: str
     if not service.presence_of(colleague.jid).online:
         raise BadCommand(f"{colleague.name} is offline; choose someone who is signed in.")
     if live.operator is not None:
-        await service.release(live, _transfer_text(service, live, colleague.name))
-    await service.offer_to_operator(live, colleague, via=f"transferred by {op.name}")
+        await service.release(held, _transfer_text(service, live, colleague.name))
+    await service.offer_to_operator(held, colleague, via=f"transferred by {op.name}")
     return f"Offered to {colleague.name}. The chat is theirs once they answer."
 
 
@@ -179,7 +181,8 @@ def _transfer_text(service: CommandHost, live: LiveChat, to: str) -> str:
     return f"You are being transferred to {to}. Please stay in the chat."
 
 
-async def _canned(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str | None:
+async def _canned(service: CommandHost, held: Held, op: Operator, arg: str) -> str | None:
+    live = held.live
     canned = await service.store.canned_for_queue(live.queue.id, live.queue.group_id)
     name = arg.strip().lower()
     if not name:
@@ -188,20 +191,21 @@ async def _canned(service: CommandHost, live: LiveChat, op: Operator, arg: str) 
     match = next((c for c in canned if c.name == name), None)
     if match is None:
         raise BadCommand(f"No canned message called {name!r}. Send !c for the list.")
-    await service.operator_says(live, op, match.text)
+    await service.operator_says(held, op, match.text)
     return None
 
 
-async def _note(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
-    service.require_mine(live, op)
+async def _note(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    service.require_mine(held, op)
     if not arg.strip():
         raise BadCommand("Write the note after the command: !note <text>.")
-    await service.note(live, op, arg)
+    await service.note(held, op, arg)
     return "Note added to the transcript (the patron does not see it)."
 
 
-async def _tag(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
-    service.require_mine(live, op)
+async def _tag(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    live = held.live
+    service.require_mine(held, op)
     tags = [t.lower() for t in arg.replace(",", " ").split()]
     if not tags:
         raise BadCommand("Which tag? Send !tag <tag>, e.g. !tag circulation.")
@@ -243,7 +247,8 @@ async def _incident_for(service: CommandHost, live: LiveChat, op: Operator) -> i
     )
 
 
-async def _info(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
+async def _info(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    live = held.live
     tags = await service.store.tags(live.id)
     lines = [
         f"Queue: {live.queue.title} ({live.queue.name})",
@@ -267,15 +272,16 @@ def _ago(service: CommandHost, when: datetime | None) -> str:
     return f"{when:%H:%M} UTC ({seconds // 60} min {seconds % 60} s ago)"
 
 
-async def _refer(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
-    service.require_mine(live, op)
-    return await service.followup.refer(live, op.name, op.id, arg)
+async def _refer(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    service.require_mine(held, op)
+    return await service.followup.refer(held, op.name, op.id, arg)
 
 
-async def _ban(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
+async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    live = held.live
     """`!ban [30d|90d|1y] <reason>`: ban the patron's address (or, where the group's
     policy says so, report it for an admin) and end the chat politely."""
-    service.require_mine(live, op)
+    service.require_mine(held, op)
     words = arg.split(None, 1)
     duration = None
     if words:
@@ -309,8 +315,8 @@ async def _ban(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> 
             tags=await service.store.tags(live.id),
             notes=reason,
         )
-        await service.operator_says(live, op, goodbye)
-        await service.end(live, by="operator", text=f"{op.name} ended the chat.")
+        await service.operator_says(held, op, goodbye)
+        await service.end(held, by="operator", text=f"{op.name} ended the chat.")
         return (
             f"Reported for admin review (incident #{incident}): in this group operators do "
             "not ban directly. The chat has ended."
@@ -340,9 +346,9 @@ async def _ban(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> 
     # The goodbye first, while the patron is still connected; the ban then shows them the
     # ban message and bars new chats. A banned patron gets no email: the transcript copy
     # they asked for is forgotten before the end would send it.
-    await service.operator_says(live, op, goodbye)
+    await service.operator_says(held, op, goodbye)
     await service.store.set_transcript_email(live.id, None)
-    await service.end(live, by="operator", text=f"{op.name} ended the chat.")
+    await service.end(held, by="operator", text=f"{op.name} ended the chat.")
     try:
         ban = await moderation.ban(
             address,
@@ -377,16 +383,17 @@ async def _canned_text(service: CommandHost, live: LiveChat, name: str) -> str:
     return match.text if match else "This chat has ended. Goodbye."
 
 
-async def _links(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
+async def _links(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    live = held.live
     links = await service.store.links(live.queue.group_id)
     if not links:
         return "This group has no local resource links yet."
     return "Local resources:\n" + "\n".join(f"{link.title} — {link.url}" for link in links)
 
 
-async def _canned_command(service: CommandHost, live: LiveChat, op: Operator, arg: str) -> str:
+async def _canned_command(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     # `!c name` sends the text as the operator's own message: nothing to confirm.
-    return await _canned(service, live, op, arg) or ""
+    return await _canned(service, held, op, arg) or ""
 
 
 _CHAT_COMMANDS: dict[str, ChatCommand] = {

@@ -166,7 +166,7 @@ async def test_resume_after_a_dropped_connection(desk: Desk) -> None:
     op.send_message(guest, "Answer two")
     op.send_message(guest, "Answer three")
     await wait_for(
-        lambda: desk.service._chats[patron.chat_id].last_seq >= seen + 2,
+        lambda: (desk.service.last_seq(patron.chat_id) or 0) >= seen + 2,
         what="operator messages stored",
     )
     welcome = await patron.connect(last_seq=seen)

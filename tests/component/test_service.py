@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -35,7 +35,14 @@ from component.core.events import (
     SubscriptionWanted,
     TypingChanged,
 )
-from component.core.models import ChatState, EventKind, Presence, QueueStatus, RoutingMode, Sender
+from component.core.models import (
+    ChatState,
+    EventKind,
+    Presence,
+    QueueStatus,
+    RoutingMode,
+    Sender,
+)
 from component.service import TYPING_INTERVAL, DeskService, hash_token
 from component.store import Store
 
@@ -900,17 +907,15 @@ async def test_patron_who_never_connects_is_given_up(quick_desk: Desk) -> None:
 # Timers on the manual clock --------------------------------------------------------------
 
 
-async def set_queue(desk: Desk, name: str, **settings: Any) -> None:
+async def set_queue(desk: Desk, name: str, update: QueueUpdate) -> None:
     queue = await desk.store.queue_by_name(name)
     assert queue is not None
-    if "routing" in settings:
-        settings["routing"] = RoutingMode(settings["routing"])
-    await desk.store.update_queue(queue.id, QueueUpdate(**settings))
+    await desk.store.update_queue(queue.id, update)
     await desk.service.reload_directory()
 
 
 async def test_round_robin_offer_times_out_to_the_next_operator(desk: Desk) -> None:
-    await set_queue(desk, "ask", routing="round-robin", offer_timeout=30.0)
+    await set_queue(desk, "ask", QueueUpdate(routing=RoutingMode.ROUND_ROBIN, offer_timeout=30.0))
     await online(desk, ANN, BOB)
     chat_id, _ = await asked_chat(desk)
     (first,) = desk.of(ChatOffered)
@@ -925,7 +930,7 @@ async def test_round_robin_offer_times_out_to_the_next_operator(desk: Desk) -> N
 
 
 async def test_accepted_offer_never_times_out(desk: Desk) -> None:
-    await set_queue(desk, "ask", routing="round-robin", offer_timeout=30.0)
+    await set_queue(desk, "ask", QueueUpdate(routing=RoutingMode.ROUND_ROBIN, offer_timeout=30.0))
     await online(desk, ANN, BOB)
     _, guest = await asked_chat(desk)
     (offer,) = desk.of(ChatOffered)
@@ -938,7 +943,7 @@ async def test_accepted_offer_never_times_out(desk: Desk) -> None:
 async def test_unanswered_chat_rolls_over_to_the_backup_queue(desk: Desk) -> None:
     science = await desk.store.queue_by_name("science")
     assert science is not None
-    await set_queue(desk, "ask", rollover_after=90.0, backup_queue_id=science.id)
+    await set_queue(desk, "ask", QueueUpdate(rollover_after=90.0, backup_queue_id=science.id))
     await online(desk, CAROL)
     chat_id, _ = await asked_chat(desk)
     await advance(desk, 89)
@@ -949,7 +954,7 @@ async def test_unanswered_chat_rolls_over_to_the_backup_queue(desk: Desk) -> Non
 
 
 async def test_max_wait_offers_the_email_form_once(desk: Desk) -> None:
-    await set_queue(desk, "ask", max_wait=90.0, followup_email="ref@lib.example")
+    await set_queue(desk, "ask", QueueUpdate(max_wait=90.0, followup_email="ref@lib.example"))
     await asked_chat(desk)
     await advance(desk, 89)
     assert desk.of(EmailOffered) == []

@@ -1,0 +1,448 @@
+"""Operators' presence and the routing of chats to them: who is available, how busy each
+queue is, offers (to all eligible operators, or round-robin one at a time with a
+time-out), taking and letting go of a chat, rollover to a backup queue, hand-back when an
+operator stays offline, and on-call escalation.
+
+Owned by the service (`DeskService.routing`). Its changes to a chat take a `Held` (the
+chat's lock, see `component.live`); its own timers and presence handlers take the lock
+themselves with `hold`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+from component.bus import EventBus
+from component.clock import Clock, Timer
+from component.core.escalation import describe as describe_rule
+from component.core.escalation import should_escalate
+from component.core.events import (
+    ChatAccepted,
+    ChatOffered,
+    MessagePosted,
+    OfferWithdrawn,
+    OperatorNotice,
+    QueueStatusChanged,
+)
+from component.core.models import (
+    ChatState,
+    Operator,
+    Presence,
+    Queue,
+    QueueStatus,
+    RoutingMode,
+    Sender,
+)
+from component.core.routing import OperatorLoad, eligible, next_in_turn, queue_status
+from component.directory_cache import DirectoryCache
+from component.live import Background, Held, LiveChat, QueueInfo, hold
+from component.open_chats import OpenChats
+from component.store import Store
+
+log = logging.getLogger(__name__)
+
+# Emails the on-call operators who gave an address: (queue, addresses, text).
+OnCallMailer = Callable[[Queue, Sequence[str], str], Awaitable[None]]
+
+
+class Routing:
+    """Created once by the service, with the parts it shares."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: EventBus,
+        scheduler: Clock,
+        background: Background,
+        directory: DirectoryCache,
+        chats: OpenChats,
+        operator_grace: float,
+        on_call_mailer: OnCallMailer,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.scheduler = scheduler
+        self.background = background
+        self.directory = directory
+        self.chats = chats
+        self.operator_grace = operator_grace
+        self.on_call_mailer = on_call_mailer
+        self._presence: dict[str, dict[str, Presence]] = {}  # jid -> resource -> presence
+        self._last_chat: dict[str, datetime] = {}  # jid -> when they last took a chat
+        self._leaving: dict[str, Timer] = {}  # operators gone offline, with chats
+        self._last_status: dict[str, QueueInfo] = {}
+        self._info_cache: dict[str, tuple[float, QueueInfo]] = {}
+
+    def close(self) -> None:
+        for timer in self._leaving.values():
+            timer.cancel()
+
+    # Presence and queue state ----------------------------------------------------------------
+
+    def presence_of(self, jid: str) -> Presence:
+        resources = self._presence.get(jid)
+        if not resources:
+            return Presence.OFFLINE
+        return max(resources.values(), key=lambda p: p.rank)
+
+    def is_open(self, queue: Queue) -> bool:
+        return self.directory.is_open(queue, self.scheduler.now())
+
+    def active_chats(self, jid: str) -> int:
+        return self.chats.active_count().get(jid, 0)
+
+    def loads(self, queue: Queue) -> list[OperatorLoad]:
+        """The queue's operators as routing sees them now."""
+        active = self.chats.active_count()
+        return [
+            OperatorLoad(
+                jid=jid,
+                presence=self.presence_of(jid),
+                active_chats=active.get(jid, 0),
+                max_chats=op.max_chats,
+            )
+            for jid in self.directory.members(queue)
+            if (op := self.directory.operator(jid)) is not None
+        ]
+
+    def queue_info(self, name: str) -> QueueInfo:
+        """The queue's status now; called by the status endpoint and the widget socket."""
+        queue = self.directory.queue(name)
+        loads = self.loads(queue)
+        open_now = self.is_open(queue)
+        return QueueInfo(
+            queue=queue.name,
+            title=queue.title,
+            status=queue_status(loads) if open_now else QueueStatus.OFFLINE,
+            waiting=self.chats.waiting(queue),
+            operators_available=sum(1 for op in loads if op.presence.takes_chats),
+            open_now=open_now,
+        )
+
+    def recent_queue_info(self, name: str, max_age: float = 1.0) -> QueueInfo:
+        """`queue_info`, reused for up to `max_age` seconds: the status endpoint is hit on
+        every page view of every partner site, and a second's staleness is harmless
+        there (the widget's own socket gets changes as they happen)."""
+        now = self.scheduler.monotonic()
+        cached = self._info_cache.get(name)
+        if cached is not None and now - cached[0] < max_age:
+            return cached[1]
+        info = self.queue_info(name)
+        self._info_cache[name] = (now, info)
+        return info
+
+    def publish_status(self, queue_name: str) -> None:
+        """Tell the bus the queue's status, if it changed since last told."""
+        info = self.queue_info(queue_name)
+        if self._last_status.get(queue_name) == info:
+            return
+        self._last_status[queue_name] = info
+        self.bus.publish(
+            QueueStatusChanged(
+                info.queue,
+                info.status,
+                info.waiting,
+                info.operators_available,
+                self.chats.positions(self.directory.queue(queue_name)),
+            )
+        )
+
+    async def on_operator_presence(self, jid: str, resource: str, presence: Presence) -> None:
+        """An operator's presence reached a queue JID (the adapter calls this for every
+        copy; it is idempotent). Offers waiting chats to an operator who became eligible,
+        withdraws offers from one who went away, and hands back the chats of one who
+        stayed offline longer than the grace period."""
+        if self.directory.operator(jid) is None:
+            return
+        resources = self._presence.setdefault(jid, {})
+        before = self.presence_of(jid)
+        if presence is Presence.OFFLINE:
+            resources.pop(resource, None)
+            if not resources:
+                del self._presence[jid]
+        else:
+            resources[resource] = presence
+        after = self.presence_of(jid)
+        if before != after:
+            log.info("operator %s is now %s", jid, after.value)
+            if after.online and jid in self._leaving:
+                self._leaving.pop(jid).cancel()
+            if after.takes_chats:
+                await self.offer_waiting(jid)
+            elif before.takes_chats:
+                await self._withdraw_offers(jid, "You are no longer available.")
+            if not after.online and self.active_chats(jid):
+                self._leaving[jid] = self.background.later(
+                    self.operator_grace, lambda: self._operator_left(jid)
+                )
+        for queue in self.directory.queues_of(jid):
+            self.publish_status(queue)
+
+    async def _operator_left(self, jid: str) -> None:
+        """End of shift without handing over: the operator's open chats go back to their
+        queues and are offered to someone else; their patrons are told."""
+        self._leaving.pop(jid, None)
+        if self.presence_of(jid).online:
+            return
+        for live in self.chats.all():
+            if live.operator is None or live.operator.jid != jid:
+                continue
+            async with hold(live) as held:
+                if not self.chats.is_open(live) or live.operator is None:
+                    continue
+                name = live.operator.name
+                await self.release(
+                    held,
+                    f"{name} had to leave. We are finding another librarian for you; "
+                    "please stay in the chat.",
+                )
+                await self.route(held, via=f"handed back: {name} went offline")
+
+    # Offers ----------------------------------------------------------------------------------
+
+    async def route(self, held: Held, *, via: str = "") -> None:
+        """Offer an unanswered chat according to its queue's routing mode. With nobody
+        eligible (or the queue closed) the chat simply waits."""
+        live = held.live
+        queue = live.queue
+        if not self.is_open(queue):
+            self.publish_status(queue.name)
+            return
+        loads = self.loads(queue)
+        if queue.routing is RoutingMode.ROUND_ROBIN:
+            if live.offered_to:
+                return  # one operator at a time: wait for the offer to be taken or time out
+            choice = next_in_turn(loads, self._last_chat, live.passed)
+            if choice is None and live.passed:
+                # Everyone had a turn: start a new round rather than leave the patron alone.
+                live.passed.clear()
+                choice = next_in_turn(loads, self._last_chat)
+            targets = [choice] if choice else []
+        else:
+            targets = [jid for jid in eligible(loads) if jid not in live.offered_to]
+        if targets:
+            await self._offer(held, targets, via=via)
+        self.publish_status(queue.name)
+
+    async def route_waiting(self) -> None:
+        """Route every unanswered, unoffered chat of an open queue (the clock alone may
+        have opened its queue). Called by the service's `tick`."""
+        for live in self.chats.all():
+            if live.unanswered and not live.offered_to and self.is_open(live.queue):
+                async with hold(live) as held:
+                    if self.chats.is_open(live) and live.unanswered:
+                        await self.route(held)
+
+    async def _offer(self, held: Held, targets: list[str], *, via: str = "") -> None:
+        live = held.live
+        live.offered_to.update(targets)
+        await self.chats.set_state(held, ChatState.OFFERED)
+        history = tuple(await self.store.events_after(live.id, 0))
+        self.bus.publish(
+            ChatOffered(
+                live.id,
+                live.guest,
+                live.queue.name,
+                live.queue.title,
+                tuple(targets),
+                history,
+                via,
+            )
+        )
+        if live.queue.routing is RoutingMode.ROUND_ROBIN:
+            if live.offer_timer is not None:
+                live.offer_timer.cancel()
+            live.offer_timer = self.background.later(
+                live.queue.offer_timeout, lambda: self._offer_timed_out(live, targets[0])
+            )
+
+    async def _offer_timed_out(self, live: LiveChat, jid: str) -> None:
+        async with hold(live) as held:
+            if not self.chats.is_open(live) or live.operator is not None:
+                return
+            if jid not in live.offered_to:
+                return
+            live.offer_timer = None
+            live.offered_to.discard(jid)
+            live.passed.add(jid)
+            self.bus.publish(
+                OfferWithdrawn(
+                    live.id,
+                    live.guest,
+                    (jid,),
+                    "Not answered in time: offered to the next operator.",
+                )
+            )
+            await self.chats.set_state(held, ChatState.WAITING)
+            await self.route(held)
+
+    async def offer_waiting(self, jid: str) -> None:
+        """An operator became eligible: route every unanswered chat of their queues."""
+        queues = {self.directory.queue(name).id for name in self.directory.queues_of(jid)}
+        for live in self.chats.all():
+            if live.queue.id not in queues or not live.unanswered:
+                continue
+            async with hold(live) as held:
+                if self.chats.is_open(live) and live.unanswered:
+                    await self.route(held)
+
+    async def _withdraw_offers(self, jid: str, reason: str) -> None:
+        for live in self.chats.all():
+            if jid not in live.offered_to or live.operator is not None:
+                continue
+            async with hold(live) as held:
+                if jid not in live.offered_to or live.operator is not None:
+                    continue
+                live.offered_to.discard(jid)
+                self.bus.publish(OfferWithdrawn(live.id, live.guest, (jid,), reason))
+                if not live.offered_to:
+                    if live.offer_timer is not None:
+                        live.offer_timer.cancel()
+                        live.offer_timer = None
+                    await self.chats.set_state(held, ChatState.WAITING)
+                    await self.route(held)
+
+    async def offer_to_operator(self, held: Held, target: Operator, via: str) -> None:
+        """Transfer to a named colleague: only they get the offer."""
+        live = held.live
+        if live.offer_timer is not None:
+            live.offer_timer.cancel()
+            live.offer_timer = None
+        live.passed = set()
+        await self._offer(held, [target.jid], via=via)
+
+    async def accept(self, held: Held, op: Operator, *, explicit: bool) -> None:
+        """The operator takes the chat."""
+        live = held.live
+        others = tuple(sorted(live.offered_to - {op.jid}))
+        live.operator = op
+        live.state = ChatState.ACTIVE
+        live.offered_to = set()
+        live.passed = set()
+        now = self.scheduler.now()
+        live.accepted_at = live.accepted_at or now
+        self._last_chat[op.jid] = now
+        for timer in (live.offer_timer, live.rollover_timer, live.max_wait_timer):
+            if timer is not None:
+                timer.cancel()
+        live.offer_timer = live.rollover_timer = live.max_wait_timer = None
+        await self.store.set_chat_state(live.id, ChatState.ACTIVE, now, operator_id=op.id)
+        self.bus.publish(ChatAccepted(live.id, live.guest, op.jid, op.name, others, explicit))
+        event = await self.chats.append(held, Sender.SYSTEM, "", f"{op.name} joined the chat.")
+        self.bus.publish(MessagePosted(live.id, live.guest, event, ()))
+        self.publish_status(live.queue.name)
+
+    async def release(self, held: Held, patron_text: str) -> None:
+        """The chat's operator lets go of it (left, transferring); it waits again. The
+        caller routes it afterwards."""
+        live = held.live
+        if live.operator is not None:
+            self.operator_freed(live.operator.jid)
+        live.operator = None
+        live.offered_to = set()
+        await self.chats.set_state(held, ChatState.WAITING)
+        event = await self.chats.append(held, Sender.SYSTEM, "", patron_text)
+        self.bus.publish(MessagePosted(live.id, live.guest, event, ()))
+
+    def operator_freed(self, jid: str) -> None:
+        """An operator has room again: offer them what waits. In a task, because the
+        caller holds one chat's lock and routing takes the others'."""
+        if self.presence_of(jid).takes_chats:
+            self.background.spawn(self.offer_waiting(jid))
+
+    # Rollover, transfer to a queue, escalation -----------------------------------------------
+
+    def arm_rollover(self, held: Held) -> None:
+        """Start (or restart) the chat's clock towards its queue's backup queue."""
+        live = held.live
+        after = live.queue.rollover_after
+        backup = live.queue.backup_queue_id
+        if live.rollover_timer is not None:
+            live.rollover_timer.cancel()
+            live.rollover_timer = None
+        if after is None or backup is None or backup in live.visited:
+            return
+        live.rollover_timer = self.background.later(after, lambda: self._roll_over(live))
+
+    async def _roll_over(self, live: LiveChat) -> None:
+        """Nobody took the chat in time: move it to the queue's backup queue."""
+        async with hold(live) as held:
+            live.rollover_timer = None
+            if not self.chats.is_open(live) or live.operator is not None:
+                return
+            backup = self.directory.find_queue_by_id(live.queue.backup_queue_id)
+            if backup is None or backup.id in live.visited:
+                return
+            origin = live.queue
+            await self.move_to_queue(
+                held,
+                backup,
+                patron_text=f"Nobody was free in {origin.title}; your question is now with "
+                f"{backup.title}. Please stay in the chat.",
+                via=f"rolled over from {origin.name}",
+            )
+
+    async def move_to_queue(
+        self,
+        held: Held,
+        queue: Queue,
+        *,
+        patron_text: str,
+        via: str,
+        exclude: str | None = None,
+    ) -> None:
+        """Put the chat in another queue and route it there (transfer, rollover).
+        `exclude` is an operator who must not get it back (the one transferring)."""
+        live = held.live
+        withdrawn = tuple(sorted(live.offered_to))
+        if withdrawn:
+            self.bus.publish(
+                OfferWithdrawn(live.id, live.guest, withdrawn, f"Moved to {queue.name}.")
+            )
+        if live.offer_timer is not None:
+            live.offer_timer.cancel()
+            live.offer_timer = None
+        old = live.queue
+        live.offered_to = set()
+        live.passed = {exclude} if exclude else set()
+        live.queue = queue
+        live.visited.add(queue.id)
+        await self.store.set_chat_queue(live.id, queue.id)
+        await self.chats.set_state(held, ChatState.WAITING)
+        event = await self.chats.append(held, Sender.SYSTEM, "", patron_text)
+        self.bus.publish(MessagePosted(live.id, live.guest, event, ()))
+        self.arm_rollover(held)
+        await self.route(held, via=via)
+        self.publish_status(old.name)
+
+    async def check_escalation(self, queue: Queue) -> None:
+        """A chat arrived in the queue: alert the on-call operators if its rule says so."""
+        runtime = self.directory.runtime(queue)
+        if runtime is None:
+            return
+        now = self.scheduler.now()
+        runtime.arrivals.append(now)
+        rule = runtime.escalation
+        on_call = self.directory.on_call(queue)
+        if rule is None or not on_call:
+            return
+        if not should_escalate(
+            rule, list(runtime.arrivals), now, runtime.hours.tz, runtime.last_escalation
+        ):
+            return
+        runtime.last_escalation = now
+        text = (
+            f"On call: {queue.title} ({queue.name}) is busy — {describe_rule(rule)} reached. "
+            f"{self.queue_info(queue.name).waiting} waiting. Please sign in to help."
+        )
+        for jid in on_call:
+            self.bus.publish(OperatorNotice(jid, queue.name, text))
+        emails = [op.email for jid in on_call if (op := self.directory.operator(jid)) and op.email]
+        if emails:
+            await self.on_call_mailer(queue, emails, text)
+
+
+__all__ = ["OnCallMailer", "Routing"]
