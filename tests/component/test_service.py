@@ -14,6 +14,7 @@ import pytest
 
 from component.clock import ManualClock
 from component.core import commands
+from component.core.changes import QueueUpdate
 from component.core.errors import (
     BadCommand,
     ChatClosed,
@@ -902,7 +903,7 @@ async def test_patron_who_never_connects_is_given_up(quick_desk: Desk) -> None:
 async def set_queue(desk: Desk, name: str, **settings: object) -> None:
     queue = await desk.store.queue_by_name(name)
     assert queue is not None
-    await desk.store.update_queue(queue.id, **settings)
+    await desk.store.update_queue(queue.id, QueueUpdate(**settings))  # type: ignore[arg-type]
     await desk.service.reload_directory()
 
 
