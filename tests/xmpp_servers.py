@@ -461,7 +461,7 @@ modules:
   # Operators' clients on several devices enable message carbons at login and report an
   # error without them (docs/deploy/ejabberd.yml has the full production set).
   mod_carboncopy: {{}}
-  # For "ejabberdctl change_password", which `register` uses on an existing account.
+  # For the change_password command, which `register` uses on an existing account.
   mod_admin_extra: {{}}
 """
 
