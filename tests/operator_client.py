@@ -241,6 +241,22 @@ class OperatorClient:
             return
         raise AssertionError(f"{self.jid} got an unexpected {_describe(msg)}")
 
+    async def expect_next_from(self, queue_jid: str, command: str = "!status") -> Message:
+        """Send *command* to *queue_jid* and assert that its answer is the very next message
+        this client gets; returns the answer.
+
+        Tests call this instead of waiting out a silence (`expect_no_message`) when the
+        message that must not come would have been sent by the component before it read
+        the command: the component writes over one stream, the server delivers to this
+        client in order, so anything sent earlier (an offer, a duplicate line) would arrive
+        before the answer and fail the assertion.
+        """
+        self.send_message(queue_jid, command)
+        msg = await self.next_message(None)
+        if msg["from"].bare != queue_jid:
+            raise AssertionError(f"{self.jid} got an unexpected {_describe(msg)}")
+        return msg
+
     async def next_presence(
         self,
         from_bare: str | None = None,

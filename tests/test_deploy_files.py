@@ -187,7 +187,7 @@ class SnippetEjabberd(EjabberdServer):
         base: dict[str, Any] = yaml.safe_load(super().config_text())
         snippet = _snippet()
         modules = dict(snippet["modules"])
-        modules["mod_admin_extra"] = {}  # `register` uses ejabberdctl change_password
+        modules["mod_admin_extra"] = {}  # `register` uses the change_password command
         base["modules"] = modules
         base["shaper"] = {"normal": 1000, "fast": 50000}
         base["shaper_rules"] = {
@@ -197,7 +197,9 @@ class SnippetEjabberd(EjabberdServer):
         base["access_rules"] = {**base["access_rules"], "pubsub_createnode": {"allow": "local"}}
         base["acl"] = {**base["acl"], "admin": {"user": []}}
         for item in base["listen"]:
-            documented = next(x for x in snippet["listen"] if x["module"] == item["module"])
+            documented = next((x for x in snippet["listen"] if x["module"] == item["module"]), None)
+            if documented is None:
+                continue  # the harness's own admin API listener, which `register` uses
             for key, value in documented.items():
                 if key not in ("port", "ip", "hosts", "starttls_required"):
                     item[key] = value

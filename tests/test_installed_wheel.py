@@ -55,9 +55,14 @@ def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return result  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
-    """The wheel built from the sdist, installed into a fresh virtualenv."""
+    """The wheel built from the sdist, installed into a fresh virtualenv: once per session.
+
+    Session scope, not module scope: the test that runs the installed service is
+    parametrized by the session's XMPP server, so pytest runs its two cases among the
+    other Prosody and ejabberd tests, away from this module, and a module-scoped build
+    would be torn down and redone for each of them (three builds instead of one)."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     shutil.copytree(ROOT, src, ignore=_ignore)

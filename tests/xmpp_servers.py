@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Literal, Protocol
 
+import aiohttp
+
 from component.prosody import LocalProsody, free_port, port_accepts, read_tail
 
 __all__ = [
@@ -318,6 +320,9 @@ class EjabberdServer:
         self.c2s_port = free_port()
         self.component_port = free_port()
         self.dist_port = free_port()
+        # ejabberd's HTTP admin API (mod_http_api), loopback only: `register` posts there
+        # instead of running ejabberdctl, which boots an Erlang VM for every call.
+        self.api_port = free_port()
         # Unique per instance: names the Erlang node and marks every VM it (or a ctl call
         # against it) starts, which `stop` uses to find stragglers.
         self.node = f"refdesk-{secrets.token_hex(6)}@localhost"
@@ -401,6 +406,12 @@ listen:
     starttls_required: false
     max_stanza_size: 262144
   -
+    port: {self.api_port}
+    ip: "{LOOPBACK}"
+    module: ejabberd_http
+    request_handlers:
+      /api: mod_http_api
+  -
     port: {self.component_port}
     ip: "{LOOPBACK}"
     module: ejabberd_service
@@ -428,6 +439,15 @@ api_permissions:
       - ejabberd_ctl
     who: all
     what: "*"
+  # The test harness creates accounts over HTTP from loopback (see `register`).
+  "test harness":
+    from:
+      - mod_http_api
+    who:
+      ip: "127.0.0.1/8"
+    what:
+      - register
+      - change_password
 shaper_rules:
   max_user_sessions: 10
   max_user_offline_messages: 5000
@@ -441,7 +461,7 @@ modules:
   # Operators' clients on several devices enable message carbons at login and report an
   # error without them (docs/deploy/ejabberd.yml has the full production set).
   mod_carboncopy: {{}}
-  # For "ejabberdctl change_password", which `register` uses on an existing account.
+  # For the change_password command, which `register` uses on an existing account.
   mod_admin_extra: {{}}
 """
 
@@ -512,7 +532,7 @@ EJABBERD_BYPASS_WARNINGS=true
             raise RuntimeError("this ejabberd is already running")
         began = time.monotonic()
         self._ejabberdctl()  # fail before making any directory if it is not installed
-        for port in (self.c2s_port, self.component_port, self.dist_port):
+        for port in (self.c2s_port, self.component_port, self.dist_port, self.api_port):
             if await port_accepts(self.host, port):
                 raise RuntimeError(f"port {self.host}:{port} is already in use")
         self._write_files()
@@ -536,7 +556,7 @@ EJABBERD_BYPASS_WARNINGS=true
     async def _wait_listening(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        pending = [self.c2s_port, self.component_port]
+        pending = [self.c2s_port, self.component_port, self.api_port]
         while pending:
             process = self._process
             if process is None or process.returncode is not None:
@@ -636,36 +656,31 @@ EJABBERD_BYPASS_WARNINGS=true
         """SIGKILL every process of the node at once (a crash); the Mnesia data stays."""
         await self._stop_process(graceful=False)
 
-    async def _ctl(self, *args: str, timeout: float = 30) -> tuple[int, str]:
-        """Run one ejabberdctl command against the node; return (status, output)."""
-        process = await asyncio.create_subprocess_exec(
-            *self._ctl_args(),
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=str(self.workdir),
-            start_new_session=True,
-        )
-        try:
-            output, _ = await asyncio.wait_for(process.communicate(), timeout)
-        except TimeoutError:
-            for pid, start in _process_tree(process.pid).items():
-                _kill_if_same(pid, start, signal.SIGKILL)
-            await process.wait()
-            raise RuntimeError(f"ejabberdctl {args[0]} timed out after {timeout} s") from None
-        assert process.returncode is not None
-        return process.returncode, output.decode(errors="replace").strip()
+    async def _api(self, command: str, arguments: dict[str, str]) -> tuple[int, str]:
+        """Call one command of ejabberd's HTTP admin API; return (HTTP status, body).
+
+        The same commands as ejabberdctl's, answered by the running node: ejabberdctl
+        would boot (and stop) an Erlang VM for each call, about a third of a second.
+        """
+        url = f"http://{self.host}:{self.api_port}/api/{command}"
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.post(url, json=arguments) as response,
+        ):
+            return response.status, await response.text()
 
     async def register(self, user: str, password: str) -> None:
-        """Create user@domain with ``ejabberdctl register`` (or reset its password)."""
-        status, output = await self._ctl("register", user, self.domain, password)
-        if status != 0 and "already registered" in output:
+        """Create user@domain through the admin API's ``register`` (or reset its password)."""
+        args = {"user": user, "host": self.domain, "password": password}
+        status, output = await self._api("register", args)
+        if status != 200 and "already registered" in output:
             # Same behaviour as prosodyctl, which overwrites: tests may re-register.
-            status, output = await self._ctl("change_password", user, self.domain, password)
-        if status != 0:
+            args = {"user": user, "host": self.domain, "newpass": password}
+            status, output = await self._api("change_password", args)
+        if status != 200:
             raise RuntimeError(
-                f"ejabberdctl register {user}@{self.domain} failed (status {status}): {output}"
+                f"ejabberd register {user}@{self.domain} failed (HTTP {status}): {output}"
             )
 
 

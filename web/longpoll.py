@@ -112,6 +112,27 @@ async def send_frame(request: web.Request) -> web.Response:
     return web.json_response({"ok": True}, headers={"Cache-Control": "no-store"})
 
 
+async def _next_frame(session: PatronSession, stopping: asyncio.Event) -> tuple[bool, Frame | None]:
+    """Called by `poll`: (True, the first frame queued for the patron, None once the
+    session has closed), or (False, None) after `POLL_WAIT` seconds or as soon as the
+    server begins to shut down, whichever comes first."""
+    assert session.conn is not None
+    getting = asyncio.ensure_future(session.conn.frames.get())
+    waking = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait(
+            {getting, waking}, timeout=POLL_WAIT, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        waking.cancel()
+        if not getting.done():
+            getting.cancel()
+    # A frame taken off the queue is delivered even if the shutdown began meanwhile.
+    if getting.done() and not getting.cancelled():
+        return True, getting.result()
+    return False, None
+
+
 async def poll(request: web.Request) -> web.Response:
     """GET /lp/{queue}/{session}: wait for frames."""
     sessions = request.app[LONGPOLL]
@@ -125,15 +146,11 @@ async def poll(request: web.Request) -> web.Response:
     frames: list[Frame] = []
     closed = False
     try:
-        try:
-            first = await asyncio.wait_for(session.conn.frames.get(), POLL_WAIT)
-        except TimeoutError:
-            pass
-        else:
-            if first is None:
-                closed = True
-            else:
-                frames, closed = _drain(session, first)
+        arrived, first = await _next_frame(session, sessions.stopping)
+        if arrived and first is None:
+            closed = True
+        elif first is not None:
+            frames, closed = _drain(session, first)
     finally:
         entry.polling -= 1
         entry.last_seen = time.monotonic()
@@ -159,9 +176,16 @@ async def sweeper(app: web.Application) -> AsyncIterator[None]:
     sessions.close_all()
 
 
+async def _wake_polls(app: web.Application) -> None:
+    """on_shutdown: answer every waiting poll now; the server waits for open requests
+    before it closes, and a poll would otherwise hold it for the whole shutdown timeout."""
+    app[LONGPOLL].stopping.set()
+
+
 def add_routes(app: web.Application) -> None:
     app[LONGPOLL] = LongPollSessions()
     app.cleanup_ctx.append(sweeper)
+    app.on_shutdown.append(_wake_polls)
     app.router.add_post("/lp/{queue}", open_session)
     app.router.add_post("/lp/{queue}/{session}", send_frame)
     app.router.add_get("/lp/{queue}/{session}", poll)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Callable
@@ -28,6 +29,9 @@ class LongPollSessions:
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
+        # Set when the server begins to shut down: waiting polls answer at once (see
+        # `web.longpoll.poll`) rather than hold the shutdown until it cuts them off.
+        self.stopping = asyncio.Event()
 
     def add(
         self, session: PatronSession, queue: str, on_close: Callable[[], None] | None = None

@@ -7,7 +7,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.conftest import Desk
+from tests.conftest import Desk, wait_for
+from web.keys import LONGPOLL
 
 
 async def _post(session: aiohttp.ClientSession, url: str, data: str) -> tuple[int, Any]:
@@ -81,3 +82,29 @@ async def test_long_poll_patron_reaches_an_operator(desk: Desk) -> None:
                 break
             frames += await _poll(s, url, "message")
         assert any(f.get("text") == "Hello over long-poll" for f in frames)
+
+
+async def test_a_waiting_poll_is_answered_when_the_server_shuts_down(offline_desk: Desk) -> None:
+    """A poll that is waiting for frames when refdesk stops gets its usual empty answer at
+    once (the widget polls again and finds the server gone), instead of holding the
+    shutdown until the server gives up on it and cuts the connection."""
+    import asyncio
+
+    base = offline_desk.url + "/lp/ask"
+    async with aiohttp.ClientSession() as s:
+        status, body = await _post(s, base, '{"type": "hello"}')
+        assert status == 200
+        url = f"{base}/{body['session']}"
+        entry = offline_desk.refdesk.web_app[LONGPOLL].get(body["session"], "ask")
+        assert entry is not None
+
+        async def waiting_poll() -> tuple[int, Any]:
+            async with s.get(url) as resp:
+                return resp.status, await resp.json()
+
+        polling = asyncio.ensure_future(waiting_poll())
+        await wait_for(lambda: entry.polling == 1, what="the poll to wait")
+        await offline_desk.refdesk.stop()
+        status, body = await polling
+    assert status == 200
+    assert body == {"frames": [], "closed": False}
