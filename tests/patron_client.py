@@ -115,3 +115,18 @@ class PatronClient:
         await self.drop()
         if self.session is not None:
             await self.session.close()
+
+
+class ProxiedPatron(PatronClient):
+    """A patron behind the desk's trusted proxy (loopback), from `ip`: every request says
+    so in X-Forwarded-For, as the proxy would. Used by the ban, moderation, mail-abuse and
+    hostile-input tests to stand for many patrons on one machine."""
+
+    def __init__(self, base_url: str, queue: str, ip: str) -> None:
+        super().__init__(base_url, queue)
+        self.ip = ip
+
+    async def connect(self, resume: str | None = None, last_seq: int | None = None) -> Frame:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(headers={"X-Forwarded-For": self.ip})
+        return await super().connect(resume, last_seq)

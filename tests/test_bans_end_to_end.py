@@ -15,23 +15,10 @@ import pytest
 from component.config import LimitsConfig
 from component.core.changes import GroupUpdate
 from tests.conftest import Desk, wait_for
-from tests.patron_client import PatronClient
+from tests.patron_client import ProxiedPatron
 
 TRUSTED = pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
 PATRON_IP = "203.0.113.45"
-
-
-class ProxiedPatron(PatronClient):
-    """A patron behind the trusted proxy, from `ip`."""
-
-    def __init__(self, base_url: str, queue: str, ip: str) -> None:
-        super().__init__(base_url, queue)
-        self.ip = ip
-
-    async def connect(self, resume: str | None = None, last_seq: int | None = None) -> Any:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(headers={"X-Forwarded-For": self.ip})
-        return await super().connect(resume, last_seq)
 
 
 async def _patron(desk: Desk, ip: str = PATRON_IP) -> ProxiedPatron:

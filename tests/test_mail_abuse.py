@@ -17,7 +17,7 @@ import pytest
 from component.config import LimitsConfig
 from tests.conftest import Desk, wait_for
 from tests.mail_sink import Delivered, MailSink
-from tests.patron_client import PatronClient
+from tests.patron_client import PatronClient, ProxiedPatron
 
 FOLLOWUP = "followup@library.example"
 REFERRAL = "ill@library.example"
@@ -32,19 +32,6 @@ HOSTILE_TITLES = (
     "Ask\u2028X-Injected: yes",
     "Ask =?utf-8?q?=0AX-Injected:_yes?= us",
 )
-
-
-class ProxiedPatron(PatronClient):
-    """A patron behind the trusted proxy, from `ip`."""
-
-    def __init__(self, base_url: str, queue: str, ip: str) -> None:
-        super().__init__(base_url, queue)
-        self.ip = ip
-
-    async def connect(self, resume: str | None = None, last_seq: int | None = None) -> Any:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(headers={"X-Forwarded-For": self.ip})
-        return await super().connect(resume, last_seq)
 
 
 async def _patron(desk: Desk, ip: str) -> ProxiedPatron:

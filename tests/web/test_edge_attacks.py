@@ -13,25 +13,12 @@ import aiohttp
 import pytest
 
 from tests.conftest import Desk, wait_for
-from tests.patron_client import PatronClient
+from tests.patron_client import PatronClient, ProxiedPatron
 from web.keys import PATRON_SLOTS
 
 TRUSTED = pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
 DEEP = "[" * 5000
 SURROGATE_ID = '{"type": "message", "id": "\\udc00", "text": "hi"}'
-
-
-class ProxiedPatron(PatronClient):
-    """A patron behind the trusted proxy (loopback), from `ip`."""
-
-    def __init__(self, base_url: str, queue: str, ip: str) -> None:
-        super().__init__(base_url, queue)
-        self.ip = ip
-
-    async def connect(self, resume: str | None = None, last_seq: int | None = None) -> Any:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(headers={"X-Forwarded-For": self.ip})
-        return await super().connect(resume, last_seq)
 
 
 async def _proxied(desk: Desk, ip: str) -> ProxiedPatron:

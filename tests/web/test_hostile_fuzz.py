@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from component.config import LimitsConfig
 from tests.conftest import Desk
-from tests.patron_client import PatronClient
+from tests.patron_client import ProxiedPatron
 
 FRAME_LIMIT = 16384  # chat.max_frame_bytes by default
 # One desk serves every example of a test; patrons come from addresses behind the
@@ -111,27 +111,14 @@ hostile_body = hostile_text.map(lambda t: t.encode("utf-8", "surrogatepass")) | 
 )
 
 
-class Patron(PatronClient):
-    """A patron behind the trusted proxy, from `ip`."""
-
-    def __init__(self, base_url: str, ip: str) -> None:
-        super().__init__(base_url, "ask")
-        self.ip = ip
-
-    async def connect(self, resume: str | None = None, last_seq: int | None = None) -> Any:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(headers={"X-Forwarded-For": self.ip})
-        return await super().connect(resume, last_seq)
-
-
-async def _patron(desk: Desk, ip: str) -> Patron:
-    patron = Patron(desk.url, ip)
+async def _patron(desk: Desk, ip: str) -> ProxiedPatron:
+    patron = ProxiedPatron(desk.url, "ask", ip)
     desk.patrons.append(patron)
     await patron.connect()
     return patron
 
 
-async def _bystander_is_served(bystander: Patron) -> None:
+async def _bystander_is_served(bystander: ProxiedPatron) -> None:
     await bystander.say("still served?")
 
 
@@ -143,7 +130,7 @@ async def test_websocket_frames(offline_desk: Desk, data: st.DataObject) -> None
         await _patron(offline_desk, FUZZER_IP)
         await _patron(offline_desk, BYSTANDER_IP)
     fuzzer, bystander = offline_desk.patrons[0], offline_desk.patrons[1]
-    assert isinstance(fuzzer, Patron) and isinstance(bystander, Patron)
+    assert isinstance(fuzzer, ProxiedPatron) and isinstance(bystander, ProxiedPatron)
     assert fuzzer.ws is not None
     kind, payload = data.draw(hostile_ws)
     if kind == "binary":
@@ -175,7 +162,7 @@ async def test_long_poll_frames(offline_desk: Desk, body: bytes) -> None:
     if not offline_desk.patrons:
         await _patron(offline_desk, BYSTANDER_IP)
     bystander = offline_desk.patrons[0]
-    assert isinstance(bystander, Patron)
+    assert isinstance(bystander, ProxiedPatron)
     base = offline_desk.url + "/lp/ask"
     # Sessions stay open until they expire: a fresh network per example keeps the
     # per-address session cap out of the way.
@@ -229,7 +216,7 @@ async def test_offline_question_form(offline_desk: Desk, body: bytes, as_json: b
         await offline_desk.set_queue("ask", followup_email="followup@library.example")
         await _patron(offline_desk, BYSTANDER_IP)
     bystander = offline_desk.patrons[0]
-    assert isinstance(bystander, Patron)
+    assert isinstance(bystander, ProxiedPatron)
     content_type = "application/json" if as_json else "application/x-www-form-urlencoded"
     headers = {"X-Forwarded-For": FUZZER_IP, "Content-Type": content_type}
     async with (

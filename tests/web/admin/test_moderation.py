@@ -18,7 +18,7 @@ from playwright.async_api import Browser, Page, expect
 from component.core.changes import QueueUpdate
 from component.core.models import Presence
 from tests.conftest import ADMIN_PASSWORD, ARTIFACTS, Desk, admin_account, admin_page, wait_for
-from tests.patron_client import PatronClient
+from tests.patron_client import ProxiedPatron
 
 TRUSTED = pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
 PATRON_IP = "203.0.113.45"
@@ -27,19 +27,6 @@ _n = itertools.count(1)
 
 
 # Helpers shared with test_records.py ----------------------------------------------------
-
-
-class ProxiedPatron(PatronClient):
-    """A patron behind the trusted proxy, from `ip`."""
-
-    def __init__(self, base_url: str, queue: str, ip: str) -> None:
-        super().__init__(base_url, queue)
-        self.ip = ip
-
-    async def connect(self, resume: str | None = None, last_seq: int | None = None) -> Any:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(headers={"X-Forwarded-For": self.ip})
-        return await super().connect(resume, last_seq)
 
 
 async def patron_from(desk: Desk, ip: str, queue: str = "ask") -> ProxiedPatron:
