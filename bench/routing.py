@@ -10,7 +10,7 @@
 - `DeskService.loads` + `eligible`: the decision as the service makes it for a new chat;
 - ban checks: `BanIndex.match` over `--bans` bans built in memory, and
   `service.moderation.banned(address)` through a real `DeskService` whose `--stored-bans`
-  bans were stored with `Store.add_ban`, plus the time of `Moderation.load()`.
+  bans were stored with `store.bans.add`, plus the time of `Moderation.load()`.
 
 Baseline: a call of a trivial Python function (returns its argument), measured in the same
 run with the same loop, so the ratio says how many plain calls one decision is worth.
@@ -97,11 +97,11 @@ def make_loads(count: int, rng: random.Random) -> list[OperatorLoad]:
 async def service_with(operators: int, workdir: Path, rng: random.Random) -> DeskService:
     store = await Store.open(workdir / "routing.sqlite3")
     now = datetime.now(UTC)
-    group = await store.add_group("bench", "Bench library", now)
-    queue = await store.add_queue(QUEUE, group.id, "Ask a librarian (bench)", None, now)
+    group = await store.groups.add("bench", "Bench library", now)
+    queue = await store.queues.add(QUEUE, group.id, "Ask a librarian (bench)", None, now)
     for n in range(operators):
-        op = await store.upsert_operator(f"op{n:04d}@example.org", f"Op {n}", 5, now)
-        await store.assign(queue.id, op.id)
+        op = await store.operators.upsert(f"op{n:04d}@example.org", f"Op {n}", 5, now)
+        await store.operators.assign(queue.id, op.id)
     service = DeskService(store, domain="desk.localhost")
     await service.start()
     for n in range(operators):
@@ -170,7 +170,7 @@ async def ban_service_cases(
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """The check as a patron meets it: `service.moderation.banned(address)` (what
     `web/patron_session.py` calls at every hello) through a real `DeskService` whose
-    `count` bans were stored with `Store.add_ban` one by one. The store is opened with
+    `count` bans were stored with `store.bans.add` one by one. The store is opened with
     synchronous=OFF for that loading only (it is set-up, not measured; 100,000 fsyncs would
     take minutes), then closed and reopened as refdesk opens it. Also times
     `Moderation.load()` (the start-up load, repeated whenever the store changed)."""
@@ -184,10 +184,10 @@ async def ban_service_cases(
     loading = await Store.open(path, synchronous="OFF")
     began = time.perf_counter()
     try:
-        group = await loading.add_group("bench", "Bench library", now)
-        await loading.add_queue(QUEUE, group.id, "Ask a librarian (bench)", None, now)
+        group = await loading.groups.add("bench", "Bench library", now)
+        await loading.queues.add(QUEUE, group.id, "Ask a librarian (bench)", None, now)
         for ban in bans:
-            await loading.add_ban(ban, now)
+            await loading.bans.add(ban, now)
     finally:
         await loading.close()
     stored_s = time.perf_counter() - began
@@ -336,7 +336,7 @@ the same loop.
 {fmt(build_s, 2)} s). The "`service.moderation.banned()`" rows are the check as a patron
 meets it at every WebSocket hello (`web/patron_session.py` `_hello`): a real `DeskService`
 on a real store holding {load.get("bans", 0):,} bans, stored one by one with
-`Store.add_ban` (with the store opened `synchronous=OFF` for that set-up only:
+`store.bans.add` (with the store opened `synchronous=OFF` for that set-up only:
 {fmt(load.get("store_add_ban_s", math.nan))} s), then reopened as refdesk opens it.
 `DeskService.start()` on that store took {fmt(load.get("service_start_s", math.nan), 2)} s;
 `Moderation.load()` (the same index rebuild, run at start-up and again whenever another

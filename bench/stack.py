@@ -218,15 +218,15 @@ class BenchStack:
         store = await Store.open(self.db_path)
         try:
             now = datetime.now(UTC)
-            group = await store.add_group("bench", "Bench library", now)
+            group = await store.groups.add("bench", "Bench library", now)
             ids = [
-                (await store.add_queue(name, group.id, f"Ask a librarian ({name})", None, now)).id
+                (await store.queues.add(name, group.id, f"Ask a librarian ({name})", None, now)).id
                 for name in queues
             ]
             for n, jid in enumerate(operators, 1):
-                op = await store.upsert_operator(jid, f"Operator {n}", max_chats, now)
+                op = await store.operators.upsert(jid, f"Operator {n}", max_chats, now)
                 for queue_id in ids:
-                    await store.assign(queue_id, op.id)
+                    await store.operators.assign(queue_id, op.id)
         finally:
             await store.close()
 

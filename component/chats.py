@@ -104,7 +104,7 @@ class ChatLifecycle:
             state=state,
             operator=operator,
             created_at=chat.created_at,
-            last_seq=await self.store.last_seq(chat.id),
+            last_seq=await self.store.chats.last_seq(chat.id),
             asked_at=chat.asked_at,
             accepted_at=chat.accepted_at,
             origin_ip=chat.origin_ip,
@@ -139,7 +139,7 @@ class ChatLifecycle:
         patron's first message. The address is stored as the queue's privacy mode says."""
         queue = self.directory.queue(queue_name)
         if resume:
-            chat = await self.store.chat_by_resume(hash_token(resume))
+            chat = await self.store.chats.by_resume(hash_token(resume))
             if chat is not None and self._resumable(chat):
                 current = self.chats.get(chat.id)
                 if current is not None:
@@ -153,7 +153,7 @@ class ChatLifecycle:
         await self.moderation.admit_new_chat(origin_ip, queue.id)
         token = secrets.token_urlsafe(24)
         guest = GUEST_PREFIX + "".join(secrets.choice(_GUEST_ALPHABET) for _ in range(8))
-        chat = await self.store.create_chat(
+        chat = await self.store.chats.create(
             queue.id,
             guest,
             hash_token(token),
@@ -176,13 +176,13 @@ class ChatLifecycle:
         attach the chat so far)."""
         if not resume or len(resume) > 128:
             return None
-        chat = await self.store.chat_by_resume(hash_token(resume))
+        chat = await self.store.chats.by_resume(hash_token(resume))
         return self.chats.get(chat.id) if chat is not None else None
 
     async def history(self, chat_id: int, after_seq: int) -> list[ChatEvent]:
         """What the patron may see of the transcript after `after_seq` (no staff notes),
         for a patron who (re)connects."""
-        events = await self.store.events_after(chat_id, max(0, after_seq))
+        events = await self.store.chats.events_after(chat_id, max(0, after_seq))
         return [e for e in events if e.kind.patron_sees]
 
     # The patron's side -----------------------------------------------------------------------
@@ -200,12 +200,12 @@ class ChatLifecycle:
             raise InvalidInput("bad_id", "Each message needs an id of 1 to 64 characters.")
         if self.chats.get(chat_id) is None:
             # A resend whose ack was lost before the chat ended still gets its ack.
-            stored = await self.store.event_by_client_id(chat_id, client_id)
+            stored = await self.store.chats.event_by_client_id(chat_id, client_id)
             if stored is not None:
                 return self._resent(stored, text)
         live = self.chats.require(chat_id)
         async with hold(live) as held:
-            existing = await self.store.event_by_client_id(chat_id, client_id)
+            existing = await self.store.chats.event_by_client_id(chat_id, client_id)
             if existing is not None:
                 return self._resent(existing, text)
             clean = self.check_text(text)
@@ -240,7 +240,7 @@ class ChatLifecycle:
         live = held.live
         now = self._now()
         live.asked_at = now
-        await self.store.set_asked_at(live.id, now)
+        await self.store.chats.set_asked_at(live.id, now)
         self.routing.arm_rollover(held)
         if live.queue.max_wait and live.queue.followup_email:
             live.max_wait_timer = self.background.later(
@@ -386,7 +386,7 @@ class ChatLifecycle:
         recipients = live.recipients()
         event = await self.chats.append(held, Sender.SYSTEM, by, text, kind=EventKind.ENDED)
         live.state = state
-        await self.store.set_chat_state(live.id, state, self._now(), ended_by=by)
+        await self.store.chats.set_state(live.id, state, self._now(), ended_by=by)
         self.chats.remove(live)
         live.cancel_timers()
         self.bus.publish(ChatEnded(live.id, live.guest, event, by, recipients))
@@ -419,7 +419,7 @@ class ChatLifecycle:
                 if self.chats.is_open(live):
                     # A banned patron gets no email: the transcript copy they asked for
                     # is forgotten before the end would send it.
-                    await self.store.set_transcript_email(live.id, None)
+                    await self.store.chats.set_transcript_email(live.id, None)
                     await self.end(held, by="system", text=text)
                     ended += 1
         return ended

@@ -314,7 +314,7 @@ async def _group(args: argparse.Namespace, store: Store, directory: Directory) -
     elif args.action == "exempt":
         group = await directory.group_named(args.group)
         if args.network is None:
-            for network in (await store.exempt_networks()).get(group.id, []):
+            for network in (await store.exempt.by_group()).get(group.id, []):
                 _print(network)
             return
         if args.remove:
@@ -325,10 +325,10 @@ async def _group(args: argparse.Namespace, store: Store, directory: Directory) -
             _print(f"{network} is exempt in {group.name}: operators cannot ban it")
     elif args.action == "links":
         group = await directory.group_named(args.group)
-        for link in await store.links(group.id):
+        for link in await store.links.of_group(group.id):
             _print(f"{link.title}\t{link.url}")
     else:
-        for g in await store.list_groups():
+        for g in await store.groups.all():
             _print(f"{g.name}\t{g.title}")
 
 
@@ -363,8 +363,8 @@ async def _queue(args: argparse.Namespace, store: Store, directory: Directory) -
         changed = await directory.change_queue(queue, change)
         _print(f"updated queue {queue.name}: {', '.join(changed)}")
     else:
-        groups = {g.id: g.name for g in await store.list_groups()}
-        queues = await store.list_queues()
+        groups = {g.id: g.name for g in await store.groups.all()}
+        queues = await store.queues.all()
         names = {q.id: q.name for q in queues}
         for q in queues:
             rollover = (
@@ -387,7 +387,7 @@ async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
             raise UsageError("a ban is either --permanent or has --days, not both")
         exempt = [
             ipaddress.ip_network(n, strict=False)
-            for nets in (await store.exempt_networks()).values()
+            for nets in (await store.exempt.by_group()).values()
             for n in nets
         ]
         try:
@@ -421,7 +421,7 @@ async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
         for ban in lifted:
             _print(f"lifted ban #{ban.id} on {ban.network}")
     else:
-        for ban in await store.list_bans():
+        for ban in await store.bans.all():
             if not args.all and not ban.active(now):
                 continue
             end = _fmt(ban.ends_at) if ban.ends_at else "permanent"
@@ -472,36 +472,36 @@ async def _admin(args: argparse.Namespace, store: Store) -> None:
         name = args.name.strip()
         if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", name):
             raise UsageError(f"{args.name!r} is not a valid username (letters, digits, . _ @ -)")
-        if await store.admin_by_name(name):
+        if await store.accounts.admin_by_name(name):
             raise UsageError(f"there is already an account called {name!r}")
         group_id = None
         if args.role == "coordinator":
             if not args.group:
                 raise UsageError("a coordinator needs --group")
-            found = await store.group_by_name(args.group)
+            found = await store.groups.by_name(args.group)
             if found is None:
                 raise UsageError(f"no group called {args.group!r}")
             group_id = found.id
         elif args.group:
             raise UsageError("only coordinators belong to a group")
-        await store.add_admin(name, await _new_hash(), args.role, group_id, _now())
+        await store.accounts.add_admin(name, await _new_hash(), args.role, group_id, _now())
         _print(f"added {args.role} {name}")
     elif args.action == "password":
-        account = await store.admin_by_name(args.name)
+        account = await store.accounts.admin_by_name(args.name)
         if account is None:
             raise UsageError(f"no account called {args.name!r}")
-        await store.set_admin_password(account.id, await _new_hash())
-        await store.delete_sessions_of(account.id)
+        await store.accounts.set_admin_password(account.id, await _new_hash())
+        await store.accounts.delete_sessions_of(account.id)
         _print(f"password changed for {account.username}; their sessions were closed")
     elif args.action == "remove":
-        account = await store.admin_by_name(args.name)
+        account = await store.accounts.admin_by_name(args.name)
         if account is None:
             raise UsageError(f"no account called {args.name!r}")
-        await store.delete_admin(account.id)
+        await store.accounts.delete_admin(account.id)
         _print(f"removed {account.username}")
     else:
-        groups = {g.id: g.name for g in await store.list_groups()}
-        for a in await store.list_admins():
+        groups = {g.id: g.name for g in await store.groups.all()}
+        for a in await store.accounts.admins():
             group = f"\tgroup={groups.get(a.group_id, '?')}" if a.group_id else ""
             _print(f"{a.username}\t{a.role}{group}")
 
@@ -509,9 +509,9 @@ async def _admin(args: argparse.Namespace, store: Store) -> None:
 async def _purge(store: Store) -> None:
     now = _now()
     total = 0
-    for queue in await store.list_queues():
+    for queue in await store.queues.all():
         if queue.retention_days:
-            total += await store.purge(
+            total += await store.chats.purge(
                 queue.id,
                 now - timedelta(days=queue.retention_days),
                 transcripts=queue.purge_transcripts,
@@ -520,7 +520,7 @@ async def _purge(store: Store) -> None:
 
 
 async def _backup(args: argparse.Namespace, store: Store) -> None:
-    result = await store.backup(args.file, overwrite=args.force)
+    result = await store.ops.backup(args.file, overwrite=args.force)
     _print(f"backed up to {result.path}: {result.pages} pages, integrity {result.integrity}")
 
 
@@ -533,7 +533,7 @@ async def _canned(args: argparse.Namespace, store: Store, directory: Directory) 
     scope = Scope(group_id=group.id if group else None, queue_id=queue.id if queue else None)
     if args.action == "list":
         assert queue is not None
-        for c in await store.canned_for_queue(queue.id, queue.group_id):
+        for c in await store.canned.for_queue(queue.id, queue.group_id):
             _print(f"{c.name}\t{c.scope}\t{c.text}")
     elif args.action == "set":
         name = await directory.save_canned(scope, CannedChange(args.name, args.text), replace=True)
@@ -561,11 +561,11 @@ async def _operator(args: argparse.Namespace, store: Store, directory: Directory
         op = await directory.remove_operator(args.jid)
         _print(f"removed operator {op.jid}")
     else:
-        queue_names = {q.id: q.name for q in await store.list_queues()}
+        queue_names = {q.id: q.name for q in await store.queues.all()}
         members: dict[int, list[str]] = {}
-        for a in await store.list_assignments():
+        for a in await store.operators.assignments():
             members.setdefault(a.operator_id, []).append(queue_names.get(a.queue_id, "?"))
-        for op in await store.list_operators():
+        for op in await store.operators.all():
             _print(
                 f"{op.jid}\tname={op.name}\tmax_chats={op.max_chats}"
                 f"\tqueues={','.join(sorted(members.get(op.id, []))) or '-'}"

@@ -206,19 +206,21 @@ def write_demo_config(
 
 async def _seed(store: Store, operators: list[str], admin_password: str) -> None:
     now = datetime.now(UTC)
-    if await store.admin_by_name("admin") is None:
-        await store.add_admin("admin", hash_password(admin_password), "admin", None, now)
-    group = await store.group_by_name("demo") or await store.add_group("demo", "Demo Library", now)
-    queue = await store.queue_by_name(DEMO_QUEUE) or await store.add_queue(
+    if await store.accounts.admin_by_name("admin") is None:
+        await store.accounts.add_admin("admin", hash_password(admin_password), "admin", None, now)
+    group = await store.groups.by_name("demo") or await store.groups.add(
+        "demo", "Demo Library", now
+    )
+    queue = await store.queues.by_name(DEMO_QUEUE) or await store.queues.add(
         DEMO_QUEUE, group.id, "Ask a Librarian", DEMO_FOLLOWUP, now
     )
     if not queue.followup_email:
         # Demo directories made before the demo caught mail have no follow-up address.
-        await store.update_queue(queue.id, QueueUpdate(followup_email=DEMO_FOLLOWUP))
+        await store.queues.update(queue.id, QueueUpdate(followup_email=DEMO_FOLLOWUP))
     for jid in operators:
         name = jid.split("@")[0].replace("librarian", "Librarian ")
-        op = await store.upsert_operator(jid, name, 3, now)
-        await store.assign(queue.id, op.id)
+        op = await store.operators.upsert(jid, name, 3, now)
+        await store.operators.assign(queue.id, op.id)
 
 
 async def _demo(workdir: Path, web_port: int, host: str) -> None:

@@ -201,13 +201,13 @@ class Directory:
     # Lookups ---------------------------------------------------------------------------
 
     async def group_named(self, name: str, field: str = "group") -> Group:
-        group = await self.store.group_by_name(name)
+        group = await self.store.groups.by_name(name)
         if group is None:
             raise DirectoryError(field, f"There is no group called {name[:80]!r}.")
         return group
 
     async def queue_named(self, name: str, field: str = "queue") -> Queue:
-        queue = await self.store.queue_by_name(name)
+        queue = await self.store.queues.by_name(name)
         if queue is None:
             raise DirectoryError(field, f"There is no queue called {name[:80]!r}.")
         return queue
@@ -220,10 +220,10 @@ class Directory:
         title = problems.take("title", _optional_title, change.title)
         problems.check()
         assert name is not None
-        if await self.store.group_by_name(name) is not None:
+        if await self.store.groups.by_name(name) is not None:
             raise DirectoryError("name", f"There is already a group called {name!r}.")
         try:
-            group = await self.store.add_group(name, title or name, self.clock())
+            group = await self.store.groups.add(name, title or name, self.clock())
         except StoreError:
             raise DirectoryError("name", f"There is already a group called {name!r}.") from None
         await self._changed()
@@ -240,13 +240,13 @@ class Directory:
             appeal_email=_given(problems, "appeal_email", _email, change.appeal_email),
         )
         problems.check()
-        await self.store.update_group(group.id, update)
+        await self.store.groups.update(group.id, update)
         await self._changed()
         return sorted(update.columns())
 
     async def delete_group(self, group: Group) -> None:
         try:
-            await self.store.delete_group(group.id)
+            await self.store.groups.delete(group.id)
         except StoreError as exc:
             raise DirectoryError("confirm", f"The group cannot be deleted: {exc}.") from None
         await self._changed()
@@ -257,12 +257,12 @@ class Directory:
         url = problems.take("url", _link_url, change.url)
         problems.check()
         assert title is not None and url is not None
-        await self.store.add_link(group.id, title, url)
+        await self.store.links.add(group.id, title, url)
         await self._changed()
         return title
 
     async def delete_link(self, group: Group, link_id: int) -> bool:
-        removed = await self.store.delete_link(group.id, link_id)
+        removed = await self.store.links.delete(group.id, link_id)
         await self._changed()
         return removed
 
@@ -272,7 +272,7 @@ class Directory:
         note = problems.take("note", _optional_note, change.note)
         problems.check()
         assert network is not None
-        await self.store.add_exempt_network(group.id, network, note or "")
+        await self.store.exempt.add(group.id, network, note or "")
         await self._changed()
         return network
 
@@ -285,12 +285,12 @@ class Directory:
                 wanted = validators.network(network)
             except ValueError as exc:
                 raise DirectoryError("network", str(exc)) from None
-            rows = [r for r in await self.store.exempt_rows(group.id) if r.network == wanted]
+            rows = [r for r in await self.store.exempt.rows(group.id) if r.network == wanted]
             if not rows:
                 raise DirectoryError("network", f"{wanted} is not exempt in {group.name}.")
             exempt_id = rows[0].id
         assert exempt_id is not None
-        removed = await self.store.delete_exempt(group.id, exempt_id)
+        removed = await self.store.exempt.delete(group.id, exempt_id)
         await self._changed()
         return removed
 
@@ -310,7 +310,7 @@ class Directory:
         name = problems.take("name", _name("queue"), change.name)
         title = problems.take("title", _optional_title, change.title)
         email = problems.take("followup_email", _email, change.followup_email)
-        group = await self.store.group_by_name(change.group) if change.group else None
+        group = await self.store.groups.by_name(change.group) if change.group else None
         if group is not None and allowed_groups is not None and group.id not in allowed_groups:
             group = None
         make_default = group is None and change.group == DEFAULT_GROUP and create_default
@@ -321,15 +321,15 @@ class Directory:
                 if change.group
                 else "Choose the group the queue belongs to.",
             )
-        if name is not None and await self.store.queue_by_name(name) is not None:
+        if name is not None and await self.store.queues.by_name(name) is not None:
             problems.add("name", f"There is already a queue called {name!r}.")
         problems.check()
         if make_default:
-            group = await self.store.add_group(DEFAULT_GROUP, "Default", self.clock())
+            group = await self.store.groups.add(DEFAULT_GROUP, "Default", self.clock())
         assert name is not None and group is not None
         title = title or name.replace("-", " ").capitalize()
         try:
-            queue = await self.store.add_queue(name, group.id, title, email, self.clock())
+            queue = await self.store.queues.add(name, group.id, title, email, self.clock())
         except StoreError:
             raise DirectoryError("name", f"There is already a queue called {name!r}.") from None
         await self._changed()
@@ -401,7 +401,7 @@ class Directory:
         if final_purge and not final_retention and not problems.has("retention_days"):
             problems.add("retention_days", "Say after how many days transcripts are purged.")
         problems.check()
-        await self.store.update_queue(queue.id, update)
+        await self.store.queues.update(queue.id, update)
         await self._changed()
         return update.changed()
 
@@ -414,7 +414,7 @@ class Directory:
     ) -> int | Unset | None:
         if not name:
             return None
-        target = await self.store.queue_by_name(name)
+        target = await self.store.queues.by_name(name)
         if target is None or (visible_groups is not None and target.group_id not in visible_groups):
             problems.add("backup", f"There is no queue called {name[:80]!r}.")
             return UNSET
@@ -450,7 +450,7 @@ class Directory:
 
     async def delete_queue(self, queue: Queue) -> None:
         try:
-            await self.store.delete_queue(queue.id)
+            await self.store.queues.delete(queue.id)
         except StoreError as exc:
             raise DirectoryError("confirm", f"The queue cannot be deleted: {exc}.") from None
         await self._changed()
@@ -487,7 +487,7 @@ class Directory:
         name = _given(problems, "name", validators.display_name, change.name)
         max_chats = _given(problems, "max_chats", validators.max_chats, _text(change.max_chats))
         email = _given(problems, "email", _email, change.email)
-        queues = manageable if manageable is not None else await self.store.list_queues()
+        queues = manageable if manageable is not None else await self.store.queues.all()
         by_name = {q.name: q for q in queues}
         wanted: dict[int, bool | None] = {}
         for queue_name in change.queues:
@@ -504,12 +504,12 @@ class Directory:
                 problems.add("on_call", "There is no such queue to be on call for.")
             elif change.on_call - set(change.queues):
                 problems.add("on_call", "An operator can only be on call for their own queues.")
-        if jid is not None and change.new and await self.store.operator_by_jid(jid) is not None:
+        if jid is not None and change.new and await self.store.operators.by_jid(jid) is not None:
             problems.add("jid", f"{jid} is already an operator.")
         problems.check()
         assert jid is not None
         try:
-            op = await self.store.save_operator(
+            op = await self.store.operators.save(
                 jid,
                 name=None if isinstance(name, Unset) else name,
                 max_chats=None if isinstance(max_chats, Unset) else max_chats,
@@ -535,11 +535,11 @@ class Directory:
                 jid = self.operator_jid(operator)
             except ValueError as exc:
                 raise DirectoryError("jid", str(exc)) from None
-            found = await self.store.operator_by_jid(jid)
+            found = await self.store.operators.by_jid(jid)
             if found is None:
                 raise DirectoryError("jid", f"There is no operator {jid}.")
             operator = found
-        await self.store.delete_operator(
+        await self.store.operators.delete(
             operator.id, None if queues is None else [q.id for q in queues]
         )
         await self._changed()
@@ -547,7 +547,7 @@ class Directory:
 
     async def leave_queue(self, queue: Queue, operator: Operator) -> bool:
         """The operator stops answering one queue (and keeps their others)."""
-        removed = await self.store.remove_assignment(queue.id, operator.id)
+        removed = await self.store.operators.unassign(queue.id, operator.id)
         await self._changed()
         return removed
 
@@ -569,7 +569,7 @@ class Directory:
         problems.check()
         assert name is not None and text is not None
         try:
-            await self.store.save_canned(
+            await self.store.canned.save(
                 name,
                 text,
                 group_id=scope.group_id,
@@ -586,7 +586,7 @@ class Directory:
         self, scope: Scope, *, canned_id: int | None = None, name: str | None = None
     ) -> str:
         """Remove a canned message of `scope` by id (admin page) or name (CLI)."""
-        rows = await self.store.canned_rows(group_id=scope.group_id, queue_id=scope.queue_id)
+        rows = await self.store.canned.rows(group_id=scope.group_id, queue_id=scope.queue_id)
         if name is not None:
             try:
                 name = validators.canned_name(name)
@@ -595,7 +595,7 @@ class Directory:
         found = [r for r in rows if r.id == canned_id or (name is not None and r.name == name)]
         if not found:
             raise DirectoryError("name", f"There is no canned message {name!r} at that scope.")
-        await self.store.delete_canned(found[0].id)
+        await self.store.canned.delete(found[0].id)
         await self._changed()
         return found[0].name
 

@@ -56,10 +56,10 @@ class DirectoryCache:
         """Read queues, operators and memberships from the store. Called by the service
         at start and on `reload_directory`. Returns the (queue, operator JID) pairs that
         are new since the last load and still lack a granted subscription."""
-        queues = await self.store.list_queues()
-        self._groups = {g.id: g for g in await self.store.list_groups()}
-        operators = await self.store.list_operators()
-        assignments = await self.store.list_assignments()
+        queues = await self.store.queues.all()
+        self._groups = {g.id: g for g in await self.store.groups.all()}
+        operators = await self.store.operators.all()
+        assignments = await self.store.operators.assignments()
         self._queues = {q.name: q for q in queues}
         self._queues_by_id = {q.id: q for q in queues}
         self._runtime = {q.id: self._queue_runtime(q) for q in queues}
@@ -212,10 +212,10 @@ class DirectoryCache:
         op = self._operators[jid]
         if kind == "subscribed" and self._subscriptions[key] != "granted":
             self._subscriptions[key] = "granted"
-            await self.store.set_subscription(queue.id, op.id, "granted")
+            await self.store.operators.set_subscription(queue.id, op.id, "granted")
         elif kind == "unsubscribed" and self._subscriptions[key] != "none":
             self._subscriptions[key] = "none"
-            await self.store.set_subscription(queue.id, op.id, "none")
+            await self.store.operators.set_subscription(queue.id, op.id, "none")
         return True
 
     async def mark_subscription_asked(self, queue_name: str, jid: str) -> bool:
@@ -225,7 +225,7 @@ class DirectoryCache:
         if self._subscriptions.get(key) != "none":
             return False
         self._subscriptions[key] = "asked"
-        await self.store.set_subscription(
+        await self.store.operators.set_subscription(
             self._queues[queue_name].id, self._operators[jid].id, "asked"
         )
         return True

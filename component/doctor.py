@@ -26,7 +26,7 @@ import slixmpp
 from component.config import Config, XmppConfig
 from component.mailer import MailError, SmtpSender
 from component.runner import smtp_settings
-from component.store_ops import probe_write
+from component.store.ops import probe_write
 
 XMPP_TIMEOUT = 10.0
 # What the XMPP server's stream error conditions mean for the component's settings.

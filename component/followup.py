@@ -190,7 +190,7 @@ class FollowUp:
                 ),
             ]
 
-        ticket_id = await service.store.create_ticket(
+        ticket_id = await service.store.tickets.create(
             kind="offline",
             queue_id=queue.id,
             question=text,
@@ -224,9 +224,9 @@ class FollowUp:
             raise BadCommand(
                 "This queue has no referral address: give one, as in !refer ill@library.org."
             )
-        events = await service.store.events_after(live.id, 0)
+        events = await service.store.chats.events_after(live.id, 0)
         question = next((e.text for e in events if e.sender is Sender.PATRON), "(no question)")
-        patron_email = await service.store.transcript_email(live.id)
+        patron_email = await service.store.chats.transcript_email(live.id)
         now = service.clock()
 
         def build(ticket_id: int) -> list[NewMail]:
@@ -248,7 +248,7 @@ class FollowUp:
                 )
             ]
 
-        ticket_id = await service.store.create_ticket(
+        ticket_id = await service.store.tickets.create(
             kind="referral",
             queue_id=queue.id,
             question=question,
@@ -279,7 +279,7 @@ class FollowUp:
                 msgid_domain=self._msgid_domain,
                 now=now,
             )
-            await self.service.store.enqueue_mail(_mail("on-call", msg), now)
+            await self.service.store.mail.enqueue(_mail("on-call", msg), now)
         self.service.bus.publish(MailQueued())
 
     async def request_transcript(
@@ -299,20 +299,20 @@ class FollowUp:
             address = emails.validate_address(email)
         except emails.FieldError as exc:
             raise InvalidInput("bad_email", str(exc)) from None
-        chat = await service.store.chat_by_id(chat_id)
+        chat = await service.store.chats.by_id(chat_id)
         try:
             queue = service.queue_by_id(chat.queue_id) if chat is not None else None
         except UnknownQueue:
             queue = None
         if service.moderation.banned(origin_ip) is not None:
             raise Banned(service.ban_text(queue.name if queue is not None else None))
-        if await service.store.transcript_mailed(chat_id):
+        if await service.store.mail.transcript_mailed(chat_id):
             raise _already_sent()
         # The same address again (a resend, a reconnect) is not a new email.
-        if await service.store.transcript_email(chat_id) != address:
+        if await service.store.chats.transcript_email(chat_id) != address:
             queue_id = queue.id if queue is not None else None
             await service.moderation.admit_mail(origin_ip, address, queue_id)
-            await service.store.set_transcript_email(chat_id, address)
+            await service.store.chats.set_transcript_email(chat_id, address)
         if service.chat_state(chat_id).open:
             return address
         if not await self.send_transcript_if_asked(chat_id):
@@ -324,17 +324,17 @@ class FollowUp:
         was queued before; returns whether this call queued it. Called when a chat ends
         and for a request after the end."""
         service = self.service
-        address = await service.store.transcript_email(chat_id)
+        address = await service.store.chats.transcript_email(chat_id)
         if not address:
             return False
-        chat = await service.store.chat_by_id(chat_id)
+        chat = await service.store.chats.by_id(chat_id)
         if chat is None:
             return False
         try:
             queue = service.queue_by_id(chat.queue_id)
         except UnknownQueue:
             return False
-        lines = transcript_lines(await service.store.events_after(chat_id, 0))
+        lines = transcript_lines(await service.store.chats.events_after(chat_id, 0))
         msg = emails.transcript_copy(
             self.from_address,
             address,
@@ -346,7 +346,7 @@ class FollowUp:
         )
         # Once only, in one transaction: a second end, a resend of the request or two
         # requests at once must not mail it twice.
-        if not await service.store.enqueue_transcript(
+        if not await service.store.mail.enqueue_transcript(
             chat_id, _mail("transcript", msg), service.clock()
         ):
             return False

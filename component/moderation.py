@@ -134,7 +134,7 @@ async def create_ban(
     why = refusal(network, protected=policy.protected, exempt=exempt, by_operator=by_operator)
     if why:
         raise BanRefused(why[0].upper() + why[1:] + ".")
-    previous = await store.list_bans()
+    previous = await store.bans.all()
     offence = next_offence(previous, network)
     try:
         ends = ban_ends_at(
@@ -156,7 +156,7 @@ async def create_ban(
         permanent=ends is None,
         created_by=actor,
     )
-    return await store.add_ban(ban, now, chat_id=chat_id, detail=detail)
+    return await store.bans.add(ban, now, chat_id=chat_id, detail=detail)
 
 
 async def lift_bans(
@@ -175,9 +175,9 @@ async def lift_bans(
     except BanError as exc:
         raise BanRefused(str(exc)) from None
     lifted = []
-    for ban in await store.bans_that_may_bar(now):
+    for ban in await store.bans.that_may_bar(now):
         if ban.network == network and ban.active(now):
-            await store.lift_ban(ban.id, actor, now, detail)
+            await store.bans.lift(ban.id, actor, now, detail)
             lifted.append(ban)
     if not lifted:
         raise BanRefused(f"No active ban on {network}.")
@@ -249,9 +249,9 @@ class Moderation:
         by the command line) so open chats from those addresses end at once."""
         now = self.service.clock()
         known = {ban.id for ban in self._index}
-        current = await self.store.bans_that_may_bar(now)
+        current = await self.store.bans.that_may_bar(now)
         self._index = BanIndex(current)
-        exempt = await self.store.exempt_networks()
+        exempt = await self.store.exempt.by_group()
         self._exempt = {
             group: [ipaddress.ip_network(n, strict=False) for n in networks]
             for group, networks in exempt.items()
@@ -343,7 +343,7 @@ class Moderation:
         gone = self._index.prune(now)
         for ban in gone:
             if ban.lifted_at is None:
-                await self.store.audit_expiry(ban.id, now)
+                await self.store.bans.audit_expiry(ban.id, now)
         return gone
 
     async def _impose(self, ban: Ban) -> None:
@@ -438,7 +438,7 @@ class Moderation:
         self._reported[key] = now
         if len(self._reported) > 10_000:
             self._reported.clear()
-        await self.store.add_incident(
+        await self.store.incidents.add(
             kind="rate-limit",
             reporter="system",
             now=self.service.clock(),

@@ -147,7 +147,7 @@ class OpenChats:
             client_id=client_id,
             operator_jid=operator.jid if operator else None,
         )
-        await self.store.append_event(event, operator.id if operator else None)
+        await self.store.chats.append_event(event, operator.id if operator else None)
         live.last_seq = event.seq
         return event
 
@@ -156,7 +156,7 @@ class OpenChats:
         live = held.live
         if live.state is not state:
             live.state = state
-            await self.store.set_chat_state(live.id, state, self.clock())
+            await self.store.chats.set_state(live.id, state, self.clock())
 
     # Relay cursors ---------------------------------------------------------------------------
 
@@ -176,7 +176,7 @@ class OpenChats:
     async def save_relay_cursors(self) -> None:
         """Called periodically by the composition root and at shutdown."""
         dirty, self._relayed_dirty = self._relayed_dirty, {}
-        await self.store.set_relayed(dirty)
+        await self.store.chats.set_relayed(dirty)
 
     async def unrelayed(self) -> list[tuple[str, tuple[str, ...], list[ChatEvent]]]:
         """Patron messages of active chats that were acknowledged but never reached the
@@ -188,7 +188,7 @@ class OpenChats:
                 continue
             events = [
                 e
-                for e in await self.store.events_after(live.id, live.relayed_seq)
+                for e in await self.store.chats.events_after(live.id, live.relayed_seq)
                 if e.sender is Sender.PATRON
             ]
             if events:

@@ -210,8 +210,8 @@ class Operations:
 
     async def _measure_health(self) -> Health:
         store = self.service.store
-        error = await store.probe_writable(DB_PROBE_TIMEOUT)
-        outbox = await store.outbox_summary() if error is None else self.outbox_snapshot
+        error = await store.ops.probe_writable(DB_PROBE_TIMEOUT)
+        outbox = await store.ops.outbox_summary() if error is None else self.outbox_snapshot
         return Health(
             xmpp_connected=self.link().connected,
             db_writable=error is None,
@@ -222,7 +222,7 @@ class Operations:
 
     async def exposition(self) -> bytes:
         """Called by GET /metrics: the Prometheus text format."""
-        self.outbox_snapshot = await self.service.store.outbox_summary()
+        self.outbox_snapshot = await self.service.store.ops.outbox_summary()
         return generate_latest(self.registry)
 
 

@@ -183,7 +183,7 @@ def _transfer_text(service: CommandHost, live: LiveChat, to: str) -> str:
 
 async def _canned(service: CommandHost, held: Held, op: Operator, arg: str) -> str | None:
     live = held.live
-    canned = await service.store.canned_for_queue(live.queue.id, live.queue.group_id)
+    canned = await service.store.canned.for_queue(live.queue.id, live.queue.group_id)
     name = arg.strip().lower()
     if not name:
         names = ", ".join(c.name for c in canned) or "(none)"
@@ -212,7 +212,9 @@ async def _tag(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     bad = [t for t in tags if not _TAG.match(t)]
     if bad:
         raise BadCommand(f"Tags are 1-32 letters, digits, '-' or '_': {bad[0][:40]!r} is not one.")
-    added = [t for t in tags if await service.store.add_tag(live.id, t, op.id, service.clock())]
+    added = [
+        t for t in tags if await service.store.chats.add_tag(live.id, t, op.id, service.clock())
+    ]
     if not added:
         return "The chat already has that tag."
     reply = "Tagged: " + ", ".join(added) + "."
@@ -230,12 +232,12 @@ async def _incident_for(service: CommandHost, live: LiveChat, op: Operator) -> i
     """The chat's incident report, created on first use; an `explicit` tag marks it so
     that reports describe the chat rather than quote it."""
     store = service.store
-    tags = await store.tags(live.id)
-    existing = await store.incident_for_chat(live.id, "tagged")
+    tags = await store.chats.tags(live.id)
+    existing = await store.incidents.first_for_chat(live.id, "tagged")
     if existing is not None:
-        await store.update_incident(existing.id, tags=tags, explicit="explicit" in tags)
+        await store.incidents.update(existing.id, tags=tags, explicit="explicit" in tags)
         return existing.id
-    return await store.add_incident(
+    return await store.incidents.add(
         kind="tagged",
         reporter=op.jid,
         now=service.clock(),
@@ -249,7 +251,7 @@ async def _incident_for(service: CommandHost, live: LiveChat, op: Operator) -> i
 
 async def _info(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     live = held.live
-    tags = await service.store.tags(live.id)
+    tags = await service.store.chats.tags(live.id)
     lines = [
         f"Queue: {live.queue.title} ({live.queue.name})",
         f"Chat: #{live.id}, {live.state.value}"
@@ -305,14 +307,14 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     moderation = service.moderation
     goodbye = await _canned_text(service, live, "goodbye-inappropriate")
     if group is not None and not group.operators_may_ban:
-        incident = await service.store.add_incident(
+        incident = await service.store.incidents.add(
             kind="ban-request",
             reporter=op.jid,
             now=service.clock(),
             chat_id=live.id,
             address=stored_address(live.ip, live.queue.privacy),
             queue_id=live.queue.id,
-            tags=await service.store.tags(live.id),
+            tags=await service.store.chats.tags(live.id),
             notes=reason,
         )
         await service.operator_says(held, op, goodbye)
@@ -324,14 +326,14 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     exempt = moderation.exempt(live.queue.group_id)
     network = normalize_target(live.ip)
     if overlapping(network, exempt):
-        incident = await service.store.add_incident(
+        incident = await service.store.incidents.add(
             kind="exempt-network",
             reporter=op.jid,
             now=service.clock(),
             chat_id=live.id,
             address=stored_address(live.ip, live.queue.privacy),
             queue_id=live.queue.id,
-            tags=await service.store.tags(live.id),
+            tags=await service.store.chats.tags(live.id),
             notes=f"Ban asked for ({reason}); the address is on an exempt network.",
         )
         raise BadCommand(
@@ -347,7 +349,7 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     # ban message and bars new chats. A banned patron gets no email: the transcript copy
     # they asked for is forgotten before the end would send it.
     await service.operator_says(held, op, goodbye)
-    await service.store.set_transcript_email(live.id, None)
+    await service.store.chats.set_transcript_email(live.id, None)
     await service.end(held, by="operator", text=f"{op.name} ended the chat.")
     try:
         ban = await moderation.ban(
@@ -361,14 +363,14 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
         )
     except BanRefused as exc:
         raise BadCommand(f"The chat has ended, but the ban failed: {exc.text}") from None
-    await service.store.add_incident(
+    await service.store.incidents.add(
         kind="ban",
         reporter=op.jid,
         now=service.clock(),
         chat_id=live.id,
         address=stored_address(address, live.queue.privacy),
         queue_id=live.queue.id,
-        tags=await service.store.tags(live.id),
+        tags=await service.store.chats.tags(live.id),
         notes=f"Ban #{ban.id} (offence {ban.offence}): {reason}",
     )
     until = f"until {ban.ends_at:%Y-%m-%d}" if ban.ends_at else "permanently"
@@ -378,14 +380,14 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
 
 
 async def _canned_text(service: CommandHost, live: LiveChat, name: str) -> str:
-    canned = await service.store.canned_for_queue(live.queue.id, live.queue.group_id)
+    canned = await service.store.canned.for_queue(live.queue.id, live.queue.group_id)
     match = next((c for c in canned if c.name == name), None)
     return match.text if match else "This chat has ended. Goodbye."
 
 
 async def _links(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     live = held.live
-    links = await service.store.links(live.queue.group_id)
+    links = await service.store.links.of_group(live.queue.group_id)
     if not links:
         return "This group has no local resource links yet."
     return "Local resources:\n" + "\n".join(f"{link.title} — {link.url}" for link in links)

@@ -93,7 +93,7 @@ class MailOutbox:
                 timer.cancel()
 
     async def _idle_time(self) -> float:
-        due = await self.store.next_mail_due()
+        due = await self.store.mail.next_due()
         if due is None:
             return MAX_IDLE
         return min(MAX_IDLE, max(0.0, (due - self.clock()).total_seconds()))
@@ -104,7 +104,7 @@ class MailOutbox:
         sent = 0
         async with self._pass:
             while True:
-                batch = await self.store.due_mail(self.clock())
+                batch = await self.store.mail.due(self.clock())
                 if not batch:
                     return sent
                 for mail in batch:
@@ -120,15 +120,15 @@ class MailOutbox:
         except TemporaryMailError as exc:
             delay = retry_delay(mail.attempts + 1)
             log.warning("mail %s (%s): %s; retrying in %.0f s", mail.id, mail.purpose, exc, delay)
-            await self.store.mark_mail_retry(
+            await self.store.mail.mark_retry(
                 mail.id, self.clock() + timedelta(seconds=delay), str(exc)
             )
             return False
         except PermanentMailError as exc:
             log.error("mail %s (%s) refused for good: %s", mail.id, mail.purpose, exc)
-            await self.store.mark_mail_failed(mail.id, str(exc))
+            await self.store.mail.mark_failed(mail.id, str(exc))
             return False
-        await self.store.mark_mail_sent(mail.id, self.clock())
+        await self.store.mail.mark_sent(mail.id, self.clock())
         # Not the recipients: they may be patrons' addresses (the admin page shows them).
         log.info("mail %s (%s) sent", mail.id, mail.purpose)
         return True

@@ -240,7 +240,7 @@ class Routing:
         live = held.live
         live.offered_to.update(targets)
         await self.chats.set_state(held, ChatState.OFFERED)
-        history = tuple(await self.store.events_after(live.id, 0))
+        history = tuple(await self.store.chats.events_after(live.id, 0))
         self.bus.publish(
             ChatOffered(
                 live.id,
@@ -329,7 +329,7 @@ class Routing:
             if timer is not None:
                 timer.cancel()
         live.offer_timer = live.rollover_timer = live.max_wait_timer = None
-        await self.store.set_chat_state(live.id, ChatState.ACTIVE, now, operator_id=op.id)
+        await self.store.chats.set_state(live.id, ChatState.ACTIVE, now, operator_id=op.id)
         self.bus.publish(ChatAccepted(live.id, live.guest, op.jid, op.name, others, explicit))
         event = await self.chats.append(held, Sender.SYSTEM, "", f"{op.name} joined the chat.")
         self.bus.publish(MessagePosted(live.id, live.guest, event, ()))
@@ -410,7 +410,7 @@ class Routing:
         live.passed = {exclude} if exclude else set()
         live.queue = queue
         live.visited.add(queue.id)
-        await self.store.set_chat_queue(live.id, queue.id)
+        await self.store.chats.set_queue(live.id, queue.id)
         await self.chats.set_state(held, ChatState.WAITING)
         event = await self.chats.append(held, Sender.SYSTEM, "", patron_text)
         self.bus.publish(MessagePosted(live.id, live.guest, event, ()))

@@ -128,7 +128,7 @@ class DeskService:
         """Load queues, operators and open chats. Called once before the transports start."""
         await self.reload_directory()
         await self.moderation.load()
-        for chat in await self.store.open_chats():
+        for chat in await self.store.chats.open_ones():
             await self.lifecycle.load_live(chat)
         self._data_version = await self.store.data_version()
 
@@ -168,7 +168,7 @@ class DeskService:
         now = self.clock()
         for queue in self.directory.queues():
             if queue.retention_days:
-                total += await self.store.purge(
+                total += await self.store.chats.purge(
                     queue.id,
                     now - timedelta(days=queue.retention_days),
                     transcripts=queue.purge_transcripts,

@@ -89,9 +89,9 @@ async def seed(path: Path, queues: tuple[str, ...] = ("ask",)) -> None:
     store = await Store.open(path)
     try:
         now = datetime.now(UTC)
-        group = await store.add_group("library", "Library", now)
+        group = await store.groups.add("library", "Library", now)
         for name in queues:
-            await store.add_queue(name, group.id, f"Ask us ({name})", None, now)
+            await store.queues.add(name, group.id, f"Ask us ({name})", None, now)
     finally:
         await store.close()
 
@@ -151,13 +151,13 @@ class Desk:
         await self.server.register(user, password)
         jid = f"{user}@{self.server.domain}"
         store = self.refdesk.store
-        op = await store.upsert_operator(
+        op = await store.operators.upsert(
             jid, name or user.capitalize(), max_chats, datetime.now(UTC)
         )
         for q in queues:
-            queue = await store.queue_by_name(q)
+            queue = await store.queues.by_name(q)
             assert queue is not None
-            await store.assign(queue.id, op.id)
+            await store.operators.assign(queue.id, op.id)
         await self.service.reload_directory()
         client = OperatorClient(jid, password, self.server.host, self.server.c2s_port)
         await client.connect()
@@ -168,22 +168,22 @@ class Desk:
     async def set_queue(self, name: str, **settings: object) -> None:
         """Change queue settings as the admin page or CLI would, and make them live."""
         store = self.refdesk.store
-        queue = await store.queue_by_name(name)
+        queue = await store.queues.by_name(name)
         assert queue is not None
-        await store.update_queue(queue.id, QueueUpdate(**settings))
+        await store.queues.update(queue.id, QueueUpdate(**settings))
         await self.service.reload_directory()
 
     async def store_queue(self, name: str) -> Queue:
-        queue = await self.refdesk.store.queue_by_name(name)
+        queue = await self.refdesk.store.queues.by_name(name)
         assert queue is not None
         return queue
 
     async def set_on_call(self, queue_name: str, jid: str) -> None:
         store = self.refdesk.store
         queue = await self.store_queue(queue_name)
-        op = await store.operator_by_jid(jid)
+        op = await store.operators.by_jid(jid)
         assert op is not None
-        await store.assign(queue.id, op.id, on_call=True)
+        await store.operators.assign(queue.id, op.id, on_call=True)
         await self.service.reload_directory()
 
     async def patron(self, queue: str = "ask") -> PatronClient:
@@ -310,10 +310,10 @@ async def admin_account(
     store = desk.refdesk.store
     group_id = None
     if group is not None:
-        found = await store.group_by_name(group)
+        found = await store.groups.by_name(group)
         assert found is not None
         group_id = found.id
-    await store.add_admin(
+    await store.accounts.add_admin(
         username, hash_password(ADMIN_PASSWORD), role, group_id, datetime.now(UTC)
     )
     return username, ADMIN_PASSWORD

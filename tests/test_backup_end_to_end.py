@@ -108,7 +108,7 @@ async def test_backup_mid_chat_holds_every_acknowledged_line(desk: Desk, tmp_pat
     try:
         chats = restored.service.open_chats()
         assert [f"{c.guest}@{config_r.xmpp.domain}" for c in chats] == [guest]
-        events = await restored.store.events_after(chats[0].id, 0)
+        events = await restored.store.chats.events_after(chats[0].id, 0)
         patron_lines = {e.text for e in events if e.sender is Sender.PATRON}
         assert {"first question", *before_backup} <= patron_lines
     finally:
@@ -137,7 +137,7 @@ async def test_backup_refuses_to_overwrite_the_database_itself(desk: Desk, tmp_p
     status, _, err = await _cli("--config", str(config), "backup", f"{database}.bak")
     assert status == 0, err
     # The service still writes to its own file.
-    await desk.refdesk.store.add_group("after", "After", datetime.now(UTC))
+    await desk.refdesk.store.groups.add("after", "After", datetime.now(UTC))
     db = sqlite3.connect(database)
     try:
         assert db.execute("SELECT name FROM groups WHERE name = 'after'").fetchone() == ("after",)

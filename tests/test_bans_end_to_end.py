@@ -90,16 +90,16 @@ async def test_operator_ban_ends_the_chat_and_bars_every_entry(
     assert others["page"][0] == 200 and others["ws"]["type"] == "welcome"
 
     store = desk.refdesk.store
-    incidents = await store.list_incidents()
+    incidents = await store.incidents.all()
     kinds = {i.kind for i in incidents}
     assert {"ban", "tagged"} <= kinds
-    ban = (await store.list_bans())[0]
-    assert [a.action for a in await store.ban_audit(ban.id)] == ["create"]
+    ban = (await store.bans.all())[0]
+    assert [a.action for a in await store.bans.audit(ban.id)] == ["create"]
 
     # Lifted: the address is let in at once.
     await desk.service.moderation.lift(PATRON_IP, actor="admin")
     assert (await _entry_points(desk, PATRON_IP))["ws"]["type"] == "welcome"
-    assert [a.action for a in await store.ban_audit(ban.id)] == ["create", "lift"]
+    assert [a.action for a in await store.bans.audit(ban.id)] == ["create", "lift"]
 
 
 @TRUSTED
@@ -121,7 +121,7 @@ async def test_ladder_expiry_and_ipv6(offline_desk: Desk) -> None:
     desk.clock.set(datetime.now(UTC) + timedelta(days=31))
     await desk.service.tick()
     assert (await _entry_points(desk, "2001:db8:5:6::99"))["ws"]["type"] == "welcome"
-    audit = await desk.refdesk.store.ban_audit(first.id)
+    audit = await desk.refdesk.store.bans.audit(first.id)
     assert [a.action for a in audit] == ["create", "expire"]
     # The next ban on the same network is the second offence: 90 days.
     second = await moderation.ban("2001:db8:5:6::2", reason="again", actor="admin")
@@ -148,9 +148,9 @@ async def test_refusals(desk: Desk) -> None:
 
     # An exempt network (a school's computers) cannot be banned from an operator's client.
     store = desk.refdesk.store
-    group = await store.group_by_name("library")
+    group = await store.groups.by_name("library")
     assert group is not None
-    await store.add_exempt_network(group.id, "198.51.100.0/24")
+    await store.exempt.add(group.id, "198.51.100.0/24")
     await desk.service.moderation.load()
     op = await desk.add_operator(name="Ana")
     patron = await _patron(desk, "198.51.100.20")
@@ -162,19 +162,19 @@ async def test_refusals(desk: Desk) -> None:
     op.send_message(guest, "!ban 1y rude")
     reply = (await op.next_message(guest))["body"]
     assert "exempt network" in reply and "incident" in reply
-    assert await store.list_bans() == []
-    assert (await store.list_incidents())[0].kind == "exempt-network"
+    assert await store.bans.all() == []
+    assert (await store.incidents.all())[0].kind == "exempt-network"
     # ... but an admin can, and the override is recorded.
     ban = await moderation.ban("198.51.100.20", reason="threats", actor="admin")
-    assert "override" in (await store.ban_audit(ban.id))[0].detail
+    assert "override" in (await store.bans.audit(ban.id))[0].detail
 
 
 @TRUSTED
 async def test_operators_only_report_where_the_group_says_so(desk: Desk) -> None:
     store = desk.refdesk.store
-    group = await store.group_by_name("library")
+    group = await store.groups.by_name("library")
     assert group is not None
-    await store.update_group(group.id, GroupUpdate(operators_may_ban=False))
+    await store.groups.update(group.id, GroupUpdate(operators_may_ban=False))
     await desk.service.reload_directory()
     op = await desk.add_operator(name="Ana")
     patron = await _patron(desk)
@@ -185,8 +185,8 @@ async def test_operators_only_report_where_the_group_says_so(desk: Desk) -> None
     op.send_message(guest, "!ban rude")
     assert "Reported for admin review" in (await op.next_message(guest))["body"]
     await patron.seen("ended")
-    assert await store.list_bans() == []
-    assert (await store.list_incidents())[0].kind == "ban-request"
+    assert await store.bans.all() == []
+    assert (await store.incidents.all())[0].kind == "ban-request"
 
 
 @pytest.mark.desk_config(
@@ -204,7 +204,7 @@ async def test_rate_limits_trip_and_record_an_incident(offline_desk: Desk) -> No
     assert (await _entry_points_ws(desk, "203.0.113.12"))["code"] == "rate_limited"
     # Another network is unaffected.
     assert (await _entry_points_ws(desk, "198.51.100.1"))["type"] == "welcome"
-    incidents = await desk.refdesk.store.list_incidents()
+    incidents = await desk.refdesk.store.incidents.all()
     assert incidents and all(i.kind == "rate-limit" for i in incidents)
     assert "excessive-chat-requests" in incidents[0].tags
 
@@ -239,13 +239,13 @@ async def test_privacy_modes_and_purge(offline_desk: Desk) -> None:
     await desk.set_queue("ask", privacy="network")
     patron = await _patron(desk, "203.0.113.77")
     await patron.say("network mode")
-    chat = await store.chat_by_id(patron.chat_id or 0)
+    chat = await store.chats.by_id(patron.chat_id or 0)
     assert chat is not None and chat.origin_ip == "203.0.113.0/24"
 
     await desk.set_queue("ask", privacy="none")
     hidden = await _patron(desk, "203.0.113.78")
     await hidden.say("none mode")
-    chat = await store.chat_by_id(hidden.chat_id or 0)
+    chat = await store.chats.by_id(hidden.chat_id or 0)
     assert chat is not None and chat.origin_ip is None
     # Bans still bite on the live connection.
     await desk.service.moderation.ban("203.0.113.78", reason="x", actor="admin")

@@ -281,10 +281,10 @@ async def test_operator_added_from_the_command_line_while_running(desk: Desk) ->
     try:
         from datetime import UTC, datetime
 
-        op = await cli_store.upsert_operator(jid, "Late", 2, datetime.now(UTC))
-        queue = await cli_store.queue_by_name("ask")
+        op = await cli_store.operators.upsert(jid, "Late", 2, datetime.now(UTC))
+        queue = await cli_store.queues.by_name("ask")
         assert queue is not None
-        await cli_store.assign(queue.id, op.id)
+        await cli_store.operators.assign(queue.id, op.id)
     finally:
         await cli_store.close()
     request = await client.next_presence("ask@desk.localhost", ptype="subscribe", timeout=15)

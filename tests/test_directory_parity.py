@@ -232,7 +232,7 @@ async def test_cli_and_admin_refuse_alike(
     assert error_text(page, error_id) == cli_message, what
     # Nothing was written by either.
     store = offline_desk.refdesk.store
-    assert await store.list_operators() == []
-    assert await store.list_bans() == []
-    group = await store.group_by_name("library")
+    assert await store.operators.all() == []
+    assert await store.bans.all() == []
+    group = await store.groups.by_name("library")
     assert group is not None and group.title == "Library" and group.appeal_email is None

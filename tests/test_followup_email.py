@@ -49,7 +49,7 @@ async def test_offline_question_makes_a_ticket_and_two_emails(
     assert "Do you have <b>1920s</b> maps?" in confirmation.text()
     assert len(mails) == 2
     assert {m.mail_from for m in mails} == {"desk@library.example"}
-    stored = await desk.refdesk.store.ticket(ticket)
+    stored = await desk.refdesk.store.tickets.get(ticket)
     assert stored is not None and stored.email == PATRON and stored.kind == "offline"
 
 
@@ -63,7 +63,7 @@ async def test_smtp_down_then_up_delivers_exactly_once(
     assert status == 201  # the patron is told the question was received
     store = desk.refdesk.store
     await wait_for_async(lambda: _attempted(store), "a failed first attempt")
-    pending = await store.list_mail("pending")
+    pending = await store.mail.all("pending")
     assert len(pending) == 2 and all(m.last_error for m in pending)
 
     mail_sink.start()
@@ -74,12 +74,12 @@ async def test_smtp_down_then_up_delivers_exactly_once(
     # Another pass finds nothing left to send: exactly once.
     assert await desk.refdesk.outbox.send_due() == 0
     assert len(mail_sink.received) == 2
-    assert [m.status for m in await store.list_mail()] == ["sent", "sent"]
+    assert [m.status for m in await store.mail.all()] == ["sent", "sent"]
 
 
 async def _attempted(store) -> bool:  # type: ignore[no-untyped-def]
-    return all(m.attempts >= 1 for m in await store.list_mail("pending")) and bool(
-        await store.list_mail("pending")
+    return all(m.attempts >= 1 for m in await store.mail.all("pending")) and bool(
+        await store.mail.all("pending")
     )
 
 
@@ -120,8 +120,8 @@ async def test_bad_form_input_is_refused_and_nothing_is_sent(
     status, reply = await _post(offline_desk, body)
     assert status == 400, reply
     assert reply["field"] == field and reply["error"]
-    assert await offline_desk.refdesk.store.list_mail() == []
-    assert await offline_desk.refdesk.store.list_tickets() == []
+    assert await offline_desk.refdesk.store.mail.all() == []
+    assert await offline_desk.refdesk.store.tickets.all() == []
 
 
 async def test_form_edge_cases(offline_desk: Desk) -> None:
@@ -162,7 +162,7 @@ async def test_max_wait_offers_email_with_the_chat_attached(
     await mail_sink.wait_for(2)
     staff = mail_sink.to(FOLLOWUP)[0]
     assert "How do I renew a book?" in staff.text()
-    chat = await desk.refdesk.store.chat_by_id(patron.chat_id or 0)
+    chat = await desk.refdesk.store.chats.by_id(patron.chat_id or 0)
     assert chat is not None and chat.state.value == "followed-up"
 
 

@@ -155,7 +155,7 @@ async def test_transcript_requests_after_the_end_mail_once(
     assert all(f["type"] == "error" and f["code"] == "transcript_sent" for f in refused)
     assert "already" in refused[0]["text"]
     await mail_sink.wait_for(1)
-    mails = await desk.refdesk.store.list_mail()
+    mails = await desk.refdesk.store.mail.all()
     assert [m.recipients for m in mails] == [("victim0@example.net",)]
 
 
@@ -182,7 +182,7 @@ async def test_a_new_transcript_address_replaces_the_old_one(
     assert copy.rcpt_tos == ["second@example.net"]
     await patron.send({"type": "transcript", "email": "third@example.net"})
     assert (await _answers(patron, 4))[3]["code"] == "transcript_sent"
-    assert len(await desk.refdesk.store.list_mail()) == 1
+    assert len(await desk.refdesk.store.mail.all()) == 1
 
 
 @TRUSTED
@@ -218,7 +218,7 @@ async def test_a_banned_patron_gets_no_transcript(desk: Desk, mail_sink: MailSin
         async with s.get(f"{desk.url}/lp/ask/{sid}") as resp:
             frames = (await resp.json())["frames"]
     assert any(f["type"] == "banned" for f in frames)
-    assert await desk.refdesk.store.list_mail() == []
+    assert await desk.refdesk.store.mail.all() == []
     assert mail_sink.received == []
 
 
@@ -268,12 +268,12 @@ async def test_mail_rate_limits_per_recipient_address_and_network(
     assert second["type"] == "error" and second["code"] == "rate_limited"
     assert "email" in second["text"]
 
-    incidents = await store.list_incidents()
+    incidents = await store.incidents.all()
     assert {i.kind for i in incidents} == {"rate-limit"}
     assert all("excessive-email-requests" in i.tags for i in incidents)
     assert len(incidents) == 3
     # Every refusal left nothing behind: 2 + 3 questions, two mails each.
-    assert len(await store.list_tickets()) == 5
+    assert len(await store.tickets.all()) == 5
     await mail_sink.wait_for(10)
 
 
@@ -295,7 +295,7 @@ async def test_an_encoded_word_name_is_refused(
     )
     assert status == 400 and body["field"] == "name", body
     assert "=?" in body["error"]
-    assert await desk.refdesk.store.list_mail() == []
+    assert await desk.refdesk.store.mail.all() == []
 
 
 @TRUSTED
@@ -384,7 +384,7 @@ async def test_hostile_form_bodies_get_a_400_and_no_mail(
         good = {"email": "pat@example.net", "question": "Still there?"}
         async with s.post(url, json=good) as resp:
             assert resp.status == 201
-    assert len(await desk.refdesk.store.list_tickets()) == 1
+    assert len(await desk.refdesk.store.tickets.all()) == 1
 
 
 async def test_oversized_or_unmeasured_form_bodies_are_refused(
@@ -405,4 +405,4 @@ async def test_oversized_or_unmeasured_form_bodies_are_refused(
         # No Content-Length (chunked): the size cannot be checked before reading.
         async with s.post(url, data=chunks(), headers=headers) as resp:
             assert resp.status == 411 and (await resp.json())["error"]
-    assert await desk.refdesk.store.list_mail() == []
+    assert await desk.refdesk.store.mail.all() == []

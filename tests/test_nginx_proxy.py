@@ -298,8 +298,8 @@ async def test_a_whole_chat_through_nginx_with_tls(proxied: ProxiedDesk, browser
 
     # refdesk saw the browser's address, never the proxy's.
     store = desk.refdesk.store
-    assert len(await store.chats_from([PATRON_IP])) == 2
-    assert await store.chats_from([PROXY_IP]) == []
+    assert len(await store.chats.from_addresses([PATRON_IP])) == 2
+    assert await store.chats.from_addresses([PROXY_IP]) == []
 
 
 async def test_nginx_headers_redirect_and_caching(proxied: ProxiedDesk) -> None:
@@ -353,7 +353,7 @@ async def test_a_ban_on_the_patron_behind_nginx_bites(
             permanent=False,
             created_by="admin",
         )
-        await desk.refdesk.store.add_ban(ban, now)
+        await desk.refdesk.store.bans.add(ban, now)
         await moderation.load()
         # The patron's own X-Forwarded-For (or Forwarded) cannot move them elsewhere:
         # nginx overwrites it with the address that connected.

@@ -30,9 +30,9 @@ async def _reply(op: OperatorClient, to: str, line: str) -> str:
 async def test_guest_chat_commands(desk: Desk) -> None:
     ana = await desk.add_operator(name="Ana")
     store = desk.refdesk.store
-    group = await store.group_by_name("library")
+    group = await store.groups.by_name("library")
     assert group is not None
-    await store.add_link(group.id, "Food bank", "https://food.example.org/")
+    await store.links.add(group.id, "Food bank", "https://food.example.org/")
     patron, guest = await _chat(desk, ana, "Where can I get food?")
 
     help_text = await _reply(ana, guest, "!help")

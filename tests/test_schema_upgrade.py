@@ -70,26 +70,26 @@ async def test_a_schema_006_database_upgrades_in_place_at_start(
     try:
         store = refdesk.store
         assert await store.schema_version() == len(migrations())
-        assert await store.integrity_check() == "ok"
-        assert {q.name for q in await store.list_queues()} == {"ask", "kids"}
-        assert {op.jid for op in await store.list_operators()} == {
+        assert await store.ops.integrity_check() == "ok"
+        assert {q.name for q in await store.queues.all()} == {"ask", "kids"}
+        assert {op.jid for op in await store.operators.all()} == {
             "ana@xmpp.central.example",
             "ben@xmpp.central.example",
         }
         (waiting,) = refdesk.service.open_chats()
         assert waiting.guest == "guest-fixture2" and waiting.state is ChatState.WAITING
-        ended = await store.chat_by_id(1)
+        ended = await store.chats.by_id(1)
         assert ended is not None and ended.state is ChatState.ENDED
-        texts = [e.text for e in await store.events_after(1, 0) if e.sender is Sender.PATRON]
+        texts = [e.text for e in await store.chats.events_after(1, 0) if e.sender is Sender.PATRON]
         assert texts == ["Do you have atlases?", "Thanks ✓ — gracias"]
-        (ban,) = await store.list_bans()
+        (ban,) = await store.bans.all()
         assert ban.network.compressed == "192.0.2.77/32" and ban.reason == "abusive language"
         assert refdesk.service.moderation.banned("192.0.2.77") is not None
         # The old database's pending mail (due long ago) goes out after the upgrade.
         (delivered,) = await mail_sink.wait_for(1)
         assert delivered.rcpt_tos == ["desk@central.example"]
         assert delivered.message["Subject"] == "question"
-        assert (await store.outbox_summary()).pending == 0
+        assert (await store.ops.outbox_summary()).pending == 0
 
         # The old admin account logs in on the upgraded database.
         base = f"http://127.0.0.1:{refdesk.port}"

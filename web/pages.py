@@ -52,7 +52,7 @@ async def chat_page(request: web.Request) -> web.Response:
         )
     info = service.queue_info(queue)
     settings = service.queue(queue)
-    links = await service.store.links(settings.group_id)
+    links = await service.store.links.of_group(settings.group_id)
     response = aiohttp_jinja2.render_template(
         "chat.html",
         request,

@@ -37,7 +37,7 @@ async def test_a_new_database_and_its_wal_are_0600(tmp_path: Path) -> None:
     path = tmp_path / "refdesk.sqlite3"
     store = await Store.open(path)
     try:
-        await store.add_group("g", "G", datetime.now(UTC))
+        await store.groups.add("g", "G", datetime.now(UTC))
         for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             assert name.exists(), name
             assert _mode(name) == 0o600, (name, oct(_mode(name)))

@@ -397,7 +397,7 @@ async def _store_ban(database: Path, reason: str) -> None:
     try:
         now = datetime.now(UTC)
         ban = Ban(0, ip_network("203.0.113.78"), 1, reason, now, now + timedelta(days=30))
-        await store.add_ban(ban, now)
+        await store.bans.add(ban, now)
     finally:
         await store.close()
 

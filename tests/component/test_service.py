@@ -79,15 +79,15 @@ async def advance(desk: Desk, seconds: float) -> int:
 
 
 async def seed(store: Store, now: datetime, *, ann_max: int = 3, bob_max: int = 3) -> None:
-    group = await store.add_group("library", "Library", now)
-    ask = await store.add_queue("ask", group.id, "Ask a librarian", None, now)
-    other = await store.add_queue("science", group.id, "Science desk", None, now)
-    ann = await store.upsert_operator(ANN, "Ann", ann_max, now)
-    bob = await store.upsert_operator(BOB, "Bob", bob_max, now)
-    carol = await store.upsert_operator(CAROL, "Carol", 3, now)
-    await store.assign(ask.id, ann.id)
-    await store.assign(ask.id, bob.id)
-    await store.assign(other.id, carol.id)
+    group = await store.groups.add("library", "Library", now)
+    ask = await store.queues.add("ask", group.id, "Ask a librarian", None, now)
+    other = await store.queues.add("science", group.id, "Science desk", None, now)
+    ann = await store.operators.upsert(ANN, "Ann", ann_max, now)
+    bob = await store.operators.upsert(BOB, "Bob", bob_max, now)
+    carol = await store.operators.upsert(CAROL, "Carol", 3, now)
+    await store.operators.assign(ask.id, ann.id)
+    await store.operators.assign(ask.id, bob.id)
+    await store.operators.assign(other.id, carol.id)
 
 
 async def make_desk(path: Path, clock: ManualClock, *, resume_ttl: float = 3600.0) -> Desk:
@@ -138,7 +138,7 @@ async def test_open_chat_new(desk: Desk) -> None:
     assert handle.state is ChatState.WAITING
     assert handle.guest.startswith("guest-")
     assert len(handle.resume) >= 16
-    stored = await desk.store.chat_by_resume(hash_token(handle.resume))
+    stored = await desk.store.chats.by_resume(hash_token(handle.resume))
     assert stored is not None
     assert stored.id == handle.chat_id
     assert stored.guest == handle.guest
@@ -146,7 +146,7 @@ async def test_open_chat_new(desk: Desk) -> None:
     assert stored.referrer == "https://lib.example/"
     assert stored.created_at == desk.clock.now()
     # The raw token is never stored.
-    assert await desk.store.chat_by_resume(handle.resume) is None
+    assert await desk.store.chats.by_resume(handle.resume) is None
     assert [c.id for c in desk.service.open_chats()] == [handle.chat_id]
 
 
@@ -191,7 +191,7 @@ async def test_open_chat_unknown_queue(desk: Desk) -> None:
     with pytest.raises(UnknownQueue) as info:
         await desk.service.open_chat("nope", None)
     assert info.value.code == "unknown_queue"
-    assert await desk.store.open_chats() == []
+    assert await desk.store.chats.open_ones() == []
 
 
 async def test_ended_chat_resumes_until_ttl(desk: Desk) -> None:
@@ -229,7 +229,7 @@ async def test_post_patron_message_commits_dense_seqs(desk: Desk) -> None:
     assert [e.client_id for e in returned] == ["c0", "c1", "c2"]
     assert all(e.ts == desk.clock.now() for e in returned)
     # Returned events are committed: the store has exactly them.
-    assert await desk.store.events_after(handle.chat_id, 0) == returned
+    assert await desk.store.chats.events_after(handle.chat_id, 0) == returned
     posted = desk.of(MessagePosted)
     assert [p.event for p in posted] == returned
     assert all(p.guest == handle.guest for p in posted)
@@ -247,7 +247,7 @@ async def test_post_patron_message_is_idempotent_on_client_id(desk: Desk) -> Non
     with pytest.raises(InvalidInput, match="already used"):
         await desk.service.post_patron_message(handle.chat_id, "same", "different")
     assert len(desk.events) == published
-    assert await desk.store.last_seq(handle.chat_id) == 1
+    assert await desk.store.chats.last_seq(handle.chat_id) == 1
     nxt = await desk.service.post_patron_message(handle.chat_id, "next", "more")
     assert nxt.seq == 2
 
@@ -258,7 +258,7 @@ async def test_concurrent_posts_get_dense_unique_seqs(desk: Desk) -> None:
         *(desk.service.post_patron_message(handle.chat_id, f"id{i}", f"m{i}") for i in range(12))
     )
     assert sorted(e.seq for e in events) == list(range(1, 13))
-    stored = await desk.store.events_after(handle.chat_id, 0)
+    stored = await desk.store.chats.events_after(handle.chat_id, 0)
     assert [e.seq for e in stored] == list(range(1, 13))
 
 
@@ -269,7 +269,7 @@ async def test_concurrent_resends_store_once(desk: Desk) -> None:
     )
     assert {e.seq for e in events} == {1}
     assert len(desk.of(MessagePosted)) == 1
-    assert await desk.store.last_seq(handle.chat_id) == 1
+    assert await desk.store.chats.last_seq(handle.chat_id) == 1
 
 
 @pytest.mark.parametrize("client_id", [None, 7, "", "x" * 65, ["a"], b"bytes"])
@@ -278,7 +278,7 @@ async def test_post_patron_message_rejects_bad_ids(desk: Desk, client_id: object
     with pytest.raises(InvalidInput) as info:
         await desk.service.post_patron_message(handle.chat_id, client_id, "hello")
     assert info.value.code == "bad_id"
-    assert await desk.store.last_seq(handle.chat_id) == 0
+    assert await desk.store.chats.last_seq(handle.chat_id) == 0
     assert desk.of(MessagePosted) == []
 
 
@@ -305,7 +305,7 @@ async def test_post_patron_message_rejects_bad_text(desk: Desk, text: object, co
     with pytest.raises(InvalidInput) as info:
         await desk.service.post_patron_message(handle.chat_id, "c1", text)
     assert info.value.code == code
-    assert await desk.store.last_seq(handle.chat_id) == 0
+    assert await desk.store.chats.last_seq(handle.chat_id) == 0
     assert desk.of(MessagePosted) == []
     # The id was not used up by the refused message.
     ok = await desk.service.post_patron_message(handle.chat_id, "c1", "fine")
@@ -331,7 +331,7 @@ async def test_first_message_offers_to_every_available_operator(desk: Desk) -> N
     assert offer.queue_title == "Ask a librarian"
     assert set(offer.operator_jids) == {ANN, BOB}
     assert [e.text for e in offer.history] == ["Do you have atlases?"]
-    stored = await desk.store.chat_by_id(chat_id)
+    stored = await desk.store.chats.by_id(chat_id)
     assert stored is not None and stored.state is ChatState.OFFERED
     assert desk.service.chat_state(chat_id) is ChatState.OFFERED
     # Later messages go to everyone offered, and are not offered again.
@@ -368,12 +368,12 @@ async def test_operator_answer_accepts(desk: Desk) -> None:
     ]
     assert posted[1].operator_jid == ANN
     assert posted[1].name == "Ann"
-    stored = await desk.store.chat_by_id(chat_id)
+    stored = await desk.store.chats.by_id(chat_id)
     assert stored is not None
     assert stored.state is ChatState.ACTIVE
-    ann = await desk.store.operator_by_jid(ANN)
+    ann = await desk.store.operators.by_jid(ANN)
     assert ann is not None and stored.operator_id == ann.id
-    assert await desk.store.events_after(chat_id, 1) == posted
+    assert await desk.store.chats.events_after(chat_id, 1) == posted
 
     # The patron's next words go to Ann only.
     await desk.service.post_patron_message(chat_id, "m2", "thanks")
@@ -384,13 +384,13 @@ async def test_second_operator_gets_not_your_chat(desk: Desk) -> None:
     await online(desk, ANN, BOB)
     chat_id, guest = await asked_chat(desk)
     await desk.service.on_operator_message(ANN, guest, "hello")
-    seq = await desk.store.last_seq(chat_id)
+    seq = await desk.store.chats.last_seq(chat_id)
     for line in ("me too", "!accept", "!end"):
         with pytest.raises(NotYourChat) as info:
             await desk.service.on_operator_message(BOB, guest, line)
         assert "Ann" in info.value.text
         assert info.value.code == "not_allowed"
-    assert await desk.store.last_seq(chat_id) == seq
+    assert await desk.store.chats.last_seq(chat_id) == seq
     assert desk.service.chat_state(chat_id) is ChatState.ACTIVE
 
 
@@ -422,7 +422,7 @@ async def test_operator_illegal_text_is_refused(desk: Desk) -> None:
     with pytest.raises(InvalidInput) as info:
         await desk.service.on_operator_message(ANN, guest, "bad \x01 text")
     assert info.value.code == "illegal_characters"
-    assert await desk.store.last_seq(chat_id) == 1
+    assert await desk.store.chats.last_seq(chat_id) == 1
     assert desk.of(ChatAccepted) == []
 
 
@@ -434,7 +434,7 @@ async def test_non_operator_is_refused(desk: Desk) -> None:
     assert info.value.code == "forbidden"
     with pytest.raises(NotAnOperator):
         await desk.service.on_queue_message(STRANGER, "ask", "!status")
-    assert await desk.store.last_seq(chat_id) == 1
+    assert await desk.store.chats.last_seq(chat_id) == 1
 
 
 async def test_operator_of_another_queue_is_refused(desk: Desk) -> None:
@@ -467,19 +467,19 @@ async def test_end_ends_the_chat(desk: Desk) -> None:
     assert ended.event.kind is EventKind.ENDED
     assert ended.event.seq == 4
     assert "Ann" in ended.event.text
-    stored = await desk.store.chat_by_id(chat_id)
+    stored = await desk.store.chats.by_id(chat_id)
     assert stored is not None
     assert stored.state is ChatState.ENDED
     assert stored.ended_at == desk.clock.now()
     assert desk.service.chat_state(chat_id) is ChatState.ENDED
     assert chat_id not in [c.id for c in desk.service.open_chats()]
-    assert (await desk.store.events_after(chat_id, 3)) == [ended.event]
+    assert (await desk.store.chats.events_after(chat_id, 3)) == [ended.event]
 
     with pytest.raises(ChatClosed):
         await desk.service.post_patron_message(chat_id, "late", "are you there?")
     with pytest.raises(ChatClosed):
         await desk.service.on_operator_message(ANN, guest, "one more thing")
-    assert await desk.store.last_seq(chat_id) == 4
+    assert await desk.store.chats.last_seq(chat_id) == 4
 
 
 async def test_end_before_anyone_accepted(desk: Desk) -> None:
@@ -501,7 +501,7 @@ async def test_patron_ends_the_chat(desk: Desk) -> None:
     (ended,) = desk.of(ChatEnded)
     assert ended.by == "patron"
     assert ended.operator_jids == (ANN,)
-    stored = await desk.store.chat_by_id(chat_id)
+    stored = await desk.store.chats.by_id(chat_id)
     assert stored is not None and stored.state is ChatState.ENDED
 
 
@@ -550,7 +550,7 @@ async def test_operator_going_away_withdraws_offers(desk: Desk, away: Presence) 
 
     await desk.service.on_operator_presence(BOB, "laptop", away)
     assert desk.service.chat_state(chat_id) is ChatState.WAITING
-    stored = await desk.store.chat_by_id(chat_id)
+    stored = await desk.store.chats.by_id(chat_id)
     assert stored is not None and stored.state is ChatState.WAITING
     await desk.service.post_patron_message(chat_id, "m3", "anyone?")
     assert desk.of(MessagePosted)[-1].operator_jids == ()
@@ -613,7 +613,7 @@ async def test_presence_of_non_operator_is_ignored(desk: Desk) -> None:
 async def test_operator_freed_by_end_gets_waiting_chat(desk: Desk) -> None:
     # Ann takes one chat at a time. While she is busy a second patron asks; when her chat
     # ends she is eligible again (available, under her max) and must be offered it.
-    await desk.store.upsert_operator(ANN, "Ann", 1, desk.clock.now())
+    await desk.store.operators.upsert(ANN, "Ann", 1, desk.clock.now())
     await desk.service.reload_directory()
     await online(desk, ANN)
     first_id, first_guest = await asked_chat(desk)
@@ -657,7 +657,7 @@ async def test_queue_info_offline_available_away(desk: Desk) -> None:
 
 
 async def test_queue_info_busy_at_max_chats(desk: Desk) -> None:
-    await desk.store.upsert_operator(ANN, "Ann", 1, desk.clock.now())
+    await desk.store.operators.upsert(ANN, "Ann", 1, desk.clock.now())
     await desk.service.reload_directory()
     await online(desk, ANN)
     _, guest = await asked_chat(desk)
@@ -781,10 +781,10 @@ async def test_poll_directory_sees_another_connection(desk: Desk) -> None:
     assert await desk.service.poll_directory() is False
     cli = await Store.open(desk.path)
     try:
-        dave = await cli.upsert_operator("dave@example.org", "Dave", 2, desk.clock.now())
-        queue = await cli.queue_by_name("ask")
+        dave = await cli.operators.upsert("dave@example.org", "Dave", 2, desk.clock.now())
+        queue = await cli.queues.by_name("ask")
         assert queue is not None
-        await cli.assign(queue.id, dave.id)
+        await cli.operators.assign(queue.id, dave.id)
     finally:
         await cli.close()
     assert desk.service.operator("dave@example.org") is None
@@ -876,7 +876,7 @@ async def test_patron_gone_ends_the_chat(quick_desk: Desk) -> None:
     assert ended.by == "system"
     assert ended.operator_jids == (ANN,)
     assert "left" in ended.event.text
-    stored = await quick_desk.store.chat_by_id(handle.chat_id)
+    stored = await quick_desk.store.chats.by_id(handle.chat_id)
     assert stored is not None and stored.state is ChatState.ENDED
 
 
@@ -908,9 +908,9 @@ async def test_patron_who_never_connects_is_given_up(quick_desk: Desk) -> None:
 
 
 async def set_queue(desk: Desk, name: str, update: QueueUpdate) -> None:
-    queue = await desk.store.queue_by_name(name)
+    queue = await desk.store.queues.by_name(name)
     assert queue is not None
-    await desk.store.update_queue(queue.id, update)
+    await desk.store.queues.update(queue.id, update)
     await desk.service.reload_directory()
 
 
@@ -941,7 +941,7 @@ async def test_accepted_offer_never_times_out(desk: Desk) -> None:
 
 
 async def test_unanswered_chat_rolls_over_to_the_backup_queue(desk: Desk) -> None:
-    science = await desk.store.queue_by_name("science")
+    science = await desk.store.queues.by_name("science")
     assert science is not None
     await set_queue(desk, "ask", QueueUpdate(rollover_after=90.0, backup_queue_id=science.id))
     await online(desk, CAROL)

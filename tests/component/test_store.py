@@ -40,10 +40,10 @@ async def store(db_path: Path) -> AsyncIterator[Store]:
 
 
 async def make_queue(store: Store, name: str = "ask") -> Queue:
-    group = await store.group_by_name("library")
+    group = await store.groups.by_name("library")
     if group is None:
-        group = await store.add_group("library", "Library", T0)
-    return await store.add_queue(name, group.id, f"Ask ({name})", None, T0)
+        group = await store.groups.add("library", "Library", T0)
+    return await store.queues.add(name, group.id, f"Ask ({name})", None, T0)
 
 
 def event(
@@ -99,163 +99,163 @@ async def test_open_sets_user_version_on_disk(store: Store, db_path: Path) -> No
 async def test_reopen_does_not_reapply_and_keeps_data(db_path: Path) -> None:
     first = await Store.open(db_path)
     try:
-        await first.add_group("library", "Library", T0)
+        await first.groups.add("library", "Library", T0)
     finally:
         await first.close()
     # A second open would fail with "table already exists" if migrations ran again.
     second = await Store.open(db_path)
     try:
         assert await second.schema_version() == len(migrations())
-        assert [g.name for g in await second.list_groups()] == ["library"]
+        assert [g.name for g in await second.groups.all()] == ["library"]
     finally:
         await second.close()
 
 
 async def test_journal_mode_is_wal(store: Store) -> None:
-    assert (await store.journal_mode()).lower() == "wal"
+    assert (await store.ops.journal_mode()).lower() == "wal"
 
 
 async def test_integrity_check_ok(store: Store) -> None:
     queue = await make_queue(store)
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
-    await store.append_event(event(chat.id, 1))
-    assert await store.integrity_check() == "ok"
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    await store.chats.append_event(event(chat.id, 1))
+    assert await store.ops.integrity_check() == "ok"
 
 
 # Groups ----------------------------------------------------------------------------------
 
 
 async def test_group_crud(store: Store) -> None:
-    group = await store.add_group("library", "City Library", T0)
+    group = await store.groups.add("library", "City Library", T0)
     assert group == Group(group.id, "library", "City Library")
     assert group.id > 0
-    other = await store.add_group("aid", "Mutual Aid", T0)
-    assert await store.group_by_name("library") == group
-    assert await store.group_by_name("nope") is None
-    assert await store.list_groups() == [other, group]  # ordered by name
+    other = await store.groups.add("aid", "Mutual Aid", T0)
+    assert await store.groups.by_name("library") == group
+    assert await store.groups.by_name("nope") is None
+    assert await store.groups.all() == [other, group]  # ordered by name
 
 
 async def test_duplicate_group_is_a_store_error(store: Store) -> None:
-    await store.add_group("library", "Library", T0)
+    await store.groups.add("library", "Library", T0)
     with pytest.raises(StoreError):
-        await store.add_group("library", "Another title", T0)
-    assert len(await store.list_groups()) == 1
+        await store.groups.add("library", "Another title", T0)
+    assert len(await store.groups.all()) == 1
 
 
 # Queues ----------------------------------------------------------------------------------
 
 
 async def test_queue_crud(store: Store) -> None:
-    group = await store.add_group("library", "Library", T0)
-    queue = await store.add_queue("ask", group.id, "Ask a librarian", "help@example.org", T0)
+    group = await store.groups.add("library", "Library", T0)
+    queue = await store.queues.add("ask", group.id, "Ask a librarian", "help@example.org", T0)
     assert queue == Queue(
         queue.id, "ask", group.id, "Ask a librarian", RoutingMode.RING_ALL, "help@example.org"
     )
-    science = await store.add_queue("science", group.id, "Science", None, T0)
-    assert await store.queue_by_name("ask") == queue
-    assert await store.queue_by_name("science") == science
-    assert await store.queue_by_name("missing") is None
-    assert await store.list_queues() == [queue, science]
+    science = await store.queues.add("science", group.id, "Science", None, T0)
+    assert await store.queues.by_name("ask") == queue
+    assert await store.queues.by_name("science") == science
+    assert await store.queues.by_name("missing") is None
+    assert await store.queues.all() == [queue, science]
 
 
 async def test_duplicate_queue_is_a_store_error(store: Store) -> None:
     queue = await make_queue(store)
     with pytest.raises(StoreError):
-        await store.add_queue("ask", queue.group_id, "Again", None, T0)
-    assert len(await store.list_queues()) == 1
+        await store.queues.add("ask", queue.group_id, "Again", None, T0)
+    assert len(await store.queues.all()) == 1
 
 
 async def test_queue_in_missing_group_is_a_store_error(store: Store) -> None:
     with pytest.raises(StoreError):
-        await store.add_queue("ask", 999, "Ask", None, T0)
-    assert await store.list_queues() == []
+        await store.queues.add("ask", 999, "Ask", None, T0)
+    assert await store.queues.all() == []
 
 
 # Operators -------------------------------------------------------------------------------
 
 
 async def test_operator_crud(store: Store) -> None:
-    ann = await store.upsert_operator("ann@example.org", "Ann", 3, T0)
+    ann = await store.operators.upsert("ann@example.org", "Ann", 3, T0)
     assert ann == Operator(ann.id, "ann@example.org", "Ann", 3)
-    bob = await store.upsert_operator("bob@example.org", "Bob", 1, T0)
-    assert await store.operator_by_jid("ann@example.org") == ann
-    assert await store.operator_by_jid("nobody@example.org") is None
-    assert await store.list_operators() == [ann, bob]
+    bob = await store.operators.upsert("bob@example.org", "Bob", 1, T0)
+    assert await store.operators.by_jid("ann@example.org") == ann
+    assert await store.operators.by_jid("nobody@example.org") is None
+    assert await store.operators.all() == [ann, bob]
 
 
 async def test_upsert_operator_updates_in_place(store: Store) -> None:
-    first = await store.upsert_operator("ann@example.org", "Ann", 3, T0)
-    second = await store.upsert_operator("ann@example.org", "Ann Smith", 5, T0)
+    first = await store.operators.upsert("ann@example.org", "Ann", 3, T0)
+    second = await store.operators.upsert("ann@example.org", "Ann Smith", 5, T0)
     assert second == Operator(first.id, "ann@example.org", "Ann Smith", 5)
-    assert await store.list_operators() == [second]
+    assert await store.operators.all() == [second]
 
 
 async def test_operator_max_chats_must_be_positive(store: Store) -> None:
     with pytest.raises(StoreError):
-        await store.upsert_operator("ann@example.org", "Ann", 0, T0)
-    assert await store.list_operators() == []
+        await store.operators.upsert("ann@example.org", "Ann", 0, T0)
+    assert await store.operators.all() == []
 
 
 async def test_assignments(store: Store) -> None:
     queue = await make_queue(store)
-    ann = await store.upsert_operator("ann@example.org", "Ann", 3, T0)
-    await store.assign(queue.id, ann.id)
-    await store.assign(queue.id, ann.id)  # idempotent
-    assert await store.list_assignments() == [Assignment(queue.id, ann.id, "none")]
-    await store.set_subscription(queue.id, ann.id, "granted")
-    assert await store.list_assignments() == [Assignment(queue.id, ann.id, "granted")]
+    ann = await store.operators.upsert("ann@example.org", "Ann", 3, T0)
+    await store.operators.assign(queue.id, ann.id)
+    await store.operators.assign(queue.id, ann.id)  # idempotent
+    assert await store.operators.assignments() == [Assignment(queue.id, ann.id, "none")]
+    await store.operators.set_subscription(queue.id, ann.id, "granted")
+    assert await store.operators.assignments() == [Assignment(queue.id, ann.id, "granted")]
 
 
 async def test_assign_to_missing_operator_is_a_store_error(store: Store) -> None:
     queue = await make_queue(store)
     with pytest.raises(StoreError):
-        await store.assign(queue.id, 12345)
+        await store.operators.assign(queue.id, 12345)
 
 
 async def test_remove_unreferenced_operator_deletes_row_and_memberships(store: Store) -> None:
     queue = await make_queue(store)
-    ann = await store.upsert_operator("ann@example.org", "Ann", 3, T0)
-    await store.assign(queue.id, ann.id)
-    assert await store.delete_operator(ann.id) is True
-    assert await store.operator_by_jid("ann@example.org") is None
-    assert await store.list_assignments() == []
+    ann = await store.operators.upsert("ann@example.org", "Ann", 3, T0)
+    await store.operators.assign(queue.id, ann.id)
+    assert await store.operators.delete(ann.id) is True
+    assert await store.operators.by_jid("ann@example.org") is None
+    assert await store.operators.assignments() == []
 
 
 async def test_remove_missing_operator_returns_false(store: Store) -> None:
-    assert await store.delete_operator(12345) is False
+    assert await store.operators.delete(12345) is False
 
 
 async def test_remove_operator_referenced_by_chat_keeps_row(store: Store) -> None:
     queue = await make_queue(store)
     other_queue = await make_queue(store, "science")
-    ann = await store.upsert_operator("ann@example.org", "Ann", 3, T0)
-    bob = await store.upsert_operator("bob@example.org", "Bob", 3, T0)
-    await store.assign(queue.id, ann.id)
-    await store.assign(other_queue.id, ann.id)
-    await store.assign(queue.id, bob.id)
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
-    await store.set_chat_state(chat.id, ChatState.ACTIVE, T0, operator_id=ann.id)
+    ann = await store.operators.upsert("ann@example.org", "Ann", 3, T0)
+    bob = await store.operators.upsert("bob@example.org", "Bob", 3, T0)
+    await store.operators.assign(queue.id, ann.id)
+    await store.operators.assign(other_queue.id, ann.id)
+    await store.operators.assign(queue.id, bob.id)
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    await store.chats.set_state(chat.id, ChatState.ACTIVE, T0, operator_id=ann.id)
 
     # The row stays (False): the chat's transcript names Ann.
-    assert await store.delete_operator(ann.id) is False
+    assert await store.operators.delete(ann.id) is False
 
-    assert await store.operator_by_jid("ann@example.org") == ann
-    assert await store.list_assignments() == [Assignment(queue.id, bob.id, "none")]
-    stored = await store.chat_by_id(chat.id)
+    assert await store.operators.by_jid("ann@example.org") == ann
+    assert await store.operators.assignments() == [Assignment(queue.id, bob.id, "none")]
+    stored = await store.chats.by_id(chat.id)
     assert stored is not None and stored.operator_id == ann.id
-    assert await store.integrity_check() == "ok"
+    assert await store.ops.integrity_check() == "ok"
 
 
 async def test_remove_operator_referenced_by_event_keeps_row(store: Store) -> None:
     queue = await make_queue(store)
-    ann = await store.upsert_operator("ann@example.org", "Ann", 3, T0)
-    await store.assign(queue.id, ann.id)
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
-    await store.append_event(event(chat.id, 1, sender=Sender.OPERATOR), operator_id=ann.id)
-    assert await store.delete_operator(ann.id) is False
-    assert await store.operator_by_jid("ann@example.org") == ann
-    assert await store.list_assignments() == []
-    (stored,) = await store.events_after(chat.id, 0)
+    ann = await store.operators.upsert("ann@example.org", "Ann", 3, T0)
+    await store.operators.assign(queue.id, ann.id)
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    await store.chats.append_event(event(chat.id, 1, sender=Sender.OPERATOR), operator_id=ann.id)
+    assert await store.operators.delete(ann.id) is False
+    assert await store.operators.by_jid("ann@example.org") == ann
+    assert await store.operators.assignments() == []
+    (stored,) = await store.chats.events_after(chat.id, 0)
     assert stored.operator_jid == "ann@example.org"
 
 
@@ -264,7 +264,7 @@ async def test_remove_operator_referenced_by_event_keeps_row(store: Store) -> No
 
 async def test_create_chat_and_find_it(store: Store) -> None:
     queue = await make_queue(store)
-    chat = await store.create_chat(
+    chat = await store.chats.create(
         queue.id, "guest-abc", "hash-1", "192.0.2.7", "https://lib.example/page", T0
     )
     assert chat.id > 0
@@ -272,17 +272,17 @@ async def test_create_chat_and_find_it(store: Store) -> None:
     assert chat.operator_id is None
     assert chat.created_at == T0
     assert chat.ended_at is None
-    assert await store.chat_by_id(chat.id) == chat
-    assert await store.chat_by_resume("hash-1") == chat
-    assert await store.chat_by_resume("hash-2") is None
-    assert await store.chat_by_id(chat.id + 100) is None
+    assert await store.chats.by_id(chat.id) == chat
+    assert await store.chats.by_resume("hash-1") == chat
+    assert await store.chats.by_resume("hash-2") is None
+    assert await store.chats.by_id(chat.id + 100) is None
 
 
 async def test_chat_timestamps_are_stored_in_utc(store: Store) -> None:
     queue = await make_queue(store)
     local = T0.astimezone(timezone(timedelta(hours=2)))
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, local)
-    stored = await store.chat_by_id(chat.id)
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, local)
+    stored = await store.chats.by_id(chat.id)
     assert stored is not None
     assert stored.created_at == T0
     assert stored.created_at.utcoffset() == timedelta(0)
@@ -290,39 +290,39 @@ async def test_chat_timestamps_are_stored_in_utc(store: Store) -> None:
 
 async def test_duplicate_guest_or_resume_hash_is_a_store_error(store: Store) -> None:
     queue = await make_queue(store)
-    await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
+    await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
     with pytest.raises(StoreError):
-        await store.create_chat(queue.id, "guest-a", "h2", None, None, T0)
+        await store.chats.create(queue.id, "guest-a", "h2", None, None, T0)
     with pytest.raises(StoreError):
-        await store.create_chat(queue.id, "guest-b", "h1", None, None, T0)
-    assert len(await store.open_chats()) == 1
+        await store.chats.create(queue.id, "guest-b", "h1", None, None, T0)
+    assert len(await store.chats.open_ones()) == 1
 
 
 async def test_chat_in_missing_queue_is_a_store_error(store: Store) -> None:
     with pytest.raises(StoreError):
-        await store.create_chat(999, "guest-a", "h1", None, None, T0)
+        await store.chats.create(999, "guest-a", "h1", None, None, T0)
 
 
 async def test_set_chat_states(store: Store) -> None:
     queue = await make_queue(store)
-    ann = await store.upsert_operator("ann@example.org", "Ann", 3, T0)
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
+    ann = await store.operators.upsert("ann@example.org", "Ann", 3, T0)
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
 
-    await store.set_chat_state(chat.id, ChatState.OFFERED, T0)
-    offered = await store.chat_by_id(chat.id)
+    await store.chats.set_state(chat.id, ChatState.OFFERED, T0)
+    offered = await store.chats.by_id(chat.id)
     assert offered is not None and offered.state is ChatState.OFFERED
 
     later = T0 + timedelta(minutes=1)
-    await store.set_chat_state(chat.id, ChatState.ACTIVE, later, operator_id=ann.id)
-    active = await store.chat_by_id(chat.id)
+    await store.chats.set_state(chat.id, ChatState.ACTIVE, later, operator_id=ann.id)
+    active = await store.chats.by_id(chat.id)
     assert active is not None
     assert active.state is ChatState.ACTIVE
     assert active.operator_id == ann.id
     assert active.ended_at is None
 
     end = T0 + timedelta(minutes=9)
-    await store.set_chat_state(chat.id, ChatState.ENDED, end, ended_by="operator")
-    ended = await store.chat_by_id(chat.id)
+    await store.chats.set_state(chat.id, ChatState.ENDED, end, ended_by="operator")
+    ended = await store.chats.by_id(chat.id)
     assert ended is not None
     assert ended.state is ChatState.ENDED
     assert ended.ended_at == end
@@ -332,13 +332,13 @@ async def test_set_chat_states(store: Store) -> None:
 async def test_open_chats_lists_waiting_offered_active_in_id_order(store: Store) -> None:
     queue = await make_queue(store)
     chats = [
-        await store.create_chat(queue.id, f"guest-{i}", f"h{i}", None, None, T0) for i in range(5)
+        await store.chats.create(queue.id, f"guest-{i}", f"h{i}", None, None, T0) for i in range(5)
     ]
-    await store.set_chat_state(chats[1].id, ChatState.OFFERED, T0)
-    await store.set_chat_state(chats[2].id, ChatState.ACTIVE, T0)
-    await store.set_chat_state(chats[3].id, ChatState.ENDED, T0, ended_by="patron")
-    await store.set_chat_state(chats[4].id, ChatState.MISSED, T0)
-    open_chats = await store.open_chats()
+    await store.chats.set_state(chats[1].id, ChatState.OFFERED, T0)
+    await store.chats.set_state(chats[2].id, ChatState.ACTIVE, T0)
+    await store.chats.set_state(chats[3].id, ChatState.ENDED, T0, ended_by="patron")
+    await store.chats.set_state(chats[4].id, ChatState.MISSED, T0)
+    open_chats = await store.chats.open_ones()
     assert [c.id for c in open_chats] == [chats[0].id, chats[1].id, chats[2].id]
     assert [c.state for c in open_chats] == [
         ChatState.WAITING,
@@ -352,9 +352,9 @@ async def test_open_chats_lists_waiting_offered_active_in_id_order(store: Store)
 
 async def test_events_roundtrip_in_seq_order(store: Store) -> None:
     queue = await make_queue(store)
-    ann = await store.upsert_operator("ann@example.org", "Ann", 3, T0)
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
-    other = await store.create_chat(queue.id, "guest-b", "h2", None, None, T0)
+    ann = await store.operators.upsert("ann@example.org", "Ann", 3, T0)
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    other = await store.chats.create(queue.id, "guest-b", "h2", None, None, T0)
     first = event(chat.id, 1, "question", client_id="c1")
     second = ChatEvent(
         chat_id=chat.id,
@@ -368,88 +368,88 @@ async def test_events_roundtrip_in_seq_order(store: Store) -> None:
     )
     third = event(chat.id, 3, "bye", kind=EventKind.ENDED, sender=Sender.SYSTEM)
     # Appended out of seq order: reads still come back by seq.
-    await store.append_event(third)
-    await store.append_event(first)
-    await store.append_event(second, operator_id=ann.id)
-    await store.append_event(event(other.id, 1, "elsewhere"))
+    await store.chats.append_event(third)
+    await store.chats.append_event(first)
+    await store.chats.append_event(second, operator_id=ann.id)
+    await store.chats.append_event(event(other.id, 1, "elsewhere"))
 
-    assert await store.events_after(chat.id, 0) == [first, second, third]
-    assert await store.events_after(chat.id, 1) == [second, third]
-    assert await store.events_after(chat.id, 3) == []
-    assert await store.events_after(chat.id, -5) == [first, second, third]
-    assert [e.text for e in await store.events_after(other.id, 0)] == ["elsewhere"]
+    assert await store.chats.events_after(chat.id, 0) == [first, second, third]
+    assert await store.chats.events_after(chat.id, 1) == [second, third]
+    assert await store.chats.events_after(chat.id, 3) == []
+    assert await store.chats.events_after(chat.id, -5) == [first, second, third]
+    assert [e.text for e in await store.chats.events_after(other.id, 0)] == ["elsewhere"]
 
 
 async def test_event_by_client_id(store: Store) -> None:
     queue = await make_queue(store)
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
-    other = await store.create_chat(queue.id, "guest-b", "h2", None, None, T0)
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    other = await store.chats.create(queue.id, "guest-b", "h2", None, None, T0)
     mine = event(chat.id, 1, client_id="m-1")
-    await store.append_event(mine)
-    await store.append_event(event(chat.id, 2))
-    assert await store.event_by_client_id(chat.id, "m-1") == mine
-    assert await store.event_by_client_id(chat.id, "m-2") is None
-    assert await store.event_by_client_id(other.id, "m-1") is None
+    await store.chats.append_event(mine)
+    await store.chats.append_event(event(chat.id, 2))
+    assert await store.chats.event_by_client_id(chat.id, "m-1") == mine
+    assert await store.chats.event_by_client_id(chat.id, "m-2") is None
+    assert await store.chats.event_by_client_id(other.id, "m-1") is None
 
 
 async def test_same_client_id_in_another_chat_is_fine(store: Store) -> None:
     queue = await make_queue(store)
-    a = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
-    b = await store.create_chat(queue.id, "guest-b", "h2", None, None, T0)
-    await store.append_event(event(a.id, 1, client_id="same"))
-    await store.append_event(event(b.id, 1, client_id="same"))
-    assert (await store.event_by_client_id(b.id, "same")) is not None
+    a = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    b = await store.chats.create(queue.id, "guest-b", "h2", None, None, T0)
+    await store.chats.append_event(event(a.id, 1, client_id="same"))
+    await store.chats.append_event(event(b.id, 1, client_id="same"))
+    assert (await store.chats.event_by_client_id(b.id, "same")) is not None
 
 
 async def test_events_without_client_id_do_not_collide(store: Store) -> None:
     queue = await make_queue(store)
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
     for seq in (1, 2, 3):
-        await store.append_event(event(chat.id, seq, sender=Sender.SYSTEM))
-    assert await store.last_seq(chat.id) == 3
+        await store.chats.append_event(event(chat.id, seq, sender=Sender.SYSTEM))
+    assert await store.chats.last_seq(chat.id) == 3
 
 
 async def test_last_seq(store: Store) -> None:
     queue = await make_queue(store)
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
-    assert await store.last_seq(chat.id) == 0
-    await store.append_event(event(chat.id, 1))
-    await store.append_event(event(chat.id, 2))
-    assert await store.last_seq(chat.id) == 2
-    assert await store.last_seq(chat.id + 1) == 0
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    assert await store.chats.last_seq(chat.id) == 0
+    await store.chats.append_event(event(chat.id, 1))
+    await store.chats.append_event(event(chat.id, 2))
+    assert await store.chats.last_seq(chat.id) == 2
+    assert await store.chats.last_seq(chat.id + 1) == 0
 
 
 async def test_duplicate_seq_is_a_store_error(store: Store) -> None:
     queue = await make_queue(store)
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
-    await store.append_event(event(chat.id, 1, "first"))
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    await store.chats.append_event(event(chat.id, 1, "first"))
     with pytest.raises(StoreError):
-        await store.append_event(event(chat.id, 1, "second"))
-    assert [e.text for e in await store.events_after(chat.id, 0)] == ["first"]
+        await store.chats.append_event(event(chat.id, 1, "second"))
+    assert [e.text for e in await store.chats.events_after(chat.id, 0)] == ["first"]
 
 
 async def test_duplicate_client_id_is_a_store_error(store: Store) -> None:
     queue = await make_queue(store)
-    chat = await store.create_chat(queue.id, "guest-a", "h1", None, None, T0)
-    await store.append_event(event(chat.id, 1, "first", client_id="dup"))
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    await store.chats.append_event(event(chat.id, 1, "first", client_id="dup"))
     with pytest.raises(StoreError):
-        await store.append_event(event(chat.id, 2, "again", client_id="dup"))
-    assert await store.last_seq(chat.id) == 1
+        await store.chats.append_event(event(chat.id, 2, "again", client_id="dup"))
+    assert await store.chats.last_seq(chat.id) == 1
 
 
 async def test_event_for_missing_chat_is_a_store_error(store: Store) -> None:
     with pytest.raises(StoreError):
-        await store.append_event(event(4242, 1))
+        await store.chats.append_event(event(4242, 1))
 
 
 async def test_store_still_works_after_a_store_error(store: Store) -> None:
-    await store.add_group("library", "Library", T0)
+    await store.groups.add("library", "Library", T0)
     with pytest.raises(StoreError):
-        await store.add_queue("ask", 999, "Ask", None, T0)
-    group = await store.group_by_name("library")
+        await store.queues.add("ask", 999, "Ask", None, T0)
+    group = await store.groups.by_name("library")
     assert group is not None
-    queue = await store.add_queue("ask", group.id, "Ask", None, T0)
-    assert await store.list_queues() == [queue]
+    queue = await store.queues.add("ask", group.id, "Ask", None, T0)
+    assert await store.queues.all() == [queue]
 
 
 # Several connections ---------------------------------------------------------------------
@@ -461,15 +461,15 @@ async def test_data_version_changes_when_another_connection_commits(db_path: Pat
     try:
         before = await service_side.data_version()
         # Our own commits do not count...
-        await service_side.add_group("library", "Library", T0)
+        await service_side.groups.add("library", "Library", T0)
         assert await service_side.data_version() == before
         # ...another connection's do.
-        await cli_side.upsert_operator("ann@example.org", "Ann", 3, T0)
+        await cli_side.operators.upsert("ann@example.org", "Ann", 3, T0)
         after = await service_side.data_version()
         assert after != before
         assert await service_side.data_version() == after  # stable without new commits
         # And the change is visible through the first connection.
-        assert [op.jid for op in await service_side.list_operators()] == ["ann@example.org"]
+        assert [op.jid for op in await service_side.operators.all()] == ["ann@example.org"]
     finally:
         await cli_side.close()
         await service_side.close()
@@ -480,10 +480,10 @@ async def test_second_connection_sees_committed_events(db_path: Path) -> None:
     reader = await Store.open(db_path)
     try:
         queue = await make_queue(writer)
-        chat = await writer.create_chat(queue.id, "guest-a", "h1", None, None, T0)
-        await writer.append_event(event(chat.id, 1, "committed", client_id="x"))
-        assert [e.text for e in await reader.events_after(chat.id, 0)] == ["committed"]
-        assert await reader.integrity_check() == "ok"
+        chat = await writer.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+        await writer.chats.append_event(event(chat.id, 1, "committed", client_id="x"))
+        assert [e.text for e in await reader.chats.events_after(chat.id, 0)] == ["committed"]
+        assert await reader.ops.integrity_check() == "ok"
     finally:
         await reader.close()
         await writer.close()
@@ -494,7 +494,7 @@ async def test_an_operator_change_is_one_transaction(store: Store) -> None:
     membership that cannot be stored leaves no half-made operator behind."""
     queue = await make_queue(store)
     with pytest.raises(StoreError):
-        await store.save_operator(
+        await store.operators.save(
             "new@example.org",
             name="New",
             max_chats=2,
@@ -502,5 +502,5 @@ async def test_an_operator_change_is_one_transaction(store: Store) -> None:
             memberships={queue.id: True, 999_999: None},
             now=T0,
         )
-    assert await store.operator_by_jid("new@example.org") is None
-    assert await store.list_assignments() == []
+    assert await store.operators.by_jid("new@example.org") is None
+    assert await store.operators.assignments() == []

@@ -140,7 +140,7 @@ async def test_a_ban_closes_the_open_long_poll_session(offline_desk: Desk) -> No
             assert [f["type"] for f in body["frames"]] == ["banned"] and body["closed"]
         async with s.get(url) as resp:
             assert resp.status == 404
-    chat_texts = [e.text for e in await offline_desk.refdesk.store.events_after(1, 0)]
+    chat_texts = [e.text for e in await offline_desk.refdesk.store.chats.events_after(1, 0)]
     assert "after the ban" not in chat_texts
 
 

@@ -498,9 +498,11 @@ async def test_away_and_appearance(desk: Desk, browser: Browser) -> None:
     and local links; then the librarian goes away and the page offers email or waiting."""
     kind = kind_of(desk)
     queue = await desk.store_queue("ask")
-    await desk.refdesk.store.add_link(queue.group_id, "Catalogue", "https://catalogue.example.org/")
-    await desk.refdesk.store.add_link(queue.group_id, "Bad", "javascript:alert(1)")
-    await desk.refdesk.store.add_link(queue.group_id, "Events", "https://events.example.org/")
+    await desk.refdesk.store.links.add(
+        queue.group_id, "Catalogue", "https://catalogue.example.org/"
+    )
+    await desk.refdesk.store.links.add(queue.group_id, "Bad", "javascript:alert(1)")
+    await desk.refdesk.store.links.add(queue.group_id, "Events", "https://events.example.org/")
     logo = (
         "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' width='64' height='32'%3E"
         "%3Crect width='64' height='32' fill='%23c0392b'/%3E%3C/svg%3E"

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from component.core.login_throttle import LoginLimits, allowed, throttle_network
 from component.passwords import PasswordsBusy, PasswordWorkers, hash_password
-from component.store_admin import AdminSession
+from component.store.accounts import AdminSession
 from web.keys import CONFIG, SERVICE
 from web.patron import request_origin
 from web.security import content_security_policy
@@ -128,9 +128,9 @@ async def _load_session(request: web.Request) -> AdminSession | None:
         return None
     service = request.app[SERVICE]
     now = service.clock()
-    session = await service.store.session(_token_hash(token), now)
+    session = await service.store.accounts.session(_token_hash(token), now)
     if session is not None and session.expires_at - now < SESSION_TTL / 2:
-        await service.store.extend_session(_token_hash(token), now + SESSION_TTL)
+        await service.store.accounts.extend_session(_token_hash(token), now + SESSION_TTL)
     return session
 
 
@@ -190,7 +190,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _busy(request, username)
     now = service.clock()
     network = throttle_network(request_origin(request).ip)
-    attempt = await store.reserve_login(username, network, now, LOGIN_LIMITS, allowed)
+    attempt = await store.accounts.reserve_login(username, network, now, LOGIN_LIMITS, allowed)
     if attempt is None:
         response = _login_form(
             request,
@@ -200,19 +200,19 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         response.headers["Retry-After"] = str(int(LOGIN_LIMITS.window.total_seconds()))
         return response
-    admin = await store.admin_by_name(username) if username else None
+    admin = await store.accounts.admin_by_name(username) if username else None
     try:
         ok = await workers.verify(admin.password_hash if admin else _DUMMY_HASH, password)
     except PasswordsBusy:
-        await store.forget_login(attempt)
+        await store.accounts.forget_login(attempt)
         return _busy(request, username)
     if not ok or admin is None:
         return _login_form(
             request, error="Wrong username or password.", username=username, status=401
         )
-    await store.login_succeeded(attempt)
+    await store.accounts.login_succeeded(attempt)
     session_token = secrets.token_urlsafe(32)
-    await store.add_session(
+    await store.accounts.add_session(
         _token_hash(session_token), admin.id, secrets.token_urlsafe(24), now, now + SESSION_TTL
     )
     response = web.HTTPSeeOther(_safe_next(str(form.get("next", ""))))
@@ -245,7 +245,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     """POST /admin/logout (CSRF-checked by the middleware)."""
     token = request.cookies.get(COOKIE)
     if token:
-        await request.app[SERVICE].store.delete_session(_token_hash(token))
+        await request.app[SERVICE].store.accounts.delete_session(_token_hash(token))
     response = web.HTTPSeeOther("/admin/login")
     response.del_cookie(COOKIE, path="/admin")
     raise response

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 
 from component.directory import CannedChange, DirectoryError, Scope
-from component.store_directory import CannedRow
+from component.store.canned import CannedRow
 from web.admin import auth
 from web.admin.forms import Form, directory_of, done, id_of, posted, store_of
 from web.admin.layout import render
@@ -48,7 +48,7 @@ async def _add(request: web.Request, scope: Scope, back: str, rerender: Rerender
 async def _change(
     request: web.Request, scope: Scope, back: str, rerender: Rerender, *, delete: bool
 ) -> web.Response:
-    row = await store_of(request).canned_row(id_of(request))
+    row = await store_of(request).canned.row(id_of(request))
     if row is None or (row.group_id, row.queue_id) != (scope.group_id, scope.queue_id):
         raise web.HTTPNotFound(text="Not found.")
     directory = directory_of(request)
@@ -98,7 +98,7 @@ async def global_canned_page(request: web.Request) -> web.Response:
 async def _global_canned_view(
     request: web.Request, forms: Mapping[str, Form], status: int = 200
 ) -> web.Response:
-    rows = await store_of(request).canned_rows()
+    rows = await store_of(request).canned.rows()
     return render(
         request,
         "admin/canned.html",

@@ -104,7 +104,7 @@ def id_of(request: web.Request, key: str = "id") -> int:
 
 
 async def group_of(request: web.Request) -> Group:
-    group = await store_of(request).group_by_name(request.match_info["group"])
+    group = await store_of(request).groups.by_name(request.match_info["group"])
     if group is None:
         raise web.HTTPNotFound(text="Not found.")
     auth.check_group(request, group.id)
@@ -112,7 +112,7 @@ async def group_of(request: web.Request) -> Group:
 
 
 async def queue_of(request: web.Request) -> Queue:
-    queue = await store_of(request).queue_by_name(request.match_info["queue"])
+    queue = await store_of(request).queues.by_name(request.match_info["queue"])
     if queue is None:
         raise web.HTTPNotFound(text="Not found.")
     auth.check_group(request, queue.group_id)
@@ -122,13 +122,13 @@ async def queue_of(request: web.Request) -> Queue:
 async def visible_queues(request: web.Request) -> list[Queue]:
     groups = auth.visible_groups(request)
     return [
-        q for q in await store_of(request).list_queues() if groups is None or q.group_id in groups
+        q for q in await store_of(request).queues.all() if groups is None or q.group_id in groups
     ]
 
 
 async def visible_groups(request: web.Request) -> list[Group]:
     groups = auth.visible_groups(request)
-    return [g for g in await store_of(request).list_groups() if groups is None or g.id in groups]
+    return [g for g in await store_of(request).groups.all() if groups is None or g.id in groups]
 
 
 async def manages(request: web.Request, operator_id: int, queues: list[Queue]) -> bool:
@@ -139,14 +139,14 @@ async def manages(request: web.Request, operator_id: int, queues: list[Queue]) -
     ids = {q.id for q in queues}
     return any(
         a.operator_id == operator_id and a.queue_id in ids
-        for a in await store_of(request).list_assignments()
+        for a in await store_of(request).operators.assignments()
     )
 
 
 async def operator_of(request: web.Request) -> tuple[Operator, list[Queue]]:
     """The operator of the URL and the queues this admin may manage; 404 for an operator
     who is in none of a coordinator's queues."""
-    op = await store_of(request).operator_by_id(id_of(request, "operator"))
+    op = await store_of(request).operators.by_id(id_of(request, "operator"))
     if op is None:
         raise web.HTTPNotFound(text="Not found.")
     queues = await visible_queues(request)

@@ -30,7 +30,7 @@ async def groups_page(request: web.Request) -> web.Response:
 
 
 async def _groups_list(request: web.Request, form: Form, status: int = 200) -> web.Response:
-    queues = await store_of(request).list_queues()
+    queues = await store_of(request).queues.all()
     rows = [
         {"group": g, "queues": [q for q in queues if q.group_id == g.id]}
         for g in await visible_groups(request)
@@ -80,8 +80,8 @@ async def group_view(
     """The group's page; `forms` are the ones that failed (shown as typed)."""
     store = store_of(request)
     forms = dict(forms or {})
-    queues = [q for q in await store.list_queues() if q.group_id == group.id]
-    rows = await store.canned_rows(group_id=group.id)
+    queues = [q for q in await store.queues.all() if q.group_id == group.id]
+    rows = await store.canned.rows(group_id=group.id)
     return render(
         request,
         "admin/groups_edit.html",
@@ -89,8 +89,8 @@ async def group_view(
             "title": f"Group {group.title}",
             "group": group,
             "queues": queues,
-            "links": await store.link_rows(group.id),
-            "exempt": await store.exempt_rows(group.id),
+            "links": await store.links.rows(group.id),
+            "exempt": await store.exempt.rows(group.id),
             "settings": forms.get("group") or _group_settings_form(group),
             "link_form": forms.get("link") or Form("link"),
             "exempt_form": forms.get("exempt") or Form("exempt"),

@@ -41,7 +41,8 @@ from component.core.bans import (
 )
 from component.core.models import Incident
 from component.moderation import BanRefused
-from component.store_records import BAN_FILTERS, BanRow, ChatSummary
+from component.store.bans import BAN_FILTERS, BanRow
+from component.store.transcripts import ChatSummary
 from web.admin import auth
 from web.admin.layout import render
 from web.admin.records import (
@@ -160,7 +161,7 @@ async def bans(request: web.Request) -> web.Response:
     page = page_number(request)
     service = request.app[SERVICE]
     now = service.clock()
-    rows, total = await service.store.ban_rows(
+    rows, total = await service.store.bans.rows(
         show, now, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
     return render(
@@ -191,15 +192,15 @@ async def _ban_page(
 ) -> web.Response:
     service = request.app[SERVICE]
     now = service.clock()
-    audit, _ = await service.store.audit_log(row.ban.id, limit=500)
+    audit, _ = await service.store.bans.audit_log(row.ban.id, limit=500)
     others = [
         b
-        for b in await service.store.bans_that_may_bar(now)
+        for b in await service.store.bans.that_may_bar(now)
         if b.id != row.ban.id and b.network == row.ban.network and b.active(now)
     ]
     # Bans are service-wide, the chat a ban came from is not: link it only for those who
     # may open it.
-    chat = await service.store.chat_summary(row.chat_id) if row.chat_id else None
+    chat = await service.store.transcripts.summary(row.chat_id) if row.chat_id else None
     shown = actor_shown(request)
     return render(
         request,
@@ -223,7 +224,7 @@ async def _ban_page(
 
 async def ban_detail(request: web.Request) -> web.Response:
     """GET /admin/bans/{id}: the ban, its audit trail, the lift form (admins)."""
-    row = await request.app[SERVICE].store.ban_row(_ban_id(request))
+    row = await request.app[SERVICE].store.bans.row(_ban_id(request))
     if row is None:
         raise web.HTTPNotFound(text="Not found.")
     return await _ban_page(request, row)
@@ -234,7 +235,7 @@ async def lift(request: web.Request) -> web.Response:
     the reason recorded in the audit trail."""
     auth.require_admin(request)
     service = request.app[SERVICE]
-    row = await service.store.ban_row(_ban_id(request))
+    row = await service.store.bans.row(_ban_id(request))
     if row is None:
         raise web.HTTPNotFound(text="Not found.")
     form = await request.post()
@@ -267,7 +268,7 @@ async def audit(request: web.Request) -> web.Response:
     """GET /admin/bans/audit: every create, change, lift and expiry, newest first."""
     page = page_number(request)
     service = request.app[SERVICE]
-    rows, total = await service.store.audit_log(
+    rows, total = await service.store.bans.audit_log(
         limit=PAGE_SIZE * 2, offset=(page - 1) * PAGE_SIZE * 2
     )
     shown = actor_shown(request)
@@ -451,7 +452,7 @@ async def _request_ban(request: web.Request, values: dict[str, str]) -> web.Resp
     if "/" not in address:
         address = str(canonical_address(address))
     length = LENGTHS[values["length"]][0]
-    incident_id = await service.store.add_incident(
+    incident_id = await service.store.incidents.add(
         kind="ban-request",
         reporter=actor(request),
         now=service.clock(),
@@ -491,7 +492,7 @@ async def lookup(request: web.Request) -> web.Response:
         context["errors"] = {"address": message[0].upper() + message[1:] + "."}
         return render(request, "admin/ban_lookup.html", context, status=400)
     now = service.clock()
-    previous = [b for b in await service.store.list_bans() if overlapping(network, [b.network])]
+    previous = [b for b in await service.store.bans.all() if overlapping(network, [b.network])]
     shown = actor_shown(request)
     offence = next_offence(previous, network)
     in_force = [b for b in previous if b.active(now)]
@@ -550,23 +551,23 @@ async def related(
         return None
 
     chat_marks: dict[int, str] = {}
-    for chat_id, stored in await store.stored_origins():
+    for chat_id, stored in await store.chats.stored_origins():
         mark = closeness(stored)
         if mark and chat_id != exclude_chat:
             chat_marks[chat_id] = mark
     chats = [
         c
-        for c in await store.chat_summaries(chat_marks)
+        for c in await store.transcripts.summaries(chat_marks)
         if visible is None or c.queue_id in visible
     ][:RELATED_LIMIT]
     incident_marks: dict[int, str] = {}
-    for incident_id, stored in await store.incident_addresses():
+    for incident_id, stored in await store.incidents.addresses():
         mark = closeness(stored)
         if mark and incident_id != exclude_incident:
             incident_marks[incident_id] = mark
     incidents = [
         i
-        for i in await store.incidents_by_ids(incident_marks)
+        for i in await store.incidents.by_ids(incident_marks)
         if visible is None or (i.queue_id is not None and i.queue_id in visible)
     ][:RELATED_LIMIT]
     return {
@@ -627,7 +628,7 @@ async def incidents(request: web.Request) -> web.Response:
     if show not in _INCIDENT_FILTERS:
         show = "open"
     page = page_number(request)
-    rows, total = await request.app[SERVICE].store.incidents_page(
+    rows, total = await request.app[SERVICE].store.incidents.page(
         status=_INCIDENT_FILTERS[show],
         queue_ids=visible_queue_ids(request),
         limit=PAGE_SIZE,
@@ -647,7 +648,7 @@ async def incidents(request: web.Request) -> web.Response:
 
 async def _incident(request: web.Request) -> Incident:
     number = int_param(request.match_info["incident_id"])
-    found = await request.app[SERVICE].store.incident(number) if number else None
+    found = await request.app[SERVICE].store.incidents.get(number) if number else None
     if found is None:
         raise web.HTTPNotFound(text="Not found.")
     check_queue(request, found.queue_id)
@@ -665,7 +666,7 @@ async def _incident_page(
 ) -> web.Response:
     service = request.app[SERVICE]
     store = service.store
-    chat = await store.chat_summary(incident.chat_id) if incident.chat_id else None
+    chat = await store.transcripts.summary(incident.chat_id) if incident.chat_id else None
     # A transfer may have moved the chat into another group's queue since the incident
     # was filed: then it is that group's, and not shown here.
     hidden = chat is not None and not may_see_chat(request, chat)
@@ -674,8 +675,8 @@ async def _incident_page(
     is_sealed = incident.explicit
     events: list[Any] = []
     if chat is not None:
-        is_sealed = is_sealed or sealed(chat, await store.incidents_for_chat(chat.id))
-        events = await store.events_after(chat.id, 0)
+        is_sealed = is_sealed or sealed(chat, await store.incidents.for_chat(chat.id))
+        events = await store.chats.events_after(chat.id, 0)
     row = incident_row(request, incident)
     rel: dict[str, Any] = {"related_chats": [], "related_incidents": []}
     network = _parse(row["address"]) if row["address"] else None
@@ -743,7 +744,7 @@ async def resolve(request: web.Request) -> web.Response:
             request, found, errors={"resolution": error}, resolution=text, status=400
         )
     service = request.app[SERVICE]
-    await service.store.resolve_incident(found.id, text, service.clock())
+    await service.store.incidents.resolve(found.id, text, service.clock())
     raise web.HTTPSeeOther(
         f"/admin/incidents/{found.id}?" + urlencode({"done": f"Incident #{found.id} resolved."})
     )

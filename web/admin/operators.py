@@ -42,9 +42,9 @@ async def _operators_list(request: web.Request, form: Form, status: int = 200) -
     store = store_of(request)
     queues = await visible_queues(request)
     by_id = {q.id: q for q in queues}
-    assignments = await store.list_assignments()
+    assignments = await store.operators.assignments()
     rows = []
-    for op in await store.list_operators():
+    for op in await store.operators.all():
         mine = [a for a in assignments if a.operator_id == op.id and a.queue_id in by_id]
         if not mine and not is_admin(request):
             continue
@@ -101,7 +101,7 @@ async def add_operator(request: web.Request) -> web.Response:
         form.refused(exc)
         # Say where the existing operator can be changed, as far as this admin may know.
         if "jid" in form.errors and "already an operator" in form.errors["jid"]:
-            existing = await store.operator_by_jid(directory.operator_jid(form["jid"]))
+            existing = await store.operators.by_jid(directory.operator_jid(form["jid"]))
             mine = existing is not None and await manages(request, existing.id, queues)
             form.errors["jid"] = (
                 f"{existing.jid} is already an operator: change their queues on their page."
@@ -129,7 +129,7 @@ async def _operator_view(
     service = service_of(request)
     forms = dict(forms or {})
     ids = {q.id for q in queues}
-    mine = [a for a in await store_of(request).list_assignments() if a.operator_id == op.id]
+    mine = [a for a in await store_of(request).operators.assignments() if a.operator_id == op.id]
     form = forms.get("operator") or Form(
         "operator",
         {
@@ -180,7 +180,7 @@ async def update_operator(request: web.Request) -> web.Response:
     ids = {q.id for q in queues}
     others = sum(
         1
-        for a in await store_of(request).list_assignments()
+        for a in await store_of(request).operators.assignments()
         if a.operator_id == op.id and a.queue_id not in ids
     )
     if _locked(request, others):

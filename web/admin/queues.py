@@ -61,7 +61,7 @@ async def queues_page(request: web.Request) -> web.Response:
 async def _queues_list(request: web.Request, form: Form, status: int = 200) -> web.Response:
     service = service_of(request)
     groups = await visible_groups(request)
-    names = {g.id: g for g in await store_of(request).list_groups()}
+    names = {g.id: g for g in await store_of(request).groups.all()}
     rows = []
     for q in await visible_queues(request):
         info = service.queue_info(q.name) if service.is_queue(q.name) else None
@@ -95,7 +95,7 @@ async def _queues_list(request: web.Request, form: Form, status: int = 200) -> w
 async def create_queue(request: web.Request) -> web.Response:
     """POST /admin/queues: name, group and title. A coordinator adds to their own group."""
     form = await posted(request, "new-queue", ("name", "group", "title"))
-    group = await store_of(request).group_by_name(form["group"]) if form["group"] else None
+    group = await store_of(request).groups.by_name(form["group"]) if form["group"] else None
     if group is not None:
         auth.check_group(request, group.id)
     try:
@@ -182,20 +182,22 @@ async def queue_view(
     service = service_of(request)
     store = store_of(request)
     forms = dict(forms or {})
-    all_queues = await store.list_queues()
+    all_queues = await store.queues.all()
     names = {q.id: q.name for q in all_queues}
     visible = await visible_queues(request)
     visible_ids = {q.id for q in visible}
-    group = await store.group_by_id(queue.group_id)
+    group = await store.groups.by_id(queue.group_id)
     settings = forms.get("queue") or _queue_settings_form(queue, names, visible_ids)
     backups = [("", "None")]
     if settings["backup"] == KEEP_BACKUP:
         backups.append((KEEP_BACKUP, "(unchanged: another group's queue, set by an admin)"))
     backups += [(q.name, f"{q.title} ({q.name})") for q in visible if q.id != queue.id]
     operators = []
-    on_call = {(a.queue_id, a.operator_id) for a in await store.list_assignments() if a.on_call}
-    members = {a.operator_id for a in await store.list_assignments() if a.queue_id == queue.id}
-    for op in await store.list_operators():
+    on_call = {
+        (a.queue_id, a.operator_id) for a in await store.operators.assignments() if a.on_call
+    }
+    members = {a.operator_id for a in await store.operators.assignments() if a.queue_id == queue.id}
+    for op in await store.operators.all():
         if op.id in members:
             operators.append(
                 {
@@ -212,7 +214,7 @@ async def queue_view(
         except RuleError:
             rule = None
     info = service.queue_info(queue.name) if service.is_queue(queue.name) else None
-    effective = await store.canned_for_queue(queue.id, queue.group_id)
+    effective = await store.canned.for_queue(queue.id, queue.group_id)
     return render(
         request,
         "admin/queue_edit.html",
@@ -230,7 +232,7 @@ async def queue_view(
             "rule_text": rule,
             "operators": operators,
             "effective": effective,
-            "canned": canned.canned_forms(await store.canned_rows(queue_id=queue.id), forms),
+            "canned": canned.canned_forms(await store.canned.rows(queue_id=queue.id), forms),
             "canned_form": forms.get("canned") or Form("canned"),
             "canned_base": f"/admin/queues/{queue.name}/canned",
             "embed": embed_snippet(public_url, queue),
@@ -305,7 +307,7 @@ async def remove_from_queue(request: web.Request) -> web.Response:
     """POST /admin/queues/{queue}/operators/{operator}/remove: the operator leaves this
     queue (and keeps their others)."""
     queue = await queue_of(request)
-    op = await store_of(request).operator_by_id(id_of(request, "operator"))
+    op = await store_of(request).operators.by_id(id_of(request, "operator"))
     if op is None or not await directory_of(request).leave_queue(queue, op):
         raise web.HTTPNotFound(text="Not found.")
     raise done(f"/admin/queues/{queue.name}", f"{op.name} no longer answers {queue.name}.")

@@ -30,7 +30,7 @@ from aiohttp import web
 from component.core.events import MailQueued
 from component.core.models import ChatEvent, EventKind, Incident, OutboxMail, Sender
 from component.core.privacy import stored_address
-from component.store_records import ChatSummary
+from component.store.transcripts import ChatSummary
 from web.admin import auth
 from web.admin.layout import render
 from web.keys import SERVICE
@@ -249,7 +249,7 @@ def download(body: str, filename: str, content_type: str) -> web.Response:
 
 async def load_chat(request: web.Request, chat_id: int) -> ChatSummary:
     """The chat, or 404 if it does not exist or belongs to another group."""
-    chat = await request.app[SERVICE].store.chat_summary(chat_id)
+    chat = await request.app[SERVICE].store.transcripts.summary(chat_id)
     if chat is None:
         raise web.HTTPNotFound(text="Not found.")
     auth.check_group(request, chat.group_id)
@@ -353,7 +353,7 @@ def _search(request: web.Request) -> Search:
 async def _run_search(
     request: web.Request, search: Search, *, limit: int, offset: int
 ) -> tuple[list[ChatSummary], int]:
-    page = await request.app[SERVICE].store.search_chats(
+    page = await request.app[SERVICE].store.transcripts.search(
         queue_ids=visible_queue_ids(request),
         queue_id=search.queue_id,
         operator_id=search.operator_id,
@@ -378,7 +378,7 @@ async def transcripts(request: web.Request) -> web.Response:
             request, search, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
         )
     csv_query = urlencode({k: v for k, v in search.values.items() if v})
-    tags = await request.app[SERVICE].store.chat_tag_names(visible_queue_ids(request))
+    tags = await request.app[SERVICE].store.transcripts.tag_names(visible_queue_ids(request))
     return render(
         request,
         "admin/transcript_list.html",
@@ -431,12 +431,12 @@ async def transcript(request: web.Request) -> web.Response:
     """GET /admin/transcripts/{id} (add ?verbatim=1 to open a sealed chat, admins only)."""
     chat = await load_chat(request, _chat_id(request))
     store = request.app[SERVICE].store
-    incidents = await store.incidents_for_chat(chat.id)
+    incidents = await store.incidents.for_chat(chat.id)
     is_sealed = sealed(chat, incidents)
     verbatim = request.query.get("verbatim") == "1"
     if verbatim and is_sealed:
         auth.require_admin(request)
-    events = await store.events_after(chat.id, 0)
+    events = await store.chats.events_after(chat.id, 0)
     show_text = not is_sealed or verbatim
     service = request.app[SERVICE]
     return render(
@@ -470,14 +470,14 @@ def _counts(events: Sequence[ChatEvent]) -> dict[str, Any]:
 async def _exportable(request: web.Request) -> tuple[ChatSummary, list[ChatEvent]]:
     chat = await load_chat(request, _chat_id(request))
     store = request.app[SERVICE].store
-    if sealed(chat, await store.incidents_for_chat(chat.id)) and (
+    if sealed(chat, await store.incidents.for_chat(chat.id)) and (
         request.query.get("verbatim") != "1" or auth.current(request).admin.role != "admin"
     ):
         raise web.HTTPForbidden(
             text="This chat was flagged explicit: only an admin can download its text, "
             "from the chat's page after choosing 'Show verbatim text'."
         )
-    return chat, await store.events_after(chat.id, 0)
+    return chat, await store.chats.events_after(chat.id, 0)
 
 
 async def transcript_text(request: web.Request) -> web.Response:
@@ -531,7 +531,7 @@ async def _delete_form(
     request: web.Request, chat: ChatSummary, *, error: str | None, status: int = 200
 ) -> web.Response:
     store = request.app[SERVICE].store
-    incidents = await store.incidents_for_chat(chat.id)
+    incidents = await store.incidents.for_chat(chat.id)
     blocker = _delete_blocker(request, chat, incidents)
     return render(
         request,
@@ -572,14 +572,14 @@ async def delete(request: web.Request) -> web.Response:
     chat = await load_chat(request, _chat_id(request))
     form = await request.post()
     store = request.app[SERVICE].store
-    blocker = _delete_blocker(request, chat, await store.incidents_for_chat(chat.id))
+    blocker = _delete_blocker(request, chat, await store.incidents.for_chat(chat.id))
     if blocker:
         return await _delete_form(request, chat, error=blocker, status=409)
     if form.get("confirm") != "yes":
         return await _delete_form(
             request, chat, error="Tick the box to confirm the deletion.", status=400
         )
-    if not await store.delete_chat(chat.id):
+    if not await store.transcripts.delete(chat.id):
         return await _delete_form(
             request, chat, error="The chat could not be deleted (is it open again?).", status=409
         )
@@ -632,7 +632,7 @@ async def tickets(request: web.Request) -> web.Response:
         show = "open"
     page = page_number(request)
     service = request.app[SERVICE]
-    rows, total = await service.store.ticket_rows(
+    rows, total = await service.store.tickets.rows(
         status=_TICKET_FILTERS[show],
         queue_ids=visible_queue_ids(request),
         limit=PAGE_SIZE,
@@ -679,7 +679,7 @@ def _ticket_id(request: web.Request) -> int:
 async def ticket(request: web.Request) -> web.Response:
     """GET /admin/tickets/{id}"""
     service = request.app[SERVICE]
-    row = await service.store.ticket_row(_ticket_id(request))
+    row = await service.store.tickets.row(_ticket_id(request))
     if row is None:
         raise web.HTTPNotFound(text="Not found.")
     check_queue(request, row.queue_id)
@@ -693,14 +693,14 @@ async def ticket(request: web.Request) -> web.Response:
 async def ticket_status(request: web.Request) -> web.Response:
     """POST /admin/tickets/{id}/status: close or reopen."""
     service = request.app[SERVICE]
-    row = await service.store.ticket_row(_ticket_id(request))
+    row = await service.store.tickets.row(_ticket_id(request))
     if row is None:
         raise web.HTTPNotFound(text="Not found.")
     check_queue(request, row.queue_id)
     status = (await request.post()).get("status")
     if status not in ("open", "closed"):
         raise web.HTTPBadRequest(text="Unknown ticket status.")
-    await service.store.set_ticket_status(row.id, str(status))
+    await service.store.tickets.set_status(row.id, str(status))
     done = f"Ticket #{row.id} {'closed' if status == 'closed' else 'reopened'}."
     raise web.HTTPSeeOther(f"/admin/tickets/{row.id}?" + urlencode({"done": done}))
 
@@ -709,7 +709,7 @@ async def mail(request: web.Request) -> web.Response:
     """GET /admin/mail: the outbox, failed emails first."""
     service = request.app[SERVICE]
     page = page_number(request)
-    rows, total = await service.store.outbox(
+    rows, total = await service.store.mail.page(
         queue_ids=visible_queue_ids(request), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
     )
     now = service.clock()
@@ -728,11 +728,11 @@ async def retry_mail(request: web.Request) -> web.Response:
     """POST /admin/mail/{id}/retry: a failed email goes back to the queue, due now."""
     service = request.app[SERVICE]
     mail_id = int_param(request.match_info["mail_id"])
-    found = await service.store.outbox_mail(mail_id) if mail_id else None
+    found = await service.store.mail.status(mail_id) if mail_id else None
     if found is None:
         raise web.HTTPNotFound(text="Not found.")
     check_queue(request, found.queue_id)
-    if await service.store.retry_mail(found.mail.id, service.clock()):
+    if await service.store.mail.retry(found.mail.id, service.clock()):
         service.bus.publish(MailQueued())
         done = f"Email #{found.mail.id} is queued again and will be sent now."
     else:

@@ -92,11 +92,11 @@ class Visible:
 async def _visible(request: web.Request) -> Visible:
     store = request.app[SERVICE].store
     groups = auth.visible_groups(request)
-    queues = [q for q in await store.list_queues() if groups is None or q.group_id in groups]
-    operators = await store.list_operators()
+    queues = [q for q in await store.queues.all() if groups is None or q.group_id in groups]
+    operators = await store.operators.all()
     if groups is not None:
         ids = {q.id for q in queues}
-        members = {a.operator_id for a in await store.list_assignments() if a.queue_id in ids}
+        members = {a.operator_id for a in await store.operators.assignments() if a.queue_id in ids}
         operators = [op for op in operators if op.id in members]
     operators.sort(key=lambda op: (op.name.casefold(), op.jid))
     return Visible(queues, operators, groups is None)
@@ -185,7 +185,7 @@ def _parse(
 async def _report(request: web.Request, filters: Filters) -> StatsReport:
     f = filters.stats_filter()
     minutes = core.slot_minutes(filters.zone, f.start, f.end)
-    return await request.app[SERVICE].store.stats_report(f, minutes)
+    return await request.app[SERVICE].store.stats.report(f, minutes)
 
 
 # Tables: the same rows for the page and the CSV ------------------------------------------
@@ -230,7 +230,7 @@ def _queues(report: StatsReport, filters: Filters) -> list[Row]:
 async def _operators(request: web.Request, report: StatsReport) -> list[Row]:
     """Operators who hold chats in the report (all operators' names are known: a
     coordinator's chats may have been taken by someone from another group)."""
-    names = {op.id: op for op in await request.app[SERVICE].store.list_operators()}
+    names = {op.id: op for op in await request.app[SERVICE].store.operators.all()}
     rows = []
     for op_id, counts in report.by_operator.items():
         if op_id is None:

@@ -148,46 +148,46 @@ async def _other_group(desk: Desk) -> dict[str, Any]:
     plus an operator shared between the two groups."""
     store = desk.refdesk.store
     now = datetime.now(UTC)
-    other = await store.add_group("elsewhere", "Elsewhere Library", now)
-    theirs = await store.add_queue("theirs", other.id, "Their queue", None, now)
-    ask = await store.queue_by_name("ask")
+    other = await store.groups.add("elsewhere", "Elsewhere Library", now)
+    theirs = await store.queues.add("theirs", other.id, "Their queue", None, now)
+    ask = await store.queues.by_name("ask")
     assert ask is not None
-    op = await store.upsert_operator("zed@example.org", "Zed", 3, now)
-    await store.assign(theirs.id, op.id)
-    shared = await store.upsert_operator("sam@example.org", "Sam", 3, now)
-    await store.assign(theirs.id, shared.id, on_call=True)
-    await store.assign(ask.id, shared.id)
-    await store.add_link(other.id, "Their hours", "https://elsewhere.example/hours")
-    await store.add_exempt_network(other.id, "198.51.100.0/24", "their PCs")
-    await store.save_canned("their-hello", "Hello from elsewhere", group_id=other.id)
-    await store.save_canned("their-queue", "Queue text", queue_id=theirs.id)
+    op = await store.operators.upsert("zed@example.org", "Zed", 3, now)
+    await store.operators.assign(theirs.id, op.id)
+    shared = await store.operators.upsert("sam@example.org", "Sam", 3, now)
+    await store.operators.assign(theirs.id, shared.id, on_call=True)
+    await store.operators.assign(ask.id, shared.id)
+    await store.links.add(other.id, "Their hours", "https://elsewhere.example/hours")
+    await store.exempt.add(other.id, "198.51.100.0/24", "their PCs")
+    await store.canned.save("their-hello", "Hello from elsewhere", group_id=other.id)
+    await store.canned.save("their-queue", "Queue text", queue_id=theirs.id)
     await desk.service.reload_directory()
     return {
         "group": other,
         "queue": theirs,
         "op": op,
         "shared": shared,
-        "link": (await store.link_rows(other.id))[0],
-        "exempt": (await store.exempt_rows(other.id))[0],
-        "canned": (await store.canned_rows(group_id=other.id))[0],
-        "queue_canned": (await store.canned_rows(queue_id=theirs.id))[0],
+        "link": (await store.links.rows(other.id))[0],
+        "exempt": (await store.exempt.rows(other.id))[0],
+        "canned": (await store.canned.rows(group_id=other.id))[0],
+        "queue_canned": (await store.canned.rows(queue_id=theirs.id))[0],
     }
 
 
 async def _snapshot(desk: Desk) -> tuple[Any, ...]:
     store = desk.refdesk.store
-    groups = await store.list_groups()
-    queues = await store.list_queues()
+    groups = await store.groups.all()
+    queues = await store.queues.all()
     return (
         groups,
         queues,
-        await store.list_operators(),
-        await store.list_assignments(),
-        [await store.link_rows(g.id) for g in groups],
-        [await store.exempt_rows(g.id) for g in groups],
-        await store.canned_rows(),
-        [await store.canned_rows(group_id=g.id) for g in groups],
-        [await store.canned_rows(queue_id=q.id) for q in queues],
+        await store.operators.all(),
+        await store.operators.assignments(),
+        [await store.links.rows(g.id) for g in groups],
+        [await store.exempt.rows(g.id) for g in groups],
+        await store.canned.rows(),
+        [await store.canned.rows(group_id=g.id) for g in groups],
+        [await store.canned.rows(queue_id=q.id) for q in queues],
     )
 
 
@@ -296,7 +296,7 @@ async def test_coordinator_cannot_reach_another_groups_data(
         await expect_done(page, await submit(page, "#operator-settings", "Save operator"), "saved")
         assignments = {
             (a.queue_id, a.on_call)
-            for a in await desk.refdesk.store.list_assignments()
+            for a in await desk.refdesk.store.operators.assignments()
             if a.operator_id == shared.id
         }
         ask = await desk.store_queue("ask")
@@ -423,7 +423,7 @@ async def test_bad_input_is_explained_next_to_the_field(
         await fill(page, "#add-operator", {"XMPP address": "ana@example.org/phone"})
         assert await submit(page, "#add-operator", "Add operator") == 400
         await expect_field_error(page, "#add-operator", "XMPP address", "bare")
-        assert await desk.refdesk.store.list_operators() == []
+        assert await desk.refdesk.store.operators.all() == []
 
         # Groups: a bad name, a link that is not a link, a network that is not one, a bad
         # appeal address, a canned message with a bad name.
@@ -451,10 +451,10 @@ async def test_bad_input_is_explained_next_to_the_field(
         await expect_field_error(page, "#add-canned", "Canned message name", "lower-case")
         await expect_field_error(page, "#add-canned", "Canned message text", "Enter the text")
         await page.screenshot(path=shot("group-errors"), full_page=True)
-        group = await desk.refdesk.store.group_by_name("library")
+        group = await desk.refdesk.store.groups.by_name("library")
         assert group is not None
-        assert await desk.refdesk.store.link_rows(group.id) == []
-        assert await desk.refdesk.store.exempt_rows(group.id) == []
+        assert await desk.refdesk.store.links.rows(group.id) == []
+        assert await desk.refdesk.store.exempt.rows(group.id) == []
         # A delete without the confirmation tick, and one the store refuses.
         await page.locator("#delete-h").scroll_into_view_if_needed()
         assert await submit(page, ".danger-zone", "Delete group") == 400
@@ -575,7 +575,7 @@ async def test_settings_take_effect_at_once(offline_desk: Desk, browser: Browser
             "Closed now",
         )
         assert q.allowed_origins == "https://library.example https://www.library.example"
-        assert await store.queue_by_name("ask") == q
+        assert await store.queues.by_name("ask") == q
         await expect(
             page.get_by_text("Mon–Fri 09:00–17:00, Sat 10:00–14:00 (America/Chicago)").first
         ).to_be_visible()
@@ -599,14 +599,14 @@ async def test_settings_take_effect_at_once(offline_desk: Desk, browser: Browser
             {"Canned message name": "Greeting", "Canned message text": "Welcome to Ask!"},
         )
         await expect_done(page, await submit(page, "#add-canned", "Add canned message"), "greeting")
-        effective = {c.name: c for c in await store.canned_for_queue(q.id, q.group_id)}
+        effective = {c.name: c for c in await store.canned.for_queue(q.id, q.group_id)}
         assert effective["greeting"].text == "Welcome to Ask!"
         assert effective["greeting"].scope == "queue"
         row = page.locator(".canned-list > li").filter(has_text="Welcome to Ask!")
         await row.get_by_text("Edit").click()
         await row.get_by_label("Text").fill("Welcome, again!")
         await expect_done(page, await submit(page, ".canned-list > li", "Save greeting"), "saved")
-        [queue_row] = await store.canned_rows(queue_id=q.id)
+        [queue_row] = await store.canned.rows(queue_id=q.id)
         assert queue_row.text == "Welcome, again!"
         await fill(
             page, "#add-canned", {"Canned message name": "greeting", "Canned message text": "dup"}
@@ -618,7 +618,7 @@ async def test_settings_take_effect_at_once(offline_desk: Desk, browser: Browser
         await expect_done(
             page, await submit(page, ".canned-list > li", "Delete greeting"), "deleted"
         )
-        assert await store.canned_rows(queue_id=q.id) == []
+        assert await store.canned.rows(queue_id=q.id) == []
 
         # The group page: settings, a link, an exemption (live in moderation), canned.
         await page.goto(f"{desk.url}/admin/groups/library")
@@ -642,7 +642,7 @@ async def test_settings_take_effect_at_once(offline_desk: Desk, browser: Browser
             {"Link title": "Opening hours", "Link address": "https://library.example/hours"},
         )
         await expect_done(page, await submit(page, "#add-link", "Add link"), "Opening hours")
-        assert [(link.title, link.url) for link in await store.links(group.id)] == [
+        assert [(link.title, link.url) for link in await store.links.of_group(group.id)] == [
             ("Opening hours", "https://library.example/hours")
         ]
         await fill(
@@ -662,8 +662,8 @@ async def test_settings_take_effect_at_once(offline_desk: Desk, browser: Browser
         assert service.moderation.exempt(group.id) == []
         await page.get_by_role("button", name="Remove Opening hours").click()
         await expect(page.get_by_role("status")).to_contain_text("Link removed")
-        assert await store.links(group.id) == []
-        effective = {c.name: c for c in await store.canned_for_queue(q.id, q.group_id)}
+        assert await store.links.of_group(group.id) == []
+        effective = {c.name: c for c in await store.canned.for_queue(q.id, q.group_id)}
         assert effective["card"].scope == "group"
 
         # Global canned messages (admins only).
@@ -674,7 +674,7 @@ async def test_settings_take_effect_at_once(offline_desk: Desk, browser: Browser
             {"Canned message name": "wifi", "Canned message text": "The wifi is LibraryGuest."},
         )
         await expect_done(page, await submit(page, "#add-canned", "Add canned message"), "wifi")
-        assert "wifi" in {c.name for c in await store.canned_rows()}
+        assert "wifi" in {c.name for c in await store.canned.rows()}
 
         # Operators: add, edit (queues, on call, max chats), remove.
         await page.goto(f"{desk.url}/admin/operators")
@@ -696,7 +696,7 @@ async def test_settings_take_effect_at_once(offline_desk: Desk, browser: Browser
         assert service.queues_of("ana@example.org") == ["ask", "spare"]
         op = service.operator("ana@example.org")
         assert op is not None and op.max_chats == 5
-        assert not any(a.on_call for a in await store.list_assignments())
+        assert not any(a.on_call for a in await store.operators.assignments())
         await page.screenshot(path=shot("operator"), full_page=True)
         # Leaving one queue from the queue's page.
         await page.goto(f"{desk.url}/admin/queues/spare")
@@ -774,7 +774,7 @@ async def test_unused_queue_and_group_can_be_deleted(offline_desk: Desk, browser
         await page.goto(f"{desk.url}/admin/groups/pop-up")
         await page.locator(".danger-zone").get_by_label("Yes, delete").check()
         await expect_done(page, await submit(page, ".danger-zone", "Delete group"), "deleted")
-        assert await desk.refdesk.store.group_by_name("pop-up") is None
+        assert await desk.refdesk.store.groups.by_name("pop-up") is None
         # A queue with a history is kept.
         patron = await desk.patron("ask")
         await patron.say("Hello?")
@@ -795,8 +795,8 @@ async def test_directory_pages_pass_axe(offline_desk: Desk, browser: Browser) ->
     desk = offline_desk
     store = desk.refdesk.store
     ask = await desk.store_queue("ask")
-    op = await store.upsert_operator("ana@example.org", "Ana", 3, datetime.now(UTC))
-    await store.assign(ask.id, op.id)
+    op = await store.operators.upsert("ana@example.org", "Ana", 3, datetime.now(UTC))
+    await store.operators.assign(ask.id, op.id)
     await desk.service.reload_directory()
     user, password = await admin_account(desk)
     context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
@@ -843,8 +843,8 @@ async def test_coordinator_cannot_rename_or_resize_a_shared_operator(offline_des
     shared = data["shared"]
     store = desk.refdesk.store
     ask = await desk.store_queue("ask")
-    mine = await store.upsert_operator("olga@example.org", "Olga", 3, datetime.now(UTC))
-    await store.assign(ask.id, mine.id)
+    mine = await store.operators.upsert("olga@example.org", "Olga", 3, datetime.now(UTC))
+    await store.operators.assign(ask.id, mine.id)
     await desk.service.reload_directory()
     coordinator = await admin_client(desk, "coord", role="coordinator", group="library")
     try:
@@ -856,7 +856,7 @@ async def test_coordinator_cannot_rename_or_resize_a_shared_operator(offline_des
             status, html, _ = await coordinator.post(path, form)
             assert status == 400, changed
             assert "only an admin can change" in html.lower()
-        op = await store.operator_by_id(shared.id)
+        op = await store.operators.by_id(shared.id)
         assert op is not None and (op.name, op.max_chats) == ("Sam", 3)
         assert desk.service.operator("sam@example.org").name == "Sam"  # type: ignore[union-attr]
         # Unchanged name and capacity: their own queues' settings are saved.
@@ -865,14 +865,14 @@ async def test_coordinator_cannot_rename_or_resize_a_shared_operator(offline_des
         assert status == 303 and "saved" in location
         assert any(
             a.queue_id == ask.id and a.on_call
-            for a in await store.list_assignments()
+            for a in await store.operators.assignments()
             if a.operator_id == shared.id
         )
         # Someone who serves only the coordinator's group is theirs to rename.
         form = {"name": "Olga B.", "max_chats": "4", "queue": "ask"}
         status, _, _ = await coordinator.post(f"/admin/operators/{mine.id}", form)
         assert status == 303
-        op = await store.operator_by_id(mine.id)
+        op = await store.operators.by_id(mine.id)
         assert op is not None and (op.name, op.max_chats) == ("Olga B.", 4)
     finally:
         await coordinator.session.close()
@@ -884,7 +884,7 @@ async def test_coordinator_cannot_rename_or_resize_a_shared_operator(offline_des
             f"{desk.url}/admin/operators/{shared.id}", data=fields, allow_redirects=False
         ) as resp:
             assert resp.status == 303
-        op = await store.operator_by_id(shared.id)
+        op = await store.operators.by_id(shared.id)
         assert op is not None and (op.name, op.max_chats) == ("Samantha", 5)
     finally:
         await admin.session.close()

@@ -50,10 +50,10 @@ async def operator_on(desk: Desk, queue: str = "ask", name: str = "Ana") -> str:
     """An operator of `queue`, available as far as the service knows (no XMPP needed)."""
     store = desk.refdesk.store
     jid = f"{name.lower()}{next(_n)}@example.org"
-    op = await store.upsert_operator(jid, name, 5, datetime.now(UTC))
-    found = await store.queue_by_name(queue)
+    op = await store.operators.upsert(jid, name, 5, datetime.now(UTC))
+    found = await store.queues.by_name(queue)
     assert found is not None
-    await store.assign(found.id, op.id)
+    await store.operators.assign(found.id, op.id)
     await desk.service.reload_directory()
     await desk.service.on_operator_presence(jid, "laptop", Presence.AVAILABLE)
     return jid
@@ -90,12 +90,12 @@ async def chat(
 async def other_group(desk: Desk, queue: str = "elsewhere", **settings: object) -> None:
     """A second group ("branch") with its own queue."""
     store = desk.refdesk.store
-    group = await store.add_group("branch", "Branch library", datetime.now(UTC))
-    await store.add_queue(queue, group.id, "Ask the branch", None, datetime.now(UTC))
+    group = await store.groups.add("branch", "Branch library", datetime.now(UTC))
+    await store.queues.add(queue, group.id, "Ask the branch", None, datetime.now(UTC))
     if settings:
-        found = await store.queue_by_name(queue)
+        found = await store.queues.by_name(queue)
         assert found is not None
-        await store.update_queue(found.id, QueueUpdate(**settings))
+        await store.queues.update(found.id, QueueUpdate(**settings))
     await desk.service.reload_directory()
 
 
@@ -126,7 +126,7 @@ class Admin:
 async def admin_client(
     desk: Desk, username: str = "boss", *, role: str = "admin", group: str | None = None
 ) -> Admin:
-    if await desk.refdesk.store.admin_by_name(username) is None:
+    if await desk.refdesk.store.accounts.admin_by_name(username) is None:
         await admin_account(desk, username, role=role, group=group)
     user, password = username, ADMIN_PASSWORD
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
@@ -180,7 +180,7 @@ async def test_a_ban_made_in_the_page_bites_at_once_and_a_lift_lets_in(
         await wait_for(
             lambda: patron.chat_id not in desk.service.open_chat_ids(), what="chat ended"
         )
-        stored = await desk.refdesk.store.chat_by_id(patron.chat_id or 0)
+        stored = await desk.refdesk.store.chats.by_id(patron.chat_id or 0)
         assert stored is not None and not stored.state.open
         assert (await first_frame(desk, PATRON_IP))["type"] == "banned"
         assert (await bystander.say("still here"))["seq"] >= 1
@@ -203,8 +203,8 @@ async def test_a_ban_made_in_the_page_bites_at_once_and_a_lift_lets_in(
         await shot(page, "ban-lifted.png")
     finally:
         await page.context.close()
-    ban = (await desk.refdesk.store.list_bans())[0]
-    trail = await desk.refdesk.store.ban_audit(ban.id)
+    ban = (await desk.refdesk.store.bans.all())[0]
+    trail = await desk.refdesk.store.bans.audit(ban.id)
     assert [(a.action, a.detail) for a in trail] == [
         ("create", "threats after two warnings"),
         ("lift", "appeal upheld: a shared computer"),
@@ -255,7 +255,7 @@ async def test_refusals_and_bad_input_are_shown_next_to_the_field(
         await shot(page, "ban-errors.png")
     finally:
         await page.context.close()
-    assert await desk.refdesk.store.list_bans() == []
+    assert await desk.refdesk.store.bans.all() == []
 
     admin = await admin_client(desk)
     try:
@@ -283,7 +283,7 @@ async def test_lengths_permanent_lookup_and_who_may_ban(offline_desk: Desk) -> N
             {"target": "192.0.2.9", "reason": "spam", "length": "custom", "days": "10"},
         )
         assert status == 303 and where.startswith("/admin/bans/")
-        first = (await desk.refdesk.store.list_bans())[0]
+        first = (await desk.refdesk.store.bans.all())[0]
         assert first.ends_at is not None and (first.ends_at - first.starts_at).days == 10
         status, _, _ = await admin.post(
             "/admin/bans/new",
@@ -291,7 +291,7 @@ async def test_lengths_permanent_lookup_and_who_may_ban(offline_desk: Desk) -> N
         )
         assert status == 303
         assert "2001:db8:1:2::5/128" in {
-            str(b.network) for b in await desk.refdesk.store.list_bans()
+            str(b.network) for b in await desk.refdesk.store.bans.all()
         }
 
         # The ladder position: one earlier ban counts, so the next is offence 2 (90 days).
@@ -308,7 +308,7 @@ async def test_lengths_permanent_lookup_and_who_may_ban(offline_desk: Desk) -> N
         )
         assert status == 303
         permanent = next(
-            b for b in await desk.refdesk.store.list_bans() if str(b.network) == "192.0.2.10/32"
+            b for b in await desk.refdesk.store.bans.all() if str(b.network) == "192.0.2.10/32"
         )
         assert permanent.ends_at is None and permanent.permanent
         _, html = await admin.get("/admin/bans")
@@ -329,9 +329,9 @@ async def test_lengths_permanent_lookup_and_who_may_ban(offline_desk: Desk) -> N
              "length": "30d"},
         )  # fmt: skip
         assert status == 303 and where.startswith("/admin/incidents/")
-        bans = await desk.refdesk.store.list_bans()
+        bans = await desk.refdesk.store.bans.all()
         assert "198.51.100.23/32" not in {str(b.network) for b in bans}
-        request = (await desk.refdesk.store.list_incidents())[0]
+        request = (await desk.refdesk.store.incidents.all())[0]
         assert request.kind == "ban-request" and "keeps insulting" in request.notes
         ban_id = bans[0].id
         status, _, _ = await coordinator.post(f"/admin/bans/{ban_id}/lift", {"reason": "x"})
@@ -366,7 +366,7 @@ async def test_incidents_list_view_resolve_and_related(
     same = await chat(desk, "203.0.113.60", ("me again",), jid=jid)
     near = await chat(desk, "203.0.113.99", ("hello from next door",), jid=jid)
     far = await chat(desk, "198.51.100.5", ("unrelated",), jid=jid)
-    incident = await desk.refdesk.store.incident_for_chat(tagged.chat_id or 0, "tagged")
+    incident = await desk.refdesk.store.incidents.first_for_chat(tagged.chat_id or 0, "tagged")
     assert incident is not None
     user, password = await admin_account(desk)
     page = await admin_page(browser, desk, user, password)
@@ -405,7 +405,7 @@ async def test_incidents_list_view_resolve_and_related(
         await expect(page.get_by_role("row").filter(has_text=f"#{incident.id}")).to_have_count(1)
     finally:
         await page.context.close()
-    resolved = await desk.refdesk.store.incident(incident.id)
+    resolved = await desk.refdesk.store.incidents.get(incident.id)
     assert resolved is not None and resolved.status == "resolved"
 
 
@@ -417,7 +417,7 @@ async def test_explicit_incidents_are_not_quoted(offline_desk: Desk, browser: Br
     patron = await chat(
         desk, "203.0.113.70", (f"{marker} and worse",), ("!tag explicit incident",), jid=jid
     )
-    incident = await desk.refdesk.store.incident_for_chat(patron.chat_id or 0, "tagged")
+    incident = await desk.refdesk.store.incidents.first_for_chat(patron.chat_id or 0, "tagged")
     assert incident is not None and incident.explicit
     admin = await admin_client(desk)
     coordinator = await admin_client(desk, "coord", role="coordinator", group="library")
@@ -465,8 +465,8 @@ async def test_coordinators_see_only_their_groups_incidents(offline_desk: Desk) 
         desk, "203.0.113.80", ("rude there",), ("!tag incident",), jid=theirs, queue="elsewhere"
     )
     store = desk.refdesk.store
-    my_incident = await store.incident_for_chat(mine.chat_id or 0, "tagged")
-    their_incident = await store.incident_for_chat(other.chat_id or 0, "tagged")
+    my_incident = await store.incidents.first_for_chat(mine.chat_id or 0, "tagged")
+    their_incident = await store.incidents.first_for_chat(other.chat_id or 0, "tagged")
     assert my_incident is not None and their_incident is not None
     coordinator = await admin_client(desk, "coord", role="coordinator", group="library")
     admin = await admin_client(desk)
@@ -507,28 +507,28 @@ async def test_coordinators_do_not_see_other_groups_chats_through_incidents_or_b
     desk = offline_desk
     store = desk.refdesk.store
     await other_group(desk)
-    ask = await store.queue_by_name("ask")
-    elsewhere = await store.queue_by_name("elsewhere")
+    ask = await store.queues.by_name("ask")
+    elsewhere = await store.queues.by_name("elsewhere")
     assert ask is not None and elsewhere is not None
     ana = await operator_on(desk, "ask", "Ana")
     bo = await operator_on(desk, "elsewhere", "Bo")
     now = datetime.now(UTC)
     # Filed in our queue, then the chat moved to theirs.
     moved_away = await chat(desk, "203.0.113.61", ("words for the branch only",), jid=ana)
-    ours_incident = await store.add_incident(
+    ours_incident = await store.incidents.add(
         kind="report", reporter=ana, now=now, chat_id=moved_away.chat_id, queue_id=ask.id,
         notes="our report",
     )  # fmt: skip
-    await store.set_chat_queue(moved_away.chat_id or 0, elsewhere.id)
+    await store.chats.set_queue(moved_away.chat_id or 0, elsewhere.id)
     # Filed in their queue, then the chat moved to ours.
     moved_here = await chat(
         desk, "203.0.113.62", ("hello again",), jid=bo, queue="elsewhere", end=False
     )
-    their_incident = await store.add_incident(
+    their_incident = await store.incidents.add(
         kind="report", reporter=bo, now=now, chat_id=moved_here.chat_id, queue_id=elsewhere.id,
         notes="their private report",
     )  # fmt: skip
-    await store.set_chat_queue(moved_here.chat_id or 0, ask.id)
+    await store.chats.set_queue(moved_here.chat_id or 0, ask.id)
     await moved_here.send({"type": "end"})
     await moved_here.seen("ended")
     # A ban from one of their chats.

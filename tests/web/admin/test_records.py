@@ -223,10 +223,10 @@ async def test_delete_a_transcript(offline_desk: Desk, browser: Browser) -> None
         assert response is not None and response.status == 404
     finally:
         await page.context.close()
-    assert await store.chat_by_id(ours.chat_id or 0) is None
-    assert await store.events_after(ours.chat_id or 0, 0) == []
-    assert await store.tags(ours.chat_id or 0) == []
-    assert await store.chat_by_id(theirs.chat_id or 0) is not None
+    assert await store.chats.by_id(ours.chat_id or 0) is None
+    assert await store.chats.events_after(ours.chat_id or 0, 0) == []
+    assert await store.chats.tags(ours.chat_id or 0) == []
+    assert await store.chats.by_id(theirs.chat_id or 0) is not None
     path = desk.refdesk.config.storage.path
     for suffix in ("", "-wal"):
         file = path.with_name(path.name + suffix)
@@ -247,7 +247,7 @@ async def test_delete_a_transcript(offline_desk: Desk, browser: Browser) -> None
             f"/admin/transcripts/{flagged.chat_id}/delete", {"confirm": "yes"}
         )
         assert status == 409 and "resolve it first" in html
-        assert await store.chat_by_id(flagged.chat_id or 0) is not None
+        assert await store.chats.by_id(flagged.chat_id or 0) is not None
     finally:
         await admin.session.close()
 
@@ -257,10 +257,10 @@ async def test_coordinators_cannot_reach_another_groups_records(offline_desk: De
     desk = offline_desk
     ours, theirs = await corpus(desk)
     store = desk.refdesk.store
-    elsewhere = await store.queue_by_name("elsewhere")
+    elsewhere = await store.queues.by_name("elsewhere")
     assert elsewhere is not None
     now = datetime.now(UTC)
-    their_ticket = await store.create_ticket(
+    their_ticket = await store.tickets.create(
         kind="offline",
         queue_id=elsewhere.id,
         question="branch question",
@@ -282,7 +282,7 @@ async def test_coordinators_cannot_reach_another_groups_records(offline_desk: De
             assert (await coordinator.get(path))[0] == 404, path
         status, _, _ = await coordinator.post(f"/admin/transcripts/{b}/delete", {"confirm": "yes"})
         assert status == 404
-        assert await store.chat_by_id(b or 0) is not None
+        assert await store.chats.by_id(b or 0) is not None
         status, html = await coordinator.get("/admin/transcripts?queue=elsewhere")
         assert status == 400 and "Choose one of the queues" in html
         status, body, _ = await coordinator.get_raw("/admin/transcripts.csv")
@@ -291,8 +291,8 @@ async def test_coordinators_cannot_reach_another_groups_records(offline_desk: De
         assert status == 200 and "branch question" not in html
         status, html = await coordinator.get("/admin/mail")
         assert status == 200 and "branch@example.org" not in html
-        mail_id = (await store.list_mail())[0].id
-        await store.mark_mail_failed(mail_id, "550 no such user")
+        mail_id = (await store.mail.all())[0].id
+        await store.mail.mark_failed(mail_id, "550 no such user")
         status, _, _ = await coordinator.post(f"/admin/mail/{mail_id}/retry", {})
         assert status == 404
         # Their own chat is theirs to read and download.
@@ -325,22 +325,22 @@ async def test_tickets_show_mail_status_and_failed_mail_can_be_retried(
     ):
         assert resp.status == 201
     await wait_for(lambda: len(mail_sink.received) >= 2, what="the ticket's emails")
-    ask = await store.queue_by_name("ask")
+    ask = await store.queues.by_name("ask")
     assert ask is not None
     now = datetime.now(UTC)
-    failed_ticket = await store.create_ticket(
+    failed_ticket = await store.tickets.create(
         kind="referral",
         queue_id=ask.id,
         question="Needs the map librarian",
         now=now,
         mails=lambda t: [NewMail("referral", ("maps@example.org",), _message("Retry me 42"))],
     )
-    failed = next(m for m in await store.list_mail() if m.ticket_id == failed_ticket)
-    await store.mark_mail_failed(failed.id, "550 5.1.1 mailbox unavailable")
-    later = await store.enqueue_mail(
+    failed = next(m for m in await store.mail.all() if m.ticket_id == failed_ticket)
+    await store.mail.mark_failed(failed.id, "550 5.1.1 mailbox unavailable")
+    later = await store.mail.enqueue(
         NewMail("on-call", ("oncall@example.org",), _message("Later")), now
     )
-    await store.mark_mail_retry(later, now + timedelta(hours=1), "421 try again later")
+    await store.mail.mark_retry(later, now + timedelta(hours=1), "421 try again later")
     before = sum(1 for d in mail_sink.received if d.message["subject"] == "Retry me 42")
 
     user, password = await admin_account(desk)
@@ -375,7 +375,7 @@ async def test_tickets_show_mail_status_and_failed_mail_can_be_retried(
         await expect(page.get_by_role("status")).to_contain_text("closed")
     finally:
         await page.context.close()
-    ticket = await store.ticket(failed_ticket)
+    ticket = await store.tickets.get(failed_ticket)
     assert ticket is not None and ticket.status == "closed"
 
 

@@ -48,27 +48,29 @@ async def add_chat(
     seconds after that (or ended as `end` 5 minutes after asking), with a referral
     ticket if `ticket`."""
     store = desk.refdesk.store
-    q = await store.queue_by_name(queue)
+    q = await store.queues.by_name(queue)
     assert q is not None
     n = next(_guests)
     created = (asked or NOW) - timedelta(seconds=30)
-    chat = await store.create_chat(q.id, f"guest-stats{n}", f"resume-stats{n}", None, None, created)
+    chat = await store.chats.create(
+        q.id, f"guest-stats{n}", f"resume-stats{n}", None, None, created
+    )
     if asked is None:
         return chat.id
-    await store.set_asked_at(chat.id, asked)
+    await store.chats.set_asked_at(chat.id, asked)
     if wait is not None:
-        op = await store.operator_by_jid(operator or "")
+        op = await store.operators.by_jid(operator or "")
         assert op is not None
         accepted = asked + timedelta(seconds=wait)
-        await store.set_chat_state(chat.id, ChatState.ACTIVE, accepted, operator_id=op.id)
+        await store.chats.set_state(chat.id, ChatState.ACTIVE, accepted, operator_id=op.id)
         if duration is not None:
-            await store.set_chat_state(
+            await store.chats.set_state(
                 chat.id, ChatState.ENDED, accepted + timedelta(seconds=duration), ended_by="patron"
             )
     elif end is not None:
-        await store.set_chat_state(chat.id, end, asked + timedelta(minutes=5), ended_by="system")
+        await store.chats.set_state(chat.id, end, asked + timedelta(minutes=5), ended_by="system")
     if ticket:
-        await store.create_ticket(
+        await store.tickets.create(
             kind="referral",
             queue_id=q.id,
             question="Please send me the article",
@@ -84,18 +86,18 @@ async def populate(desk: Desk) -> None:
     is markup), operators alice and bob (ask) and a formula-named one (branchq only)."""
     desk.clock.set(NOW)
     store = desk.refdesk.store
-    branch = await store.add_group("branch", "Branch library", NOW)
-    await store.add_queue("branchq", branch.id, EVIL_QUEUE, None, NOW)
+    branch = await store.groups.add("branch", "Branch library", NOW)
+    await store.queues.add("branchq", branch.id, EVIL_QUEUE, None, NOW)
     ops = {
         "alice@example.org": ("Alice", "ask"),
         "bob@example.org": ("Bob", "ask"),
         "carol@example.org": (EVIL_OPERATOR, "branchq"),
     }
     for jid, (name, queue) in ops.items():
-        op = await store.upsert_operator(jid, name, 3, NOW)
-        q = await store.queue_by_name(queue)
+        op = await store.operators.upsert(jid, name, 3, NOW)
+        q = await store.queues.by_name(queue)
         assert q is not None
-        await store.assign(q.id, op.id)
+        await store.operators.assign(q.id, op.id)
     # ask: ten answered chats, waits 10..100 s, durations 60..600 s, at 09/10/11 UTC on
     # 03-10..03-19; alice took the first six, bob the rest; the first was also referred.
     for i in range(10):
@@ -378,7 +380,7 @@ async def test_coordinator_sees_only_their_group(offline_desk: Desk, browser: Br
         assert "branchq" not in await page.content()
 
         # Asking for the other group's queue or operator by URL: 404, as if unknown.
-        branch = await desk.refdesk.store.queue_by_name("branchq")
+        branch = await desk.refdesk.store.queues.by_name("branchq")
         assert branch is not None
         for query in (
             "queue=branchq",
@@ -396,7 +398,7 @@ async def test_coordinator_sees_only_their_group(offline_desk: Desk, browser: Br
         rows = await get_csv(page, desk, "table=summary")
         assert rows[1][3:8] == ASK_ROW
         # Their own queue by id works.
-        ask = await desk.refdesk.store.queue_by_name("ask")
+        ask = await desk.refdesk.store.queues.by_name("ask")
         assert ask is not None
         response = await page.goto(f"{desk.url}/admin/stats?queue={ask.id}")
         assert response is not None and response.status == 200

@@ -1,5 +1,5 @@
-"""Queries for running refdesk in production: health probes, the outbox backlog and
-online backups. Mixed into `component.store.Store`."""
+"""Running refdesk in production: health probes, the outbox backlog, integrity checks
+and online backups."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from component.store_base import StoreBase, StoreError, _dt
+from component.store.db import Database, StoreError, from_iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,19 +29,26 @@ class BackupResult:
     integrity: str
 
 
-class OpsQueries(StoreBase):
-    """Mixed into `component.store.Store`."""
+class OpsStore:
+    """`store.ops`: called by the health checks and metrics, `refdesk backup` and
+    `refdesk doctor`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def database_file(self) -> Path | None:
         """The main database file, or None for an in-memory database."""
-        async with self._db.execute("PRAGMA database_list") as cur:
-            files = {row[1]: row[2] for row in await cur.fetchall()}
-        path = files.get("main") or ""
-        return Path(path) if path else None
+        return await self._db.file()
+
+    async def journal_mode(self) -> str:
+        return str(await self._db.pragma("journal_mode") or "")
+
+    async def integrity_check(self) -> str:
+        return str(await self._db.pragma("integrity_check") or "")
 
     async def outbox_summary(self) -> OutboxSummary:
         """Called by health checks and metrics scrapes."""
-        rows = await self._all(
+        rows = await self._db.all(
             "SELECT status, COUNT(*) AS n, MIN(created_at) AS oldest FROM mail_outbox"
             " WHERE status IN ('pending', 'failed') GROUP BY status"
         )
@@ -51,7 +58,7 @@ class OpsQueries(StoreBase):
         return OutboxSummary(
             pending=int(pending["n"]) if pending else 0,
             failed=int(failed["n"]) if failed else 0,
-            oldest_pending=_dt(pending["oldest"]) if pending else None,
+            oldest_pending=from_iso(pending["oldest"]) if pending else None,
         )
 
     async def probe_writable(self, timeout: float) -> str | None:
@@ -101,7 +108,7 @@ class OpsQueries(StoreBase):
         try:
             copy = sqlite3.connect(partial, isolation_level=None, check_same_thread=False)
             try:
-                await self._db.backup(copy)
+                await self._db.connection.backup(copy)
                 # A single file: the copy keeps no WAL beside it.
                 copy.execute("PRAGMA journal_mode=DELETE")
                 pages = int(copy.execute("PRAGMA page_count").fetchone()[0])

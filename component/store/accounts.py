@@ -1,4 +1,4 @@
-"""Admin accounts, sessions and login attempts."""
+"""Admin accounts (admins and group coordinators), their sessions and login attempts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from component.core.login_throttle import LoginLimits, LoginRecord
-from component.store_base import StoreBase, _ts
+from component.store.db import Database, iso
 
 # Every this many login attempts, `reserve_login` deletes the ones no rule needs any more.
 PRUNE_EVERY = 256
@@ -29,53 +29,59 @@ class AdminSession:
     expires_at: datetime
 
 
-class AdminQueries(StoreBase):
+class AccountStore:
+    """`store.accounts`: used by the admin pages' login and session handling and by the
+    CLI's account commands."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
     async def add_admin(
         self, username: str, password_hash: str, role: str, group_id: int | None, now: datetime
     ) -> int:
-        return await self._write(
+        return await self._db.write(
             "INSERT INTO admins (username, password_hash, role, group_id, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (username, password_hash, role, group_id, _ts(now)),
+            (username, password_hash, role, group_id, iso(now)),
         )
 
     async def set_admin_password(self, admin_id: int, password_hash: str) -> None:
-        await self._write(
+        await self._db.write(
             "UPDATE admins SET password_hash = ? WHERE id = ?", (password_hash, admin_id)
         )
 
     async def admin_by_name(self, username: str) -> Admin | None:
-        row = await self._one("SELECT * FROM admins WHERE username = ?", (username,))
+        row = await self._db.one("SELECT * FROM admins WHERE username = ?", (username,))
         return (
             Admin(row["id"], row["username"], row["password_hash"], row["role"], row["group_id"])
             if row
             else None
         )
 
-    async def list_admins(self) -> list[Admin]:
-        rows = await self._all("SELECT * FROM admins ORDER BY username")
+    async def admins(self) -> list[Admin]:
+        rows = await self._db.all("SELECT * FROM admins ORDER BY username")
         return [
             Admin(r["id"], r["username"], r["password_hash"], r["role"], r["group_id"])
             for r in rows
         ]
 
     async def delete_admin(self, admin_id: int) -> None:
-        await self._write("DELETE FROM admins WHERE id = ?", (admin_id,))
+        await self._db.write("DELETE FROM admins WHERE id = ?", (admin_id,))
 
     async def add_session(
         self, token_hash: str, admin_id: int, csrf: str, now: datetime, expires_at: datetime
     ) -> None:
-        await self._write(
+        await self._db.write(
             "INSERT INTO admin_sessions (token_hash, admin_id, csrf, created_at, expires_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (token_hash, admin_id, csrf, _ts(now), _ts(expires_at)),
+            (token_hash, admin_id, csrf, iso(now), iso(expires_at)),
         )
 
     async def session(self, token_hash: str, now: datetime) -> AdminSession | None:
-        row = await self._one(
+        row = await self._db.one(
             "SELECT s.csrf, s.expires_at, a.* FROM admin_sessions s"
             " JOIN admins a ON a.id = s.admin_id WHERE s.token_hash = ? AND s.expires_at > ?",
-            (token_hash, _ts(now)),
+            (token_hash, iso(now)),
         )
         if row is None:
             return None
@@ -85,16 +91,16 @@ class AdminQueries(StoreBase):
         return AdminSession(admin, row["csrf"], datetime.fromisoformat(row["expires_at"]))
 
     async def extend_session(self, token_hash: str, expires_at: datetime) -> None:
-        await self._write(
+        await self._db.write(
             "UPDATE admin_sessions SET expires_at = ? WHERE token_hash = ?",
-            (_ts(expires_at), token_hash),
+            (iso(expires_at), token_hash),
         )
 
     async def delete_session(self, token_hash: str) -> None:
-        await self._write("DELETE FROM admin_sessions WHERE token_hash = ?", (token_hash,))
+        await self._db.write("DELETE FROM admin_sessions WHERE token_hash = ?", (token_hash,))
 
     async def delete_sessions_of(self, admin_id: int) -> None:
-        await self._write("DELETE FROM admin_sessions WHERE admin_id = ?", (admin_id,))
+        await self._db.write("DELETE FROM admin_sessions WHERE admin_id = ?", (admin_id,))
 
     async def reserve_login(
         self,
@@ -112,9 +118,9 @@ class AdminQueries(StoreBase):
         after the other; the attempt counts as failed until `login_succeeded` says
         otherwise (a password check that never finishes is a guess all the same).
         """
-        since = _ts(now - limits.window)
-        async with self._transaction() as execute:
-            row = await self._one(
+        since = iso(now - limits.window)
+        async with self._db.transaction() as execute:
+            row = await self._db.one(
                 "SELECT"
                 " (SELECT COUNT(*) FROM login_attempts WHERE username = ? AND address = ?"
                 "   AND ok = 0 AND created_at > ? AND created_at > COALESCE((SELECT"
@@ -130,7 +136,7 @@ class AdminQueries(StoreBase):
                     *(username, network, since, username, network),
                     *(network, since),
                     *(username, since),
-                    *(username, network, _ts(now - limits.known_good_for)),
+                    *(username, network, iso(now - limits.known_good_for)),
                 ),
             )
             assert row is not None
@@ -140,7 +146,7 @@ class AdminQueries(StoreBase):
             attempt = await execute(
                 "INSERT INTO login_attempts (username, address, ok, created_at)"
                 " VALUES (?, ?, 0, ?)",
-                (username, network, _ts(now)),
+                (username, network, iso(now)),
             )
             if attempt % PRUNE_EVERY == 0:
                 # Now and then, forget what no rule looks at any more: failures past the
@@ -149,15 +155,15 @@ class AdminQueries(StoreBase):
                 await execute(
                     "DELETE FROM login_attempts WHERE (ok = 0 AND created_at <= ?)"
                     " OR created_at <= ?",
-                    (since, _ts(now - limits.known_good_for)),
+                    (since, iso(now - limits.known_good_for)),
                 )
             return attempt
 
     async def login_succeeded(self, attempt_id: int) -> None:
         """Mark a reserved attempt as a success (the password was right)."""
-        await self._write("UPDATE login_attempts SET ok = 1 WHERE id = ?", (attempt_id,))
+        await self._db.write("UPDATE login_attempts SET ok = 1 WHERE id = ?", (attempt_id,))
 
     async def forget_login(self, attempt_id: int) -> None:
         """Drop a reserved attempt whose password was never checked (the server was too
         busy to): it was no guess, so it must not count against anyone."""
-        await self._write("DELETE FROM login_attempts WHERE id = ?", (attempt_id,))
+        await self._db.write("DELETE FROM login_attempts WHERE id = ?", (attempt_id,))

@@ -8,20 +8,19 @@ ISO 8601 UTC text of one fixed format, so comparing the text compares the instan
 
 A report over a long range of a big database takes a while (about a second for a year of
 100,000 chats), and the service's one connection must stay free for patrons' messages
-meanwhile: `stats_report` reads through a connection of its own, in one read
+meanwhile: `StatsStore.report` reads through a connection of its own, in one read
 transaction, so all its figures come from the same snapshot of the database."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from component.core.stats import Counts, Spread, StatsFilter, StatsReport, Timing
-from component.store_base import StoreBase, _dt, _ts
+from component.store.db import Database, from_iso, iso
 
 # Followed up by email: the chat ended that way, or a ticket (offline question, referral)
 # refers to it. The chats with tickets are read once per statement (a materialized CTE
@@ -50,7 +49,7 @@ def _seconds(later: str, earlier: str) -> str:
 
 def _where(f: StatsFilter) -> tuple[str, list[Any]]:
     clauses = ["c.asked_at IS NOT NULL", "c.asked_at >= ?", "c.asked_at < ?"]
-    params: list[Any] = [_ts(f.start), _ts(f.end)]
+    params: list[Any] = [iso(f.start), iso(f.end)]
     if f.queue_ids is not None:
         if f.queue_ids:
             ids = sorted(f.queue_ids)
@@ -153,21 +152,22 @@ async def _timing(db: aiosqlite.Connection, f: StatsFilter) -> dict[tuple[str, i
     }
 
 
-class StatsQueries(StoreBase):
-    """Mixed into `component.store.Store`."""
+class StatsStore:
+    """`store.stats`: the admin page's statistics."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     @contextlib.asynccontextmanager
     async def _stats_reader(self) -> AsyncIterator[aiosqlite.Connection]:
         """A read-only connection of its own to the same database file, inside one read
         transaction (a consistent snapshot); the service's connection when the database
         has no file (in memory)."""
-        async with self._db.execute("PRAGMA database_list") as cur:
-            files = {row[1]: row[2] for row in await cur.fetchall()}
-        path = files.get("main") or ""
-        if not path:
-            yield self._db
+        path = await self._db.file()
+        if path is None:
+            yield self._db.connection
             return
-        db = await aiosqlite.connect(Path(path).as_uri() + "?mode=ro", uri=True)
+        db = await aiosqlite.connect(path.as_uri() + "?mode=ro", uri=True)
         try:
             db.row_factory = aiosqlite.Row
             await db.execute("PRAGMA busy_timeout=5000")
@@ -180,7 +180,7 @@ class StatsQueries(StoreBase):
         finally:
             await db.close()
 
-    async def stats_report(self, f: StatsFilter, slot_minutes: int) -> StatsReport:
+    async def report(self, f: StatsFilter, slot_minutes: int) -> StatsReport:
         """Everything the statistics page shows for the chats asked in `f`: counts per
         queue, per operator and per UTC slot of `slot_minutes` (15 or 60, for regrouping
         by local hour and day), and the wait and duration percentiles of all of them,
@@ -195,7 +195,7 @@ class StatsQueries(StoreBase):
             timing = await _timing(db, f)
         starts = []
         for key, counts in slots:
-            start = _dt(key)
+            start = from_iso(key)
             assert start is not None
             starts.append((start, counts))
         return StatsReport(

@@ -1,0 +1,145 @@
+"""All SQL of refdesk, behind one object: `Store`, holding one sub-store per concept
+(`store.groups`, `store.queues`, `store.chats`, `store.bans`, …) over one shared
+connection.
+
+The service calls it; nothing else touches the database. SQLite in WAL mode through
+aiosqlite; numbered migrations in `component/migrations/NNN_name.sql` are applied at
+open, tracked with `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from importlib import resources
+from pathlib import Path
+
+import aiosqlite
+
+from component.files import create_private, foreign_owner
+from component.store.accounts import AccountStore
+from component.store.bans import BanStore
+from component.store.canned import CannedStore
+from component.store.chats import ChatStore
+from component.store.db import Database, StoreError
+from component.store.exempt import ExemptStore
+from component.store.groups import GroupStore
+from component.store.incidents import IncidentStore
+from component.store.links import LinkStore
+from component.store.mail import MailStore
+from component.store.operators import OperatorStore
+from component.store.ops import BackupResult, OpsStore, OutboxSummary
+from component.store.queues import QueueStore
+from component.store.stats import StatsStore
+from component.store.tickets import TicketStore
+from component.store.transcripts import TranscriptStore
+
+__all__ = ["BackupResult", "OutboxSummary", "Store", "StoreError", "migrations"]
+
+_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The numbered migrations shipped with the package, in order: (number, name, sql)."""
+    found = []
+    for entry in resources.files("component.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort()
+    numbers = [n for n, _, _ in found]
+    if numbers != list(range(1, len(found) + 1)):
+        raise StoreError(f"migrations are not numbered 1..N without gaps: {numbers}")
+    return found
+
+
+def _try_open(path: str) -> None:
+    """Open and close the database file (creating it if missing); raises sqlite3.Error
+    if that cannot be done. Run in a thread by `Store.open`."""
+    sqlite3.connect(path).close()
+
+
+class Store:
+    """The database. Created with `await Store.open(path)` by the composition root or the
+    CLI, closed with `await store.close()`. Every query is a method of one of its
+    sub-stores, which share the one connection (and its write lock) in `db`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.groups = GroupStore(db)
+        self.queues = QueueStore(db)
+        self.operators = OperatorStore(db)
+        self.chats = ChatStore(db)
+        self.transcripts = TranscriptStore(db)
+        self.canned = CannedStore(db)
+        self.links = LinkStore(db)
+        self.exempt = ExemptStore(db)
+        self.bans = BanStore(db)
+        self.incidents = IncidentStore(db)
+        self.tickets = TicketStore(db)
+        self.mail = MailStore(db)
+        self.accounts = AccountStore(db)
+        self.stats = StatsStore(db)
+        self.ops = OpsStore(db)
+
+    @classmethod
+    async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:
+        """Open (creating if needed, readable by its owner only) and migrate the database
+        at `path`. A file that cannot be opened or is no database (a directory, a missing
+        folder, another kind of file) is a StoreError naming the path, for the CLI to print
+        as one line."""
+        # Try the file with plain sqlite3 first: when aiosqlite's own connect fails, its
+        # worker thread later dies noisily on a closed event loop, after the caller has
+        # already reported the error.
+        try:
+            if str(path) != ":memory:":
+                create_private(Path(path))
+            await asyncio.to_thread(_try_open, str(path))
+            connection = await aiosqlite.connect(str(path), isolation_level=None)
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            owner = foreign_owner(Path(path)) if str(path) != ":memory:" else None
+            why = f"{exc} ({owner})" if owner else str(exc)
+            raise StoreError(f"cannot open the database {path}: {why}") from None
+        try:
+            connection.row_factory = aiosqlite.Row
+            await connection.execute("PRAGMA journal_mode=WAL")
+            # FULL: a message acknowledged to its sender survives a power cut, not only a
+            # crash of the process.
+            await connection.execute(f"PRAGMA synchronous={synchronous}")
+            await connection.execute("PRAGMA foreign_keys=ON")
+            # Deleted data (purged addresses and transcripts) is overwritten, not left in
+            # free pages of the file.
+            await connection.execute("PRAGMA secure_delete=ON")
+            await connection.execute("PRAGMA busy_timeout=5000")
+            store = cls(Database(connection))
+            await store.migrate()
+        except sqlite3.Error as exc:
+            await connection.close()
+            raise StoreError(f"cannot use the database {path}: {exc}") from None
+        except BaseException:
+            await connection.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self.db.connection.close()
+
+    async def migrate(self) -> None:
+        """Apply the migrations newer than the database's version, each in its own
+        transaction. Called by `open`."""
+        current = await self.schema_version()
+        for number, _name, sql in migrations():
+            if number <= current:
+                continue
+            # executescript commits implicitly, so the version bump rides inside the script.
+            await self.db.connection.executescript(
+                f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+
+    async def schema_version(self) -> int:
+        return int(await self.db.pragma("user_version") or 0)
+
+    async def data_version(self) -> int:
+        """Changes when another connection (e.g. the CLI) commits; polled by the service."""
+        return int(await self.db.pragma("data_version") or 0)

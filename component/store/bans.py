@@ -1,0 +1,218 @@
+"""Bans of networks and their audit trail (who created, changed, lifted each ban, and
+when it expired)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from ipaddress import ip_network
+from types import MappingProxyType
+
+import aiosqlite
+
+from component.core.bans import Ban
+from component.core.models import BanAudit
+from component.store.db import Database, from_iso, iso
+
+# Which bans each filter of the ban list shows; every `?` stands for "now".
+BAN_FILTERS: Mapping[str, str] = MappingProxyType(
+    {
+        "active": "b.lifted_at IS NULL AND b.starts_at <= ?"
+        " AND (b.ends_at IS NULL OR b.ends_at > ?)",
+        "ended": "b.lifted_at IS NULL AND b.ends_at IS NOT NULL AND b.ends_at <= ?",
+        "lifted": "b.lifted_at IS NOT NULL",
+        "all": "1",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BanRow:
+    """A ban with what the admin page shows beside it."""
+
+    ban: Ban
+    lifted_by: str | None
+    chat_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit line with the network of its ban."""
+
+    id: int
+    ban_id: int
+    network: str
+    action: str
+    actor: str
+    detail: str
+    at: datetime
+
+
+def ban_from_row(row: aiosqlite.Row) -> Ban:
+    starts = from_iso(row["starts_at"])
+    assert starts is not None
+    ends = from_iso(row["ends_at"])
+    return Ban(
+        id=row["id"],
+        network=ip_network(row["network"], strict=False),
+        offence=row["offence"],
+        reason=row["reason"],
+        starts_at=starts,
+        ends_at=ends,
+        lifted_at=from_iso(row["lifted_at"]),
+        permanent=ends is None,
+        created_by=row["created_by"],
+    )
+
+
+class BanStore:
+    """`store.bans`: written by the moderation layer (operators' `!ban`, the admin
+    desk, the CLI), read into the service's ban index and by the admin pages."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(
+        self, ban: Ban, now: datetime, *, chat_id: int | None = None, detail: str = ""
+    ) -> Ban:
+        """Store a new ban (its id is ignored) with its 'create' audit line."""
+        async with self._db.transaction() as execute:
+            ban_id = await execute(
+                "INSERT INTO bans (network, offence, reason, created_by, starts_at, ends_at,"
+                " chat_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    str(ban.network),
+                    ban.offence,
+                    ban.reason,
+                    ban.created_by,
+                    iso(ban.starts_at),
+                    iso(ban.ends_at) if ban.ends_at else None,
+                    chat_id,
+                    iso(now),
+                ),
+            )
+            await execute(
+                "INSERT INTO ban_audit (ban_id, action, actor, detail, created_at)"
+                " VALUES (?, 'create', ?, ?, ?)",
+                (ban_id, ban.created_by, detail or ban.reason, iso(now)),
+            )
+        stored = await self.get(ban_id)
+        assert stored is not None
+        return stored
+
+    async def get(self, ban_id: int) -> Ban | None:
+        row = await self._db.one("SELECT * FROM bans WHERE id = ?", (ban_id,))
+        return ban_from_row(row) if row else None
+
+    async def all(self) -> list[Ban]:
+        rows = await self._db.all("SELECT * FROM bans ORDER BY starts_at DESC, id DESC")
+        return [ban_from_row(r) for r in rows]
+
+    async def that_may_bar(self, now: datetime) -> list[Ban]:
+        """Bans not lifted and not yet ended: what the service's index is built from."""
+        rows = await self._db.all(
+            "SELECT * FROM bans WHERE lifted_at IS NULL AND (ends_at IS NULL OR ends_at > ?)",
+            (iso(now),),
+        )
+        return [ban_from_row(r) for r in rows]
+
+    async def lift(self, ban_id: int, actor: str, now: datetime, detail: str = "") -> None:
+        async with self._db.transaction() as execute:
+            await execute(
+                "UPDATE bans SET lifted_at = ?, lifted_by = ? WHERE id = ? AND lifted_at IS NULL",
+                (iso(now), actor, ban_id),
+            )
+            await execute(
+                "INSERT INTO ban_audit (ban_id, action, actor, detail, created_at)"
+                " VALUES (?, 'lift', ?, ?, ?)",
+                (ban_id, actor, detail, iso(now)),
+            )
+
+    async def change_end(
+        self, ban_id: int, ends_at: datetime | None, actor: str, now: datetime, detail: str
+    ) -> None:
+        async with self._db.transaction() as execute:
+            await execute(
+                "UPDATE bans SET ends_at = ? WHERE id = ?",
+                (iso(ends_at) if ends_at else None, ban_id),
+            )
+            await execute(
+                "INSERT INTO ban_audit (ban_id, action, actor, detail, created_at)"
+                " VALUES (?, 'change', ?, ?, ?)",
+                (ban_id, actor, detail, iso(now)),
+            )
+
+    # The admin pages' list -----------------------------------------------------------------
+
+    async def rows(
+        self, show: str, now: datetime, *, limit: int = 100, offset: int = 0
+    ) -> tuple[list[BanRow], int]:
+        """Bans for the list: `show` is 'active', 'ended' (ran out), 'lifted' or 'all';
+        newest first. Returns the page and the total."""
+        condition = BAN_FILTERS[show]
+        params = (iso(now),) * condition.count("?")
+        count = await self._db.one(f"SELECT COUNT(*) FROM bans b WHERE {condition}", params)
+        rows = await self._db.all(
+            f"SELECT b.* FROM bans b WHERE {condition}"
+            " ORDER BY b.starts_at DESC, b.id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return (
+            [BanRow(ban_from_row(r), r["lifted_by"], r["chat_id"]) for r in rows],
+            int(count[0]) if count else 0,
+        )
+
+    async def row(self, ban_id: int) -> BanRow | None:
+        row = await self._db.one("SELECT * FROM bans WHERE id = ?", (ban_id,))
+        return BanRow(ban_from_row(row), row["lifted_by"], row["chat_id"]) if row else None
+
+    # The audit trail -----------------------------------------------------------------------
+
+    async def audit_expiry(self, ban_id: int, now: datetime) -> None:
+        """Note once that a ban ran out (called when the service's index drops it)."""
+        await self._db.write(
+            "INSERT INTO ban_audit (ban_id, action, actor, detail, created_at)"
+            " SELECT ?, 'expire', 'system', '', ? WHERE NOT EXISTS"
+            " (SELECT 1 FROM ban_audit WHERE ban_id = ? AND action = 'expire')",
+            (ban_id, iso(now), ban_id),
+        )
+
+    async def audit(self, ban_id: int | None = None) -> list[BanAudit]:
+        if ban_id is None:
+            rows = await self._db.all("SELECT * FROM ban_audit ORDER BY id DESC LIMIT 500")
+        else:
+            rows = await self._db.all(
+                "SELECT * FROM ban_audit WHERE ban_id = ? ORDER BY id", (ban_id,)
+            )
+        out = []
+        for r in rows:
+            at = from_iso(r["created_at"])
+            assert at is not None
+            out.append(BanAudit(r["ban_id"], r["action"], r["actor"], r["detail"], at))
+        return out
+
+    async def audit_log(
+        self, ban_id: int | None = None, *, limit: int = 200, offset: int = 0
+    ) -> tuple[list[AuditRow], int]:
+        """Audit lines, newest first (a ban's own: oldest first), with the total."""
+        params: tuple[int, ...] = ()
+        where, order = "1", "a.id DESC"
+        if ban_id is not None:
+            where, order, params = "a.ban_id = ?", "a.id", (ban_id,)
+        count = await self._db.one(f"SELECT COUNT(*) FROM ban_audit a WHERE {where}", params)
+        rows = await self._db.all(
+            "SELECT a.*, b.network FROM ban_audit a JOIN bans b ON b.id = a.ban_id"
+            f" WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        out = []
+        for r in rows:
+            at = from_iso(r["created_at"])
+            assert at is not None
+            out.append(
+                AuditRow(
+                    r["id"], r["ban_id"], r["network"], r["action"], r["actor"], r["detail"], at
+                )
+            )
+        return out, int(count[0]) if count else 0

@@ -1,0 +1,263 @@
+"""Chats: their rows and states, their transcripts (chat events), tags, relay cursors,
+the transcript address asked for, and retention (forgetting what a queue keeps no
+longer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import aiosqlite
+
+from component.core.models import Chat, ChatEvent, ChatState, EventKind, Sender
+from component.store.db import Database, from_iso, iso, marks
+
+
+def chat_from_row(row: aiosqlite.Row) -> Chat:
+    created = from_iso(row["created_at"])
+    assert created is not None
+    return Chat(
+        id=row["id"],
+        queue_id=row["queue_id"],
+        guest=row["guest"],
+        state=ChatState(row["state"]),
+        operator_id=row["operator_id"],
+        created_at=created,
+        origin_ip=row["origin_ip"],
+        referrer=row["referrer"],
+        ended_at=from_iso(row["ended_at"]),
+        asked_at=from_iso(row["asked_at"]),
+        accepted_at=from_iso(row["accepted_at"]),
+        relayed_seq=row["relayed_seq"],
+    )
+
+
+def event_from_row(row: aiosqlite.Row) -> ChatEvent:
+    ts = from_iso(row["created_at"])
+    assert ts is not None
+    return ChatEvent(
+        chat_id=row["chat_id"],
+        seq=row["seq"],
+        kind=EventKind(row["kind"]),
+        sender=Sender(row["sender"]),
+        name=row["name"],
+        text=row["text"],
+        ts=ts,
+        client_id=row["client_id"],
+        operator_jid=row["jid"],
+    )
+
+
+_EVENT_COLUMNS = (
+    "e.chat_id, e.seq, e.kind, e.sender, e.name, e.text, e.client_id, e.created_at, o.jid"
+)
+
+
+class ChatStore:
+    """`store.chats`: written by the service as chats start, move, get messages and
+    end; read by it at start-up and by the patron and operator doors."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self,
+        queue_id: int,
+        guest: str,
+        resume_hash: str,
+        origin_ip: str | None,
+        referrer: str | None,
+        now: datetime,
+    ) -> Chat:
+        cid = await self._db.write(
+            "INSERT INTO chats (queue_id, guest, resume_hash, state, origin_ip, referrer,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (queue_id, guest, resume_hash, ChatState.WAITING.value, origin_ip, referrer, iso(now)),
+        )
+        return Chat(cid, queue_id, guest, ChatState.WAITING, None, now, origin_ip, referrer)
+
+    async def by_resume(self, resume_hash: str) -> Chat | None:
+        row = await self._db.one("SELECT * FROM chats WHERE resume_hash = ?", (resume_hash,))
+        return chat_from_row(row) if row else None
+
+    async def by_id(self, chat_id: int) -> Chat | None:
+        row = await self._db.one("SELECT * FROM chats WHERE id = ?", (chat_id,))
+        return chat_from_row(row) if row else None
+
+    async def open_ones(self) -> list[Chat]:
+        """The chats waiting, offered or active, oldest first (the service reloads them
+        at start-up)."""
+        rows = await self._db.all(
+            "SELECT * FROM chats WHERE state IN ('waiting', 'offered', 'active') ORDER BY id"
+        )
+        return [chat_from_row(r) for r in rows]
+
+    async def set_queue(self, chat_id: int, queue_id: int) -> None:
+        """A transfer or rollover moved the chat to another queue."""
+        await self._db.write("UPDATE chats SET queue_id = ? WHERE id = ?", (queue_id, chat_id))
+
+    async def set_relayed(self, cursors: dict[int, int]) -> None:
+        """Record how far each chat's patron messages have been relayed (in one go)."""
+        if not cursors:
+            return
+        async with self._db.transaction() as execute:
+            for chat_id, seq in cursors.items():
+                await execute(
+                    "UPDATE chats SET relayed_seq = MAX(relayed_seq, ?) WHERE id = ?",
+                    (seq, chat_id),
+                )
+
+    async def set_asked_at(self, chat_id: int, now: datetime) -> None:
+        await self._db.write(
+            "UPDATE chats SET asked_at = ? WHERE id = ? AND asked_at IS NULL", (iso(now), chat_id)
+        )
+
+    async def set_state(
+        self,
+        chat_id: int,
+        state: ChatState,
+        now: datetime,
+        *,
+        operator_id: int | None = None,
+        ended_by: str | None = None,
+    ) -> None:
+        if state is ChatState.ACTIVE:
+            await self._db.write(
+                # The first acceptance counts for wait times; a transfer keeps it.
+                "UPDATE chats SET state = ?, operator_id = ?,"
+                " accepted_at = COALESCE(accepted_at, ?) WHERE id = ?",
+                (state.value, operator_id, iso(now), chat_id),
+            )
+        elif state is ChatState.WAITING:
+            # Back to the queue (operator left, transfer): the chat has no operator again.
+            await self._db.write(
+                "UPDATE chats SET state = ?, operator_id = NULL WHERE id = ?",
+                (state.value, chat_id),
+            )
+        elif state in (ChatState.ENDED, ChatState.MISSED, ChatState.FOLLOWED_UP):
+            await self._db.write(
+                "UPDATE chats SET state = ?, ended_at = ?, ended_by = ? WHERE id = ?",
+                (state.value, iso(now), ended_by, chat_id),
+            )
+        else:
+            await self._db.write("UPDATE chats SET state = ? WHERE id = ?", (state.value, chat_id))
+
+    # Transcript entries ------------------------------------------------------------------
+
+    async def append_event(self, event: ChatEvent, operator_id: int | None = None) -> None:
+        """Commit one transcript entry. Its seq must be the chat's next one; the service
+        serialises appends per chat so that holds."""
+        await self._db.write(
+            "INSERT INTO chat_events (chat_id, seq, kind, sender, operator_id, name, text,"
+            " client_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.chat_id,
+                event.seq,
+                event.kind.value,
+                event.sender.value,
+                operator_id,
+                event.name,
+                event.text,
+                event.client_id,
+                iso(event.ts),
+            ),
+        )
+
+    async def events_after(self, chat_id: int, seq: int) -> list[ChatEvent]:
+        rows = await self._db.all(
+            f"SELECT {_EVENT_COLUMNS} FROM chat_events e"
+            " LEFT JOIN operators o ON o.id = e.operator_id"
+            " WHERE e.chat_id = ? AND e.seq > ? ORDER BY e.seq",
+            (chat_id, seq),
+        )
+        return [event_from_row(r) for r in rows]
+
+    async def event_by_client_id(self, chat_id: int, client_id: str) -> ChatEvent | None:
+        row = await self._db.one(
+            f"SELECT {_EVENT_COLUMNS} FROM chat_events e"
+            " LEFT JOIN operators o ON o.id = e.operator_id"
+            " WHERE e.chat_id = ? AND e.client_id = ?",
+            (chat_id, client_id),
+        )
+        return event_from_row(row) if row else None
+
+    async def last_seq(self, chat_id: int) -> int:
+        row = await self._db.one(
+            "SELECT COALESCE(MAX(seq), 0) FROM chat_events WHERE chat_id = ?", (chat_id,)
+        )
+        return int(row[0]) if row else 0
+
+    # Tags --------------------------------------------------------------------------------
+
+    async def add_tag(self, chat_id: int, tag: str, operator_id: int | None, now: datetime) -> bool:
+        """Tag a chat; False if it already had the tag."""
+        added = await self._db.write_count(
+            "INSERT OR IGNORE INTO chat_tags (chat_id, tag, operator_id, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (chat_id, tag, operator_id, iso(now)),
+        )
+        return added > 0
+
+    async def tags(self, chat_id: int) -> list[str]:
+        rows = await self._db.all(
+            "SELECT tag FROM chat_tags WHERE chat_id = ? ORDER BY tag", (chat_id,)
+        )
+        return [r["tag"] for r in rows]
+
+    # The transcript copy a patron asked for ------------------------------------------------
+
+    async def set_transcript_email(self, chat_id: int, email: str | None) -> None:
+        await self._db.write("UPDATE chats SET transcript_email = ? WHERE id = ?", (email, chat_id))
+
+    async def transcript_email(self, chat_id: int) -> str | None:
+        row = await self._db.one("SELECT transcript_email FROM chats WHERE id = ?", (chat_id,))
+        return row[0] if row else None
+
+    # Origins (for the moderation desk's network searches) ---------------------------------
+
+    async def from_addresses(self, addresses: Iterable[str], limit: int = 500) -> list[Chat]:
+        """Chats whose stored origin is one of `addresses` (exact texts), newest first."""
+        wanted = list(addresses)
+        if not wanted:
+            return []
+        rows = await self._db.all(
+            f"SELECT * FROM chats WHERE origin_ip IN ({marks(wanted)}) ORDER BY id DESC LIMIT ?",
+            (*wanted, limit),
+        )
+        return [chat_from_row(r) for r in rows]
+
+    async def stored_origins(self) -> list[tuple[int, str]]:
+        """(chat id, stored origin) of every chat that kept one: for network searches."""
+        rows = await self._db.all("SELECT id, origin_ip FROM chats WHERE origin_ip IS NOT NULL")
+        return [(r["id"], r["origin_ip"]) for r in rows]
+
+    # Retention ---------------------------------------------------------------------------
+
+    async def purge(self, queue_id: int, before: datetime, *, transcripts: bool) -> int:
+        """Forget addresses (and with `transcripts`, the text) of the queue's chats that
+        ended before `before`, in their incidents and tickets too. Returns how many chats
+        were touched. secure_delete and a WAL checkpoint make sure the old bytes do not
+        linger in the file. Called by the retention job."""
+        async with self._db.transaction() as execute:
+            ids_rows = await self._db.all(
+                "SELECT id FROM chats WHERE queue_id = ? AND ended_at IS NOT NULL AND ended_at < ?",
+                (queue_id, iso(before)),
+            )
+            ids = [r["id"] for r in ids_rows]
+            for chat_id in ids:
+                await execute(
+                    "UPDATE chats SET origin_ip = NULL, referrer = NULL, transcript_email = NULL"
+                    " WHERE id = ?",
+                    (chat_id,),
+                )
+                await execute("UPDATE incidents SET address = NULL WHERE chat_id = ?", (chat_id,))
+                await execute("UPDATE tickets SET origin_ip = NULL WHERE chat_id = ?", (chat_id,))
+                if transcripts:
+                    await execute("DELETE FROM chat_events WHERE chat_id = ?", (chat_id,))
+                    await execute(
+                        "UPDATE tickets SET question = '(purged)', email = NULL, name = NULL"
+                        " WHERE chat_id = ?",
+                        (chat_id,),
+                    )
+        await self._db.checkpoint()
+        return len(ids)

@@ -1,0 +1,51 @@
+"""Exempt networks: addresses a group's operators may not ban (the library's own
+public computers, say)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from component.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class ExemptRow:
+    """A network a group's operators cannot ban, with its id and the admin's note."""
+
+    id: int
+    network: str
+    note: str
+
+
+class ExemptStore:
+    """`store.exempt`: written by the directory layer, read into the moderation layer's
+    rules and by the admin pages."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, group_id: int, network: str, note: str = "") -> None:
+        await self._db.write(
+            "INSERT OR REPLACE INTO exempt_networks (group_id, network, note) VALUES (?, ?, ?)",
+            (group_id, network, note),
+        )
+
+    async def by_group(self) -> dict[int, list[str]]:
+        """Group id -> its exempt networks (as text)."""
+        out: dict[int, list[str]] = {}
+        for r in await self._db.all("SELECT group_id, network FROM exempt_networks ORDER BY id"):
+            out.setdefault(r["group_id"], []).append(r["network"])
+        return out
+
+    async def rows(self, group_id: int) -> list[ExemptRow]:
+        rows = await self._db.all(
+            "SELECT id, network, note FROM exempt_networks WHERE group_id = ? ORDER BY id",
+            (group_id,),
+        )
+        return [ExemptRow(r["id"], r["network"], r["note"]) for r in rows]
+
+    async def delete(self, group_id: int, exempt_id: int) -> bool:
+        removed = await self._db.write_count(
+            "DELETE FROM exempt_networks WHERE id = ? AND group_id = ?", (exempt_id, group_id)
+        )
+        return removed > 0
