@@ -1,14 +1,14 @@
 """The one way to change the directory: groups, queues, operators, canned messages, local
 resource links and exempt networks.
 
-The command line and the admin pages describe a change as one of the dataclasses below,
-holding the values as typed (text; None leaves a setting as it is, "" clears an optional
-one), and hand it to `Directory`. The directory validates every value with
-`component.core.validators`, refuses with `DirectoryError` (a field name and a sentence:
-the CLI prints it as one line, the admin forms show it next to the field), writes the
-change in one store transaction, and then refreshes the running service's in-memory view
-(when it runs in the service's process; the CLI's changes reach the service through its
-store poll).
+The command line and the admin pages describe a change as one of the dataclasses of
+`component.directory_changes` (re-exported here), holding the values as typed (text;
+None leaves a setting as it is, "" clears an optional one), and hand it to `Directory`.
+The directory validates every value with `component.core.validators`, refuses with
+`DirectoryError` (a field name and a sentence: the CLI prints it as one line, the admin
+forms show it next to the field), writes the change in one store transaction, and then
+refreshes the running service's in-memory view (when it runs in the service's process;
+the CLI's changes reach the service through its store poll).
 """
 
 from __future__ import annotations
@@ -16,160 +16,59 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from slixmpp.jid import JID, InvalidJID
 
 from component.core import validators
 from component.core.changes import UNSET, GroupUpdate, QueueUpdate, Unset
 from component.core.models import Group, Operator, Queue
+from component.directory_changes import (
+    DEFAULT_GROUP,
+    RESERVED_PREFIX,
+    CannedChange,
+    DirectoryError,
+    GroupChange,
+    NewExempt,
+    NewGroup,
+    NewLink,
+    NewQueue,
+    OperatorChange,
+    Problems,
+    QueueChange,
+    Scope,
+    as_text,
+    email_check,
+    given,
+    link_url,
+    logo_url,
+    name_check,
+    optional_note,
+    optional_text,
+    optional_title,
+    sentence,
+)
 from component.store import Store, StoreError
 
 if TYPE_CHECKING:
     from component.service import DeskService
 
-T = TypeVar("T")
-
-# The local parts of chats' guest JIDs (the service's GUEST_PREFIX): never a queue name.
-RESERVED_PREFIX = "guest-"
-DEFAULT_GROUP = "default"
-
-
-class DirectoryError(Exception):
-    """A change refused: `field` names what was wrong (the admin form's field name),
-    `message` says why in one sentence. `problems` lists every refused field of the
-    change, the first being (`field`, `message`)."""
-
-    def __init__(self, field: str, message: str, *more: tuple[str, str]) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.problems: tuple[tuple[str, str], ...] = ((field, message), *more)
-
-
-class _Problems:
-    """Collects every refused field of one change, so a form shows them all at once."""
-
-    def __init__(self) -> None:
-        self.found: list[tuple[str, str]] = []
-
-    def add(self, field: str, message: str) -> None:
-        if field not in {f for f, _ in self.found}:
-            self.found.append((field, message))
-
-    def take(self, field: str, parse: Callable[[str], T], text: str) -> T | None:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            self.add(field, str(exc))
-            return None
-
-    def has(self, field: str) -> bool:
-        return any(f == field for f, _ in self.found)
-
-    def check(self) -> None:
-        if self.found:
-            raise DirectoryError(*self.found[0], *self.found[1:])
-
-
-# The changes -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class NewGroup:
-    name: str
-    title: str = ""  # empty: the name
-
-
-@dataclass(frozen=True, slots=True)
-class GroupChange:
-    title: str | None = None
-    operators_may_ban: bool | None = None
-    appeal_email: str | None = None  # "" clears
-
-
-@dataclass(frozen=True, slots=True)
-class NewLink:
-    title: str
-    url: str
-
-
-@dataclass(frozen=True, slots=True)
-class NewExempt:
-    network: str
-    note: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class NewQueue:
-    name: str
-    group: str
-    title: str = ""  # empty: made from the name
-    followup_email: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class QueueChange:
-    """Settings as typed; None keeps one, "" clears an optional one. `backup` is a queue
-    name. Hours, time zone and closed days are checked together (a change of one is
-    checked against the stored others)."""
-
-    title: str | None = None
-    routing: str | None = None
-    offer_timeout: str | None = None
-    rollover_after: str | None = None
-    backup: str | None = None
-    hours: str | None = None
-    timezone: str | None = None
-    closed_days: str | None = None  # dates separated by commas or spaces
-    escalation: str | None = None
-    followup_email: str | None = None
-    referral_email: str | None = None
-    max_wait: str | None = None
-    privacy: str | None = None
-    retention_days: str | None = None
-    purge_transcripts: bool | None = None
-    widget_color: str | None = None
-    widget_logo: str | None = None
-    greeting: str | None = None
-    text_available: str | None = None
-    text_away: str | None = None
-    text_offline: str | None = None
-    allowed_origins: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class OperatorChange:
-    """An operator (by JID) and the queues (by name) they answer.
-
-    `name` and `max_chats` None keep the stored values (a new operator gets the JID's
-    local part and 3); `email` "" clears the alert address. `on_call` is the queues the
-    operator is on call for, or True/False for all of `queues`, or None to leave the
-    flags. With `exclusive`, `queues` become all of the operator's queues among those the
-    caller manages; else they are added. `new` refuses an existing operator."""
-
-    jid: str
-    queues: tuple[str, ...]
-    name: str | None = None
-    max_chats: str | int | None = None
-    email: str | None = None
-    on_call: frozenset[str] | bool | None = None
-    exclusive: bool = False
-    new: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class CannedChange:
-    name: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Where a canned message belongs: every queue (no ids), a group or a queue."""
-
-    group_id: int | None = None
-    queue_id: int | None = None
+# The changes are defined beside their field checks; callers import them from here too.
+__all__ = [
+    "DEFAULT_GROUP",
+    "RESERVED_PREFIX",
+    "CannedChange",
+    "Directory",
+    "DirectoryError",
+    "GroupChange",
+    "NewExempt",
+    "NewGroup",
+    "NewLink",
+    "NewQueue",
+    "OperatorChange",
+    "QueueChange",
+    "Scope",
+]
 
 
 @dataclass(slots=True)
@@ -215,9 +114,9 @@ class Directory:
     # Groups ----------------------------------------------------------------------------
 
     async def add_group(self, change: NewGroup) -> Group:
-        problems = _Problems()
-        name = problems.take("name", _name("group"), change.name)
-        title = problems.take("title", _optional_title, change.title)
+        problems = Problems()
+        name = problems.take("name", name_check("group"), change.name)
+        title = problems.take("title", optional_title, change.title)
         problems.check()
         assert name is not None
         if await self.store.groups.by_name(name) is not None:
@@ -231,13 +130,13 @@ class Directory:
 
     async def change_group(self, group: Group, change: GroupChange) -> list[str]:
         """Apply the settings that are given; returns their names."""
-        problems = _Problems()
+        problems = Problems()
         update = GroupUpdate(
-            title=_given(problems, "title", validators.title, change.title),
+            title=given(problems, "title", validators.title, change.title),
             operators_may_ban=UNSET
             if change.operators_may_ban is None
             else change.operators_may_ban,
-            appeal_email=_given(problems, "appeal_email", _email, change.appeal_email),
+            appeal_email=given(problems, "appeal_email", email_check, change.appeal_email),
         )
         problems.check()
         await self.store.groups.update(group.id, update)
@@ -252,9 +151,9 @@ class Directory:
         await self._changed()
 
     async def add_link(self, group: Group, change: NewLink) -> str:
-        problems = _Problems()
+        problems = Problems()
         title = problems.take("title", validators.title, change.title)
-        url = problems.take("url", _link_url, change.url)
+        url = problems.take("url", link_url, change.url)
         problems.check()
         assert title is not None and url is not None
         await self.store.links.add(group.id, title, url)
@@ -267,9 +166,9 @@ class Directory:
         return removed
 
     async def add_exempt(self, group: Group, change: NewExempt) -> str:
-        problems = _Problems()
+        problems = Problems()
         network = problems.take("network", validators.network, change.network)
-        note = problems.take("note", _optional_note, change.note)
+        note = problems.take("note", optional_note, change.note)
         problems.check()
         assert network is not None
         await self.store.exempt.add(group.id, network, note or "")
@@ -306,10 +205,10 @@ class Directory:
         """A new queue in the named group. With `create_default` (the CLI), the default
         group is made when missing; a group outside `allowed_groups` (a coordinator's)
         is refused like a missing one."""
-        problems = _Problems()
-        name = problems.take("name", _name("queue"), change.name)
-        title = problems.take("title", _optional_title, change.title)
-        email = problems.take("followup_email", _email, change.followup_email)
+        problems = Problems()
+        name = problems.take("name", name_check("queue"), change.name)
+        title = problems.take("title", optional_title, change.title)
+        email = problems.take("followup_email", email_check, change.followup_email)
         group = await self.store.groups.by_name(change.group) if change.group else None
         if group is not None and allowed_groups is not None and group.id not in allowed_groups:
             group = None
@@ -340,42 +239,42 @@ class Directory:
     ) -> list[str]:
         """Apply the settings that are given; returns their names. A backup queue outside
         `visible_groups` (a coordinator's) is refused like a missing one."""
-        problems = _Problems()
+        problems = Problems()
         backup_id: int | Unset | None = UNSET
         if change.backup is not None:
             backup_id = await self._backup(problems, queue, change.backup, visible_groups)
-        offer = _given(problems, "offer_timeout", validators.seconds, change.offer_timeout)
-        rollover = _given(
+        offer = given(problems, "offer_timeout", validators.seconds, change.offer_timeout)
+        rollover = given(
             problems, "rollover_after", validators.optional_seconds, change.rollover_after
         )
-        retention = _given(
+        retention = given(
             problems, "retention_days", validators.optional_days, change.retention_days
         )
         hours = self._hours(problems, queue, change)
         update = QueueUpdate(
-            title=_given(problems, "title", validators.title, change.title),
-            routing=_given(problems, "routing", validators.routing, change.routing),
+            title=given(problems, "title", validators.title, change.title),
+            routing=given(problems, "routing", validators.routing, change.routing),
             offer_timeout=offer,
             rollover_after=rollover,
             backup_queue_id=backup_id,
-            escalation=_given(problems, "escalation", validators.escalation, change.escalation),
-            followup_email=_given(problems, "followup_email", _email, change.followup_email),
-            referral_email=_given(problems, "referral_email", _email, change.referral_email),
-            max_wait=_given(problems, "max_wait", validators.optional_seconds, change.max_wait),
-            privacy=_given(problems, "privacy", validators.privacy, change.privacy),
+            escalation=given(problems, "escalation", validators.escalation, change.escalation),
+            followup_email=given(problems, "followup_email", email_check, change.followup_email),
+            referral_email=given(problems, "referral_email", email_check, change.referral_email),
+            max_wait=given(problems, "max_wait", validators.optional_seconds, change.max_wait),
+            privacy=given(problems, "privacy", validators.privacy, change.privacy),
             retention_days=retention,
             purge_transcripts=UNSET
             if change.purge_transcripts is None
             else change.purge_transcripts,
-            widget_color=_given(problems, "widget_color", validators.color, change.widget_color),
-            widget_logo=_given(problems, "widget_logo", _logo, change.widget_logo),
-            greeting=_given(problems, "greeting", _optional_text(500), change.greeting),
-            text_available=_given(
-                problems, "text_available", _optional_text(300), change.text_available
+            widget_color=given(problems, "widget_color", validators.color, change.widget_color),
+            widget_logo=given(problems, "widget_logo", logo_url, change.widget_logo),
+            greeting=given(problems, "greeting", optional_text(500), change.greeting),
+            text_available=given(
+                problems, "text_available", optional_text(300), change.text_available
             ),
-            text_away=_given(problems, "text_away", _optional_text(300), change.text_away),
-            text_offline=_given(problems, "text_offline", _optional_text(300), change.text_offline),
-            allowed_origins=_given(
+            text_away=given(problems, "text_away", optional_text(300), change.text_away),
+            text_offline=given(problems, "text_offline", optional_text(300), change.text_offline),
+            allowed_origins=given(
                 problems, "allowed_origins", validators.origins, change.allowed_origins
             ),
             hours=hours[0] if hours else UNSET,
@@ -407,7 +306,7 @@ class Directory:
 
     async def _backup(
         self,
-        problems: _Problems,
+        problems: Problems,
         queue: Queue,
         name: str,
         visible_groups: Collection[int] | None,
@@ -425,7 +324,7 @@ class Directory:
 
     @staticmethod
     def _hours(
-        problems: _Problems, queue: Queue, change: QueueChange
+        problems: Problems, queue: Queue, change: QueueChange
     ) -> tuple[str, str, tuple[str, ...]] | None:
         """Hours, time zone and closed days, each error on its own field; the ones not
         given are the stored ones."""
@@ -482,11 +381,11 @@ class Directory:
     ) -> Operator:
         """Add or change an operator. `manageable` (None: every queue) are the queues the
         caller may change; a queue outside them is refused like a missing one."""
-        problems = _Problems()
+        problems = Problems()
         jid = problems.take("jid", self.operator_jid, change.jid)
-        name = _given(problems, "name", validators.display_name, change.name)
-        max_chats = _given(problems, "max_chats", validators.max_chats, _text(change.max_chats))
-        email = _given(problems, "email", _email, change.email)
+        name = given(problems, "name", validators.display_name, change.name)
+        max_chats = given(problems, "max_chats", validators.max_chats, as_text(change.max_chats))
+        email = given(problems, "email", email_check, change.email)
         queues = manageable if manageable is not None else await self.store.queues.all()
         by_name = {q.name: q for q in queues}
         wanted: dict[int, bool | None] = {}
@@ -521,7 +420,7 @@ class Directory:
                 now=self.clock(),
             )
         except StoreError as exc:
-            raise DirectoryError("jid", _sentence(str(exc))) from None
+            raise DirectoryError("jid", sentence(str(exc))) from None
         await self._changed()
         return op
 
@@ -563,7 +462,7 @@ class Directory:
     ) -> str:
         """Add a canned message at `scope`, or change the one with `canned_id`, or with
         `replace` overwrite the one of that name. Returns the name."""
-        problems = _Problems()
+        problems = Problems()
         name = problems.take("name", validators.canned_name, change.name)
         text = problems.take("text", validators.canned_text, change.text)
         problems.check()
@@ -578,7 +477,7 @@ class Directory:
                 replace=replace,
             )
         except StoreError as exc:
-            raise DirectoryError("name", _sentence(str(exc))) from None
+            raise DirectoryError("name", sentence(str(exc))) from None
         await self._changed()
         return name
 
@@ -598,69 +497,3 @@ class Directory:
         await self.store.canned.delete(found[0].id)
         await self._changed()
         return found[0].name
-
-
-# Field checks with the directory's wording -------------------------------------------------
-
-
-def _given(
-    problems: _Problems, field: str, parse: Callable[[str], T], text: str | None
-) -> T | Unset:
-    """UNSET when the setting is not given, else the parsed value (or a problem)."""
-    if text is None:
-        return UNSET
-    try:
-        return parse(text)
-    except ValueError as exc:
-        problems.add(field, str(exc))
-        return UNSET
-
-
-def _text(value: str | int | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _name(what: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        return validators.name(text, what, RESERVED_PREFIX)
-
-    return parse
-
-
-def _email(text: str) -> str | None:
-    """An address, or None for "" (clears it); the refusal quotes what was typed."""
-    if not text.strip():
-        return None
-    try:
-        return validators.email_address(text)
-    except ValueError as exc:
-        raise ValueError(f"{text.strip()[:80]!r} is not an email address. {exc}") from None
-
-
-def _optional_title(text: str) -> str | None:
-    return validators.title(text) if text.strip() else None
-
-
-def _optional_note(text: str) -> str | None:
-    return validators.optional_one_line(text, validators.MAX_NOTE, "the note")
-
-
-def _optional_text(limit: int) -> Callable[[str], str | None]:
-    def parse(text: str) -> str | None:
-        return validators.optional_text(text, limit)
-
-    return parse
-
-
-def _link_url(text: str) -> str:
-    return validators.url(text, "http", "https")
-
-
-def _logo(text: str) -> str | None:
-    return validators.url(text, "https") if text.strip() else None
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."

@@ -1,5 +1,6 @@
-"""Admin pages: records — transcripts (search, view, download as text or CSV, delete),
-tickets with the status of their emails, and the mail outbox.
+"""Admin pages: records — transcripts (search, view, download as text or CSV, delete).
+Tickets and the mail outbox have their pages in `web.admin.tickets`; what these pages
+share with the moderation pages is in `web.admin.views`.
 
 Scope: an admin sees every queue; a group coordinator only their group's queues. Another
 group's chat, ticket or email answers 404 whatever the URL (see `auth.check_group`).
@@ -15,236 +16,39 @@ explicit "show verbatim text" action) or download it.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from component.core.events import MailQueued
-from component.core.models import ChatEvent, EventKind, Incident, OutboxMail, Sender
-from component.core.privacy import stored_address
+from component.core.models import ChatEvent, EventKind, Incident
 from component.store.transcripts import ChatSummary
 from web.admin import auth
 from web.admin.layout import render
+from web.admin.views import (
+    CHAT_COLUMNS,
+    MESSAGE_COLUMNS,
+    PAGE_SIZE,
+    chat_address,
+    chat_facts,
+    csv_text,
+    download,
+    entries,
+    int_param,
+    page_links,
+    page_number,
+    sealed,
+    visible_incidents,
+    visible_queue_ids,
+    when,
+)
 from web.keys import SERVICE
 
-PAGE_SIZE = 50
 CSV_MAX_ROWS = 10_000
 MAX_SEARCH_TEXT = 200
-
-# Cells a spreadsheet would take for a formula (and tab/CR, which some read as one).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-# Shared helpers (moderation pages use them too) ---------------------------------------
-
-
-def when(value: datetime | None, *, seconds: bool = False) -> str:
-    """A time as the admin pages and exports show it: ISO 8601 in UTC, `2026-12-22 14:05Z`."""
-    if value is None:
-        return ""
-    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M{':%S' if seconds else ''}}Z"
-
-
-def visible_queue_ids(request: web.Request) -> set[int] | None:
-    """The queues whose records this admin may see: None for all."""
-    groups = auth.visible_groups(request)
-    if groups is None:
-        return None
-    service = request.app[SERVICE]
-    return {
-        queue.id
-        for queue in (service.queue(name) for name in service.queue_names())
-        if queue.group_id in groups
-    }
-
-
-def check_queue(request: web.Request, queue_id: int | None) -> None:
-    """404 unless this admin may see the records of `queue_id` (None: admins only)."""
-    visible = visible_queue_ids(request)
-    if visible is not None and (queue_id is None or queue_id not in visible):
-        raise web.HTTPNotFound(text="Not found.")
-
-
-def queue_privacy(request: web.Request, queue_id: int | None) -> str:
-    """The queue's privacy mode now ('full' if the queue is unknown)."""
-    if queue_id is None:
-        return "full"
-    service = request.app[SERVICE]
-    for name in service.queue_names():
-        queue = service.queue(name)
-        if queue.id == queue_id:
-            return queue.privacy
-    return "full"
-
-
-def shown_address(stored: str | None, mode: str) -> str | None:
-    """What may be shown of a stored address under the privacy mode `mode` now."""
-    if stored is None or mode == "none":
-        return None
-    if mode == "network" and "/" not in stored:
-        return stored_address(stored, "network")
-    return stored
-
-
-def chat_address(chat: ChatSummary) -> str | None:
-    return shown_address(chat.origin_ip, chat.privacy)
-
-
-def int_param(value: str | None, default: int | None = None) -> int | None:
-    if value is None or not value.strip():
-        return default
-    try:
-        number = int(value.strip())
-    except ValueError:
-        return None
-    return number if 0 < number < 2**62 else None
-
-
-def page_number(request: web.Request) -> int:
-    return int_param(request.query.get("page"), 1) or 1
-
-
-def page_links(
-    request: web.Request, page: int, total: int, size: int = PAGE_SIZE
-) -> dict[str, Any]:
-    """Previous/next links keeping the request's other query parameters."""
-    pages = max(1, -(-total // size))
-    query = {k: v for k, v in request.query.items() if k not in ("page", "done")}
-
-    def link(number: int) -> str:
-        return f"{request.path}?{urlencode({**query, 'page': str(number)})}"
-
-    return {
-        "page": page,
-        "pages": pages,
-        "total": total,
-        "prev": link(page - 1) if page > 1 else None,
-        "next": link(page + 1) if page < pages else None,
-    }
-
-
-def visible_incidents(request: web.Request, incidents: Iterable[Incident]) -> list[Incident]:
-    """The incidents this admin may see: a coordinator, those filed in their group's
-    queues. A chat transferred between groups keeps the incidents filed before the move,
-    which belong to the queue they were filed in."""
-    visible = visible_queue_ids(request)
-    return [i for i in incidents if visible is None or i.queue_id in visible]
-
-
-def may_see_chat(request: web.Request, chat: ChatSummary) -> bool:
-    """Whether this admin may open `chat` (its queue's group is theirs, or they are an
-    admin); for pages that mention a chat they reached by another way."""
-    return auth.may_see_group(request, chat.group_id)
-
-
-def sealed(chat: ChatSummary, incidents: Iterable[Incident]) -> bool:
-    """Whether the chat's text must not be quoted (flagged explicit)."""
-    return "explicit" in chat.tags or any(i.explicit for i in incidents)
-
-
-def who(event: ChatEvent) -> str:
-    if event.sender is Sender.PATRON:
-        return "Patron"
-    if event.sender is Sender.SYSTEM:
-        return "System"
-    return event.name or "Operator"
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One transcript line as the pages show it."""
-
-    seq: int
-    at: str
-    who: str
-    kind: str  # 'message' | 'note' | 'ended'
-    sender: str
-    text: str
-    operator_jid: str | None
-
-
-def entries(events: Sequence[ChatEvent]) -> list[Entry]:
-    out = []
-    for e in events:
-        text = e.text
-        if e.kind is EventKind.ENDED:
-            by = e.name or "system"
-            text = f"Chat ended (by {by})" + (f": {e.text}" if e.text else ".")
-        out.append(
-            Entry(
-                e.seq,
-                when(e.ts, seconds=True),
-                who(e),
-                e.kind.value,
-                e.sender.value,
-                text,
-                e.operator_jid,
-            )
-        )
-    return out
-
-
-def chat_facts(chat: ChatSummary) -> dict[str, str]:
-    """The chat's columns as the exports write them."""
-    return {
-        "chat": str(chat.id),
-        "queue": chat.queue_name,
-        "started": when(chat.created_at, seconds=True),
-        "asked": when(chat.asked_at, seconds=True),
-        "accepted": when(chat.accepted_at, seconds=True),
-        "ended": when(chat.ended_at, seconds=True),
-        "state": chat.state.value,
-        "operator": chat.operator_name or "",
-        "address": chat_address(chat) or "",
-        "tags": " ".join(chat.tags),
-    }
-
-
-CHAT_COLUMNS = (
-    "chat",
-    "queue",
-    "started",
-    "asked",
-    "accepted",
-    "ended",
-    "state",
-    "operator",
-    "address",
-    "tags",
-)
-MESSAGE_COLUMNS = ("seq", "time", "kind", "sender", "name", "text")
-
-
-def csv_cell(value: object) -> str:
-    """A cell that a spreadsheet shows as text: values that would start a formula get a
-    leading single quote (CSV injection)."""
-    text = "" if value is None else str(value)
-    if text.startswith(_FORMULA_STARTS):
-        return "'" + text
-    return text
-
-
-def csv_text(rows: Iterable[Sequence[object]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    for row in rows:
-        writer.writerow([csv_cell(v) for v in row])
-    return buffer.getvalue()
-
-
-def download(body: str, filename: str, content_type: str) -> web.Response:
-    response = web.Response(text=body, content_type=content_type, charset="utf-8")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 async def load_chat(request: web.Request, chat_id: int) -> ChatSummary:
@@ -588,158 +392,6 @@ async def delete(request: web.Request) -> web.Response:
     )
 
 
-# Tickets and the outbox --------------------------------------------------------------------
-
-
-def subject_of(mail: OutboxMail) -> str:
-    try:
-        headers = BytesHeaderParser(policy=default_policy).parsebytes(mail.message)
-        return str(headers.get("subject", "") or "")
-    except Exception:
-        return ""
-
-
-def mail_view(mail: OutboxMail, *, now: datetime) -> dict[str, Any]:
-    if mail.status == "pending":
-        due = mail.next_attempt_at
-        detail = "due now" if due <= now else f"next attempt {when(due)}"
-    elif mail.status == "sent":
-        detail = f"sent {when(mail.sent_at)}"
-    else:
-        detail = "gave up"
-    return {
-        "id": mail.id,
-        "purpose": mail.purpose,
-        "recipients": ", ".join(mail.recipients),
-        "subject": subject_of(mail),
-        "status": mail.status,
-        "attempts": mail.attempts,
-        "last_error": mail.last_error,
-        "detail": detail,
-        "created": when(mail.created_at),
-        "ticket_id": mail.ticket_id,
-        "chat_id": mail.chat_id,
-    }
-
-
-_TICKET_FILTERS = {"open": "open", "closed": "closed", "all": None}
-
-
-async def tickets(request: web.Request) -> web.Response:
-    """GET /admin/tickets?status=open|closed|all"""
-    show = request.query.get("status", "open")
-    if show not in _TICKET_FILTERS:
-        show = "open"
-    page = page_number(request)
-    service = request.app[SERVICE]
-    rows, total = await service.store.tickets.rows(
-        status=_TICKET_FILTERS[show],
-        queue_ids=visible_queue_ids(request),
-        limit=PAGE_SIZE,
-        offset=(page - 1) * PAGE_SIZE,
-    )
-    now = service.clock()
-    return render(
-        request,
-        "admin/ticket_list.html",
-        {
-            "title": "Tickets",
-            "show": show,
-            "tickets": [_ticket_view(t, now) for t in rows],
-            "pager": page_links(request, page, total),
-        },
-    )
-
-
-def _ticket_view(t: Any, now: datetime) -> dict[str, Any]:
-    question = t.question if len(t.question) <= 160 else t.question[:157] + "…"
-    return {
-        "id": t.id,
-        "kind": t.kind,
-        "queue": t.queue_name,
-        "chat_id": t.chat_id,
-        "name": t.name,
-        "email": t.email,
-        "question": question,
-        "full_question": t.question,
-        "status": t.status,
-        "operator": t.operator_name,
-        "created": when(t.created_at),
-        "mails": [mail_view(m, now=now) for m in t.mails],
-    }
-
-
-def _ticket_id(request: web.Request) -> int:
-    number = int_param(request.match_info["ticket_id"])
-    if number is None:
-        raise web.HTTPNotFound(text="Not found.")
-    return number
-
-
-async def ticket(request: web.Request) -> web.Response:
-    """GET /admin/tickets/{id}"""
-    service = request.app[SERVICE]
-    row = await service.store.tickets.row(_ticket_id(request))
-    if row is None:
-        raise web.HTTPNotFound(text="Not found.")
-    check_queue(request, row.queue_id)
-    return render(
-        request,
-        "admin/ticket_detail.html",
-        {"title": f"Ticket #{row.id}", "ticket": _ticket_view(row, service.clock())},
-    )
-
-
-async def ticket_status(request: web.Request) -> web.Response:
-    """POST /admin/tickets/{id}/status: close or reopen."""
-    service = request.app[SERVICE]
-    row = await service.store.tickets.row(_ticket_id(request))
-    if row is None:
-        raise web.HTTPNotFound(text="Not found.")
-    check_queue(request, row.queue_id)
-    status = (await request.post()).get("status")
-    if status not in ("open", "closed"):
-        raise web.HTTPBadRequest(text="Unknown ticket status.")
-    await service.store.tickets.set_status(row.id, str(status))
-    done = f"Ticket #{row.id} {'closed' if status == 'closed' else 'reopened'}."
-    raise web.HTTPSeeOther(f"/admin/tickets/{row.id}?" + urlencode({"done": done}))
-
-
-async def mail(request: web.Request) -> web.Response:
-    """GET /admin/mail: the outbox, failed emails first."""
-    service = request.app[SERVICE]
-    page = page_number(request)
-    rows, total = await service.store.mail.page(
-        queue_ids=visible_queue_ids(request), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
-    )
-    now = service.clock()
-    return render(
-        request,
-        "admin/ticket_mail.html",
-        {
-            "title": "Mail outbox",
-            "mails": [mail_view(m.mail, now=now) for m in rows],
-            "pager": page_links(request, page, total),
-        },
-    )
-
-
-async def retry_mail(request: web.Request) -> web.Response:
-    """POST /admin/mail/{id}/retry: a failed email goes back to the queue, due now."""
-    service = request.app[SERVICE]
-    mail_id = int_param(request.match_info["mail_id"])
-    found = await service.store.mail.status(mail_id) if mail_id else None
-    if found is None:
-        raise web.HTTPNotFound(text="Not found.")
-    check_queue(request, found.queue_id)
-    if await service.store.mail.retry(found.mail.id, service.clock()):
-        service.bus.publish(MailQueued())
-        done = f"Email #{found.mail.id} is queued again and will be sent now."
-    else:
-        done = f"Email #{found.mail.id} had not failed: nothing to retry."
-    raise web.HTTPSeeOther("/admin/mail?" + urlencode({"done": done}))
-
-
 def add_routes(app: web.Application) -> None:
     """Register this module's pages."""
     r = app.router
@@ -750,8 +402,3 @@ def add_routes(app: web.Application) -> None:
     r.add_get(r"/admin/transcripts/{chat_id:\d+}.csv", transcript_csv)
     r.add_get(r"/admin/transcripts/{chat_id:\d+}/delete", delete_page)
     r.add_post(r"/admin/transcripts/{chat_id:\d+}/delete", delete)
-    r.add_get("/admin/tickets", tickets)
-    r.add_get(r"/admin/tickets/{ticket_id:\d+}", ticket)
-    r.add_post(r"/admin/tickets/{ticket_id:\d+}/status", ticket_status)
-    r.add_get("/admin/mail", mail)
-    r.add_post(r"/admin/mail/{mail_id:\d+}/retry", retry_mail)
