@@ -86,6 +86,7 @@ class GroupChange:
     title: str | None = None
     operators_may_ban: bool | None = None
     appeal_email: str | None = None  # "" clears
+    coordinator_emails: str | None = None  # addresses separated by commas; "" clears
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +239,9 @@ class Directory:
             if change.operators_may_ban is None
             else change.operators_may_ban,
             appeal_email=_given(problems, "appeal_email", _email, change.appeal_email),
+            coordinator_emails=_given(
+                problems, "coordinator_emails", validators.email_list, change.coordinator_emails
+            ),
         )
         problems.check()
         await self.store.update_group(group.id, update)

@@ -45,6 +45,7 @@ def incident_from_row(row: aiosqlite.Row) -> Incident:
         created_at=created,
         resolution=row["resolution"],
         resolved_at=_dt(row["resolved_at"]),
+        outcome=row["outcome"],
     )
 
 
