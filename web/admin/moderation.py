@@ -40,6 +40,8 @@ from component.core.bans import (
     refusal,
 )
 from component.core.models import Incident
+from component.core.outcomes import OUTCOMES, parse_outcome
+from component.core.outcomes import shown as shown_outcome
 from component.moderation import BanRefused
 from component.store_records import BAN_FILTERS, BanRow, ChatSummary
 from web.admin import auth
@@ -211,6 +213,10 @@ async def _ban_page(
             "audit": [
                 {"action": a.action, "actor": shown(a.actor), "detail": a.detail, "at": when(a.at)}
                 for a in audit
+            ],
+            "trail": [
+                {"when": when(n.created_at), "n": n}
+                for n in await service.store.notices.for_ban(row.ban.id)
             ],
             "is_admin": auth.current(request).admin.role == "admin",
             "errors": errors or {},
@@ -661,6 +667,7 @@ async def _incident_page(
     verbatim: bool = False,
     errors: dict[str, str] | None = None,
     resolution: str = "",
+    outcome: tuple[str, str] = ("", ""),
     status: int = 200,
 ) -> web.Response:
     service = request.app[SERVICE]
@@ -705,6 +712,14 @@ async def _incident_page(
             "is_admin": auth.current(request).admin.role == "admin",
             "errors": errors or {},
             "resolution_value": resolution,
+            "outcome_value": outcome[0],
+            "days_value": outcome[1],
+            "outcomes": list(OUTCOMES.items()),
+            "outcome": shown_outcome(incident.outcome),
+            "trail": [
+                {"when": when(n.created_at), "n": n}
+                for n in await store.notices.for_incident(incident.id)
+            ],
             "may_ban": row["address"] is not None,
             "ban_link": "/admin/bans/new?"
             + urlencode({"target": row["address"] or "", "reason": incident.notes[:MAX_REASON]}),
@@ -731,19 +746,34 @@ async def resolve(request: web.Request) -> web.Response:
     found = await _incident(request)
     form = await request.post()
     text = str(form.get("resolution", "")).strip()
-    error = None
+    code = str(form.get("outcome", "")).strip()[:40]
+    days = str(form.get("days", "")).strip()[:40]
+    errors: dict[str, str] = {}
     if found.status == "resolved":
-        error = "This incident is already resolved."
+        errors["resolution"] = "This incident is already resolved."
     elif not text:
-        error = "Write what was done (or why nothing was): it is kept with the report."
+        errors["resolution"] = (
+            "Write what was done (or why nothing was): it is kept with the report."
+        )
     elif len(text) > MAX_RESOLUTION:
-        error = f"Keep the resolution under {MAX_RESOLUTION} characters."
-    if error:
+        errors["resolution"] = f"Keep the resolution under {MAX_RESOLUTION} characters."
+    try:
+        parse_outcome(code, days)
+    except ValueError as exc:
+        errors["days" if code == "banned" else "outcome"] = str(exc)
+    if errors:
         return await _incident_page(
-            request, found, errors={"resolution": error}, resolution=text, status=400
+            request,
+            found,
+            errors=errors,
+            resolution=text,
+            outcome=(code, days),
+            status=400,
         )
     service = request.app[SERVICE]
-    await service.store.resolve_incident(found.id, text, service.clock())
+    actor = auth.current(request).admin.username
+    # The outcome goes to the reporting operator and the group's coordinators.
+    await service.notices.close_incident(found, code, days, text, actor)
     raise web.HTTPSeeOther(
         f"/admin/incidents/{found.id}?" + urlencode({"done": f"Incident #{found.id} resolved."})
     )
