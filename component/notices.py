@@ -79,7 +79,10 @@ def _target(ban: Ban) -> str:
 def _length(ban: Ban) -> str:
     if ban.ends_at is None:
         return "permanent"
-    return format_duration(ban.ends_at - ban.starts_at)
+    length = ban.ends_at - ban.starts_at
+    if length.seconds == 0 and length.microseconds == 0:
+        return f"{length.days} day{'s' if length.days != 1 else ''}"
+    return format_duration(length)
 
 
 class NoticesHost(Protocol):
