@@ -72,8 +72,10 @@ async def test_ban_and_lift_tell_coordinators_and_the_patron_who_gave_an_address
     assert f"Banned {PATRON_IP}/32" in (await op.next_message(guest))["body"]
 
     await wait_for(
-        lambda: all(any("Ban #" in s for s in _subjects(mail_sink, c)) for c in COORDINATORS)
-        and bool(mail_sink.to("patron@example.net")),
+        lambda: (
+            all(any("Ban #" in s for s in _subjects(mail_sink, c)) for c in COORDINATORS)
+            and bool(mail_sink.to("patron@example.net"))
+        ),
         what="ban mails",
     )
     ban = (await desk.refdesk.store.list_bans())[0]
@@ -146,7 +148,9 @@ async def test_incident_outcome_reaches_the_reporter_and_coordinators(
     await _coordinators(desk)
     op = await desk.add_operator(name="Ana")
     directory = Directory.for_service(desk.service)
-    await directory.save_operator(OperatorChange(op.bare_jid, ("ask",), email="ana@library.example"))
+    await directory.save_operator(
+        OperatorChange(op.bare_jid, ("ask",), email="ana@library.example")
+    )
     patron = await desk.patron()
     guest = await _accepted(op, patron, "explicit stuff I will not repeat")
     op.send_message(guest, "!tag explicit")
@@ -177,8 +181,10 @@ async def test_incident_outcome_reaches_the_reporter_and_coordinators(
         line = await op.next_message(QUEUE_JID)
         assert f"Incident #{incident.id}" in line["body"] and "banned for 30 days" in line["body"]
         await wait_for(
-            lambda: any("closed" in s for s in _subjects(mail_sink, "ana@library.example"))
-            and all(any("closed" in s for s in _subjects(mail_sink, c)) for c in COORDINATORS),
+            lambda: (
+                any("closed" in s for s in _subjects(mail_sink, "ana@library.example"))
+                and all(any("closed" in s for s in _subjects(mail_sink, c)) for c in COORDINATORS)
+            ),
             what="outcome mails",
         )
         await page.reload()
@@ -211,8 +217,10 @@ async def test_unstaffed_queue_tells_on_call_and_coordinators_once_then_staffed(
         return [s for s in _subjects(mail_sink, to) if "(ask)" in s and word in s]
 
     await wait_for(
-        lambda: bool(about_ask("ana@library.example", "nobody"))
-        and all(about_ask(c, "nobody") for c in COORDINATORS),
+        lambda: (
+            bool(about_ask("ana@library.example", "nobody"))
+            and all(about_ask(c, "nobody") for c in COORDINATORS)
+        ),
         what="unstaffed mails",
     )
     # Told once, however long it stays unstaffed.
