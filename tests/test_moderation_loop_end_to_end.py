@@ -7,6 +7,8 @@ Patrons' addresses are set with X-Forwarded-For from loopback, a trusted proxy h
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from component.directory import Directory, GroupChange, OperatorChange
 from tests.conftest import Desk, admin_account, admin_page, wait_for
 from tests.mail_sink import MailSink
 from tests.patron_client import ProxiedPatron
+from tests.test_directory_parity import admin_session, cli_config, run_cli
 
 TRUSTED = pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
 PATRON_IP = "203.0.113.45"
@@ -235,3 +238,45 @@ async def test_unstaffed_queue_tells_on_call_and_coordinators_once_then_staffed(
         lambda: all(about_ask(c, "staffed again") for c in COORDINATORS),
         what="staffed mails",
     )
+
+
+@TRUSTED
+async def test_coordinators_set_by_the_cli_show_on_the_admin_page_and_hear_a_cli_lift(
+    desk: Desk, mail_sink: MailSink, tmp_path: Path
+) -> None:
+    config = cli_config(desk, tmp_path)
+    argv = ["--config", str(config), "group", "set", "library"]
+    code, err = await asyncio.to_thread(
+        run_cli, [*argv, "--coordinator-email", "coord@library.example,head@library.example"]
+    )
+    assert code == 0, err
+    await desk.service.poll_directory()
+    session, _ = await admin_session(desk)
+    async with session, session.get(f"{desk.url}/admin/groups/library") as resp:
+        page = await resp.text()
+    assert 'value="coord@library.example, head@library.example"' in page
+
+    op = await desk.add_operator(name="Ana")
+    patron = await _patron(desk)
+    guest = await _accepted(op, patron, "something nasty")
+    op.send_message(guest, "!ban 30d abuse")
+    assert "Banned" in (await op.next_message(guest))["body"]
+    await wait_for(lambda: len(mail_sink.to(COORDINATORS[0])) == 1, what="ban mail")
+
+    code, err = await asyncio.to_thread(
+        run_cli, ["--config", str(config), "ban", "lift", PATRON_IP]
+    )
+    assert code == 0, err
+    await desk.service.poll_directory()
+    await wait_for(
+        lambda: all(any("lifted" in s for s in _subjects(mail_sink, c)) for c in COORDINATORS),
+        what="lift mails after a lift on the command line",
+    )
+    lift = next(m for m in mail_sink.to(COORDINATORS[0]) if "lifted" in str(m.message["Subject"]))
+    assert "admin (command line)" in lift.text()
+
+    # Cleared with 'none': nobody is told any more.
+    code, err = await asyncio.to_thread(run_cli, [*argv, "--coordinator-email", "none"])
+    assert code == 0, err
+    group = await desk.refdesk.store.group_by_name("library")
+    assert group is not None and group.coordinator_emails == ()
