@@ -252,9 +252,13 @@ async def test_coordinators_set_by_the_cli_show_on_the_admin_page_and_hear_a_cli
     assert code == 0, err
     await desk.service.poll_directory()
     session, _ = await admin_session(desk)
-    async with session, session.get(f"{desk.url}/admin/groups/library") as resp:
-        page = await resp.text()
-    assert 'value="coord@library.example, head@library.example"' in page
+    async with session:
+        async with session.get(f"{desk.url}/admin/groups/library") as resp:
+            page = await resp.text()
+        assert 'value="coord@library.example, head@library.example"' in page
+        async with session.get(f"{desk.url}/admin/groups") as resp:
+            listing = await resp.text()
+    assert "coord@library.example, head@library.example</td>" in listing
 
     op = await desk.add_operator(name="Ana")
     patron = await _patron(desk)
