@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from component.config import LimitsConfig
 from component.directory import Directory, GroupChange, OperatorChange
 from tests.conftest import Desk, admin_account, admin_page, wait_for
 from tests.mail_sink import MailSink
@@ -284,3 +285,22 @@ async def test_coordinators_set_by_the_cli_show_on_the_admin_page_and_hear_a_cli
     assert code == 0, err
     group = await desk.refdesk.store.group_by_name("library")
     assert group is not None and group.coordinator_emails == ()
+
+
+@pytest.mark.desk_config(trusted_proxies=("127.0.0.1",), limits=LimitsConfig(mails_per_recipient=1))
+async def test_ban_notices_count_against_the_mail_limits(desk: Desk, mail_sink: MailSink) -> None:
+    """The transcript request used the recipient's one email of the window: the ban
+    notice is not sent, and the refusal is a rate-limit incident like any other."""
+    op = await desk.add_operator(name="Ana")
+    patron = await _patron(desk)
+    guest = await _accepted(op, patron, "something nasty")
+    await patron.send({"type": "transcript", "email": "patron@example.net"})
+    assert (await patron.next("transcript_ok"))["email"] == "patron@example.net"
+    op.send_message(guest, "!ban 30d abuse")
+    assert "Banned" in (await op.next_message(guest))["body"]
+    store = desk.refdesk.store
+    await wait_for(lambda: desk.service.moderation.banned(PATRON_IP) is not None, what="the ban")
+    await desk.service.idle()
+    assert await store.list_mail() == []
+    incidents = await store.list_incidents()
+    assert any(i.kind == "rate-limit" and "email" in i.notes for i in incidents)
