@@ -79,6 +79,15 @@ class NoticeStore:
         )
         return [_notification(r) for r in rows]
 
+    async def staffing_for_queue(self, queue_id: int, limit: int = 50) -> list[Notification]:
+        """The queue's unstaffed / staffed-again notices, newest first (its admin page)."""
+        rows = await self.db._all(
+            "SELECT * FROM notifications WHERE queue_id = ?"
+            " AND purpose IN ('unstaffed', 'staffed') ORDER BY id DESC LIMIT ?",
+            (queue_id, limit),
+        )
+        return [_notification(r) for r in rows]
+
     async def recent(self, limit: int = 200) -> list[Notification]:
         rows = await self.db._all("SELECT * FROM notifications ORDER BY id DESC LIMIT ?", (limit,))
         return [_notification(r) for r in rows]

@@ -239,6 +239,14 @@ async def test_unstaffed_queue_tells_on_call_and_coordinators_once_then_staffed(
         lambda: all(about_ask(c, "staffed again") for c in COORDINATORS),
         what="staffed mails",
     )
+    # The queue's admin page lists what was sent.
+    session, _ = await admin_session(desk)
+    async with session, session.get(f"{desk.url}/admin/queues/ask") as resp:
+        page = await resp.text()
+    staffing = page.split('id="staffing-h"', 1)[1].split("</section>", 1)[0]
+    for who in (op.bare_jid, "ana@library.example", *COORDINATORS):
+        assert f"<td>{who}</td>" in staffing
+    assert "<td>unstaffed</td>" in staffing and "<td>staffed</td>" in staffing
 
 
 @TRUSTED
