@@ -422,6 +422,13 @@ class ChatConfig:
         default=60.0,
         check=_positive,
     )
+    unstaffed_alert_after: float = setting(
+        "Seconds a queue may be inside its service hours with nobody available before its "
+        "group's coordinators and its on-call operators are told (once; and again when "
+        "someone is available).",
+        default=600.0,
+        check=_positive,
+    )
 
 
 def _ladder(value: str) -> str:

@@ -137,6 +137,9 @@ class Directory:
             if change.operators_may_ban is None
             else change.operators_may_ban,
             appeal_email=given(problems, "appeal_email", email_check, change.appeal_email),
+            coordinator_emails=given(
+                problems, "coordinator_emails", validators.email_list, change.coordinator_emails
+            ),
         )
         problems.check()
         await self.store.groups.update(group.id, update)

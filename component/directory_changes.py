@@ -74,6 +74,7 @@ class GroupChange:
     title: str | None = None
     operators_may_ban: bool | None = None
     appeal_email: str | None = None  # "" clears
+    coordinator_emails: str | None = None  # addresses separated by commas; "" clears
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from component.core.bans import (
     refusal,
 )
 from component.core.errors import DeskError
-from component.core.events import BanImposed
+from component.core.events import BanImposed, BansLifted
 from component.core.ratelimit import Limit, RateLimiter, Refusal
 from component.store import Store
 
@@ -260,6 +260,13 @@ class Moderation:
         for ban in current:
             if not first and ban.id not in known and ban.active(now):
                 await self._impose(ban)
+        # Bans lifted by another process (the command line) are announced too, so that the
+        # group's coordinators hear of every lift.
+        still = {ban.id for ban in current}
+        for ban_id in sorted(known - still):
+            gone = await self.store.bans.get(ban_id)
+            if gone is not None and gone.lifted_at is not None:
+                self.service.bus.publish(BansLifted((ban_id,), "", ""))
 
     def active_ban_count(self) -> int:
         """Bans in force now (for metrics)."""
@@ -297,9 +304,11 @@ class Moderation:
         group_id: int | None = None,
         chat_id: int | None = None,
         ipv6_prefix: int | None = None,
+        patron_emails: Sequence[str] = (),
     ) -> Ban:
         """Ban and make it bite now: the index learns it and open chats from the network
-        end with the ban message."""
+        end with the ban message. `patron_emails` are the addresses the patron gave in
+        the chat `chat_id`, for the ban notice (the notices desk hears of the ban)."""
         exempt = (
             self.exempt(group_id)
             if group_id is not None
@@ -320,7 +329,7 @@ class Moderation:
             chat_id=chat_id,
         )
         self._index.add(ban)
-        await self._impose(ban)
+        await self._impose(ban, chat_id, by_operator, tuple(patron_emails))
         return ban
 
     async def lift(self, target: str, *, actor: str, detail: str = "") -> list[Ban]:
@@ -335,6 +344,7 @@ class Moderation:
         )
         for ban in lifted:
             self._index.remove(ban.id)
+        self.service.bus.publish(BansLifted(tuple(b.id for b in lifted), actor, detail))
         return lifted
 
     async def expire(self) -> list[Ban]:
@@ -346,8 +356,16 @@ class Moderation:
                 await self.store.bans.audit_expiry(ban.id, now)
         return gone
 
-    async def _impose(self, ban: Ban) -> None:
-        self.service.bus.publish(BanImposed(ban.id, ban.network, self.policy.text()))
+    async def _impose(
+        self,
+        ban: Ban,
+        chat_id: int | None = None,
+        by_operator: bool = False,
+        patron_emails: tuple[str, ...] = (),
+    ) -> None:
+        self.service.bus.publish(
+            BanImposed(ban.id, ban.network, self.policy.text(), chat_id, by_operator, patron_emails)
+        )
         # In a task: the caller may hold the lock of one of those chats (`!ban`).
         self.service.spawn(self._end_chats(ban))
 

@@ -13,9 +13,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from component.bus import EventBus
 from component.core import commands, validators
 from component.core.bans import BanError, normalize_target, overlapping, parse_duration, refusal
 from component.core.errors import BadCommand, NotYourChat
+from component.core.events import IncidentOpened
 from component.core.models import ChatEvent, ChatState, Group, Operator, Presence, Queue, Sender
 from component.core.privacy import stored_address
 from component.core.routing import OperatorLoad
@@ -32,6 +34,7 @@ class CommandHost(Protocol):
     named here so this module never imports the service, which calls it)."""
 
     store: Store
+    bus: EventBus
     domain: str
     followup: FollowUp
     moderation: Moderation
@@ -237,7 +240,7 @@ async def _incident_for(service: CommandHost, live: LiveChat, op: Operator) -> i
     if existing is not None:
         await store.incidents.update(existing.id, tags=tags, explicit="explicit" in tags)
         return existing.id
-    return await store.incidents.add(
+    incident = await store.incidents.add(
         kind="tagged",
         reporter=op.jid,
         now=service.clock(),
@@ -247,6 +250,8 @@ async def _incident_for(service: CommandHost, live: LiveChat, op: Operator) -> i
         tags=tags,
         explicit="explicit" in tags,
     )
+    service.bus.publish(IncidentOpened(incident))
+    return incident
 
 
 async def _info(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
@@ -317,6 +322,7 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
             tags=await service.store.chats.tags(live.id),
             notes=reason,
         )
+        service.bus.publish(IncidentOpened(incident))
         await service.operator_says(held, op, goodbye)
         await service.end(held, by="operator", text=f"{op.name} ended the chat.")
         return (
@@ -336,6 +342,7 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
             tags=await service.store.chats.tags(live.id),
             notes=f"Ban asked for ({reason}); the address is on an exempt network.",
         )
+        service.bus.publish(IncidentOpened(incident))
         raise BadCommand(
             "This address belongs to an exempt network (shared computers such as a school's "
             f"or library's): it cannot be banned from here. Flagged for an admin (incident "
@@ -347,7 +354,9 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     address = live.ip
     # The goodbye first, while the patron is still connected; the ban then shows them the
     # ban message and bars new chats. A banned patron gets no email: the transcript copy
-    # they asked for is forgotten before the end would send it.
+    # they asked for is forgotten before the end would send it (the addresses they gave are
+    # kept aside for the ban notice, which tells them how to appeal).
+    given = await service.store.notices.patron_addresses(live.id)
     await service.operator_says(held, op, goodbye)
     await service.store.chats.set_transcript_email(live.id, None)
     await service.end(held, by="operator", text=f"{op.name} ended the chat.")
@@ -360,6 +369,7 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
             by_operator=True,
             group_id=live.queue.group_id,
             chat_id=live.id,
+            patron_emails=given,
         )
     except BanRefused as exc:
         raise BadCommand(f"The chat has ended, but the ban failed: {exc.text}") from None

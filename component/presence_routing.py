@@ -174,12 +174,33 @@ class Routing:
                 await self.offer_waiting(jid)
             elif before.takes_chats:
                 await self._withdraw_offers(jid, "You are no longer available.")
+                self._tell_last_one(jid)
             if not after.online and self.active_chats(jid):
                 self._leaving[jid] = self.background.later(
                     self.operator_grace, lambda: self._operator_left(jid)
                 )
         for queue in self.directory.queues_of(jid):
             self.publish_status(queue)
+
+    def _tell_last_one(self, jid: str) -> None:
+        """An operator turned away or offline: if they were the last one available in a
+        queue inside its service hours, tell them the queue is now unstaffed (a line from
+        the queue's JID; an offline operator's server keeps it for them)."""
+        for name in self.directory.queues_of(jid):
+            queue = self.directory.queue(name)
+            if not self.is_open(queue):
+                continue
+            if any(load.presence.takes_chats for load in self.loads(queue)):
+                continue
+            self.bus.publish(
+                OperatorNotice(
+                    jid,
+                    queue.name,
+                    f"You were the last one available in {queue.title} ({queue.name}): it is "
+                    "now unstaffed during its service hours. New patrons will be asked to "
+                    "wait or to email.",
+                )
+            )
 
     async def _operator_left(self, jid: str) -> None:
         """End of shift without handing over: the operator's open chats go back to their

@@ -95,6 +95,8 @@ class Refdesk:
             max_message_chars=cfg.chat.max_message_chars,
             resume_ttl=cfg.chat.resume_ttl,
             operator_grace=cfg.chat.operator_grace,
+            admin_url=cfg.web.public_url,
+            unstaffed_alert_after=cfg.chat.unstaffed_alert_after,
             from_address=cfg.mail.from_address,
             ban_policy=policy_from_config(cfg),
             limits=Limits(

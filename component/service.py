@@ -14,7 +14,8 @@ on its bus. It never sends anything itself.
 - `component.chats`: a chat's life, from a patron's hello to its end;
 - `component.followup`, `component.moderation`, `component.operator_commands`: email
   follow-up, bans and rate limits, `!commands` (they reach the service through narrow
-  Protocols).
+  Protocols);
+- `component.notices`: who is told of bans, incidents and unstaffed queues.
 
 The locking rule is stated once, in `component.live`: a change to a chat needs a `Held`,
 which only `hold(live)` (the chat's lock) gives out. The methods below that take a `Held`
@@ -48,6 +49,7 @@ from component.directory_cache import DirectoryCache
 from component.followup import FollowUp
 from component.live import TYPING_INTERVAL, Background, Held, LiveChat, QueueInfo, hold
 from component.moderation import BanPolicy, Limits, Moderation
+from component.notices import Notices
 from component.open_chats import OpenChats
 from component.operator_commands import run_chat_command, run_queue_command
 from component.presence_routing import Routing
@@ -75,6 +77,8 @@ class DeskService:
         resume_ttl: float = 300.0,
         operator_grace: float = 60.0,
         clock: Clock | None = None,
+        admin_url: str = "",
+        unstaffed_alert_after: float = 600.0,
     ) -> None:
         self.store = store
         self.domain = domain
@@ -119,6 +123,9 @@ class DeskService:
             max_message_chars=max_message_chars,
             resume_ttl=self.resume_ttl,
         )
+        self.notices = Notices(
+            self, from_address, admin_url=admin_url, unstaffed_after=unstaffed_alert_after
+        )
         self._data_version = 0
         self._last_purge: datetime | None = None
 
@@ -137,6 +144,7 @@ class DeskService:
         self.open.cancel_timers()
         await self.save_relay_cursors()
         self.routing.close()
+        self.notices.close()
         await self.background.close()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -160,6 +168,7 @@ class DeskService:
         for name in self.directory.queue_names():
             self.routing.publish_status(name)
         await self.routing.route_waiting()
+        await self.notices.check_staffing()
 
     async def purge_expired(self) -> int:
         """Forget what each queue's retention period says to forget (addresses; and
@@ -289,6 +298,7 @@ class DeskService:
 
     async def on_operator_presence(self, jid: str, resource: str, presence: Presence) -> None:
         await self.routing.on_operator_presence(jid, resource, presence)
+        await self.notices.check_staffing()
 
     # Patrons (component.chats) ----------------------------------------------------------------
 

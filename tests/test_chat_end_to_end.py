@@ -253,6 +253,7 @@ async def test_waiting_chat_is_offered_when_an_operator_comes_online(desk: Desk)
     op = await desk.add_operator()
     op.set_presence("away")
     await wait_for(lambda: desk.service.queue_info("ask").status.value == "away", what="away")
+    assert "last one available" in (await op.next_message("ask@desk.localhost"))["body"]
     patron = await desk.patron()
     assert patron.welcome is not None and patron.welcome["status"] == "away"
     await patron.say("Anyone there?")

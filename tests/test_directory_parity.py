@@ -80,6 +80,23 @@ for bad in [
             "queue-followup_email-error",
         )
     )
+for bad in [
+    "coordinator@example.org, josé@example.org",
+    "coordinator@example.org\r\nBcc: victim@example.org",
+    "coordinator@example.org eve@localhost",
+    "<coordinator@example.org>",
+    ",".join(f"c{i}@example.org" for i in range(11)),
+    "x" * 300 + "@example.org",
+]:
+    CASES.append(
+        (
+            f"coordinator addresses {bad[:60]!r}",
+            ["group", "set", "library", "--coordinator-email", bad],
+            "/admin/groups/library",
+            {**GROUP_FORM, "coordinator_emails": bad},
+            "group-coordinator_emails-error",
+        )
+    )
 
 
 def queue_case(what: str, option: str, value: str, field: str) -> Case:
@@ -236,3 +253,4 @@ async def test_cli_and_admin_refuse_alike(
     assert await store.bans.all() == []
     group = await store.groups.by_name("library")
     assert group is not None and group.title == "Library" and group.appeal_email is None
+    assert group.coordinator_emails == ()

@@ -156,8 +156,11 @@ async def test_on_call_operators_are_called_in(desk: Desk, mail_sink: MailSink) 
     await desk.set_queue("ask", escalation="2 in 10m")
     ana = await desk.add_operator(name="Ana")
     ana.set_presence("xa")
+    # The last one available who steps away hears that the queue is now unstaffed.
+    assert "last one available" in (await ana.next_message("ask@desk.localhost"))["body"]
     oncall = await desk.add_operator(name="Olu")
     oncall.set_presence("xa")
+    assert "last one available" in (await oncall.next_message("ask@desk.localhost"))["body"]
     op = await desk.refdesk.store.operators.by_jid(oncall.bare_jid)
     assert op is not None
     await desk.refdesk.store.operators.set_email(op.id, "olu@library.example")

@@ -29,10 +29,15 @@ class GroupUpdate:
     title: str | Unset = UNSET
     operators_may_ban: bool | Unset = UNSET
     appeal_email: str | Unset | None = UNSET
+    coordinator_emails: tuple[str, ...] | Unset = UNSET
 
     def columns(self) -> dict[str, object]:
-        """Column name -> value for each field that is set (called by the store)."""
-        return _set_fields(self)
+        """Column name -> value for each field that is set (called by the store):
+        coordinator addresses as comma-separated text."""
+        out = _set_fields(self)
+        if not isinstance(self.coordinator_emails, Unset):
+            out["coordinator_emails"] = ",".join(self.coordinator_emails)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -49,6 +49,7 @@ __all__ = [
     "FieldError",
     "HeaderInjection",
     "TranscriptLine",
+    "ban_notice",
     "envelope_recipients",
     "envelope_sender",
     "header_text",
@@ -58,6 +59,7 @@ __all__ = [
     "parse_bytes",
     "referral",
     "render_bytes",
+    "staff_notice",
     "ticket_confirmation",
     "transcript_copy",
     "validate_address",
@@ -716,6 +718,99 @@ def on_call_alert(
         automatic=True,
     )
     return _finish(msg, [_Para(text)])
+
+
+def staff_notice(
+    from_addr: str,
+    to_addr: str,
+    subject: str,
+    intro: str,
+    rows: Sequence[tuple[str, str]],
+    *,
+    link: str | None = None,
+    msgid_domain: str | None = None,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """A notice for staff (a group's coordinators, an operator): a ban or its lift, an
+    incident report, an incident's outcome, a queue left unstaffed. `intro` says what
+    happened, `rows` are the facts (label, value) and `link` points at the admin page.
+    Nothing a patron typed goes in: callers pass staff's words and facts only, so an
+    explicit chat is described and never quoted.
+
+    Called by the notices desk (`component.notices`) once per recipient."""
+    blocks: list[_Block] = [_Para(intro), _Fields(tuple(rows))]
+    if link:
+        blocks.append(_Para(f"On the admin page: {link}"))
+    msg = _new_message(
+        from_addr=from_addr,
+        sender_name="refdesk",
+        to=_mailbox(to_addr, "to_addr"),
+        subject=f"[{_SUBJECT_TAG}] " + header_text(subject, _MAX_SUBJECT_PART_CHARS),
+        reply_to=None,
+        msgid_domain=msgid_domain,
+        now=now,
+        automatic=True,
+    )
+    return _finish(msg, blocks)
+
+
+def ban_notice(
+    from_addr: str,
+    patron_email: str,
+    service_title: str,
+    *,
+    category: str,
+    starts: str,
+    ends: str | None,
+    appeal_address: str,
+    address_seen: str,
+    admin_words: str | None = None,
+    msgid_domain: str | None = None,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """The notice to a banned patron at the address they gave in the banned chat: the
+    reason category (never the operator's private words; `admin_words` only when an
+    admin wrote them for the patron), the period, and how to appeal (the address to
+    write to and the network address to quote). Reply-To is the appeal address.
+
+    Called by the notices desk when a ban is made in a chat with such an address."""
+    title = _title(service_title)
+    appeal = _mailbox(appeal_address, "appeal_address")
+    period = f"from {starts} until {ends}" if ends else f"from {starts}, with no end date"
+    rows: list[tuple[str, str]] = [
+        ("Reason", category),
+        ("Starts", starts),
+        ("Ends", ends or "no end date"),
+        ("Your network address", address_seen),
+        ("Appeals", appeal.addr_spec),
+    ]
+    blocks: list[_Block] = [
+        _Para(
+            f"Access to the {title} chat service from your network address has been "
+            f"suspended {period}, because of: {category}."
+        ),
+        *([_Quote("A note from the service:", admin_words)] if admin_words else []),
+        _Fields(tuple(rows)),
+        _Para(
+            f"If you think this is a mistake, write to {appeal.addr_spec} (or reply to this "
+            f"email) and quote the network address {address_seen}."
+        ),
+        _Para(
+            "You received this email because this address was given in the chat that led "
+            "to the suspension. If that was not you, you can ignore it."
+        ),
+    ]
+    msg = _new_message(
+        from_addr=from_addr,
+        sender_name=title,
+        to=_mailbox(patron_email, "patron_email"),
+        subject=f"Your access to {title} chat is suspended",
+        reply_to=appeal,
+        msgid_domain=msgid_domain,
+        now=now,
+        automatic=True,
+    )
+    return _finish(msg, blocks)
 
 
 # --- bytes and envelopes -----------------------------------------------------------------

@@ -105,6 +105,28 @@ class BanImposed:
     ban_id: int
     network: IPv4Network | IPv6Network
     text: str
+    # For the notices desk: the chat the ban was made in, whether an operator made it,
+    # and the addresses the patron gave in that chat (read before `!ban` forgets them).
+    chat_id: int | None = None
+    by_operator: bool = False
+    patron_emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BansLifted:
+    """People lifted these bans early (the admin page, the command line)."""
+
+    ban_ids: tuple[int, ...]
+    actor: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentOpened:
+    """An incident report was opened about a chat (a tag, a report, a ban request): the
+    group's coordinators are told."""
+
+    incident_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,4 +171,6 @@ Event = (
     | MailQueued
     | EmailOffered
     | BanImposed
+    | BansLifted
+    | IncidentOpened
 )

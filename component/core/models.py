@@ -116,6 +116,9 @@ class Group:
     title: str
     operators_may_ban: bool = True
     appeal_email: str | None = None
+    # Told of every ban, lift and incident in the group's chats, and when a queue of the
+    # group goes unstaffed during its service hours.
+    coordinator_emails: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,3 +295,22 @@ class Incident:
     created_at: datetime
     resolution: str | None = None
     resolved_at: datetime | None = None
+    # What was done, as chosen when the incident was closed (see `core.outcomes`).
+    outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One notice refdesk sent to someone about a ban, an incident or a queue's staffing:
+    the trail the admin page shows (what went to whom, when, by which channel)."""
+
+    id: int
+    purpose: str  # 'ban' | 'lift' | 'ban-notice' | 'incident' | 'outcome' | 'unstaffed' | 'staffed'
+    channel: str  # 'email' | 'xmpp'
+    recipient: str
+    summary: str
+    created_at: datetime
+    incident_id: int | None = None
+    ban_id: int | None = None
+    chat_id: int | None = None
+    queue_id: int | None = None

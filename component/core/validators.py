@@ -129,6 +129,29 @@ def own_address(text: str) -> str:
     return email_address(text)
 
 
+MAX_COORDINATORS = 10
+
+
+def email_list(text: str, limit: int = MAX_COORDINATORS) -> tuple[str, ...]:
+    """Addresses separated by commas or spaces (a group's coordinators), each checked
+    like `email_address`, in the order given without repeats; empty text is none. Called
+    by the directory for the CLI's `--coordinator-email` and the admin group form."""
+    if "\r" in text or "\n" in text:
+        raise ValueError("Please give the addresses on one line, separated by commas.")
+    words = [w for w in re.split(r"[,;\s]+", text.strip()) if w]
+    if len(words) > limit:
+        raise ValueError(f"Give at most {limit} addresses.")
+    out: list[str] = []
+    for word in words:
+        try:
+            address = email_address(word)
+        except ValueError as exc:
+            raise ValueError(f"{word[:80]!r} is not an email address. {exc}") from None
+        if address not in out:
+            out.append(address)
+    return tuple(out)
+
+
 def optional_email(text: str) -> str | None:
     """An address, or None for an empty field (the admin forms' way to clear one)."""
     return email_address(text) if text.strip() else None

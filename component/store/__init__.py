@@ -28,6 +28,7 @@ from component.store.groups import GroupStore
 from component.store.incidents import IncidentStore
 from component.store.links import LinkStore
 from component.store.mail import MailStore
+from component.store.notices import NoticeStore
 from component.store.operators import OperatorStore
 from component.store.ops import BackupResult, OpsStore, OutboxSummary
 from component.store.queues import QueueStore
@@ -82,6 +83,7 @@ class Store:
         self.accounts = AccountStore(db)
         self.stats = StatsStore(db)
         self.ops = OpsStore(db)
+        self.notices = NoticeStore(db)
 
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:

@@ -18,6 +18,7 @@ def group_from_row(row: aiosqlite.Row) -> Group:
         row["title"],
         bool(row["operators_may_ban"]),
         row["appeal_email"],
+        tuple(a for a in row["coordinator_emails"].split(",") if a),
     )
 
 

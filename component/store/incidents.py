@@ -29,6 +29,7 @@ def incident_from_row(row: aiosqlite.Row) -> Incident:
         created_at=created,
         resolution=row["resolution"],
         resolved_at=from_iso(row["resolved_at"]),
+        outcome=row["outcome"],
     )
 
 

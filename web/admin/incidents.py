@@ -17,6 +17,8 @@ from aiohttp import web
 from component.core import validators
 from component.core.bans import overlapping
 from component.core.models import Incident
+from component.core.outcomes import OUTCOMES, parse_outcome
+from component.core.outcomes import shown as shown_outcome
 from component.store.transcripts import ChatSummary
 from web.admin import auth
 from web.admin.layout import render
@@ -196,6 +198,7 @@ async def _incident_page(
     verbatim: bool = False,
     errors: dict[str, str] | None = None,
     resolution: str = "",
+    outcome: tuple[str, str] = ("", ""),
     status: int = 200,
 ) -> web.Response:
     service = request.app[SERVICE]
@@ -240,6 +243,14 @@ async def _incident_page(
             "is_admin": auth.current(request).admin.role == "admin",
             "errors": errors or {},
             "resolution_value": resolution,
+            "outcome_value": outcome[0],
+            "days_value": outcome[1],
+            "outcomes": list(OUTCOMES.items()),
+            "outcome": shown_outcome(incident.outcome),
+            "trail": [
+                {"when": when(n.created_at), "n": n}
+                for n in await store.notices.for_incident(incident.id)
+            ],
             "may_ban": row["address"] is not None,
             "ban_link": "/admin/bans/new?"
             + urlencode(
@@ -271,19 +282,34 @@ async def resolve(request: web.Request) -> web.Response:
     found = await _incident(request)
     form = await request.post()
     text = str(form.get("resolution", "")).strip()
-    error = None
+    code = str(form.get("outcome", "")).strip()[:40]
+    days = str(form.get("days", "")).strip()[:40]
+    errors: dict[str, str] = {}
     if found.status == "resolved":
-        error = "This incident is already resolved."
+        errors["resolution"] = "This incident is already resolved."
     elif not text:
-        error = "Write what was done (or why nothing was): it is kept with the report."
+        errors["resolution"] = (
+            "Write what was done (or why nothing was): it is kept with the report."
+        )
     elif len(text) > MAX_RESOLUTION:
-        error = f"Keep the resolution under {MAX_RESOLUTION} characters."
-    if error:
+        errors["resolution"] = f"Keep the resolution under {MAX_RESOLUTION} characters."
+    try:
+        parse_outcome(code, days)
+    except ValueError as exc:
+        errors["days" if code == "banned" else "outcome"] = str(exc)
+    if errors:
         return await _incident_page(
-            request, found, errors={"resolution": error}, resolution=text, status=400
+            request,
+            found,
+            errors=errors,
+            resolution=text,
+            outcome=(code, days),
+            status=400,
         )
     service = request.app[SERVICE]
-    await service.store.incidents.resolve(found.id, text, service.clock())
+    actor = auth.current(request).admin.username
+    # The outcome goes to the reporting operator and the group's coordinators.
+    await service.notices.close_incident(found, code, days, text, actor)
     raise web.HTTPSeeOther(
         f"/admin/incidents/{found.id}?" + urlencode({"done": f"Incident #{found.id} resolved."})
     )

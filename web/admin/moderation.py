@@ -199,6 +199,10 @@ async def _ban_page(
                 {"action": a.action, "actor": shown(a.actor), "detail": a.detail, "at": when(a.at)}
                 for a in audit
             ],
+            "trail": [
+                {"when": when(n.created_at), "n": n}
+                for n in await service.store.notices.for_ban(row.ban.id)
+            ],
             "is_admin": auth.current(request).admin.role == "admin",
             "errors": errors or {},
             "values": values or {},

@@ -240,6 +240,10 @@ async def queue_view(
             "preview": request.query.get("preview") == "1",
             "preview_allowed": frame_ancestors(queue.allowed_origins) != "'none'",
             "delete_form": forms.get("delete") or Form("delete"),
+            "staffing_trail": [
+                {"when": f"{n.created_at:%Y-%m-%d %H:%M} UTC", "n": n}
+                for n in await store.notices.staffing_for_queue(queue.id)
+            ],
         },
         status=status,
     )

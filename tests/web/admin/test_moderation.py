@@ -396,6 +396,7 @@ async def test_incidents_list_view_resolve_and_related(
         await page.get_by_role("button", name="Resolve the incident").click()
         await expect(page.locator("#f-resolution-error")).to_contain_text("Write what was done")
         await page.get_by_label("Resolution").fill("Warned; no ban for now.")
+        await page.get_by_label("Outcome").select_option("warned")
         await page.get_by_role("button", name="Resolve the incident").click()
         await expect(page.get_by_role("status")).to_contain_text("resolved")
         await expect(page.locator(".facts")).to_contain_text("Warned; no ban for now.")

@@ -1,0 +1,79 @@
+"""The unstaffed-queue watch on the service's injectable clock: a manual clock moves the
+time, so ten minutes pass without a real sleep."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from component.clock import ManualClock
+from component.core.changes import GroupUpdate
+from component.core.events import Event, OperatorNotice
+from component.core.models import Presence
+from component.service import DeskService
+from component.store import Store
+from tests.component.test_service import ANN, BOB, DOMAIN, Clock, seed
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[tuple[DeskService, list[Event], ManualClock]]:
+    clock = Clock()
+    store = await Store.open(tmp_path / "refdesk.sqlite3")
+    service = DeskService(store, domain=DOMAIN, clock=clock, unstaffed_alert_after=600.0)
+    await service.start()
+    await seed(store, clock.now())
+    group = await store.groups.by_name("library")
+    assert group is not None
+    await store.groups.update(group.id, GroupUpdate(coordinator_emails=("coord@example.org",)))
+    ask = await store.queues.by_name("ask")
+    bob = await store.operators.by_jid(BOB)
+    assert ask is not None and bob is not None
+    await store.operators.assign(ask.id, bob.id, on_call=True)
+    await service.reload_directory()
+    events: list[Event] = []
+    service.bus.subscribe(events.append)
+    try:
+        yield service, events, clock
+    finally:
+        await service.close()
+        await store.close()
+
+
+def _lines(events: list[Event], jid: str) -> list[str]:
+    return [e.text for e in events if isinstance(e, OperatorNotice) and e.operator_jid == jid]
+
+
+async def test_the_watch_runs_on_the_injected_clock(
+    service: tuple[DeskService, list[Event], ManualClock],
+) -> None:
+    desk, events, clock = service
+    await desk.on_operator_presence(ANN, "laptop", Presence.AVAILABLE)
+    await desk.on_operator_presence(ANN, "laptop", Presence.AWAY)
+    assert any("last one available" in t for t in _lines(events, ANN))
+
+    await clock.advance(599, settle=desk.idle)
+    assert not any("nobody available" in t for t in _lines(events, BOB))
+    await clock.advance(1, settle=desk.idle)
+    assert [t for t in _lines(events, BOB) if "nobody available" in t and "(ask)" in t]
+    mails = await desk.store.mail.all()
+    assert {m.recipients for m in mails if "(ask)" in m.message.decode("ascii", "replace")} >= {
+        ("coord@example.org",)
+    }
+    # An hour more: still told once.
+    await clock.advance(3600, settle=desk.idle)
+    await desk.tick()
+    await desk.idle()
+    assert len([t for t in _lines(events, BOB) if "nobody available" in t and "(ask)" in t]) == 1
+
+    await desk.on_operator_presence(ANN, "laptop", Presence.AVAILABLE)
+    await desk.idle()
+    assert [t for t in _lines(events, BOB) if "staffed again" in t and "(ask)" in t]
+    trail = await desk.store.notices.recent()
+    assert {(n.purpose, n.channel) for n in trail} >= {
+        ("unstaffed", "xmpp"),
+        ("unstaffed", "email"),
+        ("staffed", "xmpp"),
+        ("staffed", "email"),
+    }
