@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="operators ban with !ban (else: report for review)",
     )
     g_set.add_argument("--appeal-email", help="where banned patrons of this group may write")
+    g_set.add_argument(
+        "--referral-domains",
+        metavar="D1,D2",
+        help="mail domains !refer may send to (subdomains included); 'none' or '' for any",
+    )
     g_ex = group.add_parser("exempt", help="networks operators cannot ban (shared computers)")
     g_ex.add_argument("group")
     g_ex.add_argument("network", nargs="?", help="address or network to exempt")
@@ -306,6 +311,7 @@ async def _group(args: argparse.Namespace, store: Store, directory: Directory) -
             title=args.title,
             operators_may_ban=args.operators_may_ban,
             appeal_email=_cleared(args.appeal_email),
+            referral_domains=_cleared(args.referral_domains),
         )
         if change == GroupChange():
             raise UsageError("nothing to change: give at least one option")

@@ -86,6 +86,7 @@ class GroupChange:
     title: str | None = None
     operators_may_ban: bool | None = None
     appeal_email: str | None = None  # "" clears
+    referral_domains: str | None = None  # "" allows any domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +239,9 @@ class Directory:
             if change.operators_may_ban is None
             else change.operators_may_ban,
             appeal_email=_given(problems, "appeal_email", _email, change.appeal_email),
+            referral_domains=_given(
+                problems, "referral_domains", _referral_domains, change.referral_domains
+            ),
         )
         problems.check()
         await self.store.update_group(group.id, update)
@@ -635,6 +639,11 @@ def _email(text: str) -> str | None:
         return validators.email_address(text)
     except ValueError as exc:
         raise ValueError(f"{text.strip()[:80]!r} is not an email address. {exc}") from None
+
+
+def _referral_domains(text: str) -> str:
+    """The stored form of a group's referral domains (comma-separated; "" for any)."""
+    return ",".join(validators.referral_domains(text))
 
 
 def _optional_title(text: str) -> str | None:

@@ -15,12 +15,20 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 from component.bus import EventBus
-from component.core import emails
+from component.core import emails, validators
 from component.core.errors import BadCommand, DeskError, InvalidInput, UnknownQueue
 from component.core.events import ChatEnded, Event, MailQueued
-from component.core.models import ChatEvent, ChatState, EventKind, NewMail, Queue, Sender
+from component.core.models import (
+    ChatEvent,
+    ChatState,
+    EventKind,
+    Group,
+    NewMail,
+    Queue,
+    Sender,
+)
 from component.live import Held, LiveChat
-from component.moderation import Banned, Moderation
+from component.moderation import Banned, Moderation, RateLimited
 from component.store import Store
 
 
@@ -52,7 +60,9 @@ class FollowUpHost(Protocol):
 
     async def close_as_followed_up(self, live: LiveChat, ticket_id: int) -> None: ...
 
-    def ban_text(self, queue_name: str | None) -> str: ...
+    def ban_text(self, queue_name: str | None, seen: str | None = None) -> str: ...
+
+    def group_of(self, queue: Queue) -> Group | None: ...
 
 
 log = logging.getLogger(__name__)
@@ -218,6 +228,19 @@ class FollowUp:
                 to_addr = emails.validate_address(target)
             except emails.FieldError as exc:
                 raise BadCommand(f"{target[:80]!r}: {exc}") from None
+            group = service.group_of(queue)
+            domains = group.referral_domains if group is not None else ()
+            if not validators.in_domains(to_addr, domains):
+                raise BadCommand(
+                    f"{to_addr} is not an address of this service's institution: referrals "
+                    f"go only to {', '.join(domains)} (and their subdomains)."
+                )
+            # An address typed in a chat (perhaps as a patron asked) counts against the
+            # mail limits of the patron's address and of the recipient, as a patron's would.
+            try:
+                await service.moderation.admit_mail(live.ip, to_addr, queue.id)
+            except RateLimited as exc:
+                raise BadCommand(f"Not referred: {exc.text}") from None
         elif queue.referral_email or queue.followup_email:
             to_addr = queue.referral_email or queue.followup_email or ""
         else:
@@ -305,7 +328,7 @@ class FollowUp:
         except UnknownQueue:
             queue = None
         if service.moderation.banned(origin_ip) is not None:
-            raise Banned(service.ban_text(queue.name if queue is not None else None))
+            raise Banned(service.ban_text(queue.name if queue is not None else None, origin_ip))
         if await service.store.transcript_mailed(chat_id):
             raise _already_sent()
         # The same address again (a resend, a reconnect) is not a new email.

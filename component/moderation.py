@@ -84,13 +84,39 @@ class BanPolicy:
     protected: tuple[Network, ...] = ()
     ipv6_prefix: int = 64
 
-    def text(self, appeal_address: str | None = None) -> str:
-        """What a banned patron reads."""
+    def text(self, appeal_address: str | None = None, seen: str | None = None) -> str:
+        """What a banned patron reads. `seen` is the address refdesk saw for them, told
+        back so that an appeal can quote it (the patron has no other way to learn it); it
+        is left out of texts that are stored, such as the ended line of a transcript."""
         address = appeal_address or self.appeal_address
-        return (
+        text = (
             f"{self.message} If you feel you have reached this page in error, please email "
             f"{address}."
         )
+        if seen:
+            text += f" Your address as this service saw it: {seen} (quote it when you write)."
+        return text
+
+    def notice(self, appeal_address: str | None, seen: str | None) -> BanNotice:
+        """Called by the web transports (page, socket, long-poll, offline form) when
+        they refuse a banned patron: the text and its parts, labelled for the widget."""
+        appeal = appeal_address or self.appeal_address
+        return BanNotice(text=self.text(appeal, seen), address=seen, appeal=appeal)
+
+
+@dataclass(frozen=True, slots=True)
+class BanNotice:
+    """What a banned patron is shown: the whole sentence, and separately the address
+    refdesk saw for them and where to appeal (the widget links the latter)."""
+
+    text: str
+    address: str | None
+    appeal: str
+
+    def frame(self) -> dict[str, str | None]:
+        """The widget-protocol `banned` frame (also the offline form's 403 body, with
+        `error` for the text)."""
+        return {"type": "banned", "text": self.text, "address": self.address, "appeal": self.appeal}
 
 
 def policy_from_config(cfg: Config) -> BanPolicy:
@@ -282,8 +308,11 @@ class Moderation:
         if self.banned(address) is not None:
             raise Banned(self.policy.text(appeal_address))
 
-    def ban_text(self, appeal_address: str | None = None) -> str:
-        return self.policy.text(appeal_address)
+    def ban_text(self, appeal_address: str | None = None, seen: str | None = None) -> str:
+        return self.policy.text(appeal_address, seen)
+
+    def ban_notice(self, appeal_address: str | None, seen: str | None) -> BanNotice:
+        return self.policy.notice(appeal_address, seen)
 
     async def ban(
         self,

@@ -165,6 +165,7 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
             row["title"],
             bool(row["operators_may_ban"]),
             row["appeal_email"],
+            tuple(d for d in row["referral_domains"].split(",") if d),
         )
 
     async def group_by_name(self, name: str) -> Group | None:

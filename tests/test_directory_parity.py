@@ -47,7 +47,7 @@ QUEUE_FORM = {
     "text_offline": "",
     "allowed_origins": "",
 }
-GROUP_FORM = {"title": "Library", "appeal_email": ""}
+GROUP_FORM = {"title": "Library", "appeal_email": "", "referral_domains": ""}
 OPERATOR_FORM = {"jid": "", "name": "", "max_chats": "3", "queue": "ask"}
 BAN_FORM = {"target": "203.0.113.9", "reason": "", "length": "ladder", "ipv6_prefix": "64"}
 
@@ -78,6 +78,26 @@ for bad in [
             "/admin/queues/ask",
             {**QUEUE_FORM, "followup_email": bad},
             "queue-followup_email-error",
+        )
+    )
+
+
+for bad in [
+    "ill@example.edu",
+    "*.example.edu",
+    "example.edu, exa<mple>.org",
+    "localhost",
+    "example.edu\x07",
+    "a" * 300 + ".edu",
+    ", ".join(f"d{n}.example.edu" for n in range(21)),
+]:
+    CASES.append(
+        (
+            f"referral domains {bad[:40]!r}",
+            ["group", "set", "library", "--referral-domains", bad],
+            "/admin/groups/library",
+            {**GROUP_FORM, "referral_domains": bad},
+            "group-referral_domains-error",
         )
     )
 
@@ -236,3 +256,34 @@ async def test_cli_and_admin_refuse_alike(
     assert await store.list_bans() == []
     group = await store.group_by_name("library")
     assert group is not None and group.title == "Library" and group.appeal_email is None
+    assert group.referral_domains == ()
+
+
+async def test_referral_domains_set_by_cli_show_on_the_admin_page(
+    offline_desk: Desk, tmp_path: Path
+) -> None:
+    """`group set --referral-domains` stores the domains in their ASCII form; the admin
+    group page shows them and saves them back; 'none' allows any domain again."""
+    config = cli_config(offline_desk, tmp_path)
+    argv = ["group", "set", "library", "--referral-domains", "Example.EDU, bücher.example"]
+    code, err = await asyncio.to_thread(run_cli, ["--config", str(config), *argv])
+    assert code == 0, err
+    store = offline_desk.refdesk.store
+    group = await store.group_by_name("library")
+    assert group is not None
+    assert group.referral_domains == ("example.edu", "xn--bcher-kva.example")
+    session, token = await admin_session(offline_desk)
+    url = f"{offline_desk.url}/admin/groups/library"
+    async with session:
+        async with session.get(url) as resp:
+            assert 'value="example.edu, xn--bcher-kva.example"' in await resp.text()
+        form = {**GROUP_FORM, "referral_domains": "library.example.org", "csrf": token}
+        async with session.post(url, data=form) as resp:
+            assert resp.status == 200
+    group = await store.group_by_name("library")
+    assert group is not None and group.referral_domains == ("library.example.org",)
+    argv = ["group", "set", "library", "--referral-domains", "none"]
+    code, err = await asyncio.to_thread(run_cli, ["--config", str(config), *argv])
+    assert code == 0, err
+    group = await store.group_by_name("library")
+    assert group is not None and group.referral_domains == ()

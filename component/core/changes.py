@@ -29,6 +29,7 @@ class GroupUpdate:
     title: str | Unset = UNSET
     operators_may_ban: bool | Unset = UNSET
     appeal_email: str | Unset | None = UNSET
+    referral_domains: str | Unset = UNSET  # comma-separated, as stored; "" for any
 
     def columns(self) -> dict[str, object]:
         """Column name -> value for each field that is set (called by the store)."""

@@ -116,6 +116,8 @@ class Group:
     title: str
     operators_may_ban: bool = True
     appeal_email: str | None = None
+    # Where `!refer` may send (ASCII domains, subdomains included); empty: anywhere.
+    referral_domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

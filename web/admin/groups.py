@@ -62,6 +62,7 @@ def _group_settings_form(group: Group) -> Form:
             "title": group.title,
             "operators_may_ban": group.operators_may_ban,
             "appeal_email": group.appeal_email or "",
+            "referral_domains": ", ".join(group.referral_domains),
         },
     )
 
@@ -104,14 +105,18 @@ async def group_view(
 
 
 async def update_group(request: web.Request) -> web.Response:
-    """POST /admin/groups/{group}: title, operators may ban, appeal address."""
+    """POST /admin/groups/{group}: title, operators may ban, appeal address, referral
+    domains."""
     group = await group_of(request)
-    form = await posted(request, "group", ("title", "operators_may_ban", "appeal_email"))
+    form = await posted(
+        request, "group", ("title", "operators_may_ban", "appeal_email", "referral_domains")
+    )
     form.values["operators_may_ban"] = bool(form["operators_may_ban"])
     change = GroupChange(
         title=form["title"],
         operators_may_ban=form["operators_may_ban"],
         appeal_email=form["appeal_email"],
+        referral_domains=form["referral_domains"],
     )
     try:
         await directory_of(request).change_group(group, change)
