@@ -522,6 +522,7 @@ async def _purge(store: Store) -> None:
                 now - timedelta(days=queue.retention_days),
                 transcripts=queue.purge_transcripts,
             )
+    await store.sticky.forget_expired(now)
     _print(f"purged {total} chat(s)")
 
 

@@ -38,6 +38,7 @@ from component.core.bans import (
 from component.core.errors import DeskError
 from component.core.events import BanImposed
 from component.core.ratelimit import Limit, RateLimiter, Refusal
+from component.core.sticky import StickyMark, claims, remembered_key
 from component.store import Store
 
 
@@ -83,6 +84,9 @@ class BanPolicy:
     appeal_address: str
     protected: tuple[Network, ...] = ()
     ipv6_prefix: int = 64
+    # Seconds a patron's chat ended as inappropriate sends their next chats to the same
+    # operator first ([bans] sticky_pickup); 0: never.
+    sticky_pickup: float = 0.0
 
     def text(self, appeal_address: str | None = None, seen: str | None = None) -> str:
         """What a banned patron reads. `seen` is the address refdesk saw for them, told
@@ -126,6 +130,7 @@ def policy_from_config(cfg: Config) -> BanPolicy:
         message=cfg.bans.message,
         appeal_address=cfg.bans.appeal_address,
         protected=tuple(cfg.web.trusted_networks),
+        sticky_pickup=cfg.bans.sticky_pickup,
     )
 
 
@@ -307,6 +312,37 @@ class Moderation:
     def refuse_if_banned(self, address: str | None, appeal_address: str | None = None) -> None:
         if self.banned(address) is not None:
             raise Banned(self.policy.text(appeal_address))
+
+    async def remember_for_pickup(
+        self, *, address: str | None, privacy: str, operator_jid: str, chat_id: int, why: str
+    ) -> bool:
+        """Called by the operator commands when an operator ends a chat as inappropriate
+        (`!c goodbye-inappropriate`, `!ban`, an incident tag): for `[bans] sticky_pickup`
+        seconds that patron's new chats are offered to this operator first. Only what the
+        queue's privacy mode lets refdesk keep is remembered; False when nothing is."""
+        if self.policy.sticky_pickup <= 0:
+            return False
+        key = remembered_key(address, privacy)
+        if key is None:
+            return False
+        now = self.service.clock()
+        await self.store.sticky.remember(
+            key=key,
+            operator_jid=operator_jid,
+            chat_id=chat_id,
+            why=why,
+            now=now,
+            expires_at=now + timedelta(seconds=self.policy.sticky_pickup),
+        )
+        return True
+
+    async def pickup_claims(self, address: str | None) -> list[StickyMark]:
+        """Called by routing for a new chat's first offer: the operators who ended this
+        patron's chats as inappropriate lately, newest first."""
+        if self.policy.sticky_pickup <= 0 or address is None:
+            return []
+        now = self.service.clock()
+        return claims(await self.store.sticky.current(now), address, now)
 
     def ban_text(self, appeal_address: str | None = None, seen: str | None = None) -> str:
         return self.policy.text(appeal_address, seen)

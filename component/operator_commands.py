@@ -192,7 +192,27 @@ async def _canned(service: CommandHost, held: Held, op: Operator, arg: str) -> s
     if match is None:
         raise BadCommand(f"No canned message called {name!r}. Send !c for the list.")
     await service.operator_says(held, op, match.text)
+    if match.name == GOODBYE_INAPPROPRIATE:
+        await _remember_for_pickup(service, live, op, f"ended with {GOODBYE_INAPPROPRIATE}")
     return None
+
+
+# The canned message that ends a chat as inappropriate (sticky pickup remembers it).
+GOODBYE_INAPPROPRIATE = "goodbye-inappropriate"
+
+
+async def _remember_for_pickup(
+    service: CommandHost, live: LiveChat, op: Operator, why: str
+) -> None:
+    """The operator ended (or marked) this chat as inappropriate: the same patron's next
+    chats go to them first, as far as the queue's privacy mode lets refdesk remember."""
+    await service.moderation.remember_for_pickup(
+        address=live.ip or live.origin_ip,
+        privacy=live.queue.privacy,
+        operator_jid=op.jid,
+        chat_id=live.id,
+        why=why,
+    )
 
 
 async def _note(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
@@ -218,6 +238,8 @@ async def _tag(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     reply = "Tagged: " + ", ".join(added) + "."
     if INCIDENT_TAGS & set(added):
         incident = await _incident_for(service, live, op)
+        marked = ", ".join(t for t in added if t in INCIDENT_TAGS)
+        await _remember_for_pickup(service, live, op, f"tagged {marked}")
         reply += f" Incident report #{incident} is open for follow-up."
     return reply
 
@@ -303,7 +325,10 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
         raise BadCommand("The patron's address is not known, so it cannot be banned.")
     group = service.group_of(live.queue)
     moderation = service.moderation
-    goodbye = await _canned_text(service, live, "goodbye-inappropriate")
+    goodbye = await _canned_text(service, live, GOODBYE_INAPPROPRIATE)
+    # Whatever becomes of the ban (refused, reported, made), the patron's next chats go
+    # to this operator first.
+    await _remember_for_pickup(service, live, op, "ended with !ban")
     if group is not None and not group.operators_may_ban:
         incident = await service.store.add_incident(
             kind="ban-request",

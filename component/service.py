@@ -106,6 +106,7 @@ class DeskService:
             chats=self.open,
             operator_grace=operator_grace,
             on_call_mailer=self.followup.on_call_alert,
+            pickup_claims=self.moderation.pickup_claims,
         )
         self.lifecycle = ChatLifecycle(
             store=store,
@@ -173,6 +174,8 @@ class DeskService:
                     now - timedelta(days=queue.retention_days),
                     transcripts=queue.purge_transcripts,
                 )
+        # Sticky pickup marks outlive no patron's memory: gone once expired.
+        await self.store.sticky.forget_expired(now)
         return total
 
     # Directory ---------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from component.store_ops import BackupResult, OpsQueries, OutboxSummary
 from component.store_records import RecordQueries
 from component.store_rows import ban_from_row, incident_from_row, mail_from_row
 from component.store_stats import StatsQueries
+from component.store_sticky import StickyStore
 
 __all__ = ["BackupResult", "OutboxSummary", "Store", "StoreError", "migrations"]
 
@@ -76,6 +77,10 @@ def _try_open(path: str) -> None:
 class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQueries):
     """The database. Created with `await Store.open(path)` by the composition root or the
     CLI, closed with `await store.close()`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        super().__init__(db)
+        self.sticky = StickyStore(self)
 
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:

@@ -4,12 +4,16 @@ pickup of a returning patron, and the shared-computer contacts of exempt network
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
 
 from component.config import LimitsConfig
 from component.directory import Directory, GroupChange
 from tests.conftest import Desk
 from tests.mail_sink import MailSink
+from tests.operator_client import OperatorClient
 from tests.patron_client import ProxiedPatron
 
 REFERRAL = "ill@library.example"
@@ -67,3 +71,114 @@ async def test_refer_goes_only_to_the_groups_domains_and_is_rate_limited(
     assert "Not referred: Too many emails" in refused
     await mail_sink.wait_for(3)
     assert len(mail_sink.to("ill@example.edu")) == 2
+
+
+# --- sticky pickup -----------------------------------------------------------------------
+
+
+async def _offer_of(op: OperatorClient, text: str) -> Any:
+    """The offer (or its first part) whose history has `text`."""
+    while True:
+        msg = await op.next_message(timeout=10)
+        if text in msg["body"]:
+            return msg
+
+
+async def _chat_ended_by(desk: Desk, ana: OperatorClient, ip: str, how: list[str]) -> int:
+    """A patron at `ip` asks; Ana takes the chat and ends it with the commands `how`.
+    Returns the chat's number."""
+    patron = await _patron(desk, ip)
+    await patron.say(f"rude words from {ip}")
+    guest = (await _offer_of(ana, f"rude words from {ip}"))["from"].bare
+    ana.send_message(guest, "!accept")
+    await ana.next_message(guest)
+    for command in how:
+        ana.send_message(guest, command)
+        if not command.startswith("!c "):  # a canned text is the operator's own line
+            await ana.next_message(guest)
+    await patron.seen("ended")
+    assert patron.chat_id is not None
+    return patron.chat_id
+
+
+def _offered_to(desk: Desk, guest: str) -> set[str]:
+    live = desk.service.live_by_guest(guest.split("@", 1)[0])
+    assert live is not None
+    return set(live.offered_to)
+
+
+@TRUSTED
+async def test_a_returning_patron_is_offered_first_to_the_operator_who_ended_it(
+    desk: Desk,
+) -> None:
+    await desk.set_queue("ask", offer_timeout=1.0)
+    ana = await desk.add_operator(name="Ana")
+    ben = await desk.add_operator(name="Ben")
+    first = await _chat_ended_by(
+        desk, ana, "203.0.113.50", ["!tag incident", "!c goodbye-inappropriate", "!end"]
+    )
+
+    back = await _patron(desk, "203.0.113.50")
+    await back.say("me again")
+    offer = await _offer_of(ana, "me again")
+    guest = offer["from"].bare
+    assert f"returning patron: your chat #{first}" in offer["body"]
+    assert "tags: incident" in offer["body"]
+    assert _offered_to(desk, guest) == {ana.bare_jid}  # Ana alone
+    # Not taken within the offer timeout: routed as usual (Ben too; Ana keeps hers).
+    late = await _offer_of(ben, "me again")
+    assert "not taken in time by the earlier operator" in late["body"]
+    assert _offered_to(desk, guest) == {ana.bare_jid, ben.bare_jid}
+
+    # Someone else (another address) is routed as usual at once.
+    other = await _patron(desk, "198.51.100.9")
+    await other.say("a real question")
+    offer = await _offer_of(ben, "a real question")
+    assert "returning patron" not in offer["body"]
+    assert _offered_to(desk, offer["from"].bare) == {ana.bare_jid, ben.bare_jid}
+
+
+@TRUSTED
+async def test_sticky_pickup_remembers_only_what_the_privacy_mode_keeps(desk: Desk) -> None:
+    """'network' remembers the /24 (a neighbour on it goes to the same operator first);
+    'none' remembers nothing at all."""
+    await desk.set_queue("ask", privacy="network", routing="round-robin", offer_timeout=1.0)
+    ana = await desk.add_operator(name="Ana")
+    ben = await desk.add_operator(name="Ben")
+    first = await _chat_ended_by(desk, ana, "203.0.113.60", ["!c goodbye-inappropriate", "!end"])
+    marks = await desk.refdesk.store.sticky.current(datetime.now(UTC))
+    assert [(m.key, m.chat_id) for m in marks] == [("203.0.113.0/24", first)]
+
+    # Round-robin would pick Ben (Ana has had a chat); the returning network goes to Ana.
+    neighbour = await _patron(desk, "203.0.113.61")
+    await neighbour.say("from the same network")
+    offer = await _offer_of(ana, "from the same network")
+    assert f"your chat #{first} ended with goodbye-inappropriate" in offer["body"]
+    ana.send_message(offer["from"].bare, "!accept")
+    await ana.next_message(offer["from"].bare)
+
+    await desk.set_queue("ask", privacy="none", routing="ring-all")
+    await _chat_ended_by(desk, ben, "192.0.2.70", ["!c goodbye-inappropriate", "!end"])
+    marks = await desk.refdesk.store.sticky.current(datetime.now(UTC))
+    assert all(m.operator_jid != ben.bare_jid for m in marks)
+    again = await _patron(desk, "192.0.2.70")
+    await again.say("remembered?")
+    offer = await _offer_of(ben, "remembered?")
+    assert "returning patron" not in offer["body"]
+
+
+@TRUSTED
+async def test_ban_makes_the_operator_sticky_for_the_patrons_network(desk: Desk) -> None:
+    """`!ban` remembers the operator too: once the ban is lifted the patron's next chat
+    goes to them first."""
+    await desk.set_queue("ask", offer_timeout=1.0)
+    ana = await desk.add_operator(name="Ana")
+    await desk.add_operator(name="Ben")
+    first = await _chat_ended_by(desk, ana, "203.0.113.90", ["!ban spam links"])
+    assert len(await desk.refdesk.store.list_bans()) == 1
+    await desk.service.moderation.lift("203.0.113.90", actor="admin", detail="appeal upheld")
+    back = await _patron(desk, "203.0.113.90")
+    await back.say("sorry about that")
+    offer = await _offer_of(ana, "sorry about that")
+    assert f"your chat #{first} ended with !ban" in offer["body"]
+    assert _offered_to(desk, offer["from"].bare) == {ana.bare_jid}
