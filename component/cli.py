@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     g_ex.add_argument("group")
     g_ex.add_argument("network", nargs="?", help="address or network to exempt")
     g_ex.add_argument("--remove", action="store_true", help="remove the exemption")
+    g_ex.add_argument("--note", default="", help="whose network it is (e.g. a school's PCs)")
+    g_ex.add_argument(
+        "--contact-email",
+        default="",
+        help="whom to write to about repeated incidents from it, instead of a ban",
+    )
 
     queue = sub.add_parser("queue", help="queues").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -320,14 +326,17 @@ async def _group(args: argparse.Namespace, store: Store, directory: Directory) -
     elif args.action == "exempt":
         group = await directory.group_named(args.group)
         if args.network is None:
-            for network in (await store.exempt_networks()).get(group.id, []):
-                _print(network)
+            for row in await store.exempt_rows(group.id):
+                extra = "".join(f"\t{v}" for v in (row.note, row.contact_email or "") if v)
+                _print(f"{row.network}{extra}")
             return
         if args.remove:
             await directory.delete_exempt(group, network=args.network)
             _print(f"{args.network.strip()} is no longer exempt in {group.name}")
         else:
-            network = await directory.add_exempt(group, NewExempt(args.network))
+            network = await directory.add_exempt(
+                group, NewExempt(args.network, args.note, args.contact_email)
+            )
             _print(f"{network} is exempt in {group.name}: operators cannot ban it")
     elif args.action == "links":
         group = await directory.group_named(args.group)

@@ -99,6 +99,8 @@ class NewLink:
 class NewExempt:
     network: str
     note: str = ""
+    # Whom to write to about repeated incidents from it ("" for nobody).
+    contact_email: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,9 +276,10 @@ class Directory:
         problems = _Problems()
         network = problems.take("network", validators.network, change.network)
         note = problems.take("note", _optional_note, change.note)
+        contact = problems.take("contact_email", _email, change.contact_email)
         problems.check()
         assert network is not None
-        await self.store.add_exempt_network(group.id, network, note or "")
+        await self.store.add_exempt_network(group.id, network, note or "", contact)
         await self._changed()
         return network
 

@@ -18,6 +18,7 @@ from component.bus import EventBus
 from component.core import emails, validators
 from component.core.errors import BadCommand, DeskError, InvalidInput, UnknownQueue
 from component.core.events import ChatEnded, Event, MailQueued
+from component.core.exempt_contact import MAX_DRAFT_CHARS
 from component.core.models import (
     ChatEvent,
     ChatState,
@@ -30,6 +31,7 @@ from component.core.models import (
 from component.live import Held, LiveChat
 from component.moderation import Banned, Moderation, RateLimited
 from component.store import Store
+from component.store_exempt_contacts import ContactDraft
 
 
 class FollowUpHost(Protocol):
@@ -289,6 +291,44 @@ class FollowUp:
         )
         await service.system_message(held, told)
         return f"Referred to {to_addr} (ticket #{ticket_id}). The patron was told."
+
+    async def send_exempt_contact(
+        self, group: Group, draft_id: int, text: str, actor: str
+    ) -> ContactDraft:
+        """An admin sends the drafted message to an exempt network's contact (perhaps
+        edited): through the outbox, within the mail limits of the recipient. Called by
+        the admin group page. Raises InvalidInput for an unusable text or a draft already
+        sent, RateLimited when the contact has had too much mail lately."""
+        contacts = self.service.store.exempt_contacts
+        draft = await contacts.draft(group.id, draft_id)
+        if draft is None:
+            raise InvalidInput("no_draft", "There is no such draft.")
+        if draft.status != "draft":
+            raise InvalidInput("sent", "This message has been sent already.")
+        try:
+            body = validators.optional_text(text, MAX_DRAFT_CHARS)
+        except ValueError as exc:
+            raise InvalidInput("bad_text", str(exc)) from None
+        if body is None:
+            raise InvalidInput("bad_text", "Write the message before sending it.")
+        await self.service.moderation.admit_mail(None, draft.contact_email, None)
+        now = self.service.clock()
+        msg = emails.facility_contact(
+            self.from_address,
+            draft.contact_email,
+            group.title,
+            body,
+            msgid_domain=self._msgid_domain,
+            now=now,
+        )
+        if not await contacts.send(
+            draft.id, body=body, mail=_mail("exempt-contact", msg), actor=actor, now=now
+        ):
+            raise InvalidInput("sent", "This message has been sent already.")
+        self.service.bus.publish(MailQueued())
+        sent = await contacts.draft(group.id, draft.id)
+        assert sent is not None
+        return sent
 
     async def on_call_alert(self, queue: Queue, addresses: Sequence[str], text: str) -> None:
         """Email the on-call operators who gave an address (the XMPP message went too)."""

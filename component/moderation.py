@@ -29,6 +29,7 @@ from component.core.bans import (
     Network,
     ban_ends_at,
     canonical_address,
+    canonical_network,
     next_offence,
     normalize_target,
     overlapping,
@@ -37,6 +38,7 @@ from component.core.bans import (
 )
 from component.core.errors import DeskError
 from component.core.events import BanImposed
+from component.core.exempt_contact import INCIDENT_WINDOW, draft_body, due
 from component.core.ratelimit import Limit, RateLimiter, Refusal
 from component.core.sticky import StickyMark, claims, remembered_key
 from component.store import Store
@@ -335,6 +337,51 @@ class Moderation:
             expires_at=now + timedelta(seconds=self.policy.sticky_pickup),
         )
         return True
+
+    async def note_exempt_incident(
+        self, group_id: int, group_title: str, address: str | None
+    ) -> int | None:
+        """Called by the operator commands after an incident in a chat of the group's
+        queues (an incident tag, a `!ban` reported or refused): if `address` lies in one of
+        the group's exempt networks that has a contact, and incidents from that network
+        are repeated, draft (or bring up to date) the message to the contact for an admin
+        to send instead of a ban. Incidents count only with the address their queue's
+        privacy mode kept. Returns the draft's id, or None."""
+        if address is None:
+            return None
+        try:
+            patron = canonical_address(address)
+        except BanError:
+            return None
+        for row in await self.store.exempt_rows(group_id):
+            network = canonical_network(ipaddress.ip_network(row.network, strict=False))
+            if row.contact_email and patron.version == network.version and patron in network:
+                break
+        else:
+            return None
+        now = self.service.clock()
+        contacts = self.store.exempt_contacts
+        incidents = due(
+            await contacts.incidents_since(group_id, now - INCIDENT_WINDOW), network, now
+        )
+        if not incidents:
+            return None
+        body = draft_body(
+            group_title=group_title, network=row.network, note=row.note, incidents=incidents
+        )
+        ids = tuple(i.id for i in incidents)
+        existing = await contacts.open_draft(group_id, row.network)
+        if existing is not None:
+            await contacts.update_draft(existing.id, incidents=ids, body=body)
+            return existing.id
+        return await contacts.add_draft(
+            group_id=group_id,
+            network=row.network,
+            contact_email=row.contact_email,
+            incidents=ids,
+            body=body,
+            now=now,
+        )
 
     async def pickup_claims(self, address: str | None) -> list[StickyMark]:
         """Called by routing for a new chat's first offer: the operators who ended this

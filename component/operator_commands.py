@@ -240,12 +240,28 @@ async def _tag(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
         incident = await _incident_for(service, live, op)
         marked = ", ".join(t for t in added if t in INCIDENT_TAGS)
         await _remember_for_pickup(service, live, op, f"tagged {marked}")
+        reply += await _exempt_contact_note(service, live)
         reply += f" Incident report #{incident} is open for follow-up."
     return reply
 
 
 # Tags that open (or update) an incident report for the chat.
 INCIDENT_TAGS = frozenset({"incident", "explicit", "harassment", "threat"})
+
+
+async def _exempt_contact_note(service: CommandHost, live: LiveChat) -> str:
+    """After an incident: if it is one more from a shared computer's network that has a
+    contact, a message to that contact is drafted for an admin; the operator is told."""
+    group = service.group_of(live.queue)
+    if group is None:
+        return ""
+    draft = await service.moderation.note_exempt_incident(group.id, group.title, live.ip)
+    if draft is None:
+        return ""
+    return (
+        " Incidents keep coming from this shared network: a message to its contact is "
+        f"drafted for an admin (draft #{draft})."
+    )
 
 
 async def _incident_for(service: CommandHost, live: LiveChat, op: Operator) -> int:
@@ -340,11 +356,12 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
             tags=await service.store.tags(live.id),
             notes=reason,
         )
+        drafted = await _exempt_contact_note(service, live)
         await service.operator_says(held, op, goodbye)
         await service.end(held, by="operator", text=f"{op.name} ended the chat.")
         return (
             f"Reported for admin review (incident #{incident}): in this group operators do "
-            "not ban directly. The chat has ended."
+            f"not ban directly. The chat has ended.{drafted}"
         )
     exempt = moderation.exempt(live.queue.group_id)
     network = normalize_target(live.ip)
@@ -359,10 +376,12 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
             tags=await service.store.tags(live.id),
             notes=f"Ban asked for ({reason}); the address is on an exempt network.",
         )
+        drafted = await _exempt_contact_note(service, live)
         raise BadCommand(
             "This address belongs to an exempt network (shared computers such as a school's "
             f"or library's): it cannot be banned from here. Flagged for an admin (incident "
             f"#{incident}). End the chat with !c goodbye-inappropriate and !end if needed."
+            + drafted
         )
     why = refusal(network, protected=moderation.policy.protected, exempt=exempt, by_operator=True)
     if why:

@@ -43,6 +43,7 @@ from component.files import create_private, foreign_owner
 from component.store_admin import AdminQueries
 from component.store_base import StoreError, _dt, _ts
 from component.store_directory import DirectoryQueries
+from component.store_exempt_contacts import ExemptContactStore
 from component.store_ops import BackupResult, OpsQueries, OutboxSummary
 from component.store_records import RecordQueries
 from component.store_rows import ban_from_row, incident_from_row, mail_from_row
@@ -81,6 +82,7 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
     def __init__(self, db: aiosqlite.Connection) -> None:
         super().__init__(db)
         self.sticky = StickyStore(self)
+        self.exempt_contacts = ExemptContactStore(self)
 
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:
@@ -765,10 +767,15 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
             out.append(BanAudit(r["ban_id"], r["action"], r["actor"], r["detail"], at))
         return out
 
-    async def add_exempt_network(self, group_id: int, network: str, note: str = "") -> None:
+    async def add_exempt_network(
+        self, group_id: int, network: str, note: str = "", contact_email: str | None = None
+    ) -> None:
+        """Add an exempt network, or change the note and contact of one already there."""
         await self._write(
-            "INSERT OR REPLACE INTO exempt_networks (group_id, network, note) VALUES (?, ?, ?)",
-            (group_id, network, note),
+            "INSERT INTO exempt_networks (group_id, network, note, contact_email)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (group_id, network) DO UPDATE SET"
+            " note = excluded.note, contact_email = excluded.contact_email",
+            (group_id, network, note, contact_email),
         )
 
     async def exempt_networks(self) -> dict[int, list[str]]:

@@ -37,6 +37,8 @@ class ExemptRow:
     id: int
     network: str
     note: str
+    # Whom to write to about repeated incidents from it, instead of a ban.
+    contact_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +82,11 @@ class DirectoryQueries(StoreBase):
 
     async def exempt_rows(self, group_id: int) -> list[ExemptRow]:
         rows = await self._all(
-            "SELECT id, network, note FROM exempt_networks WHERE group_id = ? ORDER BY id",
+            "SELECT id, network, note, contact_email FROM exempt_networks WHERE group_id = ?"
+            " ORDER BY id",
             (group_id,),
         )
-        return [ExemptRow(r["id"], r["network"], r["note"]) for r in rows]
+        return [ExemptRow(r["id"], r["network"], r["note"], r["contact_email"]) for r in rows]
 
     async def delete_exempt(self, group_id: int, exempt_id: int) -> bool:
         removed = await self._write_count(

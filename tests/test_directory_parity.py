@@ -73,6 +73,15 @@ for bad in [
     )
     CASES.append(
         (
+            f"exempt network contact {bad!r}",
+            ["group", "exempt", "library", "203.0.113.0/28", "--contact-email", bad],
+            "/admin/groups/library/exempt",
+            {"network": "203.0.113.0/28", "note": "School", "contact_email": bad},
+            "exempt-contact_email-error",
+        )
+    )
+    CASES.append(
+        (
             f"follow-up address {bad!r}",
             ["queue", "set", "ask", "--email", bad],
             "/admin/queues/ask",
@@ -257,6 +266,7 @@ async def test_cli_and_admin_refuse_alike(
     group = await store.group_by_name("library")
     assert group is not None and group.title == "Library" and group.appeal_email is None
     assert group.referral_domains == ()
+    assert await store.exempt_rows(group.id) == []
 
 
 async def test_referral_domains_set_by_cli_show_on_the_admin_page(
@@ -287,3 +297,26 @@ async def test_referral_domains_set_by_cli_show_on_the_admin_page(
     assert code == 0, err
     group = await store.group_by_name("library")
     assert group is not None and group.referral_domains == ()
+
+
+async def test_exempt_network_contact_by_cli_and_on_the_admin_page(
+    offline_desk: Desk, tmp_path: Path
+) -> None:
+    """`group exempt` takes a note and a contact address; adding the same network again
+    changes them; the admin group page lists the contact."""
+    config = cli_config(offline_desk, tmp_path)
+    base = ["--config", str(config), "group", "exempt", "library"]
+    for argv in (
+        [*base, "203.0.113.0/28", "--note", "School", "--contact-email", "a@school.example"],
+        [*base, "203.0.113.0/28", "--note", "Northside", "--contact-email", "b@school.example"],
+    ):
+        code, err = await asyncio.to_thread(run_cli, argv)
+        assert code == 0, err
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert await asyncio.to_thread(main, base) == 0
+    assert out.getvalue().strip() == "203.0.113.0/28\tNorthside\tb@school.example"
+    session, _ = await admin_session(offline_desk)
+    async with session, session.get(f"{offline_desk.url}/admin/groups/library") as resp:
+        page = await resp.text()
+    assert "<td>Northside</td><td>b@school.example</td>" in page

@@ -7,14 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import pytest
 
 from component.config import LimitsConfig
-from component.directory import Directory, GroupChange
+from component.directory import Directory, GroupChange, NewExempt
 from tests.conftest import Desk
 from tests.mail_sink import MailSink
 from tests.operator_client import OperatorClient
 from tests.patron_client import ProxiedPatron
+from tests.test_directory_parity import admin_session
 
 REFERRAL = "ill@library.example"
 TRUSTED = pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
@@ -182,3 +184,102 @@ async def test_ban_makes_the_operator_sticky_for_the_patrons_network(desk: Desk)
     offer = await _offer_of(ana, "sorry about that")
     assert f"your chat #{first} ended with !ban" in offer["body"]
     assert _offered_to(desk, offer["from"].bare) == {ana.bare_jid}
+
+
+# --- shared-computer contacts ------------------------------------------------------------
+
+CONTACT = "librarian@school.example"
+SCHOOL = "203.0.113.0/28"
+
+
+async def _school_exempt(desk: Desk) -> None:
+    directory = Directory.for_service(desk.service)
+    group = await directory.group_named("library")
+    await directory.add_exempt(group, NewExempt(SCHOOL, "Northside School PCs", CONTACT))
+
+
+async def _incidents_from_school(desk: Desk, ana: OperatorClient) -> str:
+    """Two chats from the school's computers end in incidents; returns the operator's
+    answer to the second."""
+    patron = await _patron(desk, "203.0.113.5")
+    await patron.say("first rude line <b>")
+    guest = (await _offer_of(ana, "first rude line"))["from"].bare
+    ana.send_message(guest, "!accept")
+    await ana.next_message(guest)
+    ana.send_message(guest, "!ban spam")
+    first = (await ana.next_message(guest))["body"]
+    assert "exempt network" in first and "drafted" not in first
+    other = await _patron(desk, "203.0.113.6")
+    await other.say("second rude line")
+    guest = (await _offer_of(ana, "second rude line"))["from"].bare
+    ana.send_message(guest, "!accept")
+    await ana.next_message(guest)
+    ana.send_message(guest, "!tag incident")
+    return str((await ana.next_message(guest))["body"])
+
+
+async def _group_page(session: aiohttp.ClientSession, desk: Desk) -> str:
+    async with session.get(f"{desk.url}/admin/groups/library") as resp:
+        assert resp.status == 200
+        return await resp.text()
+
+
+@TRUSTED
+async def test_repeated_incidents_from_a_school_draft_a_message_an_admin_sends(
+    desk: Desk, mail_sink: MailSink
+) -> None:
+    await _school_exempt(desk)
+    ana = await desk.add_operator(name="Ana")
+    answer = await _incidents_from_school(desk, ana)
+    assert "message to its contact is drafted for an admin (draft #1)" in answer
+    assert await desk.refdesk.store.list_bans() == []  # a school is not banned
+
+    session, token = await admin_session(desk)
+    async with session:
+        page = await _group_page(session, desk)
+        assert f"To {CONTACT} about <code>{SCHOOL}</code>" in page
+        assert "2 incidents" in page and "Northside School PCs" in page
+        assert "rude line" not in page  # described, never quoted
+        url = f"{desk.url}/admin/groups/library/contact-drafts/1/send"
+        edited = "Hello,\n\nTwo incidents from your PCs this week. <Please> remind users."
+        # Without the CSRF token: refused, nothing sent.
+        async with session.post(url, data={"body": edited}) as resp:
+            assert resp.status == 403
+        # Hostile text is refused with a clear error next to the field.
+        async with session.post(url, data={"body": "x\x00y", "csrf": token}) as resp:
+            assert resp.status == 400
+            assert "printable characters" in await resp.text()
+        async with session.post(url, data={"body": edited, "csrf": token}) as resp:
+            assert resp.status == 200 and resp.url.path == "/admin/groups/library"
+            assert f"The message to {CONTACT} is on its way." in await resp.text()
+        (mail,) = await mail_sink.wait_for(1)
+        assert mail.rcpt_tos == [CONTACT]
+        assert "<Please> remind users." in mail.text()
+        assert "incidents from your network" in mail.message["Subject"]
+        page = await _group_page(session, desk)
+        assert "&lt;Please&gt; remind users." in page and "sent" in page
+        # Sent once only.
+        async with session.post(url, data={"body": edited, "csrf": token}) as resp:
+            assert resp.status == 400
+            assert "sent already" in await resp.text()
+    assert len(mail_sink.to(CONTACT)) == 1
+
+
+@pytest.mark.desk_config(trusted_proxies=("127.0.0.1",), limits=LimitsConfig(mails_per_recipient=1))
+async def test_a_contact_message_waits_within_the_mail_limits(
+    desk: Desk, mail_sink: MailSink
+) -> None:
+    await _school_exempt(desk)
+    ana = await desk.add_operator(name="Ana")
+    await _incidents_from_school(desk, ana)
+    # The contact has had its mail for now (as if another message just went).
+    await desk.service.moderation.admit_mail(None, CONTACT, None)
+    session, token = await admin_session(desk)
+    async with session:
+        url = f"{desk.url}/admin/groups/library/contact-drafts/1/send"
+        async with session.post(url, data={"body": "Hello", "csrf": token}) as resp:
+            assert resp.status == 429
+            assert "Too many emails" in await resp.text()
+    draft = await desk.refdesk.store.exempt_contacts.draft(1, 1)
+    assert draft is not None and draft.status == "draft"
+    assert await desk.refdesk.store.list_mail() == []

@@ -17,3 +17,22 @@ CREATE TABLE sticky_pickups (
     UNIQUE (key, operator_jid)
 );
 CREATE INDEX sticky_pickups_expiry ON sticky_pickups(expires_at);
+
+-- Shared-computer contacts: whom to write to about an exempt network (a school's or a
+-- library's public PCs) instead of banning it, and the messages drafted for an admin.
+ALTER TABLE exempt_networks ADD COLUMN contact_email TEXT;
+CREATE TABLE exempt_contact_drafts (
+    id INTEGER PRIMARY KEY,
+    group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    network TEXT NOT NULL,
+    contact_email TEXT NOT NULL,
+    -- Comma-separated ids of the incidents the draft describes.
+    incidents TEXT NOT NULL,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'sent')),
+    created_at TEXT NOT NULL,
+    sent_at TEXT,
+    sent_by TEXT,
+    mail_id INTEGER REFERENCES mail_outbox(id) ON DELETE SET NULL
+);
+CREATE INDEX exempt_contact_drafts_group ON exempt_contact_drafts(group_id, status);
