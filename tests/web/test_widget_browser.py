@@ -725,6 +725,35 @@ async def test_a_hostile_ban_frame_shows_text_and_links_nothing(
 
 
 @pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
+async def test_the_email_form_of_a_banned_patron_shows_their_address(
+    offline_desk: Desk, browser: Browser
+) -> None:
+    """The ban reaches the patron through the (real) questions endpoint: the widget shows
+    the address refdesk saw and the appeal address as a mail link."""
+    patron = "198.51.100.77"
+    fake = FakeLongPoll()
+    async with browsing(browser, PHONE, extra_http_headers={"X-Forwarded-For": patron}) as s:
+        page = s.page
+        await page.route("**/lp/ask", fake.hello)
+        await page.route("**/lp/ask/s1", fake.session)
+        await page.goto(f"{offline_desk.url}/chat/ask?transport=lp")
+        await expect(page.locator("#rd-status")).to_have_attribute("data-status", "busy")
+        fake.frames.put_nowait({"type": "offer_email", "text": "Long wait today: email us?"})
+        await page.get_by_role("button", name="Send your question by email").click()
+        await page.get_by_label("Your question", exact=True).fill("Can I renew twice?")
+        await page.get_by_label("Email address", exact=True).fill("pat@example.org")
+        await offline_desk.service.moderation.ban(patron, reason="spam", actor="admin")
+        await page.get_by_role("button", name="Send question").click()
+        await expect(page.locator("#rd-over-title")).to_have_text("Chat not available")
+        await expect(page.locator("#rd-over-detail")).to_contain_text(f"saw it: {patron}")
+        await expect(page.locator("#rd-ban-address")).to_have_text(patron)
+        appeal = page.get_by_role("link", name="appeals@library.example")
+        await expect(appeal).to_have_attribute("href", "mailto:appeals@library.example")
+        await page.screenshot(path=shot_path("widget-banned-form"))
+    assert all("status of 403" in e for e in s.errors), s.errors
+
+
+@pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
 async def test_a_real_ban_mid_chat(offline_desk: Desk, browser: Browser) -> None:
     """The admins ban the patron's address while the page is open: the live page shows the
     ban text and stops; a reload gets the ban page instead of the chat. (The patron seems
