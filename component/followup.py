@@ -311,7 +311,7 @@ class FollowUp:
             raise InvalidInput("bad_text", str(exc)) from None
         if body is None:
             raise InvalidInput("bad_text", "Write the message before sending it.")
-        await self.service.moderation.admit_mail(None, draft.contact_email, None)
+        self.service.moderation.admit_staff_mail(draft.contact_email)
         now = self.service.clock()
         msg = emails.facility_contact(
             self.from_address,

@@ -515,6 +515,18 @@ class Moderation:
             f"Please try again in {_minutes(refusal_.retry_after)}."
         )
 
+    def admit_staff_mail(self, recipient: str) -> None:
+        """Count a message staff send to an outside address (a shared computer's contact)
+        against that recipient's mail limit, shared with patrons' mail; raise RateLimited
+        when it is one too many. No incident: no patron asked for it. Called by the
+        follow-up desk before the message is queued."""
+        refused = self._check(self._mails, None, recipient=recipient)
+        if refused is not None:
+            raise RateLimited(
+                f"Too many emails have gone to {recipient} recently. "
+                f"Please try again in {_minutes(refused.retry_after)}."
+            )
+
     def _check(
         self, limiter: RateLimiter, address: str | None, *, recipient: str | None = None
     ) -> Refusal | None:

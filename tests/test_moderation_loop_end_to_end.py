@@ -282,4 +282,7 @@ async def test_a_contact_message_waits_within_the_mail_limits(
             assert "Too many emails" in await resp.text()
     draft = await desk.refdesk.store.exempt_contacts.draft(1, 1)
     assert draft is not None and draft.status == "draft"
+    # An admin's message raises no rate-limit incident (only the patrons' two remain).
+    kinds = sorted(i.kind for i in await desk.refdesk.store.list_incidents())
+    assert kinds == ["exempt-network", "tagged"]
     assert await desk.refdesk.store.list_mail() == []
