@@ -240,8 +240,8 @@ async def _tag(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
         incident = await _incident_for(service, live, op)
         marked = ", ".join(t for t in added if t in INCIDENT_TAGS)
         await _remember_for_pickup(service, live, op, f"tagged {marked}")
-        reply += await _exempt_contact_note(service, live)
         reply += f" Incident report #{incident} is open for follow-up."
+        reply += await _exempt_contact_note(service, live)
     return reply
 
 
