@@ -286,3 +286,23 @@ async def test_a_contact_message_waits_within_the_mail_limits(
     kinds = sorted(i.kind for i in await desk.refdesk.store.list_incidents())
     assert kinds == ["exempt-network", "tagged"]
     assert await desk.refdesk.store.list_mail() == []
+
+
+@TRUSTED
+async def test_a_returning_patron_is_routed_as_usual_when_their_operator_is_full(
+    desk: Desk,
+) -> None:
+    """The earlier operator gets the first offer only while they have room."""
+    ana = await desk.add_operator(name="Ana", max_chats=1)
+    ben = await desk.add_operator(name="Ben")
+    await _chat_ended_by(desk, ana, "203.0.113.95", ["!c goodbye-inappropriate", "!end"])
+    busy = await _patron(desk, "198.51.100.95")
+    await busy.say("a long question")
+    guest = (await _offer_of(ana, "a long question"))["from"].bare
+    ana.send_message(guest, "!accept")
+    await ana.next_message(guest)  # Ana is at her limit now
+    back = await _patron(desk, "203.0.113.95")
+    await back.say("back again")
+    offer = await _offer_of(ben, "back again")
+    assert "returning patron" not in offer["body"]
+    assert _offered_to(desk, offer["from"].bare) == {ben.bare_jid}
