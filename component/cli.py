@@ -142,10 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR[,ADDR...]",
         help="coordinators told of bans, lifts, incidents and unstaffed queues ('none' clears)",
     )
+    g_set.add_argument(
+        "--referral-domains",
+        metavar="D1,D2",
+        help="mail domains !refer may send to (subdomains included); 'none' or '' for any",
+    )
     g_ex = group.add_parser("exempt", help="networks operators cannot ban (shared computers)")
     g_ex.add_argument("group")
     g_ex.add_argument("network", nargs="?", help="address or network to exempt")
     g_ex.add_argument("--remove", action="store_true", help="remove the exemption")
+    g_ex.add_argument("--note", default="", help="whose network it is (e.g. a school's PCs)")
+    g_ex.add_argument(
+        "--contact-email",
+        default="",
+        help="whom to write to about repeated incidents from it, instead of a ban",
+    )
 
     queue = sub.add_parser("queue", help="queues").add_subparsers(
         dest="action", required=True, parser_class=_Parser
@@ -312,6 +323,7 @@ async def _group(args: argparse.Namespace, store: Store, directory: Directory) -
             operators_may_ban=args.operators_may_ban,
             appeal_email=_cleared(args.appeal_email),
             coordinator_emails=_cleared(args.coordinator_email),
+            referral_domains=_cleared(args.referral_domains),
         )
         if change == GroupChange():
             raise UsageError("nothing to change: give at least one option")
@@ -320,14 +332,17 @@ async def _group(args: argparse.Namespace, store: Store, directory: Directory) -
     elif args.action == "exempt":
         group = await directory.group_named(args.group)
         if args.network is None:
-            for network in (await store.exempt.by_group()).get(group.id, []):
-                _print(network)
+            for row in await store.exempt.rows(group.id):
+                extra = "".join(f"\t{v}" for v in (row.note, row.contact_email or "") if v)
+                _print(f"{row.network}{extra}")
             return
         if args.remove:
             await directory.delete_exempt(group, network=args.network)
             _print(f"{args.network.strip()} is no longer exempt in {group.name}")
         else:
-            network = await directory.add_exempt(group, NewExempt(args.network))
+            network = await directory.add_exempt(
+                group, NewExempt(args.network, args.note, args.contact_email)
+            )
             _print(f"{network} is exempt in {group.name}: operators cannot ban it")
     elif args.action == "links":
         group = await directory.group_named(args.group)
@@ -522,6 +537,7 @@ async def _purge(store: Store) -> None:
                 now - timedelta(days=queue.retention_days),
                 transcripts=queue.purge_transcripts,
             )
+    await store.sticky.forget_expired(now)
     _print(f"purged {total} chat(s)")
 
 

@@ -431,6 +431,18 @@ class ChatConfig:
     )
 
 
+# A month: a longer memory of a troublesome address is a ban in all but name.
+MAX_STICKY_PICKUP = 30 * 24 * 3600.0
+
+
+def _sticky_pickup(value: float) -> float:
+    if not 0 <= value <= MAX_STICKY_PICKUP:
+        raise _Invalid(
+            f"must be between 0 (off) and {MAX_STICKY_PICKUP:.0f} seconds (30 days), got {value}"
+        )
+    return value
+
+
 def _ladder(value: str) -> str:
     from component.core.bans import BanError, parse_ladder
 
@@ -460,6 +472,15 @@ class BansConfig:
         "appeal address takes precedence).",
         default="desk@example.org",
         check=_email_address,
+    )
+    sticky_pickup: float = setting(
+        "Seconds during which new chats from a patron whose chat an operator ended as "
+        "inappropriate (the goodbye-inappropriate canned message, !ban, or an incident "
+        "tag) are offered first to that operator alone, for the queue's offer timeout. The "
+        "address or network is remembered only as the queue's privacy mode allows; 0 "
+        "turns this off.",
+        default=86400.0,
+        check=_sticky_pickup,
     )
 
 

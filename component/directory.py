@@ -46,6 +46,7 @@ from component.directory_changes import (
     optional_note,
     optional_text,
     optional_title,
+    referral_domains_check,
     sentence,
 )
 from component.store import Store, StoreError
@@ -140,6 +141,9 @@ class Directory:
             coordinator_emails=given(
                 problems, "coordinator_emails", validators.email_list, change.coordinator_emails
             ),
+            referral_domains=given(
+                problems, "referral_domains", referral_domains_check, change.referral_domains
+            ),
         )
         problems.check()
         await self.store.groups.update(group.id, update)
@@ -172,9 +176,10 @@ class Directory:
         problems = Problems()
         network = problems.take("network", validators.network, change.network)
         note = problems.take("note", optional_note, change.note)
+        contact = problems.take("contact_email", email_check, change.contact_email)
         problems.check()
         assert network is not None
-        await self.store.exempt.add(group.id, network, note or "")
+        await self.store.exempt.add(group.id, network, note or "", contact)
         await self._changed()
         return network
 

@@ -75,6 +75,7 @@ class GroupChange:
     operators_may_ban: bool | None = None
     appeal_email: str | None = None  # "" clears
     coordinator_emails: str | None = None  # addresses separated by commas; "" clears
+    referral_domains: str | None = None  # "" allows any domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,8 @@ class NewLink:
 class NewExempt:
     network: str
     note: str = ""
+    # Whom to write to about repeated incidents from it ("" for nobody).
+    contact_email: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,11 @@ def email_check(text: str) -> str | None:
         return validators.email_address(text)
     except ValueError as exc:
         raise ValueError(f"{text.strip()[:80]!r} is not an email address. {exc}") from None
+
+
+def referral_domains_check(text: str) -> str:
+    """The stored form of a group's referral domains (comma-separated; "" for any)."""
+    return ",".join(validators.referral_domains(text))
 
 
 def optional_title(text: str) -> str | None:

@@ -15,13 +15,23 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 from component.bus import EventBus
-from component.core import emails
+from component.core import emails, validators
 from component.core.errors import BadCommand, DeskError, InvalidInput, UnknownQueue
 from component.core.events import ChatEnded, Event, MailQueued
-from component.core.models import ChatEvent, ChatState, EventKind, NewMail, Queue, Sender
+from component.core.exempt_contact import MAX_DRAFT_CHARS
+from component.core.models import (
+    ChatEvent,
+    ChatState,
+    EventKind,
+    Group,
+    NewMail,
+    Queue,
+    Sender,
+)
 from component.live import Held, LiveChat
-from component.moderation import Banned, Moderation
+from component.moderation import Banned, Moderation, RateLimited
 from component.store import Store
+from component.store.exempt_contacts import ContactDraft
 
 
 class FollowUpHost(Protocol):
@@ -52,7 +62,9 @@ class FollowUpHost(Protocol):
 
     async def close_as_followed_up(self, live: LiveChat, ticket_id: int) -> None: ...
 
-    def ban_text(self, queue_name: str | None) -> str: ...
+    def ban_text(self, queue_name: str | None, seen: str | None = None) -> str: ...
+
+    def group_of(self, queue: Queue) -> Group | None: ...
 
 
 log = logging.getLogger(__name__)
@@ -218,6 +230,19 @@ class FollowUp:
                 to_addr = emails.validate_address(target)
             except emails.FieldError as exc:
                 raise BadCommand(f"{target[:80]!r}: {exc}") from None
+            group = service.group_of(queue)
+            domains = group.referral_domains if group is not None else ()
+            if not validators.in_domains(to_addr, domains):
+                raise BadCommand(
+                    f"{to_addr} is not an address of this service's institution: referrals "
+                    f"go only to {', '.join(domains)} (and their subdomains)."
+                )
+            # An address typed in a chat (perhaps as a patron asked) counts against the
+            # mail limits of the patron's address and of the recipient, as a patron's would.
+            try:
+                await service.moderation.admit_mail(live.ip, to_addr, queue.id)
+            except RateLimited as exc:
+                raise BadCommand(f"Not referred: {exc.text}") from None
         elif queue.referral_email or queue.followup_email:
             to_addr = queue.referral_email or queue.followup_email or ""
         else:
@@ -267,6 +292,44 @@ class FollowUp:
         await service.system_message(held, told)
         return f"Referred to {to_addr} (ticket #{ticket_id}). The patron was told."
 
+    async def send_exempt_contact(
+        self, group: Group, draft_id: int, text: str, actor: str
+    ) -> ContactDraft:
+        """An admin sends the drafted message to an exempt network's contact (perhaps
+        edited): through the outbox, within the mail limits of the recipient. Called by
+        the admin group page. Raises InvalidInput for an unusable text or a draft already
+        sent, RateLimited when the contact has had too much mail lately."""
+        contacts = self.service.store.exempt_contacts
+        draft = await contacts.draft(group.id, draft_id)
+        if draft is None:
+            raise InvalidInput("no_draft", "There is no such draft.")
+        if draft.status != "draft":
+            raise InvalidInput("sent", "This message has been sent already.")
+        try:
+            body = validators.optional_text(text, MAX_DRAFT_CHARS)
+        except ValueError as exc:
+            raise InvalidInput("bad_text", str(exc)) from None
+        if body is None:
+            raise InvalidInput("bad_text", "Write the message before sending it.")
+        self.service.moderation.admit_staff_mail(draft.contact_email)
+        now = self.service.clock()
+        msg = emails.facility_contact(
+            self.from_address,
+            draft.contact_email,
+            group.title,
+            body,
+            msgid_domain=self._msgid_domain,
+            now=now,
+        )
+        if not await contacts.send(
+            draft.id, body=body, mail=_mail("exempt-contact", msg), actor=actor, now=now
+        ):
+            raise InvalidInput("sent", "This message has been sent already.")
+        self.service.bus.publish(MailQueued())
+        sent = await contacts.draft(group.id, draft.id)
+        assert sent is not None
+        return sent
+
     async def on_call_alert(self, queue: Queue, addresses: Sequence[str], text: str) -> None:
         """Email the on-call operators who gave an address (the XMPP message went too)."""
         now = self.service.clock()
@@ -305,7 +368,7 @@ class FollowUp:
         except UnknownQueue:
             queue = None
         if service.moderation.banned(origin_ip) is not None:
-            raise Banned(service.ban_text(queue.name if queue is not None else None))
+            raise Banned(service.ban_text(queue.name if queue is not None else None, origin_ip))
         if await service.store.mail.transcript_mailed(chat_id):
             raise _already_sent()
         # The same address again (a resend, a reconnect) is not a new email.

@@ -63,6 +63,10 @@ class LiveChat:
     rollover_timer: Timer | None = None
     max_wait_timer: Timer | None = None
     typing: TypingThrottle = field(default_factory=lambda: TypingThrottle(TYPING_INTERVAL))
+    # Sticky pickup: whether routing has asked who ended this patron's chats as
+    # inappropriate lately, and whether the chat is offered to that operator alone now.
+    sticky_checked: bool = False
+    sticky_hold: bool = False
 
     @property
     def unanswered(self) -> bool:

@@ -29,6 +29,7 @@ from component.core.bans import (
     Network,
     ban_ends_at,
     canonical_address,
+    canonical_network,
     next_offence,
     normalize_target,
     overlapping,
@@ -37,7 +38,9 @@ from component.core.bans import (
 )
 from component.core.errors import DeskError
 from component.core.events import BanImposed, BansLifted
+from component.core.exempt_contact import INCIDENT_WINDOW, draft_body, due
 from component.core.ratelimit import Limit, RateLimiter, Refusal
+from component.core.sticky import StickyMark, claims, remembered_key
 from component.store import Store
 
 
@@ -83,14 +86,43 @@ class BanPolicy:
     appeal_address: str
     protected: tuple[Network, ...] = ()
     ipv6_prefix: int = 64
+    # Seconds a patron's chat ended as inappropriate sends their next chats to the same
+    # operator first ([bans] sticky_pickup); 0: never.
+    sticky_pickup: float = 0.0
 
-    def text(self, appeal_address: str | None = None) -> str:
-        """What a banned patron reads."""
+    def text(self, appeal_address: str | None = None, seen: str | None = None) -> str:
+        """What a banned patron reads. `seen` is the address refdesk saw for them, told
+        back so that an appeal can quote it (the patron has no other way to learn it); it
+        is left out of texts that are stored, such as the ended line of a transcript."""
         address = appeal_address or self.appeal_address
-        return (
+        text = (
             f"{self.message} If you feel you have reached this page in error, please email "
             f"{address}."
         )
+        if seen:
+            text += f" Your address as this service saw it: {seen} (quote it when you write)."
+        return text
+
+    def notice(self, appeal_address: str | None, seen: str | None) -> BanNotice:
+        """Called by the web transports (page, socket, long-poll, offline form) when
+        they refuse a banned patron: the text and its parts, labelled for the widget."""
+        appeal = appeal_address or self.appeal_address
+        return BanNotice(text=self.text(appeal, seen), address=seen, appeal=appeal)
+
+
+@dataclass(frozen=True, slots=True)
+class BanNotice:
+    """What a banned patron is shown: the whole sentence, and separately the address
+    refdesk saw for them and where to appeal (the widget links the latter)."""
+
+    text: str
+    address: str | None
+    appeal: str
+
+    def frame(self) -> dict[str, str | None]:
+        """The widget-protocol `banned` frame (also the offline form's 403 body, with
+        `error` for the text)."""
+        return {"type": "banned", "text": self.text, "address": self.address, "appeal": self.appeal}
 
 
 def policy_from_config(cfg: Config) -> BanPolicy:
@@ -100,6 +132,7 @@ def policy_from_config(cfg: Config) -> BanPolicy:
         message=cfg.bans.message,
         appeal_address=cfg.bans.appeal_address,
         protected=tuple(cfg.web.trusted_networks),
+        sticky_pickup=cfg.bans.sticky_pickup,
     )
 
 
@@ -289,8 +322,87 @@ class Moderation:
         if self.banned(address) is not None:
             raise Banned(self.policy.text(appeal_address))
 
-    def ban_text(self, appeal_address: str | None = None) -> str:
-        return self.policy.text(appeal_address)
+    async def remember_for_pickup(
+        self, *, address: str | None, privacy: str, operator_jid: str, chat_id: int, why: str
+    ) -> bool:
+        """Called by the operator commands when an operator ends a chat as inappropriate
+        (`!c goodbye-inappropriate`, `!ban`, an incident tag): for `[bans] sticky_pickup`
+        seconds that patron's new chats are offered to this operator first. Only what the
+        queue's privacy mode lets refdesk keep is remembered; False when nothing is."""
+        if self.policy.sticky_pickup <= 0:
+            return False
+        key = remembered_key(address, privacy)
+        if key is None:
+            return False
+        now = self.service.clock()
+        await self.store.sticky.remember(
+            key=key,
+            operator_jid=operator_jid,
+            chat_id=chat_id,
+            why=why,
+            now=now,
+            expires_at=now + timedelta(seconds=self.policy.sticky_pickup),
+        )
+        return True
+
+    async def note_exempt_incident(
+        self, group_id: int, group_title: str, address: str | None
+    ) -> int | None:
+        """Called by the operator commands after an incident in a chat of the group's
+        queues (an incident tag, a `!ban` reported or refused): if `address` lies in one of
+        the group's exempt networks that has a contact, and incidents from that network
+        are repeated, draft (or bring up to date) the message to the contact for an admin
+        to send instead of a ban. Incidents count only with the address their queue's
+        privacy mode kept. Returns the draft's id, or None."""
+        if address is None:
+            return None
+        try:
+            patron = canonical_address(address)
+        except BanError:
+            return None
+        for row in await self.store.exempt.rows(group_id):
+            network = canonical_network(ipaddress.ip_network(row.network, strict=False))
+            if row.contact_email and patron.version == network.version and patron in network:
+                break
+        else:
+            return None
+        now = self.service.clock()
+        contacts = self.store.exempt_contacts
+        incidents = due(
+            await contacts.incidents_since(group_id, now - INCIDENT_WINDOW), network, now
+        )
+        if not incidents:
+            return None
+        body = draft_body(
+            group_title=group_title, network=row.network, note=row.note, incidents=incidents
+        )
+        ids = tuple(i.id for i in incidents)
+        existing = await contacts.open_draft(group_id, row.network)
+        if existing is not None:
+            await contacts.update_draft(existing.id, incidents=ids, body=body)
+            return existing.id
+        return await contacts.add_draft(
+            group_id=group_id,
+            network=row.network,
+            contact_email=row.contact_email,
+            incidents=ids,
+            body=body,
+            now=now,
+        )
+
+    async def pickup_claims(self, address: str | None) -> list[StickyMark]:
+        """Called by routing for a new chat's first offer: the operators who ended this
+        patron's chats as inappropriate lately, newest first."""
+        if self.policy.sticky_pickup <= 0 or address is None:
+            return []
+        now = self.service.clock()
+        return claims(await self.store.sticky.current(now), address, now)
+
+    def ban_text(self, appeal_address: str | None = None, seen: str | None = None) -> str:
+        return self.policy.text(appeal_address, seen)
+
+    def ban_notice(self, appeal_address: str | None, seen: str | None) -> BanNotice:
+        return self.policy.notice(appeal_address, seen)
 
     async def ban(
         self,
@@ -420,6 +532,18 @@ class Moderation:
             f"Too many emails have been requested for {whom} recently. "
             f"Please try again in {_minutes(refusal_.retry_after)}."
         )
+
+    def admit_staff_mail(self, recipient: str) -> None:
+        """Count a message staff send to an outside address (a shared computer's contact)
+        against that recipient's mail limit, shared with patrons' mail; raise RateLimited
+        when it is one too many. No incident: no patron asked for it. Called by the
+        follow-up desk before the message is queued."""
+        refused = self._check(self._mails, None, recipient=recipient)
+        if refused is not None:
+            raise RateLimited(
+                f"Too many emails have gone to {recipient} recently. "
+                f"Please try again in {_minutes(refused.retry_after)}."
+            )
 
     def _check(
         self, limiter: RateLimiter, address: str | None, *, recipient: str | None = None

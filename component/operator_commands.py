@@ -195,7 +195,27 @@ async def _canned(service: CommandHost, held: Held, op: Operator, arg: str) -> s
     if match is None:
         raise BadCommand(f"No canned message called {name!r}. Send !c for the list.")
     await service.operator_says(held, op, match.text)
+    if match.name == GOODBYE_INAPPROPRIATE:
+        await _remember_for_pickup(service, live, op, f"ended with {GOODBYE_INAPPROPRIATE}")
     return None
+
+
+# The canned message that ends a chat as inappropriate (sticky pickup remembers it).
+GOODBYE_INAPPROPRIATE = "goodbye-inappropriate"
+
+
+async def _remember_for_pickup(
+    service: CommandHost, live: LiveChat, op: Operator, why: str
+) -> None:
+    """The operator ended (or marked) this chat as inappropriate: the same patron's next
+    chats go to them first, as far as the queue's privacy mode lets refdesk remember."""
+    await service.moderation.remember_for_pickup(
+        address=live.ip or live.origin_ip,
+        privacy=live.queue.privacy,
+        operator_jid=op.jid,
+        chat_id=live.id,
+        why=why,
+    )
 
 
 async def _note(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
@@ -223,12 +243,30 @@ async def _tag(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     reply = "Tagged: " + ", ".join(added) + "."
     if INCIDENT_TAGS & set(added):
         incident = await _incident_for(service, live, op)
+        marked = ", ".join(t for t in added if t in INCIDENT_TAGS)
+        await _remember_for_pickup(service, live, op, f"tagged {marked}")
         reply += f" Incident report #{incident} is open for follow-up."
+        reply += await _exempt_contact_note(service, live)
     return reply
 
 
 # Tags that open (or update) an incident report for the chat.
 INCIDENT_TAGS = frozenset({"incident", "explicit", "harassment", "threat"})
+
+
+async def _exempt_contact_note(service: CommandHost, live: LiveChat) -> str:
+    """After an incident: if it is one more from a shared computer's network that has a
+    contact, a message to that contact is drafted for an admin; the operator is told."""
+    group = service.group_of(live.queue)
+    if group is None:
+        return ""
+    draft = await service.moderation.note_exempt_incident(group.id, group.title, live.ip)
+    if draft is None:
+        return ""
+    return (
+        " Incidents keep coming from this shared network: a message to its contact is "
+        f"drafted for an admin (draft #{draft})."
+    )
 
 
 async def _incident_for(service: CommandHost, live: LiveChat, op: Operator) -> int:
@@ -310,7 +348,10 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
         raise BadCommand("The patron's address is not known, so it cannot be banned.")
     group = service.group_of(live.queue)
     moderation = service.moderation
-    goodbye = await _canned_text(service, live, "goodbye-inappropriate")
+    goodbye = await _canned_text(service, live, GOODBYE_INAPPROPRIATE)
+    # Whatever becomes of the ban (refused, reported, made), the patron's next chats go
+    # to this operator first.
+    await _remember_for_pickup(service, live, op, "ended with !ban")
     if group is not None and not group.operators_may_ban:
         incident = await service.store.incidents.add(
             kind="ban-request",
@@ -323,11 +364,12 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
             notes=reason,
         )
         service.bus.publish(IncidentOpened(incident))
+        drafted = await _exempt_contact_note(service, live)
         await service.operator_says(held, op, goodbye)
         await service.end(held, by="operator", text=f"{op.name} ended the chat.")
         return (
             f"Reported for admin review (incident #{incident}): in this group operators do "
-            "not ban directly. The chat has ended."
+            f"not ban directly. The chat has ended.{drafted}"
         )
     exempt = moderation.exempt(live.queue.group_id)
     network = normalize_target(live.ip)
@@ -343,10 +385,12 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
             notes=f"Ban asked for ({reason}); the address is on an exempt network.",
         )
         service.bus.publish(IncidentOpened(incident))
+        drafted = await _exempt_contact_note(service, live)
         raise BadCommand(
             "This address belongs to an exempt network (shared computers such as a school's "
             f"or library's): it cannot be banned from here. Flagged for an admin (incident "
             f"#{incident}). End the chat with !c goodbye-inappropriate and !end if needed."
+            + drafted
         )
     why = refusal(network, protected=moderation.policy.protected, exempt=exempt, by_operator=True)
     if why:

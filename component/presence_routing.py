@@ -36,6 +36,7 @@ from component.core.models import (
     Sender,
 )
 from component.core.routing import OperatorLoad, eligible, next_in_turn, queue_status
+from component.core.sticky import StickyMark, offer_note
 from component.directory_cache import DirectoryCache
 from component.live import Background, Held, LiveChat, QueueInfo, hold
 from component.open_chats import OpenChats
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 # Emails the on-call operators who gave an address: (queue, addresses, text).
 OnCallMailer = Callable[[Queue, Sequence[str], str], Awaitable[None]]
+# Who ended this patron's (address's) chats as inappropriate lately, newest first.
+PickupClaims = Callable[[str | None], Awaitable[list[StickyMark]]]
 
 
 class Routing:
@@ -61,6 +64,7 @@ class Routing:
         chats: OpenChats,
         operator_grace: float,
         on_call_mailer: OnCallMailer,
+        pickup_claims: PickupClaims,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -70,6 +74,7 @@ class Routing:
         self.chats = chats
         self.operator_grace = operator_grace
         self.on_call_mailer = on_call_mailer
+        self.pickup_claims = pickup_claims
         self._presence: dict[str, dict[str, Presence]] = {}  # jid -> resource -> presence
         self._last_chat: dict[str, datetime] = {}  # jid -> when they last took a chat
         self._leaving: dict[str, Timer] = {}  # operators gone offline, with chats
@@ -233,6 +238,15 @@ class Routing:
             self.publish_status(queue.name)
             return
         loads = self.loads(queue)
+        if live.sticky_hold:
+            if live.offered_to:
+                return  # the returning patron's earlier operator has it alone for now
+            live.sticky_hold = False  # they went away: routed as usual
+        elif not live.sticky_checked and not live.offered_to:
+            live.sticky_checked = True
+            if await self._offer_sticky(held, loads, via):
+                self.publish_status(queue.name)
+                return
         if queue.routing is RoutingMode.ROUND_ROBIN:
             if live.offered_to:
                 return  # one operator at a time: wait for the offer to be taken or time out
@@ -247,6 +261,38 @@ class Routing:
         if targets:
             await self._offer(held, targets, via=via)
         self.publish_status(queue.name)
+
+    async def _offer_sticky(self, held: Held, loads: list[OperatorLoad], via: str) -> bool:
+        """A new chat's first offer: if an operator of this queue who can take it now
+        ended this patron's chat as inappropriate lately, offer it to them alone for the
+        offer timeout (then it is routed as usual). True if offered."""
+        live = held.live
+        if live.passed or live.visited - {live.queue.id}:
+            return False  # moved on already (a transfer or rollover): not a first offer
+        claims = await self.pickup_claims(live.ip)
+        ready = set(eligible(loads))
+        mark = next((m for m in claims if m.operator_jid in ready), None)
+        if mark is None:
+            return False
+        note = offer_note(mark, await self.store.chats.tags(mark.chat_id))
+        await self._offer(held, [mark.operator_jid], via=f"{via}; {note}" if via else note)
+        live.sticky_hold = True
+        if live.queue.routing is RoutingMode.RING_ALL:
+            # Round-robin's own offer timer moves on; ring-all needs one for this offer.
+            live.offer_timer = self.background.later(
+                live.queue.offer_timeout, lambda: self._sticky_timed_out(live)
+            )
+        return True
+
+    async def _sticky_timed_out(self, live: LiveChat) -> None:
+        """The earlier operator did not take the returning patron in time: everyone
+        eligible gets the offer too (they keep theirs)."""
+        async with hold(live) as held:
+            live.offer_timer = None
+            if not self.chats.is_open(live) or live.operator is not None or not live.sticky_hold:
+                return
+            live.sticky_hold = False
+            await self.route(held, via="not taken in time by the earlier operator")
 
     async def route_waiting(self) -> None:
         """Route every unanswered, unoffered chat of an open queue (the clock alone may

@@ -48,7 +48,7 @@ from component.core.routing import OperatorLoad
 from component.directory_cache import DirectoryCache
 from component.followup import FollowUp
 from component.live import TYPING_INTERVAL, Background, Held, LiveChat, QueueInfo, hold
-from component.moderation import BanPolicy, Limits, Moderation
+from component.moderation import BanNotice, BanPolicy, Limits, Moderation
 from component.notices import Notices
 from component.open_chats import OpenChats
 from component.operator_commands import run_chat_command, run_queue_command
@@ -110,6 +110,7 @@ class DeskService:
             chats=self.open,
             operator_grace=operator_grace,
             on_call_mailer=self.followup.on_call_alert,
+            pickup_claims=self.moderation.pickup_claims,
         )
         self.lifecycle = ChatLifecycle(
             store=store,
@@ -182,6 +183,8 @@ class DeskService:
                     now - timedelta(days=queue.retention_days),
                     transcripts=queue.purge_transcripts,
                 )
+        # Sticky pickup marks outlive no patron's memory: gone once expired.
+        await self.store.sticky.forget_expired(now)
         return total
 
     # Directory ---------------------------------------------------------------------------------
@@ -264,12 +267,18 @@ class DeskService:
         if await self.directory.mark_subscription_asked(queue_name, jid):
             await self._note_own_write()
 
-    def ban_text(self, queue_name: str | None) -> str:
+    def ban_text(self, queue_name: str | None, seen: str | None = None) -> str:
         """What a banned patron of this queue reads (the group's appeal address if it has
-        one)."""
+        one), with `seen`, the address refdesk saw for them, when the text is shown to
+        them rather than stored."""
+        return self.ban_notice(queue_name, seen).text
+
+    def ban_notice(self, queue_name: str | None, seen: str | None) -> BanNotice:
+        """Called by the web transports whenever they refuse a banned patron: the ban
+        message with the address refdesk saw and the appeal address of the queue's group."""
         queue = self.directory.find_queue(queue_name or "")
         group = self.group_of(queue) if queue else None
-        return self.moderation.ban_text(group.appeal_email if group else None)
+        return self.moderation.ban_notice(group.appeal_email if group else None, seen)
 
     # Presence and queue state (component.presence_routing) ------------------------------------
 

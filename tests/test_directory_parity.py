@@ -47,7 +47,7 @@ QUEUE_FORM = {
     "text_offline": "",
     "allowed_origins": "",
 }
-GROUP_FORM = {"title": "Library", "appeal_email": ""}
+GROUP_FORM = {"title": "Library", "appeal_email": "", "referral_domains": ""}
 OPERATOR_FORM = {"jid": "", "name": "", "max_chats": "3", "queue": "ask"}
 BAN_FORM = {"target": "203.0.113.9", "reason": "", "length": "ladder", "ipv6_prefix": "64"}
 
@@ -69,6 +69,15 @@ for bad in [
             "/admin/groups/library",
             {**GROUP_FORM, "appeal_email": bad},
             "group-appeal_email-error",
+        )
+    )
+    CASES.append(
+        (
+            f"exempt network contact {bad!r}",
+            ["group", "exempt", "library", "203.0.113.0/28", "--contact-email", bad],
+            "/admin/groups/library/exempt",
+            {"network": "203.0.113.0/28", "note": "School", "contact_email": bad},
+            "exempt-contact_email-error",
         )
     )
     CASES.append(
@@ -95,6 +104,26 @@ for bad in [
             "/admin/groups/library",
             {**GROUP_FORM, "coordinator_emails": bad},
             "group-coordinator_emails-error",
+        )
+    )
+
+
+for bad in [
+    "ill@example.edu",
+    "*.example.edu",
+    "example.edu, exa<mple>.org",
+    "localhost",
+    "example.edu\x07",
+    "a" * 300 + ".edu",
+    ", ".join(f"d{n}.example.edu" for n in range(21)),
+]:
+    CASES.append(
+        (
+            f"referral domains {bad[:40]!r}",
+            ["group", "set", "library", "--referral-domains", bad],
+            "/admin/groups/library",
+            {**GROUP_FORM, "referral_domains": bad},
+            "group-referral_domains-error",
         )
     )
 
@@ -254,3 +283,58 @@ async def test_cli_and_admin_refuse_alike(
     group = await store.groups.by_name("library")
     assert group is not None and group.title == "Library" and group.appeal_email is None
     assert group.coordinator_emails == ()
+    assert group.referral_domains == ()
+    assert await store.exempt.rows(group.id) == []
+
+
+async def test_referral_domains_set_by_cli_show_on_the_admin_page(
+    offline_desk: Desk, tmp_path: Path
+) -> None:
+    """`group set --referral-domains` stores the domains in their ASCII form; the admin
+    group page shows them and saves them back; 'none' allows any domain again."""
+    config = cli_config(offline_desk, tmp_path)
+    argv = ["group", "set", "library", "--referral-domains", "Example.EDU, bücher.example"]
+    code, err = await asyncio.to_thread(run_cli, ["--config", str(config), *argv])
+    assert code == 0, err
+    store = offline_desk.refdesk.store
+    group = await store.groups.by_name("library")
+    assert group is not None
+    assert group.referral_domains == ("example.edu", "xn--bcher-kva.example")
+    session, token = await admin_session(offline_desk)
+    url = f"{offline_desk.url}/admin/groups/library"
+    async with session:
+        async with session.get(url) as resp:
+            assert 'value="example.edu, xn--bcher-kva.example"' in await resp.text()
+        form = {**GROUP_FORM, "referral_domains": "library.example.org", "csrf": token}
+        async with session.post(url, data=form) as resp:
+            assert resp.status == 200
+    group = await store.groups.by_name("library")
+    assert group is not None and group.referral_domains == ("library.example.org",)
+    argv = ["group", "set", "library", "--referral-domains", "none"]
+    code, err = await asyncio.to_thread(run_cli, ["--config", str(config), *argv])
+    assert code == 0, err
+    group = await store.groups.by_name("library")
+    assert group is not None and group.referral_domains == ()
+
+
+async def test_exempt_network_contact_by_cli_and_on_the_admin_page(
+    offline_desk: Desk, tmp_path: Path
+) -> None:
+    """`group exempt` takes a note and a contact address; adding the same network again
+    changes them; the admin group page lists the contact."""
+    config = cli_config(offline_desk, tmp_path)
+    base = ["--config", str(config), "group", "exempt", "library"]
+    for argv in (
+        [*base, "203.0.113.0/28", "--note", "School", "--contact-email", "a@school.example"],
+        [*base, "203.0.113.0/28", "--note", "Northside", "--contact-email", "b@school.example"],
+    ):
+        code, err = await asyncio.to_thread(run_cli, argv)
+        assert code == 0, err
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert await asyncio.to_thread(main, base) == 0
+    assert out.getvalue().strip() == "203.0.113.0/28\tNorthside\tb@school.example"
+    session, _ = await admin_session(offline_desk)
+    async with session, session.get(f"{offline_desk.url}/admin/groups/library") as resp:
+        page = await resp.text()
+    assert "<td>Northside</td><td>b@school.example</td>" in page

@@ -50,7 +50,7 @@ def make_app(
     app = web.Application(middlewares=[security_headers, admin_guard], client_max_size=256 * 1024)
     app[SERVICE] = service
     app[CONFIG] = config
-    app[HUB] = PatronHub(service.bus)
+    app[HUB] = PatronHub(service.bus, lambda queue, ip: service.ban_notice(queue, ip).frame())
     app[SOCKETS] = set()
     app[WIDGET_FILES] = assets.widget_files()
     app[OPERATIONS] = operations or Operations(service, lambda: LinkState(False, 0))

@@ -102,12 +102,12 @@ class PatronConnection:
         for frame in held:
             self.push(frame)
 
-    def ban(self, text: str) -> None:
-        """The patron's address was banned: send the ban message, then end the
-        connection (the transport closes the socket or long-poll session)."""
+    def ban(self, frame: Frame) -> None:
+        """The patron's address was banned: send the ban message (a `banned` frame),
+        then end the connection (the transport closes the socket or long-poll session)."""
         if self.closed:
             return
-        self.push({"type": "banned", "text": text})
+        self.push(frame)
         self.banned = True
         self.close()
 
@@ -127,8 +127,13 @@ class PatronConnection:
 class PatronHub:
     """Created by the app factory; subscribed to the service bus while the app runs."""
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(
+        self, bus: EventBus, ban_frame: Callable[[str, str | None], Frame] | None = None
+    ) -> None:
         self._bus = bus
+        # Given by the app factory: the `banned` frame for a queue and the patron's
+        # address (each patron is shown the address refdesk saw for them).
+        self._ban_frame = ban_frame
         self._by_chat: dict[int, set[PatronConnection]] = {}
         self._unsubscribe: Callable[[], None] | None = None
         self.status_listeners: set[PatronConnection] = set()
@@ -178,7 +183,7 @@ class PatronHub:
                 for conns in list(self._by_chat.values()):
                     for conn in list(conns):
                         if _in_network(conn.ip, event.network):
-                            conn.ban(event.text)
+                            conn.ban(self._banned_frame(conn, event.text))
             case EmailOffered():
                 self._send(event.chat_id, {"type": "offer_email", "text": event.text})
             case QueueStatusChanged():
@@ -193,6 +198,11 @@ class PatronHub:
                         frame["waiting"] = event.waiting
                     for conn in self._by_chat.get(chat_id, ()):
                         conn.push_status(frame)
+
+    def _banned_frame(self, conn: PatronConnection, text: str) -> Frame:
+        if self._ban_frame is None:
+            return {"type": "banned", "text": text}
+        return self._ban_frame(conn.queue, conn.ip)
 
 
 def _in_network(ip: str | None, network: IPv4Network | IPv6Network) -> bool:

@@ -105,10 +105,10 @@ async def send_frame(request: web.Request) -> web.Response:
         # Ended on the server's side (a ban): refuse, and say why; the next poll
         # delivers the same frames and closes the session.
         assert session.conn is not None
-        banned = session.conn.banned
-        text = session.service.ban_text(session.queue) if banned else "This session has ended."
-        frame = {"type": "banned", "text": text} if banned else error_frame("closed", text)
-        return _json([frame], 403 if banned else 410)
+        if session.conn.banned:
+            notice = session.service.ban_notice(session.queue, session.origin.ip)
+            return _json([notice.frame()], 403)
+        return _json([error_frame("closed", "This session has ended.")], 410)
     return web.json_response({"ok": True}, headers={"Cache-Control": "no-store"})
 
 

@@ -45,7 +45,7 @@ async def chat_page(request: web.Request) -> web.Response:
             request,
             {
                 "title": "Chat not available",
-                "text": service.ban_text(queue),
+                "text": service.ban_text(queue, ip),
                 "static_prefix": STATIC_PREFIX,
             },
             status=403,

@@ -118,7 +118,7 @@ class PatronSession:
         a ban that took effect while no event could reach this connection still bites."""
         if self.service.moderation.banned(self.origin.ip) is None:
             return False
-        conn.ban(self.service.ban_text(self.queue))
+        conn.ban(self.service.ban_notice(self.queue, self.origin.ip).frame())
         return True
 
     def error(self, code: str, text: str) -> None:
@@ -131,7 +131,7 @@ class PatronSession:
         resume, last_seq = parse_hello(frame)
         if self.service.moderation.banned(self.origin.ip) is not None:
             # Before any chat exists: a banned address never gets one.
-            self.early.append({"type": "banned", "text": self.service.ban_text(self.queue)})
+            self.early.append(self.service.ban_notice(self.queue, self.origin.ip).frame())
             self.refused = True
             return
         handle = await self.service.open_chat(

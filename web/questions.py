@@ -50,7 +50,9 @@ async def submit_question(request: web.Request) -> web.Response:
     if request.content_length > MAX_BODY:
         return _error(413, "The form is too large.")
     if service.moderation.banned(origin.ip) is not None:
-        return _error(403, service.ban_text(queue))
+        notice = service.ban_notice(queue, origin.ip)
+        body = {"error": notice.text, "field": None, "address": notice.address}
+        return web.json_response({**body, "appeal": notice.appeal}, status=403)
     try:
         fields = await _fields(request)
         ticket = await service.followup.submit_question(

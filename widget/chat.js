@@ -220,6 +220,19 @@ function finish(title, detail, canRestart) {
   if (lost) (canRestart ? newBtn : overTitle).focus();
 }
 
+// A ban names the address the service saw (to quote in an appeal) and where to appeal,
+// as a mail link. Both come from the server: text only, and the link only for a plain
+// address (no scheme, query or markup can ride on it).
+function banDetails(m) {
+  const address = typeof m.address === 'string' ? m.address : '';
+  const appeal = typeof m.appeal === 'string' && /^[\w.+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$/.test(m.appeal) ? m.appeal : '';
+  say('rd-ban-address', address);
+  const a = $('rd-ban-appeal');
+  a.textContent = appeal;
+  if (appeal) a.href = 'mailto:' + appeal; else a.removeAttribute('href');
+  $('rd-ban').hidden = !(address || appeal);
+}
+
 const txSay = (ok, err) => { say('rd-tx-ok', ok); say('rd-tx-err', err); txEmail.ariaInvalid = !!err; };
 
 const handlers = {
@@ -275,7 +288,7 @@ const handlers = {
     save();
     finish(S.ended, '', true);
   },
-  banned(m) { forget(); finish(S.bannedTitle, m.text || S.banned, false); },
+  banned(m) { forget(); banDetails(m); finish(S.bannedTitle, m.text || S.banned, false); },
   transcript_ok(m) { wantTx = null; txSay(S.txOk.replace('{email}', m.email || txEmail.value), ''); },
   error(m) {
     gotError = true;
@@ -457,7 +470,7 @@ mailForm.addEventListener('submit', async (e) => {
       $('rd-mail-done').hidden = !(sent = true);
       view();
       $('rd-mail-done').focus();
-    } else if (r.status === 403) handlers.banned({ text: j.error });
+    } else if (r.status === 403) handlers.banned({ text: j.error, address: j.address, appeal: j.appeal });
     else if (r.status === 400 && field[j.field]) fieldErr(j.field, j.error || S.error);
     else alertBox.textContent = j.error || S.mailFailed;
   } catch (x) { alertBox.textContent = S.mailFailed; } finally { btn.disabled = false; }

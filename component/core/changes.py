@@ -30,6 +30,7 @@ class GroupUpdate:
     operators_may_ban: bool | Unset = UNSET
     appeal_email: str | Unset | None = UNSET
     coordinator_emails: tuple[str, ...] | Unset = UNSET
+    referral_domains: str | Unset = UNSET  # comma-separated, as stored; "" for any
 
     def columns(self) -> dict[str, object]:
         """Column name -> value for each field that is set (called by the store):

@@ -52,6 +52,7 @@ __all__ = [
     "ban_notice",
     "envelope_recipients",
     "envelope_sender",
+    "facility_contact",
     "header_text",
     "needs_smtputf8",
     "offline_ticket",
@@ -811,6 +812,34 @@ def ban_notice(
         automatic=True,
     )
     return _finish(msg, blocks)
+
+
+def facility_contact(
+    from_addr: str,
+    to_addr: str,
+    group_title: str,
+    text: str,
+    *,
+    msgid_domain: str | None = None,
+    now: datetime | None = None,
+) -> EmailMessage:
+    """The message to a shared computer's facility (a school's or library's contact)
+    about repeated incidents from its network, as an admin reviewed it.
+
+    Called by the follow-up desk when an admin sends a drafted contact message.
+    """
+    title = _title(group_title)
+    msg = _new_message(
+        from_addr=from_addr,
+        sender_name=title,
+        to=_mailbox(to_addr, "to_addr"),
+        subject=f"[{_SUBJECT_TAG}] {title}: incidents from your network",
+        reply_to=None,
+        msgid_domain=msgid_domain,
+        now=now,
+        automatic=False,
+    )
+    return _finish(msg, [_Para(text)])
 
 
 # --- bytes and envelopes -----------------------------------------------------------------

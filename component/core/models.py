@@ -119,6 +119,8 @@ class Group:
     # Told of every ban, lift and incident in the group's chats, and when a queue of the
     # group goes unstaffed during its service hours.
     coordinator_emails: tuple[str, ...] = ()
+    # Where `!refer` may send (ASCII domains, subdomains included); empty: anywhere.
+    referral_domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

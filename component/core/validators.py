@@ -355,6 +355,45 @@ def origins(text: str) -> str:
     return " ".join(out)
 
 
+MAX_REFERRAL_DOMAINS = 20
+
+
+def referral_domains(text: str) -> tuple[str, ...]:
+    """A group's allowed referral domains as typed (commas or spaces between them), each
+    in its ASCII form; () for an empty field (any domain). Called by the directory layer
+    for `group set --referral-domains` and the admin group page."""
+    found: list[str] = []
+    for item in re.split(r"[,\s]+", text.strip()):
+        if not item:
+            continue
+        if "@" in item or item.startswith(("*", ".")):
+            raise ValueError(
+                f"{item[:80]!r} is not a domain: write just the part after the @, like "
+                "example.edu (its subdomains are included)."
+            )
+        try:
+            domain = email_address(f"postmaster@{item}").partition("@")[2]
+        except ValueError:
+            raise ValueError(
+                f"{item[:80]!r} is not a mail domain: write e.g. example.edu or "
+                "library.example.org."
+            ) from None
+        if domain not in found:
+            found.append(domain)
+    if len(found) > MAX_REFERRAL_DOMAINS:
+        raise ValueError(f"Give at most {MAX_REFERRAL_DOMAINS} referral domains.")
+    return tuple(found)
+
+
+def in_domains(address: str, domains: tuple[str, ...]) -> bool:
+    """Whether a checked address (`email_address`) is at one of `domains` or a subdomain
+    of one; any address when `domains` is empty. Called by `!refer`."""
+    if not domains:
+        return True
+    domain = address.rpartition("@")[2].lower()
+    return any(domain == d or domain.endswith("." + d) for d in domains)
+
+
 def network(text: str) -> str:
     """An address or network, as the network it names (host bits cleared)."""
     try:

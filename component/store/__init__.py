@@ -24,6 +24,7 @@ from component.store.canned import CannedStore
 from component.store.chats import ChatStore
 from component.store.db import Database, StoreError
 from component.store.exempt import ExemptStore
+from component.store.exempt_contacts import ExemptContactStore
 from component.store.groups import GroupStore
 from component.store.incidents import IncidentStore
 from component.store.links import LinkStore
@@ -33,6 +34,7 @@ from component.store.operators import OperatorStore
 from component.store.ops import BackupResult, OpsStore, OutboxSummary
 from component.store.queues import QueueStore
 from component.store.stats import StatsStore
+from component.store.sticky import StickyStore
 from component.store.tickets import TicketStore
 from component.store.transcripts import TranscriptStore
 
@@ -84,6 +86,8 @@ class Store:
         self.stats = StatsStore(db)
         self.ops = OpsStore(db)
         self.notices = NoticeStore(db)
+        self.sticky = StickyStore(db)
+        self.exempt_contacts = ExemptContactStore(db)
 
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:

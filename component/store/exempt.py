@@ -15,6 +15,8 @@ class ExemptRow:
     id: int
     network: str
     note: str
+    # Whom to write to about repeated incidents from it, instead of a ban.
+    contact_email: str | None = None
 
 
 class ExemptStore:
@@ -24,10 +26,15 @@ class ExemptStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def add(self, group_id: int, network: str, note: str = "") -> None:
+    async def add(
+        self, group_id: int, network: str, note: str = "", contact_email: str | None = None
+    ) -> None:
+        """Add an exempt network, or change the note and contact of one already there."""
         await self._db.write(
-            "INSERT OR REPLACE INTO exempt_networks (group_id, network, note) VALUES (?, ?, ?)",
-            (group_id, network, note),
+            "INSERT INTO exempt_networks (group_id, network, note, contact_email)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (group_id, network) DO UPDATE SET"
+            " note = excluded.note, contact_email = excluded.contact_email",
+            (group_id, network, note, contact_email),
         )
 
     async def by_group(self) -> dict[int, list[str]]:
@@ -39,10 +46,11 @@ class ExemptStore:
 
     async def rows(self, group_id: int) -> list[ExemptRow]:
         rows = await self._db.all(
-            "SELECT id, network, note FROM exempt_networks WHERE group_id = ? ORDER BY id",
+            "SELECT id, network, note, contact_email FROM exempt_networks WHERE group_id = ?"
+            " ORDER BY id",
             (group_id,),
         )
-        return [ExemptRow(r["id"], r["network"], r["note"]) for r in rows]
+        return [ExemptRow(r["id"], r["network"], r["note"], r["contact_email"]) for r in rows]
 
     async def delete(self, group_id: int, exempt_id: int) -> bool:
         removed = await self._db.write_count(

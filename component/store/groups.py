@@ -19,6 +19,7 @@ def group_from_row(row: aiosqlite.Row) -> Group:
         bool(row["operators_may_ban"]),
         row["appeal_email"],
         tuple(a for a in row["coordinator_emails"].split(",") if a),
+        tuple(d for d in row["referral_domains"].split(",") if d),
     )
 
 

@@ -107,9 +107,7 @@ class NoticeStore:
 
     async def set_outcome(self, incident_id: int, outcome: str) -> None:
         """The outcome chosen when the incident was closed (see `core.outcomes`)."""
-        await self.db.write(
-            "UPDATE incidents SET outcome = ? WHERE id = ?", (outcome, incident_id)
-        )
+        await self.db.write("UPDATE incidents SET outcome = ? WHERE id = ?", (outcome, incident_id))
 
     async def ban_chat(self, ban_id: int) -> tuple[int | None, str | None]:
         """(the chat the ban was made in, who lifted it) for a ban's notices."""

@@ -482,3 +482,15 @@ def test_max_stanza_bytes_stays_well_under_the_servers_limits(tmp_path: Path) ->
         text = REQUIRED.replace("[xmpp]\n", f"[xmpp]\nmax_stanza_bytes = {value}\n")
         _path, error = load_error(tmp_path, text)
         assert "xmpp.max_stanza_bytes: must be between 16384 and 262144 bytes" in str(error)
+
+
+@pytest.mark.parametrize("value", ["-1", "2592001", '"a day"', "nan", "inf"])
+def test_sticky_pickup_out_of_range_is_refused(tmp_path: Path, value: str) -> None:
+    _, error = load_error(tmp_path, REQUIRED + f"[bans]\nsticky_pickup = {value}\n")
+    assert "sticky_pickup" in str(error)
+
+
+def test_sticky_pickup_zero_turns_it_off(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, REQUIRED + "[bans]\nsticky_pickup = 0\n"))
+    assert cfg.bans.sticky_pickup == 0.0
+    assert load_config(write(tmp_path, REQUIRED)).bans.sticky_pickup == 86400.0

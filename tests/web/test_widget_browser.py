@@ -700,6 +700,61 @@ async def test_queue_position_email_offer_and_ban(offline_desk: Desk, browser: B
     assert not s.errors, s.errors
 
 
+@pytest.mark.parametrize(
+    "appeal", ["javascript:alert(1)//@x.org", "a@b.org?body=hi", "<b>x</b>@evil.org", 7]
+)
+async def test_a_hostile_ban_frame_shows_text_and_links_nothing(
+    offline_desk: Desk, browser: Browser, appeal: object
+) -> None:
+    """Whatever the ban frame carries is shown as text; only a plain address is linked."""
+    fake = FakeLongPoll()
+    async with browsing(browser, PHONE) as s:
+        page = s.page
+        await page.route("**/lp/ask", fake.hello)
+        await page.route("**/lp/ask/s1", fake.session)
+        await page.goto(f"{offline_desk.url}/chat/ask?transport=lp")
+        await expect(page.locator("#rd-status")).to_have_attribute("data-status", "busy")
+        address = '<img src=x onerror="document.title=1">'
+        fake.frames.put_nowait(
+            {"type": "banned", "text": "<b>banned</b>", "address": address, "appeal": appeal}
+        )
+        await expect(page.locator("#rd-over-detail")).to_have_text("<b>banned</b>")
+        await expect(page.locator("#rd-ban-address")).to_have_text(address)
+        assert await page.locator("#rd-ban img, #rd-over b").count() == 0
+        assert await page.locator("#rd-ban-appeal").get_attribute("href") is None
+        assert await page.title() != "1"
+    assert not s.errors, s.errors
+
+
+@pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
+async def test_the_email_form_of_a_banned_patron_shows_their_address(
+    offline_desk: Desk, browser: Browser
+) -> None:
+    """The ban reaches the patron through the (real) questions endpoint: the widget shows
+    the address refdesk saw and the appeal address as a mail link."""
+    patron = "198.51.100.77"
+    fake = FakeLongPoll()
+    async with browsing(browser, PHONE, extra_http_headers={"X-Forwarded-For": patron}) as s:
+        page = s.page
+        await page.route("**/lp/ask", fake.hello)
+        await page.route("**/lp/ask/s1", fake.session)
+        await page.goto(f"{offline_desk.url}/chat/ask?transport=lp")
+        await expect(page.locator("#rd-status")).to_have_attribute("data-status", "busy")
+        fake.frames.put_nowait({"type": "offer_email", "text": "Long wait today: email us?"})
+        await page.get_by_role("button", name="Send your question by email").click()
+        await page.get_by_label("Your question", exact=True).fill("Can I renew twice?")
+        await page.get_by_label("Email address", exact=True).fill("pat@example.org")
+        await offline_desk.service.moderation.ban(patron, reason="spam", actor="admin")
+        await page.get_by_role("button", name="Send question").click()
+        await expect(page.locator("#rd-over-title")).to_have_text("Chat not available")
+        await expect(page.locator("#rd-over-detail")).to_contain_text(f"saw it: {patron}")
+        await expect(page.locator("#rd-ban-address")).to_have_text(patron)
+        appeal = page.get_by_role("link", name="appeals@library.example")
+        await expect(appeal).to_have_attribute("href", "mailto:appeals@library.example")
+        await page.screenshot(path=shot_path("widget-banned-form"))
+    assert all("status of 403" in e for e in s.errors), s.errors
+
+
 @pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
 async def test_a_real_ban_mid_chat(offline_desk: Desk, browser: Browser) -> None:
     """The admins ban the patron's address while the page is open: the live page shows the
@@ -714,9 +769,16 @@ async def test_a_real_ban_mid_chat(offline_desk: Desk, browser: Browser) -> None
         await eventually(lambda: len(s.sockets) == 1, "the socket")
         await asyncio.sleep(0.3)  # the welcome
         await offline_desk.service.moderation.ban(patron, reason="spam", actor="admin")
-        text = offline_desk.service.ban_text("ask")
+        text = offline_desk.service.ban_text("ask", patron)
         await expect(page.locator("#rd-over-title")).to_have_text("Chat not available")
         await expect(page.locator("#rd-over-detail")).to_have_text(text)
+        # The address refdesk saw, labelled, and the appeal address as a mail link.
+        ban = page.locator("#rd-ban")
+        await expect(ban).to_be_visible()
+        await expect(ban.locator("dt").first).to_have_text("Your address as we saw it")
+        await expect(page.locator("#rd-ban-address")).to_have_text(patron)
+        appeal = page.get_by_role("link", name="appeals@library.example")
+        await expect(appeal).to_have_attribute("href", "mailto:appeals@library.example")
         await expect(page.locator("#rd-conn")).to_be_empty()
         await expect(page.locator("#rd-mail")).to_be_hidden()
         await page.screenshot(path=shot_path("widget-banned-live"))
@@ -725,5 +787,6 @@ async def test_a_real_ban_mid_chat(offline_desk: Desk, browser: Browser) -> None
         response = await page.reload()
         assert response is not None and response.status == 403
         await expect(page.locator("body")).to_contain_text(text)
+        await expect(page.locator("body")).to_contain_text(f"saw it: {patron}")
     # The 403 of the ban page, and its favicon (error.html has no icon link).
     assert all("status of 403" in e or "status of 404" in e for e in s.errors), s.errors

@@ -8,8 +8,11 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from component.core.errors import InvalidInput
+from component.core.exempt_contact import INCIDENT_WINDOW, REPEATED_INCIDENTS
 from component.core.models import Group
 from component.directory import DirectoryError, GroupChange, NewExempt, NewGroup, NewLink, Scope
+from component.moderation import RateLimited
 from web.admin import auth, canned
 from web.admin.forms import (
     Form,
@@ -18,6 +21,7 @@ from web.admin.forms import (
     group_of,
     id_of,
     posted,
+    service_of,
     store_of,
     visible_groups,
 )
@@ -63,6 +67,7 @@ def _group_settings_form(group: Group) -> Form:
             "operators_may_ban": group.operators_may_ban,
             "appeal_email": group.appeal_email or "",
             "coordinator_emails": ", ".join(group.coordinator_emails),
+            "referral_domains": ", ".join(group.referral_domains),
         },
     )
 
@@ -83,6 +88,10 @@ async def group_view(
     forms = dict(forms or {})
     queues = [q for q in await store.queues.all() if q.group_id == group.id]
     rows = await store.canned.rows(group_id=group.id)
+    drafts = await store.exempt_contacts.drafts(group.id)
+    draft_forms = {
+        d.id: forms.get(f"draft-{d.id}") or Form(f"draft-{d.id}", {"body": d.body}) for d in drafts
+    }
     return render(
         request,
         "admin/groups_edit.html",
@@ -99,6 +108,10 @@ async def group_view(
             "canned": canned.canned_forms(rows, forms),
             "canned_form": forms.get("canned") or Form("canned"),
             "canned_base": f"/admin/groups/{group.name}/canned",
+            "drafts": drafts,
+            "draft_forms": draft_forms,
+            "repeated": REPEATED_INCIDENTS,
+            "window_days": INCIDENT_WINDOW.days,
         },
         status=status,
     )
@@ -106,17 +119,23 @@ async def group_view(
 
 async def update_group(request: web.Request) -> web.Response:
     """POST /admin/groups/{group}: title, operators may ban, appeal address,
-    coordinators."""
+    coordinators, referral domains."""
     group = await group_of(request)
-    form = await posted(
-        request, "group", ("title", "operators_may_ban", "appeal_email", "coordinator_emails")
+    fields = (
+        "title",
+        "operators_may_ban",
+        "appeal_email",
+        "coordinator_emails",
+        "referral_domains",
     )
+    form = await posted(request, "group", fields)
     form.values["operators_may_ban"] = bool(form["operators_may_ban"])
     change = GroupChange(
         title=form["title"],
         operators_may_ban=form["operators_may_ban"],
         appeal_email=form["appeal_email"],
         coordinator_emails=form["coordinator_emails"],
+        referral_domains=form["referral_domains"],
     )
     try:
         await directory_of(request).change_group(group, change)
@@ -165,15 +184,37 @@ async def delete_link(request: web.Request) -> web.Response:
 async def add_exempt(request: web.Request) -> web.Response:
     """POST /admin/groups/{group}/exempt: a network operators cannot ban."""
     group = await group_of(request)
-    form = await posted(request, "exempt", ("network", "note"))
+    form = await posted(request, "exempt", ("network", "note", "contact_email"))
     try:
         network = await directory_of(request).add_exempt(
-            group, NewExempt(form["network"], form["note"])
+            group, NewExempt(form["network"], form["note"], form["contact_email"])
         )
     except DirectoryError as exc:
         form.refused(exc)
         return await group_view(request, group, {"exempt": form}, status=400)
     raise done(f"/admin/groups/{group.name}", f"{network} is exempt from bans.")
+
+
+async def send_contact_draft(request: web.Request) -> web.Response:
+    """POST /admin/groups/{group}/contact-drafts/{id}/send: send the drafted message to
+    an exempt network's contact (as edited in the form), through the mail outbox."""
+    group = await group_of(request)
+    draft_id = id_of(request)
+    form = await posted(request, f"draft-{draft_id}", ("body",))
+    actor = auth.current(request).admin.username
+    try:
+        sent = await service_of(request).followup.send_exempt_contact(
+            group, draft_id, form["body"], actor
+        )
+    except InvalidInput as exc:
+        if exc.code == "no_draft":
+            raise web.HTTPNotFound(text="Not found.") from None
+        form.fail("body", exc.text)
+        return await group_view(request, group, {form.prefix: form}, status=400)
+    except RateLimited as exc:
+        form.fail("body", exc.text)
+        return await group_view(request, group, {form.prefix: form}, status=429)
+    raise done(f"/admin/groups/{group.name}", f"The message to {sent.contact_email} is on its way.")
 
 
 async def delete_exempt(request: web.Request) -> web.Response:
@@ -205,4 +246,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/admin/groups/{group}/links/{id}/delete", delete_link)
     r.add_post("/admin/groups/{group}/exempt", add_exempt)
     r.add_post("/admin/groups/{group}/exempt/{id}/delete", delete_exempt)
+    r.add_post("/admin/groups/{group}/contact-drafts/{id}/send", send_contact_draft)
     canned.add_scoped_routes(app, "/admin/groups/{group}/canned", _canned_place)

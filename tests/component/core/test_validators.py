@@ -98,3 +98,19 @@ def test_names_titles_and_numbers() -> None:
             validators.seconds(bad)
     assert validators.closed_days("2026-12-26, 2026-12-25") == ("2026-12-25", "2026-12-26")
     assert validators.escalation("off") is None
+
+
+def test_referral_domains_and_membership() -> None:
+    from component.core.validators import in_domains, referral_domains
+
+    assert referral_domains("") == ()
+    assert referral_domains(" Example.EDU,library.example.org  example.edu ") == (
+        "example.edu",
+        "library.example.org",
+    )
+    domains = ("example.edu",)
+    assert in_domains("ill@example.edu", domains)
+    assert in_domains("ill@lib.example.edu", domains)
+    assert not in_domains("ill@badexample.edu", domains)
+    assert not in_domains("ill@example.edu.evil.org", domains)
+    assert in_domains("anyone@anywhere.org", ())

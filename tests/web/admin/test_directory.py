@@ -797,6 +797,16 @@ async def test_directory_pages_pass_axe(offline_desk: Desk, browser: Browser) ->
     ask = await desk.store_queue("ask")
     op = await store.operators.upsert("ana@example.org", "Ana", 3, datetime.now(UTC))
     await store.operators.assign(ask.id, op.id)
+    # A drafted message to a shared computer's contact, shown on the group page.
+    await store.exempt.add(ask.group_id, "203.0.113.0/28", "School", "it@school.example")
+    await store.exempt_contacts.add_draft(
+        group_id=ask.group_id,
+        network="203.0.113.0/28",
+        contact_email="it@school.example",
+        incidents=(1, 2),
+        body="Hello,\n\nTwo incidents.",
+        now=datetime.now(UTC),
+    )
     await desk.service.reload_directory()
     user, password = await admin_account(desk)
     context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
