@@ -20,6 +20,7 @@ from component.core.bans import Network, canonical_address
 from component.core.errors import ChatClosed, InvalidInput, NotAnOperator, NotYourChat
 from component.core.events import ChatEnded, EmailOffered, MessagePosted, TypingChanged
 from component.core.models import Chat, ChatEvent, ChatState, EventKind, Operator, Sender
+from component.core.patron_text import PatronText, line
 from component.core.privacy import stored_address
 from component.core.text import TextRejected, clean_message
 from component.directory_cache import DirectoryCache
@@ -256,13 +257,7 @@ class ChatLifecycle:
         if live is None or not live.unanswered:
             return
         live.max_wait_timer = None
-        self.bus.publish(
-            EmailOffered(
-                live.id,
-                "Sorry for the wait. If you prefer, leave your question and your email "
-                "address and we will answer by email; or keep waiting here.",
-            )
-        )
+        self.bus.publish(EmailOffered(live.id, line("wait_offer").english, code="wait_offer"))
 
     async def patron_typing(self, chat_id: int, composing: bool) -> None:
         """A patron's typing frame. Throttled per chat (`TypingThrottle`): each
@@ -321,7 +316,7 @@ class ChatLifecycle:
                 await self.end(
                     held,
                     by="system",
-                    text=f"The patron left the chat (no connection for {minutes} min).",
+                    text=line("patron_left", minutes=minutes),
                 )
 
     # The operator's side ---------------------------------------------------------------------
@@ -348,7 +343,7 @@ class ChatLifecycle:
             held, Sender.OPERATOR, op.name, self.check_text(text), kind=EventKind.NOTE, operator=op
         )
 
-    async def system_message(self, held: Held, text: str) -> None:
+    async def system_message(self, held: Held, text: str | PatronText) -> None:
         """A line from the service to the patron (and the transcript)."""
         live = held.live
         event = await self.chats.append(held, Sender.SYSTEM, "", text)
@@ -379,9 +374,15 @@ class ChatLifecycle:
     # Ending ----------------------------------------------------------------------------------
 
     async def end(
-        self, held: Held, *, by: str, text: str, state: ChatState = ChatState.ENDED
+        self,
+        held: Held,
+        *,
+        by: str,
+        text: str | PatronText,
+        state: ChatState = ChatState.ENDED,
     ) -> None:
-        """End the chat. `by` is "patron", "operator" or "system"."""
+        """End the chat. `by` is "patron", "operator" or "system"; `text` is a patron
+        line, or a text an admin wrote (the ban message) shown as it is."""
         live = held.live
         recipients = live.recipients()
         event = await self.chats.append(held, Sender.SYSTEM, by, text, kind=EventKind.ENDED)
@@ -400,7 +401,7 @@ class ChatLifecycle:
             return
         async with hold(live) as held:
             if self.chats.is_open(live):
-                await self.end(held, by="patron", text="You ended the chat.")
+                await self.end(held, by="patron", text=line("ended_by_patron"))
 
     async def end_chats_from(self, network: Network, text: str) -> int:
         """A ban took effect: end every open chat whose patron is connected from the
@@ -431,8 +432,7 @@ class ChatLifecycle:
                 await self.end(
                     held,
                     by="system",
-                    text=f"Your question was sent by email (ticket #{ticket_id}); "
-                    "we will answer you there.",
+                    text=line("followed_up", ticket=ticket_id),
                     state=ChatState.FOLLOWED_UP,
                 )
 

@@ -17,6 +17,7 @@ from component.core import commands, validators
 from component.core.bans import BanError, normalize_target, overlapping, parse_duration, refusal
 from component.core.errors import BadCommand, NotYourChat
 from component.core.models import ChatEvent, ChatState, Group, Operator, Presence, Queue, Sender
+from component.core.patron_text import PatronText, line
 from component.core.privacy import stored_address
 from component.core.routing import OperatorLoad
 from component.followup import FollowUp
@@ -64,7 +65,7 @@ class CommandHost(Protocol):
 
     async def accept(self, held: Held, op: Operator, *, explicit: bool) -> None: ...
 
-    async def release(self, held: Held, patron_text: str) -> None: ...
+    async def release(self, held: Held, patron_text: PatronText) -> None: ...
 
     async def offer_to_operator(self, held: Held, target: Operator, via: str) -> None: ...
 
@@ -73,13 +74,18 @@ class CommandHost(Protocol):
         held: Held,
         queue: Queue,
         *,
-        patron_text: str,
+        patron_text: PatronText,
         via: str,
         exclude: str | None = None,
     ) -> None: ...
 
     async def end(
-        self, held: Held, *, by: str, text: str, state: ChatState = ChatState.ENDED
+        self,
+        held: Held,
+        *,
+        by: str,
+        text: str | PatronText,
+        state: ChatState = ChatState.ENDED,
     ) -> None: ...
 
     async def note(self, held: Held, op: Operator, text: str) -> None: ...
@@ -135,7 +141,7 @@ async def _accept(service: CommandHost, held: Held, op: Operator, arg: str) -> s
 
 async def _end(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     service.require_mine(held, op)
-    await service.end(held, by="operator", text=f"{op.name} ended the chat.")
+    await service.end(held, by="operator", text=line("ended_by_operator", name=op.name))
     return "Chat ended."
 
 
@@ -157,7 +163,7 @@ async def _transfer(service: CommandHost, held: Held, op: Operator, arg: str) ->
         await service.move_to_queue(
             held,
             queue,
-            patron_text="You are being transferred; please stay in the chat.",
+            patron_text=line("transferring"),
             via=f"transferred by {op.name}",
             exclude=op.jid,
         )
@@ -177,8 +183,8 @@ async def _transfer(service: CommandHost, held: Held, op: Operator, arg: str) ->
     return f"Offered to {colleague.name}. The chat is theirs once they answer."
 
 
-def _transfer_text(service: CommandHost, live: LiveChat, to: str) -> str:
-    return f"You are being transferred to {to}. Please stay in the chat."
+def _transfer_text(service: CommandHost, live: LiveChat, to: str) -> PatronText:
+    return line("transfer_to", to=to)
 
 
 async def _canned(service: CommandHost, held: Held, op: Operator, arg: str) -> str | None:
@@ -316,7 +322,7 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
             notes=reason,
         )
         await service.operator_says(held, op, goodbye)
-        await service.end(held, by="operator", text=f"{op.name} ended the chat.")
+        await service.end(held, by="operator", text=line("ended_by_operator", name=op.name))
         return (
             f"Reported for admin review (incident #{incident}): in this group operators do "
             "not ban directly. The chat has ended."
@@ -348,7 +354,7 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     # they asked for is forgotten before the end would send it.
     await service.operator_says(held, op, goodbye)
     await service.store.set_transcript_email(live.id, None)
-    await service.end(held, by="operator", text=f"{op.name} ended the chat.")
+    await service.end(held, by="operator", text=line("ended_by_operator", name=op.name))
     try:
         ban = await moderation.ban(
             address,

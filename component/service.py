@@ -43,6 +43,7 @@ from component.core.models import (
     Presence,
     Queue,
 )
+from component.core.patron_text import PatronText
 from component.core.routing import OperatorLoad
 from component.directory_cache import DirectoryCache
 from component.followup import FollowUp
@@ -405,18 +406,23 @@ class DeskService:
     async def note(self, held: Held, op: Operator, text: str) -> None:
         await self.lifecycle.note(held, op, text)
 
-    async def system_message(self, held: Held, text: str) -> None:
+    async def system_message(self, held: Held, text: str | PatronText) -> None:
         await self.lifecycle.system_message(held, text)
 
     async def end(
-        self, held: Held, *, by: str, text: str, state: ChatState = ChatState.ENDED
+        self,
+        held: Held,
+        *,
+        by: str,
+        text: str | PatronText,
+        state: ChatState = ChatState.ENDED,
     ) -> None:
         await self.lifecycle.end(held, by=by, text=text, state=state)
 
     async def accept(self, held: Held, op: Operator, *, explicit: bool) -> None:
         await self.routing.accept(held, op, explicit=explicit)
 
-    async def release(self, held: Held, patron_text: str) -> None:
+    async def release(self, held: Held, patron_text: PatronText) -> None:
         await self.routing.release(held, patron_text)
 
     async def offer_to_operator(self, held: Held, target: Operator, via: str) -> None:
@@ -427,7 +433,7 @@ class DeskService:
         held: Held,
         queue: Queue,
         *,
-        patron_text: str,
+        patron_text: PatronText,
         via: str,
         exclude: str | None = None,
     ) -> None:

@@ -8,6 +8,7 @@ open, tracked with `PRAGMA user_version`.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
@@ -71,6 +72,14 @@ def _try_open(path: str) -> None:
     """Open and close the database file (creating it if missing); raises sqlite3.Error
     if that cannot be done. Run in a thread by `Store.open`."""
     sqlite3.connect(path).close()
+
+
+def _params(raw: str | None) -> dict[str, str] | None:
+    """A patron line's stored parameters (JSON written by `append_event`)."""
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else None
 
 
 class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQueries):
@@ -414,10 +423,13 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
             ts=ts,
             client_id=row["client_id"],
             operator_jid=row["jid"],
+            code=row["code"],
+            params=_params(row["params"]),
         )
 
     _EVENT_COLUMNS = (
-        "e.chat_id, e.seq, e.kind, e.sender, e.name, e.text, e.client_id, e.created_at, o.jid"
+        "e.chat_id, e.seq, e.kind, e.sender, e.name, e.text, e.client_id, e.created_at, o.jid,"
+        " e.code, e.params"
     )
 
     async def append_event(self, event: ChatEvent, operator_id: int | None = None) -> None:
@@ -425,7 +437,7 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
         serialises appends per chat so that holds."""
         await self._write(
             "INSERT INTO chat_events (chat_id, seq, kind, sender, operator_id, name, text,"
-            " client_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " client_id, created_at, code, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.chat_id,
                 event.seq,
@@ -436,6 +448,8 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
                 event.text,
                 event.client_id,
                 _ts(event.ts),
+                event.code,
+                None if event.params is None else json.dumps(dict(event.params)),
             ),
         )
 
@@ -891,6 +905,10 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
                 await execute("UPDATE tickets SET origin_ip = NULL WHERE chat_id = ?", (chat_id,))
                 if transcripts:
                     await execute("DELETE FROM chat_events WHERE chat_id = ?", (chat_id,))
+                    # A rating's comment is the patron's own words: it goes with them.
+                    await execute(
+                        "UPDATE chat_ratings SET comment = NULL WHERE chat_id = ?", (chat_id,)
+                    )
                     await execute(
                         "UPDATE tickets SET question = '(purged)', email = NULL, name = NULL"
                         " WHERE chat_id = ?",

@@ -3,11 +3,14 @@
 'use strict';
 const $ = (id) => document.getElementById(id);
 const root = $('refdesk');
-if (!root) return;
-const D = root.dataset;
+const D = root ? root.dataset : {};
 const ALL = window.REFDESK_STRINGS || {};
-const lang = ALL[D.lang] ? D.lang : 'en';
-const S = Object.assign({ status: {}, endedBy: {}, text: {} }, ALL.en, ALL[lang]);
+const asked = D.lang || document.documentElement.lang;
+const lang = ALL[asked] ? asked : 'en';
+const S = Object.assign({ status: {}, endedBy: {}, text: {}, sys: {}, err: {} }, ALL.en, ALL[lang]);
+// The error pages (unknown queue, not available) have only their headings to translate.
+for (const e of document.querySelectorAll('[data-i18n-page]')) e.textContent = S[e.dataset.i18nPage] || e.textContent;
+if (!root) return;
 const KEY = 'refdesk:' + (D.queue || '');
 const log = $('rd-log'), form = $('rd-form'), input = $('rd-input');
 const endBtn = $('rd-end'), newBtn = $('rd-new'), conn = $('rd-conn'), alertBox = $('rd-alert');
@@ -52,6 +55,15 @@ let status = D.status, statusText = '', position = null, offered = '', answered 
 let mailOpen = false, wasMailing = false, sent = false, txShown = false;
 
 const isNum = (n) => typeof n === 'number' && isFinite(n);
+// A template's {fields} filled from a line's params (values are inserted as text).
+const fill = (tpl, params) => tpl.replace(/\{(\w+)\}/g, (all, k) =>
+  params && typeof params[k] === 'string' ? params[k] : all);
+// A line the server wrote, in the page's language when its code is known; lines without a
+// code (texts an admin wrote) are shown as they are.
+const lineText = (m) => (m.code && S.sys[m.code] ? fill(S.sys[m.code], m.params) : m.text);
+// An error in the page's language: the server's English text only on an English page.
+const errText = (m, fallback) => (m.code && S.err[m.code]) || (m.code === 'banned' || lang === 'en'
+  ? m.text : '') || fallback;
 const save = () => {
   try {
     sessionStorage.setItem(KEY, JSON.stringify({ resume: st.resume, last_seq: st.lastSeq, chat: st.chat,
@@ -261,17 +273,17 @@ const handlers = {
       showTyping(false);
       answered = true;
     } else {
-      box = bubble('system', m.name || S.system, m.text, m.ts);
+      box = bubble('system', m.name || S.system, lineText(m), m.ts);
     }
     add(box, m.seq);
     save();
   },
   typing: (m) => m.from !== 'patron' && showTyping(m.state === 'composing'),
   status(m) { status = m.status || status; statusText = m.text || ''; position = m.position; view(); },
-  offer_email(m) { offered = m.text || S.text.offer; view(); },
+  offer_email(m) { offered = (m.code ? lineText(m) : lang === 'en' && m.text) || S.text.offer; view(); },
   ended(m) {
     if (!fresh(m.seq)) return;
-    add(bubble('system', S.system, m.text || S.endedBy[m.by] || S.ended), m.seq);
+    add(bubble('system', S.system, lineText(m) || S.endedBy[m.by] || S.ended), m.seq);
     save();
     finish(S.ended, '', true);
   },
@@ -281,10 +293,10 @@ const handlers = {
     gotError = true;
     if (wantTx) {
       wantTx = null;
-      if (m.code === 'bad_email') return txSay('', m.text || S.badEmail);
+      if (m.code === 'bad_email') return txSay('', errText(m, S.badEmail));
       txSay('', '');
     }
-    alertBox.textContent = m.text || S.error;
+    alertBox.textContent = errText(m, S.error);
   },
 };
 
@@ -458,8 +470,9 @@ mailForm.addEventListener('submit', async (e) => {
       view();
       $('rd-mail-done').focus();
     } else if (r.status === 403) handlers.banned({ text: j.error });
-    else if (r.status === 400 && field[j.field]) fieldErr(j.field, j.error || S.error);
-    else alertBox.textContent = j.error || S.mailFailed;
+    else if (r.status === 400 && field[j.field]) {
+      fieldErr(j.field, (lang === 'en' && j.error) || { question: S.needQuestion, email: S.badEmail }[j.field] || S.badField);
+    } else alertBox.textContent = errText({ code: j.code, text: j.error }, S.mailFailed);
   } catch (x) { alertBox.textContent = S.mailFailed; } finally { btn.disabled = false; }
 });
 

@@ -1,5 +1,5 @@
 /* refdesk widget UI strings, one object per language, each complete (tests check that
-   every key of en exists in es). {n}, {email} and {ticket} are replaced by values. */
+   every key of en exists in es). {n}, {email}, {ticket} and the {fields} of sys lines are replaced by values. */
 window.REFDESK_STRINGS = {
   en: {
     log: "Conversation",
@@ -20,6 +20,8 @@ window.REFDESK_STRINGS = {
     position: "You are number {n} in line.",
     error: "Something went wrong. Please try again.",
     bannedTitle: "Chat not available",
+    notFoundTitle: "Chat not found",
+    notFound: "There is no chat service at this address. Check the link.",
     banned: "Chat is not available from this network.",
     greeting: "Hello! Ask us anything: a librarian will answer here.",
     resources: "Local resources",
@@ -42,6 +44,38 @@ window.REFDESK_STRINGS = {
     txSending: "Asking for a copy…",
     txOk: "A copy of this chat will be sent to {email}.",
     txGone: "This chat can no longer be sent by email.",
+    badField: "Please check this field.",
+    /* Lines the server writes, by code (component/core/patron_text.py holds the same
+       English texts); {name} etc. are the line's parameters. */
+    sys: {
+      joined: "{name} joined the chat.",
+      operator_left: "{name} had to leave. We are finding another librarian for you; please stay in the chat.",
+      transfer_to: "You are being transferred to {to}. Please stay in the chat.",
+      transferring: "You are being transferred; please stay in the chat.",
+      rolled_over: "Nobody was free in {from}; your question is now with {to}. Please stay in the chat.",
+      ended_by_operator: "{name} ended the chat.",
+      ended_by_patron: "You ended the chat.",
+      patron_left: "The patron left the chat (no connection for {minutes} min).",
+      followed_up: "Your question was sent by email (ticket #{ticket}); we will answer you there.",
+      referred_to_email: "Your question has been referred to a specialist by email; they will write to you at {email}.",
+      referred: "Your question has been referred to a specialist by email. If you want an answer by email, ask for a transcript copy with your address.",
+      wait_offer: "Sorry for the wait. If you prefer, leave your question and your email address and we will answer by email; or keep waiting here."
+    },
+    /* Errors by code; a code missing here shows the server's text in English and the
+       generic error in other languages. */
+    err: {
+      message_too_long: "The message is too long. Please shorten it.",
+      illegal_characters: "The message contains a character that cannot be sent.",
+      empty_message: "The message is empty.",
+      duplicate_id: "This message could not be sent. Please send it again.",
+      chat_ended: "This chat has ended.",
+      rate_limited: "Too many requests from your network right now. Please wait a moment and try again.",
+      too_many_connections: "This chat is open in too many windows. Close some and try again.",
+      bad_email: "Please enter a valid email address, like name@example.org.",
+      transcript_sent: "A copy of this chat has already been emailed; it is sent only once.",
+      no_email: "This service does not take questions by email.",
+      unknown_session: "The connection was lost. Reconnecting…"
+    },
     endedBy: {
       operator: "The librarian ended the chat.",
       patron: "You ended the chat.",
@@ -80,6 +114,8 @@ window.REFDESK_STRINGS = {
     position: "Usted es el número {n} en la fila.",
     error: "Algo salió mal. Inténtelo de nuevo.",
     bannedTitle: "Chat no disponible",
+    notFoundTitle: "Chat no encontrado",
+    notFound: "No hay ningún servicio de chat en esta dirección. Compruebe el enlace.",
     banned: "El chat no está disponible desde esta red.",
     greeting: "¡Hola! Pregúntenos lo que quiera: le responderá el personal de la biblioteca.",
     resources: "Recursos locales",
@@ -102,6 +138,34 @@ window.REFDESK_STRINGS = {
     txSending: "Pidiendo una copia…",
     txOk: "Se enviará una copia de este chat a {email}.",
     txGone: "Este chat ya no se puede enviar por correo electrónico.",
+    badField: "Revise este campo, por favor.",
+    sys: {
+      joined: "{name} se unió al chat.",
+      operator_left: "{name} tuvo que irse. Estamos buscando a otra persona de la biblioteca para atenderle; no salga del chat, por favor.",
+      transfer_to: "Le estamos transfiriendo a {to}. No salga del chat, por favor.",
+      transferring: "Le estamos transfiriendo; no salga del chat, por favor.",
+      rolled_over: "No había nadie libre en {from}; su pregunta está ahora en {to}. No salga del chat, por favor.",
+      ended_by_operator: "{name} terminó el chat.",
+      ended_by_patron: "Usted terminó el chat.",
+      patron_left: "El chat se cerró porque la conexión estuvo cortada {minutes} min.",
+      followed_up: "Su pregunta se envió por correo electrónico (consulta n.º {ticket}); le responderemos allí.",
+      referred_to_email: "Su pregunta se ha remitido por correo electrónico a un especialista, que le escribirá a {email}.",
+      referred: "Su pregunta se ha remitido por correo electrónico a un especialista. Si quiere una respuesta por correo, pida una copia del chat con su dirección.",
+      wait_offer: "Perdone la espera. Si lo prefiere, deje su pregunta y su correo electrónico y le responderemos por correo; o siga esperando aquí."
+    },
+    err: {
+      message_too_long: "El mensaje es demasiado largo. Acórtelo, por favor.",
+      illegal_characters: "El mensaje contiene un carácter que no se puede enviar.",
+      empty_message: "El mensaje está vacío.",
+      duplicate_id: "No se pudo enviar este mensaje. Envíelo de nuevo, por favor.",
+      chat_ended: "Este chat ha terminado.",
+      rate_limited: "Hay demasiadas solicitudes desde su red en este momento. Espere un poco e inténtelo de nuevo.",
+      too_many_connections: "Este chat está abierto en demasiadas ventanas. Cierre algunas e inténtelo de nuevo.",
+      bad_email: "Escriba un correo electrónico válido, como nombre@ejemplo.org.",
+      transcript_sent: "Ya se envió una copia de este chat por correo electrónico; solo se envía una vez.",
+      no_email: "Este servicio no recibe preguntas por correo electrónico.",
+      unknown_session: "Se perdió la conexión. Reconectando…"
+    },
     endedBy: {
       operator: "El personal de la biblioteca terminó el chat.",
       patron: "Usted terminó el chat.",

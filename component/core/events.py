@@ -118,6 +118,8 @@ class EmailOffered:
 
     chat_id: int
     text: str
+    # The patron line's code (`component.core.patron_text`), for the widget's language.
+    code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

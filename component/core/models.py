@@ -7,6 +7,7 @@ here knows where they came from.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -175,6 +176,10 @@ class ChatEvent:
     ts: datetime
     client_id: str | None = None
     operator_jid: str | None = None
+    # For a line the service wrote (see `component.core.patron_text`): its code and
+    # parameters, which the widget renders in the patron's language. None for others.
+    code: str | None = None
+    params: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
