@@ -19,6 +19,7 @@ from component.clock import Clock
 from component.core.bans import Network, canonical_address
 from component.core.errors import ChatClosed, InvalidInput, NotAnOperator, NotYourChat
 from component.core.events import ChatEnded, EmailOffered, MessagePosted, TypingChanged
+from component.core.feedback import RatingRefused, parse_rating
 from component.core.models import Chat, ChatEvent, ChatState, EventKind, Operator, Sender
 from component.core.patron_text import PatronText, line
 from component.core.privacy import stored_address
@@ -390,7 +391,8 @@ class ChatLifecycle:
         await self.store.set_chat_state(live.id, state, self._now(), ended_by=by)
         self.chats.remove(live)
         live.cancel_timers()
-        self.bus.publish(ChatEnded(live.id, live.guest, event, by, recipients))
+        asks = live.queue.feedback and live.operator is not None
+        self.bus.publish(ChatEnded(live.id, live.guest, event, by, recipients, feedback=asks))
         self.routing.publish_status(live.queue.name)
         if live.operator is not None:
             self.routing.operator_freed(live.operator.jid)
@@ -424,6 +426,44 @@ class ChatLifecycle:
                     await self.end(held, by="system", text=text)
                     ended += 1
         return ended
+
+    # Feedback ------------------------------------------------------------------------------
+
+    async def feedback_state(self, chat_id: int) -> str | None:
+        """For the welcome of a patron whose chat has ended: "ask" while the widget should
+        offer the rating form, "done" once the chat is rated, None if the chat is not
+        rated at all (its queue does not ask, nobody answered it, or it is still open)."""
+        chat = await self.store.chat_by_id(chat_id)
+        if chat is None or not self._rateable(chat):
+            return None
+        return "done" if await self.store.ratings.rated(chat_id) else "ask"
+
+    def _rateable(self, chat: Chat) -> bool:
+        queue = self.directory.find_queue_by_id(chat.queue_id)
+        return (
+            not chat.state.open
+            and chat.operator_id is not None
+            and queue is not None
+            and queue.feedback
+        )
+
+    async def rate(self, chat_id: int, rating: object, comment: object) -> None:
+        """A patron's rating frame for their own chat (the transport passes the chat its
+        token opened): stored once, only after an answered chat of a queue that asks for
+        ratings has ended. Raises InvalidInput with a stable code otherwise."""
+        chat = await self.store.chat_by_id(chat_id)
+        if chat is None:
+            raise InvalidInput("unknown_chat", "This chat is not known.")
+        if chat.state.open:
+            raise InvalidInput("not_ended", "A chat can be rated once it has ended.")
+        if not self._rateable(chat):
+            raise InvalidInput("feedback_off", "This chat cannot be rated.")
+        try:
+            value, text = parse_rating(rating, comment)
+        except RatingRefused as exc:
+            raise InvalidInput(exc.code, exc.text) from None
+        if not await self.store.ratings.add(chat_id, value, text, self._now()):
+            raise InvalidInput("already_rated", "This chat has already been rated.")
 
     async def close_as_followed_up(self, live: LiveChat, ticket_id: int) -> None:
         """The patron left their question by email: the chat ends as followed up."""

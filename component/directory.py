@@ -129,6 +129,7 @@ class QueueChange:
     privacy: str | None = None
     retention_days: str | None = None
     purge_transcripts: bool | None = None
+    feedback: bool | None = None
     widget_color: str | None = None
     widget_logo: str | None = None
     greeting: str | None = None
@@ -367,6 +368,7 @@ class Directory:
             purge_transcripts=UNSET
             if change.purge_transcripts is None
             else change.purge_transcripts,
+            feedback=UNSET if change.feedback is None else change.feedback,
             widget_color=_given(problems, "widget_color", validators.color, change.widget_color),
             widget_logo=_given(problems, "widget_logo", _logo, change.widget_logo),
             greeting=_given(problems, "greeting", _optional_text(500), change.greeting),

@@ -326,6 +326,12 @@ class DeskService:
     async def history(self, chat_id: int, after_seq: int) -> list[ChatEvent]:
         return await self.lifecycle.history(chat_id, after_seq)
 
+    async def rate_chat(self, chat_id: int, rating: object, comment: object) -> None:
+        await self.lifecycle.rate(chat_id, rating, comment)
+
+    async def feedback_state(self, chat_id: int) -> str | None:
+        return await self.lifecycle.feedback_state(chat_id)
+
     async def chat_for_token(self, resume: str) -> LiveChat | None:
         return await self.lifecycle.chat_for_token(resume)
 

@@ -45,6 +45,7 @@ from component.store_admin import AdminQueries
 from component.store_base import StoreError, _dt, _ts
 from component.store_directory import DirectoryQueries
 from component.store_ops import BackupResult, OpsQueries, OutboxSummary
+from component.store_ratings import RatingsStore
 from component.store_records import RecordQueries
 from component.store_rows import ban_from_row, incident_from_row, mail_from_row
 from component.store_stats import StatsQueries
@@ -85,6 +86,10 @@ def _params(raw: str | None) -> dict[str, str] | None:
 class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQueries):
     """The database. Created with `await Store.open(path)` by the composition root or the
     CLI, closed with `await store.close()`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        super().__init__(db)
+        self.ratings = RatingsStore(self)
 
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:
@@ -224,6 +229,7 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
             privacy=row["privacy"],
             retention_days=row["retention_days"],
             purge_transcripts=bool(row["purge_transcripts"]),
+            feedback=bool(row["feedback"]),
             widget_color=row["widget_color"],
             widget_logo=row["widget_logo"],
             greeting=row["greeting"],

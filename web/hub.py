@@ -179,7 +179,10 @@ class PatronHub:
                 if event.event.sender is not Sender.PATRON:
                     self._send(event.chat_id, event_frame(event.event))
             case ChatEnded():
-                self._send(event.chat_id, event_frame(event.event))
+                ended = event_frame(event.event)
+                if event.feedback:
+                    ended["feedback"] = True
+                self._send(event.chat_id, ended)
             case TypingChanged():
                 if not event.by_patron:
                     state = "composing" if event.composing else "paused"

@@ -17,6 +17,7 @@ const endBtn = $('rd-end'), newBtn = $('rd-new'), conn = $('rd-conn'), alertBox 
 const typingEl = $('rd-typing'), over = $('rd-over'), overTitle = $('rd-over-title');
 const mail = $('rd-mail'), mailForm = $('rd-mail-form'), txForm = $('rd-tx-form');
 const txOpen = $('rd-tx-open'), txEmail = $('rd-tx-email');
+const rate = $('rd-rate'), rateForm = $('rd-rate-form'), rateSend = $('rd-rate-send');
 
 for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = S[e.dataset.i18n] || e.textContent;
 for (const e of document.querySelectorAll('[data-i18n-label]')) e.ariaLabel = S[e.dataset.i18nLabel] || e.ariaLabel;
@@ -53,6 +54,9 @@ let wsWorked = false, wsFails = 0, useLp = /[?&]transport=lp(&|$)/.test(location
 let typing = 'paused', typingTimer = 0, theirTimer = 0;
 let status = D.status, statusText = '', position = null, offered = '', answered = false;
 let mailOpen = false, wasMailing = false, sent = false, txShown = false;
+let wantRate = null; // a rating frame not yet answered
+const RATE_ERRORS = new Set(['bad_rating', 'comment_too_long', 'bad_comment', 'already_rated',
+  'not_ended', 'feedback_off', 'wrong_chat', 'unknown_chat', 'rate_limited']);
 
 const isNum = (n) => typeof n === 'number' && isFinite(n);
 // A template's {fields} filled from a line's params (values are inserted as text).
@@ -229,7 +233,17 @@ function finish(title, detail, canRestart) {
   over.hidden = false;
   view();
   log.scrollTop = log.scrollHeight;
-  if (lost) (canRestart ? newBtn : overTitle).focus();
+  if (lost) (canRestart ? (rate.hidden ? newBtn : $('rd-rate-1')) : overTitle).focus();
+}
+
+// The rating went in (or had gone in before): the form gives way to a thank-you.
+function rated(text) {
+  wantRate = null;
+  rateSend.disabled = false;
+  const inside = rate.contains(document.activeElement);
+  rate.hidden = true;
+  say('rd-rate-done', text);
+  if (inside) $('rd-rate-done').focus();
 }
 
 const txSay = (ok, err) => { say('rd-tx-ok', ok); say('rd-tx-err', err); txEmail.ariaInvalid = !!err; };
@@ -258,6 +272,7 @@ const handlers = {
     for (const p of pending.values()) send({ type: 'message', id: p.id, text: p.text });
     if (wantEnd) wantEnd = !send({ type: 'end' });
     if (wantTx) send({ type: 'transcript', email: wantTx });
+    if (wantRate) send(wantRate);
     view();
   },
   ack: (m) => delivered(m.id, m.seq),
@@ -284,13 +299,21 @@ const handlers = {
   ended(m) {
     if (!fresh(m.seq)) return;
     add(bubble('system', S.system, lineText(m) || S.endedBy[m.by] || S.ended), m.seq);
+    rate.hidden = m.feedback !== true;
     save();
     finish(S.ended, '', true);
   },
   banned(m) { forget(); finish(S.bannedTitle, m.text || S.banned, false); },
+  rating_ok() { rated(S.rateThanks); },
   transcript_ok(m) { wantTx = null; txSay(S.txOk.replace('{email}', m.email || txEmail.value), ''); },
   error(m) {
     gotError = true;
+    if (wantRate && RATE_ERRORS.has(m.code)) {
+      wantRate = null;
+      rateSend.disabled = false;
+      if (m.code === 'already_rated') return rated(errText(m, S.rateThanks));
+      return say('rd-rate-err', errText(m, S.error));
+    }
     if (wantTx) {
       wantTx = null;
       if (m.code === 'bad_email') return txSay('', errText(m, S.badEmail));
@@ -386,7 +409,7 @@ function connect() {
 }
 
 function retry() {
-  if (stopped || (ended && !wantTx)) return void say('rd-conn', '');
+  if (stopped || (ended && !wantTx && !wantRate)) return void say('rd-conn', '');
   say('rd-conn', S.reconnecting);
   timer = setTimeout(connect, useLp && !attempt ? 0 : Math.min(1000 * 2 ** attempt, 15000));
   attempt++;
@@ -423,7 +446,11 @@ newBtn.addEventListener('click', () => {
   for (const c of [...log.children]) if (c.id !== 'rd-intro') c.remove();
   alertBox.textContent = offered = statusText = '';
   txSay('', '');
-  over.hidden = true;
+  over.hidden = rate.hidden = true;
+  rateForm.reset();
+  say('rd-rate-err', '');
+  say('rd-rate-done', '');
+  wantRate = null;
   ended = wantEnd = answered = txShown = false;
   wantTx = position = null;
   attempt = rejected = 0;
@@ -489,6 +516,21 @@ txForm.addEventListener('submit', (e) => {
   txSay(S.txSending, '');
   wantTx = email;
   if (!send({ type: 'transcript', email }) && !t) { attempt = 0; connect(); }
+});
+
+// The end-of-chat rating: 1 to 5 and an optional comment, sent once.
+rateForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (rateSend.disabled) return;
+  const choice = rateForm.querySelector('input[name=rating]:checked');
+  if (!choice) {
+    say('rd-rate-err', S.rateNeed);
+    return $('rd-rate-1').focus();
+  }
+  say('rd-rate-err', '');
+  rateSend.disabled = true;
+  wantRate = { type: 'rating', rating: +choice.value, comment: $('rd-rate-comment').value.trim() };
+  if (!send(wantRate) && !t) { attempt = 0; connect(); }
 });
 
 // In an iframe, Escape asks the embedding page to close the panel (embed.js listens).

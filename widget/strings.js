@@ -45,6 +45,16 @@ window.REFDESK_STRINGS = {
     txOk: "A copy of this chat will be sent to {email}.",
     txGone: "This chat can no longer be sent by email.",
     badField: "Please check this field.",
+    rateLegend: "How helpful was this chat?",
+    rate1: "1 – not helpful",
+    rate2: "2",
+    rate3: "3",
+    rate4: "4",
+    rate5: "5 – very helpful",
+    rateComment: "Comment",
+    rateSend: "Send rating",
+    rateNeed: "Please choose a rating from 1 to 5.",
+    rateThanks: "Thank you for your feedback!",
     /* Lines the server writes, by code (component/core/patron_text.py holds the same
        English texts); {name} etc. are the line's parameters. */
     sys: {
@@ -74,7 +84,14 @@ window.REFDESK_STRINGS = {
       bad_email: "Please enter a valid email address, like name@example.org.",
       transcript_sent: "A copy of this chat has already been emailed; it is sent only once.",
       no_email: "This service does not take questions by email.",
-      unknown_session: "The connection was lost. Reconnecting…"
+      unknown_session: "The connection was lost. Reconnecting…",
+      bad_rating: "Please choose a rating from 1 to 5.",
+      comment_too_long: "The comment is too long. Please shorten it.",
+      bad_comment: "The comment contains a character that cannot be sent.",
+      already_rated: "This chat has already been rated. Thank you!",
+      not_ended: "A chat can be rated once it has ended.",
+      feedback_off: "This chat cannot be rated.",
+      wrong_chat: "This chat cannot be rated."
     },
     endedBy: {
       operator: "The librarian ended the chat.",
@@ -139,6 +156,16 @@ window.REFDESK_STRINGS = {
     txOk: "Se enviará una copia de este chat a {email}.",
     txGone: "Este chat ya no se puede enviar por correo electrónico.",
     badField: "Revise este campo, por favor.",
+    rateLegend: "¿Le ha sido útil este chat?",
+    rate1: "1 – nada útil",
+    rate2: "2",
+    rate3: "3",
+    rate4: "4",
+    rate5: "5 – muy útil",
+    rateComment: "Comentario",
+    rateSend: "Enviar valoración",
+    rateNeed: "Elija una valoración del 1 al 5, por favor.",
+    rateThanks: "¡Gracias por su opinión!",
     sys: {
       joined: "{name} se unió al chat.",
       operator_left: "{name} tuvo que irse. Estamos buscando a otra persona de la biblioteca para atenderle; no salga del chat, por favor.",
@@ -164,7 +191,14 @@ window.REFDESK_STRINGS = {
       bad_email: "Escriba un correo electrónico válido, como nombre@ejemplo.org.",
       transcript_sent: "Ya se envió una copia de este chat por correo electrónico; solo se envía una vez.",
       no_email: "Este servicio no recibe preguntas por correo electrónico.",
-      unknown_session: "Se perdió la conexión. Reconectando…"
+      unknown_session: "Se perdió la conexión. Reconectando…",
+      bad_rating: "Elija una valoración del 1 al 5, por favor.",
+      comment_too_long: "El comentario es demasiado largo. Acórtelo, por favor.",
+      bad_comment: "El comentario contiene un carácter que no se puede enviar.",
+      already_rated: "Este chat ya se ha valorado. ¡Gracias!",
+      not_ended: "Un chat se puede valorar cuando ha terminado.",
+      feedback_off: "Este chat no se puede valorar.",
+      wrong_chat: "Este chat no se puede valorar."
     },
     endedBy: {
       operator: "El personal de la biblioteca terminó el chat.",

@@ -66,6 +66,8 @@ class ChatEnded:
     event: ChatEvent
     by: str
     operator_jids: tuple[str, ...]
+    # The widget asks the patron to rate the chat (the queue asks, and it was answered).
+    feedback: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,6 +143,8 @@ class Queue:
     privacy: str = "full"  # 'full' | 'network' | 'none'
     retention_days: int | None = None
     purge_transcripts: bool = False
+    # Ask patrons for a 1-5 rating and a comment when an answered chat ends.
+    feedback: bool = False
     widget_color: str = "#0b57d0"
     widget_logo: str | None = None
     greeting: str | None = None
