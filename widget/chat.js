@@ -240,10 +240,12 @@ function finish(title, detail, canRestart) {
 function rated(text) {
   wantRate = null;
   rateSend.disabled = false;
-  const inside = rate.contains(document.activeElement);
+  // The focus was in the form (or fell to the body when its button was disabled).
+  const f = document.activeElement;
+  const lost = !f || f === document.body || rate.contains(f);
   rate.hidden = true;
   say('rd-rate-done', text);
-  if (inside) $('rd-rate-done').focus();
+  if (lost) $('rd-rate-done').focus();
 }
 
 const txSay = (ok, err) => { say('rd-tx-ok', ok); say('rd-tx-err', err); txEmail.ariaInvalid = !!err; };
