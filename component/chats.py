@@ -19,7 +19,9 @@ from component.clock import Clock
 from component.core.bans import Network, canonical_address
 from component.core.errors import ChatClosed, InvalidInput, NotAnOperator, NotYourChat
 from component.core.events import ChatEnded, EmailOffered, MessagePosted, TypingChanged
+from component.core.feedback import RatingRefused, parse_rating
 from component.core.models import Chat, ChatEvent, ChatState, EventKind, Operator, Sender
+from component.core.patron_text import PatronText, line
 from component.core.privacy import stored_address
 from component.core.text import TextRejected, clean_message
 from component.directory_cache import DirectoryCache
@@ -256,13 +258,7 @@ class ChatLifecycle:
         if live is None or not live.unanswered:
             return
         live.max_wait_timer = None
-        self.bus.publish(
-            EmailOffered(
-                live.id,
-                "Sorry for the wait. If you prefer, leave your question and your email "
-                "address and we will answer by email; or keep waiting here.",
-            )
-        )
+        self.bus.publish(EmailOffered(live.id, line("wait_offer").english, code="wait_offer"))
 
     async def patron_typing(self, chat_id: int, composing: bool) -> None:
         """A patron's typing frame. Throttled per chat (`TypingThrottle`): each
@@ -321,7 +317,7 @@ class ChatLifecycle:
                 await self.end(
                     held,
                     by="system",
-                    text=f"The patron left the chat (no connection for {minutes} min).",
+                    text=line("patron_left", minutes=minutes),
                 )
 
     # The operator's side ---------------------------------------------------------------------
@@ -348,7 +344,7 @@ class ChatLifecycle:
             held, Sender.OPERATOR, op.name, self.check_text(text), kind=EventKind.NOTE, operator=op
         )
 
-    async def system_message(self, held: Held, text: str) -> None:
+    async def system_message(self, held: Held, text: str | PatronText) -> None:
         """A line from the service to the patron (and the transcript)."""
         live = held.live
         event = await self.chats.append(held, Sender.SYSTEM, "", text)
@@ -379,9 +375,15 @@ class ChatLifecycle:
     # Ending ----------------------------------------------------------------------------------
 
     async def end(
-        self, held: Held, *, by: str, text: str, state: ChatState = ChatState.ENDED
+        self,
+        held: Held,
+        *,
+        by: str,
+        text: str | PatronText,
+        state: ChatState = ChatState.ENDED,
     ) -> None:
-        """End the chat. `by` is "patron", "operator" or "system"."""
+        """End the chat. `by` is "patron", "operator" or "system"; `text` is a patron
+        line, or a text an admin wrote (the ban message) shown as it is."""
         live = held.live
         recipients = live.recipients()
         event = await self.chats.append(held, Sender.SYSTEM, by, text, kind=EventKind.ENDED)
@@ -389,7 +391,8 @@ class ChatLifecycle:
         await self.store.chats.set_state(live.id, state, self._now(), ended_by=by)
         self.chats.remove(live)
         live.cancel_timers()
-        self.bus.publish(ChatEnded(live.id, live.guest, event, by, recipients))
+        asks = live.queue.feedback and live.operator is not None
+        self.bus.publish(ChatEnded(live.id, live.guest, event, by, recipients, feedback=asks))
         self.routing.publish_status(live.queue.name)
         if live.operator is not None:
             self.routing.operator_freed(live.operator.jid)
@@ -400,7 +403,7 @@ class ChatLifecycle:
             return
         async with hold(live) as held:
             if self.chats.is_open(live):
-                await self.end(held, by="patron", text="You ended the chat.")
+                await self.end(held, by="patron", text=line("ended_by_patron"))
 
     async def end_chats_from(self, network: Network, text: str) -> int:
         """A ban took effect: end every open chat whose patron is connected from the
@@ -424,6 +427,44 @@ class ChatLifecycle:
                     ended += 1
         return ended
 
+    # Feedback ------------------------------------------------------------------------------
+
+    async def feedback_state(self, chat_id: int) -> str | None:
+        """For the welcome of a patron whose chat has ended: "ask" while the widget should
+        offer the rating form, "done" once the chat is rated, None if the chat is not
+        rated at all (its queue does not ask, nobody answered it, or it is still open)."""
+        chat = await self.store.chats.by_id(chat_id)
+        if chat is None or not self._rateable(chat):
+            return None
+        return "done" if await self.store.ratings.rated(chat_id) else "ask"
+
+    def _rateable(self, chat: Chat) -> bool:
+        queue = self.directory.find_queue_by_id(chat.queue_id)
+        return (
+            not chat.state.open
+            and chat.operator_id is not None
+            and queue is not None
+            and queue.feedback
+        )
+
+    async def rate(self, chat_id: int, rating: object, comment: object) -> None:
+        """A patron's rating frame for their own chat (the transport passes the chat its
+        token opened): stored once, only after an answered chat of a queue that asks for
+        ratings has ended. Raises InvalidInput with a stable code otherwise."""
+        chat = await self.store.chats.by_id(chat_id)
+        if chat is None:
+            raise InvalidInput("unknown_chat", "This chat is not known.")
+        if chat.state.open:
+            raise InvalidInput("not_ended", "A chat can be rated once it has ended.")
+        if not self._rateable(chat):
+            raise InvalidInput("feedback_off", "This chat cannot be rated.")
+        try:
+            value, text = parse_rating(rating, comment)
+        except RatingRefused as exc:
+            raise InvalidInput(exc.code, exc.text) from None
+        if not await self.store.ratings.add(chat_id, value, text, self._now()):
+            raise InvalidInput("already_rated", "This chat has already been rated.")
+
     async def close_as_followed_up(self, live: LiveChat, ticket_id: int) -> None:
         """The patron left their question by email: the chat ends as followed up."""
         async with hold(live) as held:
@@ -431,8 +472,7 @@ class ChatLifecycle:
                 await self.end(
                     held,
                     by="system",
-                    text=f"Your question was sent by email (ticket #{ticket_id}); "
-                    "we will answer you there.",
+                    text=line("followed_up", ticket=ticket_id),
                     state=ChatState.FOLLOWED_UP,
                 )
 

@@ -173,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     q_set.add_argument("--email", help="follow-up email address ('none' to clear)")
     q_set.add_argument("--routing", help=" or ".join(m.value for m in RoutingMode))
     q_set.add_argument(
+        "--feedback",
+        choices=("on", "off"),
+        help="ask patrons to rate answered chats (1-5 and a comment) when they end",
+    )
+    q_set.add_argument(
         "--offer-timeout",
         metavar="SECONDS",
         help="round-robin: seconds before the offer moves to the next operator",
@@ -378,6 +383,7 @@ async def _queue(args: argparse.Namespace, store: Store, directory: Directory) -
             timezone=args.timezone,
             closed_days=args.closed_days,
             escalation="" if args.escalation == "off" else args.escalation,
+            feedback=None if args.feedback is None else args.feedback == "on",
         )
         if change == QueueChange():
             raise UsageError("nothing to change: give at least one option (see queue set --help)")

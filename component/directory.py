@@ -274,6 +274,7 @@ class Directory:
             purge_transcripts=UNSET
             if change.purge_transcripts is None
             else change.purge_transcripts,
+            feedback=UNSET if change.feedback is None else change.feedback,
             widget_color=given(problems, "widget_color", validators.color, change.widget_color),
             widget_logo=given(problems, "widget_logo", logo_url, change.widget_logo),
             greeting=given(problems, "greeting", optional_text(500), change.greeting),

@@ -121,6 +121,7 @@ class QueueChange:
     privacy: str | None = None
     retention_days: str | None = None
     purge_transcripts: bool | None = None
+    feedback: bool | None = None
     widget_color: str | None = None
     widget_logo: str | None = None
     greeting: str | None = None

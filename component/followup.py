@@ -28,6 +28,7 @@ from component.core.models import (
     Queue,
     Sender,
 )
+from component.core.patron_text import PatronText, line
 from component.live import Held, LiveChat
 from component.moderation import Banned, Moderation, RateLimited
 from component.store import Store
@@ -58,7 +59,7 @@ class FollowUpHost(Protocol):
 
     async def chat_for_token(self, resume: str) -> LiveChat | None: ...
 
-    async def system_message(self, held: Held, text: str) -> None: ...
+    async def system_message(self, held: Held, text: str | PatronText) -> None: ...
 
     async def close_as_followed_up(self, live: LiveChat, ticket_id: int) -> None: ...
 
@@ -284,11 +285,7 @@ class FollowUp:
             operator_id=op_id,
         )
         service.bus.publish(MailQueued())
-        told = "Your question has been referred to a specialist by email" + (
-            f"; they will write to you at {patron_email}."
-            if patron_email
-            else ". If you want an answer by email, ask for a transcript copy with your address."
-        )
+        told = line("referred_to_email", email=patron_email) if patron_email else line("referred")
         await service.system_message(held, told)
         return f"Referred to {to_addr} (ticket #{ticket_id}). The patron was told."
 

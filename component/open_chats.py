@@ -14,6 +14,7 @@ from datetime import datetime
 
 from component.core.errors import ChatClosed
 from component.core.models import ChatEvent, ChatState, EventKind, Operator, Queue, Sender
+from component.core.patron_text import PatronText
 from component.live import Held, LiveChat
 from component.store import Store
 
@@ -127,25 +128,29 @@ class OpenChats:
         held: Held,
         sender: Sender,
         name: str,
-        text: str,
+        text: str | PatronText,
         *,
         kind: EventKind = EventKind.MESSAGE,
         client_id: str | None = None,
         operator: Operator | None = None,
     ) -> ChatEvent:
         """Commit the chat's next transcript entry; the held lock is what keeps seq
-        numbers dense and in commit order."""
+        numbers dense and in commit order. A `PatronText` is stored as its English text
+        with its code and parameters, for the widget to render in the patron's language."""
         live = held.live
+        coded = text if isinstance(text, PatronText) else None
         event = ChatEvent(
             chat_id=live.id,
             seq=live.last_seq + 1,
             kind=kind,
             sender=sender,
             name=name,
-            text=text,
+            text=coded.english if coded else str(text),
             ts=self.clock(),
             client_id=client_id,
             operator_jid=operator.jid if operator else None,
+            code=coded.code if coded else None,
+            params=coded.params if coded else None,
         )
         await self.store.chats.append_event(event, operator.id if operator else None)
         live.last_seq = event.seq

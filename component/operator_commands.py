@@ -19,6 +19,7 @@ from component.core.bans import BanError, normalize_target, overlapping, parse_d
 from component.core.errors import BadCommand, NotYourChat
 from component.core.events import IncidentOpened
 from component.core.models import ChatEvent, ChatState, Group, Operator, Presence, Queue, Sender
+from component.core.patron_text import PatronText, line
 from component.core.privacy import stored_address
 from component.core.routing import OperatorLoad
 from component.followup import FollowUp
@@ -67,7 +68,7 @@ class CommandHost(Protocol):
 
     async def accept(self, held: Held, op: Operator, *, explicit: bool) -> None: ...
 
-    async def release(self, held: Held, patron_text: str) -> None: ...
+    async def release(self, held: Held, patron_text: PatronText) -> None: ...
 
     async def offer_to_operator(self, held: Held, target: Operator, via: str) -> None: ...
 
@@ -76,13 +77,18 @@ class CommandHost(Protocol):
         held: Held,
         queue: Queue,
         *,
-        patron_text: str,
+        patron_text: PatronText,
         via: str,
         exclude: str | None = None,
     ) -> None: ...
 
     async def end(
-        self, held: Held, *, by: str, text: str, state: ChatState = ChatState.ENDED
+        self,
+        held: Held,
+        *,
+        by: str,
+        text: str | PatronText,
+        state: ChatState = ChatState.ENDED,
     ) -> None: ...
 
     async def note(self, held: Held, op: Operator, text: str) -> None: ...
@@ -138,7 +144,7 @@ async def _accept(service: CommandHost, held: Held, op: Operator, arg: str) -> s
 
 async def _end(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     service.require_mine(held, op)
-    await service.end(held, by="operator", text=f"{op.name} ended the chat.")
+    await service.end(held, by="operator", text=line("ended_by_operator", name=op.name))
     return "Chat ended."
 
 
@@ -160,7 +166,7 @@ async def _transfer(service: CommandHost, held: Held, op: Operator, arg: str) ->
         await service.move_to_queue(
             held,
             queue,
-            patron_text="You are being transferred; please stay in the chat.",
+            patron_text=line("transferring"),
             via=f"transferred by {op.name}",
             exclude=op.jid,
         )
@@ -180,8 +186,8 @@ async def _transfer(service: CommandHost, held: Held, op: Operator, arg: str) ->
     return f"Offered to {colleague.name}. The chat is theirs once they answer."
 
 
-def _transfer_text(service: CommandHost, live: LiveChat, to: str) -> str:
-    return f"You are being transferred to {to}. Please stay in the chat."
+def _transfer_text(service: CommandHost, live: LiveChat, to: str) -> PatronText:
+    return line("transfer_to", to=to)
 
 
 async def _canned(service: CommandHost, held: Held, op: Operator, arg: str) -> str | None:
@@ -366,7 +372,7 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
         service.bus.publish(IncidentOpened(incident))
         drafted = await _exempt_contact_note(service, live)
         await service.operator_says(held, op, goodbye)
-        await service.end(held, by="operator", text=f"{op.name} ended the chat.")
+        await service.end(held, by="operator", text=line("ended_by_operator", name=op.name))
         return (
             f"Reported for admin review (incident #{incident}): in this group operators do "
             f"not ban directly. The chat has ended.{drafted}"
@@ -403,7 +409,7 @@ async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     given = await service.store.notices.patron_addresses(live.id)
     await service.operator_says(held, op, goodbye)
     await service.store.chats.set_transcript_email(live.id, None)
-    await service.end(held, by="operator", text=f"{op.name} ended the chat.")
+    await service.end(held, by="operator", text=line("ended_by_operator", name=op.name))
     try:
         ban = await moderation.ban(
             address,

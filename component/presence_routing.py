@@ -35,6 +35,7 @@ from component.core.models import (
     RoutingMode,
     Sender,
 )
+from component.core.patron_text import PatronText, line
 from component.core.routing import OperatorLoad, eligible, next_in_turn, queue_status
 from component.core.sticky import StickyMark, offer_note
 from component.directory_cache import DirectoryCache
@@ -222,8 +223,7 @@ class Routing:
                 name = live.operator.name
                 await self.release(
                     held,
-                    f"{name} had to leave. We are finding another librarian for you; "
-                    "please stay in the chat.",
+                    line("operator_left", name=name),
                 )
                 await self.route(held, via=f"handed back: {name} went offline")
 
@@ -398,11 +398,11 @@ class Routing:
         live.offer_timer = live.rollover_timer = live.max_wait_timer = None
         await self.store.chats.set_state(live.id, ChatState.ACTIVE, now, operator_id=op.id)
         self.bus.publish(ChatAccepted(live.id, live.guest, op.jid, op.name, others, explicit))
-        event = await self.chats.append(held, Sender.SYSTEM, "", f"{op.name} joined the chat.")
+        event = await self.chats.append(held, Sender.SYSTEM, "", line("joined", name=op.name))
         self.bus.publish(MessagePosted(live.id, live.guest, event, ()))
         self.publish_status(live.queue.name)
 
-    async def release(self, held: Held, patron_text: str) -> None:
+    async def release(self, held: Held, patron_text: PatronText) -> None:
         """The chat's operator lets go of it (left, transferring); it waits again. The
         caller routes it afterwards."""
         live = held.live
@@ -447,8 +447,7 @@ class Routing:
             await self.move_to_queue(
                 held,
                 backup,
-                patron_text=f"Nobody was free in {origin.title}; your question is now with "
-                f"{backup.title}. Please stay in the chat.",
+                patron_text=line("rolled_over", **{"from": origin.title, "to": backup.title}),
                 via=f"rolled over from {origin.name}",
             )
 
@@ -457,7 +456,7 @@ class Routing:
         held: Held,
         queue: Queue,
         *,
-        patron_text: str,
+        patron_text: PatronText,
         via: str,
         exclude: str | None = None,
     ) -> None:

@@ -44,6 +44,7 @@ from component.core.models import (
     Presence,
     Queue,
 )
+from component.core.patron_text import PatronText
 from component.core.routing import OperatorLoad
 from component.directory_cache import DirectoryCache
 from component.followup import FollowUp
@@ -344,6 +345,12 @@ class DeskService:
     async def history(self, chat_id: int, after_seq: int) -> list[ChatEvent]:
         return await self.lifecycle.history(chat_id, after_seq)
 
+    async def rate_chat(self, chat_id: int, rating: object, comment: object) -> None:
+        await self.lifecycle.rate(chat_id, rating, comment)
+
+    async def feedback_state(self, chat_id: int) -> str | None:
+        return await self.lifecycle.feedback_state(chat_id)
+
     async def chat_for_token(self, resume: str) -> LiveChat | None:
         return await self.lifecycle.chat_for_token(resume)
 
@@ -424,18 +431,23 @@ class DeskService:
     async def note(self, held: Held, op: Operator, text: str) -> None:
         await self.lifecycle.note(held, op, text)
 
-    async def system_message(self, held: Held, text: str) -> None:
+    async def system_message(self, held: Held, text: str | PatronText) -> None:
         await self.lifecycle.system_message(held, text)
 
     async def end(
-        self, held: Held, *, by: str, text: str, state: ChatState = ChatState.ENDED
+        self,
+        held: Held,
+        *,
+        by: str,
+        text: str | PatronText,
+        state: ChatState = ChatState.ENDED,
     ) -> None:
         await self.lifecycle.end(held, by=by, text=text, state=state)
 
     async def accept(self, held: Held, op: Operator, *, explicit: bool) -> None:
         await self.routing.accept(held, op, explicit=explicit)
 
-    async def release(self, held: Held, patron_text: str) -> None:
+    async def release(self, held: Held, patron_text: PatronText) -> None:
         await self.routing.release(held, patron_text)
 
     async def offer_to_operator(self, held: Held, target: Operator, via: str) -> None:
@@ -446,7 +458,7 @@ class DeskService:
         held: Held,
         queue: Queue,
         *,
-        patron_text: str,
+        patron_text: PatronText,
         via: str,
         exclude: str | None = None,
     ) -> None:

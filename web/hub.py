@@ -32,13 +32,14 @@ _TRANSCRIPT_FRAMES = frozenset({"message", "ended"})
 def event_frame(event: ChatEvent) -> Frame:
     """The widget-protocol frame for a transcript entry (live or replayed)."""
     if event.kind is EventKind.ENDED:
-        return {
+        ended: Frame = {
             "type": "ended",
             "seq": event.seq,
             "by": event.name or "system",
             "text": event.text,
             "ts": event.ts.isoformat(),
         }
+        return _coded(ended, event)
     frame: Frame = {
         "type": "message",
         "seq": event.seq,
@@ -49,6 +50,15 @@ def event_frame(event: ChatEvent) -> Frame:
     }
     if event.client_id is not None:
         frame["id"] = event.client_id
+    return _coded(frame, event)
+
+
+def _coded(frame: Frame, event: ChatEvent) -> Frame:
+    """A line the service wrote carries its code and parameters: the widget shows it in
+    the patron's language, and `text` (English) only if it does not know the code."""
+    if event.code is not None:
+        frame["code"] = event.code
+        frame["params"] = dict(event.params or {})
     return frame
 
 
@@ -174,7 +184,10 @@ class PatronHub:
                 if event.event.sender is not Sender.PATRON:
                     self._send(event.chat_id, event_frame(event.event))
             case ChatEnded():
-                self._send(event.chat_id, event_frame(event.event))
+                ended = event_frame(event.event)
+                if event.feedback:
+                    ended["feedback"] = True
+                self._send(event.chat_id, ended)
             case TypingChanged():
                 if not event.by_patron:
                     state = "composing" if event.composing else "paused"
@@ -185,7 +198,10 @@ class PatronHub:
                         if _in_network(conn.ip, event.network):
                             conn.ban(self._banned_frame(conn, event.text))
             case EmailOffered():
-                self._send(event.chat_id, {"type": "offer_email", "text": event.text})
+                offer: Frame = {"type": "offer_email", "text": event.text}
+                if event.code is not None:
+                    offer["code"] = event.code
+                self._send(event.chat_id, offer)
             case QueueStatusChanged():
                 for chat_id, position in event.positions.items():
                     frame: Frame = {

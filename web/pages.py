@@ -35,6 +35,9 @@ async def chat_page(request: web.Request) -> web.Response:
                 "title": "Chat not found",
                 "text": "There is no chat service at this address. Check the link.",
                 "static_prefix": STATIC_PREFIX,
+                # The widget's strings translate the page (`data-i18n-page`).
+                "key": "notFound",
+                "lang": _lang(request),
             },
             status=404,
         )
@@ -47,6 +50,10 @@ async def chat_page(request: web.Request) -> web.Response:
                 "title": "Chat not available",
                 "text": service.ban_text(queue, ip),
                 "static_prefix": STATIC_PREFIX,
+                "key": "banned",
+                "lang": _lang(request),
+                # The ban message is the admin's: shown as written.
+                "admin_text": True,
             },
             status=403,
         )

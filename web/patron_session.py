@@ -173,7 +173,15 @@ class PatronSession:
         if newest is not None:
             last_seq = min(last_seq, newest)
         history = await self.service.history(handle.chat_id, last_seq)
-        conn.replay([event_frame(e) for e in history], after=last_seq)
+        frames = [event_frame(e) for e in history]
+        if self.service.chat_state(handle.chat_id) is ChatState.ENDED:
+            # A page that reloads after the end learns whether to (still) ask for a rating.
+            feedback = await self.service.feedback_state(handle.chat_id)
+            if feedback is not None:
+                for frame in frames:
+                    if frame["type"] == "ended":
+                        frame["feedback"] = feedback == "ask"
+        conn.replay(frames, after=last_seq)
         if self.service.chat_state(handle.chat_id) is not ChatState.ENDED:
             conn.push_status(status_frame(self.service, conn))
 
@@ -195,6 +203,15 @@ class PatronSession:
             await service.end_chat_by_patron(conn.chat_id)
         elif kind == "hello":
             raise FrameError("already_greeted", "This connection has already said hello.")
+        elif kind == "rating":
+            chat = frame.get("chat", conn.chat_id)
+            if chat != conn.chat_id or isinstance(chat, bool):
+                # Only the chat this connection's token opened may be rated.
+                raise FrameError("wrong_chat", "Only this chat can be rated here.")
+            # Counted like messages: refused ratings must not be a free way to load the store.
+            await service.moderation.admit_message(self.origin.ip, None)
+            await service.rate_chat(conn.chat_id, frame.get("rating"), frame.get("comment"))
+            conn.push({"type": "rating_ok"})
         elif kind == "transcript":
             address = await service.followup.request_transcript(
                 conn.chat_id, frame.get("email"), origin_ip=self.origin.ip

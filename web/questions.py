@@ -23,8 +23,12 @@ _FIELDS = ("email", "name", "question", "resume")
 MAX_BODY = 32 * 1024
 
 
-def _error(status: int, text: str, field: str | None = None) -> web.Response:
-    return web.json_response({"error": text, "field": field}, status=status)
+def _error(
+    status: int, text: str, field: str | None = None, code: str | None = None
+) -> web.Response:
+    """The form's refusal; `code` (as in error frames) lets the widget say it in the
+    patron's language."""
+    return web.json_response({"error": text, "field": field, "code": code}, status=status)
 
 
 async def _fields(request: web.Request) -> dict[str, Any]:
@@ -67,7 +71,7 @@ async def submit_question(request: web.Request) -> web.Response:
     except FormError as exc:
         return _error(400, exc.text, exc.field)
     except (UnknownQueue, NoEmailFollowUp) as exc:
-        return _error(404, exc.text)
+        return _error(404, exc.text, code=exc.code)
     except RateLimited as exc:
-        return _error(429, exc.text)
+        return _error(429, exc.text, code=exc.code)
     return web.json_response({"ticket": ticket}, status=201)

@@ -3,17 +3,21 @@
 'use strict';
 const $ = (id) => document.getElementById(id);
 const root = $('refdesk');
-if (!root) return;
-const D = root.dataset;
+const D = root ? root.dataset : {};
 const ALL = window.REFDESK_STRINGS || {};
-const lang = ALL[D.lang] ? D.lang : 'en';
-const S = Object.assign({ status: {}, endedBy: {}, text: {} }, ALL.en, ALL[lang]);
+const asked = D.lang || document.documentElement.lang;
+const lang = ALL[asked] ? asked : 'en';
+const S = Object.assign({ status: {}, endedBy: {}, text: {}, sys: {}, err: {} }, ALL.en, ALL[lang]);
+// The error pages (unknown queue, not available) have only their headings to translate.
+for (const e of document.querySelectorAll('[data-i18n-page]')) e.textContent = S[e.dataset.i18nPage] || e.textContent;
+if (!root) return;
 const KEY = 'refdesk:' + (D.queue || '');
 const log = $('rd-log'), form = $('rd-form'), input = $('rd-input');
 const endBtn = $('rd-end'), newBtn = $('rd-new'), conn = $('rd-conn'), alertBox = $('rd-alert');
 const typingEl = $('rd-typing'), over = $('rd-over'), overTitle = $('rd-over-title');
 const mail = $('rd-mail'), mailForm = $('rd-mail-form'), txForm = $('rd-tx-form');
 const txOpen = $('rd-tx-open'), txEmail = $('rd-tx-email');
+const rate = $('rd-rate'), rateForm = $('rd-rate-form'), rateSend = $('rd-rate-send');
 
 for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = S[e.dataset.i18n] || e.textContent;
 for (const e of document.querySelectorAll('[data-i18n-label]')) e.ariaLabel = S[e.dataset.i18nLabel] || e.ariaLabel;
@@ -50,8 +54,20 @@ let wsWorked = false, wsFails = 0, useLp = /[?&]transport=lp(&|$)/.test(location
 let typing = 'paused', typingTimer = 0, theirTimer = 0;
 let status = D.status, statusText = '', position = null, offered = '', answered = false;
 let mailOpen = false, wasMailing = false, sent = false, txShown = false;
+let wantRate = null; // a rating frame not yet answered
+const RATE_ERRORS = new Set(['bad_rating', 'comment_too_long', 'bad_comment', 'already_rated',
+  'not_ended', 'feedback_off', 'wrong_chat', 'unknown_chat', 'rate_limited']);
 
 const isNum = (n) => typeof n === 'number' && isFinite(n);
+// A template's {fields} filled from a line's params (values are inserted as text).
+const fill = (tpl, params) => tpl.replace(/\{(\w+)\}/g, (all, k) =>
+  params && typeof params[k] === 'string' ? params[k] : all);
+// A line the server wrote, in the page's language when its code is known; lines without a
+// code (texts an admin wrote) are shown as they are.
+const lineText = (m) => (m.code && S.sys[m.code] ? fill(S.sys[m.code], m.params) : m.text);
+// An error in the page's language: the server's English text only on an English page.
+const errText = (m, fallback) => (m.code && S.err[m.code]) || (m.code === 'banned' || lang === 'en'
+  ? m.text : '') || fallback;
 const save = () => {
   try {
     sessionStorage.setItem(KEY, JSON.stringify({ resume: st.resume, last_seq: st.lastSeq, chat: st.chat,
@@ -217,7 +233,19 @@ function finish(title, detail, canRestart) {
   over.hidden = false;
   view();
   log.scrollTop = log.scrollHeight;
-  if (lost) (canRestart ? newBtn : overTitle).focus();
+  if (lost) (canRestart ? (rate.hidden ? newBtn : $('rd-rate-1')) : overTitle).focus();
+}
+
+// The rating went in (or had gone in before): the form gives way to a thank-you.
+function rated(text) {
+  wantRate = null;
+  rateSend.disabled = false;
+  // The focus was in the form (or fell to the body when its button was disabled).
+  const f = document.activeElement;
+  const lost = !f || f === document.body || rate.contains(f);
+  rate.hidden = true;
+  say('rd-rate-done', text);
+  if (lost) $('rd-rate-done').focus();
 }
 
 // A ban names the address the service saw (to quote in an appeal) and where to appeal,
@@ -259,6 +287,7 @@ const handlers = {
     for (const p of pending.values()) send({ type: 'message', id: p.id, text: p.text });
     if (wantEnd) wantEnd = !send({ type: 'end' });
     if (wantTx) send({ type: 'transcript', email: wantTx });
+    if (wantRate) send(wantRate);
     view();
   },
   ack: (m) => delivered(m.id, m.seq),
@@ -274,30 +303,38 @@ const handlers = {
       showTyping(false);
       answered = true;
     } else {
-      box = bubble('system', m.name || S.system, m.text, m.ts);
+      box = bubble('system', m.name || S.system, lineText(m), m.ts);
     }
     add(box, m.seq);
     save();
   },
   typing: (m) => m.from !== 'patron' && showTyping(m.state === 'composing'),
   status(m) { status = m.status || status; statusText = m.text || ''; position = m.position; view(); },
-  offer_email(m) { offered = m.text || S.text.offer; view(); },
+  offer_email(m) { offered = (m.code ? lineText(m) : lang === 'en' && m.text) || S.text.offer; view(); },
   ended(m) {
     if (!fresh(m.seq)) return;
-    add(bubble('system', S.system, m.text || S.endedBy[m.by] || S.ended), m.seq);
+    add(bubble('system', S.system, lineText(m) || S.endedBy[m.by] || S.ended), m.seq);
+    rate.hidden = m.feedback !== true;
     save();
     finish(S.ended, '', true);
   },
   banned(m) { forget(); banDetails(m); finish(S.bannedTitle, m.text || S.banned, false); },
+  rating_ok() { rated(S.rateThanks); },
   transcript_ok(m) { wantTx = null; txSay(S.txOk.replace('{email}', m.email || txEmail.value), ''); },
   error(m) {
     gotError = true;
+    if (wantRate && RATE_ERRORS.has(m.code)) {
+      wantRate = null;
+      rateSend.disabled = false;
+      if (m.code === 'already_rated') return rated(errText(m, S.rateThanks));
+      return say('rd-rate-err', errText(m, S.error));
+    }
     if (wantTx) {
       wantTx = null;
-      if (m.code === 'bad_email') return txSay('', m.text || S.badEmail);
+      if (m.code === 'bad_email') return txSay('', errText(m, S.badEmail));
       txSay('', '');
     }
-    alertBox.textContent = m.text || S.error;
+    alertBox.textContent = errText(m, S.error);
   },
 };
 
@@ -387,7 +424,7 @@ function connect() {
 }
 
 function retry() {
-  if (stopped || (ended && !wantTx)) return void say('rd-conn', '');
+  if (stopped || (ended && !wantTx && !wantRate)) return void say('rd-conn', '');
   say('rd-conn', S.reconnecting);
   timer = setTimeout(connect, useLp && !attempt ? 0 : Math.min(1000 * 2 ** attempt, 15000));
   attempt++;
@@ -424,7 +461,11 @@ newBtn.addEventListener('click', () => {
   for (const c of [...log.children]) if (c.id !== 'rd-intro') c.remove();
   alertBox.textContent = offered = statusText = '';
   txSay('', '');
-  over.hidden = true;
+  over.hidden = rate.hidden = true;
+  rateForm.reset();
+  say('rd-rate-err', '');
+  say('rd-rate-done', '');
+  wantRate = null;
   ended = wantEnd = answered = txShown = false;
   wantTx = position = null;
   attempt = rejected = 0;
@@ -471,8 +512,9 @@ mailForm.addEventListener('submit', async (e) => {
       view();
       $('rd-mail-done').focus();
     } else if (r.status === 403) handlers.banned({ text: j.error, address: j.address, appeal: j.appeal });
-    else if (r.status === 400 && field[j.field]) fieldErr(j.field, j.error || S.error);
-    else alertBox.textContent = j.error || S.mailFailed;
+    else if (r.status === 400 && field[j.field]) {
+      fieldErr(j.field, (lang === 'en' && j.error) || { question: S.needQuestion, email: S.badEmail }[j.field] || S.badField);
+    } else alertBox.textContent = errText({ code: j.code, text: j.error }, S.mailFailed);
   } catch (x) { alertBox.textContent = S.mailFailed; } finally { btn.disabled = false; }
 });
 
@@ -489,6 +531,21 @@ txForm.addEventListener('submit', (e) => {
   txSay(S.txSending, '');
   wantTx = email;
   if (!send({ type: 'transcript', email }) && !t) { attempt = 0; connect(); }
+});
+
+// The end-of-chat rating: 1 to 5 and an optional comment, sent once.
+rateForm.addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (rateSend.disabled) return;
+  const choice = rateForm.querySelector('input[name=rating]:checked');
+  if (!choice) {
+    say('rd-rate-err', S.rateNeed);
+    return $('rd-rate-1').focus();
+  }
+  say('rd-rate-err', '');
+  rateSend.disabled = true;
+  wantRate = { type: 'rating', rating: +choice.value, comment: $('rd-rate-comment').value.trim() };
+  if (!send(wantRate) && !t) { attempt = 0; connect(); }
 });
 
 // In an iframe, Escape asks the embedding page to close the panel (embed.js listens).

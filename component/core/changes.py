@@ -60,6 +60,7 @@ class QueueUpdate:
     privacy: str | Unset = UNSET
     retention_days: int | Unset | None = UNSET
     purge_transcripts: bool | Unset = UNSET
+    feedback: bool | Unset = UNSET
     widget_color: str | Unset = UNSET
     widget_logo: str | Unset | None = UNSET
     greeting: str | Unset | None = UNSET

@@ -66,6 +66,8 @@ class ChatEnded:
     event: ChatEvent
     by: str
     operator_jids: tuple[str, ...]
+    # The widget asks the patron to rate the chat (the queue asks, and it was answered).
+    feedback: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +142,8 @@ class EmailOffered:
 
     chat_id: int
     text: str
+    # The patron line's code (`component.core.patron_text`), for the widget's language.
+    code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ here knows where they came from.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -147,6 +148,8 @@ class Queue:
     privacy: str = "full"  # 'full' | 'network' | 'none'
     retention_days: int | None = None
     purge_transcripts: bool = False
+    # Ask patrons for a 1-5 rating and a comment when an answered chat ends.
+    feedback: bool = False
     widget_color: str = "#0b57d0"
     widget_logo: str | None = None
     greeting: str | None = None
@@ -180,6 +183,10 @@ class ChatEvent:
     ts: datetime
     client_id: str | None = None
     operator_jid: str | None = None
+    # For a line the service wrote (see `component.core.patron_text`): its code and
+    # parameters, which the widget renders in the patron's language. None for others.
+    code: str | None = None
+    params: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

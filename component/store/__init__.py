@@ -33,6 +33,7 @@ from component.store.notices import NoticeStore
 from component.store.operators import OperatorStore
 from component.store.ops import BackupResult, OpsStore, OutboxSummary
 from component.store.queues import QueueStore
+from component.store.ratings import RatingsStore
 from component.store.stats import StatsStore
 from component.store.sticky import StickyStore
 from component.store.tickets import TicketStore
@@ -87,6 +88,7 @@ class Store:
         self.ops = OpsStore(db)
         self.notices = NoticeStore(db)
         self.sticky = StickyStore(db)
+        self.ratings = RatingsStore(db)
         self.exempt_contacts = ExemptContactStore(db)
 
     @classmethod

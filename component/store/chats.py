@@ -4,6 +4,7 @@ longer)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -32,6 +33,14 @@ def chat_from_row(row: aiosqlite.Row) -> Chat:
     )
 
 
+def _params(raw: str | None) -> dict[str, str] | None:
+    """A patron line's stored parameters (JSON written by `append_event`)."""
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else None
+
+
 def event_from_row(row: aiosqlite.Row) -> ChatEvent:
     ts = from_iso(row["created_at"])
     assert ts is not None
@@ -45,11 +54,14 @@ def event_from_row(row: aiosqlite.Row) -> ChatEvent:
         ts=ts,
         client_id=row["client_id"],
         operator_jid=row["jid"],
+        code=row["code"],
+        params=_params(row["params"]),
     )
 
 
 _EVENT_COLUMNS = (
-    "e.chat_id, e.seq, e.kind, e.sender, e.name, e.text, e.client_id, e.created_at, o.jid"
+    "e.chat_id, e.seq, e.kind, e.sender, e.name, e.text, e.client_id, e.created_at, o.jid,"
+    " e.code, e.params"
 )
 
 
@@ -149,7 +161,7 @@ class ChatStore:
         serialises appends per chat so that holds."""
         await self._db.write(
             "INSERT INTO chat_events (chat_id, seq, kind, sender, operator_id, name, text,"
-            " client_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " client_id, created_at, code, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event.chat_id,
                 event.seq,
@@ -160,6 +172,8 @@ class ChatStore:
                 event.text,
                 event.client_id,
                 iso(event.ts),
+                event.code,
+                None if event.params is None else json.dumps(dict(event.params)),
             ),
         )
 
@@ -254,6 +268,10 @@ class ChatStore:
                 await execute("UPDATE tickets SET origin_ip = NULL WHERE chat_id = ?", (chat_id,))
                 if transcripts:
                     await execute("DELETE FROM chat_events WHERE chat_id = ?", (chat_id,))
+                    # A rating's comment is the patron's own words: it goes with them.
+                    await execute(
+                        "UPDATE chat_ratings SET comment = NULL WHERE chat_id = ?", (chat_id,)
+                    )
                     await execute(
                         "UPDATE tickets SET question = '(purged)', email = NULL, name = NULL"
                         " WHERE chat_id = ?",

@@ -31,6 +31,7 @@ def queue_from_row(row: aiosqlite.Row) -> Queue:
         privacy=row["privacy"],
         retention_days=row["retention_days"],
         purge_transcripts=bool(row["purge_transcripts"]),
+        feedback=bool(row["feedback"]),
         widget_color=row["widget_color"],
         widget_logo=row["widget_logo"],
         greeting=row["greeting"],

@@ -131,6 +131,7 @@ def _queue_settings_form(queue: Queue, names: Mapping[int, str], visible: set[in
             "privacy": queue.privacy,
             "retention_days": str(queue.retention_days or ""),
             "purge_transcripts": queue.purge_transcripts,
+            "feedback": queue.feedback,
             "widget_color": queue.widget_color,
             "widget_logo": queue.widget_logo or "",
             "greeting": queue.greeting or "",
@@ -158,6 +159,7 @@ QUEUE_FIELDS = (
     "privacy",
     "retention_days",
     "purge_transcripts",
+    "feedback",
     "widget_color",
     "widget_logo",
     "greeting",
@@ -254,6 +256,7 @@ async def update_queue(request: web.Request) -> web.Response:
     queue = await queue_of(request)
     form = await posted(request, "queue", QUEUE_FIELDS)
     form.values["purge_transcripts"] = bool(form["purge_transcripts"])
+    form.values["feedback"] = bool(form["feedback"])
     backup: str | None = form["backup"]
     if backup == KEEP_BACKUP:
         if queue.backup_queue_id is None:
@@ -262,6 +265,7 @@ async def update_queue(request: web.Request) -> web.Response:
     change = QueueChange(
         backup=backup,
         purge_transcripts=form["purge_transcripts"],
+        feedback=form["feedback"],
         title=form["title"],
         routing=form["routing"],
         offer_timeout=form["offer_timeout"],

@@ -7,7 +7,9 @@ CSV), with the same filters in the query string:
   operators of their own queues only.
 - `from`, `to`: local dates YYYY-MM-DD, inclusive (default: the last 30 days).
 - `tz`: the IANA time zone for the dates, the hours and the days (default UTC).
-- `table` (CSV only): `summary`, `hourly`, `daily`, `queues` or `operators`.
+- `table` (CSV only): `summary`, `hourly`, `daily`, `queues` or `operators`; for the
+  end-of-chat ratings `ratings_queues`, `ratings_daily` and `ratings_operators` (the
+  last for full admins only: 403 for a group coordinator).
 
 What is counted, and how the percentiles are taken, is in `component.core.stats`."""
 
@@ -25,7 +27,9 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from markupsafe import Markup
 
+from component.core import feedback
 from component.core import stats as core
+from component.core.feedback import RatingRow, RatingSummary
 from component.core.models import Operator, Queue
 from component.core.stats import Counts, StatsError, StatsReport, Timing
 from web.admin import auth
@@ -33,7 +37,17 @@ from web.admin.layout import render
 from web.keys import SERVICE
 
 DEFAULT_DAYS = 30
-TABLES = ("summary", "hourly", "daily", "queues", "operators")
+TABLES = (
+    "summary",
+    "hourly",
+    "daily",
+    "queues",
+    "operators",
+    "ratings_queues",
+    "ratings_daily",
+    "ratings_operators",
+)
+_RATING_HEADERS = ["ratings", "mean", "rated_1", "rated_2", "rated_3", "rated_4", "rated_5"]
 _COUNT_HEADERS = ["asked", "answered", "missed", "followed_up", "open"]
 _TIMING_HEADERS = [
     "wait_p50_s",
@@ -304,6 +318,75 @@ async def _csv_table(
     )
 
 
+# Ratings ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RatingLine:
+    key: str  # CSV's first cell: queue name, date, operator JID
+    label: str  # the page's row header
+    summary: RatingSummary
+    extra: str = ""  # queue title or operator name
+
+    def cells(self) -> list[object]:
+        s = self.summary
+        return [s.count, feedback.format_mean(s.mean), *s.counts]
+
+
+async def _rating_rows(request: web.Request, filters: Filters) -> list[RatingRow]:
+    return await request.app[SERVICE].store.ratings.rows(filters.stats_filter())
+
+
+def _rating_queues(rows: list[RatingRow], filters: Filters) -> list[RatingLine]:
+    by_queue = feedback.summarize(rows, lambda r: r.queue_id)
+    return [
+        RatingLine(q.name, q.title, by_queue.get(q.id, RatingSummary()), q.title)
+        for q in sorted(filters.scope, key=lambda q: q.name)
+    ]
+
+
+def _rating_days(rows: list[RatingRow], filters: Filters) -> list[RatingLine]:
+    return [
+        RatingLine(d.isoformat(), f"{d:%a} {d.day} {d:%b %Y}", s)
+        for d, s in feedback.by_day(rows, filters.zone, filters.first, filters.last)
+    ]
+
+
+async def _rating_operators(request: web.Request, rows: list[RatingRow]) -> list[RatingLine]:
+    """Ratings per operator who held the chat last. Called for full admins only: how
+    patrons rate one person is not for group coordinators."""
+    names = {op.id: op for op in await request.app[SERVICE].store.operators.all()}
+    out = []
+    for op_id, summary in feedback.summarize(rows, lambda r: r.operator_id).items():
+        if op_id is None:
+            continue
+        op = names.get(op_id)
+        jid = op.jid if op else f"operator #{op_id}"
+        name = op.name if op else jid
+        out.append(RatingLine(jid, name, summary, name))
+    out.sort(key=lambda r: (r.label.casefold(), r.key))
+    return out
+
+
+async def _ratings_csv(request: web.Request, table: str, visible: Visible, filters: Filters) -> str:
+    rows = await _rating_rows(request, filters)
+    if table == "ratings_queues":
+        return _csv(
+            ["queue", "title", *_RATING_HEADERS],
+            [[r.key, r.extra, *r.cells()] for r in _rating_queues(rows, filters)],
+        )
+    if table == "ratings_daily":
+        return _csv(
+            ["date", *_RATING_HEADERS], [[r.key, *r.cells()] for r in _rating_days(rows, filters)]
+        )
+    if not visible.everything:
+        raise web.HTTPForbidden(text="Ratings per operator are for admins only.")
+    return _csv(
+        ["operator", "name", *_RATING_HEADERS],
+        [[r.key, r.extra, *r.cells()] for r in await _rating_operators(request, rows)],
+    )
+
+
 # Charts -----------------------------------------------------------------------------------
 
 
@@ -377,6 +460,18 @@ async def stats_page(request: web.Request) -> web.Response:
             "secs": core.format_seconds,
         }
     )
+    ratings = await _rating_rows(request, filters)
+    context.update(
+        {
+            "rating_total": feedback.total(ratings),
+            "rating_queue_rows": _rating_queues(ratings, filters),
+            "rating_day_rows": [r for r in _rating_days(ratings, filters) if r.summary.count],
+            "rating_operator_rows": (
+                await _rating_operators(request, ratings) if visible.everything else None
+            ),
+            "mean": feedback.format_mean,
+        }
+    )
     return render(request, "admin/stats.html", context)
 
 
@@ -389,8 +484,10 @@ async def stats_csv(request: web.Request) -> web.Response:
     filters, _, errors = _parse(request, visible)
     if filters is None:
         raise web.HTTPBadRequest(text=" ".join(errors.values()))
-    report = await _report(request, filters)
-    body = await _csv_table(request, table, report, filters)
+    if table.startswith("ratings_"):
+        body = await _ratings_csv(request, table, visible, filters)
+    else:
+        body = await _csv_table(request, table, await _report(request, filters), filters)
     name = f"refdesk-{table}-{filters.first.isoformat()}-{filters.last.isoformat()}.csv"
     return web.Response(
         # A byte order mark, so that spreadsheets read the names as UTF-8.
