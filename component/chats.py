@@ -18,7 +18,13 @@ from component.bus import EventBus
 from component.clock import Clock
 from component.core.bans import Network, canonical_address
 from component.core.errors import ChatClosed, InvalidInput, NotAnOperator, NotYourChat
-from component.core.events import ChatEnded, EmailOffered, MessagePosted, TypingChanged
+from component.core.events import (
+    ChatEnded,
+    EmailOffered,
+    GuestPresence,
+    MessagePosted,
+    TypingChanged,
+)
 from component.core.models import Chat, ChatEvent, ChatState, EventKind, Operator, Sender
 from component.core.privacy import stored_address
 from component.core.text import TextRejected, clean_message
@@ -300,6 +306,8 @@ class ChatLifecycle:
         if live.gone_timer is not None:
             live.gone_timer.cancel()
             live.gone_timer = None
+        if live.connections == 1 and live.recipients():
+            self.bus.publish(GuestPresence(live.id, live.guest, live.recipients(), True))
 
     def patron_disconnected(self, chat_id: int) -> None:
         """A patron socket closed. When the last one has been gone for `resume_ttl`, the
@@ -310,6 +318,8 @@ class ChatLifecycle:
         live.connections = max(0, live.connections - 1)
         if live.connections == 0:
             self._arm_gone_timer(live)
+            if live.recipients():
+                self.bus.publish(GuestPresence(live.id, live.guest, live.recipients(), False))
 
     async def _patron_gone(self, chat_id: int) -> None:
         live = self.chats.get(chat_id)

@@ -51,6 +51,7 @@ from component.moderation import BanPolicy, Limits, Moderation
 from component.open_chats import OpenChats
 from component.operator_commands import run_chat_command, run_queue_command
 from component.presence_routing import Routing
+from component.staff import StaffChannel
 from component.store import Store
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,17 @@ class DeskService:
             moderation=self.moderation,
             max_message_chars=max_message_chars,
             resume_ttl=self.resume_ttl,
+        )
+        limits = limits or Limits()
+        self.staff = StaffChannel(
+            store=store,
+            bus=self.bus,
+            scheduler=self.scheduler,
+            directory=self.directory,
+            presence_of=self.routing.presence_of,
+            check_text=self.lifecycle.check_text,
+            lines_per_second=limits.messages_per_second,
+            line_burst=limits.message_burst,
         )
         self._data_version = 0
         self._last_purge: datetime | None = None
@@ -288,7 +300,12 @@ class DeskService:
         return self.open.position(chat_id)
 
     async def on_operator_presence(self, jid: str, resource: str, presence: Presence) -> None:
+        """An operator's presence reached a queue JID: routing first; then an operator
+        who just came online gets the hand-over notes waiting for them."""
+        was_online = self.routing.presence_of(jid).online
         await self.routing.on_operator_presence(jid, resource, presence)
+        if not was_online and self.routing.presence_of(jid).online:
+            await self.staff.came_online(jid)
 
     # Patrons (component.chats) ----------------------------------------------------------------
 
@@ -377,14 +394,16 @@ class DeskService:
             return await run_chat_command(self, held, op, parsed)
 
     async def on_queue_message(self, jid: str, queue_name: str, text: str) -> str:
-        """An operator wrote to a queue JID: queue commands. Returns the reply."""
-        self.directory.require_operator(jid)
+        """An operator wrote to a queue JID: a queue command, or a line for the colleagues
+        online (`component.staff`). Returns the reply ("" for none)."""
+        op = self.directory.require_operator(jid)
         queue = self.queue(queue_name)
         if not self.is_member(jid, queue):
             raise NotAnOperator(f"You are not an operator of the {queue.name} queue.")
         parsed = commands.parse_line(text)
         if isinstance(parsed, commands.Say):
-            return f"This is the {queue.name} queue. Send !help for the commands."
+            # The staff back-channel: to the queue's other operators online.
+            return await self.staff.relay(op, queue, parsed.text, group_wide=False)
         return await run_queue_command(self, jid, queue, parsed)
 
     async def operator_typing(self, jid: str, guest: str, composing: bool) -> None:

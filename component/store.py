@@ -43,6 +43,7 @@ from component.files import create_private, foreign_owner
 from component.store_admin import AdminQueries
 from component.store_base import StoreError, _dt, _ts
 from component.store_directory import DirectoryQueries
+from component.store_handover import HandoverStore
 from component.store_ops import BackupResult, OpsQueries, OutboxSummary
 from component.store_records import RecordQueries
 from component.store_rows import ban_from_row, incident_from_row, mail_from_row
@@ -76,6 +77,11 @@ def _try_open(path: str) -> None:
 class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQueries):
     """The database. Created with `await Store.open(path)` by the composition root or the
     CLI, closed with `await store.close()`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        super().__init__(db)
+        # Shift hand-over notes (`!handover`).
+        self.handover = HandoverStore(self)
 
     @classmethod
     async def open(cls, path: Path | str, *, synchronous: str = "FULL") -> Store:

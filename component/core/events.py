@@ -25,6 +25,8 @@ class ChatOffered:
     operator_jids: tuple[str, ...]
     history: tuple[ChatEvent, ...]
     via: str = ""
+    # Whether the patron is connected now (the guest JID then shows as available).
+    patron_connected: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class ChatAccepted:
     # Operators who had the offer and must be told someone else took it.
     others: tuple[str, ...]
     explicit: bool
+    patron_connected: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,17 @@ class ChatEnded:
     event: ChatEvent
     by: str
     operator_jids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GuestPresence:
+    """The guest JID's presence for these operators changed: the patron (dis)connected,
+    or an operator lost the chat. Offers, takes, withdrawals and ends carry their own."""
+
+    chat_id: int
+    guest: str
+    operator_jids: tuple[str, ...]
+    available: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +155,7 @@ Event = (
     | ChatAccepted
     | MessagePosted
     | ChatEnded
+    | GuestPresence
     | TypingChanged
     | QueueStatusChanged
     | OperatorNotice
