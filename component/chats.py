@@ -22,6 +22,7 @@ from component.core.events import (
     ChatEnded,
     EmailOffered,
     GuestPresence,
+    MessageCorrected,
     MessagePosted,
     TypingChanged,
 )
@@ -342,15 +343,39 @@ class ChatLifecycle:
         if live.operator is not None and live.operator.id != op.id:
             raise NotYourChat(f"{live.operator.name} has this chat.")
 
-    async def operator_says(self, held: Held, op: Operator, text: str) -> None:
-        """Relay an operator's line to the patron, taking the chat if it was on offer."""
+    async def operator_says(self, held: Held, op: Operator, text: str) -> ChatEvent:
+        """Relay an operator's line to the patron, taking the chat if it was on offer.
+        Returns the committed event. Any new line ends the chance to correct the one
+        before; the service marks a typed line as correctable afterwards."""
         clean = self.check_text(text)
         self.require_mine(held, op)
         live = held.live
         if live.operator is None:
             await self.routing.accept(held, op, explicit=False)
+        live.last_line = None
         event = await self.chats.append(held, Sender.OPERATOR, op.name, clean, operator=op)
         self.bus.publish(MessagePosted(live.id, live.guest, event, ()))
+        return event
+
+    async def correct_last_line(
+        self, held: Held, op: Operator, replace_id: str, stanza_id: str | None, text: str
+    ) -> None:
+        """XEP-0308 from the operator's client: `replace_id` must name the operator's own
+        last line in this chat; its text becomes `text` in the transcript (marked as
+        corrected) and in the patron's view. Raises InvalidInput otherwise."""
+        live = held.live
+        self.require_mine(held, op)
+        last = live.last_line
+        if last is None or last[0] != op.jid or replace_id not in last[1]:
+            raise InvalidInput(
+                "not_last_line",
+                "Only your last line in this chat can be corrected; send a new line instead.",
+            )
+        clean = self.check_text(text)
+        await self.store.correct_event(live.id, last[2], clean, self._now())
+        ids = last[1] | {stanza_id} if stanza_id else last[1]
+        live.last_line = (op.jid, ids, last[2])
+        self.bus.publish(MessageCorrected(live.id, live.guest, last[2], clean))
 
     async def note(self, held: Held, op: Operator, text: str) -> None:
         """A line for the transcript only."""

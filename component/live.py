@@ -63,6 +63,10 @@ class LiveChat:
     rollover_timer: Timer | None = None
     max_wait_timer: Timer | None = None
     typing: TypingThrottle = field(default_factory=lambda: TypingThrottle(TYPING_INTERVAL))
+    # The operator's last line, the one they may still correct (XEP-0308): their JID, the
+    # stanza ids that name it (the original and any correction of it) and its seq. In
+    # memory only: after a restart nothing can be corrected.
+    last_line: tuple[str, frozenset[str], int] | None = None
 
     @property
     def unanswered(self) -> bool:

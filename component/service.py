@@ -368,9 +368,20 @@ class DeskService:
 
     # Operators: entry points, and the building blocks of commands ------------------------------
 
-    async def on_operator_message(self, jid: str, guest: str, text: str) -> str | None:
+    async def on_operator_message(
+        self,
+        jid: str,
+        guest: str,
+        text: str,
+        *,
+        stanza_id: str | None = None,
+        replaces: str | None = None,
+    ) -> str | None:
         """An operator wrote to a guest JID. Returns a line to answer with (command
-        confirmations), or None; raises DeskError for the adapter to turn into an error."""
+        confirmations), or None; raises DeskError for the adapter to turn into an error.
+        `stanza_id` is the message's id (a line with one may be corrected later);
+        `replaces` the id of the line this message corrects (XEP-0308), whose text is then
+        taken as it is, never as a command."""
         op = self.directory.require_operator(jid)
         live = self.open.by_guest(guest)
         if live is None:
@@ -388,8 +399,13 @@ class DeskService:
         async with hold(live) as held:
             if not self.open.is_open(live):
                 raise ChatClosed("This chat has ended.")
+            if replaces is not None:
+                await self.lifecycle.correct_last_line(held, op, replaces, stanza_id, text)
+                return None
             if isinstance(parsed, commands.Say):
-                await self.operator_says(held, op, parsed.text)
+                event = await self.lifecycle.operator_says(held, op, parsed.text)
+                if stanza_id:
+                    live.last_line = (jid, frozenset({stanza_id}), event.seq)
                 return None
             return await run_chat_command(self, held, op, parsed)
 

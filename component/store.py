@@ -420,11 +420,20 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
             ts=ts,
             client_id=row["client_id"],
             operator_jid=row["jid"],
+            corrected=row["corrected_at"] is not None,
         )
 
     _EVENT_COLUMNS = (
-        "e.chat_id, e.seq, e.kind, e.sender, e.name, e.text, e.client_id, e.created_at, o.jid"
+        "e.chat_id, e.seq, e.kind, e.sender, e.name, e.text, e.client_id, e.created_at, o.jid,"
+        " e.corrected_at"
     )
+
+    async def correct_event(self, chat_id: int, seq: int, text: str, now: datetime) -> None:
+        """Replace an operator's line with its corrected text, noting when (XEP-0308)."""
+        await self._write(
+            "UPDATE chat_events SET text = ?, corrected_at = ? WHERE chat_id = ? AND seq = ?",
+            (text, _ts(now), chat_id, seq),
+        )
 
     async def append_event(self, event: ChatEvent, operator_id: int | None = None) -> None:
         """Commit one transcript entry. Its seq must be the chat's next one; the service

@@ -78,6 +78,10 @@ log = logging.getLogger(__name__)
 
 NS_COMPONENT = "jabber:component:accept"
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+NS_CORRECT = "urn:xmpp:message-correct:0"
+# The longest stanza id kept to recognise a later correction (ids are opaque, and some
+# clients use long ones; longer ones are not remembered, so that line cannot be corrected).
+_MAX_ID_CHARS = 256
 
 # How each domain error reaches the operator: (error type, condition), or None for a plain
 # chat reply. The rule: if the message was not delivered, it is an error stanza (clients
@@ -774,9 +778,14 @@ class XmppAdapter:
         body = msg["body"]
         if not body:
             return  # chat states, receipts, markers: no line to relay or command to run
+        stanza_id = msg["id"] if 0 < len(msg["id"]) <= _MAX_ID_CHARS else None
+        replace = msg.xml.find(f"{{{NS_CORRECT}}}replace")
+        replaces = None if replace is None else str(replace.get("id") or "")[:_MAX_ID_CHARS]
         try:
             if node.startswith(GUEST_PREFIX):
-                reply = await self.service.on_operator_message(sender, node, body)
+                reply = await self.service.on_operator_message(
+                    sender, node, body, stanza_id=stanza_id, replaces=replaces
+                )
             elif self.service.is_queue(node):
                 reply = await self.service.on_queue_message(sender, node, body)
             else:

@@ -105,6 +105,7 @@ async def test_transfers(desk: Desk) -> None:
     assert "Ana: Let me find the right person." in offer["body"]
     zoe.send_message(guest, "Hi, Zoe here")
     await patron.next("message", lambda f: f["text"] == "Hi, Zoe here")
+    assert "You took this chat" in (await zoe.next_message(guest))["body"]
     # Ana is out of it now.
     ana.send_message(guest, "still me?")
     assert (await ana.next_error(guest))["error"]["condition"] == "not-allowed"

@@ -72,6 +72,17 @@ class ChatEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageCorrected:
+    """The operator corrected their last line (seq `seq`); the patron's view shows the
+    new text, marked as edited."""
+
+    chat_id: int
+    guest: str
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class GuestPresence:
     """The guest JID's presence for these operators changed: the patron (dis)connected,
     or an operator lost the chat. Offers, takes, withdrawals and ends carry their own."""
@@ -154,6 +165,7 @@ Event = (
     | OfferWithdrawn
     | ChatAccepted
     | MessagePosted
+    | MessageCorrected
     | ChatEnded
     | GuestPresence
     | TypingChanged

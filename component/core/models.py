@@ -175,6 +175,8 @@ class ChatEvent:
     ts: datetime
     client_id: str | None = None
     operator_jid: str | None = None
+    # The operator corrected this line after sending it (the text is the final one).
+    corrected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
