@@ -127,6 +127,7 @@ async def test_operator_going_offline_mid_chat_hands_the_chat_back(desk: Desk) -
     assert told["from"] == "system"
     ben.send_message(guest, "I'll continue: APA 7th edition?")
     await patron.next("message", lambda f: f["text"] == "I'll continue: APA 7th edition?")
+    assert "You took this chat" in (await ben.next_message(guest))["body"]
     await patron.say("Yes")
     assert (await ben.next_message(guest))["body"] == "Yes"
     seqs = [f["seq"] for f in patron.frames if f["type"] in ("message", "ack")]
