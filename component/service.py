@@ -34,7 +34,7 @@ from component.clock import Clock, LoopClock
 from component.core import commands
 from component.core.bans import Ladder, Network
 from component.core.errors import ChatClosed, NotAnOperator, NotYourChat
-from component.core.events import DirectoryChanged, SubscriptionWanted
+from component.core.events import DirectoryChanged, GuestPresence, SubscriptionWanted
 from component.core.models import (
     ChatEvent,
     ChatState,
@@ -301,10 +301,15 @@ class DeskService:
 
     async def on_operator_presence(self, jid: str, resource: str, presence: Presence) -> None:
         """An operator's presence reached a queue JID: routing first; then an operator
-        who just came online gets the hand-over notes waiting for them."""
+        who just came online is shown the patrons of their chats as online again, and
+        gets the hand-over notes waiting for them."""
         was_online = self.routing.presence_of(jid).online
         await self.routing.on_operator_presence(jid, resource, presence)
         if not was_online and self.routing.presence_of(jid).online:
+            # Their client starts afresh: it knows no guest's presence yet.
+            for live in self.open.all():
+                if live.connections > 0 and jid in live.recipients():
+                    self.bus.publish(GuestPresence(live.id, live.guest, (jid,), True))
             await self.staff.came_online(jid)
 
     # Patrons (component.chats) ----------------------------------------------------------------

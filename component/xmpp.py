@@ -385,6 +385,10 @@ class XmppAdapter:
         self.online.set()
         # xep_0050 forgets its commands whenever the stream binds: register them again.
         self.register_commands()
+        # The server forgot the guests' directed presence with the old stream.
+        for live in self.service.open_chats():
+            if live.connections > 0 and live.recipients():
+                self.send_guest_presence(live.guest, live.recipients(), available=True)
         for (queue, jid), state in self.service.subscriptions().items():
             if state == "granted":
                 self.send_queue_presence(queue, jid)

@@ -147,6 +147,7 @@ async def test_guest_presence_follows_the_patron_and_the_chat(desk: Desk) -> Non
     # leaves his view.
     ana.send_message(guest, "Yes, from noon.")
     assert "You took this chat" in (await ana.next_message(guest))["body"]
+    await ana.next_presence(guest, ptype="available")  # said again to the one who took it
     assert (await ben.next_message(guest))["body"] == "Ana took this chat."
     await ben.next_presence(guest, ptype="unavailable")
     # The patron's connection drops and comes back.
@@ -154,6 +155,12 @@ async def test_guest_presence_follows_the_patron_and_the_chat(desk: Desk) -> Non
     await ana.next_presence(guest, ptype="unavailable")
     await patron.connect()
     await ana.next_presence(guest, ptype="available")
+    # Ana's client reconnects (within the grace period): it is told again.
+    await ana.disconnect()
+    await wait_for(lambda: not desk.service.presence_of(ana.bare_jid).online, what="Ana gone")
+    await ana.connect()
+    await ana.next_presence(guest, ptype="available")
+    assert not [p for p in ben.presences if p["from"].bare == guest and p["type"] == "available"][1:]
     # The chat ends: unavailable.
     ana.send_message(guest, "!end")
     assert (await ana.next_message(guest))["body"] == "Chat ended."
