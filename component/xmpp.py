@@ -784,7 +784,11 @@ class XmppAdapter:
             return  # chat states, receipts, markers: no line to relay or command to run
         stanza_id = msg["id"] if 0 < len(msg["id"]) <= _MAX_ID_CHARS else None
         replace = msg.xml.find(f"{{{NS_CORRECT}}}replace")
-        replaces = None if replace is None else str(replace.get("id") or "")[:_MAX_ID_CHARS]
+        replaces = None
+        if replace is not None:
+            # An id too long to have been kept names no line ("" never matches).
+            replaced_id = str(replace.get("id") or "")
+            replaces = replaced_id if len(replaced_id) <= _MAX_ID_CHARS else ""
         try:
             if node.startswith(GUEST_PREFIX):
                 reply = await self.service.on_operator_message(

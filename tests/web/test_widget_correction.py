@@ -63,6 +63,11 @@ async def test_operator_corrects_the_last_line_in_the_patrons_view(
         too_long = "z" * (desk.refdesk.config.chat.max_message_chars + 1)
         _line(op, guest, too_long, "line-4", replaces="line-2")
         assert (await op.next_error(guest))["error"]["condition"] == "not-acceptable"
+        # A huge id names no line; an empty one neither.
+        _line(op, guest, "Huge id", "line-4b", replaces="q" * 20_000)
+        assert (await op.next_error(guest))["error"]["condition"] == "not-acceptable"
+        _line(op, guest, "Empty id", "line-4c", replaces="")
+        assert (await op.next_error(guest))["error"]["condition"] == "not-acceptable"
         # A correction is never a command.
         _line(op, guest, "!end", "line-5", replaces="line-2")
         await expect(line.nth(1).locator(".rd-text")).to_have_text("!end")
