@@ -18,7 +18,14 @@ from component.bus import EventBus
 from component.clock import Clock
 from component.core.bans import Network, canonical_address
 from component.core.errors import ChatClosed, InvalidInput, NotAnOperator, NotYourChat
-from component.core.events import ChatEnded, EmailOffered, MessagePosted, TypingChanged
+from component.core.events import (
+    ChatEnded,
+    EmailOffered,
+    GuestPresence,
+    MessageCorrected,
+    MessagePosted,
+    TypingChanged,
+)
 from component.core.feedback import RatingRefused, parse_rating
 from component.core.models import Chat, ChatEvent, ChatState, EventKind, Operator, Sender
 from component.core.patron_text import PatronText, line
@@ -296,6 +303,8 @@ class ChatLifecycle:
         if live.gone_timer is not None:
             live.gone_timer.cancel()
             live.gone_timer = None
+        if live.connections == 1 and live.recipients():
+            self.bus.publish(GuestPresence(live.id, live.guest, live.recipients(), True))
 
     def patron_disconnected(self, chat_id: int) -> None:
         """A patron socket closed. When the last one has been gone for `resume_ttl`, the
@@ -306,6 +315,8 @@ class ChatLifecycle:
         live.connections = max(0, live.connections - 1)
         if live.connections == 0:
             self._arm_gone_timer(live)
+            if live.recipients():
+                self.bus.publish(GuestPresence(live.id, live.guest, live.recipients(), False))
 
     async def _patron_gone(self, chat_id: int) -> None:
         live = self.chats.get(chat_id)
@@ -328,15 +339,39 @@ class ChatLifecycle:
         if live.operator is not None and live.operator.id != op.id:
             raise NotYourChat(f"{live.operator.name} has this chat.")
 
-    async def operator_says(self, held: Held, op: Operator, text: str) -> None:
-        """Relay an operator's line to the patron, taking the chat if it was on offer."""
+    async def operator_says(self, held: Held, op: Operator, text: str) -> ChatEvent:
+        """Relay an operator's line to the patron, taking the chat if it was on offer.
+        Returns the committed event. Any new line ends the chance to correct the one
+        before; the service marks a typed line as correctable afterwards."""
         clean = self.check_text(text)
         self.require_mine(held, op)
         live = held.live
         if live.operator is None:
             await self.routing.accept(held, op, explicit=False)
+        live.last_line = None
         event = await self.chats.append(held, Sender.OPERATOR, op.name, clean, operator=op)
         self.bus.publish(MessagePosted(live.id, live.guest, event, ()))
+        return event
+
+    async def correct_last_line(
+        self, held: Held, op: Operator, replace_id: str, stanza_id: str | None, text: str
+    ) -> None:
+        """XEP-0308 from the operator's client: `replace_id` must name the operator's own
+        last line in this chat; its text becomes `text` in the transcript (marked as
+        corrected) and in the patron's view. Raises InvalidInput otherwise."""
+        live = held.live
+        self.require_mine(held, op)
+        last = live.last_line
+        if last is None or last[0] != op.jid or replace_id not in last[1]:
+            raise InvalidInput(
+                "not_last_line",
+                "Only your last line in this chat can be corrected; send a new line instead.",
+            )
+        clean = self.check_text(text)
+        await self.store.chats.correct_event(live.id, last[2], clean, self._now())
+        ids = last[1] | {stanza_id} if stanza_id else last[1]
+        live.last_line = (op.jid, ids, last[2])
+        self.bus.publish(MessageCorrected(live.id, live.guest, last[2], clean))
 
     async def note(self, held: Held, op: Operator, text: str) -> None:
         """A line for the transcript only."""

@@ -504,12 +504,14 @@ class LimitsConfig:
         check=_positive,
     )
     messages_per_second: float = setting(
-        "Sustained messages per second one address may send.",
+        "Sustained messages per second one address may send (also the limit on each "
+        "operator's back-channel lines to colleagues).",
         default=3.0,
         check=_positive,
     )
     message_burst: int = setting(
-        "Messages one address may send at once before messages_per_second applies.",
+        "Messages one address (or operator, on the back-channel) may send at once before "
+        "messages_per_second applies.",
         default=10,
         check=_positive,
     )

@@ -102,7 +102,7 @@ def transcript_lines(events: Sequence[ChatEvent]) -> list[emails.TranscriptLine]
         if not e.kind.patron_sees:
             continue
         who = {Sender.PATRON: "You", Sender.OPERATOR: e.name}.get(e.sender, "—")
-        lines.append(emails.TranscriptLine(e.ts, who, e.text))
+        lines.append(emails.TranscriptLine(e.ts, _corrected(who, e), e.text))
     return lines
 
 
@@ -114,8 +114,14 @@ def staff_transcript(events: Sequence[ChatEvent]) -> list[emails.TranscriptLine]
             lines.append(emails.TranscriptLine(e.ts, f"{e.name} (note)", e.text))
         else:
             who = {Sender.PATRON: "Patron", Sender.OPERATOR: e.name}.get(e.sender, "—")
-            lines.append(emails.TranscriptLine(e.ts, who, e.text))
+            lines.append(emails.TranscriptLine(e.ts, _corrected(who, e), e.text))
     return lines
+
+
+def _corrected(who: str, event: ChatEvent) -> str:
+    """A line its operator corrected after sending (XEP-0308) keeps its final text and
+    says so after the name."""
+    return f"{who} (corrected)" if event.corrected else who
 
 
 class FollowUp:

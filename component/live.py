@@ -67,6 +67,10 @@ class LiveChat:
     # inappropriate lately, and whether the chat is offered to that operator alone now.
     sticky_checked: bool = False
     sticky_hold: bool = False
+    # The operator's last line, the one they may still correct (XEP-0308): their JID, the
+    # stanza ids that name it (the original and any correction of it) and its seq. In
+    # memory only: after a restart nothing can be corrected.
+    last_line: tuple[str, frozenset[str], int] | None = None
 
     @property
     def unanswered(self) -> bool:

@@ -25,6 +25,7 @@ from component.core.routing import OperatorLoad
 from component.followup import FollowUp
 from component.live import Held, LiveChat, QueueInfo
 from component.moderation import BanRefused, Moderation
+from component.staff import StaffChannel
 from component.store import Store
 
 _TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -39,6 +40,7 @@ class CommandHost(Protocol):
     domain: str
     followup: FollowUp
     moderation: Moderation
+    staff: StaffChannel
 
     def clock(self) -> datetime: ...
 
@@ -190,20 +192,19 @@ def _transfer_text(service: CommandHost, live: LiveChat, to: str) -> PatronText:
     return line("transfer_to", to=to)
 
 
-async def _canned(service: CommandHost, held: Held, op: Operator, arg: str) -> str | None:
+async def _find_canned(service: CommandHost, held: Held, arg: str) -> tuple[str, str] | str:
+    """The canned message `arg` names, as (name, text); or, with no name, the list of
+    names to answer with. Raises BadCommand for an unknown name."""
     live = held.live
     canned = await service.store.canned.for_queue(live.queue.id, live.queue.group_id)
     name = arg.strip().lower()
     if not name:
         names = ", ".join(c.name for c in canned) or "(none)"
-        return f"Canned messages: {names}. Send !c <name> to send one."
+        return f"Canned messages: {names}. Send !c <name> to send one, !c? <name> to see it."
     match = next((c for c in canned if c.name == name), None)
     if match is None:
         raise BadCommand(f"No canned message called {name!r}. Send !c for the list.")
-    await service.operator_says(held, op, match.text)
-    if match.name == GOODBYE_INAPPROPRIATE:
-        await _remember_for_pickup(service, live, op, f"ended with {GOODBYE_INAPPROPRIATE}")
-    return None
+    return match.name, match.text
 
 
 # The canned message that ends a chat as inappropriate (sticky pickup remembers it).
@@ -454,8 +455,26 @@ async def _links(service: CommandHost, held: Held, op: Operator, arg: str) -> st
 
 
 async def _canned_command(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
-    # `!c name` sends the text as the operator's own message: nothing to confirm.
-    return await _canned(service, held, op, arg) or ""
+    """`!c name`: send the canned text as the operator's own line, and answer with the
+    text that went out (the operator's client shows only `!c name` otherwise)."""
+    found = await _find_canned(service, held, arg)
+    if isinstance(found, str):
+        return found
+    name, text = found
+    await service.operator_says(held, op, text)
+    if name == GOODBYE_INAPPROPRIATE:
+        await _remember_for_pickup(service, held.live, op, f"ended with {GOODBYE_INAPPROPRIATE}")
+    return f"Sent: {text}"
+
+
+async def _canned_show(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    """`!c? name`: show the canned text without sending it, so that the operator can copy
+    it, edit it and send it as their own line."""
+    found = await _find_canned(service, held, arg)
+    if isinstance(found, str):
+        return found
+    name, text = found
+    return f"Canned message {name} (not sent; copy, edit and send it):\n{text}"
 
 
 _CHAT_COMMANDS: dict[str, ChatCommand] = {
@@ -463,6 +482,7 @@ _CHAT_COMMANDS: dict[str, ChatCommand] = {
     "end": _end,
     "transfer": _transfer,
     "c": _canned_command,
+    "c?": _canned_show,
     "note": _note,
     "tag": _tag,
     "info": _info,
@@ -477,7 +497,27 @@ _CHAT_COMMANDS: dict[str, ChatCommand] = {
 
 
 async def _queue_help(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
-    return commands.help_text(commands.QUEUE_COMMANDS)
+    return (
+        commands.help_text(commands.QUEUE_COMMANDS)
+        + "\nA line without ! goes to your colleagues online in this queue."
+    )
+
+
+async def _all(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
+    """`!all <text>`: the back-channel to every queue of the group."""
+    op = service.operator(jid)
+    if op is None:
+        raise BadCommand("You are not an operator.")
+    if not arg:
+        raise BadCommand("Write the line after the command: !all <text>.")
+    return await service.staff.relay(op, queue, arg, group_wide=True)
+
+
+async def _handover(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
+    op = service.operator(jid)
+    if op is None:
+        raise BadCommand("You are not an operator.")
+    return await service.staff.handover(op, queue, arg)
 
 
 async def _status(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
@@ -526,6 +566,8 @@ _QUEUE_COMMANDS: dict[str, QueueCommand] = {
     "next": _next,
     "who": _who,
     "status": _status,
+    "all": _all,
+    "handover": _handover,
     "help": _queue_help,
 }
 

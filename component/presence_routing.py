@@ -21,6 +21,7 @@ from component.core.escalation import should_escalate
 from component.core.events import (
     ChatAccepted,
     ChatOffered,
+    GuestPresence,
     MessagePosted,
     OfferWithdrawn,
     OperatorNotice,
@@ -317,6 +318,7 @@ class Routing:
                 tuple(targets),
                 history,
                 via,
+                patron_connected=live.connections > 0,
             )
         )
         if live.queue.routing is RoutingMode.ROUND_ROBIN:
@@ -397,7 +399,17 @@ class Routing:
                 timer.cancel()
         live.offer_timer = live.rollover_timer = live.max_wait_timer = None
         await self.store.chats.set_state(live.id, ChatState.ACTIVE, now, operator_id=op.id)
-        self.bus.publish(ChatAccepted(live.id, live.guest, op.jid, op.name, others, explicit))
+        self.bus.publish(
+            ChatAccepted(
+                live.id,
+                live.guest,
+                op.jid,
+                op.name,
+                others,
+                explicit,
+                patron_connected=live.connections > 0,
+            )
+        )
         event = await self.chats.append(held, Sender.SYSTEM, "", line("joined", name=op.name))
         self.bus.publish(MessagePosted(live.id, live.guest, event, ()))
         self.publish_status(live.queue.name)
@@ -407,6 +419,8 @@ class Routing:
         caller routes it afterwards."""
         live = held.live
         if live.operator is not None:
+            # The chat is no longer theirs: the guest leaves their client's view.
+            self.bus.publish(GuestPresence(live.id, live.guest, (live.operator.jid,), False))
             self.operator_freed(live.operator.jid)
         live.operator = None
         live.offered_to = set()

@@ -35,7 +35,7 @@ from component.clock import Clock, LoopClock
 from component.core import commands
 from component.core.bans import Ladder, Network
 from component.core.errors import ChatClosed, NotAnOperator, NotYourChat
-from component.core.events import DirectoryChanged, SubscriptionWanted
+from component.core.events import DirectoryChanged, GuestPresence, SubscriptionWanted
 from component.core.models import (
     ChatEvent,
     ChatState,
@@ -54,6 +54,7 @@ from component.notices import Notices
 from component.open_chats import OpenChats
 from component.operator_commands import run_chat_command, run_queue_command
 from component.presence_routing import Routing
+from component.staff import StaffChannel
 from component.store import Store
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,17 @@ class DeskService:
         )
         self.notices = Notices(
             self, from_address, admin_url=admin_url, unstaffed_after=unstaffed_alert_after
+        )
+        limits = limits or Limits()
+        self.staff = StaffChannel(
+            store=store,
+            bus=self.bus,
+            scheduler=self.scheduler,
+            directory=self.directory,
+            presence_of=self.routing.presence_of,
+            check_text=self.lifecycle.check_text,
+            lines_per_second=limits.messages_per_second,
+            line_burst=limits.message_burst,
         )
         self._data_version = 0
         self._last_purge: datetime | None = None
@@ -307,8 +319,18 @@ class DeskService:
         return self.open.position(chat_id)
 
     async def on_operator_presence(self, jid: str, resource: str, presence: Presence) -> None:
+        """An operator's presence reached a queue JID: routing first; then an operator
+        who just came online is shown the patrons of their chats as online again, and
+        gets the hand-over notes waiting for them."""
+        was_online = self.routing.presence_of(jid).online
         await self.routing.on_operator_presence(jid, resource, presence)
         await self.notices.check_staffing()
+        if not was_online and self.routing.presence_of(jid).online:
+            # Their client starts afresh: it knows no guest's presence yet.
+            for live in self.open.all():
+                if live.connections > 0 and jid in live.recipients():
+                    self.bus.publish(GuestPresence(live.id, live.guest, (jid,), True))
+            await self.staff.came_online(jid)
 
     # Patrons (component.chats) ----------------------------------------------------------------
 
@@ -377,9 +399,20 @@ class DeskService:
 
     # Operators: entry points, and the building blocks of commands ------------------------------
 
-    async def on_operator_message(self, jid: str, guest: str, text: str) -> str | None:
+    async def on_operator_message(
+        self,
+        jid: str,
+        guest: str,
+        text: str,
+        *,
+        stanza_id: str | None = None,
+        replaces: str | None = None,
+    ) -> str | None:
         """An operator wrote to a guest JID. Returns a line to answer with (command
-        confirmations), or None; raises DeskError for the adapter to turn into an error."""
+        confirmations), or None; raises DeskError for the adapter to turn into an error.
+        `stanza_id` is the message's id (a line with one may be corrected later);
+        `replaces` the id of the line this message corrects (XEP-0308), whose text is then
+        taken as it is, never as a command."""
         op = self.directory.require_operator(jid)
         live = self.open.by_guest(guest)
         if live is None:
@@ -397,20 +430,27 @@ class DeskService:
         async with hold(live) as held:
             if not self.open.is_open(live):
                 raise ChatClosed("This chat has ended.")
+            if replaces is not None:
+                await self.lifecycle.correct_last_line(held, op, replaces, stanza_id, text)
+                return None
             if isinstance(parsed, commands.Say):
-                await self.operator_says(held, op, parsed.text)
+                event = await self.lifecycle.operator_says(held, op, parsed.text)
+                if stanza_id:
+                    live.last_line = (jid, frozenset({stanza_id}), event.seq)
                 return None
             return await run_chat_command(self, held, op, parsed)
 
     async def on_queue_message(self, jid: str, queue_name: str, text: str) -> str:
-        """An operator wrote to a queue JID: queue commands. Returns the reply."""
-        self.directory.require_operator(jid)
+        """An operator wrote to a queue JID: a queue command, or a line for the colleagues
+        online (`component.staff`). Returns the reply ("" for none)."""
+        op = self.directory.require_operator(jid)
         queue = self.queue(queue_name)
         if not self.is_member(jid, queue):
             raise NotAnOperator(f"You are not an operator of the {queue.name} queue.")
         parsed = commands.parse_line(text)
         if isinstance(parsed, commands.Say):
-            return f"This is the {queue.name} queue. Send !help for the commands."
+            # The staff back-channel: to the queue's other operators online.
+            return await self.staff.relay(op, queue, parsed.text, group_wide=False)
         return await run_queue_command(self, jid, queue, parsed)
 
     async def operator_typing(self, jid: str, guest: str, composing: bool) -> None:

@@ -48,6 +48,7 @@ from component.core.errors import (
     InvalidInput,
     NotAnOperator,
     NotYourChat,
+    TooFast,
     UnknownQueue,
 )
 from component.core.events import (
@@ -56,6 +57,7 @@ from component.core.events import (
     ChatOffered,
     DirectoryChanged,
     Event,
+    GuestPresence,
     MessagePosted,
     OfferWithdrawn,
     OperatorNotice,
@@ -76,6 +78,10 @@ log = logging.getLogger(__name__)
 
 NS_COMPONENT = "jabber:component:accept"
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+NS_CORRECT = "urn:xmpp:message-correct:0"
+# The longest stanza id kept to recognise a later correction (ids are opaque, and some
+# clients use long ones; longer ones are not remembered, so that line cannot be corrected).
+_MAX_ID_CHARS = 256
 
 # How each domain error reaches the operator: (error type, condition), or None for a plain
 # chat reply. The rule: if the message was not delivered, it is an error stanza (clients
@@ -86,6 +92,7 @@ _ERROR_CONDITIONS: dict[type[DeskError], tuple[str, str] | None] = {
     ChatClosed: ("cancel", "item-not-found"),
     UnknownQueue: ("cancel", "item-not-found"),
     InvalidInput: ("modify", "not-acceptable"),
+    TooFast: ("wait", "resource-constraint"),
     BadCommand: None,
 }
 
@@ -378,6 +385,10 @@ class XmppAdapter:
         self.online.set()
         # xep_0050 forgets its commands whenever the stream binds: register them again.
         self.register_commands()
+        # The server forgot the guests' directed presence with the old stream.
+        for live in self.service.open_chats():
+            if live.connections > 0 and live.recipients():
+                self.send_guest_presence(live.guest, live.recipients(), available=True)
         for (queue, jid), state in self.service.subscriptions().items():
             if state == "granted":
                 self.send_queue_presence(queue, jid)
@@ -588,6 +599,18 @@ class XmppAdapter:
             pres["status"] = clip_to_bytes(strip_xml_illegal(status), _STATUS_BYTES)
         self._send(pres)
 
+    def send_guest_presence(
+        self, guest: str, operator_jids: Iterable[str], *, available: bool
+    ) -> None:
+        """Directed presence from a guest JID: available while the patron is connected
+        and the chat is offered to or held by these operators, unavailable otherwise, so
+        their clients show the patron online or gone instead of an unknown contact."""
+        for jid in operator_jids:
+            if available:
+                self._send_presence(guest, jid, status="Patron connected")
+            else:
+                self._send_presence(guest, jid, ptype="unavailable")
+
     def send_queue_presence(self, queue: str, to: str, info: QueueInfo | None = None) -> None:
         """Tell an operator the queue's state (shown in their roster)."""
         info = info or self.service.queue_info(queue)
@@ -634,6 +657,9 @@ class XmppAdapter:
     def _on_event(self, event: Event) -> None:
         match event:
             case ChatOffered():
+                if event.patron_connected:
+                    # Before the offer, so the chat window opens on a patron shown online.
+                    self.send_guest_presence(event.guest, event.operator_jids, available=True)
                 outs = [
                     out
                     for body in offer_bodies(event, self._body_bytes)
@@ -652,9 +678,24 @@ class XmppAdapter:
             case OfferWithdrawn():
                 for jid in event.operator_jids:
                     self.send_chat(event.guest, jid, f"Offer withdrawn. {event.reason}")
+                self.send_guest_presence(event.guest, event.operator_jids, available=False)
             case ChatAccepted():
                 for jid in event.others:
                     self.send_chat(event.guest, jid, f"{event.operator_name} took this chat.")
+                self.send_guest_presence(event.guest, event.others, available=False)
+                if event.patron_connected:
+                    self.send_guest_presence(event.guest, (event.operator_jid,), available=True)
+                if not event.explicit:
+                    # A reply took the chat; `!accept` and `!next` answer this themselves.
+                    self.send_chat(
+                        event.guest,
+                        event.operator_jid,
+                        "You took this chat; your messages go to the patron.",
+                    )
+            case GuestPresence():
+                self.send_guest_presence(
+                    event.guest, event.operator_jids, available=event.available
+                )
             case MessagePosted():
                 if event.event.sender is Sender.PATRON:
                     self.send_patron_message(event.guest, event.operator_jids, event.event)
@@ -666,6 +707,7 @@ class XmppAdapter:
                     )
                     for jid in event.operator_jids:
                         self.send_chat(event.guest, jid, text)
+                self.send_guest_presence(event.guest, event.operator_jids, available=False)
             case TypingChanged():
                 if event.by_patron:
                     state = "composing" if event.composing else "paused"
@@ -738,9 +780,20 @@ class XmppAdapter:
         node = msg["to"].user
         sender = msg["from"].bare
         body = msg["body"]
+        if not body:
+            return  # chat states, receipts, markers: no line to relay or command to run
+        stanza_id = msg["id"] if 0 < len(msg["id"]) <= _MAX_ID_CHARS else None
+        replace = msg.xml.find(f"{{{NS_CORRECT}}}replace")
+        replaces = None
+        if replace is not None:
+            # An id too long to have been kept names no line ("" never matches).
+            replaced_id = str(replace.get("id") or "")
+            replaces = replaced_id if len(replaced_id) <= _MAX_ID_CHARS else ""
         try:
             if node.startswith(GUEST_PREFIX):
-                reply = await self.service.on_operator_message(sender, node, body)
+                reply = await self.service.on_operator_message(
+                    sender, node, body, stanza_id=stanza_id, replaces=replaces
+                )
             elif self.service.is_queue(node):
                 reply = await self.service.on_queue_message(sender, node, body)
             else:

@@ -41,6 +41,7 @@ async def test_full_chat_both_ways(desk: Desk) -> None:
     assert reply["seq"] > joined["seq"]
     # The patron never sees the operator's real address.
     assert op.bare_jid not in str(patron.frames)
+    assert "You took this chat" in (await op.next_message(guest))["body"]
 
     await patron.say("Thanks! And maps?")
     follow_up = await op.next_message(guest)
@@ -131,6 +132,7 @@ async def test_patron_ends_the_chat(desk: Desk) -> None:
     guest = offer["from"].bare
     op.send_message(guest, "Go ahead")
     await patron.next("message", lambda f: f["from"] == "operator")
+    assert "You took this chat" in (await op.next_message(guest))["body"]
     await patron.send({"type": "end"})
     ended = await patron.next("ended")
     assert ended["by"] in ("patron", "system", "")
@@ -168,6 +170,7 @@ async def test_resume_after_a_dropped_connection(desk: Desk) -> None:
     guest = offer["from"].bare
     op.send_message(guest, "Answer one")
     await patron.next("message", lambda f: f["text"] == "Answer one")
+    assert "You took this chat" in (await op.next_message(guest))["body"]
     seen = patron.last_seq
 
     await patron.drop()
@@ -206,6 +209,7 @@ async def test_xmpp_server_restart_mid_chat(desk: Desk) -> None:
     guest = offer["from"].bare
     op.send_message(guest, "I'm here")
     await patron.next("message", lambda f: f["text"] == "I'm here")
+    assert "You took this chat" in (await op.next_message(guest))["body"]
 
     restart = asyncio.create_task(desk.server.restart())
     await wait_for(lambda: not desk.refdesk.adapter.online.is_set(), what="component offline")
@@ -314,6 +318,7 @@ async def test_patron_who_leaves_ends_the_chat(desk: Desk) -> None:
     guest = offer["from"].bare
     op.send_message(guest, "Hello!")
     await patron.next("message", lambda f: f["from"] == "operator")
+    assert "You took this chat" in (await op.next_message(guest))["body"]
     await patron.drop()
     notice = await op.next_message(guest, timeout=10)
     assert "patron left" in notice["body"]
@@ -369,6 +374,7 @@ async def test_messages_acknowledged_while_xmpp_is_down_survive_a_refdesk_restar
     guest = offer["from"].bare
     op.send_message(guest, "Hello")
     await patron.next("message", lambda f: f["text"] == "Hello")
+    assert "You took this chat" in (await op.next_message(guest))["body"]
 
     # The component's link goes down; the web side keeps taking the patron's messages.
     await desk.refdesk.adapter.stop()

@@ -175,6 +175,7 @@ async def test_refer_and_transcript_copy(desk: Desk, mail_sink: MailSink) -> Non
     guest = offer["from"].bare
     op.send_message(guest, "Let me refer that.")
     await patron.next("message", lambda f: f["from"] == "operator")
+    assert "You took this chat" in (await op.next_message(guest))["body"]
 
     # The patron asks for a copy before the end; a bad address is refused clearly.
     await patron.send({"type": "transcript", "email": "nope"})

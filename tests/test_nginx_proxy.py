@@ -273,6 +273,7 @@ async def test_a_whole_chat_through_nginx_with_tls(proxied: ProxiedDesk, browser
         guest = await take_offer(op, "Through the proxy?")
         op.send_message(guest, "Yes, over wss.")
         await expect(s.page.locator(".rd-operator").last).to_contain_text("over wss")
+        assert "You took this chat" in (await op.next_message(guest))["body"]
         assert s.sockets and all(u.startswith(f"wss://{NGINX_IP}:") for u in s.sockets), s.sockets
         # The reply came over the WebSocket itself, not over the long-poll fallback.
         assert any("over wss" in frame for frame in received), received
@@ -291,6 +292,7 @@ async def test_a_whole_chat_through_nginx_with_tls(proxied: ProxiedDesk, browser
         await s.page.get_by_label("Message").press("Enter")
         guest = await take_offer(op, "And by long-poll?")
         op.send_message(guest, "Also fine.")
+        assert "You took this chat" in (await op.next_message(guest))["body"]
         await expect(s.page.locator(".rd-operator").last).to_contain_text("Also fine.")
         assert not s.sockets, s.sockets
         assert any(u.startswith(f"{proxied.url}/lp/ask/") for u in polls), polls

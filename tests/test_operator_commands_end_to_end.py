@@ -43,9 +43,10 @@ async def test_guest_chat_commands(desk: Desk) -> None:
 
     listing = await _reply(ana, guest, "!c")
     assert "greeting" in listing and "goodbye" in listing and "end-of-shift" in listing
-    ana.send_message(guest, "!c greeting")
+    sent = await _reply(ana, guest, "!c greeting")
     greeting = await patron.next("message", lambda f: f["from"] == "operator")
     assert greeting["text"].startswith("Hello! Thanks for contacting us")
+    assert sent == f"Sent: {greeting['text']}"
     assert "No canned message called 'nope'" in await _reply(ana, guest, "!c nope")
 
     assert "Note added" in await _reply(ana, guest, "!note Patron seems to be a student")
@@ -104,6 +105,7 @@ async def test_transfers(desk: Desk) -> None:
     assert "Ana: Let me find the right person." in offer["body"]
     zoe.send_message(guest, "Hi, Zoe here")
     await patron.next("message", lambda f: f["text"] == "Hi, Zoe here")
+    assert "You took this chat" in (await zoe.next_message(guest))["body"]
     # Ana is out of it now.
     ana.send_message(guest, "still me?")
     assert (await ana.next_error(guest))["error"]["condition"] == "not-allowed"
@@ -130,7 +132,9 @@ async def test_queue_commands(desk: Desk) -> None:
     ben = await desk.add_operator(name="Ben")
     ben.set_presence("away")
     assert "Commands:" in await _reply(ana, QUEUE_JID, "!help")
-    assert "This is the ask queue" in await _reply(ana, QUEUE_JID, "hello")
+    # A plain line is for the colleagues online (Ben is away, still online).
+    ana.send_message(QUEUE_JID, "hello")
+    assert (await ben.next_message(QUEUE_JID))["body"] == "Ana: hello"
     assert "Unknown command !bogus" in await _reply(ana, QUEUE_JID, "!bogus")
     assert await _reply(ana, QUEUE_JID, "!next") == "Nobody is waiting."
     assert await _reply(ana, QUEUE_JID, "!list") == "No open chats."

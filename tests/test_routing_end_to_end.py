@@ -63,6 +63,7 @@ async def test_ring_all_respects_max_chats_and_presence(desk: Desk) -> None:
     await ben.expect_next_from(QUEUE)  # dnd: no offers
     ana.send_message(offer["from"].bare, "Hello")
     await wait_for(lambda: desk.service.queue_info("ask").status.value == "busy", what="busy")
+    assert "You took this chat" in (await ana.next_message(offer["from"].bare))["body"]
     patron2 = await _ask(desk, "Second")
     status = await patron2.seen("status", lambda f: f["position"] == 1)
     assert status["status"] == "busy"
@@ -115,6 +116,7 @@ async def test_operator_going_offline_mid_chat_hands_the_chat_back(desk: Desk) -
     guest = offer["from"].bare
     ana.send_message(guest, "Sure, which style?")
     await patron.next("message", lambda f: f["text"] == "Sure, which style?")
+    assert "You took this chat" in (await ana.next_message(guest))["body"]
     await patron.say("APA please")
     assert (await ana.next_message(guest))["body"] == "APA please"
 
@@ -125,6 +127,7 @@ async def test_operator_going_offline_mid_chat_hands_the_chat_back(desk: Desk) -
     assert told["from"] == "system"
     ben.send_message(guest, "I'll continue: APA 7th edition?")
     await patron.next("message", lambda f: f["text"] == "I'll continue: APA 7th edition?")
+    assert "You took this chat" in (await ben.next_message(guest))["body"]
     await patron.say("Yes")
     assert (await ben.next_message(guest))["body"] == "Yes"
     seqs = [f["seq"] for f in patron.frames if f["type"] in ("message", "ack")]

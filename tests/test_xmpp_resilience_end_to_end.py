@@ -35,6 +35,7 @@ async def _accepted_chat(
     guest: str = offer["from"].bare
     op.send_message(guest, "Hello, I'm here")
     await patron.next("message", lambda f: f["text"] == "Hello, I'm here", timeout=15)
+    assert "You took this chat" in (await op.next_message(guest))["body"]
     return guest
 
 

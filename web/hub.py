@@ -18,6 +18,7 @@ from component.core.events import (
     ChatEnded,
     EmailOffered,
     Event,
+    MessageCorrected,
     MessagePosted,
     QueueStatusChanged,
     TypingChanged,
@@ -50,6 +51,8 @@ def event_frame(event: ChatEvent) -> Frame:
     }
     if event.client_id is not None:
         frame["id"] = event.client_id
+    if event.corrected:
+        frame["edited"] = True
     return _coded(frame, event)
 
 
@@ -183,6 +186,13 @@ class PatronHub:
                 # come back only in a replay.
                 if event.event.sender is not Sender.PATRON:
                     self._send(event.chat_id, event_frame(event.event))
+            case MessageCorrected():
+                # The operator corrected their last line (XEP-0308): the widget replaces
+                # the text of line `seq` and marks it as edited.
+                self._send(
+                    event.chat_id,
+                    {"type": "correction", "seq": event.seq, "text": event.text, "edited": True},
+                )
             case ChatEnded():
                 ended = event_frame(event.event)
                 if event.feedback:

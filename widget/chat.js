@@ -108,7 +108,7 @@ function linkify(p, text) {
   p.append(text.slice(last));
 }
 
-function bubble(kind, name, text, ts, links) {
+function bubble(kind, name, text, ts, links, edited) {
   const box = el('div', 'rd-msg rd-' + kind);
   const meta = box.appendChild(el('div', 'rd-meta'));
   meta.appendChild(el('span', 'rd-name', name));
@@ -117,9 +117,16 @@ function bubble(kind, name, text, ts, links) {
     meta.appendChild(el('time', null, d.toLocaleTimeString(lang, { hour: 'numeric', minute: '2-digit' })))
       .dateTime = d.toISOString();
   }
+  if (edited) markEdited(box);
   const p = box.appendChild(el('p', 'rd-text'));
   if (links) linkify(p, String(text ?? '')); else p.textContent = text ?? '';
   return box;
+}
+
+// A line the librarian corrected after sending it: say so next to its time.
+function markEdited(box) {
+  const meta = box.querySelector('.rd-meta');
+  if (meta && !meta.querySelector('.rd-edited')) meta.appendChild(el('span', 'rd-edited', '(' + S.edited + ')'));
 }
 
 // Insert in seq order; pending messages stay last; local notes are barriers.
@@ -299,7 +306,7 @@ const handlers = {
       box = bubble('patron', S.you, m.text, m.ts);
       if (m.id) mine.set(m.id, box);
     } else if (m.from === 'operator') {
-      box = bubble('operator', m.name || S.librarian, m.text, m.ts, true);
+      box = bubble('operator', m.name || S.librarian, m.text, m.ts, true, m.edited === true);
       showTyping(false);
       answered = true;
     } else {
@@ -307,6 +314,16 @@ const handlers = {
     }
     add(box, m.seq);
     save();
+  },
+  // The librarian corrected a line already shown: new text in place, marked as edited.
+  correction(m) {
+    if (!isNum(m.seq) || typeof m.text !== 'string') return;
+    const box = log.querySelector('.rd-operator[data-seq="' + m.seq + '"]');
+    const p = box && box.querySelector('.rd-text');
+    if (!p) return;
+    p.textContent = '';
+    linkify(p, m.text);
+    markEdited(box);
   },
   typing: (m) => m.from !== 'patron' && showTyping(m.state === 'composing'),
   status(m) { status = m.status || status; statusText = m.text || ''; position = m.position; view(); },

@@ -32,7 +32,8 @@ CHAT_COMMANDS: dict[str, str] = {
     "accept": "!accept — take this chat",
     "end": "!end — end this chat",
     "transfer": "!transfer <queue|operator> — hand the chat to another queue or a colleague",
-    "c": "!c <name> — send a canned message; !c alone lists them",
+    "c": "!c <name> — send a canned message (you see the text that went out); !c lists them",
+    "c?": "!c? <name> — show a canned message without sending it, to copy and edit",
     "note": "!note <text> — add a note to the transcript (the patron does not see it)",
     "tag": "!tag <tag> — tag the chat (e.g. !tag circulation, !tag incident)",
     "info": "!info — queue, wait time, page and address of this chat",
@@ -42,12 +43,15 @@ CHAT_COMMANDS: dict[str, str] = {
     "help": "!help — this list",
 }
 
-# Commands understood when writing to a queue JID.
+# Commands understood when writing to a queue JID. A plain line there (no `!`) goes to the
+# queue's other operators who are online (the staff back-channel).
 QUEUE_COMMANDS: dict[str, str] = {
     "list": "!list — chats waiting and active in this queue",
     "next": "!next — take the longest-waiting chat",
     "who": "!who — operators of this queue and their presence",
     "status": "!status — the queue's status as patrons see it",
+    "all": "!all <text> — a line to every colleague online in this group's queues",
+    "handover": "!handover [text|clear] — leave, show or delete the note for the next shift",
     "help": "!help — this list",
 }
 

@@ -44,6 +44,12 @@ class BadCommand(DeskError):
     code = "bad_command"
 
 
+class TooFast(DeskError):
+    """An operator's line refused by a rate limit (nothing was sent)."""
+
+    code = "rate_limited"
+
+
 class InvalidInput(DeskError):
     """Patron or operator input refused by the text rules."""
 

@@ -25,6 +25,8 @@ class ChatOffered:
     operator_jids: tuple[str, ...]
     history: tuple[ChatEvent, ...]
     via: str = ""
+    # Whether the patron is connected now (the guest JID then shows as available).
+    patron_connected: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class ChatAccepted:
     # Operators who had the offer and must be told someone else took it.
     others: tuple[str, ...]
     explicit: bool
+    patron_connected: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,28 @@ class ChatEnded:
     operator_jids: tuple[str, ...]
     # The widget asks the patron to rate the chat (the queue asks, and it was answered).
     feedback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MessageCorrected:
+    """The operator corrected their last line (seq `seq`); the patron's view shows the
+    new text, marked as edited."""
+
+    chat_id: int
+    guest: str
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class GuestPresence:
+    """The guest JID's presence for these operators changed: the patron (dis)connected,
+    or an operator lost the chat. Offers, takes, withdrawals and ends carry their own."""
+
+    chat_id: int
+    guest: str
+    operator_jids: tuple[str, ...]
+    available: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +191,9 @@ Event = (
     | OfferWithdrawn
     | ChatAccepted
     | MessagePosted
+    | MessageCorrected
     | ChatEnded
+    | GuestPresence
     | TypingChanged
     | QueueStatusChanged
     | OperatorNotice

@@ -187,6 +187,8 @@ class ChatEvent:
     # parameters, which the widget renders in the patron's language. None for others.
     code: str | None = None
     params: Mapping[str, str] | None = None
+    # The operator corrected this line after sending it (the text is the final one).
+    corrected: bool = False
 
 
 @dataclass(frozen=True, slots=True)

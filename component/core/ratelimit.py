@@ -44,7 +44,7 @@ from typing import Literal
 
 from component.core.bans import canonical_address
 
-Per = Literal["address", "network", "recipient"]
+Per = Literal["address", "network", "recipient", "operator"]
 
 DEFAULT_MAX_KEYS = 100_000
 # Float sums of refill rates drift by a few ulps; a hit that arrives exactly on time must
@@ -66,9 +66,9 @@ class Limit:
     burst: int | None = None
 
     def __post_init__(self) -> None:
-        if self.per not in ("address", "network", "recipient"):
+        if self.per not in ("address", "network", "recipient", "operator"):
             raise ValueError(
-                f"a limit is per 'address', 'network' or 'recipient', not {self.per!r}"
+                f"a limit is per 'address', 'network', 'recipient' or 'operator', not {self.per!r}"
             )
         if self.count < 1:
             raise ValueError(f"a limit allows at least 1 hit, not {self.count}")
@@ -190,6 +190,8 @@ class RateLimiter:
     ) -> None:
         if not limits:
             raise ValueError("a rate limiter needs at least one limit")
+        if any(limit.per == "operator" for limit in limits):
+            raise ValueError("limits per operator belong in an OperatorLimiter")
         if max_keys < len(limits):
             raise ValueError(f"max_keys must be at least the number of limits ({len(limits)})")
         if not 0 <= ipv4_network_prefix <= 32:
@@ -281,6 +283,35 @@ class RateLimiter:
         for key in idle:
             del self._states[key]
         return len(idle)
+
+
+class OperatorLimiter:
+    """One token bucket per operator JID against one `Limit` (per "operator"). The staff
+    channel checks every back-channel line with it: each line fans out to every colleague
+    online, so one operator's flood would otherwise reach them all many times over."""
+
+    def __init__(self, limit: Limit) -> None:
+        if limit.per != "operator":
+            raise ValueError(f"an operator limiter needs a limit per 'operator', not {limit.per!r}")
+        self.limit = limit
+        self._buckets: dict[str, _Bucket] = {}
+
+    def check(self, jid: str, now: float) -> float:
+        """Count a line from `jid` at `now` (seconds, monotonic) if the limit allows it and
+        return 0.0; else count nothing and return the seconds until it would pass. Idle
+        buckets are dropped on the way, so the map holds only operators who wrote lately."""
+        for key in [k for k, b in self._buckets.items() if b.idle(self.limit, now)]:
+            if key != jid:
+                del self._buckets[key]
+        bucket = self._buckets.setdefault(jid, _Bucket(self.limit, now))
+        wait = bucket.wait(self.limit, now)
+        if wait > 0:
+            return wait
+        bucket.record(self.limit, now)
+        return 0.0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 class TypingThrottle:

@@ -26,6 +26,7 @@ from component.store.db import Database, StoreError
 from component.store.exempt import ExemptStore
 from component.store.exempt_contacts import ExemptContactStore
 from component.store.groups import GroupStore
+from component.store.handover import HandoverStore
 from component.store.incidents import IncidentStore
 from component.store.links import LinkStore
 from component.store.mail import MailStore
@@ -89,6 +90,8 @@ class Store:
         self.notices = NoticeStore(db)
         self.sticky = StickyStore(db)
         self.ratings = RatingsStore(db)
+        # Shift hand-over notes (`!handover`).
+        self.handover = HandoverStore(db)
         self.exempt_contacts = ExemptContactStore(db)
 
     @classmethod

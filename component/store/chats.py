@@ -56,12 +56,13 @@ def event_from_row(row: aiosqlite.Row) -> ChatEvent:
         operator_jid=row["jid"],
         code=row["code"],
         params=_params(row["params"]),
+        corrected=row["corrected_at"] is not None,
     )
 
 
 _EVENT_COLUMNS = (
     "e.chat_id, e.seq, e.kind, e.sender, e.name, e.text, e.client_id, e.created_at, o.jid,"
-    " e.code, e.params"
+    " e.code, e.params, e.corrected_at"
 )
 
 
@@ -155,6 +156,13 @@ class ChatStore:
             await self._db.write("UPDATE chats SET state = ? WHERE id = ?", (state.value, chat_id))
 
     # Transcript entries ------------------------------------------------------------------
+
+    async def correct_event(self, chat_id: int, seq: int, text: str, now: datetime) -> None:
+        """Replace an operator's line with its corrected text, noting when (XEP-0308)."""
+        await self._db.write(
+            "UPDATE chat_events SET text = ?, corrected_at = ? WHERE chat_id = ? AND seq = ?",
+            (text, iso(now), chat_id, seq),
+        )
 
     async def append_event(self, event: ChatEvent, operator_id: int | None = None) -> None:
         """Commit one transcript entry. Its seq must be the chat's next one; the service

@@ -734,7 +734,8 @@ async def test_queue_list_command(desk: Desk) -> None:
 
 async def test_queue_help_command(desk: Desk) -> None:
     reply = await desk.service.on_queue_message(ANN, "ask", "!help")
-    assert reply == commands.help_text(commands.QUEUE_COMMANDS)
+    assert reply.startswith(commands.help_text(commands.QUEUE_COMMANDS))
+    assert "A line without ! goes to your colleagues" in reply
 
 
 @pytest.mark.parametrize("line", ["!frobnicate", "!accept", "!", "!end now"])
@@ -744,9 +745,11 @@ async def test_queue_unknown_command(desk: Desk, line: str) -> None:
     assert "!help" in info.value.text
 
 
-async def test_queue_plain_text_gets_a_hint(desk: Desk) -> None:
+async def test_queue_plain_text_with_nobody_else_online_says_so(desk: Desk) -> None:
+    # A plain line is for the colleagues online (the back-channel); with none, the sender
+    # is told it reached no one.
     reply = await desk.service.on_queue_message(ANN, "ask", "hello queue")
-    assert "ask" in reply and "!help" in reply
+    assert "Nobody else is online in the ask queue" in reply
 
 
 async def test_queue_commands_need_membership_and_a_queue(desk: Desk) -> None:

@@ -58,6 +58,7 @@ async def test_widget_states_pass_axe(desk: Desk, browser: Browser) -> None:
             await page.get_by_label("Message").press("Enter")
             guest = await take_offer(op, "Is the library open on Sunday?")
             op.send_message(guest, "Yes, 1 to 5 pm: https://lib.example.org/hours")
+            assert "You took this chat" in (await op.next_message(guest))["body"]
             await expect(page.locator(".rd-operator")).to_have_count(1)
             await page.get_by_role("button", name="Email me a copy").click()
             problems += await violations(page, f"chatting, {scheme}")

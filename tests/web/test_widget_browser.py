@@ -157,6 +157,7 @@ async def test_patron_chats_from_the_widget_page(desk: Desk, browser: Browser) -
         await box.press("Enter")
         guest = await take_offer(op, "Where can I find <b>old maps</b>?\nThanks!")
         op.send_message(guest, "Try https://maps.example.org/old — or ask at the desk.")
+        assert "You took this chat" in (await op.next_message(guest))["body"]
         reply = page.locator(".rd-operator").last
         await expect(reply).to_contain_text("ask at the desk")
         await expect(reply.locator(".rd-name")).to_have_text("Ana")
@@ -253,6 +254,7 @@ async def test_embedded_button_chat_end_and_transcript(desk: Desk, browser: Brow
         op.send_message(
             guest, "Yes: they are in the local history room, see https://lib.example.org/lh"
         )
+        assert "You took this chat" in (await op.next_message(guest))["body"]
         await expect(chat.locator(".rd-operator").last).to_contain_text("local history room")
         assert s.frames_sent("message")[-1]["text"] == (
             "Do you have the town council minutes from 1952?"
@@ -314,6 +316,7 @@ async def test_embedded_inline_on_a_phone(desk: Desk, browser: Browser) -> None:
         await chat.get_by_label("Mensaje").press("Enter")
         guest = await take_offer(op, "¿Tienen libros en español?")
         op.send_message(guest, "Sí, en la segunda planta.")
+        assert "You took this chat" in (await op.next_message(guest))["body"]
         await expect(chat.locator(".rd-operator").last).to_contain_text("segunda planta")
         await frame.scroll_into_view_if_needed()
         await page.screenshot(path=shot_path(f"embed-inline-es-{kind}"))
@@ -342,6 +345,7 @@ async def test_network_drop_mid_chat_loses_nothing(desk: Desk, browser: Browser)
         await box.press("Enter")
         guest = await take_offer(op, "p1")
         op.send_message(guest, "o1")
+        assert "You took this chat" in (await op.next_message(guest))["body"]
         await expect(page.locator(".rd-operator")).to_have_count(1)
 
         await s.context.set_offline(True)
@@ -583,6 +587,7 @@ async def test_long_poll_chat_with_a_real_operator(desk: Desk, browser: Browser)
         guest = await take_offer(op, "Over long-poll, please.")
         await expect(page.locator(".rd-pending")).to_have_count(0)
         op.send_message(guest, "Received over long-poll.")
+        assert "You took this chat" in (await op.next_message(guest))["body"]
         await expect(page.locator(".rd-operator .rd-text")).to_have_text("Received over long-poll.")
         composing(op, guest)
         await expect(page.locator("#rd-typing")).to_be_visible()
@@ -624,6 +629,7 @@ async def test_falls_back_to_long_poll_when_websockets_fail(desk: Desk, browser:
         await page.get_by_label("Message").press("Enter")
         guest = await take_offer(op, "Sockets are blocked here.")
         op.send_message(guest, "Long-poll works.")
+        assert "You took this chat" in (await op.next_message(guest))["body"]
         await expect(page.locator(".rd-operator .rd-text")).to_have_text("Long-poll works.")
         assert len(s.sockets) == 2, s.sockets
         assert polls

@@ -158,6 +158,8 @@ def entries(events: Sequence[ChatEvent]) -> list[Entry]:
         if e.kind is EventKind.ENDED:
             by = e.name or "system"
             text = f"Chat ended (by {by})" + (f": {e.text}" if e.text else ".")
+        elif e.corrected:
+            text = f"{e.text} (corrected by the operator after sending)"
         out.append(
             Entry(
                 e.seq,

@@ -14,6 +14,7 @@ from component.core.ratelimit import (
     MESSAGE_LIMITS,
     NEW_CHAT_LIMITS,
     Limit,
+    OperatorLimiter,
     RateLimiter,
     Refusal,
     recipient_key,
@@ -303,3 +304,24 @@ def test_recipient_key() -> None:
     assert recipient_key("no-at-sign") == "no-at-sign"
     with pytest.raises(ValueError):
         Limit("x", "mailbox", 1, 1.0)  # type: ignore[arg-type]
+
+
+def test_operator_limiter_counts_each_operator_alone() -> None:
+    limiter = OperatorLimiter(Limit("lines", "operator", 1, 10.0, burst=2))
+    assert limiter.check("ana@x", 0.0) == 0.0
+    assert limiter.check("ana@x", 0.0) == 0.0
+    assert limiter.check("ana@x", 0.0) == pytest.approx(10.0)
+    # A refused line is not counted: the wait does not grow.
+    assert limiter.check("ana@x", 0.0) == pytest.approx(10.0)
+    assert limiter.check("ben@x", 0.0) == 0.0
+    assert limiter.check("ana@x", 10.0) == 0.0
+    # Full buckets are forgotten on the way.
+    assert limiter.check("cat@x", 1000.0) == 0.0
+    assert len(limiter) == 1
+
+
+def test_operator_limits_belong_in_an_operator_limiter() -> None:
+    with pytest.raises(ValueError, match="OperatorLimiter"):
+        RateLimiter([Limit("lines", "operator", 1, 1.0)])
+    with pytest.raises(ValueError, match="per 'operator'"):
+        OperatorLimiter(Limit("x", "address", 1, 1.0))
