@@ -19,7 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
-from component.config import Config, ConfigError, load_config
+from component.config import Config, ConfigError
+from component.config_loader import load_config
 from component.core.models import RoutingMode
 from component.core.text import one_line
 from component.directory import (
