@@ -15,7 +15,6 @@ from email.utils import parseaddr
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from component.core import validators
 from component.core.text import one_line
 
 _Number = TypeVar("_Number", int, float)
@@ -176,6 +175,10 @@ def email_address(value: str) -> str:
             f'must be plain text without "=?" or control characters, got {show_value(value)}'
         )
     # The address itself gets the same check as every address typed anywhere else.
+    # Imported here: the address rules load the email and XMPP libraries, which commands
+    # that only read the configuration (`refdesk check-config`) need not wait for.
+    from component.core import validators
+
     _name, address = parseaddr(value)
     try:
         validators.own_address(address)
