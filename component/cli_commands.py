@@ -52,7 +52,7 @@ def run_store_command(args: argparse.Namespace, config: Config) -> None:
         "ban": lambda store: _ban(args, store, config),
         "purge": _purge,
         "backup": lambda store: _backup(args, store),
-        "admin": lambda store: _admin(args, store),
+        "admin": lambda store: _admin(args, store, config.web.password_hashing),
     }
     asyncio.run(_with_store(config, handlers[args.command]))
 
@@ -247,20 +247,21 @@ def read_password() -> str:
     return password
 
 
-async def _new_hash() -> str:
+async def _new_hash(hashing: str) -> str:
     """Read a new password and hash it off the event loop, through the same workers as
-    the admin page's login (`admin add` and `admin password`)."""
+    the admin page's login (`admin add` and `admin password`), with the configured
+    `[web] password_hashing`."""
     from component.passwords import PasswordWorkers
 
     password = read_password()
-    workers = PasswordWorkers(threads=1, backlog=0)
+    workers = PasswordWorkers(threads=1, backlog=0, hashing=hashing)
     try:
         return await workers.hash(password)
     finally:
         workers.close()
 
 
-async def _admin(args: argparse.Namespace, store: Store) -> None:
+async def _admin(args: argparse.Namespace, store: Store, hashing: str) -> None:
     if args.action == "add":
         name = args.name.strip()
         if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", name):
@@ -277,13 +278,13 @@ async def _admin(args: argparse.Namespace, store: Store) -> None:
             group_id = found.id
         elif args.group:
             raise UsageError("only coordinators belong to a group")
-        await store.add_admin(name, await _new_hash(), args.role, group_id, _now())
+        await store.add_admin(name, await _new_hash(hashing), args.role, group_id, _now())
         _print(f"added {args.role} {name}")
     elif args.action == "password":
         account = await store.admin_by_name(args.name)
         if account is None:
             raise UsageError(f"no account called {args.name!r}")
-        await store.set_admin_password(account.id, await _new_hash())
+        await store.set_admin_password(account.id, await _new_hash(hashing))
         await store.delete_sessions_of(account.id)
         _print(f"password changed for {account.username}; their sessions were closed")
     elif args.action == "remove":

@@ -136,6 +136,15 @@ class WebConfig:
         default=8080,
         check=checks.port,
     )
+    password_hashing: str = setting(
+        'How much work an admin password\'s hash takes: "strong" (argon2id as RFC 9106 '
+        'recommends: 3 passes over 64 MiB) or "test" (almost none, for test suites only: '
+        "a copied database would give its passwords up at once). Applies to passwords set "
+        "from now on (`admin add`, `admin password`) and to the stand-in checked for "
+        "unknown usernames; a stored hash keeps the parameters it was made with.",
+        default="strong",
+        check=checks.password_hashing,
+    )
     public_url: str = setting(
         "Base URL that patrons' browsers use to reach this server (http or https, host, "
         "optional port and path); used in links and the embed snippet and for the WebSocket "

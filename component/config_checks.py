@@ -200,3 +200,9 @@ def log_format(value: str) -> str:
     if value not in ("text", "json"):
         raise Invalid('expected "text" or "json"')
     return value
+
+
+def password_hashing(value: str) -> str:
+    if value not in ("strong", "test"):
+        raise Invalid('expected "strong" or "test"')
+    return value
