@@ -48,6 +48,7 @@ class Session:
         self.page = page
         self.errors: list[str] = []
         self.sent: list[dict[str, Any]] = []
+        self.received: list[dict[str, Any]] = []
         self.sockets: list[str] = []
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on(
@@ -62,7 +63,12 @@ class Session:
             if isinstance(payload, str):
                 self.sent.append(json.loads(payload))
 
+        def received(payload: str | bytes) -> None:
+            if isinstance(payload, str):
+                self.received.append(json.loads(payload))
+
         ws.on("framesent", sent)
+        ws.on("framereceived", received)
 
     def frames_sent(self, kind: str) -> list[dict[str, Any]]:
         return [f for f in self.sent if f.get("type") == kind]
@@ -710,7 +716,7 @@ async def test_a_real_ban_mid_chat(offline_desk: Desk, browser: Browser) -> None
         await page.goto(f"{offline_desk.url}/chat/ask")
         await expect(page.locator("#rd-status")).to_have_attribute("data-status", "offline")
         await eventually(lambda: len(s.sockets) == 1, "the socket")
-        await asyncio.sleep(0.3)  # the welcome
+        await eventually(lambda: any(f.get("type") == "welcome" for f in s.received), "the welcome")
         await offline_desk.service.moderation.ban(patron, reason="spam", actor="admin")
         text = offline_desk.service.ban_text("ask")
         await expect(page.locator("#rd-over-title")).to_have_text("Chat not available")
