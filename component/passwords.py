@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TypeVar
 
 from argon2 import Parameters, PasswordHasher, profiles
@@ -42,10 +43,9 @@ DEFAULT_BACKLOG = 8
 # "strong" is RFC 9106's second recommendation (3 passes over 64 MiB, 4 lanes), the
 # library's default; "test" does almost no work and exists only so that test suites can
 # log in many times without spending minutes hashing.
-HASHING: dict[str, Parameters] = {
-    "strong": profiles.RFC_9106_LOW_MEMORY,
-    "test": profiles.CHEAPEST,
-}
+HASHING: Mapping[str, Parameters] = MappingProxyType(
+    {"strong": profiles.RFC_9106_LOW_MEMORY, "test": profiles.CHEAPEST}
+)
 
 # The default hasher: it also verifies every hash, whatever it was made with (a hash
 # carries its own parameters). Stateless and thread-safe.
