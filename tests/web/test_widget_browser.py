@@ -50,11 +50,17 @@ class Session:
         self.sent: list[dict[str, Any]] = []
         self.received: list[dict[str, Any]] = []
         self.sockets: list[str] = []
+        # Requests the browser could not make (offline, refused): the page's retries.
+        self.failed_requests = 0
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on(
             "console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None
         )
         page.on("websocket", self._socket)
+        page.on("requestfailed", self._request_failed)
+
+    def _request_failed(self, _request: object) -> None:
+        self.failed_requests += 1
 
     def _socket(self, ws: WebSocket) -> None:
         self.sockets.append(ws.url)
@@ -359,7 +365,13 @@ async def test_network_drop_mid_chat_loses_nothing(desk: Desk, browser: Browser)
         await expect(page.locator(".rd-pending")).to_have_count(2)
         op.send_message(guest, "o2")
         op.send_message(guest, "o3")
-        await asyncio.sleep(1.5)  # the page retries and fails while offline
+        # The page tries again while offline (a new socket, or a long-poll request that
+        # fails) before the screenshot of its reconnecting state.
+        sockets, failed = len(s.sockets), s.failed_requests
+        await eventually(
+            lambda: len(s.sockets) > sockets or s.failed_requests > failed,
+            "a retry while offline",
+        )
         await page.screenshot(path=shot_path(f"widget-reconnecting-{kind}"))
         await s.context.set_offline(False)
 
