@@ -4,7 +4,8 @@ command.
 The arguments are declared in `component.cli_parser`, the data commands in
 `component.cli_commands` and the output rules in `component.cli_output`. Each command
 imports only what it needs, when it runs: `--help` or a mistyped argument loads no
-configuration, store or XMPP library, and `check-config` no store.
+configuration, store or XMPP library, `check-config` no store, and `ban`, `admin`, `purge`
+and `backup` no XMPP library.
 
 Every failure the user can cause ends as one line on standard error and a non-zero
 exit status, never a traceback.
