@@ -89,7 +89,6 @@ class XmppAdapter:
         # How many sessions have started (tests and logs tell reconnections apart with it).
         self.sessions = 0
         self._stopping = False
-        self.max_stanza_bytes = config.max_stanza_bytes
         # Room for user text in one message body.
         self._body_bytes = config.max_stanza_bytes - ENVELOPE_BYTES
         self.delivery = Delivery(
