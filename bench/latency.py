@@ -428,8 +428,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     levels = parse_levels(args.levels or (QUICK_LEVELS if args.quick else DEFAULT_LEVELS))
-    args.duration = args.duration or (2.0 if args.quick else 20.0)
-    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 3.0)
+    args.duration = args.duration or (1.0 if args.quick else 20.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.25 if args.quick else 3.0)
     args.operators = args.operators or (2 if args.quick else 10)
     result = asyncio.run(
         run(

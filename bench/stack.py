@@ -25,7 +25,8 @@ import aiohttp
 
 from bench.common import REPO
 from bench.xmpp_clients import BenchOperator
-from component.config import Config, load_config, write_config_toml
+from component.config import Config, write_config_toml
+from component.config_loader import load_config
 from component.prosody import LocalProsody, free_port
 from component.store import Store
 

@@ -34,7 +34,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from component.config import load_config, write_config_toml
+from component.config import write_config_toml
+from component.config_loader import load_config
 from component.core.changes import QueueUpdate
 from component.files import private_dir, write_private
 from component.passwords import hash_password

@@ -14,15 +14,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TypeVar
 
-from argon2 import PasswordHasher
+from argon2 import Parameters, PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
 __all__ = [
     "DEFAULT_BACKLOG",
     "DEFAULT_THREADS",
+    "HASHING",
     "PasswordWorkers",
     "PasswordsBusy",
     "check_password",
@@ -37,14 +39,28 @@ DEFAULT_THREADS = 2
 # Attempts that may wait for a thread; beyond them an attempt is refused at once.
 DEFAULT_BACKLOG = 8
 
-# argon2id with the library's current recommended parameters. Stateless and thread-safe.
-_hasher = PasswordHasher()
+# The parameters of new hashes, by the name `[web] password_hashing` gives them.
+# "strong" is RFC 9106's second recommendation (3 passes over 64 MiB, 4 lanes), the
+# library's default; "test" does almost no work and exists only so that test suites can
+# log in many times without spending minutes hashing.
+HASHING: Mapping[str, Parameters] = MappingProxyType(
+    {"strong": profiles.RFC_9106_LOW_MEMORY, "test": profiles.CHEAPEST}
+)
+
+# The default hasher: it also verifies every hash, whatever it was made with (a hash
+# carries its own parameters). Stateless and thread-safe.
+_hasher = PasswordHasher.from_parameters(HASHING["strong"])
 
 
-def hash_password(password: str) -> str:
-    """An argon2id hash of `password`. Blocking: async code calls
+def _hasher_for(hashing: str) -> PasswordHasher:
+    return _hasher if hashing == "strong" else PasswordHasher.from_parameters(HASHING[hashing])
+
+
+def hash_password(password: str, hashing: str = "strong") -> str:
+    """An argon2id hash of `password`, with the parameters named by `hashing` (a key of
+    `HASHING`, as `[web] password_hashing` gives it). Blocking: async code calls
     `PasswordWorkers.hash`; tests and the demo's one-off setup call it directly."""
-    return _hasher.hash(password)
+    return _hasher_for(hashing).hash(password)
 
 
 def check_password(stored: str, password: str) -> bool:
@@ -69,9 +85,16 @@ class PasswordWorkers:
     thread: the counters are plain integers guarded by running there.
     """
 
-    def __init__(self, threads: int = DEFAULT_THREADS, backlog: int = DEFAULT_BACKLOG) -> None:
+    def __init__(
+        self,
+        threads: int = DEFAULT_THREADS,
+        backlog: int = DEFAULT_BACKLOG,
+        hashing: str = "strong",
+    ) -> None:
         if threads < 1 or backlog < 0:
             raise ValueError("threads must be at least 1 and backlog at least 0")
+        # The parameters of the hashes `hash` makes (verifying reads them from the hash).
+        self.hashing = hashing
         self.threads = threads
         self.capacity = threads + backlog
         self.in_flight = 0  # jobs accepted and not finished (running or waiting)
@@ -88,7 +111,7 @@ class PasswordWorkers:
 
     async def hash(self, password: str) -> str:
         """Hash a new password (CLI `admin add` and `admin password`)."""
-        return await self.run(hash_password, password)
+        return await self.run(hash_password, password, self.hashing)
 
     async def verify(self, stored: str, password: str) -> bool:
         """Check a password at login; raises PasswordsBusy when saturated."""

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -134,9 +133,17 @@ async def _lines_survive(desk: Desk, fault: str) -> None:
             # A stanza the server refuses: it closes the component stream there, and what
             # follows it on the socket is never processed.
             adapter.xmpp.send_raw("<message to='x@localhost'><body>\x01</body></message>")
+        last_seq = 0
         for text in in_flight:
-            assert (await patron.say(text))["seq"] > 0
-        await asyncio.sleep(0.3)  # let refdesk write them all
+            last_seq = (await patron.say(text))["seq"]
+            assert last_seq > 0
+        # Written, not confirmed (the frozen server reads nothing): the last line is among
+        # the unconfirmed stanzas, and slixmpp's send queue has gone to the socket.
+        await wait_for(
+            lambda: any(out.last_seq == last_seq for out in adapter.delivery.unconfirmed),
+            what="the lines written",
+        )
+        await adapter.drained()
         if fault == "SIGKILL":
             killed = True
             await server.kill()

@@ -13,7 +13,6 @@ import contextlib
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,18 @@ COMPONENT_DOMAIN = "desk.localhost"
 BOT = f"bot@{COMPONENT_DOMAIN}"
 
 
-@pytest.fixture(params=["prosody", "ejabberd"])
-async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[XmppServer]:
-    """A running throwaway server of each kind (the suite's shared fixture lives in conftest)."""
-    srv = await start_server(request.param, tmp_path, COMPONENT_DOMAIN, secrets.token_hex(8))
-    try:
-        yield srv
-    finally:
-        await srv.stop()
+@pytest.fixture
+def server(xmpp_server: XmppServer) -> XmppServer:
+    """The suite's shared server of each kind (conftest), started once per session rather
+    than once per test: these tests register accounts of their own (`_unique` names) and
+    leave it running, restarted at most."""
+    return xmpp_server
+
+
+def _unique(*users: str) -> list[str]:
+    """Account names no other test on the shared server uses."""
+    tag = secrets.token_hex(3)
+    return [f"{user}-{tag}" for user in users]
 
 
 class Component:
@@ -106,9 +109,10 @@ async def _assert_component_round_trip(
 
 
 async def test_clients_component_and_restart(server: XmppServer) -> None:
-    for user in ("alice", "bob"):
+    users = _unique("alice", "bob")
+    for user in users:
         await server.register(user, f"pw-{user}")
-    alice, bob = _client(server, "alice"), _client(server, "bob")
+    alice, bob = (_client(server, user) for user in users)
     component = Component(server)
     try:
         await alice.connect()
@@ -146,8 +150,9 @@ async def test_clients_component_and_restart(server: XmppServer) -> None:
 
 
 async def test_offline_message_delivered_at_login(server: XmppServer) -> None:
-    await server.register("carol", "pw-carol")
-    carol = _client(server, "carol")
+    (user,) = _unique("carol")
+    await server.register(user, f"pw-{user}")
+    carol = _client(server, user)
     component = Component(server)
     try:
         await component.connect()
@@ -171,9 +176,10 @@ async def test_offline_message_delivered_at_login(server: XmppServer) -> None:
 
 
 async def test_next_message_keeps_skipped_messages(server: XmppServer) -> None:
-    for user in ("dave", "erin", "frank"):
+    users = _unique("dave", "erin", "frank")
+    for user in users:
         await server.register(user, f"pw-{user}")
-    dave, erin, frank = (_client(server, u) for u in ("dave", "erin", "frank"))
+    dave, erin, frank = (_client(server, user) for user in users)
     try:
         for client in (dave, erin, frank):
             await client.connect()

@@ -28,7 +28,7 @@ def write_config(tmp: Path, xmpp_port: int | None = None, web_port: int | None =
                     "port": xmpp_port or free_port(),
                     "reconnect_max_delay": 1.0,
                 },
-                "web": {"port": web_port or free_port()},
+                "web": {"port": web_port or free_port(), "password_hashing": "test"},
                 "storage": {"path": "db.sqlite3"},
             }
         ),

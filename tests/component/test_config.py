@@ -16,10 +16,9 @@ from component.config import (
     WebConfig,
     XmppConfig,
     iter_settings,
-    load_config,
-    parse_config,
     write_config_toml,
 )
+from component.config_loader import load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 

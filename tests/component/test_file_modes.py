@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from component.config import load_config, write_config_toml
+from component.config import write_config_toml
+from component.config_loader import load_config
 from component.demo import _load_state, write_demo_config
 from component.files import foreign_owner
 from component.prosody import free_port

@@ -31,7 +31,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from component.cli import main
-from component.config import ConfigError, iter_settings, load_config, parse_config
+from component.config import ConfigError, iter_settings
+from component.config_loader import load_config, parse_config
 from component.core.bans import Ban
 from component.core.text import one_line
 from component.store import Store

@@ -1,5 +1,5 @@
 """Offers carry the chat's history; a long one must still fit the stanza budget
-(`component.xmpp.offer_bodies` is pure: events in, message bodies out)."""
+(`component.xmpp_bodies.offer_bodies` is pure: events in, message bodies out)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from component.core.events import ChatOffered
 from component.core.models import ChatEvent, EventKind, Sender
 from component.core.text import xml_text_bytes
-from component.xmpp import offer_bodies, offer_text
+from component.xmpp_bodies import offer_bodies, offer_text
 
 BUDGET = 56 * 1024
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import argon2
 import pytest
 
-from component.passwords import PasswordsBusy, PasswordWorkers, check_password
+from component.config import WebConfig
+from component.passwords import PasswordsBusy, PasswordWorkers, check_password, hash_password
 from tests.conftest import wait_for
 
 
@@ -61,3 +63,26 @@ async def test_closed_workers_refuse() -> None:
     with pytest.raises(PasswordsBusy):
         await workers.run(lambda: 1)
     assert workers.in_flight == 0
+
+
+async def test_new_hashes_are_strong_unless_the_config_says_test() -> None:
+    """The production default is argon2id as RFC 9106 recommends (3 passes, 64 MiB, 4
+    lanes), from the config, the blocking helper and the workers alike; "test" exists only
+    for test suites. A hash verifies whatever parameters made it."""
+    assert WebConfig().password_hashing == "strong"
+    strong = (3, 64 * 1024, 4)
+    made = argon2.extract_parameters(hash_password("a long enough password"))
+    assert (made.time_cost, made.memory_cost, made.parallelism) == strong
+    workers = PasswordWorkers(threads=1, backlog=0)
+    cheap_workers = PasswordWorkers(threads=1, backlog=0, hashing="test")
+    try:
+        made = argon2.extract_parameters(await workers.hash("a long enough password"))
+        assert (made.time_cost, made.memory_cost, made.parallelism) == strong
+        cheap = await cheap_workers.hash("a long enough password")
+        assert argon2.extract_parameters(cheap).memory_cost < strong[1]
+        # Verifying reads the parameters from the hash, whichever workers do it.
+        assert await workers.verify(cheap, "a long enough password")
+        assert not await workers.verify(cheap, "wrong")
+    finally:
+        workers.close()
+        cheap_workers.close()

@@ -414,4 +414,4 @@ async def test_unanswered_ping_drops_the_stream_on_the_clock(wire: Wire) -> None
     assert live.relayed_seq == relayed
     # Kept to be written again, with the same id, when the stream is back.
     assert wire.adapter.unconfirmed == 0
-    assert [o.stanza["id"] for o in wire.adapter._outbox] == [f"rd-{handle.chat_id}-2"]
+    assert [o.stanza["id"] for o in wire.adapter.delivery.outbox] == [f"rd-{handle.chat_id}-2"]

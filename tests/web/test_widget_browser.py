@@ -48,12 +48,19 @@ class Session:
         self.page = page
         self.errors: list[str] = []
         self.sent: list[dict[str, Any]] = []
+        self.received: list[dict[str, Any]] = []
         self.sockets: list[str] = []
+        # Requests the browser could not make (offline, refused): the page's retries.
+        self.failed_requests = 0
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on(
             "console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None
         )
         page.on("websocket", self._socket)
+        page.on("requestfailed", self._request_failed)
+
+    def _request_failed(self, _request: object) -> None:
+        self.failed_requests += 1
 
     def _socket(self, ws: WebSocket) -> None:
         self.sockets.append(ws.url)
@@ -62,7 +69,12 @@ class Session:
             if isinstance(payload, str):
                 self.sent.append(json.loads(payload))
 
+        def received(payload: str | bytes) -> None:
+            if isinstance(payload, str):
+                self.received.append(json.loads(payload))
+
         ws.on("framesent", sent)
+        ws.on("framereceived", received)
 
     def frames_sent(self, kind: str) -> list[dict[str, Any]]:
         return [f for f in self.sent if f.get("type") == kind]
@@ -357,7 +369,13 @@ async def test_network_drop_mid_chat_loses_nothing(desk: Desk, browser: Browser)
         await expect(page.locator(".rd-pending")).to_have_count(2)
         op.send_message(guest, "o2")
         op.send_message(guest, "o3")
-        await asyncio.sleep(1.5)  # the page retries and fails while offline
+        # The page tries again while offline (a new socket, or a long-poll request that
+        # fails) before the screenshot of its reconnecting state.
+        sockets, failed = len(s.sockets), s.failed_requests
+        await eventually(
+            lambda: len(s.sockets) > sockets or s.failed_requests > failed,
+            "a retry while offline",
+        )
         await page.screenshot(path=shot_path(f"widget-reconnecting-{kind}"))
         await s.context.set_offline(False)
 
@@ -773,7 +791,7 @@ async def test_a_real_ban_mid_chat(offline_desk: Desk, browser: Browser) -> None
         await page.goto(f"{offline_desk.url}/chat/ask")
         await expect(page.locator("#rd-status")).to_have_attribute("data-status", "offline")
         await eventually(lambda: len(s.sockets) == 1, "the socket")
-        await asyncio.sleep(0.3)  # the welcome
+        await eventually(lambda: any(f.get("type") == "welcome" for f in s.received), "the welcome")
         await offline_desk.service.moderation.ban(patron, reason="spam", actor="admin")
         text = offline_desk.service.ban_text("ask", patron)
         await expect(page.locator("#rd-over-title")).to_have_text("Chat not available")

@@ -33,14 +33,17 @@ PASSWORDS = web.AppKey("passwords", PasswordWorkers)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # A hash to verify against when the username does not exist, so that both cases take the
-# same time and nobody learns which usernames exist.
-_DUMMY_HASH = hash_password(secrets.token_hex(16))
+# same time and nobody learns which usernames exist. Made with the configured parameters,
+# like the real ones.
+STAND_IN_HASH = web.AppKey("stand_in_hash", str)
 
 
 def setup_password_workers(app: web.Application) -> None:
     """Give the app its password workers, closed when the app is cleaned up. Called by
     `setup_admin` when the app is built."""
-    app[PASSWORDS] = PasswordWorkers()
+    hashing = app[CONFIG].web.password_hashing
+    app[PASSWORDS] = PasswordWorkers(hashing=hashing)
+    app[STAND_IN_HASH] = hash_password(secrets.token_hex(16), hashing)
 
     async def close(app: web.Application) -> None:
         app[PASSWORDS].close()
@@ -202,7 +205,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         return response
     admin = await store.accounts.admin_by_name(username) if username else None
     try:
-        ok = await workers.verify(admin.password_hash if admin else _DUMMY_HASH, password)
+        stored = admin.password_hash if admin else request.app[STAND_IN_HASH]
+        ok = await workers.verify(stored, password)
     except PasswordsBusy:
         await store.accounts.forget_login(attempt)
         return _busy(request, username)

@@ -46,6 +46,18 @@ async def test_wrong_password_and_throttling(offline_desk: Desk) -> None:
         assert status == 200
 
 
+@pytest.mark.desk_config(web={"password_hashing": "strong"})
+async def test_logins_with_the_production_hashing(offline_desk: Desk) -> None:
+    """The other tests hash with `password_hashing = "test"`; with the default the page
+    logs in a right password and refuses a wrong one and an unknown user the same way."""
+    assert offline_desk.refdesk.config.web.password_hashing == "strong"
+    user, password = await admin_account(offline_desk)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        assert (await _login(s, offline_desk, user, "wrong password"))[0] == 401
+        assert (await _login(s, offline_desk, "nobody", "wrong password"))[0] == 401
+        assert (await _login(s, offline_desk, user, password))[0] == 200
+
+
 async def _login(s: aiohttp.ClientSession, desk: Desk, user: str, password: str) -> tuple[int, str]:
     async with s.get(f"{desk.url}/admin/login") as resp:
         html = await resp.text()

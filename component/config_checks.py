@@ -1,0 +1,208 @@
+"""Checks on configuration values, and how a bad value is reported.
+
+The settings in `component.config` name these checks (`check=`); the loader
+(`component.config_loader`) runs each on the value read from the file and turns an
+`Invalid` into a `ConfigError` with the file, line and key. Each check returns the value
+to keep (possibly normalised) or raises `Invalid`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from email.utils import parseaddr
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from component.core.text import one_line
+
+_Number = TypeVar("_Number", int, float)
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used, described in one line.
+
+    Raised by `load_config` and `parse_config`; the CLI prints `str(error)` and exits
+    non-zero. The parts are also kept as attributes for callers that want them.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        source: str,
+        line: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.source = source
+        self.line = line
+        self.key = key
+        where = source if line is None else f"{source}:{line}"
+        what = reason if key is None else f"{key}: {reason}"
+        # One line whatever the file holds: a key, a value or the file's own name may
+        # carry line breaks or terminal escapes.
+        super().__init__(one_line(f"{where}: {what}"))
+
+
+class Invalid(ValueError):
+    """A value that was read but cannot be used; the loader adds file, line and key.
+
+    `suffix` is appended to the dotted key, e.g. "[2]" for the third element of a list.
+    """
+
+    def __init__(self, reason: str, suffix: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.suffix = suffix
+
+
+def show_value(value: object, depth: int = 0) -> str:
+    """Render a value from the file for an error message: TOML-like, one line, short."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value[:100], ensure_ascii=False)
+    elif isinstance(value, int) and abs(value) >= 10**30:
+        text = f"an integer with {len(str(abs(value)))} digits"
+    elif isinstance(value, int | float):
+        text = repr(value)
+    elif isinstance(value, list):
+        # Only the start of a long or deeply nested list: the message keeps 80 characters.
+        inner = (
+            ", ".join(show_value(item, depth + 1) for item in value[:10]) if depth < 3 else "..."
+        )
+        text = "[" + inner + "]"
+    elif isinstance(value, dict):
+        text = "a table"
+    else:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise Invalid(f"must be a port number between 1 and 65535, got {value}")
+    return value
+
+
+def positive(value: _Number) -> _Number:
+    if not value > 0:
+        raise Invalid(f"must be greater than 0, got {value}")
+    return value
+
+
+# Bounds of [xmpp] max_stanza_bytes: below the lower one, once room is kept for the
+# addresses and the rest of the envelope (8 KiB), too little is left for text and ordinary
+# lines would come in parts; the upper one stays well under Prosody's default component
+# limit (512 KiB).
+MIN_STANZA_BYTES = 16 * 1024
+MAX_STANZA_BYTES = 256 * 1024
+
+
+def stanza_bytes(value: int) -> int:
+    if not MIN_STANZA_BYTES <= value <= MAX_STANZA_BYTES:
+        raise Invalid(
+            f"must be between {MIN_STANZA_BYTES} and {MAX_STANZA_BYTES} bytes, got {value}"
+        )
+    return value
+
+
+_DOMAIN_LABEL = re.compile(r"^(?!-)[^\s@/.:]{1,63}(?<!-)$")
+
+
+def domain(value: str) -> str:
+    # A bare domain, not a JID: an "@" or "/" here would make every queue and guest JID
+    # built on it invalid, which would otherwise only show up as stanza errors at run time.
+    labels = value.split(".")
+    if len(value) > 253 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+        raise Invalid(
+            f"must be a bare domain name such as desk.example.org, got {show_value(value)}"
+        )
+    return value
+
+
+def public_url(value: str) -> str:
+    bad = f"must be an http:// or https:// URL with a host, got {show_value(value)}"
+    if any(ch.isspace() for ch in value):
+        raise Invalid(bad)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid(bad)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise Invalid(f"has an invalid port: {show_value(value)}") from None
+    if parts.username is not None or parts.password is not None:
+        raise Invalid("must not contain a user name or password")
+    if parts.query or parts.fragment:
+        raise Invalid(f"must not have a query or fragment, got {show_value(value)}")
+    # Callers build links as public_url + "/chat/q"; a trailing slash would double up.
+    return value.rstrip("/")
+
+
+def networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    for index, item in enumerate(value):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise Invalid(
+                f"expected an IP address or CIDR network, got {show_value(item)}", f"[{index}]"
+            ) from None
+    return value
+
+
+def forwarded_header(value: str) -> str:
+    for name in ("X-Forwarded-For", "Forwarded"):
+        if value.strip().lower() == name.lower():
+            return name
+    raise Invalid(f'expected "X-Forwarded-For" or "Forwarded", got {show_value(value)}')
+
+
+def smtp_security(value: str) -> str:
+    if value not in ("none", "starttls", "tls"):
+        raise Invalid('expected "none", "starttls" or "tls"')
+    return value
+
+
+def email_address(value: str) -> str:
+    # Accepts "desk@example.org" and "Ask a Librarian <desk@example.org>" alike.
+    if "=?" in value or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in value):
+        # An encoded word decodes to any characters at all, line breaks included; TOML
+        # carries a name in plain UTF-8.
+        raise Invalid(
+            f'must be plain text without "=?" or control characters, got {show_value(value)}'
+        )
+    # The address itself gets the same check as every address typed anywhere else.
+    # Imported here: the address rules load the email and XMPP libraries, which commands
+    # that only read the configuration (`refdesk check-config`) need not wait for.
+    from component.core import validators
+
+    _name, address = parseaddr(value)
+    try:
+        validators.own_address(address)
+    except ValueError as exc:
+        raise Invalid(f"expected an email address, got {show_value(value)}: {exc}") from None
+    return value
+
+
+def ladder(value: str) -> str:
+    from component.core.bans import BanError, parse_ladder
+
+    try:
+        return str(parse_ladder(value))
+    except BanError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def log_format(value: str) -> str:
+    if value not in ("text", "json"):
+        raise Invalid('expected "text" or "json"')
+    return value
+
+
+def password_hashing(value: str) -> str:
+    if value not in ("strong", "test"):
+        raise Invalid('expected "strong" or "test"')
+    return value

@@ -1,0 +1,115 @@
+"""Checks on what patrons type into the email form (offline form, transcript request).
+
+Called by the web layer (and the service) before a ticket is created or a message built;
+each refusal is a `FieldError` naming the field, with a sentence for the person who typed
+it. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from component.core import validators
+from component.core.email_text import CONTROL, CONTROL_IN_TEXT, MAX_NAME_CHARS, XML_ILLEGAL
+
+ADDRESS_HELP = validators.ADDRESS_HELP
+MAX_ADDRESS_CHARS = validators.MAX_ADDRESS_CHARS
+
+Field = Literal["email", "name", "question"]
+
+
+class FieldError(ValueError):
+    """A form field refused, with the field's name and a sentence for the person who typed it.
+
+    The web layer turns it into ``400 {"error": message, "field": field}``.
+    """
+
+    def __init__(self, field: Field, message: str) -> None:
+        super().__init__(message)
+        self.field: Field = field
+        self.message = message
+
+
+class AddressError(FieldError):
+    """An email address refused by `validate_address`; always about the ``email`` field."""
+
+    def __init__(self, message: str = ADDRESS_HELP) -> None:
+        super().__init__("email", message)
+
+
+def validate_address(text: object) -> str:
+    """Check one mailbox address typed by a patron (offline form, transcript request) or an
+    admin (queue follow-up and referral addresses, `!refer` targets) and return it cleaned.
+
+    Called at the edge, before anything is stored or put in a message. A thin wrapper of
+    `component.core.validators.email_address` (the one address check everywhere; its
+    docstring gives the policy) that raises `AddressError`, about the ``email`` field.
+    """
+    if not isinstance(text, str):
+        raise AddressError()
+    try:
+        return validators.email_address(text)
+    except ValueError as exc:
+        raise AddressError(str(exc)) from None
+
+
+def validate_name(text: object) -> str | None:
+    """Check the optional display name from the offline form; None when left empty.
+
+    Called by the web layer before a ticket is created. The name ends up in a Reply-To
+    header, so line breaks, other control characters and the start of an RFC 2047 encoded
+    word (``=?``, which mail software decodes into any characters at all) are refused, not
+    repaired.
+    """
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise FieldError("name", "The name must be text.")
+    if "\r" in text or "\n" in text:
+        raise FieldError("name", "Please write your name on one line.")
+    text = text.strip()
+    if not text:
+        return None
+    if len(text) > MAX_NAME_CHARS:
+        raise FieldError(
+            "name", f"That name is too long (the limit is {MAX_NAME_CHARS} characters)."
+        )
+    bad = CONTROL.search(text) or XML_ILLEGAL.search(text)
+    if bad:
+        raise FieldError(
+            "name",
+            f"Your name contains a character that cannot be sent (U+{ord(bad.group(0)):04X}). "
+            "Please remove it.",
+        )
+    if "=?" in text:
+        raise FieldError("name", 'Your name cannot contain "=?". Please remove it.')
+    return text
+
+
+def validate_question(text: object, max_chars: int) -> str:
+    """Check the question from the offline form (or the note of a referral) and return it
+    trimmed, with line endings normalised to ``\\n``.
+
+    Called by the web layer (and the service) before a ticket is created. Newlines and tabs
+    are kept; any other control character, or one that XML cannot carry, is refused with a
+    `FieldError` for the ``question`` field, as are empty and oversized questions.
+    """
+    if not isinstance(text, str):
+        raise FieldError("question", "Please type your question.")
+    bad = XML_ILLEGAL.search(text) or CONTROL_IN_TEXT.search(text)
+    if bad:
+        raise FieldError(
+            "question",
+            f"Your question contains a character that cannot be sent "
+            f"(U+{ord(bad.group(0)):04X}). Please remove it.",
+        )
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise FieldError("question", "Please type your question.")
+    if len(text) > max_chars:
+        raise FieldError(
+            "question",
+            f"Your question is too long ({len(text)} characters; the limit is {max_chars}). "
+            "Please shorten it.",
+        )
+    return text

@@ -1,0 +1,300 @@
+"""Delivery of what the XMPP adapter writes: its outbox and delivery confirmation.
+
+A stanza written to the socket is not yet delivered: the server may die or close the stream
+before reading it. `Delivery` follows what it writes with a ping to the component's own
+domain, which the server routes back in stream order, so its answer proves the server has
+read everything before it. Only then do patron lines count as relayed
+(`DeskService.note_relayed`); whatever is unconfirmed when the stream drops is written
+again, with the same stanza ids, once it is back. One ping is outstanding at a time and
+covers everything written before it, so a busy stream costs one ping per round trip, not
+one per line.
+
+It is also the last guard on size: no stanza over `[xmpp] max_stanza_bytes` is written,
+because the server would close the component stream (and every chat with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import slixmpp
+from slixmpp.exceptions import IqError
+from slixmpp.stanza import Iq
+from slixmpp.xmlstream.stanzabase import StanzaBase
+
+from component.clock import Clock
+
+log = logging.getLogger(__name__)
+
+# Seconds to wait for the answer to a confirmation ping before the stream is presumed dead
+# (a half-open connection) and dropped, so that it reconnects and resends.
+CONFIRM_TIMEOUT = 60.0
+# Stream errors that blame what we wrote (RFC 6120, 4.9.3); others, such as
+# system-shutdown or conflict, say nothing about our stanzas.
+_STANZA_FAULTS = frozenset(
+    {
+        "bad-format",
+        "improper-addressing",
+        "invalid-from",
+        "invalid-namespace",
+        "invalid-xml",
+        "not-well-formed",
+        "policy-violation",
+        "restricted-xml",
+        "unsupported-stanza-type",
+    }
+)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A stanza to write, and what it relays: patron lines of chat `chat_id` from
+    `first_seq` to `last_seq` (a line, or an offer's history), noted as relayed once the
+    server has confirmed it. Offers and lines to several operators carry it on their last
+    stanza only, so the cursor moves when all of them are confirmed."""
+
+    stanza: StanzaBase
+    chat_id: int | None = None
+    first_seq: int = 0
+    last_seq: int = 0
+    # In flight when the server closed the stream blaming what we wrote: written alone
+    # (and confirmed) in the next session, so that the one the server refuses is known.
+    suspect: bool = False
+
+
+class Delivery:
+    """The outbox and confirmations of one component connection. Created and driven by
+    the XMPP adapter: `send` for every stanza, `stream_lost` and `resume` as sessions end
+    and start, `settle` at shutdown."""
+
+    def __init__(
+        self,
+        xmpp: slixmpp.ComponentXMPP,
+        domain: str,
+        max_stanza_bytes: int,
+        relayed: Callable[[int, int], None],
+        clock: Clock,
+    ) -> None:
+        self.xmpp = xmpp
+        self.domain = domain
+        self.max_stanza_bytes = max_stanza_bytes
+        # Called with (chat id, sequence number) once a patron line is confirmed.
+        self._relayed = relayed
+        self._clock = clock
+        # Set while a session is up (its outbox flushed): stanzas are written at once.
+        self.online = asyncio.Event()
+        # Stanzas waiting for the stream (written when a session starts).
+        self.outbox: deque[Outgoing] = deque()
+        # Stanzas written in this session that the server has not confirmed yet, in order.
+        self.unconfirmed: deque[Outgoing] = deque()
+        self._confirming: asyncio.Task[None] | None = None
+        # One confirmation ping at a time: each covers what was written before it.
+        self._confirm_lock = asyncio.Lock()
+        # Set when the current stream is lost (and replaced): a confirmation still waiting
+        # for its ping's answer gives up at once instead of holding `_confirm_lock` until
+        # its time-out, which would stall the next session's confirmations.
+        self._lost = asyncio.Event()
+        # Counts stream sessions and losses: a confirmation answered after the stream it
+        # covered was lost must not confirm anything.
+        self.stream = 0
+        self._stream_error = False
+        # Stanzas refused by the size check, and confirmation pings sent (tests, logs).
+        self.refused = 0
+        self.pings = 0
+
+    def send(self, out: Outgoing) -> None:
+        """Write now if the stream is up, else keep it until the next session starts."""
+        if self.online.is_set():
+            self._write(out)
+        else:
+            self.outbox.append(out)
+
+    def queued(self, chat_id: int, seq: int) -> bool:
+        """True if a stanza in the outbox already relays line `seq` of chat `chat_id`; the
+        adapter asks at session start, before resending lines from the store."""
+        return any(
+            out.chat_id == chat_id and out.first_seq <= seq <= out.last_seq for out in self.outbox
+        )
+
+    # The stream's life ---------------------------------------------------------------------
+
+    def server_closed(self, condition: str) -> bool:
+        """The server is closing our stream with `condition`; True if it blames what we
+        wrote (then `stream_lost` hunts for the stanza it refuses)."""
+        self._stream_error = condition in _STANZA_FAULTS
+        return self._stream_error
+
+    def stream_lost(self) -> bool:
+        """The stream is gone: what it did not confirm goes back to the outbox. Called by
+        the adapter on every disconnection; True if a session was up."""
+        was_online = self.online.is_set()
+        self.online.clear()
+        self.stream += 1
+        self._lost.set()
+        self._lost = asyncio.Event()
+        if self._confirming is not None:
+            # Its ping went down with the stream; the next session starts its own.
+            self._confirming.cancel()
+            self._confirming = None
+        self._requeue_unconfirmed()
+        return was_online
+
+    def _requeue_unconfirmed(self) -> None:
+        """What the lost stream did not confirm goes back to the front of the outbox, in
+        order, to be written again (same ids) in the next session.
+
+        After a stream error that blames what we wrote, a suspect written alone is the
+        stanza the server refuses: it is dropped (else it would cut everyone off after
+        every reconnection). When several were in flight, which one is unknown (those
+        ahead of it may only lack their confirmation): all become suspects, written one at
+        a time in the next session, so no innocent stanza is ever dropped."""
+        lost = list(self.unconfirmed)
+        self.unconfirmed.clear()
+        if lost and self._stream_error:
+            if len(lost) == 1 and lost[0].suspect:
+                log.error("dropping a stanza the XMPP server refused: %.200s", lost[0].stanza)
+                self._give_up(lost.pop())
+            for out in lost:
+                out.suspect = True
+        self._stream_error = False
+        self.outbox.extendleft(reversed(lost))
+
+    async def resume(self, stream: int, older: list[Outgoing]) -> bool:
+        """A session started: write `older` (lines read back from the store), then the
+        outbox, in order. Called by the adapter at session start; True if the stream is
+        still the same one afterwards (then the session is online)."""
+        self.outbox.extendleft(reversed(older))
+        # After a stream error, what was in flight is resent one stanza at a time, each
+        # confirmed before the next, so that a stanza the server refuses is found (it is
+        # alone in flight at the next error) and the others are not cut with it.
+        while self.outbox and self.xmpp.transport is not None and stream == self.stream:
+            if self.outbox[0].suspect:
+                # What went before it is confirmed first, so that it is alone in flight.
+                # (Meanwhile new stanzas only join the end of the outbox: not online yet.)
+                await self._confirm_now(stream)
+                if stream != self.stream:
+                    break
+            out = self.outbox.popleft()
+            self._write(out)
+            if out.suspect:
+                await self._confirm_now(stream)
+        if stream != self.stream:
+            return False
+        self.online.set()
+        return True
+
+    # Writing -------------------------------------------------------------------------------
+
+    def fits(self, stanza: StanzaBase) -> bool:
+        """The last guard: True if the stanza as serialised (escaped, UTF-8, with its
+        namespace, so a little over what goes on the wire) is within the limit. Text is
+        cut or split before it gets here; this catches whatever was missed."""
+        size = len(str(stanza).encode("utf-8", "surrogatepass"))
+        if size <= self.max_stanza_bytes:
+            return True
+        self.refused += 1
+        log.error(
+            "not sending a %d-byte stanza (the limit is %d): %.200s",
+            size,
+            self.max_stanza_bytes,
+            stanza,
+        )
+        return False
+
+    def guard_iq(self, stanza: StanzaBase) -> StanzaBase | None:
+        """slixmpp's outgoing filter: IQs over the size limit are not written (our own
+        messages and presences are checked in `_write`, where what they carry is known)."""
+        if isinstance(stanza, Iq) and not self.fits(stanza):
+            return None
+        return stanza
+
+    def _give_up(self, out: Outgoing) -> None:
+        """A stanza that can never be written: a patron line in it is passed over, or it
+        would come back from the store after every reconnection."""
+        if out.chat_id is not None:
+            self._relayed(out.chat_id, out.last_seq)
+
+    def _write(self, out: Outgoing) -> None:
+        """Hand a stanza to the stream and make sure a confirmation will cover it."""
+        if not self.fits(out.stanza):
+            self._give_up(out)
+            return
+        out.stanza.send()
+        self.unconfirmed.append(out)
+        if self._confirming is None or self._confirming.done():
+            self._confirming = asyncio.create_task(self._confirm_loop(self.stream))
+
+    # Confirming ----------------------------------------------------------------------------
+
+    async def _confirm_loop(self, stream: int) -> None:
+        """Confirm what was written, one ping at a time, until nothing is unconfirmed.
+        Started by `_write`; ends when its stream is lost."""
+        while self.unconfirmed and stream == self.stream:
+            await self._confirm_now(stream)
+
+    async def _confirm_now(self, stream: int) -> None:
+        """Ping our own domain through the server; its answer (result or error) comes back
+        in stream order, so everything written before the ping has been read by the
+        server. Then patron lines count as relayed. With no answer in time the stream is
+        presumed dead and dropped (it reconnects and resends)."""
+        async with self._confirm_lock:
+            await self._ping_and_confirm(stream)
+
+    async def _ping_and_confirm(self, stream: int) -> None:
+        covered = len(self.unconfirmed)
+        if covered == 0 or stream != self.stream:
+            return
+        iq = self.xmpp.make_iq_get(ito=self.domain, ifrom=self.domain)
+        iq.enable("ping")
+        self.pings += 1
+        # The time-out runs on the service's clock (not slixmpp's own timer), like every
+        # other timer of the component.
+        answer: asyncio.Future[Any] = asyncio.ensure_future(iq.send())  # type: ignore[no-untyped-call]
+        deadline = asyncio.ensure_future(self._clock.sleep(CONFIRM_TIMEOUT))
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({answer, deadline, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            deadline.cancel()
+            lost.cancel()
+            answered = answer.done()
+            if not answered:
+                answer.cancel()  # timed out, or this task was cancelled with its stream
+        if not answered:
+            if stream == self.stream:
+                log.warning(
+                    "no answer from the XMPP server in %.0f s; reconnecting", CONFIRM_TIMEOUT
+                )
+                self.xmpp.abort()
+            return
+        try:
+            answer.result()
+        except IqError:
+            pass  # an error answer is in stream order too
+        except (Exception, asyncio.CancelledError):
+            return  # the stream went away while sending; its loss requeues everything
+        if stream != self.stream:
+            return
+        for _ in range(min(covered, len(self.unconfirmed))):
+            out = self.unconfirmed.popleft()
+            if out.chat_id is not None:
+                self._relayed(out.chat_id, out.last_seq)
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (at most `timeout` s) until what was written is confirmed; called by the
+        adapter's `stop`, so that a clean shutdown leaves nothing to resend at the next
+        start."""
+        deadline = asyncio.ensure_future(self._clock.sleep(timeout))
+        try:
+            while self.unconfirmed and self.online.is_set() and not deadline.done():
+                confirming = self._confirming
+                if confirming is None or confirming.done():
+                    return  # the stream went down: what is unconfirmed is resent later
+                await asyncio.wait({confirming, deadline}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            deadline.cancel()
