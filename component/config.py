@@ -529,6 +529,43 @@ class LogConfig:
     )
 
 
+def _websocket_url(value: str) -> str:
+    if value == "":
+        return value  # the browser client is off
+    bad = f"must be a ws:// or wss:// URL with a host, got {_show(value)}"
+    if any(ch.isspace() for ch in value):
+        raise _Invalid(bad)
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise _Invalid(bad)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise _Invalid(f"has an invalid port: {_show(value)}") from None
+    if parts.username is not None or parts.password is not None:
+        raise _Invalid("must not contain a user name or password")
+    if parts.fragment or any(ch in value for ch in "\"'<>;,"):
+        # The URL goes into the operator page's Content-Security-Policy and its settings:
+        # a quote or a semicolon there could add directives or break out of the value.
+        raise _Invalid(bad)
+    return value
+
+
+@_settings
+class OperatorWebConfig:
+    """The browser XMPP client for operators served at /operator/."""
+
+    websocket_url: str = setting(
+        "The operators' XMPP server's WebSocket endpoint (RFC 7395), e.g. "
+        "\"wss://xmpp.example.org/xmpp-websocket\" (Prosody's mod_websocket, ejabberd's "
+        "ejabberd_http_ws). The browser connects there directly, so refdesk never sees an "
+        "operator's password. Empty: /operator/ explains that the browser client is off.",
+        default="",
+        check=_websocket_url,
+        allow_empty=True,
+    )
+
+
 @_settings
 class Config:
     """The whole configuration, as returned by `load_config` and `parse_config`."""
@@ -543,6 +580,9 @@ class Config:
     bans: BansConfig = setting("Bans.", default_factory=BansConfig)
     limits: LimitsConfig = setting("Rate limits.", default_factory=LimitsConfig)
     log: LogConfig = setting("Log output.", default_factory=LogConfig)
+    operator_web: OperatorWebConfig = setting(
+        "The operators' browser client.", default_factory=OperatorWebConfig
+    )
     source: Path | None = setting(
         "The file this configuration was loaded from; None when parsed from text.",
         default=None,

@@ -1,0 +1,236 @@
+// refdesk's operator page: starts the vendored Converse.js with settings fitted to a
+// reference desk, and adds a small panel of our own (refdesk plugin below).
+//
+// Everything the panel does is an ordinary XMPP chat line ("!accept", "!transfer ask", ...)
+// sent in the guest's chat, exactly what an operator would type in Gajim: an operator can
+// switch clients mid-shift. Nothing here talks to refdesk over HTTP, and no credential is
+// kept after log-out (session storage only, cleared at log-out; no "trusted device").
+'use strict';
+
+(function () {
+  const settings = JSON.parse(document.getElementById('rd-operator-settings').textContent);
+  const componentDomain = settings.component_domain;
+  const queues = settings.queues;
+  const SOUND = settings.assets_path + 'sounds/msg_received.ogg';
+
+  function bare(jid) {
+    return String(jid || '').split('/')[0].toLowerCase();
+  }
+  function isGuest(jid) {
+    const [node, domain] = bare(jid).split('@');
+    return domain === componentDomain && !queues.includes(node);
+  }
+  function queueOf(jid) {
+    const [node, domain] = bare(jid).split('@');
+    return domain === componentDomain && queues.includes(node) ? node : null;
+  }
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === 'text') node.textContent = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  // The panel: queue states, the mute switch, and the commands for the current guest chat.
+  const panel = el('aside', { id: 'rd-panel', 'aria-label': 'Reference desk' });
+  const queueList = el('ul', { id: 'rd-queues', 'aria-label': 'Queues' });
+  const alertBox = el('p', { id: 'rd-alert', role: 'status', 'aria-live': 'polite' });
+  const mute = el('button', { type: 'button', id: 'rd-mute', 'aria-pressed': 'false', text: 'Mute alerts' });
+  const chatTools = el('section', { id: 'rd-tools', 'aria-label': 'Chat commands', hidden: '' });
+  const chatTitle = el('h2', { id: 'rd-chat', text: '' });
+  panel.append(el('h1', { text: 'Reference desk' }), queueList, alertBox, mute, chatTools);
+
+  let current = null; // the guest JID the commands act on
+  let muted = false;
+
+  function send(text) {
+    if (!current || !window.rdApi) return;
+    const chat = window.rdApi.chats.get(current);
+    if (chat) chat.sendMessage({ body: text });
+  }
+  function button(label, action) {
+    const b = el('button', { type: 'button', text: label });
+    b.addEventListener('click', action);
+    return b;
+  }
+  function askLine(label, command, options) {
+    // A labelled field plus a button: "Note: [....] [Add note]" -> "!note text".
+    const id = 'rd-' + command;
+    const input = el('input', { id, type: 'text', autocomplete: 'off' });
+    if (options && options.list) input.setAttribute('list', id + '-list');
+    const form = el('form', { class: 'rd-line' },
+      el('label', { for: id, text: label }), input,
+      el('button', { type: 'submit', text: options && options.button ? options.button : label }));
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const value = input.value.trim();
+      if (!value && !(options && options.optional)) { input.focus(); return; }
+      send(('!' + command + ' ' + value).trim());
+      input.value = '';
+    });
+    return form;
+  }
+  const transferList = el('datalist', { id: 'rd-transfer-list' });
+  for (const q of queues) transferList.append(el('option', { value: q }));
+  const banLength = el('select', { id: 'rd-ban-length', 'aria-label': 'Ban length' });
+  for (const [value, text] of [['', 'Group policy'], ['30d', '30 days'], ['90d', '90 days'], ['1y', '1 year']]) {
+    banLength.append(el('option', { value, text }));
+  }
+  const banReason = el('input', { id: 'rd-ban-reason', type: 'text', autocomplete: 'off' });
+  const banForm = el('form', { class: 'rd-line' },
+    el('label', { for: 'rd-ban-reason', text: 'Ban reason' }), banReason, banLength,
+    el('button', { type: 'submit', text: 'Ban' }));
+  banForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const reason = banReason.value.trim();
+    if (!reason) { banReason.focus(); return; }
+    if (!window.confirm('Ban this patron\'s address? Length: ' + banLength.selectedOptions[0].text)) return;
+    send(['!ban', banLength.value, reason].filter(Boolean).join(' '));
+    banReason.value = '';
+  });
+  const cannedName = el('input', { id: 'rd-canned', type: 'text', autocomplete: 'off' });
+  const cannedForm = el('form', { class: 'rd-line' },
+    el('label', { for: 'rd-canned', text: 'Canned message' }), cannedName,
+    el('button', { type: 'submit', text: 'Insert' }));
+  cannedForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const name = cannedName.value.trim().toLowerCase();
+    const text = cannedTexts.get(name);
+    if (text === undefined) { alertBox.textContent = 'No canned message called "' + name + '".'; return; }
+    insertText(text);
+  });
+  chatTools.append(
+    chatTitle,
+    el('div', { class: 'rd-buttons' },
+      button('Accept', () => send('!accept')),
+      button('Info', () => send('!info')),
+      button('Links', () => send('!links')),
+      button('End chat', () => send('!end'))),
+    askLine('Transfer to', 'transfer', { list: true, button: 'Transfer' }), transferList,
+    cannedForm,
+    askLine('Note', 'note', { button: 'Add note' }),
+    askLine('Tag', 'tag', { button: 'Add tag' }),
+    askLine('Refer to email', 'refer', { optional: true, button: 'Refer' }),
+    banForm,
+  );
+
+  mute.addEventListener('click', () => {
+    muted = !muted;
+    mute.setAttribute('aria-pressed', String(muted));
+    mute.textContent = muted ? 'Unmute alerts' : 'Mute alerts';
+    if (window.rdApi) {
+      window.rdApi.settings.set('play_sounds', !muted);
+      window.rdApi.settings.set('show_desktop_notifications', !muted);
+    }
+  });
+
+  // Canned messages: the queue answers "!canned" (an ad-hoc command too) with one
+  // "name: text" line each; the panel inserts the text into the message box for editing.
+  const cannedTexts = new Map();
+  function insertText(text) {
+    const form = document.querySelector('converse-chat[jid="' + CSS.escape(current) + '"] converse-message-form')
+      || document.querySelector('converse-message-form');
+    const area = form && form.querySelector('textarea');
+    if (!area) return;
+    area.value = text;
+    area.dispatchEvent(new Event('input', { bubbles: true }));
+    area.focus();
+  }
+
+  const queueState = new Map();
+  function drawQueues() {
+    queueList.replaceChildren(...queues.map((q) =>
+      el('li', { 'data-queue': q, text: queueState.get(q) || (q + ': not subscribed yet') })));
+  }
+  drawQueues();
+
+  function notifyOffer(guest, text) {
+    alertBox.textContent = 'New chat offer from ' + guest + '. ' + text.split('\n')[0];
+    if (muted) return;
+    new Audio(SOUND).play().catch(() => {});
+    if ('Notification' in window && Notification.permission === 'granted') {
+      new Notification('New chat offer', { body: text.slice(0, 200), tag: guest });
+    }
+  }
+
+  converse.plugins.add('refdesk', {
+    initialize() {
+      const { api } = this._converse;
+      window.rdApi = api;
+      api.listen.on('connected', () => {
+        document.body.prepend(panel);
+        if ('Notification' in window && Notification.permission === 'default') {
+          mute.addEventListener('click', () => Notification.requestPermission(), { once: true });
+        }
+        api.listen.stanza('presence', (stanza) => {
+          const q = queueOf(stanza.getAttribute('from'));
+          if (q) {
+            const status = stanza.querySelector('status');
+            const off = stanza.getAttribute('type') === 'unavailable';
+            queueState.set(q, off ? q + ': offline' : (status ? status.textContent : q));
+            drawQueues();
+          }
+          return true; // keep the handler
+        });
+        api.listen.stanza('message', (stanza) => {
+          const from = stanza.getAttribute('from');
+          const body = stanza.querySelector('body');
+          if (body && isGuest(from) && /^New chat|offer|transferred/i.test(body.textContent)) {
+            notifyOffer(bare(from), body.textContent);
+            api.chats.open(bare(from));
+          }
+          if (body && queueOf(from) && body.textContent.startsWith('Canned messages:')) {
+            // "!c" on a guest: names only
+          }
+          return true;
+        });
+      });
+      api.listen.on('disconnected', () => panel.remove());
+      api.listen.on('chatBoxFocused', (view) => track(view.model));
+      api.listen.on('chatBoxViewInitialized', (view) => track(view.model));
+      api.listen.on('message', (data) => {
+        const jid = data.chatbox && data.chatbox.get('jid');
+        if (jid && isGuest(jid)) track(data.chatbox);
+      });
+    },
+  });
+
+  function track(model) {
+    const jid = model && model.get && model.get('jid');
+    if (!jid || !isGuest(jid)) return;
+    current = bare(jid);
+    chatTitle.textContent = 'Commands for ' + current;
+    chatTools.hidden = false;
+  }
+
+  converse.initialize({
+    websocket_url: settings.websocket_url,
+    discover_connection_methods: false,
+    assets_path: settings.assets_path,
+    sounds_path: settings.assets_path + 'sounds/',
+    view_mode: 'fullscreen',
+    i18n: 'en',
+    loglevel: 'warn',
+    // Shared computers: nothing survives the tab or a log-out, and no "trusted device".
+    persistent_store: 'sessionStorage',
+    allow_user_trust_override: false,
+    clear_cache_on_logout: true,
+    reuse_scram_keys: false,
+    allow_logout: true,
+    allow_registration: false,
+    auto_reconnect: true,
+    show_controlbox_by_default: true,
+    play_sounds: true,
+    show_desktop_notifications: true,
+    allow_adhoc_commands: true,
+    // Nothing from other sites: no previews, no embedded players, no emoji images.
+    show_images_inline: false,
+    embed_3rd_party_media_players: false,
+    visible_toolbar_buttons: { call: false, spoiler: false, emoji: false, omemo: false },
+    blacklisted_plugins: ['converse-omemo', 'converse-muc-views', 'converse-bookmark-views'],
+    whitelisted_plugins: ['refdesk'],
+  });
+})();
