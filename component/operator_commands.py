@@ -459,11 +459,22 @@ async def _next(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
     return f"You have the chat with {live.guest}@{service.domain}; reply there.{question}"
 
 
+async def _canned_texts(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
+    # One "name: text" line each, a text's own line breaks as indented continuation lines:
+    # readable in any client, and parsed by the browser client's canned-message menu
+    # (web/static/operator.js), which puts the text in the message box for editing.
+    canned = await service.store.canned_for_queue(queue.id, queue.group_id)
+    if not canned:
+        return "This queue has no canned messages."
+    return "\n".join(f"{c.name}: " + "\n  ".join(c.text.splitlines()) for c in canned)
+
+
 _QUEUE_COMMANDS: dict[str, QueueCommand] = {
     "list": _list,
     "next": _next,
     "who": _who,
     "status": _status,
+    "canned": _canned_texts,
     "help": _queue_help,
 }
 

@@ -95,6 +95,7 @@ _ADHOC_COMMANDS = (
     ("next", "Take the longest-waiting chat"),
     ("who", "Who is on this queue"),
     ("status", "Queue status"),
+    ("canned", "Canned messages"),
 )
 
 # Room kept in every stanza for what is not user text: the element names, namespaces,

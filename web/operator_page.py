@@ -26,6 +26,7 @@ _TYPES = {
     ".ogg": "audio/ogg",
     ".mp3": "audio/mpeg",
     ".ttf": "font/ttf",
+    ".json": "application/json",
 }
 
 
@@ -46,12 +47,16 @@ def operator_csp(websocket_url: str) -> str:
     endpoint of the operators' XMPP server, and nothing else. Never framed (a framed
     login form invites clickjacking). Converse.js builds its styles at run time as
     constructed style sheets, which `style-src 'self'` allows; it needs no eval."""
-    connect = websocket_url or "'none'"
+    # 'self': Converse.js fetches its emoji table (emoji.json) before sending any message.
+    connect = f"'self' {websocket_url}" if websocket_url else "'none'"
     return "; ".join(
         [
             "default-src 'none'",
             "script-src 'self'",
             "style-src 'self'",
+            # Converse.js's templates set style attributes (avatar colours, widths, progress
+            # bars); style attributes can restyle the page but run nothing.
+            "style-src-attr 'unsafe-inline'",
             "img-src 'self' data: blob:",
             "font-src 'self'",
             "media-src 'self'",

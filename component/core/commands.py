@@ -48,6 +48,7 @@ QUEUE_COMMANDS: dict[str, str] = {
     "next": "!next — take the longest-waiting chat",
     "who": "!who — operators of this queue and their presence",
     "status": "!status — the queue's status as patrons see it",
+    "canned": "!canned — this queue's canned messages with their full texts",
     "help": "!help — this list",
 }
 

@@ -43,13 +43,14 @@
   const chatTitle = el('h2', { id: 'rd-chat', text: '' });
   panel.append(el('h1', { text: 'Reference desk' }), queueList, alertBox, mute, chatTools);
 
+  const cannedNames = el('datalist', { id: 'rd-canned-list' });
   let current = null; // the guest JID the commands act on
   let muted = false;
 
-  function send(text) {
+  async function send(text) {
     if (!current || !window.rdApi) return;
-    const chat = window.rdApi.chats.get(current);
-    if (chat) chat.sendMessage({ body: text });
+    const chat = await window.rdApi.chats.get(current);
+    if (chat) await chat.sendMessage({ body: text });
   }
   function button(label, action) {
     const b = el('button', { type: 'button', text: label });
@@ -91,14 +92,14 @@
     send(['!ban', banLength.value, reason].filter(Boolean).join(' '));
     banReason.value = '';
   });
-  const cannedName = el('input', { id: 'rd-canned', type: 'text', autocomplete: 'off' });
+  const cannedName = el('input', { id: 'rd-canned', type: 'text', autocomplete: 'off', list: 'rd-canned-list' });
   const cannedForm = el('form', { class: 'rd-line' },
     el('label', { for: 'rd-canned', text: 'Canned message' }), cannedName,
     el('button', { type: 'submit', text: 'Insert' }));
   cannedForm.addEventListener('submit', (event) => {
     event.preventDefault();
     const name = cannedName.value.trim().toLowerCase();
-    const text = cannedTexts.get(name);
+    const text = cannedText(name);
     if (text === undefined) { alertBox.textContent = 'No canned message called "' + name + '".'; return; }
     insertText(text);
   });
@@ -110,7 +111,7 @@
       button('Links', () => send('!links')),
       button('End chat', () => send('!end'))),
     askLine('Transfer to', 'transfer', { list: true, button: 'Transfer' }), transferList,
-    cannedForm,
+    cannedForm, cannedNames,
     askLine('Note', 'note', { button: 'Add note' }),
     askLine('Tag', 'tag', { button: 'Add tag' }),
     askLine('Refer to email', 'refer', { optional: true, button: 'Refer' }),
@@ -129,7 +130,38 @@
 
   // Canned messages: the queue answers "!canned" (an ad-hoc command too) with one
   // "name: text" line each; the panel inserts the text into the message box for editing.
-  const cannedTexts = new Map();
+  const OFFER = /^New chat in .* \(([^()\s]+)\)(?: \([^)]*\))?\. /;
+  const cannedTexts = new Map(); // queue -> Map(name -> text)
+  const chatQueue = new Map(); // guest JID -> queue, learnt from the offer
+  async function loadCanned(api, queue) {
+    let result;
+    try {
+      result = await api.adhoc.fetchCommandForm(queue + '@' + componentDomain, 'canned');
+    } catch (err) {
+      return; // not an operator of this queue: no canned messages from it
+    }
+    const texts = new Map();
+    let name = null;
+    for (const line of ((result && result.note && result.note.text) || '').split('\n')) {
+      const item = /^([^\s:]+): (.*)$/.exec(line);
+      if (item) {
+        name = item[1];
+        texts.set(name, item[2]);
+      } else if (name && line.startsWith('  ')) {
+        texts.set(name, texts.get(name) + '\n' + line.slice(2));
+      }
+    }
+    cannedTexts.set(queue, texts);
+    const names = new Set();
+    for (const t of cannedTexts.values()) for (const n of t.keys()) names.add(n);
+    cannedNames.replaceChildren(...[...names].sort().map((n) => el('option', { value: n })));
+  }
+  function cannedText(name) {
+    const own = cannedTexts.get(chatQueue.get(current));
+    if (own && own.has(name)) return own.get(name);
+    for (const texts of cannedTexts.values()) if (texts.has(name)) return texts.get(name);
+    return undefined;
+  }
   function insertText(text) {
     const form = document.querySelector('converse-chat[jid="' + CSS.escape(current) + '"] converse-message-form')
       || document.querySelector('converse-message-form');
@@ -160,6 +192,20 @@
     initialize() {
       const { api } = this._converse;
       window.rdApi = api;
+      // The login screen's own heading instead of Converse.js's brand, and no footer: the
+      // stock footer loads sponsors' logos from another site, which this page's CSP
+      // blocks (and a shared desk computer should not fetch).
+      api.elements.define('converse-brand-heading', class extends HTMLElement {
+        connectedCallback() {
+          this.replaceChildren(el('h1', { class: 'rd-login-title', text: 'Reference desk: operator log-in' }),
+            el('p', { class: 'rd-login-help', text: 'Log in with your own XMPP account. Your password goes only to your XMPP server.' }));
+        }
+      });
+      api.elements.define('converse-footer', class extends HTMLElement {
+        connectedCallback() {
+          this.replaceChildren(el('p', { class: 'rd-credit', text: 'Converse.js (MPL-2.0) inside refdesk' }));
+        }
+      });
       api.listen.on('connected', () => {
         document.body.prepend(panel);
         if ('Notification' in window && Notification.permission === 'default') {
@@ -167,10 +213,10 @@
         }
         api.listen.stanza('presence', (stanza) => {
           const q = queueOf(stanza.getAttribute('from'));
-          if (q) {
+          const type = stanza.getAttribute('type');
+          if (q && (!type || type === 'unavailable')) {
             const status = stanza.querySelector('status');
-            const off = stanza.getAttribute('type') === 'unavailable';
-            queueState.set(q, off ? q + ': offline' : (status ? status.textContent : q));
+            queueState.set(q, type ? q + ': offline' : (status ? status.textContent : q));
             drawQueues();
           }
           return true; // keep the handler
@@ -178,15 +224,15 @@
         api.listen.stanza('message', (stanza) => {
           const from = stanza.getAttribute('from');
           const body = stanza.querySelector('body');
-          if (body && isGuest(from) && /^New chat|offer|transferred/i.test(body.textContent)) {
+          const offer = body && isGuest(from) && OFFER.exec(body.textContent);
+          if (offer) {
+            chatQueue.set(bare(from), offer[1]);
             notifyOffer(bare(from), body.textContent);
-            api.chats.open(bare(from));
-          }
-          if (body && queueOf(from) && body.textContent.startsWith('Canned messages:')) {
-            // "!c" on a guest: names only
+            api.chats.open(bare(from), {}, true);
           }
           return true;
         });
+        for (const q of queues) loadCanned(api, q);
       });
       api.listen.on('disconnected', () => panel.remove());
       api.listen.on('chatBoxFocused', (view) => track(view.model));
