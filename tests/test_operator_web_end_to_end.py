@@ -22,7 +22,20 @@ document.addEventListener('securitypolicyviolation', (e) => {
 """
 
 
-async def browser_operator(desk: Desk, name: str, queues: tuple[str, ...] = ("ask",)) -> tuple[str, str]:
+# Everything the page keeps in the browser's storage, as one string.
+STORED_TEXT = """async () => {
+  const parts = [];
+  for (const store of [localStorage, sessionStorage]) {
+    for (let i = 0; i < store.length; i++) parts.push(store.key(i), store.getItem(store.key(i)));
+  }
+  for (const info of await indexedDB.databases()) parts.push(info.name || '');
+  return parts.join('\\n');
+}"""
+
+
+async def browser_operator(
+    desk: Desk, name: str, queues: tuple[str, ...] = ("ask",)
+) -> tuple[str, str]:
     """An operator account that nobody has logged in yet; returns (jid, password)."""
     assert desk.server is not None
     user = f"web{secrets.token_hex(3)}"
@@ -81,8 +94,6 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
     try:
         page = await operator.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda m: print("CONSOLE", m.text[:300]) if "inline style" not in m.text else None)
-        page.on("pageerror", lambda e: print("PAGEERROR", e))
         await log_in(page, desk, jid, password)
         panel = page.get_by_role("complementary", name="Reference desk")
         await expect(panel).to_be_visible()
@@ -143,10 +154,26 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
         await second.screenshot(path=shot_path(f"patron-ended-{kind}"))
         await page.screenshot(path=shot_path(f"operator-ended-{kind}"))
 
-        assert await csp_violations(page) == [] or set(await csp_violations(page)) <= {
-            "style-src-elem inline"
-        }, await csp_violations(page)
+        # Only what the policy blocks on purpose: Converse.js's style-loader adds <style>
+        # elements that duplicate its stylesheet (the page looks the same without them).
+        assert set(await csp_violations(page)) <= {"style-src-elem inline"}, await csp_violations(
+            page
+        )
+        # No script error during the shift. (Converse.js 14.0.0 itself throws one harmless
+        # "api.disco.feature.has: You need to provide an entity JID" while logging out.)
         assert not errors, errors
+        # Log out: the XMPP session ends and nothing of it stays in the browser.
+        await panel.get_by_role("button", name="Log out").click()
+        await expect(page.get_by_label("XMPP Address")).to_be_visible()
+        await wait_for(lambda: not desk.service.presence_of(jid).online, what=f"{jid} offline")
+        stored = await page.evaluate(STORED_TEXT)
+        assert password not in stored
+        await page.reload()
+        await expect(page.get_by_label("XMPP Address")).to_be_visible()
+        await expect(page.get_by_label("Password")).to_have_value("")
+        await page.screenshot(path=shot_path(f"operator-logged-out-{kind}"))
+        assert set(await csp_violations(page)) <= {"style-src-elem inline"}
+
     finally:
         await patron_context.close()
         await operator.close()

@@ -470,6 +470,18 @@ modules:
   mod_carboncopy: {{}}
   # For the change_password command, which `register` uses on an existing account.
   mod_admin_extra: {{}}
+  # What a web client (Converse.js at /operator/) asks for at login, as the Prosody
+  # harness and docs/deploy/ejabberd.yml have: blocking, archive, PEP, vCards.
+  mod_blocking: {{}}
+  mod_privacy: {{}}
+  mod_caps: {{}}
+  mod_mam: {{}}
+  mod_pubsub:
+    plugins:
+      - flat
+      - pep
+  mod_private: {{}}
+  mod_vcard: {{}}
 """
 
     def ctl_config_text(self) -> str:

@@ -41,7 +41,18 @@
   const mute = el('button', { type: 'button', id: 'rd-mute', 'aria-pressed': 'false', text: 'Mute alerts' });
   const chatTools = el('section', { id: 'rd-tools', 'aria-label': 'Chat commands', hidden: '' });
   const chatTitle = el('h2', { id: 'rd-chat', text: '' });
-  panel.append(el('h1', { text: 'Reference desk' }), queueList, alertBox, mute, chatTools);
+  const logout = el('button', { type: 'button', id: 'rd-logout', text: 'Log out' });
+  logout.addEventListener('click', async () => {
+    // End the XMPP session (Converse.js clears its storage), then start from a fresh page
+    // so nothing of the shift stays even in memory on a shared computer.
+    try {
+      if (window.rdApi) await window.rdApi.user.logout();
+    } finally {
+      sessionStorage.clear();
+      window.location.replace(window.location.pathname);
+    }
+  });
+  panel.append(el('h1', { text: 'Reference desk' }), logout, queueList, alertBox, mute, chatTools);
 
   const cannedNames = el('datalist', { id: 'rd-canned-list' });
   let current = null; // the guest JID the commands act on
@@ -228,7 +239,6 @@
           if (offer) {
             chatQueue.set(bare(from), offer[1]);
             notifyOffer(bare(from), body.textContent);
-            api.chats.open(bare(from), {}, true);
           }
           return true;
         });
@@ -238,8 +248,12 @@
       api.listen.on('chatBoxFocused', (view) => track(view.model));
       api.listen.on('chatBoxViewInitialized', (view) => track(view.model));
       api.listen.on('message', (data) => {
+        // Once Converse.js has the message in its chat: a guest's offer opens that chat.
         const jid = data.chatbox && data.chatbox.get('jid');
-        if (jid && isGuest(jid)) track(data.chatbox);
+        if (!jid || !isGuest(jid)) return;
+        const body = (data.attrs && data.attrs.body) || '';
+        if (OFFER.test(body)) api.chats.open(bare(jid), {}, true);
+        track(data.chatbox);
       });
     },
   });
