@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime
+
 from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import Desk, wait_for
