@@ -5,6 +5,7 @@ Screenshots of each state go to test-artifacts/ (not committed)."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import Desk, wait_for
+from tests.web.test_widget_a11y import axe_source, violations
 from tests.web.test_widget_browser import DESKTOP, PHONE, kind_of, shot_path
 
 # Collects the page's CSP violations (the policy allows only what the client needs).
@@ -111,6 +113,10 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
         guest_chat = page.locator("converse-chat:not(.hidden)")
         await expect(guest_chat).to_contain_text("Do you have books about bees?")
         await page.screenshot(path=shot_path(f"operator-offer-{kind}"))
+        # axe-core through the DevTools protocol (which the page's CSP does not govern).
+        await page.evaluate(axe_source())
+        problems = await violations(page, "offer open")
+        assert not problems, json.dumps(problems, indent=1)
 
         # Take it with the panel's button: an ordinary "!accept" line.
         await panel.get_by_role("button", name="Accept").click()

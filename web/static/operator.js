@@ -203,15 +203,18 @@
     initialize() {
       const { api } = this._converse;
       window.rdApi = api;
-      // The login screen's own heading instead of Converse.js's brand, and no footer: the
-      // stock footer loads sponsors' logos from another site, which this page's CSP
-      // blocks (and a shared desk computer should not fetch).
-      api.elements.define('converse-brand-heading', class extends HTMLElement {
+      // The login screen gets our own heading instead of Converse.js's brand and its
+      // links to other sites, and no stock footer: it loads sponsors' logos from another
+      // site, which this page's CSP blocks (and a shared desk computer should not fetch).
+      const heading = class extends HTMLElement {
         connectedCallback() {
-          this.replaceChildren(el('h1', { class: 'rd-login-title', text: 'Reference desk: operator log-in' }),
+          this.replaceChildren(
+            el('h1', { class: 'rd-login-title', text: 'Reference desk: operator log-in' }),
             el('p', { class: 'rd-login-help', text: 'Log in with your own XMPP account. Your password goes only to your XMPP server.' }));
         }
-      });
+      };
+      api.elements.define('converse-brand-logo', heading);
+      api.elements.define('converse-controlbox-navbar', class extends HTMLElement {});
       api.elements.define('converse-footer', class extends HTMLElement {
         connectedCallback() {
           this.replaceChildren(el('p', { class: 'rd-credit', text: 'Converse.js (MPL-2.0) inside refdesk' }));
