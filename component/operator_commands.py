@@ -14,7 +14,14 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from component.core import commands, validators
-from component.core.bans import BanError, normalize_target, overlapping, parse_duration, refusal
+from component.core.bans import (
+    BanError,
+    format_duration,
+    normalize_target,
+    overlapping,
+    parse_duration,
+    refusal,
+)
 from component.core.errors import BadCommand, NotYourChat
 from component.core.models import ChatEvent, ChatState, Group, Operator, Presence, Queue, Sender
 from component.core.privacy import stored_address
@@ -469,12 +476,30 @@ async def _canned_texts(service: CommandHost, jid: str, queue: Queue, arg: str) 
     return "\n".join(f"{c.name}: " + "\n  ".join(c.text.splitlines()) for c in canned)
 
 
+async def _ban_policy(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
+    # What `!ban` will do in this queue's group, before an operator uses it (the browser
+    # client shows it beside its ban control).
+    group = service.group_of(queue)
+    ladder = ", ".join(format_duration(step) for step in service.moderation.policy.ladder.steps)
+    who = (
+        "operators ban directly"
+        if group is None or group.operators_may_ban
+        else "operators do not ban: !ban reports the patron for an admin's review"
+    )
+    name = group.title if group is not None else queue.name
+    return (
+        f"Ban policy of {name}: {who}. Without a length, a ban follows the ladder {ladder} "
+        "by offence (the last step repeats); an operator may give a length of up to a year."
+    )
+
+
 _QUEUE_COMMANDS: dict[str, QueueCommand] = {
     "list": _list,
     "next": _next,
     "who": _who,
     "status": _status,
     "canned": _canned_texts,
+    "banpolicy": _ban_policy,
     "help": _queue_help,
 }
 

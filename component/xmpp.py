@@ -96,6 +96,7 @@ _ADHOC_COMMANDS = (
     ("who", "Who is on this queue"),
     ("status", "Queue status"),
     ("canned", "Canned messages"),
+    ("banpolicy", "Ban policy"),
 )
 
 # Room kept in every stanza for what is not user text: the element names, namespaces,

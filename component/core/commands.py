@@ -49,6 +49,7 @@ QUEUE_COMMANDS: dict[str, str] = {
     "who": "!who — operators of this queue and their presence",
     "status": "!status — the queue's status as patrons see it",
     "canned": "!canned — this queue's canned messages with their full texts",
+    "banpolicy": "!banpolicy — what !ban does in this queue's group",
     "help": "!help — this list",
 }
 
