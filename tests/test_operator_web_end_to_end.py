@@ -18,6 +18,20 @@ from tests.web.test_widget_browser import DESKTOP, PHONE, kind_of, shot_path
 
 # Collects the page's CSP violations (the policy allows only what the client needs).
 _WATCH_CSP = """
+window.__plays = 0;
+window.__notifications = [];
+const realPlay = HTMLMediaElement.prototype.play;
+HTMLMediaElement.prototype.play = function () {
+  window.__plays += 1;
+  return realPlay.call(this);
+};
+const RealNotification = window.Notification;
+window.Notification = class extends RealNotification {
+  constructor(title, options) {
+    super(title, options);
+    window.__notifications.push(title);
+  }
+};
 window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', (e) => {
   window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI);
@@ -91,7 +105,7 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
     jid, password = await browser_operator(desk, "Wanda")
     # The colleague is on another queue: no offers from "ask", but a transfer target.
     colin = await desk.add_operator(("other",), name="Colin")
-    operator = await browser.new_context(viewport=DESKTOP)
+    operator = await browser.new_context(viewport=DESKTOP, permissions=["notifications"])
     patron_context = await browser.new_context(viewport=PHONE)
     errors: list[str] = []
     try:
@@ -110,6 +124,9 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
         patron = await patron_context.new_page()
         await patron_asks(patron, desk, "Do you have books about bees?")
         await expect(panel.locator("#rd-alert")).to_contain_text("New chat offer")
+        # Audible and on the desktop: the sound played and a notification was shown.
+        assert await page.evaluate("window.__plays") >= 1
+        assert "New chat offer" in await page.evaluate("window.__notifications")
         guest_chat = page.locator("converse-chat:not(.hidden)")
         await expect(guest_chat).to_contain_text("Do you have books about bees?")
         await page.screenshot(path=shot_path(f"operator-offer-{kind}"))
@@ -148,12 +165,24 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
         await patron.screenshot(path=shot_path(f"patron-transferred-{kind}"))
         await page.screenshot(path=shot_path(f"operator-transferred-{kind}"))
 
+        # Muted: the next offer is shown but neither sounds nor notifies.
+        mute = panel.get_by_role("button", name="Mute alerts")
+        await mute.click()
+        await expect(panel.get_by_role("button", name="Unmute alerts")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        plays = await page.evaluate("window.__plays")
+        shown = await page.evaluate("window.__notifications.length")
         # A second chat, ended from the panel.
         second = await patron_context.new_page()
         await patron_asks(second, desk, "When do you open tomorrow?")
         await expect(page.locator("converse-chat:not(.hidden)")).to_contain_text(
             "When do you open tomorrow?"
         )
+        assert await page.evaluate("window.__plays") == plays
+        assert await page.evaluate("window.__notifications.length") == shown
+        # The group's ban policy is shown with the ban control.
+        await expect(panel.locator("#rd-ban-policy")).to_contain_text("operators ban directly")
         await panel.get_by_role("button", name="Accept").click()
         await expect(second.locator(".rd-msg").last).to_contain_text("Wanda")
         await panel.get_by_role("button", name="End chat").click()

@@ -92,9 +92,11 @@
     banLength.append(el('option', { value, text }));
   }
   const banReason = el('input', { id: 'rd-ban-reason', type: 'text', autocomplete: 'off' });
+  const banPolicy = el('p', { id: 'rd-ban-policy', class: 'rd-policy' });
+  banReason.setAttribute('aria-describedby', 'rd-ban-policy');
   const banForm = el('form', { class: 'rd-line' },
     el('label', { for: 'rd-ban-reason', text: 'Ban reason' }), banReason, banLength,
-    el('button', { type: 'submit', text: 'Ban' }));
+    el('button', { type: 'submit', text: 'Ban' }), banPolicy);
   banForm.addEventListener('submit', (event) => {
     event.preventDefault();
     const reason = banReason.value.trim();
@@ -166,6 +168,21 @@
     const names = new Set();
     for (const t of cannedTexts.values()) for (const n of t.keys()) names.add(n);
     cannedNames.replaceChildren(...[...names].sort().map((n) => el('option', { value: n })));
+  }
+  // The group's ban policy per queue ("!banpolicy", also an ad-hoc command), shown with
+  // the ban control so an operator knows what a ban will do before using it.
+  const banPolicies = new Map();
+  async function loadBanPolicy(api, queue) {
+    try {
+      const result = await api.adhoc.fetchCommandForm(queue + '@' + componentDomain, 'banpolicy');
+      if (result && result.note) banPolicies.set(queue, result.note.text);
+    } catch (err) {
+      // not an operator of this queue
+    }
+    showBanPolicy();
+  }
+  function showBanPolicy() {
+    banPolicy.textContent = banPolicies.get(chatQueue.get(current)) || banPolicies.values().next().value || '';
   }
   function cannedText(name) {
     const own = cannedTexts.get(chatQueue.get(current));
@@ -245,7 +262,10 @@
           }
           return true;
         });
-        for (const q of queues) loadCanned(api, q);
+        for (const q of queues) {
+          loadCanned(api, q);
+          loadBanPolicy(api, q);
+        }
       });
       api.listen.on('disconnected', () => panel.remove());
       api.listen.on('chatBoxFocused', (view) => track(view.model));
@@ -267,6 +287,7 @@
     current = bare(jid);
     chatTitle.textContent = 'Commands for ' + current;
     chatTools.hidden = false;
+    showBanPolicy();
   }
 
   converse.initialize({
