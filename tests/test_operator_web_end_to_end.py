@@ -114,6 +114,9 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
         await log_in(page, desk, jid, password)
         panel = page.get_by_role("complementary", name="Reference desk")
         await expect(panel).to_be_visible()
+        await expect(panel.locator("#rd-queues")).to_contain_text(
+            "once you accept their contact requests"
+        )
         await page.screenshot(path=shot_path(f"operator-logged-in-{kind}"))
 
         await accept_queue_subscription(page, desk, jid)
@@ -185,7 +188,9 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
         await expect(panel.locator("#rd-ban-policy")).to_contain_text("operators ban directly")
         await panel.get_by_role("button", name="Accept").click()
         await expect(second.locator(".rd-msg").last).to_contain_text("Wanda")
-        await panel.get_by_role("button", name="End chat").click()
+        # With the keyboard alone: focus the button and press Enter.
+        await panel.get_by_role("button", name="End chat").focus()
+        await page.keyboard.press("Enter")
         await expect(second.locator("#rd-over")).to_be_visible()
         await second.screenshot(path=shot_path(f"patron-ended-{kind}"))
         await page.screenshot(path=shot_path(f"operator-ended-{kind}"))

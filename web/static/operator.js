@@ -202,8 +202,15 @@
 
   const queueState = new Map();
   function drawQueues() {
-    queueList.replaceChildren(...queues.map((q) =>
-      el('li', { 'data-queue': q, text: queueState.get(q) || (q + ': not subscribed yet') })));
+    // Only the queues that told this operator their state (the ones they belong to and
+    // have accepted); until then, what to do.
+    const known = queues.filter((q) => queueState.has(q));
+    if (!known.length) {
+      queueList.replaceChildren(el('li', { class: 'rd-hint',
+        text: 'Your queues appear here once you accept their contact requests (left, under Contact requests).' }));
+      return;
+    }
+    queueList.replaceChildren(...known.map((q) => el('li', { 'data-queue': q, text: queueState.get(q) })));
   }
   drawQueues();
 
