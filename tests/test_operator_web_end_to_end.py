@@ -188,6 +188,14 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
         await expect(panel.locator("#rd-ban-policy")).to_contain_text("operators ban directly")
         await panel.get_by_role("button", name="Accept").click()
         await expect(second.locator(".rd-msg").last).to_contain_text("Wanda")
+        # A note and a tag from the panel: answered to the operator only.
+        second_chat = page.locator("converse-chat:not(.hidden)")
+        await panel.get_by_label("Note").fill("Asked about opening hours")
+        await panel.get_by_role("button", name="Add note").click()
+        await expect(second_chat).to_contain_text("Note added to the transcript")
+        await panel.get_by_label("Tag").fill("hours")
+        await panel.get_by_role("button", name="Add tag").click()
+        await expect(second_chat).to_contain_text("!tag hours")
         # With the keyboard alone: focus the button and press Enter.
         await panel.get_by_role("button", name="End chat").focus()
         await page.keyboard.press("Enter")
