@@ -30,6 +30,14 @@ _TYPES = {
 }
 
 
+# The sha256 of each <style> element text the vendored Converse.js adds (Chromium names
+# them in its CSP reports); check again after scripts/update-converse.
+_CONVERSE_STYLE_HASHES = (
+    "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",
+    "'sha256-JRf3eZJIF59VkE1tlxlBPiCQXjGJ1uE88pEYh49RtTY='",
+)
+
+
 def converse_files() -> dict[str, Path]:
     """The servable files of the vendored client by path relative to its directory
     (e.g. "sounds/msg_received.ogg"). Built once by the app factory; a name that is not in
@@ -45,15 +53,18 @@ def converse_files() -> dict[str, Path]:
 def operator_csp(websocket_url: str) -> str:
     """The operator page's Content-Security-Policy: our own files, the one WebSocket
     endpoint of the operators' XMPP server, and nothing else. Never framed (a framed
-    login form invites clickjacking). Converse.js builds its styles at run time as
-    constructed style sheets, which `style-src 'self'` allows; it needs no eval."""
+    login form invites clickjacking). What Converse.js needs beyond that, found by running
+    it in Chromium with this policy until nothing was refused: style attributes, two
+    fixed <style> texts (by hash), its emoji table fetched from here. It needs no eval."""
     # 'self': Converse.js fetches its emoji table (emoji.json) before sending any message.
     connect = f"'self' {websocket_url}" if websocket_url else "'none'"
     return "; ".join(
         [
             "default-src 'none'",
             "script-src 'self'",
-            "style-src 'self'",
+            # Converse.js's bundle adds <style> elements whose text is always one of these
+            # two (empty, and an empty CSS module's placeholder): allowed by hash, exactly.
+            f"style-src 'self' {' '.join(_CONVERSE_STYLE_HASHES)}",
             # Converse.js's templates set style attributes (avatar colours, widths, progress
             # bars); style attributes can restyle the page but run nothing.
             "style-src-attr 'unsafe-inline'",

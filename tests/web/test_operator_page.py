@@ -49,7 +49,8 @@ async def test_page_policy_and_settings(offline_desk: Desk) -> None:
         [
             "default-src 'none'",
             "script-src 'self'",
-            "style-src 'self'",
+            "style-src 'self' 'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
+            " 'sha256-JRf3eZJIF59VkE1tlxlBPiCQXjGJ1uE88pEYh49RtTY='",
             "style-src-attr 'unsafe-inline'",
             "img-src 'self' data: blob:",
             "font-src 'self'",
