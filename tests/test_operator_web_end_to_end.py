@@ -132,6 +132,8 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
         assert "New chat offer" in await page.evaluate("window.__notifications")
         guest_chat = page.locator("converse-chat:not(.hidden)")
         await expect(guest_chat).to_contain_text("Do you have books about bees?")
+        # A guest is not offered as a roster contact.
+        await expect(guest_chat.get_by_text("as a contact?")).to_have_count(0)
         await page.screenshot(path=shot_path(f"operator-offer-{kind}"))
         # axe-core through the DevTools protocol (which the page's CSP does not govern).
         await page.evaluate(axe_source())

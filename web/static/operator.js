@@ -283,6 +283,12 @@
         if (!jid || !isGuest(jid)) return;
         const body = (data.attrs && data.attrs.body) || '';
         if (OFFER.test(body)) api.chats.open(bare(jid), {}, true);
+        // A guest is one chat, not someone to add to the roster: no "add as a contact?"
+        // prompt over the conversation.
+        const contact = data.chatbox.contact;
+        if (contact && !contact.get('hide_contact_add_alert')) {
+          contact.save({ hide_contact_add_alert: true });
+        }
         track(data.chatbox);
       });
     },
