@@ -210,6 +210,8 @@ async def test_a_shift_from_the_browser(desk: Desk, browser: Browser) -> None:
         # No script error during the shift. (Converse.js 14.0.0 itself throws one harmless
         # "api.disco.feature.has: You need to provide an entity JID" while logging out.)
         assert not errors, errors
+        # The password is not kept in the browser's storage even during the shift.
+        assert password not in await page.evaluate(STORED_TEXT)
         # Log out: the XMPP session ends and nothing of it stays in the browser.
         await panel.get_by_role("button", name="Log out").click()
         await expect(page.get_by_label("XMPP Address")).to_be_visible()
