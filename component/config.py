@@ -410,6 +410,21 @@ class LogConfig:
 
 
 @_settings
+class OperatorWebConfig:
+    """The browser XMPP client for operators served at /operator/."""
+
+    websocket_url: str = setting(
+        "The operators' XMPP server's WebSocket endpoint (RFC 7395), e.g. "
+        "\"wss://xmpp.example.org/xmpp-websocket\" (Prosody's mod_websocket, ejabberd's "
+        "ejabberd_http_ws). The browser connects there directly, so refdesk never sees an "
+        "operator's password. Empty: /operator/ explains that the browser client is off.",
+        default="",
+        check=checks.websocket_url,
+        allow_empty=True,
+    )
+
+
+@_settings
 class Config:
     """The whole configuration, as returned by `load_config` and `parse_config`."""
 
@@ -423,6 +438,9 @@ class Config:
     bans: BansConfig = setting("Bans.", default_factory=BansConfig)
     limits: LimitsConfig = setting("Rate limits.", default_factory=LimitsConfig)
     log: LogConfig = setting("Log output.", default_factory=LogConfig)
+    operator_web: OperatorWebConfig = setting(
+        "The operators' browser client.", default_factory=OperatorWebConfig
+    )
     source: Path | None = setting(
         "The file this configuration was loaded from; None when parsed from text.",
         default=None,

@@ -206,3 +206,27 @@ def password_hashing(value: str) -> str:
     if value not in ("strong", "test"):
         raise Invalid('expected "strong" or "test"')
     return value
+
+
+def websocket_url(value: str) -> str:
+    """`[operator_web] websocket_url`: empty, or a ws:// or wss:// URL safe to quote in a
+    Content-Security-Policy."""
+    if value == "":
+        return value  # the browser client is off
+    bad = f"must be a ws:// or wss:// URL with a host, got {show_value(value)}"
+    if any(ch.isspace() for ch in value):
+        raise Invalid(bad)
+    parts = urlsplit(value)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise Invalid(bad)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise Invalid(f"has an invalid port: {show_value(value)}") from None
+    if parts.username is not None or parts.password is not None:
+        raise Invalid("must not contain a user name or password")
+    if parts.fragment or any(ch in value for ch in "\"'<>;,"):
+        # The URL goes into the operator page's Content-Security-Policy and its settings:
+        # a quote or a semicolon there could add directives or break out of the value.
+        raise Invalid(bad)
+    return value

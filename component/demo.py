@@ -80,11 +80,14 @@ def _load_state(workdir: Path, web_port: int) -> dict[str, object]:
     state_file = workdir / "demo.json"
     if state_file.exists():
         state: dict[str, object] = json.loads(state_file.read_text("utf-8"))
+        # A demo directory from before the browser client had no WebSocket port.
+        state.setdefault("websocket_port", _prefer(5280))
         return state
     state = {
         "secret": secrets.token_urlsafe(16),
         "c2s_port": _prefer(5222),
         "component_port": _prefer(5347),
+        "websocket_port": _prefer(5280),
         "web_port": web_port,
         "passwords": {name: secrets.token_urlsafe(9) for name in DEMO_OPERATORS},
         "admin_password": secrets.token_urlsafe(12),
@@ -194,6 +197,9 @@ def write_demo_config(
                 "public_url": f"http://{_url_host(host)}:{web_port}",
             },
             "storage": {"path": "refdesk.sqlite3"},
+            # The operators' browser client at /operator/ logs in through the demo
+            # Prosody's WebSocket endpoint.
+            "operator_web": {"websocket_url": _websocket_url(host, state)},
             "mail": {
                 "smtp_host": LOOPBACK,
                 "smtp_port": smtp_port,
@@ -251,6 +257,7 @@ async def _demo(workdir: Path, web_port: int, host: str) -> None:
         c2s_port=int(str(state["c2s_port"])),
         component_port=int(str(state["component_port"])),
         c2s_interface=host,
+        websocket_port=int(str(state["websocket_port"])),
     )
     private_dir(workdir / "prosody")
     mailbox = DemoMailbox(workdir / "mail")
@@ -297,6 +304,11 @@ async def _demo(workdir: Path, web_port: int, host: str) -> None:
         await mailbox.close()
 
 
+def _websocket_url(host: str, state: dict[str, object]) -> str:
+    """The demo Prosody's WebSocket endpoint as a browser on *host* reaches it."""
+    return f"ws://{_url_host(host)}:{state['websocket_port']}/xmpp-websocket"
+
+
 def _print_banner(
     config_path: Path,
     url: str,
@@ -321,6 +333,8 @@ def _print_banner(
     for user, password in passwords.items():
         lines.append(f"    {user}@{XMPP_DOMAIN}   password: {password}")
     lines += [
+        "",
+        f"  Operators in the browser: {url}/operator/  (log in with an account above)",
         "",
         f"  The queue appears in the operators' rosters as {DEMO_QUEUE}@{COMPONENT_DOMAIN};",
         "  a patron's question arrives from a guest-... address: reply to take the chat,",

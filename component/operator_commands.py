@@ -15,7 +15,14 @@ from typing import Protocol
 
 from component.bus import EventBus
 from component.core import commands, validators
-from component.core.bans import BanError, normalize_target, overlapping, parse_duration, refusal
+from component.core.bans import (
+    BanError,
+    format_duration,
+    normalize_target,
+    overlapping,
+    parse_duration,
+    refusal,
+)
 from component.core.errors import BadCommand, NotYourChat
 from component.core.events import IncidentOpened
 from component.core.models import ChatEvent, ChatState, Group, Operator, Presence, Queue, Sender
@@ -561,6 +568,33 @@ async def _next(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
     return f"You have the chat with {live.guest}@{service.domain}; reply there.{question}"
 
 
+async def _canned_texts(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
+    # One "name: text" line each, a text's own line breaks as indented continuation lines:
+    # readable in any client, and parsed by the browser client's canned-message menu
+    # (web/static/operator.js), which puts the text in the message box for editing.
+    canned = await service.store.canned.for_queue(queue.id, queue.group_id)
+    if not canned:
+        return "This queue has no canned messages."
+    return "\n".join(f"{c.name}: " + "\n  ".join(c.text.splitlines()) for c in canned)
+
+
+async def _ban_policy(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
+    # What `!ban` will do in this queue's group, before an operator uses it (the browser
+    # client shows it beside its ban control).
+    group = service.group_of(queue)
+    ladder = ", ".join(format_duration(step) for step in service.moderation.policy.ladder.steps)
+    who = (
+        "operators ban directly"
+        if group is None or group.operators_may_ban
+        else "operators do not ban: !ban reports the patron for an admin's review"
+    )
+    name = group.title if group is not None else queue.name
+    return (
+        f"Ban policy of {name}: {who}. Without a length, a ban follows the ladder {ladder} "
+        "by offence (the last step repeats); an operator may give a length of up to a year."
+    )
+
+
 _QUEUE_COMMANDS: dict[str, QueueCommand] = {
     "list": _list,
     "next": _next,
@@ -568,6 +602,8 @@ _QUEUE_COMMANDS: dict[str, QueueCommand] = {
     "status": _status,
     "all": _all,
     "handover": _handover,
+    "canned": _canned_texts,
+    "banpolicy": _ban_policy,
     "help": _queue_help,
 }
 

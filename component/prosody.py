@@ -135,8 +135,12 @@ class LocalProsody:
         prosodyctl_bin: str = "prosodyctl",
         c2s_interface: str = _LOOPBACK,
         extra_config: tuple[str, ...] = (),
+        websocket_port: int | None = None,
     ) -> None:
         self.workdir = workdir
+        # Prosody's HTTP port for its WebSocket endpoint (RFC 7395, mod_websocket), where
+        # the operators' browser client at /operator/ connects; None: no HTTP at all.
+        self.websocket_port = websocket_port
         # Clients' port only: `refdesk demo --host` lets operators on other machines log in;
         # the component port always stays on loopback.
         self.c2s_interface = c2s_interface
@@ -152,6 +156,16 @@ class LocalProsody:
         self.prosody_bin = prosody_bin
         self.prosodyctl_bin = prosodyctl_bin
         self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def websocket_url(self) -> str:
+        """The WebSocket endpoint for browser clients ("" when there is none)."""
+        if self.websocket_port is None:
+            return ""
+        host = self._probe_host(self.c2s_port)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.websocket_port}/xmpp-websocket"
 
     @property
     def config_path(self) -> Path:
@@ -242,7 +256,9 @@ class LocalProsody:
                 '  "carbons"; "mam"; "smacks";',
                 "  -- Clients store bookmarks and avatars in PEP; blocking is expected too.",
                 '  "pep"; "private"; "vcard_legacy"; "blocklist";',
+                *(['  "websocket";'] if self.websocket_port is not None else []),
                 "}",
+                *self._websocket_config(),
                 "-- A throwaway server keeps a short history.",
                 'archive_expires_after = "1w"',
                 "-- s2s is loaded by default; a throwaway server talks to nobody else.",
@@ -256,6 +272,20 @@ class LocalProsody:
                 "",
             ]
         )
+
+    def _websocket_config(self) -> list[str]:
+        """The lines that open the WebSocket endpoint (after modules_enabled), if asked."""
+        if self.websocket_port is None:
+            return []
+        interfaces = f"{{ {lua_string(self.c2s_interface)} }}"
+        return [
+            "-- Browser clients (refdesk's /operator/ page) over WebSocket (RFC 7395), on the",
+            "-- same interface as the clients' port; plain HTTP like the rest of this server.",
+            f"http_ports = {{ {self.websocket_port} }}",
+            f"http_interfaces = {interfaces}",
+            "https_ports = { }",
+            f"http_default_host = {lua_string(self.domain)}",
+        ]
 
     def write_config(self) -> Path:
         """Create the working directories and write prosody.cfg.lua; return its path.
@@ -287,7 +317,7 @@ class LocalProsody:
                 f"Prosody binary {self.prosody_bin!r} not found: install Debian's "
                 "'prosody' package (apt-get install prosody)"
             )
-        for port in (self.c2s_port, self.component_port):
+        for port in self._ports():
             # A port that answers before we start belongs to someone else: waiting for it
             # would "succeed" against the wrong server.
             if await port_accepts(self._probe_host(port), port):
@@ -314,10 +344,15 @@ class LocalProsody:
             await self.stop()
             raise
 
+    def _ports(self) -> list[int]:
+        """The ports this Prosody listens on, for the checks before and after start."""
+        extra = [] if self.websocket_port is None else [self.websocket_port]
+        return [self.c2s_port, self.component_port, *extra]
+
     def _probe_host(self, port: int) -> str:
         """Where `start` checks that *port* is free and then listening: loopback, except
         for a clients' port bound to one specific other address."""
-        if port != self.c2s_port:
+        if port not in (self.c2s_port, self.websocket_port):
             return _LOOPBACK
         address = ipaddress.ip_address(self.c2s_interface)
         return _LOOPBACK if address.is_unspecified or address.is_loopback else str(address)
@@ -326,7 +361,7 @@ class LocalProsody:
         """Poll both ports until they accept connections; called by `start` only."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        pending = [self.c2s_port, self.component_port]
+        pending = self._ports()
         while pending:
             process = self._process
             if process is None or process.returncode is not None:

@@ -23,6 +23,8 @@ ADHOC_COMMANDS = (
     ("next", "Take the longest-waiting chat"),
     ("who", "Who is on this queue"),
     ("status", "Queue status"),
+    ("canned", "Canned messages"),
+    ("banpolicy", "Ban policy"),
 )
 
 _Handler = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]

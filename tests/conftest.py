@@ -25,6 +25,7 @@ from component.config import (
     Config,
     LimitsConfig,
     MailConfig,
+    OperatorWebConfig,
     StorageConfig,
     WebConfig,
     XmppConfig,
@@ -60,6 +61,7 @@ def make_config(
     forwarded_header: str = "X-Forwarded-For",
     web: dict[str, Any] | None = None,
     limits: LimitsConfig | None = None,
+    websocket_url: str = "",
     **chat: float,
 ) -> Config:
     """A config for one test: its own database, web port chosen by the OS."""
@@ -88,6 +90,7 @@ def make_config(
             from_address="Ask Desk <desk@library.example>",
         ),
         chat=replace(ChatConfig(), **chat),
+        operator_web=OperatorWebConfig(websocket_url=websocket_url),
     )
 
 
@@ -242,6 +245,7 @@ async def desk(
         tmp_path,
         xmpp_port=xmpp_server.component_port,
         smtp_port=mail_sink.port,
+        websocket_url=xmpp_server.websocket_url,
         **(desk_marker.kwargs if desk_marker else {}),
         **(marker.kwargs if marker else {}),
     )

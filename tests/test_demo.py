@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -122,6 +123,20 @@ async def test_banner_commands_work_as_printed(demo: RunningDemo) -> None:
         for url in urls:
             async with http.get(url) as response:
                 assert response.status == 200, url
+        # The browser client's page names the demo Prosody's WebSocket endpoint, which
+        # opens an XMPP stream (RFC 7395).
+        operator_url = next(url for url in urls if url.endswith("/operator/"))
+        async with http.get(operator_url) as response:
+            page = await response.text()
+        settings = json.loads(
+            re.search(r'id="rd-operator-settings">(.*?)</script>', page, re.S).group(1)  # type: ignore[union-attr]
+        )
+        async with http.ws_connect(settings["websocket_url"], protocols=("xmpp",)) as ws:
+            await ws.send_str(
+                '<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="localhost" version="1.0"/>'
+            )
+            reply = await ws.receive_str(timeout=10)
+            assert reply.startswith("<open"), reply
 
 
 async def test_demo_mail_is_caught_and_shown(demo: RunningDemo) -> None:

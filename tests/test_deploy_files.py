@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from slixmpp.exceptions import IqError
 
@@ -176,6 +177,10 @@ def test_ejabberd_snippet_parses_and_names_real_modules() -> None:
     assert len(service) == 1 and service[0]["ip"] == "127.0.0.1"
     c2s = [item for item in snippet["listen"] if item["module"] == "ejabberd_c2s"]
     assert c2s and all(item["starttls_required"] is True for item in c2s)
+    # The operators' browser client (/operator/) logs in over WebSocket, with TLS.
+    http = [item for item in snippet["listen"] if item["module"] == "ejabberd_http"]
+    assert [item["request_handlers"] for item in http] == [{"/xmpp-websocket": "ejabberd_http_ws"}]
+    assert http[0]["tls"] is True
 
 
 class SnippetEjabberd(EjabberdServer):
@@ -199,7 +204,15 @@ class SnippetEjabberd(EjabberdServer):
         for item in base["listen"]:
             documented = next((x for x in snippet["listen"] if x["module"] == item["module"]), None)
             if documented is None:
-                continue  # the harness's own admin API listener, which `register` uses
+                continue
+            if item["module"] == "ejabberd_http":
+                # The harness's admin API listener, which `register` uses: it gets the
+                # documented WebSocket handler too, in plain HTTP (no certificate here).
+                item["request_handlers"] = {
+                    **item["request_handlers"],
+                    **documented["request_handlers"],
+                }
+                continue
             for key, value in documented.items():
                 if key not in ("port", "ip", "hosts", "starttls_required"):
                     item[key] = value
@@ -228,6 +241,16 @@ async def test_ejabberd_snippet_runs_and_carbons_work(tmp_path: Path) -> None:
             assert "urn:xmpp:mam:2" in info["disco_info"]["features"]
         finally:
             await client.disconnect()
+        # The documented WebSocket handler opens an XMPP stream (RFC 7395 framing).
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(server.websocket_url, protocols=("xmpp",)) as ws,
+        ):
+            await ws.send_str(
+                f'<open xmlns="urn:ietf:params:xml:ns:xmpp-framing" to="{server.domain}"'
+                ' version="1.0"/>'
+            )
+            assert (await ws.receive_str(timeout=10)).startswith("<open")
         assert "[error]" not in server.log_tail(400), server.log_tail()
     finally:
         await server.stop()

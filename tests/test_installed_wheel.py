@@ -88,6 +88,10 @@ def test_wheel_and_sdist_carry_what_the_service_serves(installed: Installed) -> 
     assert "web/templates/admin/base.html" in names
     assert "web/static/admin.css" in names
     assert "component/migrations/001_initial.sql" in names
+    # The vendored operators' client: every file scripts/update-converse puts there.
+    for path in (ROOT / "web" / "converse").rglob("*"):
+        if path.is_file():
+            assert path.relative_to(ROOT).as_posix() in names, path
     with tarfile.open(installed.sdist) as sdist:
         members = {m.name.split("/", 1)[1] for m in sdist.getmembers() if "/" in m.name}
     for path in ("widget/chat.js", "widget/embed.js", "CHANGELOG.md", "config.example.toml"):
@@ -180,6 +184,7 @@ def _config(tmp: Path, server: XmppServer, web_port: int) -> Path:
                 "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}"},
                 "storage": {"path": "db.sqlite3"},
                 "mail": {"smtp_port": free_port()},
+                "operator_web": {"websocket_url": server.websocket_url},
             }
         ),
         "utf-8",
@@ -254,6 +259,16 @@ async def test_installed_service_serves_every_referenced_asset(
             assert "'chat/'" in embed and "'api/queues/'" in embed
             for path in ("/chat/ask?lang=en", "/api/queues/ask/status"):
                 async with http.get(base + path) as response:
+                    assert response.status == 200, path
+
+            # The operators' browser client and everything its page loads.
+            async with http.get(base + "/operator/") as response:
+                assert response.status == 200
+                operator_page = await response.text()
+            fetched = await _fetch_assets(http, base + "/operator/", operator_page)
+            assert {"/operator/converse/converse.min.js", "/operator/operator.js"} <= set(fetched)
+            for path in ("sounds/msg_received.ogg", "emoji.json", "webfonts/muli.ttf"):
+                async with http.get(f"{base}/operator/converse/{path}") as response:
                     assert response.status == 200, path
 
             async with http.get(base + "/admin/login") as response:

@@ -3,6 +3,7 @@ queue actions as XEP-0050 ad-hoc commands."""
 
 from __future__ import annotations
 
+from component.core.changes import GroupUpdate
 from tests.conftest import Desk, wait_for
 from tests.operator_client import OperatorClient
 
@@ -153,6 +154,28 @@ async def test_queue_commands(desk: Desk) -> None:
     assert guest in taken and "Waiting for someone" in taken
     await patron.next("message", lambda f: f["from"] == "system" and "Ana" in f["text"])
     assert "with Ana" in await _reply(ana, QUEUE_JID, "!list")
+
+
+async def test_canned_texts_and_ban_policy_on_a_queue(desk: Desk) -> None:
+    """`!canned` gives the full texts (the browser client puts one in the message box for
+    editing) and `!banpolicy` says what `!ban` will do; both as ad-hoc commands too."""
+    ana = await desk.add_operator(name="Ana")
+    canned = await _reply(ana, QUEUE_JID, "!canned")
+    lines = canned.splitlines()
+    assert any(line.startswith("greeting: Hello! Thanks for contacting us") for line in lines)
+    assert any(line.startswith("goodbye-inappropriate: ") for line in lines)
+    policy = await _reply(ana, QUEUE_JID, "!banpolicy")
+    assert "operators ban directly" in policy and "30d, 90d, 1y" in policy
+    store = desk.refdesk.store
+    group = await store.groups.by_name("library")
+    assert group is not None
+    await store.groups.update(group.id, GroupUpdate(operators_may_ban=False))
+    await desk.service.reload_directory()
+    assert "reports the patron for an admin's review" in await _reply(ana, QUEUE_JID, "!banpolicy")
+    ana.xmpp.register_plugin("xep_0004")
+    ana.xmpp.register_plugin("xep_0050")
+    result = await ana.xmpp.plugin["xep_0050"].send_command(QUEUE_JID, "canned", timeout=10)
+    assert result["command"]["notes"][0][1] == canned
 
 
 async def test_ad_hoc_commands_listed_and_executed(desk: Desk) -> None:

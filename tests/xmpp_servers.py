@@ -65,6 +65,7 @@ class XmppServer(Protocol):
     component_domain: str
     component_port: int
     component_secret: str
+    websocket_url: str  # the RFC 7395 endpoint browsers log in through (ws://, loopback)
     last_start_seconds: float  # wall time of the last start (for reports)
     last_stop_seconds: float
 
@@ -134,6 +135,7 @@ class ProsodyServer:
         self.component_secret = component_secret
         self.c2s_port = free_port()
         self.component_port = free_port()
+        self.websocket_port = free_port()
         self.last_start_seconds = 0.0
         self.last_stop_seconds = 0.0
         self._tmp = tmp
@@ -145,7 +147,9 @@ class ProsodyServer:
             component_secret=component_secret,
             c2s_port=self.c2s_port,
             component_port=self.component_port,
+            websocket_port=self.websocket_port,
         )
+        self.websocket_url = self._prosody.websocket_url
 
     @property
     def log_path(self) -> Path:
@@ -323,6 +327,8 @@ class EjabberdServer:
         # ejabberd's HTTP admin API (mod_http_api), loopback only: `register` posts there
         # instead of running ejabberdctl, which boots an Erlang VM for every call.
         self.api_port = free_port()
+        # Browsers (the /operator/ page) log in over WebSocket on the same HTTP listener.
+        self.websocket_url = f"ws://{LOOPBACK}:{self.api_port}/xmpp-websocket"
         # Unique per instance: names the Erlang node and marks every VM it (or a ctl call
         # against it) starts, which `stop` uses to find stragglers.
         self.node = f"refdesk-{secrets.token_hex(6)}@localhost"
@@ -411,6 +417,7 @@ listen:
     module: ejabberd_http
     request_handlers:
       /api: mod_http_api
+      /xmpp-websocket: ejabberd_http_ws
   -
     port: {self.component_port}
     ip: "{LOOPBACK}"
@@ -463,6 +470,18 @@ modules:
   mod_carboncopy: {{}}
   # For the change_password command, which `register` uses on an existing account.
   mod_admin_extra: {{}}
+  # What a web client (Converse.js at /operator/) asks for at login, as the Prosody
+  # harness and docs/deploy/ejabberd.yml have: blocking, archive, PEP, vCards.
+  mod_blocking: {{}}
+  mod_privacy: {{}}
+  mod_caps: {{}}
+  mod_mam: {{}}
+  mod_pubsub:
+    plugins:
+      - flat
+      - pep
+  mod_private: {{}}
+  mod_vcard: {{}}
 """
 
     def ctl_config_text(self) -> str:

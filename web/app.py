@@ -11,7 +11,7 @@ from aiohttp import WSCloseCode, web
 from component.config import Config
 from component.operations import LinkState, Operations
 from component.service import DeskService
-from web import assets, longpoll, ops, pages, patron, questions
+from web import assets, longpoll, operator_page, ops, pages, patron, questions
 from web.admin.auth import admin_guard
 from web.admin.routes import setup_admin
 from web.connlimits import AddressSlots
@@ -72,6 +72,7 @@ def make_app(
     app.router.add_get("/ws/{queue}", patron.handle_ws)
     longpoll.add_routes(app)
     setup_admin(app)
+    operator_page.add_routes(app)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/embed.js", pages.embed_script)

@@ -22,6 +22,8 @@ SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 LONGPOLL = web.AppKey("longpoll", LongPollSessions)
 # The widget files that /widget/{name} serves, by name (see web.assets).
 WIDGET_FILES: web.AppKey[dict[str, Path]] = web.AppKey("widget_files")
+# The vendored operators' client files that /operator/converse/{path} serves, by path.
+OPERATOR_FILES: web.AppKey[dict[str, Path]] = web.AppKey("operator_files")
 OPERATIONS = web.AppKey("operations", Operations)
 METRICS_NETWORKS: web.AppKey[tuple[IPNetwork, ...]] = web.AppKey("metrics_networks")
 # WebSockets and long-poll sessions per patron address (behind a proxy too).

@@ -52,6 +52,8 @@ QUEUE_COMMANDS: dict[str, str] = {
     "status": "!status — the queue's status as patrons see it",
     "all": "!all <text> — a line to every colleague online in this group's queues",
     "handover": "!handover [text|clear] — leave, show or delete the note for the next shift",
+    "canned": "!canned — this queue's canned messages with their full texts",
+    "banpolicy": "!banpolicy — what !ban does in this queue's group",
     "help": "!help — this list",
 }
 

@@ -49,6 +49,11 @@ modules_enabled = {
     "pep"; "private"; "bookmarks"; "vcard_legacy"; "blocklist"; "version"; "uptime"; "time";
     -- Admin commands from an XMPP client.
     "admin_adhoc";
+    -- [refdesk] Browser clients over WebSocket (RFC 7395): refdesk's /operator/ page
+    -- connects here. Prosody serves it on its HTTPS port (5281 by default, with the
+    -- certificates above): [operator_web] websocket_url in refdesk.toml is then
+    -- "wss://example.org:5281/xmpp-websocket".
+    "websocket";
 }
 
 -- [refdesk] How long the archive keeps chat lines for operators' devices. refdesk keeps

@@ -58,7 +58,17 @@ def test_example_documents_every_setting_and_nothing_else() -> None:
 
 def test_example_sections_are_in_documented_order() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    assert list(data) == ["xmpp", "web", "storage", "mail", "chat", "bans", "limits", "log"]
+    assert list(data) == [
+        "xmpp",
+        "web",
+        "storage",
+        "mail",
+        "chat",
+        "bans",
+        "limits",
+        "log",
+        "operator_web",
+    ]
 
 
 def test_example_shows_defaults_and_help_above_each_key() -> None:
@@ -211,7 +221,17 @@ def test_iter_settings_names() -> None:
     assert "chat.resume_ttl" in names
     assert [name.split(".")[0] for name in names] == sorted(
         (name.split(".")[0] for name in names),
-        key=["xmpp", "web", "storage", "mail", "chat", "bans", "limits", "log"].index,
+        key=[
+            "xmpp",
+            "web",
+            "storage",
+            "mail",
+            "chat",
+            "bans",
+            "limits",
+            "log",
+            "operator_web",
+        ].index,
     )
     assert {f.name for f in dataclasses.fields(Config)} == {
         "xmpp",
@@ -222,6 +242,7 @@ def test_iter_settings_names() -> None:
         "bans",
         "limits",
         "log",
+        "operator_web",
         "source",
     }
 
@@ -352,6 +373,33 @@ def test_bad_trusted_proxy(tmp_path: Path, proxy: str) -> None:
 def test_bad_public_url(tmp_path: Path, url: str) -> None:
     path, error = load_error(tmp_path, REQUIRED + f'[web]\npublic_url = "{url}"\n')
     assert str(error).startswith(f"{path}:5: web.public_url: ")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://xmpp.example.org/ws",
+        "wss://",
+        "wss://user:pw@xmpp.example.org/ws",
+        "wss://xmpp.example.org:99999/ws",
+        "wss://xmpp.example.org/ws; script-src *",
+        "wss://xmpp.example.org/ws\\u0022,x",
+        "wss://xmpp.example.org/ws#frag",
+        "wss://xmpp.example.org/a b",
+    ],
+)
+def test_bad_operator_websocket_url(tmp_path: Path, url: str) -> None:
+    path, error = load_error(tmp_path, REQUIRED + f'[operator_web]\nwebsocket_url = "{url}"\n')
+    assert str(error).startswith(f"{path}:5: operator_web.websocket_url: ")
+
+
+def test_operator_websocket_url_default_off_and_kept() -> None:
+    assert parse_config(REQUIRED).operator_web.websocket_url == ""
+    text = (
+        REQUIRED + '[operator_web]\nwebsocket_url = "wss://xmpp.example.org:5281/xmpp-websocket"\n'
+    )
+    cfg = parse_config(text)
+    assert cfg.operator_web.websocket_url == "wss://xmpp.example.org:5281/xmpp-websocket"
 
 
 @pytest.mark.parametrize("domain", ["user@desk.localhost", "desk.localhost/res", "desk..x", " "])
