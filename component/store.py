@@ -18,6 +18,7 @@ from typing import Any
 
 import aiosqlite
 
+from component.commit_queue import CommitQueue
 from component.core.bans import Ban
 from component.core.changes import GroupUpdate, QueueUpdate
 from component.core.models import (
@@ -116,7 +117,13 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
             raise
         return store
 
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        super().__init__(db)
+        # Transcript lines committed together (group commit), see component.commit_queue.
+        self.commits = CommitQueue(self)
+
     async def close(self) -> None:
+        await self.commits.flush()
         await self._db.close()
 
     async def _migrate(self) -> None:
@@ -356,12 +363,17 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
         """Record how far each chat's patron messages have been relayed (in one go)."""
         if not cursors:
             return
-        async with self._transaction() as execute:
-            for chat_id, seq in cursors.items():
-                await execute(
-                    "UPDATE chats SET relayed_seq = MAX(relayed_seq, ?) WHERE id = ?",
-                    (seq, chat_id),
-                )
+        rows = [(seq, chat_id) for chat_id, seq in cursors.items()]
+
+        def update(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE chats SET relayed_seq = MAX(relayed_seq, ?) WHERE id = ?", rows
+            ).close()
+
+        # One hand-off to the database thread for all of them: one per cursor, under the
+        # write lock, held every line's commit back for as long as a thousand took.
+        async with self._transaction():
+            await self._run(update)
 
     async def set_asked_at(self, chat_id: int, now: datetime) -> None:
         await self._write(
@@ -422,8 +434,10 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
 
     async def append_event(self, event: ChatEvent, operator_id: int | None = None) -> None:
         """Commit one transcript entry. Its seq must be the chat's next one; the service
-        serialises appends per chat so that holds."""
-        await self._write(
+        serialises appends per chat so that holds. Lines of many chats arriving together
+        share one transaction (see component.commit_queue); this returns once the line is
+        committed."""
+        await self.commits.write(
             "INSERT INTO chat_events (chat_id, seq, kind, sender, operator_id, name, text,"
             " client_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
