@@ -29,6 +29,9 @@ from component.core.ratelimit import TypingThrottle
 # Seconds between two typing notifications of one chat (each goes to every offered operator).
 TYPING_INTERVAL = 2.0
 
+# The fields the open-chat registry indexes (queue, place in line, operator's load).
+_INDEXED = frozenset({"queue", "operator", "last_seq"})
+
 
 @dataclass
 class LiveChat:
@@ -63,6 +66,17 @@ class LiveChat:
     rollover_timer: Timer | None = None
     max_wait_timer: Timer | None = None
     typing: TypingThrottle = field(default_factory=lambda: TypingThrottle(TYPING_INTERVAL))
+    # Set by the registry (`OpenChats.add`): told whenever an indexed field changes, so
+    # waiting counts, places in line and operators' loads are kept up to date as they
+    # change instead of being counted over every open chat on every hello and status.
+    on_change: Callable[[LiveChat], None] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _INDEXED:
+            hook = self.__dict__.get("on_change")
+            if hook is not None:
+                hook(self)
 
     @property
     def unanswered(self) -> bool:
