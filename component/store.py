@@ -725,6 +725,22 @@ class Store(AdminQueries, DirectoryQueries, OpsQueries, RecordQueries, StatsQuer
         )
         return [self._ban(r) for r in rows]
 
+    async def ban_change_mark(self) -> int:
+        """Where the ban audit stands now: every creation, change and lift of a ban writes
+        an audit line in the same transaction, so the bans changed after this mark are
+        those `bans_changed_since` returns. Read by moderation before each (re)load."""
+        row = await self._one("SELECT COALESCE(MAX(id), 0) FROM ban_audit")
+        return int(row[0]) if row else 0
+
+    async def bans_changed_since(self, mark: int) -> list[Ban]:
+        """Bans created, changed or lifted after `mark` (see `ban_change_mark`): what the
+        moderation index re-reads when another process (the CLI) wrote."""
+        rows = await self._all(
+            "SELECT * FROM bans WHERE id IN (SELECT ban_id FROM ban_audit WHERE id > ?)",
+            (mark,),
+        )
+        return [self._ban(r) for r in rows]
+
     async def lift_ban(self, ban_id: int, actor: str, now: datetime, detail: str = "") -> None:
         async with self._transaction() as execute:
             await execute(
