@@ -29,8 +29,11 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-_started: dict[int, float] = {}
+_started: dict[int, tuple[float, float]] = {}
 _pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+# CPU time of each collection (the thread's own CPU clock: what the collector cost,
+# however little of a core the process got on a busy machine).
+_cpu: dict[int, list[float]] = {0: [], 1: [], 2: []}
 # (start, duration, generation) of every collection, for the timeline.
 _collections: list[tuple[float, float, int]] = []
 
@@ -41,11 +44,12 @@ BUCKET_S = 0.1
 def _callback(phase: str, info: dict[str, int]) -> None:
     generation = info.get("generation", 0)
     if phase == "start":
-        _started[generation] = time.perf_counter()
+        _started[generation] = (time.perf_counter(), time.thread_time())
     elif generation in _started:
-        start = _started.pop(generation)
+        start, cpu_start = _started.pop(generation)
         pause = time.perf_counter() - start
         _pauses[generation].append(pause)
+        _cpu[generation].append(time.thread_time() - cpu_start)
         _collections.append((start, pause, generation))
 
 
@@ -55,7 +59,8 @@ def _report() -> None:
         if pauses:
             parts.append(
                 f"gen{generation} {len(pauses)} collections, max {1000 * max(pauses):.1f} ms, "
-                f"total {1000 * sum(pauses):.0f} ms"
+                f"total {1000 * sum(pauses):.0f} ms (CPU max {1000 * max(_cpu[generation]):.1f}"
+                f" ms, total {1000 * sum(_cpu[generation]):.0f} ms)"
             )
     print("bench-gc: " + "; ".join(parts or ["no collection"]), file=sys.stderr, flush=True)
 
