@@ -58,6 +58,9 @@ class ModerationHost(Protocol):
 
 log = logging.getLogger(__name__)
 
+# Seconds between two sweeps of a rate limiter's idle keys.
+FORGET_EVERY = 60.0
+
 
 class BanRefused(DeskError):
     code = "ban_refused"
@@ -236,6 +239,8 @@ class Moderation:
         self._mark = 0  # the ban audit line the index is up to date with
         self._exempt: dict[int, list[Network]] = {}
         self._chats, self._messages, self._mails = _limiters(limits)
+        # When each limiter last forgot its idle keys (monotonic seconds).
+        self._forgotten: dict[RateLimiter, float] = {}
         # One rate-limit incident per limit and subject per window, not one per request.
         self._reported: dict[tuple[str, str], float] = {}
         # Requests refused by each limit ("chats", "messages") since start, for metrics.
@@ -430,7 +435,12 @@ class Moderation:
         if usable is None and recipient is None:
             return None
         now = self._monotonic()
-        limiter.forget_older_than(now)
+        # Forgetting idle keys walks every key the limiter holds: done on every check it
+        # made each hello and each line cost more the more patrons were around. Forgetting
+        # changes no answer (see `RateLimiter.forget_older_than`), so once a minute will do.
+        if now - self._forgotten.get(limiter, -FORGET_EVERY) >= FORGET_EVERY:
+            self._forgotten[limiter] = now
+            limiter.forget_older_than(now)
         return limiter.check(usable, now, recipient=recipient)
 
     def _monotonic(self) -> float:

@@ -1081,3 +1081,27 @@ async def test_hot_queries_use_their_indexes(desk: Desk) -> None:
         assert plan, sql
         scans = [step for step in plan if step.startswith("SCAN")]
         assert not scans, (sql, plan)
+
+
+async def test_a_hello_does_not_sweep_every_rate_limit_key(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each new chat is rate-limited per address; sweeping the limiter's idle keys walks
+    all of them, so it happens once a minute, not at every hello (which made a hello cost
+    more the more patrons were around)."""
+    from component.core.ratelimit import RateLimiter
+
+    sweeps: list[int] = []
+    real = RateLimiter.forget_older_than
+
+    def counted(self: RateLimiter, now: float) -> int:
+        sweeps.append(len(self._states))
+        return real(self, now)
+
+    monkeypatch.setattr(RateLimiter, "forget_older_than", counted)
+    for n in range(300):
+        await desk.service.open_chat("ask", None, origin_ip=f"10.{n // 250}.{n % 250}.1")
+    assert len(sweeps) <= 1
+    await advance(desk, 61)
+    await desk.service.open_chat("ask", None, origin_ip="10.9.9.9")
+    assert len(sweeps) == 2  # still swept, once a minute
