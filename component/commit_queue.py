@@ -80,9 +80,10 @@ class CommitQueue:
         self._pending.append(_Pending(sql, tuple(params), done))
         if self._drain is None or self._drain.done():
             self._drain = asyncio.create_task(self._run(), name="commit-queue")
-        # The drain task answers the future; shield it so a writer that is cancelled does
-        # not leave its line half-acknowledged (the line may still commit with its batch).
-        await asyncio.shield(done)
+        # A writer cancelled before its batch begins leaves its line out of the batch (see
+        # `_run`); once the batch has begun, the line commits with it whatever the writer
+        # does, as a single statement handed to the database thread always did.
+        await done
 
     async def flush(self) -> None:
         """Wait until everything written so far is committed or failed (called at close)."""
@@ -95,7 +96,10 @@ class CommitQueue:
             # arrive while a batch commits or while another writer holds the lock wait
             # for the next batch, which is what makes batches.
             async with self._db._write_lock:
-                batch, self._pending = self._pending, []
+                batch = [p for p in self._pending if not p.done.cancelled()]
+                self._pending = []
+                if not batch:
+                    continue
                 items = [(p.sql, p.params) for p in batch]
                 try:
                     results = await self._db._run(functools.partial(_commit_batch, items=items))

@@ -126,3 +126,20 @@ async def test_one_bad_line_fails_alone_and_the_rest_of_its_batch_commits(
             )
         ]
     assert texts == ["first"]
+
+
+async def test_a_writer_cancelled_before_its_batch_begins_writes_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    chats = await open_chats(store, 3)
+    path = tmp_path / "refdesk.sqlite3"
+    # Hold the write lock so the lines wait for their batch.
+    async with store._write_lock:
+        writers = [asyncio.ensure_future(store.append_event(line(c, 1, "x"))) for c in chats]
+        await asyncio.sleep(0)
+        writers[1].cancel()
+        await asyncio.sleep(0)
+    results = await asyncio.gather(*writers, return_exceptions=True)
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [committed(path, c, 1) for c in chats] == [True, False, True]
