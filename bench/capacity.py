@@ -82,7 +82,11 @@ async def idle_phase(
         out["rss_base_kib"] = base
         try:
             for step in steps:
+                new = step - len(fleet.patrons)
+                open_meter = CpuMeter({"refdesk": pid})
+                open_meter.start()
                 seconds = await fleet.open_idle(step, list(queues))
+                opened = open_meter.stop()
                 await asyncio.sleep(settle)
                 meter = CpuMeter({"refdesk": pid})
                 meter.start()
@@ -99,11 +103,15 @@ async def idle_phase(
                     "kib_per_session": (rss - base) / max(1, held),
                     "refdesk_fds": fds(pid),
                     "idle_cpu": idle_cpu,
+                    # refdesk's CPU per session opened in this step (WebSocket + hello):
+                    # it must not grow with the sessions already open.
+                    "cpu_ms_per_hello": 1000 * opened["refdesk"] * opened["wall_s"] / max(1, new),
                 }
                 out["steps"].append(row)
                 print(
                     f"  idle {step}: held {held}, RSS {rss / 1024:.0f} MiB "
-                    f"({row['kib_per_session']:.1f} KiB/session), opened in {seconds:.1f} s",
+                    f"({row['kib_per_session']:.1f} KiB/session), opened in {seconds:.1f} s, "
+                    f"{row['cpu_ms_per_hello']:.2f} ms CPU per hello",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -309,6 +317,7 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
             fmt(r["kib_per_session"], 1),
             str(r["refdesk_fds"]),
             fmt(100 * r["idle_cpu"], 1),
+            fmt(r.get("cpu_ms_per_hello", float("nan")), 2),
         ]
         for r in idle["steps"]
     ]
@@ -368,7 +377,7 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         notes.append(f"idle phase stopped: {idle['stopped']}")
     idle_table = md_table(
         ["sessions", "held", "time to open", "refdesk RSS", "KiB per session", "refdesk fds",
-         "CPU idle %"],
+         "CPU idle %", "refdesk CPU ms per session opened in the step"],
         idle_rows,
     )  # fmt: skip
     chat_table = md_table(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import signal
@@ -41,6 +42,7 @@ from bench.common import (
     raise_nofile,
     ratio,
     rss_kib,
+    summarize_ms,
     thread_cpu,
     wait_quiet,
 )
@@ -90,6 +92,8 @@ async def run(
     max_chats = math.ceil(top / operators) * 2 + 10
     result: dict[str, Any] = {"levels": [], "operators": operators, "max_chats": max_chats}
     async with BenchStack(keep=keep, db_dir=db_dir) as stack:
+        if profile_out is None:
+            stack.timeline = stack.workdir / "timeline.jsonl"
         prosody = await stack.start_prosody()
         sender_jids = await stack.register([f"floor-s{i}" for i in range(operators)], PASSWORD)
         echo_jids = await stack.register([f"floor-e{i}" for i in range(operators)], PASSWORD)
@@ -220,6 +224,8 @@ async def run(
                 for op in ops:
                     arrivals.update(op.arrivals)
                 row["refdesk"] = tracker.summary(arrivals)
+                if stack.timeline is not None:
+                    row["timeline"] = timeline_rows(tracker, stack.timeline)
                 row["refdesk"]["cpu"] = cpu
                 row["refdesk"]["chats_measured"] = len(active)
                 row["refdesk_rss_kib"] = rss_kib(refdesk_pid)
@@ -250,6 +256,53 @@ async def run(
     return result
 
 
+def timeline_rows(tracker: Tracker, path: Path) -> list[dict[str, float]]:
+    """Per second of the recorded window: the lines sent in it with their round-trip and
+    ack p99, next to refdesk's worst event-loop lag and its garbage-collection time in
+    that second (from the timeline `bench._gcwatch` writes; both sides use the machine's
+    monotonic clock)."""
+    sent = {t: tracker.sent[t] for t in tracker.recorded}
+    if not sent:
+        return []
+    start = min(sent.values())
+    seconds = int(max(sent.values()) - start) + 1
+    rows: list[dict[str, Any]] = [
+        {"second": s, "rtt": [], "ack": [], "lag_ms": 0.0, "gc_ms": 0.0, "gc2": 0}
+        for s in range(seconds)
+    ]
+    for token, at in sent.items():
+        row = rows[int(at - start)]
+        if token in tracker.answered:
+            row["rtt"].append(tracker.answered[token] - at)
+        if token in tracker.acked:
+            row["ack"].append(tracker.acked[token] - at)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        sample = json.loads(line)
+        index = math.floor(sample["t"] - start)
+        if 0 <= index < seconds:
+            row = rows[index]
+            row["lag_ms"] = max(row["lag_ms"], sample["lag_ms"])
+            row["gc_ms"] += sample["gc_ms"]
+            row["gc2"] += sample["gc2"]
+    out = []
+    for row in rows:
+        rtt, ack = summarize_ms(row.pop("rtt")), summarize_ms(row.pop("ack"))
+        out.append(
+            {
+                **row,
+                "lines": rtt["count"],
+                "rtt_p99_ms": rtt["p99"],
+                "rtt_max_ms": rtt["max"],
+                "ack_p99_ms": ack["p99"],
+            }
+        )
+    return out
+
+
 def thread_delta(before: dict[int, tuple[str, float]], pid: int) -> dict[str, float]:
     """CPU seconds per thread of `pid` since `before` ("main" is the event loop)."""
     out: dict[str, float] = {}
@@ -264,10 +317,15 @@ def _print_row(row: dict[str, Any]) -> None:
     print(
         f"  {row['chats']:>5} chats: floor p50 {fmt(f['p50'], 2)} p99 {fmt(f['p99'], 2)} ms | "
         f"refdesk p50 {fmt(r['p50'], 2)} p99 {fmt(r['p99'], 2)} ms | "
-        f"unanswered {row['refdesk']['unanswered']} | setup {row['setup']['seconds']:.1f} s",
+        f"unanswered {row['refdesk']['unanswered']} | setup {row['setup']['seconds']:.1f} s | "
+        f"loop lag max {fmt(_worst_lag(row), 1)} ms",
         file=sys.stderr,
         flush=True,
     )
+
+
+def _worst_lag(row: dict[str, Any]) -> float:
+    return max((t["lag_ms"] for t in row.get("timeline", [])), default=math.nan)
 
 
 def _per_trip(side: dict[str, Any], process: str) -> str:
@@ -305,9 +363,11 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
                 f"{r['unanswered']} / {f['unanswered']}",
             ]
         )
+        lags = [t["lag_ms"] for t in row.get("timeline", [])]
         legs.append(
             [
                 str(row["chats"]),
+                fmt(max(lags), 1) if lags else "—",
                 f"{fmt(r['ack_ms']['p50'], 2)} / {fmt(r['ack_ms']['p99'], 2)}"
                 if "ack_ms" in r
                 else "—",
@@ -356,7 +416,8 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     )  # fmt: skip
     legs_table = md_table(
         [
-            "chats", "ack", "to operator", "to patron", "pacer lag p99 ms",
+            "chats", "refdesk loop lag max ms", "ack", "to operator", "to patron",
+            "pacer lag p99 ms",
             "opening + accepting the chats", "status frames pushed while opening",
             "refdesk RSS", "refdesk CPU ms per round trip",
             "Prosody CPU ms per round trip, refdesk / floor",
@@ -372,6 +433,42 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         ],
         cpu_rows,
     )
+    timeline_text = ""
+    timed = [row for row in result["levels"] if row.get("timeline")]
+    if timed:
+        top = timed[-1]
+        worst = max(top["timeline"], key=lambda r: r["lag_ms"])
+        timeline_text = (
+            f"Timeline of the {top['chats']}-chat window, one row per second: the lines sent "
+            "in that second (their round-trip and ack p99 and the slowest round trip), "
+            "next to refdesk's worst event-loop lag in that second (a task in refdesk "
+            f"asks to wake every {5} ms and notes how late it woke) and the time refdesk's "
+            "garbage collector ran in it (full collections counted). Worst lag: "
+            f"{fmt(worst['lag_ms'], 1)} ms in second {worst['second']}.\n\n"
+            + md_table(
+                [
+                    "second",
+                    "lines",
+                    "round trip p99 ms",
+                    "slowest ms",
+                    "ack p99 ms",
+                    "loop lag max ms",
+                    "GC ms (full collections)",
+                ],
+                [
+                    [
+                        str(r["second"]),
+                        str(r["lines"]),
+                        fmt(r["rtt_p99_ms"], 1),
+                        fmt(r["rtt_max_ms"], 1),
+                        fmt(r["ack_p99_ms"], 1),
+                        fmt(r["lag_ms"], 1),
+                        f"{fmt(r['gc_ms'], 1)} ({r['gc2']})",
+                    ]
+                    for r in top["timeline"]
+                ],
+            )
+        )
     if not notes:
         notes = ["No errors: every chat opened, every line answered, no WARNING/ERROR in the "
                  "refdesk log."]  # fmt: skip
@@ -411,6 +508,8 @@ CPU during the windows, % of one core (2 cores in all). *others* = the rest of t
 machine (other processes and the kernel): the machine is shared and not always quiet.
 
 {cpu_table}
+
+{timeline_text}
 
 {note_lines}
 """

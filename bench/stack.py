@@ -107,6 +107,8 @@ class BenchStack:
         self.db_path = (self.db_dir or self.workdir) / "refdesk.sqlite3"
         self.refdesk_log = self.workdir / "refdesk.log"
         self.gc_watch = False  # run refdesk under bench._gcwatch (GC pause report in its log)
+        # With a path: refdesk also writes its loop-lag and GC timeline there (implies gc_watch).
+        self.timeline: Path | None = None
 
     async def __aenter__(self) -> BenchStack:
         return self
@@ -264,7 +266,7 @@ class BenchStack:
         """Start refdesk as its own process and wait until its web side answers; returns
         its pid. With `profile_out`, it runs under `bench._profiled` (cProfile switched on
         and off by SIGUSR1 / SIGUSR2)."""
-        if self.gc_watch:
+        if self.gc_watch or self.timeline is not None:
             args = [
                 sys.executable, "-m", "bench._gcwatch", "--",
                 "--config", str(self.config_path), "run",
@@ -285,6 +287,8 @@ class BenchStack:
             ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        if self.timeline is not None:
+            env["BENCH_TIMELINE"] = str(self.timeline)
         self.refdesk = await start_child(*args, log=self.refdesk_log, env=env)
         try:
             await wait_http(f"{self.url}/api/queues/{QUEUE}/status")

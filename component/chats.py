@@ -36,7 +36,7 @@ from component.live import Background, Held, LiveChat, hold
 from component.moderation import Moderation
 from component.open_chats import OpenChats
 from component.presence_routing import Routing
-from component.store import Store
+from component.store import Store, StoreError
 
 MAX_CLIENT_ID = 64
 GUEST_PREFIX = "guest-"
@@ -214,14 +214,28 @@ class ChatLifecycle:
                 return self._resent(stored, text)
         live = self.chats.require(chat_id)
         async with hold(live) as held:
-            existing = await self.store.chats.event_by_client_id(chat_id, client_id)
-            if existing is not None:
-                return self._resent(existing, text)
-            clean = self.check_text(text)
-            if not self.chats.is_open(live):
-                raise ChatClosed("This chat has ended.")
+            try:
+                clean = self.check_text(text)
+                if not self.chats.is_open(live):
+                    raise ChatClosed("This chat has ended.")
+            except (InvalidInput, ChatClosed):
+                # A resend of a stored line is answered as such (see `_resent`).
+                existing = await self.store.chats.event_by_client_id(chat_id, client_id)
+                if existing is not None:
+                    return self._resent(existing, text)
+                raise
             first = live.last_seq == 0
-            event = await self.chats.append(held, Sender.PATRON, "You", clean, client_id=client_id)
+            try:
+                # No look-up first: the store's unique index on (chat, client id) refuses a
+                # resend, and only then is the stored line read (one query less per line).
+                event = await self.chats.append(
+                    held, Sender.PATRON, "You", clean, client_id=client_id
+                )
+            except StoreError:
+                existing = await self.store.chats.event_by_client_id(chat_id, client_id)
+                if existing is not None:
+                    return self._resent(existing, text)
+                raise
             self.bus.publish(MessagePosted(live.id, live.guest, event, live.recipients()))
             if first:
                 await self._first_question(held)

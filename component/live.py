@@ -29,6 +29,9 @@ from component.core.ratelimit import TypingThrottle
 # Seconds between two typing notifications of one chat (each goes to every offered operator).
 TYPING_INTERVAL = 2.0
 
+# The fields the open-chat registry indexes (queue, place in line, operator's load).
+_INDEXED = frozenset({"queue", "operator", "last_seq"})
+
 
 @dataclass
 class LiveChat:
@@ -71,6 +74,17 @@ class LiveChat:
     # stanza ids that name it (the original and any correction of it) and its seq. In
     # memory only: after a restart nothing can be corrected.
     last_line: tuple[str, frozenset[str], int] | None = None
+    # Set by the registry (`OpenChats.add`): told whenever an indexed field changes, so
+    # waiting counts, places in line and operators' loads are kept up to date as they
+    # change instead of being counted over every open chat on every hello and status.
+    on_change: Callable[[LiveChat], None] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _INDEXED:
+            hook = self.__dict__.get("on_change")
+            if hook is not None:
+                hook(self)
 
     @property
     def unanswered(self) -> bool:

@@ -61,6 +61,9 @@ class ModerationHost(Protocol):
 
 log = logging.getLogger(__name__)
 
+# Seconds between two sweeps of a rate limiter's idle keys.
+FORGET_EVERY = 60.0
+
 
 class BanRefused(DeskError):
     code = "ban_refused"
@@ -266,8 +269,11 @@ class Moderation:
         self.policy = policy
         self._index = BanIndex()
         self._loaded = False
+        self._mark = 0  # the ban audit line the index is up to date with
         self._exempt: dict[int, list[Network]] = {}
         self._chats, self._messages, self._mails = _limiters(limits)
+        # When each limiter last forgot its idle keys (monotonic seconds).
+        self._forgotten: dict[RateLimiter, float] = {}
         # One rate-limit incident per limit and subject per window, not one per request.
         self._reported: dict[tuple[str, str], float] = {}
         # Requests refused by each limit ("chats", "messages") since start, for metrics.
@@ -278,28 +284,42 @@ class Moderation:
         return self.service.store
 
     async def load(self) -> None:
-        """Rebuild the index from the store; announce bans this process did not know (made
-        by the command line) so open chats from those addresses end at once."""
+        """Build the index from the store at start-up; afterwards (another process wrote)
+        re-read only the bans created, changed or lifted since the last load. Bans this
+        process did not know (made by the command line) are imposed, so open chats from
+        those addresses end at once; bans lifted by another process are announced, so the
+        group's coordinators hear of every lift. Rebuilding the whole index took seconds
+        with 100,000 bans, and ran on every write of the command line."""
         now = self.service.clock()
-        known = {ban.id for ban in self._index}
-        current = await self.store.bans.that_may_bar(now)
-        self._index = BanIndex(current)
+        # The mark first: a ban changed between the two reads is read again next time.
+        mark = await self.store.bans.change_mark()
+        fresh: list[Ban] = []
+        lifted: list[int] = []
+        if not self._loaded:
+            self._index = BanIndex(await self.store.bans.that_may_bar(now))
+        else:
+            for ban in await self.store.bans.changed_since(self._mark):
+                known = self._index.get(ban.id) is not None
+                if ban.lifted_at is None and (ban.ends_at is None or ban.ends_at > now):
+                    if not known:
+                        fresh.append(ban)
+                    self._index.add(ban)
+                else:
+                    if known and ban.lifted_at is not None:
+                        lifted.append(ban.id)
+                    self._index.remove(ban.id)
+        self._mark = mark
         exempt = await self.store.exempt.by_group()
         self._exempt = {
             group: [ipaddress.ip_network(n, strict=False) for n in networks]
             for group, networks in exempt.items()
         }
-        first, self._loaded = not self._loaded, True
-        for ban in current:
-            if not first and ban.id not in known and ban.active(now):
+        self._loaded = True
+        for ban in fresh:
+            if ban.active(now):
                 await self._impose(ban)
-        # Bans lifted by another process (the command line) are announced too, so that the
-        # group's coordinators hear of every lift.
-        still = {ban.id for ban in current}
-        for ban_id in sorted(known - still):
-            gone = await self.store.bans.get(ban_id)
-            if gone is not None and gone.lifted_at is not None:
-                self.service.bus.publish(BansLifted((ban_id,), "", ""))
+        for ban_id in lifted:
+            self.service.bus.publish(BansLifted((ban_id,), "", ""))
 
     def active_ban_count(self) -> int:
         """Bans in force now (for metrics)."""
@@ -557,7 +577,12 @@ class Moderation:
         if usable is None and recipient is None:
             return None
         now = self._monotonic()
-        limiter.forget_older_than(now)
+        # Forgetting idle keys walks every key the limiter holds: done on every check it
+        # made each hello and each line cost more the more patrons were around. Forgetting
+        # changes no answer (see `RateLimiter.forget_older_than`), so once a minute will do.
+        if now - self._forgotten.get(limiter, -FORGET_EVERY) >= FORGET_EVERY:
+            self._forgotten[limiter] = now
+            limiter.forget_older_than(now)
         return limiter.check(usable, now, recipient=recipient)
 
     def _monotonic(self) -> float:

@@ -9,7 +9,9 @@ chat's patron messages.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from component.core.errors import ChatClosed
@@ -28,6 +30,12 @@ class OpenChats:
         self._chats: dict[int, LiveChat] = {}
         self._by_guest: dict[str, int] = {}
         self._relayed_dirty: dict[int, int] = {}
+        # Indexes kept up to date as chats change (see `_reindex`), so that a hello or a
+        # status costs the same with ten or ten thousand chats open:
+        self._queue_chats: dict[int, set[int]] = {}  # queue id -> open chat ids
+        self._unanswered: dict[int, list[int]] = {}  # queue id -> sorted unanswered ids
+        self._active: dict[str, int] = {}  # operator JID -> chats they have
+        self._keys: dict[int, tuple[int, bool, str | None]] = {}  # chat id -> indexed as
         # Called with (chat id, seq) whenever a chat's relay cursor moves (metrics).
         self.relay_observers: list[Callable[[int, int], None]] = []
 
@@ -36,10 +44,52 @@ class OpenChats:
     def add(self, live: LiveChat) -> None:
         self._chats[live.id] = live
         self._by_guest[live.guest] = live.id
+        live.on_change = self._reindex
+        self._reindex(live)
 
     def remove(self, live: LiveChat) -> None:
-        self._chats.pop(live.id, None)
+        if self._chats.get(live.id) is live:
+            del self._chats[live.id]
+            self._unindex(live.id)
+            live.on_change = None
         self._by_guest.pop(live.guest, None)
+
+    def _reindex(self, live: LiveChat) -> None:
+        """A held chat's queue, operator or newest seq changed (LiveChat tells us)."""
+        if self._chats.get(live.id) is not live:
+            return
+        key = (live.queue.id, live.unanswered, live.operator.jid if live.operator else None)
+        if self._keys.get(live.id) == key:
+            return
+        self._unindex(live.id)
+        self._keys[live.id] = key
+        queue_id, unanswered, jid = key
+        self._queue_chats.setdefault(queue_id, set()).add(live.id)
+        if unanswered:
+            insort(self._unanswered.setdefault(queue_id, []), live.id)
+        if jid is not None:
+            self._active[jid] = self._active.get(jid, 0) + 1
+
+    def _unindex(self, chat_id: int) -> None:
+        key = self._keys.pop(chat_id, None)
+        if key is None:
+            return
+        queue_id, unanswered, jid = key
+        members = self._queue_chats[queue_id]
+        members.discard(chat_id)
+        if not members:
+            del self._queue_chats[queue_id]
+        if unanswered:
+            ids = self._unanswered[queue_id]
+            del ids[bisect_left(ids, chat_id)]
+            if not ids:
+                del self._unanswered[queue_id]
+        if jid is not None:
+            left = self._active[jid] - 1
+            if left:
+                self._active[jid] = left
+            else:
+                del self._active[jid]
 
     def is_open(self, live: LiveChat) -> bool:
         """Still open (checked again after taking its lock: it may have ended meanwhile)."""
@@ -60,10 +110,13 @@ class OpenChats:
 
     def all(self, queue: Queue | None = None) -> list[LiveChat]:
         """Open chats (of one queue, or all), oldest first."""
-        return sorted(
-            (c for c in self._chats.values() if queue is None or c.queue.id == queue.id),
-            key=lambda c: c.id,
-        )
+        if queue is None:
+            return [self._chats[i] for i in sorted(self._chats)]
+        return [self._chats[i] for i in sorted(self._queue_chats.get(queue.id, ()))]
+
+    def unanswered(self) -> list[LiveChat]:
+        """Every unanswered chat, oldest first (routing's tick)."""
+        return [self._chats[i] for i in heapq.merge(*self._unanswered.values())]
 
     def ids(self) -> set[int]:
         return set(self._chats)
@@ -82,39 +135,29 @@ class OpenChats:
         live = self._chats.get(chat_id)
         return live.queue.name if live else None
 
-    def active_count(self) -> dict[str, int]:
-        """Operator JID -> how many chats they have now."""
-        active: dict[str, int] = {}
-        for live in self._chats.values():
-            if live.operator is not None:
-                active[live.operator.jid] = active.get(live.operator.jid, 0) + 1
-        return active
+    def active_count(self) -> Mapping[str, int]:
+        """Operator JID -> how many chats they have now (kept as chats change; read-only)."""
+        return self._active
+
+    def active_chats(self, jid: str) -> int:
+        return self._active.get(jid, 0)
 
     def position(self, chat_id: int) -> int | None:
         """1-based place among the queue's unanswered chats, or None once answered."""
         live = self._chats.get(chat_id)
         if live is None or not live.unanswered:
             return None
-        return sum(
-            1
-            for c in self._chats.values()
-            if c.queue.id == live.queue.id and c.unanswered and c.id <= live.id
-        )
+        return bisect_right(self._unanswered.get(live.queue.id, []), live.id)
 
     def positions(self, queue: Queue) -> dict[int, int | None]:
         """Every open chat of the queue with its place in line (None once answered)."""
-        positions: dict[int, int | None] = {}
-        place = 0
-        for live in self.all(queue):
-            if live.unanswered:
-                place += 1
-                positions[live.id] = place
-            else:
-                positions[live.id] = None
+        positions: dict[int, int | None] = dict.fromkeys(self._queue_chats.get(queue.id, ()))
+        for place, chat_id in enumerate(self._unanswered.get(queue.id, ()), start=1):
+            positions[chat_id] = place
         return positions
 
     def waiting(self, queue: Queue) -> int:
-        return sum(1 for c in self._chats.values() if c.queue.id == queue.id and c.unanswered)
+        return len(self._unanswered.get(queue.id, ()))
 
     def cancel_timers(self) -> None:
         """Shutdown: no chat timer may fire after the service closed."""

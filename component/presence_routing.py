@@ -99,7 +99,7 @@ class Routing:
         return self.directory.is_open(queue, self.scheduler.now())
 
     def active_chats(self, jid: str) -> int:
-        return self.chats.active_count().get(jid, 0)
+        return self.chats.active_chats(jid)
 
     def loads(self, queue: Queue) -> list[OperatorLoad]:
         """The queue's operators as routing sees them now."""
@@ -298,7 +298,7 @@ class Routing:
     async def route_waiting(self) -> None:
         """Route every unanswered, unoffered chat of an open queue (the clock alone may
         have opened its queue). Called by the service's `tick`."""
-        for live in self.chats.all():
+        for live in self.chats.unanswered():
             if live.unanswered and not live.offered_to and self.is_open(live.queue):
                 async with hold(live) as held:
                     if self.chats.is_open(live) and live.unanswered:

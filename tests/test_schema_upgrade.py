@@ -89,6 +89,9 @@ async def test_a_schema_006_database_upgrades_in_place_at_start(
         (delivered,) = await mail_sink.wait_for(1)
         assert delivered.rcpt_tos == ["desk@central.example"]
         assert delivered.message["Subject"] == "question"
+        # The sink has the message once SMTP DATA is done, a moment before the outbox
+        # marks it sent: wait for the outbox's pass in progress (send_due takes its lock).
+        assert await refdesk.outbox.send_due() == 0
         assert (await store.ops.outbox_summary()).pending == 0
 
         # The old admin account logs in on the upgraded database.

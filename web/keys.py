@@ -13,6 +13,7 @@ from web.addresses import IPNetwork
 from web.connlimits import AddressSlots
 from web.hub import PatronHub
 from web.longpoll_registry import LongPollSessions
+from web.status_body import StatusBodies
 
 SERVICE = web.AppKey("service", DeskService)
 CONFIG = web.AppKey("config", Config)
@@ -28,3 +29,5 @@ OPERATIONS = web.AppKey("operations", Operations)
 METRICS_NETWORKS: web.AppKey[tuple[IPNetwork, ...]] = web.AppKey("metrics_networks")
 # WebSockets and long-poll sessions per patron address (behind a proxy too).
 PATRON_SLOTS = web.AppKey("patron_slots", AddressSlots)
+# The status endpoint's encoded answers, per queue (see web.status_body).
+STATUS_BODIES = web.AppKey("status_bodies", StatusBodies)

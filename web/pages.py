@@ -6,9 +6,10 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from web.assets import file_response
-from web.keys import SERVICE, WIDGET_FILES
+from web.keys import SERVICE, STATUS_BODIES, WIDGET_FILES
 from web.patron import request_origin
 from web.security import content_security_policy
+from web.status_body import etag_matches
 
 STATIC_PREFIX = "/widget"
 
@@ -92,7 +93,8 @@ async def chat_page(request: web.Request) -> web.Response:
 
 async def queue_status(request: web.Request) -> web.Response:
     """GET /api/queues/{queue}/status: hit on every page view of every partner site, so it
-    is answered from memory and may be cached for a few seconds."""
+    is answered from memory with a body encoded once per change (web.status_body), and
+    may be cached for a few seconds (ETag, Cache-Control)."""
     service = request.app[SERVICE]
     queue = request.match_info["queue"]
     headers = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=5"}
@@ -103,17 +105,10 @@ async def queue_status(request: web.Request) -> web.Response:
             headers=headers,
         )
     info = service.recent_queue_info(queue)
-    return web.json_response(
-        {
-            "queue": info.queue,
-            "title": info.title,
-            "status": info.status.value,
-            "waiting": info.waiting,
-            "operators_available": info.operators_available,
-            "email": bool(service.queue(queue).followup_email),
-        },
-        headers=headers,
-    )
+    answer = request.app[STATUS_BODIES].get(info, bool(service.queue(queue).followup_email))
+    if etag_matches(request.headers.get("If-None-Match"), answer.etag):
+        return web.Response(status=304, headers=answer.headers)
+    return web.Response(body=answer.body, headers=answer.headers)
 
 
 async def widget_file(request: web.Request) -> web.FileResponse:

@@ -36,6 +36,7 @@ are.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -442,6 +443,10 @@ class BanIndex:
     def __init__(self, bans: Iterable[Ban] = ()) -> None:
         self._tables: dict[int, _Table] = {4: _Table(), 6: _Table()}
         self._by_id: dict[int, Ban] = {}
+        # (effective end, id) of every indexed ban that ends, soonest first, so `prune`
+        # looks only at bans that ran out instead of walking all of them on every call.
+        # Entries of bans removed or changed since stay until they reach the top.
+        self._ends: list[tuple[datetime, int]] = []
         for ban in bans:
             self.add(ban)
 
@@ -467,6 +472,8 @@ class BanIndex:
             table.prefixes = sorted(table.by_prefix, reverse=True)
         buckets.setdefault(int(network.network_address) >> shift, {})[ban.id] = ban
         self._by_id[ban.id] = ban
+        if (end := ban.effective_end) is not None:
+            heapq.heappush(self._ends, (end, ban.id))
 
     def remove(self, ban_id: int) -> Ban | None:
         """Forget the ban with this id; returns it, or None if the index did not hold it."""
@@ -490,13 +497,14 @@ class BanIndex:
         """Forget the bans that can never bar again at or after `at` (ended or lifted by
         then) and return them; the service calls it on a timer and writes an `expire`
         audit entry for each returned ban that was not lifted."""
-        gone = [
-            ban
-            for ban in self._by_id.values()
-            if (end := ban.effective_end) is not None and end <= at
-        ]
-        for ban in gone:
-            self.remove(ban.id)
+        gone: list[Ban] = []
+        while self._ends and self._ends[0][0] <= at:
+            end, ban_id = heapq.heappop(self._ends)
+            ban = self._by_id.get(ban_id)
+            # A stale entry (the ban was removed, or changed to end another time) is skipped.
+            if ban is not None and ban.effective_end == end:
+                self.remove(ban_id)
+                gone.append(ban)
         return gone
 
     def match(self, address: str | Address, at: datetime) -> Ban | None:

@@ -22,6 +22,7 @@ from component.store.accounts import AccountStore
 from component.store.bans import BanStore
 from component.store.canned import CannedStore
 from component.store.chats import ChatStore
+from component.store.commit_queue import CommitQueue
 from component.store.db import Database, StoreError
 from component.store.exempt import ExemptStore
 from component.store.exempt_contacts import ExemptContactStore
@@ -72,10 +73,12 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Transcript lines committed together (group commit), see commit_queue.
+        self.commits = CommitQueue(db)
         self.groups = GroupStore(db)
         self.queues = QueueStore(db)
         self.operators = OperatorStore(db)
-        self.chats = ChatStore(db)
+        self.chats = ChatStore(db, self.commits)
         self.transcripts = TranscriptStore(db)
         self.canned = CannedStore(db)
         self.links = LinkStore(db)
@@ -134,6 +137,7 @@ class Store:
         return store
 
     async def close(self) -> None:
+        await self.commits.flush()
         await self.db.connection.close()
 
     async def migrate(self) -> None:

@@ -5,12 +5,14 @@ longer)."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
 
 import aiosqlite
 
 from component.core.models import Chat, ChatEvent, ChatState, EventKind, Sender
+from component.store.commit_queue import CommitQueue
 from component.store.db import Database, from_iso, iso, marks
 
 
@@ -70,8 +72,10 @@ class ChatStore:
     """`store.chats`: written by the service as chats start, move, get messages and
     end; read by it at start-up and by the patron and operator doors."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, commits: CommitQueue) -> None:
         self._db = db
+        # Transcript lines go through the group commit (`append_event`).
+        self._commits = commits
 
     async def create(
         self,
@@ -113,12 +117,17 @@ class ChatStore:
         """Record how far each chat's patron messages have been relayed (in one go)."""
         if not cursors:
             return
-        async with self._db.transaction() as execute:
-            for chat_id, seq in cursors.items():
-                await execute(
-                    "UPDATE chats SET relayed_seq = MAX(relayed_seq, ?) WHERE id = ?",
-                    (seq, chat_id),
-                )
+        rows = [(seq, chat_id) for chat_id, seq in cursors.items()]
+
+        def update(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE chats SET relayed_seq = MAX(relayed_seq, ?) WHERE id = ?", rows
+            ).close()
+
+        # One hand-off to the database thread for all of them: one per cursor, under the
+        # write lock, held every line's commit back for as long as a thousand took.
+        async with self._db.transaction():
+            await self._db.run(update)
 
     async def set_asked_at(self, chat_id: int, now: datetime) -> None:
         await self._db.write(
@@ -166,8 +175,10 @@ class ChatStore:
 
     async def append_event(self, event: ChatEvent, operator_id: int | None = None) -> None:
         """Commit one transcript entry. Its seq must be the chat's next one; the service
-        serialises appends per chat so that holds."""
-        await self._db.write(
+        serialises appends per chat so that holds. Lines of many chats arriving together
+        share one transaction (see `component.store.commit_queue`); this returns once the
+        line is committed."""
+        await self._commits.write(
             "INSERT INTO chat_events (chat_id, seq, kind, sender, operator_id, name, text,"
             " client_id, created_at, code, params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (

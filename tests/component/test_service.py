@@ -1014,3 +1014,97 @@ async def test_closing_the_service_leaves_no_timer_to_fire(desk: Desk) -> None:
     assert desk.clock.pending()
     await desk.service.close()
     assert desk.clock.pending() == []
+
+
+# Bans written by another process are re-read incrementally ------------------------------
+
+
+async def test_bans_from_another_connection_are_applied_without_rebuilding_the_index(
+    desk: Desk,
+) -> None:
+    from ipaddress import ip_network
+
+    from component.core.bans import Ban
+    from component.core.events import BanImposed
+
+    now = desk.clock.now()
+    later = now.replace(year=now.year + 1)
+
+    def ban(network: str) -> Ban:
+        return Ban(0, ip_network(network), 1, "spam", now, later, created_by="cli")
+
+    moderation = desk.service.moderation
+    cli = await Store.open(desk.path)
+    try:
+        first = await cli.bans.add(ban("192.0.2.1/32"), now)
+        second = await cli.bans.add(ban("198.51.100.0/24"), now)
+    finally:
+        await cli.close()
+    index = moderation._index
+    assert await desk.service.poll_directory() is True
+    assert moderation.banned("192.0.2.1") is not None
+    assert moderation.banned("198.51.100.9") is not None
+    assert sorted(e.ban_id for e in desk.of(BanImposed)) == [first.id, second.id]
+    desk.events.clear()
+
+    cli = await Store.open(desk.path)
+    try:
+        await cli.bans.lift(first.id, "cli", now)
+        await cli.bans.change_end(second.id, now.replace(year=now.year + 2), "cli", now, "longer")
+        third = await cli.bans.add(ban("203.0.113.0/24"), now)
+    finally:
+        await cli.close()
+    assert await desk.service.poll_directory() is True
+    assert moderation._index is index  # changed in place, not rebuilt from every ban
+    assert moderation.banned("192.0.2.1") is None
+    changed = moderation.banned("198.51.100.9")
+    assert changed is not None and changed.ends_at == now.replace(year=now.year + 2)
+    assert moderation.banned("203.0.113.5") is not None
+    # Only the ban this process did not know is announced (open chats from it end).
+    assert [e.ban_id for e in desk.of(BanImposed)] == [third.id]
+    assert await desk.service.poll_directory() is False
+
+
+async def test_hot_queries_use_their_indexes(desk: Desk) -> None:
+    """EXPLAIN QUERY PLAN of the queries run per line, per hello and per reload: none may
+    scan a table that grows with use (transcripts, chats, bans, the ban audit)."""
+    queries = [
+        # the transcript after a seq (replays, offers), the newest seq, an idempotent resend
+        ("SELECT * FROM chat_events WHERE chat_id = ? AND seq > ? ORDER BY seq", (1, 0)),
+        ("SELECT COALESCE(MAX(seq), 0) FROM chat_events WHERE chat_id = ?", (1,)),
+        ("SELECT * FROM chat_events WHERE chat_id = ? AND client_id = ?", (1, "c")),
+        # a hello with a resume token, relay cursors, a ban's incremental reload
+        ("SELECT * FROM chats WHERE resume_hash = ?", ("h",)),
+        ("UPDATE chats SET relayed_seq = MAX(relayed_seq, ?) WHERE id = ?", (1, 1)),
+        ("SELECT * FROM bans WHERE id IN (SELECT ban_id FROM ban_audit WHERE id > ?)", (0,)),
+        ("SELECT COALESCE(MAX(id), 0) FROM ban_audit", ()),
+    ]
+    for sql, params in queries:
+        plan = [row[3] for row in await desk.store.db.all("EXPLAIN QUERY PLAN " + sql, params)]
+        assert plan, sql
+        scans = [step for step in plan if step.startswith("SCAN")]
+        assert not scans, (sql, plan)
+
+
+async def test_a_hello_does_not_sweep_every_rate_limit_key(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each new chat is rate-limited per address; sweeping the limiter's idle keys walks
+    all of them, so it happens once a minute, not at every hello (which made a hello cost
+    more the more patrons were around)."""
+    from component.core.ratelimit import RateLimiter
+
+    sweeps: list[int] = []
+    real = RateLimiter.forget_older_than
+
+    def counted(self: RateLimiter, now: float) -> int:
+        sweeps.append(len(self._states))
+        return real(self, now)
+
+    monkeypatch.setattr(RateLimiter, "forget_older_than", counted)
+    for n in range(300):
+        await desk.service.open_chat("ask", None, origin_ip=f"10.{n // 250}.{n % 250}.1")
+    assert len(sweeps) <= 1
+    await advance(desk, 61)
+    await desk.service.open_chat("ask", None, origin_ip="10.9.9.9")
+    assert len(sweeps) == 2  # still swept, once a minute

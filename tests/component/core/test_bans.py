@@ -521,6 +521,37 @@ def test_index_matches_brute_force(data: st.DataObject) -> None:
                 assert index.match(address, instant) == brute_force(all_bans, address, instant)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_prune_forgets_exactly_the_bans_that_ran_out_after_replacements(
+    data: st.DataObject,
+) -> None:
+    count = data.draw(st.integers(0, 30))
+    held = {i: data.draw(bans(i)) for i in range(count)}
+    index = BanIndex(held.values())
+    # Bans changed (re-added with another end or lift) or removed after indexing: prune
+    # must go by what the index holds now, not by what it held when the ban was added.
+    for _ in range(data.draw(st.integers(0, 10))):
+        if not held:
+            break
+        victim = data.draw(st.sampled_from(sorted(held)))
+        if data.draw(st.booleans()):
+            held[victim] = data.draw(bans(victim))
+            index.add(held[victim])
+        else:
+            del held[victim]
+            index.remove(victim)
+    for hours in sorted(data.draw(st.lists(st.integers(-50, 200), max_size=4))):
+        at = T0 + timedelta(hours=hours)
+        expected = {
+            i for i, b in held.items() if (end := b.effective_end) is not None and end <= at
+        }
+        assert {b.id for b in index.prune(at)} == expected
+        for i in expected:
+            del held[i]
+        assert {b.id for b in index} == set(held)
+
+
 def test_hundred_thousand_bans() -> None:
     rng = random.Random(5)
     many: list[Ban] = []

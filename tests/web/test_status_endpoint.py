@@ -1,0 +1,64 @@
+"""The status endpoint serves a body encoded once per change, with an ETag and
+Cache-Control that browsers and proxies can use, and answers If-None-Match with 304."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+
+from component.core.models import QueueStatus
+from component.live import QueueInfo
+from tests.conftest import Desk
+from web.status_body import StatusBodies, etag_matches
+
+
+def info(waiting: int = 0) -> QueueInfo:
+    return QueueInfo("ask", "Ask", QueueStatus.OFFLINE, waiting, 0)
+
+
+def test_the_body_is_encoded_once_per_change() -> None:
+    bodies = StatusBodies()
+    first = bodies.get(info(), False)
+    assert bodies.get(info(), False) is first
+    changed = bodies.get(info(waiting=1), False)
+    assert changed.etag != first.etag
+    assert json.loads(changed.body)["waiting"] == 1
+    assert bodies.get(info(waiting=1), True).etag != changed.etag
+
+
+def test_if_none_match_is_parsed_as_the_standard_says() -> None:
+    etag = StatusBodies().get(info(), False).etag
+    assert etag_matches(etag, etag)
+    assert etag_matches(f'"other", W/{etag}', etag)
+    assert etag_matches("*", etag)
+    assert not etag_matches(None, etag)
+    assert not etag_matches('"other"', etag)
+    assert not etag_matches(",".join([etag] * 200), etag)  # oversized: just send the body
+
+
+async def test_status_has_an_etag_and_answers_304_to_a_matching_if_none_match(
+    offline_desk: Desk,
+) -> None:
+    url = offline_desk.url + "/api/queues/ask/status"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Type"].startswith("application/json")
+            assert resp.headers["Cache-Control"] == "public, max-age=5"
+            assert resp.headers["Access-Control-Allow-Origin"] == "*"
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            etag = resp.headers["ETag"]
+            body = await resp.json()
+            assert body["queue"] == "ask" and body["status"] == "offline"
+        async with session.get(url, headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 304
+            assert resp.headers["ETag"] == etag
+            assert await resp.read() == b""
+        async with session.get(url, headers={"If-None-Match": '"stale"'}) as resp:
+            assert resp.status == 200
+            assert (await resp.json()) == body
+        async with session.get(url, headers={"If-None-Match": '"x",' * 1500}) as resp:
+            assert resp.status == 200
+        async with session.get(url) as resp:
+            assert resp.status == 200  # still serving

@@ -1,0 +1,92 @@
+"""The status endpoint's answer, encoded once per change instead of once per request.
+
+`GET /api/queues/{queue}/status` is loaded by every page view of every partner site. Its
+answer changes only when the queue's status does, so `StatusBodies` keeps, per queue, the
+encoded body with its ETag and headers; the handler hands them out as they are, and answers
+`If-None-Match` with 304 so browsers and proxies (`Cache-Control` lets them keep it five
+seconds) need not fetch the same bytes again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from component.live import QueueInfo
+
+# A JSON answer runs nothing and is framed by nobody: the page policy (which names the
+# request's host) would only cost a string build per request.
+_STATUS_CSP = "default-src 'none'; frame-ancestors 'none'"
+MAX_AGE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class StatusBody:
+    """One queue's encoded answer."""
+
+    info: QueueInfo
+    email: bool
+    body: bytes
+    etag: str
+    headers: dict[str, str]
+
+
+class StatusBodies:
+    """Created once per web application (`web.keys.STATUS_BODIES`); asked by the status
+    handler on every request."""
+
+    def __init__(self) -> None:
+        self._bodies: dict[str, StatusBody] = {}
+
+    def get(self, info: QueueInfo, email: bool) -> StatusBody:
+        """The encoded answer for the queue's status as `info` says; encoded again only
+        when the status (or whether the queue takes email) changed."""
+        cached = self._bodies.get(info.queue)
+        if cached is not None and cached.info == info and cached.email is email:
+            return cached
+        body = json.dumps(
+            {
+                "queue": info.queue,
+                "title": info.title,
+                "status": info.status.value,
+                "waiting": info.waiting,
+                "operators_available": info.operators_available,
+                "email": email,
+            }
+        ).encode()
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        made = StatusBody(
+            info,
+            email,
+            body,
+            etag,
+            {
+                "Content-Type": "application/json; charset=utf-8",
+                "Access-Control-Allow-Origin": "*",
+                "Cache-Control": f"public, max-age={MAX_AGE}",
+                "ETag": etag,
+                "Content-Security-Policy": _STATUS_CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "strict-origin-when-cross-origin",
+            },
+        )
+        self._bodies[info.queue] = made
+        return made
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names `etag` (or is "*"); weak tags compare equal
+    (RFC 9110 13.1.2: If-None-Match uses the weak comparison)."""
+    if not if_none_match:
+        return False
+    if len(if_none_match) > 1024:  # no ETag of ours is that long: not worth splitting
+        return False
+    for tag in if_none_match.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+__all__ = ["MAX_AGE", "StatusBodies", "StatusBody", "etag_matches"]
