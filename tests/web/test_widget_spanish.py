@@ -58,6 +58,7 @@ async def test_a_whole_chat_in_spanish(desk: Desk, browser: Browser, transport: 
         await expect(page.locator("#rd-notice-text")).to_contain_text("Perdone la espera")
 
         ana.send_message(guest, "Hola, soy Ana.")
+        assert "You took this chat" in (await ana.next_message(guest))["body"]
         system = page.locator(".rd-system .rd-text")
         await expect(system.nth(0)).to_have_text("Ana se unió al chat.")
         await expect(page.locator(".rd-operator .rd-text").last).to_have_text("Hola, soy Ana.")
