@@ -210,6 +210,8 @@ async def test_xmpp_server_restart_mid_chat(desk: Desk) -> None:
     op.send_message(guest, "I'm here")
     await patron.next("message", lambda f: f["text"] == "I'm here")
     assert "You took this chat" in (await op.next_message(guest))["body"]
+    # Nothing in flight when the server goes: a line unconfirmed at the cut is resent.
+    await wait_for(lambda: desk.refdesk.adapter.unconfirmed == 0, what="lines confirmed")
 
     restart = asyncio.create_task(desk.server.restart())
     await wait_for(lambda: not desk.refdesk.adapter.online.is_set(), what="component offline")

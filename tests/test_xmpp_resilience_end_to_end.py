@@ -35,6 +35,10 @@ async def _accepted_chat(
     op.send_message(guest, "Hello, I'm here")
     await patron.next("message", lambda f: f["text"] == "Hello, I'm here", timeout=15)
     assert "You took this chat" in (await op.next_message(guest))["body"]
+    # Nothing of this start still in flight: a line unconfirmed at a later cut is resent
+    # (same id), which the tests below would count as a line out of place.
+    adapter = desk.refdesk.adapter
+    await wait_for(lambda: adapter.unconfirmed == 0, what="start confirmed")
     return guest
 
 
@@ -139,8 +143,13 @@ async def _lines_survive(desk: Desk, fault: str) -> None:
             assert last_seq > 0
         # Written, not confirmed (the frozen server reads nothing): the last line is among
         # the unconfirmed stanzas, and slixmpp's send queue has gone to the socket.
+        # (Queued, if the stream happens to be reconnecting: then it goes out on the new
+        # stream, which the frozen server does not read either.)
+        delivery = adapter.delivery
         await wait_for(
-            lambda: any(out.last_seq == last_seq for out in adapter.delivery.unconfirmed),
+            lambda: any(
+                out.last_seq == last_seq for out in (*delivery.unconfirmed, *delivery.outbox)
+            ),
             what="the lines written",
         )
         await adapter.drained()
@@ -221,7 +230,9 @@ async def test_a_stanza_the_server_keeps_refusing_is_dropped_and_the_rest_flows(
     # Cut at most twice more than the first time: once when first sent, once resent alone.
     assert sessions < adapter.sessions <= sessions + 2
     await patron.say("and after")
-    assert (await op.next_message(guest, timeout=15))["body"] == "and after"
+    # Lines in flight at a cut may come twice (same ids); nothing else comes before it.
+    later = await _collect(op, guest, {"and after"})
+    assert {m["body"] for m in later} <= {*behind, "and after"}
 
 
 async def test_a_refused_stanza_behind_others_costs_no_innocent_line(desk: Desk) -> None:
