@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Literal
 
 from component.core import validators
-from component.core.email_text import CONTROL, CONTROL_IN_TEXT, MAX_NAME_CHARS, XML_ILLEGAL
+from component.core.email_text import CONTROL_IN_TEXT, MAX_NAME_CHARS
+from component.core.text import CONTROL, XML_ILLEGAL, TextRejected, clean_message
 
 ADDRESS_HELP = validators.ADDRESS_HELP
 MAX_ADDRESS_CHARS = validators.MAX_ADDRESS_CHARS
@@ -90,26 +91,24 @@ def validate_question(text: object, max_chars: int) -> str:
     """Check the question from the offline form (or the note of a referral) and return it
     trimmed, with line endings normalised to ``\\n``.
 
-    Called by the web layer (and the service) before a ticket is created. Newlines and tabs
-    are kept; any other control character, or one that XML cannot carry, is refused with a
-    `FieldError` for the ``question`` field, as are empty and oversized questions.
+    Called by the web layer (and the service) before a ticket is created. The rule is a
+    chat message's (`component.core.text.clean_message`), with control characters other
+    than newlines and tabs refused too; each refusal is a `FieldError` for the
+    ``question`` field, worded for the form.
     """
-    if not isinstance(text, str):
-        raise FieldError("question", "Please type your question.")
-    bad = XML_ILLEGAL.search(text) or CONTROL_IN_TEXT.search(text)
-    if bad:
-        raise FieldError(
-            "question",
-            f"Your question contains a character that cannot be sent "
-            f"(U+{ord(bad.group(0)):04X}). Please remove it.",
-        )
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
-    if not text:
-        raise FieldError("question", "Please type your question.")
-    if len(text) > max_chars:
-        raise FieldError(
-            "question",
-            f"Your question is too long ({len(text)} characters; the limit is {max_chars}). "
-            "Please shorten it.",
-        )
-    return text
+    try:
+        return clean_message(text, max_chars, refuse=CONTROL_IN_TEXT)
+    except TextRejected as exc:
+        if exc.code == "illegal_characters":
+            message = (
+                f"Your question contains a character that cannot be sent "
+                f"(U+{ord(exc.char):04X}). Please remove it."
+            )
+        elif exc.code == "message_too_long":
+            message = (
+                f"Your question is too long ({exc.length} characters; the limit is "
+                f"{max_chars}). Please shorten it."
+            )
+        else:
+            message = "Please type your question."
+        raise FieldError("question", message) from None
