@@ -11,7 +11,7 @@ from typing import Literal
 
 from component.core import validators
 from component.core.email_text import CONTROL_IN_TEXT, MAX_NAME_CHARS
-from component.core.text import CONTROL, XML_ILLEGAL, TextRejected, clean_message
+from component.core.text import TextRejected, clean_message, clean_title
 
 ADDRESS_HELP = validators.ADDRESS_HELP
 MAX_ADDRESS_CHARS = validators.MAX_ADDRESS_CHARS
@@ -58,8 +58,9 @@ def validate_name(text: object) -> str | None:
     """Check the optional display name from the offline form; None when left empty.
 
     Called by the web layer before a ticket is created. The name ends up in a Reply-To
-    header, so line breaks, other control characters and the start of an RFC 2047 encoded
-    word (``=?``, which mail software decodes into any characters at all) are refused, not
+    header, so it follows the rule of every one-line text that may reach a header
+    (`component.core.text.clean_title`: no line breaks or other control characters, no
+    ``=?``, which starts an RFC 2047 encoded word), worded for the form; refused, not
     repaired.
     """
     if text is None:
@@ -68,23 +69,21 @@ def validate_name(text: object) -> str | None:
         raise FieldError("name", "The name must be text.")
     if "\r" in text or "\n" in text:
         raise FieldError("name", "Please write your name on one line.")
-    text = text.strip()
-    if not text:
+    if not text.strip():
         return None
-    if len(text) > MAX_NAME_CHARS:
-        raise FieldError(
-            "name", f"That name is too long (the limit is {MAX_NAME_CHARS} characters)."
-        )
-    bad = CONTROL.search(text) or XML_ILLEGAL.search(text)
-    if bad:
-        raise FieldError(
-            "name",
-            f"Your name contains a character that cannot be sent (U+{ord(bad.group(0)):04X}). "
-            "Please remove it.",
-        )
-    if "=?" in text:
-        raise FieldError("name", 'Your name cannot contain "=?". Please remove it.')
-    return text
+    try:
+        return clean_title(text, MAX_NAME_CHARS)
+    except TextRejected as exc:
+        if exc.code == "title_too_long":
+            message = f"That name is too long (the limit is {MAX_NAME_CHARS} characters)."
+        elif exc.code == "encoded_word":
+            message = 'Your name cannot contain "=?". Please remove it.'
+        else:
+            message = (
+                f"Your name contains a character that cannot be sent (U+{ord(exc.char):04X}). "
+                "Please remove it."
+            )
+        raise FieldError("name", message) from None
 
 
 def validate_question(text: object, max_chars: int) -> str:

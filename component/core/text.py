@@ -35,10 +35,12 @@ CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def clean_title(text: str, max_chars: int = MAX_TITLE_CHARS) -> str:
-    """Check a title typed by an admin or coordinator (of a group, queue or link) and
-    return it trimmed; raise `TextRejected` with a sentence for them otherwise.
+    """Check a title typed by an admin or coordinator (of a group, queue or link), or a
+    patron's name on the email form, and return it trimmed; raise `TextRejected` with a
+    sentence for them otherwise.
 
-    Called by the command line and the admin page before a title is stored. Queue titles
+    Called by the command line and the admin page before a title is stored, and by
+    `component.core.email_input.validate_name`. Queue titles
     go into email subjects and sender names, so besides characters XML cannot carry, line
     breaks, other control characters and "=?" (which starts an RFC 2047 encoded word, one
     that mail software decodes into any characters at all) are refused. The email builders
@@ -55,6 +57,7 @@ def clean_title(text: str, max_chars: int = MAX_TITLE_CHARS) -> str:
             "illegal_characters",
             f"The title must be on one line, with printable characters only "
             f"(not U+{ord(bad.group(0)):04X}).",
+            char=bad.group(0),
         )
     if "=?" in title:
         raise TextRejected("encoded_word", 'The title cannot contain "=?".')
