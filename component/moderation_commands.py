@@ -37,7 +37,8 @@ GOODBYE_INAPPROPRIATE = "goodbye-inappropriate"
 
 async def remember_for_pickup(service: CommandHost, live: LiveChat, op: Operator, why: str) -> None:
     """The operator ended (or marked) this chat as inappropriate: the same patron's next
-    chats go to them first, as far as the queue's privacy mode lets refdesk remember."""
+    chats go to them first, as far as the queue's privacy mode lets refdesk remember.
+    Called by `!ban`, by an incident tag and by `!c goodbye-inappropriate`."""
     await service.moderation.sticky.remember(
         address=live.ip or live.origin_ip,
         privacy=live.queue.privacy,
@@ -48,6 +49,9 @@ async def remember_for_pickup(service: CommandHost, live: LiveChat, op: Operator
 
 
 async def tag(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
+    """`!tag <tag>...` in a guest chat (run by the command table, holding the chat): tag
+    the chat; an incident tag also opens its report and remembers the patron for sticky
+    pickup."""
     live = held.live
     service.require_mine(held, op)
     tags = [t.lower() for t in arg.replace(",", " ").split()]
@@ -239,8 +243,8 @@ async def _canned_text(service: CommandHost, live: LiveChat, name: str) -> str:
 
 
 async def ban_policy(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
-    # What `!ban` will do in this queue's group, before an operator uses it (the browser
-    # client shows it beside its ban control).
+    """`!banpolicy` on a queue JID: what `!ban` will do in this queue's group, before an
+    operator uses it (the browser client shows it beside its ban control)."""
     group = service.group_of(queue)
     ladder = ", ".join(format_duration(step) for step in service.moderation.policy.ladder.steps)
     who = (
