@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from component.cli_output import UsageError, undecodable
 from component.cli_output import print_line as _print
 from component.config import Config
-from component.moderation import BanRefused, create_ban, lift_bans, policy_from_config
 from component.store import Store
 
 MAX_PASSWORD = 1000
@@ -64,6 +63,10 @@ async def _with_store(config: Config, action: Callable[[Store], Awaitable[None]]
 
 
 async def _ban(args: argparse.Namespace, store: Store, config: Config) -> None:
+    # Imported here: the moderation desk (rate limits, the ban index, events) is not needed
+    # by the other data commands, the directory ones above all.
+    from component.moderation import BanRefused, create_ban, lift_bans, policy_from_config
+
     now = _now()
     policy = policy_from_config(config)
     if args.action == "add":

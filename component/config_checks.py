@@ -13,7 +13,7 @@ import json
 import re
 from email.utils import parseaddr
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from component.core.text import one_line
 
@@ -123,12 +123,15 @@ def domain(value: str) -> str:
     return value
 
 
-def public_url(value: str) -> str:
-    bad = f"must be an http:// or https:// URL with a host, got {show_value(value)}"
+def _server_url(value: str, schemes: tuple[str, ...], what: str) -> SplitResult:
+    """The rule every configured server URL shares (`public_url`, `websocket_url`): one
+    of `schemes`, a host, a valid port, no white space and no user name or password;
+    `what` names the expected URL in the refusal."""
+    bad = f"must be {what} with a host, got {show_value(value)}"
     if any(ch.isspace() for ch in value):
         raise Invalid(bad)
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in schemes or not parts.hostname:
         raise Invalid(bad)
     try:
         parts.port  # noqa: B018 - urlsplit checks the port only when it is read
@@ -136,6 +139,11 @@ def public_url(value: str) -> str:
         raise Invalid(f"has an invalid port: {show_value(value)}") from None
     if parts.username is not None or parts.password is not None:
         raise Invalid("must not contain a user name or password")
+    return parts
+
+
+def public_url(value: str) -> str:
+    parts = _server_url(value, ("http", "https"), "an http:// or https:// URL")
     if parts.query or parts.fragment:
         raise Invalid(f"must not have a query or fragment, got {show_value(value)}")
     # Callers build links as public_url + "/chat/q"; a trailing slash would double up.
@@ -213,20 +221,9 @@ def websocket_url(value: str) -> str:
     Content-Security-Policy."""
     if value == "":
         return value  # the browser client is off
-    bad = f"must be a ws:// or wss:// URL with a host, got {show_value(value)}"
-    if any(ch.isspace() for ch in value):
-        raise Invalid(bad)
-    parts = urlsplit(value)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise Invalid(bad)
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
-    except ValueError:
-        raise Invalid(f"has an invalid port: {show_value(value)}") from None
-    if parts.username is not None or parts.password is not None:
-        raise Invalid("must not contain a user name or password")
+    parts = _server_url(value, ("ws", "wss"), "a ws:// or wss:// URL")
     if parts.fragment or any(ch in value for ch in "\"'<>;,"):
         # The URL goes into the operator page's Content-Security-Policy and its settings:
         # a quote or a semicolon there could add directives or break out of the value.
-        raise Invalid(bad)
+        raise Invalid(f"must be a ws:// or wss:// URL with a host, got {show_value(value)}")
     return value

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from slixmpp.jid import JID, InvalidJID
-
 from component.core import validators
 from component.core.changes import UNSET, GroupUpdate, QueueUpdate, Unset
 from component.core.models import Group, Operator, Queue
@@ -367,6 +365,10 @@ class Directory:
 
     def operator_jid(self, text: str) -> str:
         """An operator's account: a bare JID with a local part, not on this service."""
+        # Imported here: slixmpp takes about as long to load as the rest of a directory
+        # command, and only operator changes parse a JID.
+        from slixmpp.jid import JID, InvalidJID
+
         value = text.strip()
         if not value:
             raise ValueError("Enter the operator's XMPP address, like name@example.org.")

@@ -4,7 +4,9 @@
 admin page, the command line): the ladder, what may not be banned, the audit trail.
 `Moderation` is the running service's part: an in-memory index answering "is this address
 banned?" in about a microsecond, the rate limiters, and the events that make a new ban
-end the banned patron's open chat at once.
+end the banned patron's open chat at once. It owns the sticky-pickup memory
+(`component.sticky_pickup`) and the exempt-network contact drafts
+(`component.exempt_contacts`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from component.core.bans import (
     Network,
     ban_ends_at,
     canonical_address,
-    canonical_network,
     next_offence,
     normalize_target,
     overlapping,
@@ -38,9 +39,9 @@ from component.core.bans import (
 )
 from component.core.errors import DeskError
 from component.core.events import BanImposed, BansLifted
-from component.core.exempt_contact import INCIDENT_WINDOW, draft_body, due
 from component.core.ratelimit import Limit, RateLimiter, Refusal
-from component.core.sticky import StickyMark, claims, remembered_key
+from component.exempt_contacts import ExemptContacts
+from component.sticky_pickup import StickyPickup
 from component.store import Store
 
 
@@ -271,6 +272,8 @@ class Moderation:
         self._loaded = False
         self._mark = 0  # the ban audit line the index is up to date with
         self._exempt: dict[int, list[Network]] = {}
+        self.sticky = StickyPickup(service, policy.sticky_pickup)
+        self.exempt_contacts = ExemptContacts(service)
         self._chats, self._messages, self._mails = _limiters(limits)
         # When each limiter last forgot its idle keys (monotonic seconds).
         self._forgotten: dict[RateLimiter, float] = {}
@@ -341,82 +344,6 @@ class Moderation:
     def refuse_if_banned(self, address: str | None, appeal_address: str | None = None) -> None:
         if self.banned(address) is not None:
             raise Banned(self.policy.text(appeal_address))
-
-    async def remember_for_pickup(
-        self, *, address: str | None, privacy: str, operator_jid: str, chat_id: int, why: str
-    ) -> bool:
-        """Called by the operator commands when an operator ends a chat as inappropriate
-        (`!c goodbye-inappropriate`, `!ban`, an incident tag): for `[bans] sticky_pickup`
-        seconds that patron's new chats are offered to this operator first. Only what the
-        queue's privacy mode lets refdesk keep is remembered; False when nothing is."""
-        if self.policy.sticky_pickup <= 0:
-            return False
-        key = remembered_key(address, privacy)
-        if key is None:
-            return False
-        now = self.service.clock()
-        await self.store.sticky.remember(
-            key=key,
-            operator_jid=operator_jid,
-            chat_id=chat_id,
-            why=why,
-            now=now,
-            expires_at=now + timedelta(seconds=self.policy.sticky_pickup),
-        )
-        return True
-
-    async def note_exempt_incident(
-        self, group_id: int, group_title: str, address: str | None
-    ) -> int | None:
-        """Called by the operator commands after an incident in a chat of the group's
-        queues (an incident tag, a `!ban` reported or refused): if `address` lies in one of
-        the group's exempt networks that has a contact, and incidents from that network
-        are repeated, draft (or bring up to date) the message to the contact for an admin
-        to send instead of a ban. Incidents count only with the address their queue's
-        privacy mode kept. Returns the draft's id, or None."""
-        if address is None:
-            return None
-        try:
-            patron = canonical_address(address)
-        except BanError:
-            return None
-        for row in await self.store.exempt.rows(group_id):
-            network = canonical_network(ipaddress.ip_network(row.network, strict=False))
-            if row.contact_email and patron.version == network.version and patron in network:
-                break
-        else:
-            return None
-        now = self.service.clock()
-        contacts = self.store.exempt_contacts
-        incidents = due(
-            await contacts.incidents_since(group_id, now - INCIDENT_WINDOW), network, now
-        )
-        if not incidents:
-            return None
-        body = draft_body(
-            group_title=group_title, network=row.network, note=row.note, incidents=incidents
-        )
-        ids = tuple(i.id for i in incidents)
-        existing = await contacts.open_draft(group_id, row.network)
-        if existing is not None:
-            await contacts.update_draft(existing.id, incidents=ids, body=body)
-            return existing.id
-        return await contacts.add_draft(
-            group_id=group_id,
-            network=row.network,
-            contact_email=row.contact_email,
-            incidents=ids,
-            body=body,
-            now=now,
-        )
-
-    async def pickup_claims(self, address: str | None) -> list[StickyMark]:
-        """Called by routing for a new chat's first offer: the operators who ended this
-        patron's chats as inappropriate lately, newest first."""
-        if self.policy.sticky_pickup <= 0 or address is None:
-            return []
-        now = self.service.clock()
-        return claims(await self.store.sticky.current(now), address, now)
 
     def ban_text(self, appeal_address: str | None = None, seen: str | None = None) -> str:
         return self.policy.text(appeal_address, seen)

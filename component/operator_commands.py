@@ -8,105 +8,15 @@ an answer. The command tables with their help lines are in `component.core.comma
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import datetime
 
-from component.bus import EventBus
-from component.core import commands, validators
-from component.core.bans import (
-    BanError,
-    format_duration,
-    normalize_target,
-    overlapping,
-    parse_duration,
-    refusal,
-)
+from component import moderation_commands as moderation
+from component.command_host import ChatCommand, CommandHost, QueueCommand
+from component.core import commands
 from component.core.errors import BadCommand, NotYourChat
-from component.core.events import IncidentOpened
-from component.core.models import ChatEvent, ChatState, Group, Operator, Presence, Queue, Sender
+from component.core.models import Operator, Queue, Sender
 from component.core.patron_text import PatronText, line
-from component.core.privacy import stored_address
-from component.core.routing import OperatorLoad
-from component.followup import FollowUp
-from component.live import Held, LiveChat, QueueInfo
-from component.moderation import BanRefused, Moderation
-from component.staff import StaffChannel
-from component.store import Store
-
-_TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-
-
-class CommandHost(Protocol):
-    """The service's building blocks the commands use (`CommandHost` provides them;
-    named here so this module never imports the service, which calls it)."""
-
-    store: Store
-    bus: EventBus
-    domain: str
-    followup: FollowUp
-    moderation: Moderation
-    staff: StaffChannel
-
-    def clock(self) -> datetime: ...
-
-    def is_queue(self, name: str) -> bool: ...
-
-    def queue(self, name: str) -> Queue: ...
-
-    def operator(self, jid: str) -> Operator | None: ...
-
-    def find_operator(self, text: str) -> Operator | None: ...
-
-    def presence_of(self, jid: str) -> Presence: ...
-
-    def loads(self, queue: Queue) -> list[OperatorLoad]: ...
-
-    def queue_info(self, name: str) -> QueueInfo: ...
-
-    def group_of(self, queue: Queue) -> Group | None: ...
-
-    def open_chats(self, queue: Queue | None = None) -> list[LiveChat]: ...
-
-    async def history(self, chat_id: int, after_seq: int) -> list[ChatEvent]: ...
-
-    def require_mine(self, held: Held, op: Operator) -> None: ...
-
-    async def operator_says(self, held: Held, op: Operator, text: str) -> None: ...
-
-    async def accept(self, held: Held, op: Operator, *, explicit: bool) -> None: ...
-
-    async def release(self, held: Held, patron_text: PatronText) -> None: ...
-
-    async def offer_to_operator(self, held: Held, target: Operator, via: str) -> None: ...
-
-    async def move_to_queue(
-        self,
-        held: Held,
-        queue: Queue,
-        *,
-        patron_text: PatronText,
-        via: str,
-        exclude: str | None = None,
-    ) -> None: ...
-
-    async def end(
-        self,
-        held: Held,
-        *,
-        by: str,
-        text: str | PatronText,
-        state: ChatState = ChatState.ENDED,
-    ) -> None: ...
-
-    async def note(self, held: Held, op: Operator, text: str) -> None: ...
-
-    async def take_next(self, jid: str, queue_name: str) -> LiveChat | None: ...
-
-
-ChatCommand = Callable[[CommandHost, Held, Operator, str], Awaitable[str]]
-QueueCommand = Callable[[CommandHost, str, Queue, str], Awaitable[str]]
+from component.live import Held, LiveChat
 
 
 def _unknown(name: str) -> BadCommand:
@@ -215,21 +125,6 @@ async def _find_canned(service: CommandHost, held: Held, arg: str) -> tuple[str,
 
 
 # The canned message that ends a chat as inappropriate (sticky pickup remembers it).
-GOODBYE_INAPPROPRIATE = "goodbye-inappropriate"
-
-
-async def _remember_for_pickup(
-    service: CommandHost, live: LiveChat, op: Operator, why: str
-) -> None:
-    """The operator ended (or marked) this chat as inappropriate: the same patron's next
-    chats go to them first, as far as the queue's privacy mode lets refdesk remember."""
-    await service.moderation.remember_for_pickup(
-        address=live.ip or live.origin_ip,
-        privacy=live.queue.privacy,
-        operator_jid=op.jid,
-        chat_id=live.id,
-        why=why,
-    )
 
 
 async def _note(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
@@ -238,72 +133,6 @@ async def _note(service: CommandHost, held: Held, op: Operator, arg: str) -> str
         raise BadCommand("Write the note after the command: !note <text>.")
     await service.note(held, op, arg)
     return "Note added to the transcript (the patron does not see it)."
-
-
-async def _tag(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
-    live = held.live
-    service.require_mine(held, op)
-    tags = [t.lower() for t in arg.replace(",", " ").split()]
-    if not tags:
-        raise BadCommand("Which tag? Send !tag <tag>, e.g. !tag circulation.")
-    bad = [t for t in tags if not _TAG.match(t)]
-    if bad:
-        raise BadCommand(f"Tags are 1-32 letters, digits, '-' or '_': {bad[0][:40]!r} is not one.")
-    added = [
-        t for t in tags if await service.store.chats.add_tag(live.id, t, op.id, service.clock())
-    ]
-    if not added:
-        return "The chat already has that tag."
-    reply = "Tagged: " + ", ".join(added) + "."
-    if INCIDENT_TAGS & set(added):
-        incident = await _incident_for(service, live, op)
-        marked = ", ".join(t for t in added if t in INCIDENT_TAGS)
-        await _remember_for_pickup(service, live, op, f"tagged {marked}")
-        reply += f" Incident report #{incident} is open for follow-up."
-        reply += await _exempt_contact_note(service, live)
-    return reply
-
-
-# Tags that open (or update) an incident report for the chat.
-INCIDENT_TAGS = frozenset({"incident", "explicit", "harassment", "threat"})
-
-
-async def _exempt_contact_note(service: CommandHost, live: LiveChat) -> str:
-    """After an incident: if it is one more from a shared computer's network that has a
-    contact, a message to that contact is drafted for an admin; the operator is told."""
-    group = service.group_of(live.queue)
-    if group is None:
-        return ""
-    draft = await service.moderation.note_exempt_incident(group.id, group.title, live.ip)
-    if draft is None:
-        return ""
-    return (
-        " Incidents keep coming from this shared network: a message to its contact is "
-        f"drafted for an admin (draft #{draft})."
-    )
-
-
-async def _incident_for(service: CommandHost, live: LiveChat, op: Operator) -> int:
-    """The chat's incident report, created on first use; an `explicit` tag marks it so
-    that reports describe the chat rather than quote it."""
-    store = service.store
-    tags = await store.chats.tags(live.id)
-    existing = await store.incidents.first_for_chat(live.id, "tagged")
-    if existing is not None:
-        await store.incidents.update(existing.id, tags=tags, explicit="explicit" in tags)
-        return existing.id
-    incident = await store.incidents.add(
-        kind="tagged",
-        reporter=op.jid,
-        now=service.clock(),
-        chat_id=live.id,
-        address=stored_address(live.ip, live.queue.privacy),
-        queue_id=live.queue.id,
-        tags=tags,
-        explicit="explicit" in tags,
-    )
-    service.bus.publish(IncidentOpened(incident))
-    return incident
 
 
 async def _info(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
@@ -336,123 +165,6 @@ async def _refer(service: CommandHost, held: Held, op: Operator, arg: str) -> st
     return await service.followup.refer(held, op.name, op.id, arg)
 
 
-async def _ban(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
-    live = held.live
-    """`!ban [30d|90d|1y] <reason>`: ban the patron's address (or, where the group's
-    policy says so, report it for an admin) and end the chat politely."""
-    service.require_mine(held, op)
-    words = arg.split(None, 1)
-    duration = None
-    if words:
-        try:
-            duration = parse_duration(words[0])
-            arg = words[1] if len(words) > 1 else ""
-        except BanError:
-            duration = None
-    reason = arg.strip()
-    if not reason:
-        raise BadCommand("Give a reason: !ban [30d|90d|1y] <reason>.")
-    try:
-        reason = validators.ban_reason(reason)
-    except ValueError as exc:
-        raise BadCommand(str(exc)) from None
-    if duration is not None and duration > timedelta(days=365):
-        raise BadCommand("Operators can ban for at most a year; ask an admin for more.")
-    if live.ip is None:
-        raise BadCommand("The patron's address is not known, so it cannot be banned.")
-    group = service.group_of(live.queue)
-    moderation = service.moderation
-    goodbye = await _canned_text(service, live, GOODBYE_INAPPROPRIATE)
-    # Whatever becomes of the ban (refused, reported, made), the patron's next chats go
-    # to this operator first.
-    await _remember_for_pickup(service, live, op, "ended with !ban")
-    if group is not None and not group.operators_may_ban:
-        incident = await service.store.incidents.add(
-            kind="ban-request",
-            reporter=op.jid,
-            now=service.clock(),
-            chat_id=live.id,
-            address=stored_address(live.ip, live.queue.privacy),
-            queue_id=live.queue.id,
-            tags=await service.store.chats.tags(live.id),
-            notes=reason,
-        )
-        service.bus.publish(IncidentOpened(incident))
-        drafted = await _exempt_contact_note(service, live)
-        await service.operator_says(held, op, goodbye)
-        await service.end(held, by="operator", text=line("ended_by_operator", name=op.name))
-        return (
-            f"Reported for admin review (incident #{incident}): in this group operators do "
-            f"not ban directly. The chat has ended.{drafted}"
-        )
-    exempt = moderation.exempt(live.queue.group_id)
-    network = normalize_target(live.ip)
-    if overlapping(network, exempt):
-        incident = await service.store.incidents.add(
-            kind="exempt-network",
-            reporter=op.jid,
-            now=service.clock(),
-            chat_id=live.id,
-            address=stored_address(live.ip, live.queue.privacy),
-            queue_id=live.queue.id,
-            tags=await service.store.chats.tags(live.id),
-            notes=f"Ban asked for ({reason}); the address is on an exempt network.",
-        )
-        service.bus.publish(IncidentOpened(incident))
-        drafted = await _exempt_contact_note(service, live)
-        raise BadCommand(
-            "This address belongs to an exempt network (shared computers such as a school's "
-            f"or library's): it cannot be banned from here. Flagged for an admin (incident "
-            f"#{incident}). End the chat with !c goodbye-inappropriate and !end if needed."
-            + drafted
-        )
-    why = refusal(network, protected=moderation.policy.protected, exempt=exempt, by_operator=True)
-    if why:
-        raise BadCommand(why[0].upper() + why[1:] + ".")
-    address = live.ip
-    # The goodbye first, while the patron is still connected; the ban then shows them the
-    # ban message and bars new chats. A banned patron gets no email: the transcript copy
-    # they asked for is forgotten before the end would send it (the addresses they gave are
-    # kept aside for the ban notice, which tells them how to appeal).
-    given = await service.store.notices.patron_addresses(live.id)
-    await service.operator_says(held, op, goodbye)
-    await service.store.chats.set_transcript_email(live.id, None)
-    await service.end(held, by="operator", text=line("ended_by_operator", name=op.name))
-    try:
-        ban = await moderation.ban(
-            address,
-            reason=reason,
-            actor=op.jid,
-            duration=duration,
-            by_operator=True,
-            group_id=live.queue.group_id,
-            chat_id=live.id,
-            patron_emails=given,
-        )
-    except BanRefused as exc:
-        raise BadCommand(f"The chat has ended, but the ban failed: {exc.text}") from None
-    await service.store.incidents.add(
-        kind="ban",
-        reporter=op.jid,
-        now=service.clock(),
-        chat_id=live.id,
-        address=stored_address(address, live.queue.privacy),
-        queue_id=live.queue.id,
-        tags=await service.store.chats.tags(live.id),
-        notes=f"Ban #{ban.id} (offence {ban.offence}): {reason}",
-    )
-    until = f"until {ban.ends_at:%Y-%m-%d}" if ban.ends_at else "permanently"
-    return (
-        f"Banned {ban.network} {until} (offence {ban.offence}, ban #{ban.id}); the chat has ended."
-    )
-
-
-async def _canned_text(service: CommandHost, live: LiveChat, name: str) -> str:
-    canned = await service.store.canned.for_queue(live.queue.id, live.queue.group_id)
-    match = next((c for c in canned if c.name == name), None)
-    return match.text if match else "This chat has ended. Goodbye."
-
-
 async def _links(service: CommandHost, held: Held, op: Operator, arg: str) -> str:
     live = held.live
     links = await service.store.links.of_group(live.queue.group_id)
@@ -469,8 +181,10 @@ async def _canned_command(service: CommandHost, held: Held, op: Operator, arg: s
         return found
     name, text = found
     await service.operator_says(held, op, text)
-    if name == GOODBYE_INAPPROPRIATE:
-        await _remember_for_pickup(service, held.live, op, f"ended with {GOODBYE_INAPPROPRIATE}")
+    if name == moderation.GOODBYE_INAPPROPRIATE:
+        await moderation.remember_for_pickup(
+            service, held.live, op, f"ended with {moderation.GOODBYE_INAPPROPRIATE}"
+        )
     return f"Sent: {text}"
 
 
@@ -491,11 +205,11 @@ _CHAT_COMMANDS: dict[str, ChatCommand] = {
     "c": _canned_command,
     "c?": _canned_show,
     "note": _note,
-    "tag": _tag,
+    "tag": moderation.tag,
     "info": _info,
     "links": _links,
     "refer": _refer,
-    "ban": _ban,
+    "ban": moderation.ban,
     "help": _help,
 }
 
@@ -578,23 +292,6 @@ async def _canned_texts(service: CommandHost, jid: str, queue: Queue, arg: str) 
     return "\n".join(f"{c.name}: " + "\n  ".join(c.text.splitlines()) for c in canned)
 
 
-async def _ban_policy(service: CommandHost, jid: str, queue: Queue, arg: str) -> str:
-    # What `!ban` will do in this queue's group, before an operator uses it (the browser
-    # client shows it beside its ban control).
-    group = service.group_of(queue)
-    ladder = ", ".join(format_duration(step) for step in service.moderation.policy.ladder.steps)
-    who = (
-        "operators ban directly"
-        if group is None or group.operators_may_ban
-        else "operators do not ban: !ban reports the patron for an admin's review"
-    )
-    name = group.title if group is not None else queue.name
-    return (
-        f"Ban policy of {name}: {who}. Without a length, a ban follows the ladder {ladder} "
-        "by offence (the last step repeats); an operator may give a length of up to a year."
-    )
-
-
 _QUEUE_COMMANDS: dict[str, QueueCommand] = {
     "list": _list,
     "next": _next,
@@ -603,7 +300,7 @@ _QUEUE_COMMANDS: dict[str, QueueCommand] = {
     "all": _all,
     "handover": _handover,
     "canned": _canned_texts,
-    "banpolicy": _ban_policy,
+    "banpolicy": moderation.ban_policy,
     "help": _queue_help,
 }
 

@@ -112,7 +112,7 @@ class DeskService:
             chats=self.open,
             operator_grace=operator_grace,
             on_call_mailer=self.followup.on_call_alert,
-            pickup_claims=self.moderation.pickup_claims,
+            pickup_claims=self.moderation.sticky.claims,
         )
         self.lifecycle = ChatLifecycle(
             store=store,

@@ -69,3 +69,18 @@ def test_store_is_a_plain_object_of_sub_stores() -> None:
         assert cls.__bases__ == (object,), f"store.{name} is a {cls.__name__} with bases"
         source = Path(inspect.getfile(cls))
         assert source.parent == STORE_DIR, f"store.{name} is defined outside the store"
+
+
+def test_one_statement_puts_mail_in_the_outbox() -> None:
+    # Every email (follow-up, ticket, transcript, a contact draft) goes through
+    # `component.store.mail.enqueue_in`, so the outbox row's columns cannot drift apart
+    # between the sub-stores that queue mail inside their own transactions.
+    found = [
+        str(path.relative_to(ROOT))
+        for path in sorted(STORE_DIR.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and re.match(r"\s*INSERT\s+INTO\s+mail_outbox\b", node.value)
+    ]
+    assert found == ["component/store/mail.py"], found

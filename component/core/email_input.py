@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Literal
 
 from component.core import validators
-from component.core.email_text import CONTROL, CONTROL_IN_TEXT, MAX_NAME_CHARS, XML_ILLEGAL
+from component.core.email_text import CONTROL_IN_TEXT, MAX_NAME_CHARS
+from component.core.text import TextRejected, clean_message, clean_title
 
 ADDRESS_HELP = validators.ADDRESS_HELP
 MAX_ADDRESS_CHARS = validators.MAX_ADDRESS_CHARS
@@ -57,8 +58,9 @@ def validate_name(text: object) -> str | None:
     """Check the optional display name from the offline form; None when left empty.
 
     Called by the web layer before a ticket is created. The name ends up in a Reply-To
-    header, so line breaks, other control characters and the start of an RFC 2047 encoded
-    word (``=?``, which mail software decodes into any characters at all) are refused, not
+    header, so it follows the rule of every one-line text that may reach a header
+    (`component.core.text.clean_title`: no line breaks or other control characters, no
+    ``=?``, which starts an RFC 2047 encoded word), worded for the form; refused, not
     repaired.
     """
     if text is None:
@@ -67,49 +69,45 @@ def validate_name(text: object) -> str | None:
         raise FieldError("name", "The name must be text.")
     if "\r" in text or "\n" in text:
         raise FieldError("name", "Please write your name on one line.")
-    text = text.strip()
-    if not text:
+    if not text.strip():
         return None
-    if len(text) > MAX_NAME_CHARS:
-        raise FieldError(
-            "name", f"That name is too long (the limit is {MAX_NAME_CHARS} characters)."
-        )
-    bad = CONTROL.search(text) or XML_ILLEGAL.search(text)
-    if bad:
-        raise FieldError(
-            "name",
-            f"Your name contains a character that cannot be sent (U+{ord(bad.group(0)):04X}). "
-            "Please remove it.",
-        )
-    if "=?" in text:
-        raise FieldError("name", 'Your name cannot contain "=?". Please remove it.')
-    return text
+    try:
+        return clean_title(text, MAX_NAME_CHARS)
+    except TextRejected as exc:
+        if exc.code == "title_too_long":
+            message = f"That name is too long (the limit is {MAX_NAME_CHARS} characters)."
+        elif exc.code == "encoded_word":
+            message = 'Your name cannot contain "=?". Please remove it.'
+        else:
+            message = (
+                f"Your name contains a character that cannot be sent (U+{ord(exc.char):04X}). "
+                "Please remove it."
+            )
+        raise FieldError("name", message) from None
 
 
 def validate_question(text: object, max_chars: int) -> str:
     """Check the question from the offline form (or the note of a referral) and return it
     trimmed, with line endings normalised to ``\\n``.
 
-    Called by the web layer (and the service) before a ticket is created. Newlines and tabs
-    are kept; any other control character, or one that XML cannot carry, is refused with a
-    `FieldError` for the ``question`` field, as are empty and oversized questions.
+    Called by the web layer (and the service) before a ticket is created. The rule is a
+    chat message's (`component.core.text.clean_message`), with control characters other
+    than newlines and tabs refused too; each refusal is a `FieldError` for the
+    ``question`` field, worded for the form.
     """
-    if not isinstance(text, str):
-        raise FieldError("question", "Please type your question.")
-    bad = XML_ILLEGAL.search(text) or CONTROL_IN_TEXT.search(text)
-    if bad:
-        raise FieldError(
-            "question",
-            f"Your question contains a character that cannot be sent "
-            f"(U+{ord(bad.group(0)):04X}). Please remove it.",
-        )
-    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
-    if not text:
-        raise FieldError("question", "Please type your question.")
-    if len(text) > max_chars:
-        raise FieldError(
-            "question",
-            f"Your question is too long ({len(text)} characters; the limit is {max_chars}). "
-            "Please shorten it.",
-        )
-    return text
+    try:
+        return clean_message(text, max_chars, refuse=CONTROL_IN_TEXT)
+    except TextRejected as exc:
+        if exc.code == "illegal_characters":
+            message = (
+                f"Your question contains a character that cannot be sent "
+                f"(U+{ord(exc.char):04X}). Please remove it."
+            )
+        elif exc.code == "message_too_long":
+            message = (
+                f"Your question is too long ({exc.length} characters; the limit is "
+                f"{max_chars}). Please shorten it."
+            )
+        else:
+            message = "Please type your question."
+        raise FieldError("question", message) from None

@@ -9,15 +9,11 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from component.core.text import XML_ILLEGAL
+
 # The longest display name kept in a header (a patron's name from the offline form).
 MAX_NAME_CHARS = 100
 
-# Everything outside the XML 1.0 Char production (the same rule as the chat text), which
-# also covers lone surrogates that cannot be encoded at all.
-XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-# C0 controls, DEL and C1 controls (NEL included), plus the Unicode line and paragraph
-# separators that some software treats as line breaks.
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # For header text: any run of line breaks, tabs and other control characters becomes one
 # space. Ordinary and non-breaking spaces are left alone, so a valid name is unchanged.

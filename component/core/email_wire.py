@@ -17,7 +17,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import EmailPolicy
 
-from component.core.email_text import CONTROL, MAX_NAME_CHARS, header_text
+from component.core.email_text import MAX_NAME_CHARS, header_text
+from component.core.text import CONTROL
 
 # Messages are built with 7-bit body encoding so the stored bytes can go to any server.
 BUILD_POLICY = policy.default.clone(cte_type="7bit")

@@ -10,30 +10,37 @@ from __future__ import annotations
 
 import re
 
-# Everything outside the XML 1.0 Char production:
+# Everything outside the XML 1.0 Char production (which also covers lone surrogates, which
+# cannot be encoded at all); the one copy of the rule, used for chat and email text alike:
 # #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]
-_XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+XML_ILLEGAL = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class TextRejected(ValueError):
     """Raised by `clean_message` with a machine code and a sentence for the writer."""
 
-    def __init__(self, code: str, text: str) -> None:
+    def __init__(self, code: str, text: str, *, char: str = "", length: int = 0) -> None:
         super().__init__(text)
         self.code = code
         self.text = text
+        self.char = char  # the refused character, for `illegal_characters`
+        self.length = length  # the text's length, for `message_too_long`
 
 
 MAX_TITLE_CHARS = 200
-# Line breaks and other controls (C0, DEL, C1, the Unicode line and paragraph separators).
-_TITLE_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Line breaks and other controls (C0, DEL, C1 with NEL, the Unicode line and paragraph
+# separators that some software treats as line breaks): refused in one-line text (titles,
+# names, addresses, anything that may reach a header).
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def clean_title(text: str, max_chars: int = MAX_TITLE_CHARS) -> str:
-    """Check a title typed by an admin or coordinator (of a group, queue or link) and
-    return it trimmed; raise `TextRejected` with a sentence for them otherwise.
+    """Check a title typed by an admin or coordinator (of a group, queue or link), or a
+    patron's name on the email form, and return it trimmed; raise `TextRejected` with a
+    sentence for them otherwise.
 
-    Called by the command line and the admin page before a title is stored. Queue titles
+    Called by the command line and the admin page before a title is stored, and by
+    `component.core.email_input.validate_name`. Queue titles
     go into email subjects and sender names, so besides characters XML cannot carry, line
     breaks, other control characters and "=?" (which starts an RFC 2047 encoded word, one
     that mail software decodes into any characters at all) are refused. The email builders
@@ -44,12 +51,13 @@ def clean_title(text: str, max_chars: int = MAX_TITLE_CHARS) -> str:
         raise TextRejected("empty_title", "Enter a title.")
     if len(title) > max_chars:
         raise TextRejected("title_too_long", f"The title must be at most {max_chars} characters.")
-    bad = _TITLE_CONTROL.search(title) or _XML_ILLEGAL.search(title)
+    bad = CONTROL.search(title) or XML_ILLEGAL.search(title)
     if bad:
         raise TextRejected(
             "illegal_characters",
             f"The title must be on one line, with printable characters only "
             f"(not U+{ord(bad.group(0)):04X}).",
+            char=bad.group(0),
         )
     if "=?" in title:
         raise TextRejected("encoded_word", 'The title cannot contain "=?".')
@@ -58,13 +66,13 @@ def clean_title(text: str, max_chars: int = MAX_TITLE_CHARS) -> str:
 
 def find_xml_illegal(text: str) -> str | None:
     """Return the first character that XML cannot carry, or None."""
-    match = _XML_ILLEGAL.search(text)
+    match = XML_ILLEGAL.search(text)
     return match.group(0) if match else None
 
 
 def strip_xml_illegal(text: str) -> str:
     """Remove characters XML cannot carry; the XMPP adapter's last guard on outgoing text."""
-    return _XML_ILLEGAL.sub("", text)
+    return XML_ILLEGAL.sub("", text)
 
 
 def one_line(text: str) -> str:
@@ -77,20 +85,25 @@ def one_line(text: str) -> str:
     )
 
 
-def clean_message(text: object, max_chars: int) -> str:
-    """Validate a chat message typed by a patron or operator.
+def clean_message(text: object, max_chars: int, *, refuse: re.Pattern[str] | None = None) -> str:
+    """Validate free text typed by a person: a chat message (patron or operator), a
+    feedback comment, a question or note for email (`component.core.email_input`, which
+    also refuses the control characters of `refuse` and words the refusals for a form).
 
-    Called by the service before a message is stored. Line endings are normalised and
-    surrounding whitespace trimmed; empty, oversized or XML-illegal text is refused with
-    `TextRejected` rather than silently altered, so the writer knows what happened.
+    Called by the service and the web layer before the text is stored. Line endings are
+    normalised and surrounding whitespace trimmed; empty, oversized or XML-illegal text is
+    refused with `TextRejected` rather than silently altered, so the writer knows what
+    happened.
     """
     if not isinstance(text, str):
         raise TextRejected("bad_text", "The message text must be a string.")
-    bad = find_xml_illegal(text)
+    bad = XML_ILLEGAL.search(text) or (refuse.search(text) if refuse is not None else None)
     if bad is not None:
+        char = bad.group(0)
         raise TextRejected(
             "illegal_characters",
-            f"The message contains a character that cannot be sent (U+{ord(bad):04X}).",
+            f"The message contains a character that cannot be sent (U+{ord(char):04X}).",
+            char=char,
         )
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if not text:
@@ -99,6 +112,7 @@ def clean_message(text: object, max_chars: int) -> str:
         raise TextRejected(
             "message_too_long",
             f"The message is too long ({len(text)} characters; the limit is {max_chars}).",
+            length=len(text),
         )
     return text
 

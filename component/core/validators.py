@@ -33,7 +33,7 @@ from component.core.escalation import RuleError, parse_rule
 from component.core.escalation import describe as describe_rule
 from component.core.hours import HoursError, format_hours, parse_hours
 from component.core.models import RoutingMode
-from component.core.text import TextRejected, clean_title, find_xml_illegal
+from component.core.text import CONTROL, TextRejected, clean_title, find_xml_illegal
 
 ADDRESS_HELP = "Please enter a valid email address, like name@example.org."
 # RFC 5321 limits a path to 256 octets including the angle brackets.
@@ -53,9 +53,6 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _CANNED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 _ORIGIN = re.compile(r"https?://(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?")
-# C0 controls, DEL and C1 controls (NEL included), plus the Unicode line and paragraph
-# separators that some software treats as line breaks.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Domains only a local mail server knows: one label, or a special-use name for local use.
 _LOCAL_DOMAIN = re.compile(r"([a-z0-9-]+\.)*(localhost|local|test)|[a-z0-9-]+")
 # Characters IDNA 2003 and IDNA 2008 treat differently ("deviation characters").
@@ -79,7 +76,7 @@ def email_address(text: str) -> str:
         raise ValueError("Please enter an email address, like name@example.org.")
     if len(text) > MAX_ADDRESS_CHARS:
         raise ValueError("That email address is too long. Please check it and try again.")
-    if _CONTROL.search(text) or find_xml_illegal(text):
+    if CONTROL.search(text) or find_xml_illegal(text):
         raise ValueError(ADDRESS_HELP)
     if any(ch in text for ch in ",;") or text.count("@") > 1:
         raise ValueError("Please enter just one email address, like name@example.org.")

@@ -12,6 +12,7 @@ import aiosqlite
 from component.core.exempt_contact import SeenIncident
 from component.core.models import NewMail
 from component.store.db import Database, from_iso, iso
+from component.store.mail import enqueue_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +131,8 @@ class ExemptContactStore:
             )
             if row is None or row["status"] != "draft":
                 return False
-            # The outbox row as `Store.enqueue_mail` writes it, in this transaction.
-            mail_id = await execute(
-                "INSERT INTO mail_outbox (purpose, recipients, message, next_attempt_at,"
-                " created_at) VALUES (?, ?, ?, ?, ?)",
-                (mail.purpose, "\n".join(mail.recipients), mail.message, iso(now), iso(now)),
-            )
+            # The mail commits with the draft's new status, or neither does.
+            mail_id = await enqueue_in(execute, mail, now)
             await execute(
                 "UPDATE exempt_contact_drafts SET status = 'sent', body = ?, sent_at = ?,"
                 " sent_by = ?, mail_id = ? WHERE id = ?",

@@ -47,12 +47,13 @@ async def enqueue_in(
     mail: NewMail,
     now: datetime,
     *,
-    ticket_id: int | None,
-    chat_id: int | None,
+    ticket_id: int | None = None,
+    chat_id: int | None = None,
 ) -> int:
     """Put an email in the outbox inside the caller's transaction (`execute`); returns
-    its id. Called by `MailStore` and by `TicketStore.create`, whose ticket and emails
-    commit together."""
+    its id. The one INSERT of an outbox row: called by `MailStore`, by
+    `TicketStore.create` (a ticket and its emails commit together) and by
+    `ExemptContactStore.send` (the mail and the draft's new status commit together)."""
     return await execute(
         "INSERT INTO mail_outbox (ticket_id, chat_id, purpose, recipients, message,"
         " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -83,7 +84,7 @@ class MailStore:
 
     async def enqueue(self, mail: NewMail, now: datetime, *, chat_id: int | None = None) -> int:
         async with self._db.transaction() as execute:
-            return await enqueue_in(execute, mail, now, ticket_id=None, chat_id=chat_id)
+            return await enqueue_in(execute, mail, now, chat_id=chat_id)
 
     async def transcript_mailed(self, chat_id: int) -> bool:
         """Whether the chat's transcript copy has been put in the outbox (sent or not)."""
@@ -100,7 +101,7 @@ class MailStore:
         async with self._db.transaction() as execute:
             if await self.transcript_mailed(chat_id):
                 return False
-            await enqueue_in(execute, mail, now, ticket_id=None, chat_id=chat_id)
+            await enqueue_in(execute, mail, now, chat_id=chat_id)
             await execute("UPDATE chats SET transcript_email = NULL WHERE id = ?", (chat_id,))
         return True
 

@@ -4,6 +4,7 @@ SQLite store. Events are collected from `service.bus`."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1067,20 +1068,32 @@ async def test_bans_from_another_connection_are_applied_without_rebuilding_the_i
 
 async def test_hot_queries_use_their_indexes(desk: Desk) -> None:
     """EXPLAIN QUERY PLAN of the queries run per line, per hello and per reload: none may
-    scan a table that grows with use (transcripts, chats, bans, the ban audit)."""
-    queries = [
+    scan a table that grows with use (transcripts, chats, bans, the ban audit). The
+    statements are captured from the connection while the store's own methods run, so the
+    check follows the store's SQL wherever it changes."""
+    store = desk.store
+    ran: list[str] = []
+
+    def trace(conn: sqlite3.Connection, on: bool) -> None:
+        conn.set_trace_callback(ran.append if on else None)
+
+    await store.db.run(lambda conn: trace(conn, True))
+    try:
         # the transcript after a seq (replays, offers), the newest seq, an idempotent resend
-        ("SELECT * FROM chat_events WHERE chat_id = ? AND seq > ? ORDER BY seq", (1, 0)),
-        ("SELECT COALESCE(MAX(seq), 0) FROM chat_events WHERE chat_id = ?", (1,)),
-        ("SELECT * FROM chat_events WHERE chat_id = ? AND client_id = ?", (1, "c")),
+        await store.chats.events_after(1, 0)
+        await store.chats.last_seq(1)
+        await store.chats.event_by_client_id(1, "c")
         # a hello with a resume token, relay cursors, a ban's incremental reload
-        ("SELECT * FROM chats WHERE resume_hash = ?", ("h",)),
-        ("UPDATE chats SET relayed_seq = MAX(relayed_seq, ?) WHERE id = ?", (1, 1)),
-        ("SELECT * FROM bans WHERE id IN (SELECT ban_id FROM ban_audit WHERE id > ?)", (0,)),
-        ("SELECT COALESCE(MAX(id), 0) FROM ban_audit", ()),
-    ]
-    for sql, params in queries:
-        plan = [row[3] for row in await desk.store.db.all("EXPLAIN QUERY PLAN " + sql, params)]
+        await store.chats.by_resume("h")
+        await store.chats.set_relayed({1: 1})
+        await store.bans.changed_since(0)
+        await store.bans.change_mark()
+    finally:
+        await store.db.run(lambda conn: trace(conn, False))
+    queries = [sql for sql in ran if sql.split()[0].upper() in ("SELECT", "UPDATE")]
+    assert len(queries) == 7, ran
+    for sql in queries:
+        plan = [row[3] for row in await store.db.all("EXPLAIN QUERY PLAN " + sql)]
         assert plan, sql
         scans = [step for step in plan if step.startswith("SCAN")]
         assert not scans, (sql, plan)

@@ -47,6 +47,7 @@ from web.admin.views import (
     may_see_chat,
     page_links,
     page_number,
+    path_id,
     visible_queue_ids,
     when,
 )
@@ -129,13 +130,6 @@ def ban_view(
     }
 
 
-def _ban_id(request: web.Request) -> int:
-    number = int_param(request.match_info["ban_id"])
-    if number is None:
-        raise web.HTTPNotFound(text="Not found.")
-    return number
-
-
 # Ban list, detail, audit ------------------------------------------------------------------
 
 
@@ -214,7 +208,7 @@ async def _ban_page(
 
 async def ban_detail(request: web.Request) -> web.Response:
     """GET /admin/bans/{id}: the ban, its audit trail, the lift form (admins)."""
-    row = await request.app[SERVICE].store.bans.row(_ban_id(request))
+    row = await request.app[SERVICE].store.bans.row(path_id(request, "ban_id"))
     if row is None:
         raise web.HTTPNotFound(text="Not found.")
     return await _ban_page(request, row)
@@ -225,7 +219,7 @@ async def lift(request: web.Request) -> web.Response:
     the reason recorded in the audit trail."""
     auth.require_admin(request)
     service = request.app[SERVICE]
-    row = await service.store.bans.row(_ban_id(request))
+    row = await service.store.bans.row(path_id(request, "ban_id"))
     if row is None:
         raise web.HTTPNotFound(text="Not found.")
     form = await request.post()

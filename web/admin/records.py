@@ -37,9 +37,9 @@ from web.admin.views import (
     csv_text,
     download,
     entries,
-    int_param,
     page_links,
     page_number,
+    path_id,
     sealed,
     visible_incidents,
     visible_queue_ids,
@@ -58,13 +58,6 @@ async def load_chat(request: web.Request, chat_id: int) -> ChatSummary:
         raise web.HTTPNotFound(text="Not found.")
     auth.check_group(request, chat.group_id)
     return chat
-
-
-def _chat_id(request: web.Request) -> int:
-    number = int_param(request.match_info["chat_id"])
-    if number is None:
-        raise web.HTTPNotFound(text="Not found.")
-    return number
 
 
 # Transcript search -------------------------------------------------------------------------
@@ -233,7 +226,7 @@ async def transcripts_csv(request: web.Request) -> web.Response:
 
 async def transcript(request: web.Request) -> web.Response:
     """GET /admin/transcripts/{id} (add ?verbatim=1 to open a sealed chat, admins only)."""
-    chat = await load_chat(request, _chat_id(request))
+    chat = await load_chat(request, path_id(request, "chat_id"))
     store = request.app[SERVICE].store
     incidents = await store.incidents.for_chat(chat.id)
     is_sealed = sealed(chat, incidents)
@@ -272,7 +265,7 @@ def _counts(events: Sequence[ChatEvent]) -> dict[str, Any]:
 
 
 async def _exportable(request: web.Request) -> tuple[ChatSummary, list[ChatEvent]]:
-    chat = await load_chat(request, _chat_id(request))
+    chat = await load_chat(request, path_id(request, "chat_id"))
     store = request.app[SERVICE].store
     if sealed(chat, await store.incidents.for_chat(chat.id)) and (
         request.query.get("verbatim") != "1" or auth.current(request).admin.role != "admin"
@@ -327,7 +320,7 @@ async def transcript_csv(request: web.Request) -> web.Response:
 
 async def delete_page(request: web.Request) -> web.Response:
     """GET /admin/transcripts/{id}/delete: the confirmation page."""
-    chat = await load_chat(request, _chat_id(request))
+    chat = await load_chat(request, path_id(request, "chat_id"))
     return await _delete_form(request, chat, error=None)
 
 
@@ -373,7 +366,7 @@ def _delete_blocker(
 
 async def delete(request: web.Request) -> web.Response:
     """POST /admin/transcripts/{id}/delete"""
-    chat = await load_chat(request, _chat_id(request))
+    chat = await load_chat(request, path_id(request, "chat_id"))
     form = await request.post()
     store = request.app[SERVICE].store
     blocker = _delete_blocker(request, chat, await store.incidents.for_chat(chat.id))

@@ -23,6 +23,7 @@ from web.admin.views import (
     int_param,
     page_links,
     page_number,
+    path_id,
     visible_queue_ids,
     when,
 )
@@ -107,17 +108,10 @@ def _ticket_view(t: Any, now: datetime) -> dict[str, Any]:
     }
 
 
-def _ticket_id(request: web.Request) -> int:
-    number = int_param(request.match_info["ticket_id"])
-    if number is None:
-        raise web.HTTPNotFound(text="Not found.")
-    return number
-
-
 async def ticket(request: web.Request) -> web.Response:
     """GET /admin/tickets/{id}"""
     service = request.app[SERVICE]
-    row = await service.store.tickets.row(_ticket_id(request))
+    row = await service.store.tickets.row(path_id(request, "ticket_id"))
     if row is None:
         raise web.HTTPNotFound(text="Not found.")
     check_queue(request, row.queue_id)
@@ -131,7 +125,7 @@ async def ticket(request: web.Request) -> web.Response:
 async def ticket_status(request: web.Request) -> web.Response:
     """POST /admin/tickets/{id}/status: close or reopen."""
     service = request.app[SERVICE]
-    row = await service.store.tickets.row(_ticket_id(request))
+    row = await service.store.tickets.row(path_id(request, "ticket_id"))
     if row is None:
         raise web.HTTPNotFound(text="Not found.")
     check_queue(request, row.queue_id)

@@ -88,6 +88,15 @@ def int_param(value: str | None, default: int | None = None) -> int | None:
     return number if 0 < number < 2**62 else None
 
 
+def path_id(request: web.Request, name: str) -> int:
+    """The record number in the URL's `{name}` part; 404 when it is not one (a record
+    page's handler calls it first, before any look-up)."""
+    number = int_param(request.match_info[name])
+    if number is None:
+        raise web.HTTPNotFound(text="Not found.")
+    return number
+
+
 def page_number(request: web.Request) -> int:
     return int_param(request.query.get("page"), 1) or 1
 
