@@ -214,8 +214,13 @@ def websocket_url(value: str) -> str:
     if value == "":
         return value  # the browser client is off
     bad = f"must be a ws:// or wss:// URL with a host, got {show_value(value)}"
-    if any(ch.isspace() for ch in value):
+    if not all("!" <= ch <= "~" for ch in value):
+        # Spaces, controls and non-ASCII: a header cannot carry them and a CSP source
+        # cannot match them (write an internationalised host in its xn-- form).
         raise Invalid(bad)
+    if "*" in value:
+        # In a Content-Security-Policy source "*" is a wildcard: "wss://*" is every host.
+        raise Invalid(f"must name one endpoint, without '*', got {show_value(value)}")
     parts = urlsplit(value)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise Invalid(bad)
