@@ -114,3 +114,26 @@ def test_referral_domains_and_membership() -> None:
     assert not in_domains("ill@badexample.edu", domains)
     assert not in_domains("ill@example.edu.evil.org", domains)
     assert in_domains("anyone@anywhere.org", ())
+
+
+@pytest.mark.parametrize("count", [10_000, 100_000])
+def test_too_many_referral_domains_are_refused_before_any_is_checked(
+    monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    """A pasted list of 10,000 domains used to go through the address check one by one
+    before the count was looked at (seconds of the event loop for one admin form)."""
+    checked: list[str] = []
+    real = validators.email_address
+
+    def counting(text: str) -> str:
+        checked.append(text)
+        return real(text)
+
+    monkeypatch.setattr(validators, "email_address", counting)
+    typed = ",".join(f"d{i}.example.org" for i in range(count))
+    with pytest.raises(ValueError, match="at most 20 referral domains"):
+        validators.referral_domains(typed)
+    assert checked == []
+    # Repeats of one domain are one domain, however many times it was pasted.
+    assert validators.referral_domains(" ".join(["Example.org"] * count)) == ("example.org",)
+    assert len(checked) == 1
