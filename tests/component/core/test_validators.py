@@ -137,3 +137,39 @@ def test_too_many_referral_domains_are_refused_before_any_is_checked(
     # Repeats of one domain are one domain, however many times it was pasted.
     assert validators.referral_domains(" ".join(["Example.org"] * count)) == ("example.org",)
     assert len(checked) == 1
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "ill@exаmple.org",  # a Cyrillic "а" among Latin letters: looks like example.org
+        "ill@examplе.edu",  # a Cyrillic "е"
+        "ill@exαmple.org",  # a Greek alpha
+        "ill@lib.pаypal.com",  # in any label
+    ],
+)
+def test_a_domain_label_mixing_latin_with_cyrillic_or_greek_is_refused(typed: str) -> None:
+    """Such a label shows as a well-known name but is another domain (xn--...): a
+    coordinator's address or a referral domain typed or pasted that way would send mail,
+    or allow referrals, somewhere else than the admin read."""
+    with pytest.raises(ValueError, match="mixes alphabets"):
+        validators.email_address(typed)
+    domain = typed.partition("@")[2]
+    with pytest.raises(ValueError, match="mixes alphabets"):
+        validators.referral_domains(f"example.edu {domain}")
+    with pytest.raises(ValueError, match="mixes alphabets"):
+        validators.email_list(f"a@example.edu, {typed}")
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("ill@bücher.example", "ill@xn--bcher-kva.example"),  # Latin with accents
+        ("ill@пример.рф", "ill@xn--e1afmkfd.xn--p1ai"),  # Cyrillic only
+        ("ill@παράδειγμα.ελ", "ill@xn--hxajbheg2az3al.xn--qxam"),  # Greek only
+        ("ill@例え.テスト", "ill@xn--r8jz45g.xn--zckzah"),  # Japanese scripts together
+        ("ill@shop.пример.com", "ill@shop.xn--e1afmkfd.com"),  # one script per label
+    ],
+)
+def test_single_script_international_domains_are_kept(typed: str, stored: str) -> None:
+    assert validators.email_address(typed) == stored
