@@ -390,3 +390,20 @@ def test_check_config_fails_on_the_example_secret_left_in_place(tmp_path: Path) 
         "utf-8",
     )
     assert refdesk("check-config", config=cfg).returncode == 0
+
+
+def test_numbers_beyond_any_date_are_clean_errors(tmp_path: Path) -> None:
+    """A ban of 10**20 days and an escalation window of 10**20 minutes ended in a
+    traceback (OverflowError from the date arithmetic) instead of the one-line error."""
+    cfg = write_config(tmp_path)
+    assert refdesk("group", "add", "central", config=cfg).returncode == 0
+    assert refdesk("queue", "add", "ask", "--group", "central", config=cfg).returncode == 0
+    huge = "99999999999999999999"
+    assert_clean_error(
+        refdesk("ban", "add", "203.0.113.9", "--reason", "x", "--days", huge, config=cfg),
+        "--days",
+    )
+    for rule in (f"4 in {huge}m", f"4 in {huge}h", f"{huge} in 10m"):
+        assert_clean_error(
+            refdesk("queue", "set", "ask", "--escalation", rule, config=cfg), "large"
+        )
