@@ -219,7 +219,7 @@ def example_secret_left(secret: str) -> str | None:
     if secret == EXAMPLE_SECRET:
         return (
             "xmpp.secret is still the example's published placeholder: set a long random "
-            "secret (python3 -c \"import secrets; print(secrets.token_urlsafe(32))\"), the "
+            'secret (python3 -c "import secrets; print(secrets.token_urlsafe(32))"), the '
             "same as the component secret in the XMPP server's configuration"
         )
     return None
