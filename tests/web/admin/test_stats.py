@@ -434,3 +434,19 @@ async def test_stats_page_passes_axe(offline_desk: Desk, browser: Browser) -> No
         assert not problems, problems
     finally:
         await context.close()
+
+
+async def test_stats_filters_that_look_like_numbers_are_404(offline_desk: Desk) -> None:
+    """A queue or operator filter of digits Python does not read as a number ("²", or
+    more digits than int() accepts) was a 500; it is an unknown queue or operator."""
+    from tests.test_directory_parity import admin_session
+
+    session, _token = await admin_session(offline_desk)
+    async with session:
+        for query in ("queue=²", "operator=²", f"queue={'9' * 5000}", "queue=99999999999999999999"):
+            for path in ("/admin/stats", "/admin/stats.csv?table=queues"):
+                sep = "&" if "?" in path else "?"
+                async with session.get(f"{offline_desk.url}{path}{sep}{query}") as resp:
+                    assert resp.status == 404, (path, query[:30], resp.status)
+        async with session.get(f"{offline_desk.url}/admin/stats") as resp:
+            assert resp.status == 200
