@@ -40,6 +40,10 @@ from component.store import Store, StoreError
 
 MAX_CLIENT_ID = 64
 GUEST_PREFIX = "guest-"
+# Seconds between two changes of a guest's presence as operators see it: a dropped
+# connection that comes straight back is one blink at most, and reconnecting in a loop
+# cannot flood the operators' clients.
+PRESENCE_SPACING = 2.0
 # Lower-case letters and digits without look-alikes, for guest JIDs people may read aloud.
 _GUEST_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 
@@ -88,6 +92,9 @@ class ChatLifecycle:
         self.moderation = moderation
         self.max_message_chars = max_message_chars
         self.resume_ttl = resume_ttl
+        # Seconds between two changes of a guest's presence shown to operators
+        # (`_show_presence`); tests may lengthen it.
+        self.presence_spacing = PRESENCE_SPACING
 
     def _now(self) -> datetime:
         return self.scheduler.now()
@@ -317,8 +324,8 @@ class ChatLifecycle:
         if live.gone_timer is not None:
             live.gone_timer.cancel()
             live.gone_timer = None
-        if live.connections == 1 and live.recipients():
-            self.bus.publish(GuestPresence(live.id, live.guest, live.recipients(), True))
+        if live.connections == 1:
+            self._show_presence(live)
 
     def patron_disconnected(self, chat_id: int) -> None:
         """A patron socket closed. When the last one has been gone for `resume_ttl`, the
@@ -329,8 +336,33 @@ class ChatLifecycle:
         live.connections = max(0, live.connections - 1)
         if live.connections == 0:
             self._arm_gone_timer(live)
-            if live.recipients():
-                self.bus.publish(GuestPresence(live.id, live.guest, live.recipients(), False))
+            self._show_presence(live)
+
+    def _show_presence(self, live: LiveChat) -> None:
+        """Show the operators whether the patron is connected, at most once per
+        `presence_spacing` seconds: a change sooner waits for the end of the spacing and is
+        shown then only if it still holds, so a patron reconnecting in a loop costs the
+        operators one presence per spacing instead of two per reconnect. Called when the
+        patron's first connection opens or the last one closes, and by its own timer."""
+        if live.presence_timer is not None:
+            return  # the timer reads the state when it fires
+        connected = live.connections > 0
+        if connected == live.presence_shown or not live.recipients():
+            return
+        wait = live.presence_next_at - self.scheduler.monotonic()
+        if wait > 0:
+            live.presence_timer = self.background.later(wait, lambda: self._presence_due(live.id))
+            return
+        live.presence_shown = connected
+        live.presence_next_at = self.scheduler.monotonic() + self.presence_spacing
+        self.bus.publish(GuestPresence(live.id, live.guest, live.recipients(), connected))
+
+    async def _presence_due(self, chat_id: int) -> None:
+        live = self.chats.get(chat_id)
+        if live is None:
+            return  # ended meanwhile: the end said unavailable
+        live.presence_timer = None
+        self._show_presence(live)
 
     async def _patron_gone(self, chat_id: int) -> None:
         live = self.chats.get(chat_id)

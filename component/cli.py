@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from component.cli_output import UsageError, fail, print_line, undecodable
 from component.cli_parser import DEFAULT_CONFIG, build_parser
-from component.config_checks import ConfigError
+from component.config_checks import ConfigError, example_secret_left
 from component.logs import setup_logging, use_format
 
 __all__ = ["DEFAULT_CONFIG", "UsageError", "build_parser", "main"]
@@ -43,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         config = load_config(args.config)
         if args.command == "check-config":
+            left = example_secret_left(config.xmpp.secret)
+            if left is not None:
+                fail(f"{args.config}: {left}")
+                return 1
             print_line(f"{args.config}: OK")
             if args.connect:
                 from component.doctor import run_checks

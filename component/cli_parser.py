@@ -31,7 +31,14 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    if value > _MAX_COUNT:
+        # Past this, a date `value` days away does not exist (OverflowError, a traceback);
+        # the ban rules then say which lengths they allow.
+        raise argparse.ArgumentTypeError(f"{text[:30]!r} is far too large")
     return value
+
+
+_MAX_COUNT = 999_999
 
 
 def _version() -> str:

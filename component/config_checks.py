@@ -216,11 +216,35 @@ def password_hashing(value: str) -> str:
     return value
 
 
+# The component secret config.example.toml ships with: published, so never a real one.
+EXAMPLE_SECRET = "change-me-to-a-long-random-string"
+
+
+def example_secret_left(secret: str) -> str | None:
+    """Why `[xmpp] secret` is unusable although well-formed (still the example's), or
+    None. Called by `refdesk check-config`, the step the README and the deploy guide have
+    a new installation run after copying config.example.toml."""
+    if secret == EXAMPLE_SECRET:
+        return (
+            "xmpp.secret is still the example's published placeholder: set a long random "
+            'secret (python3 -c "import secrets; print(secrets.token_urlsafe(32))"), the '
+            "same as the component secret in the XMPP server's configuration"
+        )
+    return None
+
+
 def websocket_url(value: str) -> str:
     """`[operator_web] websocket_url`: empty, or a ws:// or wss:// URL safe to quote in a
     Content-Security-Policy."""
     if value == "":
         return value  # the browser client is off
+    if not all("!" <= ch <= "~" for ch in value):
+        # Spaces, controls and non-ASCII: a header cannot carry them and a CSP source
+        # cannot match them (write an internationalised host in its xn-- form).
+        raise Invalid(f"must be a ws:// or wss:// URL with a host, got {show_value(value)}")
+    if "*" in value:
+        # In a Content-Security-Policy source "*" is a wildcard: "wss://*" is every host.
+        raise Invalid(f"must name one endpoint, without '*', got {show_value(value)}")
     parts = _server_url(value, ("ws", "wss"), "a ws:// or wss:// URL")
     if parts.fragment or any(ch in value for ch in "\"'<>;,"):
         # The URL goes into the operator page's Content-Security-Policy and its settings:

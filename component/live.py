@@ -62,6 +62,11 @@ class LiveChat:
     # Open patron connections, and the timer that ends the chat when none comes back.
     connections: int = 0
     gone_timer: Timer | None = None
+    # The guest's presence as operators were last shown it (connected or not), when it may
+    # change again (monotonic seconds), and the timer that shows a change made sooner.
+    presence_shown: bool = True
+    presence_next_at: float = 0.0
+    presence_timer: Timer | None = None
     offer_timer: Timer | None = None
     rollover_timer: Timer | None = None
     max_wait_timer: Timer | None = None
@@ -98,10 +103,17 @@ class LiveChat:
         return tuple(sorted(self.offered_to))
 
     def cancel_timers(self) -> None:
-        for timer in (self.gone_timer, self.offer_timer, self.rollover_timer, self.max_wait_timer):
+        for timer in (
+            self.gone_timer,
+            self.offer_timer,
+            self.rollover_timer,
+            self.max_wait_timer,
+            self.presence_timer,
+        ):
             if timer is not None:
                 timer.cancel()
         self.gone_timer = self.offer_timer = self.rollover_timer = self.max_wait_timer = None
+        self.presence_timer = None
 
 
 # Only `hold` has this key, so only `hold` can make a `Held`.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
@@ -305,8 +306,31 @@ async def browser() -> AsyncIterator[object]:
         raise RuntimeError(f"{CHROMIUM} is missing: install Debian's chromium package")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # Playwright names its own download as `pw.chromium.executable_path` whether or not
+        # it is used: check the program actually running instead.
+        running = await browser_program(browser)
+        if running != DEBIAN_CHROMIUM_PROGRAM:
+            await browser.close()
+            raise RuntimeError(f"the browser runs {running}, not Debian's Chromium")
         yield browser
         await browser.close()
+
+
+# What Debian's /usr/bin/chromium (a shell script) starts.
+DEBIAN_CHROMIUM_PROGRAM = Path("/usr/lib/chromium/chromium")
+
+
+async def browser_program(browser: Any) -> Path:
+    """The executable of a launched browser's main process, as the kernel sees it (the
+    browser names its process ids over the DevTools protocol). Used by the `browser`
+    fixture and by the test that shows which Chromium the tests drive."""
+    session = await browser.new_browser_cdp_session()
+    try:
+        info = await session.send("SystemInfo.getProcessInfo")
+    finally:
+        await session.detach()
+    (pid,) = [p["id"] for p in info["processInfo"] if p["type"] == "browser"]
+    return Path(os.readlink(f"/proc/{pid}/exe"))
 
 
 ADMIN_PASSWORD = "correct horse battery staple"

@@ -4,6 +4,7 @@ pickup of a returning patron, and the shared-computer contacts of exempt network
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ import aiohttp
 import pytest
 
 from component.config import LimitsConfig
-from component.directory import Directory, GroupChange, NewExempt
+from component.directory import Directory, GroupChange, NewExempt, NewGroup
 from tests.conftest import Desk
 from tests.mail_sink import MailSink
 from tests.operator_client import OperatorClient
@@ -262,6 +263,48 @@ async def test_repeated_incidents_from_a_school_draft_a_message_an_admin_sends(
         async with session.post(url, data={"body": edited, "csrf": token}) as resp:
             assert resp.status == 400
             assert "sent already" in await resp.text()
+    assert len(mail_sink.to(CONTACT)) == 1
+
+
+@TRUSTED
+async def test_a_contact_draft_is_sent_once_from_its_own_group_only(
+    desk: Desk, mail_sink: MailSink
+) -> None:
+    """Another group's address for the draft's id finds nothing, and two sends of the same
+    draft at once (a double click, a replayed request) send one message."""
+    await _school_exempt(desk)
+    directory = Directory.for_service(desk.service)
+    await directory.add_group(NewGroup("other", "Other Library"))
+    ana = await desk.add_operator(name="Ana")
+    await _incidents_from_school(desk, ana)
+    session, token = await admin_session(desk)
+    async with session:
+        elsewhere = f"{desk.url}/admin/groups/other/contact-drafts/1/send"
+        async with session.post(elsewhere, data={"body": "Hello", "csrf": token}) as resp:
+            assert resp.status == 404
+        for bad_id in (
+            "0",
+            "-1",
+            "99999999999999999999999",
+            "10000000000000000000",
+            "1e3",
+            "1_0",
+            "%2e%2e",
+        ):
+            url = f"{desk.url}/admin/groups/library/contact-drafts/{bad_id}/send"
+            async with session.post(url, data={"body": "Hello", "csrf": token}) as resp:
+                assert resp.status == 404, bad_id
+        url = f"{desk.url}/admin/groups/library/contact-drafts/1/send"
+
+        async def send() -> int:
+            async with session.post(url, data={"body": "Hello", "csrf": token}) as resp:
+                return resp.status
+
+        statuses = sorted(await asyncio.gather(send(), send(), send()))
+        assert statuses == [200, 400, 400]
+        await mail_sink.wait_for(1)
+        # The page still answers everyone after the refused attempts.
+        assert "sent" in await _group_page(session, desk)
     assert len(mail_sink.to(CONTACT)) == 1
 
 

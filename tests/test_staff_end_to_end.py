@@ -204,3 +204,31 @@ async def test_canned_is_answered_with_the_text_sent_and_can_be_seen_first(desk:
     )
     ana.send_message(guest, "!c? closing-time")
     assert "We close at 8" in (await ana.next_message(guest))["body"]
+
+
+async def test_a_patron_flapping_the_connection_does_not_flood_the_operator(desk: Desk) -> None:
+    """Every reconnect of the widget used to send the operator an unavailable and an
+    available presence at once: a script reconnecting in a loop floods the operator's
+    client (and the component's stream) with presence. Changes are now spaced; here the
+    spacing is longer than the test, so after the first change nothing more is sent."""
+    desk.service.lifecycle.presence_spacing = 3600.0
+    ana = await desk.add_operator(("ask",), name="Ana")
+    patron = await desk.patron()
+    await patron.say("Is the library open on Sunday?")
+    guest = await _offer(ana, "Sunday")
+    ana.send_message(guest, "Yes, from noon.")
+    assert "You took this chat" in (await ana.next_message(guest))["body"]
+    await ana.next_presence(guest, ptype="available")
+    before = len([p for p in ana.presences if p["from"].bare == guest])
+    for _ in range(30):
+        await patron.drop()
+        await patron.connect()
+    # A line sent after the flapping arrives after any presence sent during it.
+    await patron.say("Thanks!")
+    assert (await ana.next_message(guest))["body"].endswith("Thanks!")
+    shown = [p["type"] for p in ana.presences if p["from"].bare == guest][before:]
+    assert shown == ["unavailable"], shown
+    # The chat goes on, and its end is still shown at once.
+    ana.send_message(guest, "!end")
+    assert (await ana.next_message(guest))["body"] == "Chat ended."
+    await ana.next_presence(guest, ptype="unavailable")

@@ -37,6 +37,10 @@ def parse_frame(data: str | bytes, limit: int) -> dict[str, Any]:
     return frame
 
 
+# No chat has more lines than this; the bound keeps the value within SQLite's integers.
+MAX_LAST_SEQ = 2**53
+
+
 def parse_hello(frame: dict[str, Any]) -> tuple[str | None, int]:
     if frame["type"] != "hello":
         raise FrameError("hello_expected", "The first frame must be a hello.")
@@ -44,7 +48,13 @@ def parse_hello(frame: dict[str, Any]) -> tuple[str | None, int]:
     if resume is not None and (not isinstance(resume, str) or len(resume) > MAX_TOKEN):
         raise FrameError("bad_resume", "The resume token is not valid.")
     last_seq = frame.get("last_seq", 0)
-    if isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0:
+    # Bounded above too: JSON carries integers up to 2**64 - 1, SQLite only to 2**63 - 1,
+    # and an ended chat's history is read with it as it came.
+    if (
+        isinstance(last_seq, bool)
+        or not isinstance(last_seq, int)
+        or not 0 <= last_seq <= MAX_LAST_SEQ
+    ):
         raise FrameError("bad_last_seq", "last_seq must be a non-negative integer.")
     return resume or None, last_seq
 

@@ -44,6 +44,8 @@ from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 MIN_COUNT = 2
+# More arrivals than any desk sees in a day's window: a rule above it could never trip.
+MAX_COUNT = 10_000
 MIN_WINDOW = timedelta(minutes=1)
 MAX_WINDOW = timedelta(hours=24)
 MAX_FIRST_MINUTES = 60
@@ -111,6 +113,8 @@ class EscalationRule:
     def __post_init__(self) -> None:
         if self.count < MIN_COUNT:
             raise RuleError(f"the count must be at least {MIN_COUNT}, not {self.count}")
+        if self.count > MAX_COUNT:
+            raise RuleError(f"the count must be at most {MAX_COUNT}, not {self.count}")
         if self.window % timedelta(minutes=1):
             raise RuleError(f"the window must be whole minutes, not {self.window}")
         if self.kind is WindowKind.SLIDING and not MIN_WINDOW <= self.window <= MAX_WINDOW:
@@ -215,6 +219,10 @@ def _hour_start(now: datetime, tz: ZoneInfo) -> datetime:
 
 def _number(word: str) -> int:
     if word.isdigit():
+        # Bounded before any arithmetic: timedelta cannot hold 10**20 minutes, and the
+        # rule's own bounds are far below six digits.
+        if len(word) > 6:
+            raise RuleError(f"the number {word[:12]}... is far too large")
         return int(word)
     if word in ("a", "an"):
         return 1

@@ -73,6 +73,10 @@ COMMON_ZONES = (
 
 # Longest date range the page accepts (a year, leap or not).
 MAX_DAYS = 366
+# The years a report or search may name: the day after 9999-12-31 and the instants just
+# before 0001-01-01 in zones ahead of UTC do not exist (OverflowError in the arithmetic).
+MIN_YEAR = 1970
+MAX_YEAR = 9998
 
 _ZONE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
 
@@ -213,9 +217,12 @@ def parse_day(text: str) -> date:
     if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", s):
         raise StatsError("Enter a date as YYYY-MM-DD.")
     try:
-        return date.fromisoformat(s)
+        day = date.fromisoformat(s)
     except ValueError:
         raise StatsError("Enter a real date as YYYY-MM-DD.") from None
+    if not MIN_YEAR <= day.year <= MAX_YEAR:
+        raise StatsError(f"Enter a date from {MIN_YEAR} to {MAX_YEAR}.")
+    return day
 
 
 def check_range(first: date, last: date) -> None:
@@ -445,6 +452,8 @@ def describe_bars(bars: Sequence[Bar], unit: str = "chats") -> str:
 __all__ = [
     "COMMON_ZONES",
     "MAX_DAYS",
+    "MAX_YEAR",
+    "MIN_YEAR",
     "PERCENTILES",
     "Bar",
     "Counts",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -57,6 +58,22 @@ _ORIGIN = re.compile(r"https?://(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?")
 _LOCAL_DOMAIN = re.compile(r"([a-z0-9-]+\.)*(localhost|local|test)|[a-z0-9-]+")
 # Characters IDNA 2003 and IDNA 2008 treat differently ("deviation characters").
 _DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")
+# Alphabets with letters that look alike (Latin "a", Cyrillic "а", Greek "α"): one label
+# mixing them is made to pass for another name, as browsers' address bars also judge.
+_LOOKALIKE_ALPHABETS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
+MIXED_ALPHABETS = (
+    "Please check the part after the @: it mixes alphabets (such as Latin and Cyrillic"
+    " letters that look alike) within one name, so it is not the domain it looks like."
+)
+
+
+def _mixes_alphabets(domain: str) -> bool:
+    """Whether a label of `domain` (Unicode form) has letters of two look-alike alphabets."""
+    for label in domain.split("."):
+        found = {unicodedata.name(ch, "").partition(" ")[0] for ch in label if ch.isalpha()}
+        if len(found & _LOOKALIKE_ALPHABETS) > 1:
+            return True
+    return False
 
 
 # --- email -----------------------------------------------------------------------------
@@ -105,6 +122,8 @@ def email_address(text: str) -> str:
         checked = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError:
         raise ValueError(ADDRESS_HELP) from None
+    if _mixes_alphabets(checked.domain):
+        raise ValueError(MIXED_ALPHABETS)
     result = f"{checked.local_part}@{checked.ascii_domain.lower()}"
     # An all-digit top-level label is an IP address, not a mail domain.
     if checked.ascii_domain.rsplit(".", 1)[-1].isdigit():
@@ -359,10 +378,13 @@ def referral_domains(text: str) -> tuple[str, ...]:
     """A group's allowed referral domains as typed (commas or spaces between them), each
     in its ASCII form; () for an empty field (any domain). Called by the directory layer
     for `group set --referral-domains` and the admin group page."""
+    # Counted before any is checked: each check is an IDNA conversion, and a pasted list of
+    # thousands would hold the event loop for seconds. Repeats (in any case) count once.
+    items = list(dict.fromkeys(w.lower() for w in re.split(r"[,\s]+", text.strip()) if w))
+    if len(items) > MAX_REFERRAL_DOMAINS:
+        raise ValueError(f"Give at most {MAX_REFERRAL_DOMAINS} referral domains.")
     found: list[str] = []
-    for item in re.split(r"[,\s]+", text.strip()):
-        if not item:
-            continue
+    for item in items:
         if "@" in item or item.startswith(("*", ".")):
             raise ValueError(
                 f"{item[:80]!r} is not a domain: write just the part after the @, like "
@@ -370,15 +392,18 @@ def referral_domains(text: str) -> tuple[str, ...]:
             )
         try:
             domain = email_address(f"postmaster@{item}").partition("@")[2]
-        except ValueError:
+        except ValueError as exc:
+            if str(exc) == MIXED_ALPHABETS:
+                raise ValueError(
+                    f"{item[:80]!r} mixes alphabets (such as Latin and Cyrillic letters that"
+                    " look alike) within one name, so it is not the domain it looks like."
+                ) from None
             raise ValueError(
                 f"{item[:80]!r} is not a mail domain: write e.g. example.edu or "
                 "library.example.org."
             ) from None
         if domain not in found:
             found.append(domain)
-    if len(found) > MAX_REFERRAL_DOMAINS:
-        raise ValueError(f"Give at most {MAX_REFERRAL_DOMAINS} referral domains.")
     return tuple(found)
 
 

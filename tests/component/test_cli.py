@@ -418,3 +418,40 @@ def _stored_hash(tmp: Path, username: str) -> str:
         found = row.fetchone()
     assert found is not None
     return str(found[0])
+
+
+def test_check_config_fails_on_the_example_secret_left_in_place(tmp_path: Path) -> None:
+    """A sysadmin following the README copies config.example.toml: check-config said "OK"
+    with the example's published component secret still in it."""
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    cfg = tmp_path / "refdesk.toml"
+    cfg.write_text(example.read_text("utf-8"), "utf-8")
+    result = refdesk("check-config", config=cfg)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "xmpp.secret" in result.stderr and "example" in result.stderr, result.stderr
+    # With a secret of its own, the same file is fine.
+    cfg.write_text(
+        example.read_text("utf-8").replace(
+            'secret = "change-me-to-a-long-random-string"', 'secret = "Vq2-a-real-secret-9x"'
+        ),
+        "utf-8",
+    )
+    assert refdesk("check-config", config=cfg).returncode == 0
+
+
+def test_numbers_beyond_any_date_are_clean_errors(tmp_path: Path) -> None:
+    """A ban of 10**20 days and an escalation window of 10**20 minutes ended in a
+    traceback (OverflowError from the date arithmetic) instead of the one-line error."""
+    cfg = write_config(tmp_path)
+    assert refdesk("group", "add", "central", config=cfg).returncode == 0
+    assert refdesk("queue", "add", "ask", "--group", "central", config=cfg).returncode == 0
+    huge = "99999999999999999999"
+    assert_clean_error(
+        refdesk("ban", "add", "203.0.113.9", "--reason", "x", "--days", huge, config=cfg),
+        "--days",
+    )
+    for rule in (f"4 in {huge}m", f"4 in {huge}h", f"{huge} in 10m"):
+        assert_clean_error(
+            refdesk("queue", "set", "ask", "--escalation", rule, config=cfg), "large"
+        )

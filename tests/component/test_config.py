@@ -386,6 +386,14 @@ def test_bad_public_url(tmp_path: Path, url: str) -> None:
         "wss://xmpp.example.org/ws\\u0022,x",
         "wss://xmpp.example.org/ws#frag",
         "wss://xmpp.example.org/a b",
+        # A CSP wildcard would let the page connect anywhere: "wss://*" is every host.
+        "wss://*",
+        "wss://*.example.org/ws",
+        "wss://xmpp.example.org/*",
+        # Controls and non-ASCII: a header cannot carry them, a CSP source cannot match.
+        "wss://xmpp.example.org/\\u0000ws",
+        "wss://xmpp.example.org/ws\\u007f",
+        "wss://exämple.org/ws",
     ],
 )
 def test_bad_operator_websocket_url(tmp_path: Path, url: str) -> None:

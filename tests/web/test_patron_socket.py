@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import aiohttp
+import pytest
 
 from tests.conftest import Desk
 from tests.patron_client import PatronClient
@@ -173,3 +174,30 @@ async def test_waiting_patron_resumes_and_sees_own_messages(offline_desk: Desk) 
     # Writing after the end is refused clearly.
     await again.send({"type": "message", "id": "c3", "text": "hello?"})
     assert (await again.next("error"))["code"] == "chat_ended"
+
+
+@pytest.mark.parametrize("last_seq", [2**63, 2**64 - 1])
+async def test_a_resume_claiming_a_seq_beyond_sqlite_is_answered(
+    offline_desk: Desk, last_seq: int
+) -> None:
+    """An ended chat resumed (as a page does to ask for the rating) with a last_seq JSON
+    can carry but SQLite cannot: the history query failed in the database and the socket
+    was dropped. Now a clear error, and the same socket can still say a proper hello."""
+    patron = await offline_desk.patron()
+    await patron.say("one", client_id="c1")
+    await patron.send({"type": "end"})
+    await patron.next("ended")
+    await patron.drop()
+    session, ws = await _raw_socket(offline_desk)
+    try:
+        hello = {"type": "hello", "resume": patron.resume, "last_seq": last_seq}
+        await ws.send_str(json.dumps(hello))
+        assert (await _next_json(ws))["code"] == "bad_last_seq"
+        await ws.send_str(json.dumps({**hello, "last_seq": 0}))
+        welcome = await _next_json(ws)
+        assert welcome["type"] == "welcome" and welcome["resumed"] is True
+    finally:
+        await ws.close()
+        await session.close()
+    bystander = await offline_desk.patron()
+    assert (await bystander.say("Still served"))["seq"] == 1

@@ -90,3 +90,37 @@ async def test_operator_corrects_the_last_line_in_the_patrons_view(
     assert [e.text for e in corrected] == ["On the 3rd floor, room 301.", "!end"]
     lines = staff_transcript(events)
     assert any(ln.who == "Ana (corrected)" and "room 301" in ln.text for ln in lines)
+
+
+async def test_a_correction_reaches_only_the_last_line_and_only_its_author(desk: Desk) -> None:
+    """A canned line sent with `!c` is the operator's last line to the patron: the line
+    before it can no longer be rewritten (a client corrects only its last message, here
+    the `!c`; a hostile one could name the earlier id). A colleague of the same queue
+    cannot correct anyone's line."""
+    ana = await desk.add_operator(name="Ana")
+    ben = await desk.add_operator(name="Ben")
+    patron = await desk.patron()
+    await patron.say("Where is the map room?")
+    guest = await take_offer(ana, "Where is the map room?")
+    await take_offer(ben, "Where is the map room?")
+    _line(ana, guest, "On the 2nd floor.", "line-1")
+    assert "You took this chat" in (await ana.next_message(guest))["body"]
+    await patron.next("message", lambda f: f.get("text") == "On the 2nd floor.")
+
+    _line(ben, guest, "Rewritten by Ben", "ben-1", replaces="line-1")
+    assert (await ben.next_error(guest))["error"]["condition"] in ("not-allowed", "conflict")
+
+    _line(ana, guest, "!c anything-else", "line-2")
+    assert (await ana.next_message(guest))["body"].startswith("Sent: ")
+    _line(ana, guest, "Sneaky rewrite", "line-3", replaces="line-1")
+    error = await ana.next_error(guest)
+    assert error["error"]["condition"] == "not-acceptable"
+    assert "Only your last line" in error["error"]["text"]
+
+    chat_id = next(iter(desk.service.open_chat_ids()))
+    texts = [e.text for e in await desk.refdesk.store.chats.events_after(chat_id, 0)]
+    assert "On the 2nd floor." in texts
+    assert "Sneaky rewrite" not in texts and "Rewritten by Ben" not in texts
+    # The chat goes on for everyone.
+    _line(ana, guest, "Still here.", "line-4")
+    await patron.next("message", lambda f: f.get("text") == "Still here.")

@@ -93,11 +93,13 @@ def is_admin(request: web.Request) -> bool:
 
 
 def id_of(request: web.Request, key: str = "id") -> int:
-    """The numeric id in the URL; anything else is a 404."""
-    try:
-        return int(request.match_info[key])
-    except ValueError:
-        raise web.HTTPNotFound(text="Not found.") from None
+    """The numeric id in the URL; anything else is a 404. Called by the handlers of
+    /admin/.../{id} routes. Only plain digits, well within SQLite's integer range: a longer
+    number used to reach the database and fail there (a 500 for the request)."""
+    text = request.match_info[key]
+    if not (0 < len(text) <= 18 and text.isascii() and text.isdigit() and int(text) > 0):
+        raise web.HTTPNotFound(text="Not found.")
+    return int(text)
 
 
 # Lookups with the coordinator check ---------------------------------------------------------

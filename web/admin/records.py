@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from component.core.models import ChatEvent, EventKind, Incident
+from component.core.stats import MAX_YEAR, MIN_YEAR
 from component.store.transcripts import ChatSummary
 from web.admin import auth
 from web.admin.layout import render
@@ -78,10 +79,13 @@ class Search:
 
 
 def _date(value: str) -> date | None:
+    """A search's date, or None for one not written YYYY-MM-DD or outside the years a
+    search may name (the day after 9999-12-31 does not exist)."""
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         return None
+    return day if MIN_YEAR <= day.year <= MAX_YEAR else None
 
 
 def _queues_for(request: web.Request) -> list[Any]:

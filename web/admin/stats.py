@@ -121,7 +121,8 @@ def _find_queue(text: str, visible: Visible) -> Queue:
     for q in visible.queues:
         if q.name == text:
             return q
-    if text.isdigit():
+    # ASCII digits only, few enough for int(): "²" is a digit to isdigit() but not to int().
+    if text.isascii() and text.isdigit() and len(text) <= 18:
         for q in visible.queues:
             if q.id == int(text):
                 return q
@@ -132,7 +133,8 @@ def _find_operator(text: str, visible: Visible) -> Operator:
     for op in visible.operators:
         if op.jid == text:
             return op
-    if text.isdigit():
+    # ASCII digits only, few enough for int(): "²" is a digit to isdigit() but not to int().
+    if text.isascii() and text.isdigit() and len(text) <= 18:
         for op in visible.operators:
             if op.id == int(text):
                 return op

@@ -396,3 +396,17 @@ def test_calls_as_a_service_would_make_them(
             assert call - previous > rule.window
         else:
             assert window_start(rule, previous, tz) < start  # a later clock hour
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4 in 99999999999999999999m",
+        "4 in 999999999999999999999999h",
+        "99999999999999999999 in 10m",
+        "99999999999999999999 in the first 10 minutes of the hour",
+    ],
+)
+def test_numbers_too_large_for_a_rule_are_refused(text: str) -> None:
+    with pytest.raises(RuleError):
+        parse_rule(text)

@@ -114,3 +114,62 @@ def test_referral_domains_and_membership() -> None:
     assert not in_domains("ill@badexample.edu", domains)
     assert not in_domains("ill@example.edu.evil.org", domains)
     assert in_domains("anyone@anywhere.org", ())
+
+
+@pytest.mark.parametrize("count", [10_000, 100_000])
+def test_too_many_referral_domains_are_refused_before_any_is_checked(
+    monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    """A pasted list of 10,000 domains used to go through the address check one by one
+    before the count was looked at (seconds of the event loop for one admin form)."""
+    checked: list[str] = []
+    real = validators.email_address
+
+    def counting(text: str) -> str:
+        checked.append(text)
+        return real(text)
+
+    monkeypatch.setattr(validators, "email_address", counting)
+    typed = ",".join(f"d{i}.example.org" for i in range(count))
+    with pytest.raises(ValueError, match="at most 20 referral domains"):
+        validators.referral_domains(typed)
+    assert checked == []
+    # Repeats of one domain are one domain, however many times it was pasted.
+    assert validators.referral_domains(" ".join(["Example.org"] * count)) == ("example.org",)
+    assert len(checked) == 1
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "ill@exаmple.org",  # a Cyrillic "а" among Latin letters: looks like example.org
+        "ill@examplе.edu",  # a Cyrillic "е"
+        "ill@exαmple.org",  # a Greek alpha
+        "ill@lib.pаypal.com",  # in any label
+    ],
+)
+def test_a_domain_label_mixing_latin_with_cyrillic_or_greek_is_refused(typed: str) -> None:
+    """Such a label shows as a well-known name but is another domain (xn--...): a
+    coordinator's address or a referral domain typed or pasted that way would send mail,
+    or allow referrals, somewhere else than the admin read."""
+    with pytest.raises(ValueError, match="mixes alphabets"):
+        validators.email_address(typed)
+    domain = typed.partition("@")[2]
+    with pytest.raises(ValueError, match="mixes alphabets"):
+        validators.referral_domains(f"example.edu {domain}")
+    with pytest.raises(ValueError, match="mixes alphabets"):
+        validators.email_list(f"a@example.edu, {typed}")
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("ill@bücher.example", "ill@xn--bcher-kva.example"),  # Latin with accents
+        ("ill@пример.рф", "ill@xn--e1afmkfd.xn--p1ai"),  # Cyrillic only
+        ("ill@παράδειγμα.ελ", "ill@xn--hxajbheg2az3al.xn--qxam"),  # Greek only
+        ("ill@例え.テスト", "ill@xn--r8jz45g.xn--zckzah"),  # Japanese scripts together
+        ("ill@shop.пример.com", "ill@shop.xn--e1afmkfd.com"),  # one script per label
+    ],
+)
+def test_single_script_international_domains_are_kept(typed: str, stored: str) -> None:
+    assert validators.email_address(typed) == stored

@@ -434,3 +434,41 @@ async def test_stats_page_passes_axe(offline_desk: Desk, browser: Browser) -> No
         assert not problems, problems
     finally:
         await context.close()
+
+
+async def test_stats_filters_that_look_like_numbers_are_404(offline_desk: Desk) -> None:
+    """A queue or operator filter of digits Python does not read as a number ("²", or
+    more digits than int() accepts) was a 500; it is an unknown queue or operator."""
+    from tests.test_directory_parity import admin_session
+
+    session, _token = await admin_session(offline_desk)
+    async with session:
+        for query in ("queue=²", "operator=²", f"queue={'9' * 5000}", "queue=99999999999999999999"):
+            for path in ("/admin/stats", "/admin/stats.csv?table=queues"):
+                sep = "&" if "?" in path else "?"
+                async with session.get(f"{offline_desk.url}{path}{sep}{query}") as resp:
+                    assert resp.status == 404, (path, query[:30], resp.status)
+        async with session.get(f"{offline_desk.url}/admin/stats") as resp:
+            assert resp.status == 200
+
+
+async def test_stats_and_transcript_dates_at_the_ends_of_the_calendar(offline_desk: Desk) -> None:
+    """The first and last days a date can hold, in zones on either side of UTC: the day
+    after 9999-12-31 (or the instant before 0001-01-01) does not exist, and asking for it
+    was a 500. Each is a clear refusal or an empty report, and the page goes on."""
+    from tests.test_directory_parity import admin_session
+
+    session, _token = await admin_session(offline_desk)
+    async with session:
+        for tz in ("UTC", "America/Chicago", "Pacific/Kiritimati"):
+            for day in ("9999-12-31", "0001-01-01"):
+                for path in (
+                    f"/admin/stats?from={day}&to={day}&tz={tz}",
+                    f"/admin/stats.csv?table=summary&from={day}&to={day}&tz={tz}",
+                    f"/admin/transcripts?from={day}&to={day}",
+                    f"/admin/transcripts.csv?from={day}&to={day}",
+                ):
+                    async with session.get(f"{offline_desk.url}{path}") as resp:
+                        assert resp.status in (200, 400), (path, resp.status)
+        async with session.get(f"{offline_desk.url}/admin/stats") as resp:
+            assert resp.status == 200
