@@ -52,7 +52,8 @@ from bench.common import (
     wait_quiet,
 )
 from bench.patrons import Fleet, Tracker, paced
-from bench.stack import QUEUE, BenchStack, stop_child
+from bench.stack import QUEUE, BenchStack, start_child, stop_child
+from bench.xmpp_clients import FloorSender
 
 PASSWORD = "bench-password"
 THRESHOLD_MS = 100.0
@@ -254,6 +255,86 @@ async def chatting_phase(
     return out
 
 
+async def floor_phase(
+    steps: list[int],
+    *,
+    pairs: int,
+    interval: float,
+    warmup: float,
+    duration: float,
+    keep: bool,
+    quiet_wait: float = 60.0,
+) -> dict[str, Any]:
+    """The floor's own capacity: the same paced lines (one every `interval` s per chat,
+    answered at once) between plain XMPP clients through a throwaway Prosody, stepped up
+    until its p99 passes the threshold. `pairs` sending clients (in this process, like the
+    patrons) and as many echo clients (their own process, like refdesk) carry the chats,
+    as the latency benchmark's floor does; no refdesk runs."""
+    out: dict[str, Any] = {"steps": [], "stopped": "last step reached", "pairs": pairs}
+    async with BenchStack(keep=keep) as stack:
+        prosody = await stack.start_prosody()
+        out["facts"] = machine_facts(stack.prosody_config)
+        senders_jids = await stack.register([f"floor-s{i}" for i in range(pairs)], PASSWORD)
+        echo_jids = await stack.register([f"floor-e{i}" for i in range(pairs)], PASSWORD)
+        host, port = prosody.host, prosody.c2s_port
+        echo = await start_child(
+            sys.executable, "-m", "bench.echo", "--host", host, "--port", str(port),
+            "--password", PASSWORD, *echo_jids,
+            log=stack.workdir / "echo.log", stdout_pipe=True,
+        )  # fmt: skip
+        senders: list[FloorSender] = []
+        try:
+            assert echo.stdout is not None
+            if (await asyncio.wait_for(echo.stdout.readline(), 60)).strip() != b"ready":
+                raise RuntimeError("the floor's echo process did not start")
+            tracker = Tracker()
+            senders = [
+                FloorSender(jid, PASSWORD, host, port, lambda t, at: tracker.on_answer(t, at))
+                for jid in senders_jids
+            ]
+            await asyncio.gather(*(sender.connect() for sender in senders))
+            pids = {"prosody": stack.prosody_pid, "echo": echo.pid, "bench client": os.getpid()}
+            for step in steps:
+                quiet = await wait_quiet(pids, max_wait=quiet_wait)
+                tracker.__init__()  # type: ignore[misc]
+                meter = CpuMeter(pids)
+                meter.start()
+                await paced(
+                    step,
+                    interval,
+                    warmup,
+                    duration,
+                    lambda i, _tok, body: senders[i % pairs].send(echo_jids[i % pairs], body),
+                    tracker,
+                    f"fl{step}",
+                )
+                await tracker.drain(max(10.0, 3 * interval))
+                summary = tracker.summary()
+                out["steps"].append(
+                    {"sessions": step, "rate_per_s": step / interval, "quiet": quiet,
+                     "cpu": meter.stop(), **summary}
+                )  # fmt: skip
+                rtt = summary["rtt_ms"]
+                print(
+                    f"  floor {step}: p50 {rtt['p50']:.1f} p99 {rtt['p99']:.1f} ms, "
+                    f"unanswered {summary['unanswered']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if rtt["p99"] > THRESHOLD_MS or summary["unanswered"]:
+                    out["stopped"] = (
+                        f"p99 {rtt['p99']:.0f} ms > {THRESHOLD_MS:.0f} ms"
+                        if rtt["p99"] > THRESHOLD_MS
+                        else f"{summary['unanswered']} lines unanswered"
+                    )
+                    break
+        finally:
+            await asyncio.gather(*(s.disconnect() for s in senders), return_exceptions=True)
+            await stop_child(echo)
+    out["crossing"] = crossing(out["steps"])
+    return out
+
+
 def project_open_seconds(last: tuple[int, int, float], have: int, want: int) -> float:
     """Seconds to open chats have→want if the cost of the n-th chat grows like n² (as
     measured: every status change costs sockets × open chats)."""
@@ -302,8 +383,44 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         db_dir=args.db_dir,
         gc_watch=args.gc_watch,
     )
+    if args.floor_steps:
+        print("floor: plain XMPP clients through Prosody", file=sys.stderr, flush=True)
+        result["floor"] = await floor_phase(
+            args.floor_steps,
+            pairs=args.operators,
+            interval=args.interval,
+            warmup=args.warmup,
+            duration=args.duration,
+            keep=args.keep,
+            quiet_wait=0.0 if args.quick else 60.0,
+        )
+        result["capacity_ratio"] = capacity_ratio(result["chatting"], result["floor"])
     result["facts"] = result["chatting"].get("facts") or result["idle"].get("facts")
     return result
+
+
+def capacity_ratio(chat: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    """refdesk's sustainable chatting sessions over the floor's, each the step where p99
+    passed the threshold (interpolated) or, if it never did, the last step measured under
+    it (then the figure is a lower bound, and the ratio says which side is bounded)."""
+
+    def sustained(phase: dict[str, Any]) -> tuple[float, bool]:
+        cross = phase["crossing"]["sessions"]
+        if cross is not None:
+            return float(cross), True
+        steps = phase["steps"]
+        return (float(steps[-1]["sessions"]) if steps else math.nan), False
+
+    ours, ours_exact = sustained(chat)
+    theirs, theirs_exact = sustained(floor)
+    how = {
+        (True, True): "both crossed the threshold",
+        (True, False): "the floor never crossed it: the ratio is an upper bound",
+        (False, True): "refdesk never crossed it: the ratio is a lower bound",
+        (False, False): "neither crossed it: no ratio can be read",
+    }[(ours_exact, theirs_exact)]
+    value = ours / theirs if theirs and not math.isnan(theirs) else math.nan
+    return {"refdesk": ours, "floor": theirs, "ratio": value, "how": how}
 
 
 def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
@@ -389,6 +506,7 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         ],
         chat_rows,
     )  # fmt: skip
+    floor_text = floor_markdown(result, args)
     if not notes:
         notes = ["No failures, no error frames, no WARNING/ERROR in the refdesk logs."]
     note_lines = "\n".join("- " + n for n in notes)
@@ -425,7 +543,46 @@ during the step: the machine is shared and not always quiet.
 
 {verdict}
 
+{floor_text}
 {note_lines}
+"""
+
+
+def floor_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
+    """The floor's steps and the capacity ratio, or nothing if the floor was not run."""
+    floor = result.get("floor")
+    if not floor:
+        return ""
+    rows = [
+        [
+            str(r["sessions"]),
+            fmt(r["rate_per_s"], 0),
+            str(r["sent"]),
+            fmt(r["rtt_ms"]["p50"], 1),
+            fmt(r["rtt_ms"]["p99"], 1),
+            fmt(r["rtt_ms"]["max"], 0),
+            str(r["unanswered"]),
+            " / ".join(
+                fmt(100 * r["cpu"].get(k, math.nan), 0)
+                for k in ("prosody", "echo", "bench client", "others")
+            ),
+        ]
+        for r in floor["steps"]
+    ]
+    table = md_table(
+        ["sessions", "lines/s each way", "samples", "p50 ms", "p99 ms", "max ms",
+         "unanswered", "CPU prosody / echo / bench client / others"],
+        rows,
+    )  # fmt: skip
+    ratio_ = result["capacity_ratio"]
+    return f"""**Floor** (the limit refdesk sits on): the same paced lines between plain XMPP
+clients through a fresh Prosody ({floor["pairs"]} sending clients in the benchmark's process,
+{floor["pairs"]} echo clients in their own), no refdesk; stopped because: {floor["stopped"]}.
+
+{table}
+
+Sustainable chatting sessions (p99 ≤ {THRESHOLD_MS:.0f} ms): refdesk {fmt(ratio_["refdesk"], 0)},
+floor {fmt(ratio_["floor"], 0)}: **{fmt(ratio_["ratio"], 2)}× the floor** ({ratio_["how"]}).
 """
 
 
@@ -437,6 +594,12 @@ def main() -> None:
     parser = base_parser("bench.capacity", __doc__.split("\n\n")[0])
     parser.add_argument("--idle-steps", type=_steps)
     parser.add_argument("--chat-steps", type=_steps)
+    parser.add_argument(
+        "--floor-steps",
+        type=_steps,
+        help="steps of the floor (plain XMPP clients through Prosody; default: the chat "
+        "steps and beyond, up to twice the last)",
+    )
     parser.add_argument("--queues", type=int, help="queues the sessions are spread over (10)")
     parser.add_argument("--operators", type=int, help="operator accounts (10)")
     parser.add_argument("--interval", type=float, help="seconds between a chat's lines (5)")
@@ -456,6 +619,9 @@ def main() -> None:
     args.chat_steps = args.chat_steps or (
         [5, 15] if q else [250, 500, 1000, 1500, 2000, 2500, 3000]
     )
+    if args.floor_steps is None:
+        last = args.chat_steps[-1]
+        args.floor_steps = [*args.chat_steps, round(1.5 * last), 2 * last]
     args.queues = args.queues or (2 if q else 10)
     args.operators = args.operators or (2 if q else 10)
     args.interval = args.interval or (1.0 if q else 5.0)

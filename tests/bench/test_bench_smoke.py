@@ -130,6 +130,13 @@ def test_capacity_quick(runs: dict[str, Run]) -> None:
         assert row["rss_kib"] > 0
     assert data["chatting"]["failures"] == []
     assert "crossing" in data["chatting"]
+    floor = data["floor"]
+    assert floor["steps"]
+    for row in floor["steps"]:
+        assert row["sent"] > 0
+        assert row["unanswered"] == 0
+        check_rtt(row["rtt_ms"])
+    assert {"refdesk", "floor", "ratio", "how"} <= set(data["capacity_ratio"])
 
 
 def test_routing_quick(runs: dict[str, Run]) -> None:
