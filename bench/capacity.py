@@ -3,10 +3,11 @@ number of chatting sessions at which the p99 round trip passes 100 ms.
 
     python -m bench.capacity [--quick] [--idle-steps 500,1000,2000,3000]
                              [--chat-steps 250,500,1000,1500,2000,2500,3000] [--queues 10]
+                             [--floor-steps 250,...,6000]
 
 refdesk runs as its own process (`python -m component.cli --config F run`, config written
 here) against a throwaway Prosody; its resident memory is read from /proc/<pid>/status.
-Two phases, each on a fresh refdesk and Prosody so that one does not inherit the other's
+Three phases, each on a fresh Prosody (and refdesk) so that one does not inherit the other's
 memory:
 
 1. **idle**: patron WebSockets that said hello and nothing else, stepped up to the cap;
@@ -17,6 +18,9 @@ memory:
    100 ms, the cap is reached, opening chats fails, or the next step's opening would not
    fit in `--budget` seconds (opening chats gets slower as chats accumulate; see
    RESULTS.md).
+3. **floor**: the same paced lines between plain XMPP clients through a fresh Prosody (no
+   refdesk), stepped over `--floor-steps` until its p99 passes 100 ms; refdesk's
+   sustainable chatting sessions are reported as a fraction of the floor's.
 
 The chats are spread over `--queues` queues (all operators in all queues): a queue's
 status changes reach every patron socket of that queue, so one queue with thousands of
