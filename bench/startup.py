@@ -207,6 +207,7 @@ def markdown(result: dict[str, Any]) -> str:
         if "build_s" in result
         else "reused from an earlier run"
     )
+    mib = fmt((extra["rss_kib"] - base["rss_kib"]) / 1024, 1)
     table = md_table(
         ["database", "start-up wall s (median)", "each run", "start-up CPU s (median)",
          "each run", "RSS MiB (median)"],
@@ -227,9 +228,8 @@ it got on this shared machine; wall time does.
 
 {table}
 
-The big database costs {fmt(extra["cpu_s"] - base["cpu_s"], 2)} s more CPU and
-{fmt((extra["rss_kib"] - base["rss_kib"]) / 1024, 1)} MiB more RSS at start-up than the
-empty one.
+The big database costs {fmt(extra["cpu_s"] - base["cpu_s"], 2)} s more CPU and {mib} MiB more
+RSS at start-up than the empty one.
 """
 
 
