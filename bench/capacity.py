@@ -423,7 +423,8 @@ def capacity_ratio(chat: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any
         (False, True): "refdesk never crossed it: the ratio is a lower bound",
         (False, False): "neither crossed it: no ratio can be read",
     }[(ours_exact, theirs_exact)]
-    value = ours / theirs if theirs and not math.isnan(theirs) else math.nan
+    readable = (ours_exact or theirs_exact) and theirs and not math.isnan(theirs)
+    value = ours / theirs if readable else math.nan
     return {"refdesk": ours, "floor": theirs, "ratio": value, "how": how}
 
 
