@@ -66,8 +66,9 @@ async def test_status_has_an_etag_and_answers_304_to_a_matching_if_none_match(
 
 async def test_status_answers_carry_each_security_header_once(offline_desk: Desk) -> None:
     """The status answer brings its own complete header set (the middleware adds nothing
-    to it); a 304 and an unknown queue's 404 carry the same protections, and answering
-    never changes the shared, precomputed set."""
+    to it); a 304 and an unknown queue's 404 carry the same protections, and an answer
+    after them still has one Content-Length, its body's (the precomputed set is copied
+    per response, never written into)."""
     base = offline_desk.url + "/api/queues/"
     expected = {
         "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
