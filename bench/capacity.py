@@ -405,26 +405,35 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def capacity_ratio(chat: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
     """refdesk's sustainable chatting sessions over the floor's, each the step where p99
-    passed the threshold (interpolated) or, if it never did, the last step measured under
-    it (then the figure is a lower bound, and the ratio says which side is bounded)."""
+    passed the threshold (interpolated). A side that never passed it gives its last step
+    (at least that many), one that passed it at its first step gives that step (at most
+    that many): the ratio is then a bound, and `how` says which, or that none can be read."""
 
-    def sustained(phase: dict[str, Any]) -> tuple[float, bool]:
-        cross = phase["crossing"]["sessions"]
-        if cross is not None:
-            return float(cross), True
-        steps = phase["steps"]
-        return (float(steps[-1]["sessions"]) if steps else math.nan), False
+    def sustained(phase: dict[str, Any]) -> tuple[float, str]:
+        cross = phase["crossing"]
+        if cross["sessions"] is None:
+            steps = phase["steps"]
+            return (float(steps[-1]["sessions"]) if steps else math.nan), "at least"
+        if cross["how"] == "already at the first step":
+            return float(cross["sessions"]), "at most"
+        return float(cross["sessions"]), "exact"
 
-    ours, ours_exact = sustained(chat)
-    theirs, theirs_exact = sustained(floor)
-    how = {
-        (True, True): "both crossed the threshold",
-        (True, False): "the floor never crossed it: the ratio is an upper bound",
-        (False, True): "refdesk never crossed it: the ratio is a lower bound",
-        (False, False): "neither crossed it: no ratio can be read",
-    }[(ours_exact, theirs_exact)]
-    readable = (ours_exact or theirs_exact) and theirs and not math.isnan(theirs)
-    value = ours / theirs if readable else math.nan
+    ours, ours_kind = sustained(chat)
+    theirs, theirs_kind = sustained(floor)
+    # Which way each bound pushes refdesk / floor.
+    pushes = {
+        {"at least": "≥", "at most": "≤"}.get(ours_kind),
+        {"at least": "≤", "at most": "≥"}.get(theirs_kind),
+    } - {None}
+    value = ours / theirs if theirs and not math.isnan(theirs) else math.nan
+    if not pushes:
+        how = "both crossed the threshold"
+    elif len(pushes) == 1:
+        bound = "lower" if pushes == {"≥"} else "upper"
+        how = f"refdesk {ours_kind}, floor {theirs_kind}: the ratio is a {bound} bound"
+    else:
+        how = f"refdesk {ours_kind}, floor {theirs_kind}: no ratio can be read"
+        value = math.nan
     return {"refdesk": ours, "floor": theirs, "ratio": value, "how": how}
 
 
