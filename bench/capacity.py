@@ -589,6 +589,7 @@ def floor_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         rows,
     )  # fmt: skip
     ratio_ = result["capacity_ratio"]
+    verdict = "no ratio" if math.isnan(ratio_["ratio"]) else f"{fmt(ratio_['ratio'], 2)}× the floor"
     return f"""**Floor** (the limit refdesk sits on): the same paced lines between plain XMPP
 clients through a fresh Prosody ({floor["pairs"]} sending clients in the benchmark's process,
 {floor["pairs"]} echo clients in their own), no refdesk; stopped because: {floor["stopped"]}.
@@ -596,7 +597,7 @@ clients through a fresh Prosody ({floor["pairs"]} sending clients in the benchma
 {table}
 
 Sustainable chatting sessions (p99 ≤ {THRESHOLD_MS:.0f} ms): refdesk {fmt(ratio_["refdesk"], 0)},
-floor {fmt(ratio_["floor"], 0)}: **{fmt(ratio_["ratio"], 2)}× the floor** ({ratio_["how"]}).
+floor {fmt(ratio_["floor"], 0)}: **{verdict}** ({ratio_["how"]}).
 """
 
 
