@@ -429,8 +429,8 @@ def capacity_ratio(chat: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any
     if not pushes:
         how = "both crossed the threshold"
     elif len(pushes) == 1:
-        bound = "lower" if pushes == {"≥"} else "upper"
-        how = f"refdesk {ours_kind}, floor {theirs_kind}: the ratio is a {bound} bound"
+        bound = "a lower" if pushes == {"≥"} else "an upper"
+        how = f"refdesk {ours_kind}, floor {theirs_kind}: the ratio is {bound} bound"
     else:
         how = f"refdesk {ours_kind}, floor {theirs_kind}: no ratio can be read"
         value = math.nan
