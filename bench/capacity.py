@@ -3,10 +3,11 @@ number of chatting sessions at which the p99 round trip passes 100 ms.
 
     python -m bench.capacity [--quick] [--idle-steps 500,1000,2000,3000]
                              [--chat-steps 250,500,1000,1500,2000,2500,3000] [--queues 10]
+                             [--floor-steps 250,...,6000]
 
 refdesk runs as its own process (`python -m component.cli --config F run`, config written
 here) against a throwaway Prosody; its resident memory is read from /proc/<pid>/status.
-Two phases, each on a fresh refdesk and Prosody so that one does not inherit the other's
+Three phases, each on a fresh Prosody (and refdesk) so that one does not inherit the other's
 memory:
 
 1. **idle**: patron WebSockets that said hello and nothing else, stepped up to the cap;
@@ -17,6 +18,9 @@ memory:
    100 ms, the cap is reached, opening chats fails, or the next step's opening would not
    fit in `--budget` seconds (opening chats gets slower as chats accumulate; see
    RESULTS.md).
+3. **floor**: the same paced lines between plain XMPP clients through a fresh Prosody (no
+   refdesk), stepped over `--floor-steps` until its p99 passes 100 ms; refdesk's
+   sustainable chatting sessions are reported as a fraction of the floor's.
 
 The chats are spread over `--queues` queues (all operators in all queues): a queue's
 status changes reach every patron socket of that queue, so one queue with thousands of
@@ -52,7 +56,8 @@ from bench.common import (
     wait_quiet,
 )
 from bench.patrons import Fleet, Tracker, paced
-from bench.stack import QUEUE, BenchStack, stop_child
+from bench.stack import QUEUE, BenchStack, start_child, stop_child
+from bench.xmpp_clients import FloorSender
 
 PASSWORD = "bench-password"
 THRESHOLD_MS = 100.0
@@ -254,6 +259,86 @@ async def chatting_phase(
     return out
 
 
+async def floor_phase(
+    steps: list[int],
+    *,
+    pairs: int,
+    interval: float,
+    warmup: float,
+    duration: float,
+    keep: bool,
+    quiet_wait: float = 60.0,
+) -> dict[str, Any]:
+    """The floor's own capacity: the same paced lines (one every `interval` s per chat,
+    answered at once) between plain XMPP clients through a throwaway Prosody, stepped up
+    until its p99 passes the threshold. `pairs` sending clients (in this process, like the
+    patrons) and as many echo clients (their own process, like refdesk) carry the chats,
+    as the latency benchmark's floor does; no refdesk runs."""
+    out: dict[str, Any] = {"steps": [], "stopped": "last step reached", "pairs": pairs}
+    async with BenchStack(keep=keep) as stack:
+        prosody = await stack.start_prosody()
+        out["facts"] = machine_facts(stack.prosody_config)
+        senders_jids = await stack.register([f"floor-s{i}" for i in range(pairs)], PASSWORD)
+        echo_jids = await stack.register([f"floor-e{i}" for i in range(pairs)], PASSWORD)
+        host, port = prosody.host, prosody.c2s_port
+        echo = await start_child(
+            sys.executable, "-m", "bench.echo", "--host", host, "--port", str(port),
+            "--password", PASSWORD, *echo_jids,
+            log=stack.workdir / "echo.log", stdout_pipe=True,
+        )  # fmt: skip
+        senders: list[FloorSender] = []
+        try:
+            assert echo.stdout is not None
+            if (await asyncio.wait_for(echo.stdout.readline(), 60)).strip() != b"ready":
+                raise RuntimeError("the floor's echo process did not start")
+            tracker = Tracker()
+            senders = [
+                FloorSender(jid, PASSWORD, host, port, lambda t, at: tracker.on_answer(t, at))
+                for jid in senders_jids
+            ]
+            await asyncio.gather(*(sender.connect() for sender in senders))
+            pids = {"prosody": stack.prosody_pid, "echo": echo.pid, "bench client": os.getpid()}
+            for step in steps:
+                quiet = await wait_quiet(pids, max_wait=quiet_wait)
+                tracker.__init__()  # type: ignore[misc]
+                meter = CpuMeter(pids)
+                meter.start()
+                await paced(
+                    step,
+                    interval,
+                    warmup,
+                    duration,
+                    lambda i, _tok, body: senders[i % pairs].send(echo_jids[i % pairs], body),
+                    tracker,
+                    f"fl{step}",
+                )
+                await tracker.drain(max(10.0, 3 * interval))
+                summary = tracker.summary()
+                out["steps"].append(
+                    {"sessions": step, "rate_per_s": step / interval, "quiet": quiet,
+                     "cpu": meter.stop(), **summary}
+                )  # fmt: skip
+                rtt = summary["rtt_ms"]
+                print(
+                    f"  floor {step}: p50 {rtt['p50']:.1f} p99 {rtt['p99']:.1f} ms, "
+                    f"unanswered {summary['unanswered']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if rtt["p99"] > THRESHOLD_MS or summary["unanswered"]:
+                    out["stopped"] = (
+                        f"p99 {rtt['p99']:.0f} ms > {THRESHOLD_MS:.0f} ms"
+                        if rtt["p99"] > THRESHOLD_MS
+                        else f"{summary['unanswered']} lines unanswered"
+                    )
+                    break
+        finally:
+            await asyncio.gather(*(s.disconnect() for s in senders), return_exceptions=True)
+            await stop_child(echo)
+    out["crossing"] = crossing(out["steps"])
+    return out
+
+
 def project_open_seconds(last: tuple[int, int, float], have: int, want: int) -> float:
     """Seconds to open chats have→want if the cost of the n-th chat grows like n² (as
     measured: every status change costs sockets × open chats)."""
@@ -302,8 +387,54 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         db_dir=args.db_dir,
         gc_watch=args.gc_watch,
     )
+    if args.floor_steps:
+        print("floor: plain XMPP clients through Prosody", file=sys.stderr, flush=True)
+        result["floor"] = await floor_phase(
+            args.floor_steps,
+            pairs=args.operators,
+            interval=args.interval,
+            warmup=args.warmup,
+            duration=args.duration,
+            keep=args.keep,
+            quiet_wait=0.0 if args.quick else 60.0,
+        )
+        result["capacity_ratio"] = capacity_ratio(result["chatting"], result["floor"])
     result["facts"] = result["chatting"].get("facts") or result["idle"].get("facts")
     return result
+
+
+def capacity_ratio(chat: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
+    """refdesk's sustainable chatting sessions over the floor's, each the step where p99
+    passed the threshold (interpolated). A side that never passed it gives its last step
+    (at least that many), one that passed it at its first step gives that step (at most
+    that many): the ratio is then a bound, and `how` says which, or that none can be read."""
+
+    def sustained(phase: dict[str, Any]) -> tuple[float, str]:
+        cross = phase["crossing"]
+        if cross["sessions"] is None:
+            steps = phase["steps"]
+            return (float(steps[-1]["sessions"]) if steps else math.nan), "at least"
+        if cross["how"] == "already at the first step":
+            return float(cross["sessions"]), "at most"
+        return float(cross["sessions"]), "exact"
+
+    ours, ours_kind = sustained(chat)
+    theirs, theirs_kind = sustained(floor)
+    # Which way each bound pushes refdesk / floor.
+    pushes = {
+        {"at least": "≥", "at most": "≤"}.get(ours_kind),
+        {"at least": "≤", "at most": "≥"}.get(theirs_kind),
+    } - {None}
+    value = ours / theirs if theirs and not math.isnan(theirs) else math.nan
+    if not pushes:
+        how = "both crossed the threshold"
+    elif len(pushes) == 1:
+        bound = "a lower" if pushes == {"≥"} else "an upper"
+        how = f"refdesk {ours_kind}, floor {theirs_kind}: the ratio is {bound} bound"
+    else:
+        how = f"refdesk {ours_kind}, floor {theirs_kind}: no ratio can be read"
+        value = math.nan
+    return {"refdesk": ours, "floor": theirs, "ratio": value, "how": how}
 
 
 def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
@@ -389,6 +520,7 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         ],
         chat_rows,
     )  # fmt: skip
+    floor_text = floor_markdown(result, args)
     if not notes:
         notes = ["No failures, no error frames, no WARNING/ERROR in the refdesk logs."]
     note_lines = "\n".join("- " + n for n in notes)
@@ -425,7 +557,47 @@ during the step: the machine is shared and not always quiet.
 
 {verdict}
 
+{floor_text}
 {note_lines}
+"""
+
+
+def floor_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
+    """The floor's steps and the capacity ratio, or nothing if the floor was not run."""
+    floor = result.get("floor")
+    if not floor:
+        return ""
+    rows = [
+        [
+            str(r["sessions"]),
+            fmt(r["rate_per_s"], 0),
+            str(r["sent"]),
+            fmt(r["rtt_ms"]["p50"], 1),
+            fmt(r["rtt_ms"]["p99"], 1),
+            fmt(r["rtt_ms"]["max"], 0),
+            str(r["unanswered"]),
+            " / ".join(
+                fmt(100 * r["cpu"].get(k, math.nan), 0)
+                for k in ("prosody", "echo", "bench client", "others")
+            ),
+        ]
+        for r in floor["steps"]
+    ]
+    table = md_table(
+        ["sessions", "lines/s each way", "samples", "p50 ms", "p99 ms", "max ms",
+         "unanswered", "CPU prosody / echo / bench client / others"],
+        rows,
+    )  # fmt: skip
+    ratio_ = result["capacity_ratio"]
+    verdict = "no ratio" if math.isnan(ratio_["ratio"]) else f"{fmt(ratio_['ratio'], 2)}× the floor"
+    return f"""**Floor** (the limit refdesk sits on): the same paced lines between plain XMPP
+clients through a fresh Prosody ({floor["pairs"]} sending clients in the benchmark's process,
+{floor["pairs"]} echo clients in their own), no refdesk; stopped because: {floor["stopped"]}.
+
+{table}
+
+Sustainable chatting sessions (p99 ≤ {THRESHOLD_MS:.0f} ms): refdesk {fmt(ratio_["refdesk"], 0)},
+floor {fmt(ratio_["floor"], 0)}: **{verdict}** ({ratio_["how"]}).
 """
 
 
@@ -437,6 +609,12 @@ def main() -> None:
     parser = base_parser("bench.capacity", __doc__.split("\n\n")[0])
     parser.add_argument("--idle-steps", type=_steps)
     parser.add_argument("--chat-steps", type=_steps)
+    parser.add_argument(
+        "--floor-steps",
+        type=_steps,
+        help="steps of the floor (plain XMPP clients through Prosody; default: the chat "
+        "steps and beyond, up to twice the last)",
+    )
     parser.add_argument("--queues", type=int, help="queues the sessions are spread over (10)")
     parser.add_argument("--operators", type=int, help="operator accounts (10)")
     parser.add_argument("--interval", type=float, help="seconds between a chat's lines (5)")
@@ -456,6 +634,9 @@ def main() -> None:
     args.chat_steps = args.chat_steps or (
         [5, 15] if q else [250, 500, 1000, 1500, 2000, 2500, 3000]
     )
+    if args.floor_steps is None:
+        last = args.chat_steps[-1]
+        args.floor_steps = [*args.chat_steps, round(1.5 * last), 2 * last]
     args.queues = args.queues or (2 if q else 10)
     args.operators = args.operators or (2 if q else 10)
     args.interval = args.interval or (1.0 if q else 5.0)

@@ -48,6 +48,8 @@ from bench.patrons import Patron
 from bench.stack import QUEUE, BenchStack, start_child, stop_child, wait_http
 from component.prosody import free_port
 
+# Seconds the server's idle CPU is measured before each round.
+IDLE_SECONDS = 2.0
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
@@ -118,6 +120,13 @@ async def measure(
     quiet_wait: float = 60.0,
 ) -> dict[str, Any]:
     figures_quiet = await wait_quiet({"server": server_pid}, max_wait=quiet_wait)
+    # The server's own background work (timers, open sockets) with no request coming: it
+    # is in the CPU of the loaded round too, and per request it weighs more the fewer
+    # requests the load generator manages to send on a busy machine.
+    idle_meter = CpuMeter({"server": server_pid})
+    idle_meter.start()
+    await asyncio.sleep(IDLE_SECONDS)
+    idle_cpu = idle_meter.stop()["server"]
     meter = CpuMeter({"server": server_pid})
     meter.start()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -128,8 +137,15 @@ async def measure(
     figures["quiet"] = figures_quiet
     # Server CPU per request: unlike requests/s, it does not depend on how much of a core
     # the server got while other processes ran.
-    served = figures["rps"] * cpu["wall_s"]
-    figures["server_cpu_us_per_request"] = cpu["server"] * cpu["wall_s"] / served * 1e6
+    # The requests the load generator counted (its start-up is inside the window too, so
+    # requests/s × window would count requests that were never sent).
+    served = max(1, figures["requests"])
+    server_s = cpu["server"] * cpu["wall_s"]
+    figures["server_cpu_us_per_request"] = server_s / served * 1e6
+    figures["idle_cpu"] = idle_cpu
+    figures["server_cpu_us_per_request_net"] = (
+        max(0.0, server_s - idle_cpu * cpu["wall_s"]) / served * 1e6
+    )
     client = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
     figures["client_cpu"] = client / cpu["wall_s"]
     # The load generator has exited: its time is in "others" too; take it out.
@@ -241,6 +257,16 @@ async def run(
     result["cpu_us_per_request"] = per_request
     base_cpu = per_request["minimal aiohttp handler"]
     result["cpu_ratios"] = {name: ratio(v, base_cpu) for name, v in per_request.items()}
+    net = {
+        name: statistics.median(r["server_cpu_us_per_request_net"] for r in rs)
+        for name, rs in result["runs"].items()
+    }
+    result["net_cpu_us_per_request"] = net
+    base_net = net["minimal aiohttp handler"]
+    result["net_cpu_ratios"] = {name: ratio(v, base_net) for name, v in net.items()}
+    result["idle_cpu"] = {
+        name: statistics.median(r["idle_cpu"] for r in rs) for name, rs in result["runs"].items()
+    }
     return result
 
 
@@ -258,6 +284,9 @@ def markdown(result: dict[str, Any]) -> str:
                 fmt(best["p99_ms"], 2),
                 fmt(result["cpu_us_per_request"][name], 0),
                 f"{fmt(result['cpu_ratios'][name], 2)}",
+                fmt(100 * result["idle_cpu"][name], 1),
+                fmt(result["net_cpu_us_per_request"][name], 0),
+                f"{fmt(result['net_cpu_ratios'][name], 2)}",
                 fmt(100 * best["server_cpu"], 0),
                 fmt(100 * best.get("client_cpu", math.nan), 0),
                 fmt(100 * best.get("others_cpu", math.nan), 0),
@@ -275,7 +304,9 @@ def markdown(result: dict[str, Any]) -> str:
     problems = result.get("refdesk_log") or {}
     table = md_table(
         ["server", "requests/s (best)", "each round", "ratio to baseline", "p50 ms", "p99 ms",
-         "server CPU µs per request (median)", "CPU ratio to baseline", "server CPU %",
+         "server CPU µs per request (median)", "CPU ratio to baseline",
+         "server idle CPU % (median)", "CPU µs per request net of idle (median)",
+         "net CPU ratio to baseline", "server CPU %",
          "load generator CPU %", "others CPU %", "errors"],
         rows,
     )  # fmt: skip
@@ -296,7 +327,10 @@ core over the best round (2 cores in all); *others* = the rest of the machine. B
 round the benchmark waits (up to 60 s) for the rest of this shared machine to use under
 half a core. *Server CPU µs per request* (server CPU time / requests served) does not
 depend on how much of a core the server got, so it is the steadier comparison on a shared
-machine; its ratio is refdesk's cost per request over the baseline's.
+machine; its ratio is refdesk's cost per request over the baseline's. Requests are those
+the load generator counted. *Idle CPU* is the server's over {IDLE_SECONDS:g} s with no
+request, just before each round (its timers and open sockets); *net of idle* takes that
+rate out of the round's CPU, leaving what the requests cost.
 
 {table}
 

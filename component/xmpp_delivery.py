@@ -95,10 +95,10 @@ class Delivery:
         self._confirming: asyncio.Task[None] | None = None
         # One confirmation ping at a time: each covers what was written before it.
         self._confirm_lock = asyncio.Lock()
-        # Set when the current stream is lost (and replaced): a confirmation still waiting
-        # for its ping's answer gives up at once instead of holding `_confirm_lock` until
-        # its time-out, which would stall the next session's confirmations.
-        self._lost = asyncio.Event()
+        # Called when the current stream is lost: a confirmation still waiting for its
+        # ping's answer gives up at once instead of holding `_confirm_lock` until its
+        # time-out, which would stall the next session's confirmations.
+        self._on_lost: set[Callable[[], None]] = set()
         # Counts stream sessions and losses: a confirmation answered after the stream it
         # covered was lost must not confirm anything.
         self.stream = 0
@@ -135,8 +135,8 @@ class Delivery:
         was_online = self.online.is_set()
         self.online.clear()
         self.stream += 1
-        self._lost.set()
-        self._lost = asyncio.Event()
+        for wake in tuple(self._on_lost):
+            wake()
         if self._confirming is not None:
             # Its ping went down with the stream; the next session starts its own.
             self._confirming.cancel()
@@ -252,16 +252,26 @@ class Delivery:
         iq = self.xmpp.make_iq_get(ito=self.domain, ifrom=self.domain)
         iq.enable("ping")
         self.pings += 1
-        # The time-out runs on the service's clock (not slixmpp's own timer), like every
-        # other timer of the component.
+        # One future woken by whichever comes first: the answer, the time-out (on the
+        # service's clock, not slixmpp's own timer, like every other timer of the
+        # component) or the stream's loss. This runs for nearly every line at a chat's
+        # pace, so it is plain callbacks rather than a task per outcome and
+        # `asyncio.wait` (those cost about a fifth of a ping round trip).
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake(_done: object = None) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
         answer: asyncio.Future[Any] = asyncio.ensure_future(iq.send())  # type: ignore[no-untyped-call]
-        deadline = asyncio.ensure_future(self._clock.sleep(CONFIRM_TIMEOUT))
-        lost = asyncio.ensure_future(self._lost.wait())
+        answer.add_done_callback(wake)
+        deadline = self._clock.call_later(CONFIRM_TIMEOUT, wake)
+        self._on_lost.add(wake)
         try:
-            await asyncio.wait({answer, deadline, lost}, return_when=asyncio.FIRST_COMPLETED)
+            await woken
         finally:
             deadline.cancel()
-            lost.cancel()
+            self._on_lost.discard(wake)
             answered = answer.done()
             if not answered:
                 answer.cancel()  # timed out, or this task was cancelled with its stream

@@ -35,15 +35,23 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+    """The app's one middleware, run by aiohttp around every request: the admin pages'
+    guard for paths under /admin, then the headers every answer carries. One middleware
+    rather than two because every request pays for each layer (a coroutine and a call),
+    and the public status endpoint, hit on every page view of every partner site, needs
+    neither the guard nor the headers (its answer brings a complete, precomputed set)."""
+    if request.path.startswith("/admin"):
+        response = await admin_guard(request, handler)
+    else:
+        response = await handler(request)
     if not response.prepared:
         headers = response.headers
         # Checked first: building the policy costs a string join per request, and the
-        # status endpoint (every page view of every partner site) brings its own.
+        # status endpoint brings its own, with the other two.
         if "Content-Security-Policy" not in headers:
             headers["Content-Security-Policy"] = content_security_policy(request)
         headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     return response
 
 
@@ -53,7 +61,7 @@ def make_app(
     """Build the web application around a running service. Called by the composition root
     (which passes `operations`, knowing the XMPP link) and by tests; the caller runs it
     (e.g. with `web.AppRunner`). Without `operations` the app reports no XMPP link."""
-    app = web.Application(middlewares=[security_headers, admin_guard], client_max_size=256 * 1024)
+    app = web.Application(middlewares=[security_headers], client_max_size=256 * 1024)
     app[SERVICE] = service
     app[CONFIG] = config
     app[HUB] = PatronHub(service.bus, lambda queue, ip: service.ban_notice(queue, ip).frame())

@@ -97,12 +97,11 @@ async def queue_status(request: web.Request) -> web.Response:
     may be cached for a few seconds (ETag, Cache-Control)."""
     service = request.app[SERVICE]
     queue = request.match_info["queue"]
-    headers = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=5"}
     if not service.is_queue(queue):
         return web.json_response(
             {"error": "unknown_queue", "text": f"There is no queue called {queue!r}."},
             status=404,
-            headers=headers,
+            headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=5"},
         )
     info = service.recent_queue_info(queue)
     answer = request.app[STATUS_BODIES].get(info, bool(service.queue(queue).followup_email))

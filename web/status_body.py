@@ -13,6 +13,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from multidict import CIMultiDict
+
 from component.live import QueueInfo
 
 # A JSON answer runs nothing and is framed by nobody: the page policy (which names the
@@ -29,7 +31,9 @@ class StatusBody:
     email: bool
     body: bytes
     etag: str
-    headers: dict[str, str]
+    # Every header the answer needs, those the app's middleware would otherwise add
+    # included, as the mapping type aiohttp keeps (copied per response, in C).
+    headers: CIMultiDict[str]
 
 
 class StatusBodies:
@@ -43,7 +47,13 @@ class StatusBodies:
         """The encoded answer for the queue's status as `info` says; encoded again only
         when the status (or whether the queue takes email) changed."""
         cached = self._bodies.get(info.queue)
-        if cached is not None and cached.info == info and cached.email is email:
+        # The status is reused for a second, so mostly the very same object comes back:
+        # the identity test spares comparing its fields on every request.
+        if (
+            cached is not None
+            and cached.email is email
+            and (cached.info is info or cached.info == info)
+        ):
             return cached
         body = json.dumps(
             {
@@ -61,15 +71,17 @@ class StatusBodies:
             email,
             body,
             etag,
-            {
-                "Content-Type": "application/json; charset=utf-8",
-                "Access-Control-Allow-Origin": "*",
-                "Cache-Control": f"public, max-age={MAX_AGE}",
-                "ETag": etag,
-                "Content-Security-Policy": _STATUS_CSP,
-                "X-Content-Type-Options": "nosniff",
-                "Referrer-Policy": "strict-origin-when-cross-origin",
-            },
+            CIMultiDict(
+                {
+                    "Content-Type": "application/json; charset=utf-8",
+                    "Access-Control-Allow-Origin": "*",
+                    "Cache-Control": f"public, max-age={MAX_AGE}",
+                    "ETag": etag,
+                    "Content-Security-Policy": _STATUS_CSP,
+                    "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "strict-origin-when-cross-origin",
+                }
+            ),
         )
         self._bodies[info.queue] = made
         return made

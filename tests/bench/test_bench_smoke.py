@@ -2,7 +2,7 @@
 must produce figures with the expected keys and sane counts (every line answered, every
 session held). No timing is asserted: the figures of a smoke run mean nothing.
 
-All six start at once (module fixture) so the whole smoke takes about as long as the
+All seven start at once (module fixture) so the whole smoke takes about as long as the
 slowest one (~25 s), not their sum; they mostly wait on paced sends and sleeps.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("latency", "status", "capacity", "routing", "profile", "soak")
+BENCHMARKS = ("latency", "status", "capacity", "routing", "profile", "soak", "startup")
 TIMEOUT = 170
 
 
@@ -107,7 +107,10 @@ def test_status_quick(runs: dict[str, Run]) -> None:
             assert figures["requests"] > 0, name
             assert figures["errors"] == 0, name
             assert finite(figures["rps"]) and figures["rps"] > 0
+            assert finite(figures["idle_cpu"]), name
+            assert finite(figures["server_cpu_us_per_request_net"]), name
     assert data["ratios"]["minimal aiohttp handler"] == 1.0
+    assert data["net_cpu_ratios"]["minimal aiohttp handler"] == 1.0
 
 
 def test_capacity_quick(runs: dict[str, Run]) -> None:
@@ -127,6 +130,13 @@ def test_capacity_quick(runs: dict[str, Run]) -> None:
         assert row["rss_kib"] > 0
     assert data["chatting"]["failures"] == []
     assert "crossing" in data["chatting"]
+    floor = data["floor"]
+    assert floor["steps"]
+    for row in floor["steps"]:
+        assert row["sent"] > 0
+        assert row["unanswered"] == 0
+        check_rtt(row["rtt_ms"])
+    assert {"refdesk", "floor", "ratio", "how"} <= set(data["capacity_ratio"])
 
 
 def test_routing_quick(runs: dict[str, Run]) -> None:
@@ -179,3 +189,14 @@ def test_soak_quick(runs: dict[str, Run]) -> None:
     for key in ("refused_with_error", "down_probes_sent", "down_probes_refused"):
         assert isinstance(data["to_patron"][key], int), key
     assert data["integrity_check"] == "ok"
+
+
+def test_startup_quick(runs: dict[str, Run]) -> None:
+    data = runs["startup"].finish()
+    assert set(data["samples"]) == {"empty", "big"}
+    for rows in data["samples"].values():
+        assert rows
+        for figures in rows:
+            assert finite(figures["wall_s"]) and finite(figures["cpu_s"])
+            assert figures["rss_kib"] > 0
+    assert data["db_mib"] > 0

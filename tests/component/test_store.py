@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
 
+from component.core.bans import Ban
 from component.core.models import (
     Assignment,
     ChatEvent,
@@ -504,3 +506,24 @@ async def test_an_operator_change_is_one_transaction(store: Store) -> None:
         )
     assert await store.operators.by_jid("new@example.org") is None
     assert await store.operators.assignments() == []
+
+
+async def test_bans_that_may_bar_are_the_unlifted_and_unended(store: Store) -> None:
+    """The start-up read (rows made bans on the database thread as the cursor reaches
+    them) returns exactly the bans that can still bar, equal to what was stored."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    day = timedelta(days=1)
+
+    def ban(net: str, ends: datetime | None) -> Ban:
+        return Ban(0, ip_network(net), 1, "spam", now - day, ends, permanent=ends is None)
+
+    kept = [
+        await store.bans.add(ban("192.0.2.7", now + day), now),
+        await store.bans.add(ban("2001:db8:1:2::/64", None), now),
+        await store.bans.add(ban("198.51.100.0/24", now + 2 * day), now),
+    ]
+    await store.bans.add(ban("203.0.113.9", now - timedelta(seconds=1)), now)  # ended
+    lifted = await store.bans.add(ban("203.0.113.10", now + day), now)
+    await store.bans.lift(lifted.id, "admin", now)
+    got = await store.bans.that_may_bar(now)
+    assert sorted(got, key=lambda b: b.id) == kept

@@ -62,3 +62,34 @@ async def test_status_has_an_etag_and_answers_304_to_a_matching_if_none_match(
             assert resp.status == 200
         async with session.get(url) as resp:
             assert resp.status == 200  # still serving
+
+
+async def test_status_answers_carry_each_security_header_once(offline_desk: Desk) -> None:
+    """The status answer brings its own complete header set (the middleware adds nothing
+    to it); a 304 and an unknown queue's 404 carry the same protections, and an answer
+    after them still has one Content-Length, its body's (the precomputed set is copied
+    per response, never written into)."""
+    base = offline_desk.url + "/api/queues/"
+    expected = {
+        "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+        "Access-Control-Allow-Origin": "*",
+    }
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "ask/status") as resp:
+            assert resp.status == 200
+            etag = resp.headers["ETag"]
+            first = {name: resp.headers.getall(name) for name in expected}
+        async with session.get(base + "ask/status", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 304
+            again = {name: resp.headers.getall(name) for name in expected}
+        assert first == again == {name: [value] for name, value in expected.items()}
+        async with session.get(base + "nosuch/status") as resp:
+            assert resp.status == 404
+            for name in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"):
+                assert len(resp.headers.getall(name)) == 1
+        async with session.get(base + "ask/status") as resp:
+            assert resp.status == 200
+            assert resp.headers["ETag"] == etag
+            assert resp.headers.getall("Content-Length") == [str(len(await resp.read()))]
