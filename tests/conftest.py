@@ -38,6 +38,7 @@ from component.store import Store
 from tests.mail_sink import MailSink
 from tests.operator_client import OperatorClient
 from tests.patron_client import PatronClient
+from tests.pg_server import PgServer
 from tests.xmpp_servers import XmppServer, start_server
 
 # Property tests judge results, never speed: on a loaded 2-core machine an example may take
@@ -104,6 +105,27 @@ async def seed(path: Path, queues: tuple[str, ...] = ("ask",)) -> None:
             await store.queues.add(name, group.id, f"Ask us ({name})", None, now)
     finally:
         await store.close()
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server for the whole session (started on first use).
+    Fails, never skips, when PostgreSQL is not installed: the store runs on both engines."""
+    server = PgServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a store test opens its database: a fresh SQLite file, or a fresh database
+    on the session's PostgreSQL; each store test runs once on each."""
+    if request.param == "sqlite":
+        return tmp_path / "refdesk.sqlite3"
+    server: PgServer = request.getfixturevalue("postgresql")
+    return server.fresh_url()
 
 
 @pytest.fixture(scope="session", params=["prosody", "ejabberd"])

@@ -20,7 +20,7 @@ from typing import Any
 import aiosqlite
 
 from component.core.stats import Counts, Spread, StatsFilter, StatsReport, Timing
-from component.store.db import Database, from_iso, iso
+from component.store.db import Database, StoreError, from_iso, iso
 
 # Followed up by email: the chat ended that way, or a ticket (offline question, referral)
 # refers to it. The chats with tickets are read once per statement (a materialized CTE
@@ -162,7 +162,10 @@ class StatsStore:
     async def _stats_reader(self) -> AsyncIterator[aiosqlite.Connection]:
         """A read-only connection of its own to the same database file, inside one read
         transaction (a consistent snapshot); the service's connection when the database
-        has no file (in memory)."""
+        has no file (in memory). Statistics are written in SQLite's date functions and
+        not yet translated for PostgreSQL, which gets a clear error instead."""
+        if self._db.dialect == "postgresql":
+            raise StoreError("statistics are not available yet on a PostgreSQL store")
         path = await self._db.file()
         if path is None:
             yield self._db.connection

@@ -1,4 +1,5 @@
-"""Tests for component.store against a real SQLite file (no mocks)."""
+"""Tests for component.store against a real SQLite file and a real PostgreSQL database
+(each test runs on both; no mocks)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,18 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
+def db_path(store_target: Path | str) -> Path | str:
+    return store_target
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    """For the tests of what only SQLite has (the file, PRAGMAs)."""
     return tmp_path / "refdesk.sqlite3"
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
+async def store(db_path: Path | str) -> AsyncIterator[Store]:
     opened = await Store.open(db_path)
     try:
         yield opened
@@ -85,8 +92,10 @@ async def test_open_applies_every_migration(store: Store) -> None:
     assert await store.schema_version() == len(migrations())
 
 
-async def test_open_sets_user_version_on_disk(store: Store, db_path: Path) -> None:
-    con = sqlite3.connect(db_path)
+async def test_open_sets_user_version_on_disk(sqlite_path: Path) -> None:
+    store = await Store.open(sqlite_path)
+    await store.close()
+    con = sqlite3.connect(sqlite_path)
     try:
         version = con.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -96,7 +105,7 @@ async def test_open_sets_user_version_on_disk(store: Store, db_path: Path) -> No
     assert {"groups", "queues", "operators", "queue_operators", "chats", "chat_events"} <= tables
 
 
-async def test_reopen_does_not_reapply_and_keeps_data(db_path: Path) -> None:
+async def test_reopen_does_not_reapply_and_keeps_data(db_path: Path | str) -> None:
     first = await Store.open(db_path)
     try:
         await first.groups.add("library", "Library", T0)
@@ -111,8 +120,12 @@ async def test_reopen_does_not_reapply_and_keeps_data(db_path: Path) -> None:
         await second.close()
 
 
-async def test_journal_mode_is_wal(store: Store) -> None:
-    assert (await store.ops.journal_mode()).lower() == "wal"
+async def test_journal_mode_is_wal(sqlite_path: Path) -> None:
+    store = await Store.open(sqlite_path)
+    try:
+        assert (await store.ops.journal_mode()).lower() == "wal"
+    finally:
+        await store.close()
 
 
 async def test_integrity_check_ok(store: Store) -> None:
@@ -455,7 +468,7 @@ async def test_store_still_works_after_a_store_error(store: Store) -> None:
 # Several connections ---------------------------------------------------------------------
 
 
-async def test_data_version_changes_when_another_connection_commits(db_path: Path) -> None:
+async def test_data_version_changes_when_another_connection_commits(db_path: Path | str) -> None:
     service_side = await Store.open(db_path)
     cli_side = await Store.open(db_path)
     try:
@@ -475,7 +488,7 @@ async def test_data_version_changes_when_another_connection_commits(db_path: Pat
         await service_side.close()
 
 
-async def test_second_connection_sees_committed_events(db_path: Path) -> None:
+async def test_second_connection_sees_committed_events(db_path: Path | str) -> None:
     writer = await Store.open(db_path)
     reader = await Store.open(db_path)
     try:
