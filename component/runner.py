@@ -87,8 +87,9 @@ class Refdesk:
         cfg = self.config
         # The config holds the component secret; the database holds patrons' chats.
         warn_if_open(cfg.source, "the config file")
-        warn_if_open(cfg.storage.path, "the database")
-        self._store = await Store.open(cfg.storage.path)
+        if not cfg.storage.url:
+            warn_if_open(cfg.storage.path, "the database")
+        self._store = await Store.open(cfg.storage.target)
         self._service = DeskService(
             self._store,
             domain=cfg.xmpp.domain,

@@ -252,9 +252,37 @@ class PgDatabase(Database):
         await self.pg.close()
 
 
+async def probe_postgresql(url: str) -> str | None:
+    """Whether the PostgreSQL database at `url` takes writes: None if so, else why not.
+    Called by `refdesk check-config` before the service starts (no migration, no write)."""
+    try:
+        connection = await asyncpg.connect(url, timeout=5)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        return str(exc) or type(exc).__name__
+    try:
+        if await connection.fetchval("SELECT pg_is_in_recovery()"):
+            return "the server is a read-only replica"
+        return None
+    finally:
+        await connection.close()
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return _safe(url)
+
+
 def _safe(url: str) -> str:
     """The URL without its password, for messages and logs."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-__all__ = ["URL_SCHEMES", "PgDatabase", "is_url", "pg_ddl", "pg_sql"]
+__all__ = [
+    "URL_SCHEMES",
+    "PgDatabase",
+    "is_url",
+    "pg_ddl",
+    "pg_sql",
+    "probe_postgresql",
+    "safe_url",
+]
