@@ -1,0 +1,124 @@
+"""Active and standby on one PostgreSQL database (real PostgreSQL, real XMPP servers):
+exactly one refdesk holds the active lock and connects the component; another serves 503
+and waits; it takes over when the active one stops or loses its database connection."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from component.config import Config, StorageConfig
+from component.prosody import free_port
+from component.runner import Refdesk
+from component.store.active import ACTIVE_LOCK_KEY, ActiveLock
+from tests.conftest import make_config, seed
+from tests.pg_server import PgServer
+from tests.xmpp_servers import XmppServer
+
+
+async def cut_lock_sessions(url: str) -> int:
+    """End the database sessions holding the active lock, as a network cut would."""
+    admin = await asyncpg.connect(url)
+    try:
+        return int(
+            await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND objid = $1 AND granted",
+                ACTIVE_LOCK_KEY,
+            )
+        )
+    finally:
+        await admin.close()
+
+
+async def test_one_holder_and_a_cut_connection_hands_the_lock_over(
+    postgresql: PgServer,
+) -> None:
+    url = postgresql.fresh_url()
+    first = ActiveLock(url, retry=0.05, check=0.05)
+    second = ActiveLock(url, retry=0.05, check=0.05)
+    try:
+        assert await first.try_acquire()
+        assert not await second.try_acquire()
+        lost = asyncio.Event()
+        watching = asyncio.create_task(first.watch(lost.set))
+        waiting = asyncio.create_task(second.acquire())
+        await asyncio.sleep(0.2)
+        assert not waiting.done() and not lost.is_set()
+        assert await cut_lock_sessions(url) == 1
+        await asyncio.wait_for(lost.wait(), 10)
+        await asyncio.wait_for(waiting, 10)
+        await watching
+        assert second.held and not first.held
+    finally:
+        await first.release()
+        await second.release()
+
+
+def desk_config(tmp: Path, url: str, server: XmppServer) -> Config:
+    config = make_config(tmp, xmpp_port=server.component_port)
+    return replace(
+        config, storage=StorageConfig(url=url), web=replace(config.web, port=free_port())
+    )
+
+
+async def health(port: int) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/healthz") as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_standby_waits_with_503_then_takes_over_the_component(
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+) -> None:
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))  # type: ignore[arg-type]
+    active = Refdesk(desk_config(tmp_path / "a", url, xmpp_server))
+    standby_config = desk_config(tmp_path / "b", url, xmpp_server)
+    standby = Refdesk(standby_config)
+    await active.start()
+    active_running = True
+    starting: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(active.adapter.online.wait(), 20)
+        starting = asyncio.create_task(standby.start())
+        port = standby_config.web.port
+
+        async def answers() -> bool:
+            try:
+                return (await health(port))[0] == 503
+            except aiohttp.ClientError:
+                return False
+
+        while not await answers():
+            assert not starting.done(), "the standby did not wait"
+            await asyncio.sleep(0.05)
+        status, body = await health(port)
+        assert (status, body["status"]) == (503, "standby")
+        assert standby._adapter is None  # it never connected the component
+        assert active.adapter.online.is_set()
+
+        # The active one goes away: the standby takes the lock and the component.
+        active_running = False
+        await active.stop()
+        await asyncio.wait_for(starting, 30)
+        await asyncio.wait_for(standby.adapter.online.wait(), 30)
+        status, body = await health(standby.port)
+        assert status == 200, body
+        assert [q.name for q in await standby.store.queues.all()] == ["ask"]
+
+        # Cutting its lock's database session makes it give up being active.
+        assert await cut_lock_sessions(url) == 1
+        await asyncio.wait_for(standby.lost.wait(), 30)
+    finally:
+        if starting is not None and not starting.done():
+            starting.cancel()
+        await standby.stop()
+        if active_running:
+            await active.stop()
