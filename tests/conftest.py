@@ -95,7 +95,7 @@ def make_config(
     )
 
 
-async def seed(path: Path, queues: tuple[str, ...] = ("ask",)) -> None:
+async def seed(path: Path | str, queues: tuple[str, ...] = ("ask",)) -> None:
     """Create a group and queues in a fresh database, as the CLI would."""
     store = await Store.open(path)
     try:
@@ -260,7 +260,8 @@ async def desk(
     mail_sink: MailSink,
 ) -> AsyncIterator[Desk]:
     """refdesk on the session's XMPP server with queues `ask` and `other`, online.
-    `@pytest.mark.chat_config(key=value)` overrides [chat] settings."""
+    `@pytest.mark.chat_config(key=value)` overrides [chat] settings;
+    `@pytest.mark.postgresql_store` puts its data in a fresh PostgreSQL database."""
     marker = request.node.get_closest_marker("chat_config")
     desk_marker = request.node.get_closest_marker("desk_config")
     config = make_config(
@@ -271,7 +272,10 @@ async def desk(
         **(desk_marker.kwargs if desk_marker else {}),
         **(marker.kwargs if marker else {}),
     )
-    await seed(config.storage.path, ("ask", "other"))
+    if request.node.get_closest_marker("postgresql_store"):
+        server: PgServer = request.getfixturevalue("postgresql")
+        config = replace(config, storage=StorageConfig(url=server.fresh_url()))
+    await seed(config.storage.target, ("ask", "other"))
     clock = TestClock()
     refdesk = Refdesk(config, clock=clock)
     await refdesk.start()

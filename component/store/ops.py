@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from component.store.db import Database, StoreError, from_iso
+from component.store.pg import PgDatabase, probe_postgresql
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,8 @@ class OpsStore:
         probe through the service's connection could be left holding a transaction if the
         check gave up while it waited, and a committed probe would make the service think
         another process had changed the data (it reloads on every outside commit)."""
+        if isinstance(self._db, PgDatabase):
+            return await probe_postgresql(self._db.url, timeout)
         path = await self.database_file()
         if path is None:
             return None

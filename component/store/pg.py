@@ -116,10 +116,14 @@ class PgDatabase(Database):
 
     dialect = "postgresql"
 
-    def __init__(self, connection: asyncpg.Connection, id_tables: frozenset[str]) -> None:
+    def __init__(
+        self, connection: asyncpg.Connection, id_tables: frozenset[str], url: str = ""
+    ) -> None:
         # The SQLite connection of the base class does not exist here: everything that
         # touches `connection` is overridden below.
         self.pg = connection
+        # For the health check's probe on a connection of its own.
+        self.url = url
         self.id_tables = id_tables
         self.write_lock = asyncio.Lock()
         # asyncpg runs one command at a time per connection; tasks take turns per
@@ -135,7 +139,7 @@ class PgDatabase(Database):
             connection = await asyncpg.connect(url, timeout=10)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             raise StoreError(f"cannot open the database {_safe(url)}: {exc}") from None
-        return cls(connection, frozenset())
+        return cls(connection, frozenset(), url)
 
     async def load_tables(self) -> None:
         """Note which tables have an `id` column, so an INSERT into one returns it as
@@ -252,11 +256,12 @@ class PgDatabase(Database):
         await self.pg.close()
 
 
-async def probe_postgresql(url: str) -> str | None:
+async def probe_postgresql(url: str, timeout: float = 5.0) -> str | None:
     """Whether the PostgreSQL database at `url` takes writes: None if so, else why not.
-    Called by `refdesk check-config` before the service starts (no migration, no write)."""
+    Called by `refdesk check-config` before the service starts (no migration, no write)
+    and by the health check, on a connection of its own each time."""
     try:
-        connection = await asyncpg.connect(url, timeout=5)
+        connection = await asyncpg.connect(url, timeout=timeout)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         return str(exc) or type(exc).__name__
     try:

@@ -15,6 +15,7 @@ from component.config import Config, StorageConfig
 from component.prosody import free_port
 from component.runner import Refdesk
 from component.store.active import ACTIVE_LOCK_KEY, ActiveLock
+from component.store.pg import probe_postgresql
 from tests.conftest import make_config, seed
 from tests.pg_server import PgServer
 from tests.xmpp_servers import XmppServer
@@ -78,7 +79,7 @@ async def test_standby_waits_with_503_then_takes_over_the_component(
     xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
 ) -> None:
     url = postgresql.fresh_url()
-    await seed(url, ("ask",))  # type: ignore[arg-type]
+    await seed(url, ("ask",))
     active = Refdesk(desk_config(tmp_path / "a", url, xmpp_server))
     standby_config = desk_config(tmp_path / "b", url, xmpp_server)
     standby = Refdesk(standby_config)
@@ -122,3 +123,11 @@ async def test_standby_waits_with_503_then_takes_over_the_component(
         await standby.stop()
         if active_running:
             await active.stop()
+
+
+async def test_health_probe_reports_an_unreachable_database(postgresql: PgServer) -> None:
+    url = postgresql.fresh_url()
+    assert await probe_postgresql(url) is None
+    gone = f"postgresql://{postgresql.user}@127.0.0.1:{free_port()}/nowhere"
+    error = await probe_postgresql(gone, 2.0)
+    assert error
