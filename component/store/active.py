@@ -88,13 +88,9 @@ class ActiveLock:
                 )
                 if not held:
                     raise StoreError("the lock is no longer held")
-            except (
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                TimeoutError,
-                StoreError,
-            ) as exc:
+            except Exception as exc:
+                # Any failure to confirm the lock counts as losing it: staying active
+                # without it could make two active processes.
                 log.critical("lost the active lock (%s): stopping", exc)
                 await self._drop()
                 on_lost()

@@ -28,7 +28,8 @@ async def cut_lock_sessions(url: str) -> int:
         return int(
             await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks"
-                " WHERE locktype = 'advisory' AND objid = $1 AND granted",
+                " WHERE locktype = 'advisory' AND objid = $1 AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 ACTIVE_LOCK_KEY,
             )
         )
