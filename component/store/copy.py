@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from component.store.db import Database, StoreError
-from component.store.pg import PgDatabase
+from component.store.pg import PgDatabase, clean
 
 # Rows read from SQLite per round trip: bounds memory for large transcripts.
 _BATCH = 5000
@@ -79,7 +79,7 @@ async def _rows(source: Database, table: _Table) -> list[list[tuple[Any, ...]]]:
         )
         if not rows:
             return batches
-        batches.append([tuple(r) for r in rows])
+        batches.append([clean(r) for r in rows])
         offset += len(rows)
 
 

@@ -103,6 +103,16 @@ END $$;
 _UNCOUNTED = frozenset({"refdesk_changes", "refdesk_schema", "chat_events"})
 
 
+def clean(params: Iterable[Any]) -> tuple[Any, ...]:
+    """Parameters as PostgreSQL takes them: its text cannot hold NUL, which SQLite's can
+    and hostile input does carry (a patron's line, a login name), so NUL becomes U+FFFD
+    in every text. The mapping is the same for writes and lookups, so equal texts stay
+    equal. Called for every statement's parameters and by the copy from SQLite."""
+    return tuple(
+        p.replace("\x00", "\ufffd") if isinstance(p, str) and "\x00" in p else p for p in params
+    )
+
+
 def _count(status: str) -> int:
     """The row count of a command status such as `UPDATE 3` or `INSERT 0 1`."""
     last = status.rsplit(" ", 1)[-1]
@@ -175,17 +185,17 @@ class PgDatabase(Database):
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Any:
         async with self._busy:
-            return await self.pg.fetchrow(pg_sql(sql), *params)
+            return await self.pg.fetchrow(pg_sql(sql), *clean(params))
 
     async def all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         async with self._busy:
-            return list(await self.pg.fetch(pg_sql(sql), *params))
+            return list(await self.pg.fetch(pg_sql(sql), *clean(params)))
 
     async def execute_unlocked(self, sql: str, params: Iterable[Any]) -> tuple[int, int]:
         """One statement, (id of the inserted row or 0, rows changed); a constraint
         violation becomes StoreError, as on SQLite."""
         text = pg_sql(sql)
-        args = tuple(params)
+        args = clean(params)
         match = _INSERT_INTO.match(sql)
         try:
             async with self._busy:
@@ -200,7 +210,7 @@ class PgDatabase(Database):
         """One statement for each parameter row, in one round trip. Called inside a
         transaction by the per-dialect variants of the sub-stores."""
         async with self._busy:
-            await self.pg.executemany(pg_sql(sql), [tuple(r) for r in rows])
+            await self.pg.executemany(pg_sql(sql), [clean(r) for r in rows])
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Execute]:
@@ -233,7 +243,7 @@ class PgDatabase(Database):
             for sql, params in items:
                 try:
                     async with self.pg.transaction():
-                        await self.pg.execute(pg_sql(sql), *params)
+                        await self.pg.execute(pg_sql(sql), *clean(params))
                 except asyncpg.PostgresError as exc:
                     results.append(exc)
                 else:
@@ -285,6 +295,7 @@ def _safe(url: str) -> str:
 __all__ = [
     "URL_SCHEMES",
     "PgDatabase",
+    "clean",
     "is_url",
     "pg_ddl",
     "pg_sql",

@@ -517,3 +517,17 @@ async def test_an_operator_change_is_one_transaction(store: Store) -> None:
         )
     assert await store.operators.by_jid("new@example.org") is None
     assert await store.operators.assignments() == []
+
+
+async def test_nul_in_hostile_text_is_stored_and_found_again(store: Store) -> None:
+    """SQLite's text holds NUL, PostgreSQL's cannot: on both, a name or a line with NUL
+    is stored, found by the same text, and the store keeps serving."""
+    ann = await store.operators.upsert("ann\x00@example.org", "A\x00nn", 3, T0)
+    found = await store.operators.by_jid("ann\x00@example.org")
+    assert found is not None and found.id == ann.id
+    queue = await make_queue(store)
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    await store.chats.append_event(event(chat.id, 1, "a\x00b", client_id="c\x00"))
+    (line,) = await store.chats.events_after(chat.id, 0)
+    assert line.text in ("a\x00b", "a\ufffdb")
+    assert await store.chats.event_by_client_id(chat.id, "c\x00") is not None
