@@ -292,12 +292,16 @@ async def offline_desk(
     tmp_path: Path, mail_sink: MailSink, request: pytest.FixtureRequest
 ) -> AsyncIterator[Desk]:
     """refdesk with no XMPP server at all (it keeps trying): for the web side alone.
-    `@pytest.mark.desk_config(...)` passes keyword arguments to `make_config`."""
+    `@pytest.mark.desk_config(...)` passes keyword arguments to `make_config`;
+    `@pytest.mark.postgresql_store` puts its data in a fresh PostgreSQL database."""
     desk_marker = request.node.get_closest_marker("desk_config")
     config = make_config(
         tmp_path, smtp_port=mail_sink.port, **(desk_marker.kwargs if desk_marker else {})
     )
-    await seed(config.storage.path)
+    if request.node.get_closest_marker("postgresql_store"):
+        server: PgServer = request.getfixturevalue("postgresql")
+        config = replace(config, storage=StorageConfig(url=server.fresh_url()))
+    await seed(config.storage.target)
     clock = TestClock()
     refdesk = Refdesk(config, clock=clock)
     await refdesk.start()
