@@ -5,18 +5,22 @@ and waits; it takes over when the active one stops or loses its database connect
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 
-from component.config import Config, StorageConfig
+from component.config import Config, StorageConfig, write_config_toml
 from component.prosody import free_port
 from component.runner import Refdesk
 from component.store.active import ACTIVE_LOCK_KEY, ActiveLock
 from component.store.pg import probe_postgresql
-from tests.conftest import make_config, seed
+from tests.conftest import COMPONENT_DOMAIN, SECRET, make_config, seed
 from tests.pg_server import PgServer
 from tests.xmpp_servers import XmppServer
 
@@ -132,3 +136,87 @@ async def test_health_probe_reports_an_unreachable_database(postgresql: PgServer
     gone = f"postgresql://{postgresql.user}@127.0.0.1:{free_port()}/nowhere"
     error = await probe_postgresql(gone, 2.0)
     assert error
+
+
+def run_config(tmp: Path, url: str, server: XmppServer, web_port: int) -> Path:
+    """A config file for `refdesk run` on the shared PostgreSQL database."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "refdesk.toml"
+    path.write_text(
+        write_config_toml(
+            {
+                "xmpp": {
+                    "domain": COMPONENT_DOMAIN,
+                    "secret": SECRET,
+                    "port": server.component_port,
+                    "reconnect_max_delay": 1.0,
+                },
+                "web": {"port": web_port, "password_hashing": "test"},
+                "storage": {"url": url},
+            }
+        ),
+        "utf-8",
+    )
+    return path
+
+
+async def test_a_killed_active_process_is_replaced_by_the_standby(
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+) -> None:
+    """SIGKILL of the active `refdesk run`: its database session and component stream
+    die with it, and the in-process standby takes both over; the time it took is printed
+    (a figure, not a threshold)."""
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))
+    active_port = free_port()
+    active = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "component.cli",
+            "--config",
+            str(run_config(tmp_path / "a", url, xmpp_server, active_port)),
+            "run",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    standby = Refdesk(desk_config(tmp_path / "b", url, xmpp_server))
+    starting: asyncio.Task[None] | None = None
+    try:
+        while True:  # the active one serves, with its component connected
+            assert active.poll() is None, active.stderr.read() if active.stderr else ""
+            try:
+                if (await health(active_port))[0] == 200:
+                    break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        starting = asyncio.create_task(standby.start())
+        port = standby.config.web.port
+        while True:
+            try:
+                if (await health(port))[1].get("status") == "standby":
+                    break
+            except aiohttp.ClientError:
+                pass
+            assert not starting.done(), "the standby did not wait"
+            await asyncio.sleep(0.05)
+
+        killed_at = time.monotonic()
+        active.send_signal(signal.SIGKILL)
+        active.wait()
+        await asyncio.wait_for(starting, 60)
+        await asyncio.wait_for(standby.adapter.online.wait(), 60)
+        status, body = await health(standby.port)
+        assert status == 200, body
+        print(f"takeover after SIGKILL: {time.monotonic() - killed_at:.2f} s")
+    finally:
+        if active.poll() is None:
+            active.kill()
+            active.wait()
+        if active.stderr:
+            active.stderr.close()
+        if starting is not None and not starting.done():
+            starting.cancel()
+        await standby.stop()
