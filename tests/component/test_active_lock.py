@@ -220,3 +220,43 @@ async def test_a_killed_active_process_is_replaced_by_the_standby(
         if starting is not None and not starting.done():
             starting.cancel()
         await standby.stop()
+
+
+async def test_an_active_process_cut_from_its_lock_exits_with_an_error(
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+) -> None:
+    """The database session of the lock is cut: `refdesk run` stops being active at once
+    and exits non-zero (for its supervisor to restart it, as a standby)."""
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))
+    port = free_port()
+    active = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "component.cli",
+            "--config",
+            str(run_config(tmp_path, url, xmpp_server, port)),
+            "run",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while True:
+            assert active.poll() is None
+            try:
+                if (await health(port))[0] == 200:
+                    break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        assert await cut_lock_sessions(url) == 1
+        _, err = await asyncio.to_thread(active.communicate, timeout=60)
+        assert active.returncode != 0
+        assert "lost the database's active lock" in err
+    finally:
+        if active.poll() is None:
+            active.kill()
+            active.communicate()
