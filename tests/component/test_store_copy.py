@@ -10,11 +10,14 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from component.cli import main
 from component.config import write_config_toml
 from component.core.changes import QueueUpdate
 from component.core.models import ChatEvent, EventKind, Sender
-from component.store import Store
+from component.prosody import free_port
+from component.store import Store, StoreError
 from tests.component.test_store import T0
 from tests.conftest import COMPONENT_DOMAIN, SECRET
 from tests.pg_server import PgServer
@@ -142,3 +145,13 @@ def test_copy_needs_a_postgresql_url(tmp_path: Path, capsys: Any) -> None:
     cfg = write_config(tmp_path)
     assert main(["--config", str(cfg), "store", "copy", "--to", "/tmp/x.sqlite3"]) != 0
     assert "postgresql://" in capsys.readouterr().err
+
+
+async def test_an_unreachable_postgresql_is_one_clear_error(
+    tmp_path: Path, postgresql: PgServer
+) -> None:
+    gone = f"postgresql://refdesk:secret@127.0.0.1:{free_port()}/refdesk"
+    with pytest.raises(StoreError) as caught:
+        await Store.open(gone)
+    assert "cannot open the database" in str(caught.value)
+    assert "secret" not in str(caught.value)  # the password is never shown
