@@ -5,11 +5,13 @@ and waits; it takes over when the active one stops or loses its database connect
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +23,8 @@ from component.runner import Refdesk
 from component.store.active import ACTIVE_LOCK_KEY, ActiveLock
 from component.store.pg import probe_postgresql
 from tests.conftest import COMPONENT_DOMAIN, SECRET, make_config, seed
+from tests.operator_client import OperatorClient
+from tests.patron_client import PatronClient
 from tests.pg_server import PgServer
 from tests.xmpp_servers import XmppServer
 
@@ -260,3 +264,78 @@ async def test_an_active_process_cut_from_its_lock_exits_with_an_error(
         if active.poll() is None:
             active.kill()
             active.communicate()
+
+
+async def test_a_chat_goes_on_after_the_standby_takes_over(
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+) -> None:
+    """A chat in progress on the active instance: after it stops and the standby takes
+    over, the patron resumes with the same token and both sides keep talking, with no
+    line lost on either side."""
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))
+    active = Refdesk(desk_config(tmp_path / "a", url, xmpp_server))
+    standby_config = desk_config(tmp_path / "b", url, xmpp_server)
+    standby = Refdesk(standby_config)
+    user, password = f"op{secrets.token_hex(3)}", secrets.token_hex(8)
+    await xmpp_server.register(user, password)
+    jid = f"{user}@{xmpp_server.domain}"
+    op = OperatorClient(jid, password, xmpp_server.host, xmpp_server.c2s_port)
+    patron = PatronClient(f"http://127.0.0.1:{active.config.web.port}", "ask")
+    resumed: PatronClient | None = None
+    starting: asyncio.Task[None] | None = None
+    active_running = False
+    try:
+        await active.start()
+        active_running = True
+        await asyncio.wait_for(active.adapter.online.wait(), 20)
+        store = active.store
+        operator = await store.operators.upsert(jid, "Ana", 3, datetime.now(UTC))
+        queue = await store.queues.by_name("ask")
+        assert queue is not None
+        await store.operators.assign(queue.id, operator.id)
+        await active.service.reload_directory()
+        await op.connect()
+        for _ in range(300):
+            if active.service.presence_of(jid).takes_chats:
+                break
+            await asyncio.sleep(0.05)
+        patron = PatronClient(f"http://127.0.0.1:{active.port}", "ask")
+        await patron.connect()
+        await patron.say("Before the takeover?")
+        offer = await op.next_message()
+        guest = offer["from"].bare
+        op.send_message(guest, "Answer one.")
+        await patron.next("message", lambda f: f["text"] == "Answer one.")
+        assert "You took this chat" in (await op.next_message(guest))["body"]
+
+        starting = asyncio.create_task(standby.start())
+        await asyncio.sleep(0.5)
+        assert not starting.done()
+        await patron.drop()
+        active_running = False
+        await active.stop()
+        await asyncio.wait_for(starting, 30)
+        await asyncio.wait_for(standby.adapter.online.wait(), 30)
+
+        resumed = PatronClient(f"http://127.0.0.1:{standby.port}", "ask")
+        welcome = await resumed.connect(resume=patron.resume, last_seq=patron.last_seq)
+        assert welcome["resumed"] is True and welcome["chat"] == patron.chat_id
+        await resumed.say("After the takeover?")
+        line = await op.next_message(guest, timeout=30)
+        assert line["body"] == "After the takeover?"
+        op.send_message(guest, "Answer two.")
+        await resumed.next("message", lambda f: f["text"] == "Answer two.", timeout=30)
+        texts = [e.text for e in await standby.store.chats.events_after(patron.chat_id, 0)]
+        for said in ("Before the takeover?", "Answer one.", "After the takeover?", "Answer two."):
+            assert texts.count(said) == 1, texts
+    finally:
+        if resumed is not None:
+            await resumed.close()
+        await patron.close()
+        await op.disconnect()
+        if starting is not None and not starting.done():
+            starting.cancel()
+        await standby.stop()
+        if active_running:
+            await active.stop()
