@@ -227,11 +227,12 @@ async def test_a_killed_active_process_is_replaced_by_the_standby(
         await standby.stop()
 
 
-async def test_an_active_process_cut_from_its_lock_exits_with_an_error(
+async def test_an_active_process_cut_from_its_lock_exits_and_the_standby_takes_over(
     xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
 ) -> None:
-    """The database session of the lock is cut: `refdesk run` stops being active at once
-    and exits non-zero (for its supervisor to restart it, as a standby)."""
+    """The database session of the lock is cut: `refdesk run` stops being active and
+    exits non-zero (for its supervisor to restart it, as a standby), and the standby
+    takes over. The times are printed (figures, not thresholds)."""
     url = postgresql.fresh_url()
     await seed(url, ("ask",))
     port = free_port()
@@ -241,13 +242,15 @@ async def test_an_active_process_cut_from_its_lock_exits_with_an_error(
             "-m",
             "component.cli",
             "--config",
-            str(run_config(tmp_path, url, xmpp_server, port)),
+            str(run_config(tmp_path / "a", url, xmpp_server, port)),
             "run",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+    standby = Refdesk(desk_config(tmp_path / "b", url, xmpp_server))
+    starting: asyncio.Task[None] | None = None
     try:
         while True:
             assert active.poll() is None
@@ -257,14 +260,30 @@ async def test_an_active_process_cut_from_its_lock_exits_with_an_error(
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
+        starting = asyncio.create_task(standby.start())
+        await asyncio.sleep(0.5)
+        assert not starting.done()
+        cut_at = time.monotonic()
         assert await cut_lock_sessions(url) == 1
         _, err = await asyncio.to_thread(active.communicate, timeout=60)
         assert active.returncode != 0
         assert "lost the database's active lock" in err
+        exited = time.monotonic() - cut_at
+        # The standby takes over the lock and then the component.
+        await asyncio.wait_for(starting, 60)
+        await asyncio.wait_for(standby.adapter.online.wait(), 60)
+        assert (await health(standby.port))[0] == 200
+        print(
+            f"after the cut: old active exited in {exited:.2f} s,"
+            f" standby serving in {time.monotonic() - cut_at:.2f} s"
+        )
     finally:
         if active.poll() is None:
             active.kill()
             active.communicate()
+        if starting is not None and not starting.done():
+            starting.cancel()
+        await standby.stop()
 
 
 async def test_a_chat_goes_on_after_the_standby_takes_over(
