@@ -37,6 +37,9 @@ def run_store_command(args: argparse.Namespace, config: Config) -> None:
 
         asyncio.run(_with_store(config, lambda store: run_directory_command(args, store, config)))
         return
+    if args.command == "store":
+        asyncio.run(_store_copy(args, config))
+        return
     handlers: dict[str, Callable[[Store], Awaitable[None]]] = {
         "ban": lambda store: _ban(args, store, config),
         "purge": _purge,
@@ -55,7 +58,7 @@ def _fmt(ts: datetime) -> str:
 
 
 async def _with_store(config: Config, action: Callable[[Store], Awaitable[None]]) -> None:
-    store = await Store.open(config.storage.path)
+    store = await Store.open(config.storage.target)
     try:
         await action(store)
     finally:
@@ -206,6 +209,33 @@ async def _purge(store: Store) -> None:
             )
     await store.sticky.forget_expired(now)
     _print(f"purged {total} chat(s)")
+
+
+async def _store_copy(args: argparse.Namespace, config: Config) -> None:
+    """`refdesk store copy --to URL`: the SQLite file (stopped service: nothing may write
+    it meanwhile) into an empty PostgreSQL database, both migrated first."""
+    from component.store.copy import copy_store
+    from component.store.pg import PgDatabase, is_url, safe_url
+
+    if not is_url(args.to):
+        raise UsageError("--to must be a postgresql:// URL")
+    path = args.source or config.storage.path
+    if not path.is_file():
+        raise UsageError(f"{path} is not a SQLite database file")
+    source = await Store.open(path)
+    try:
+        target = await Store.open(args.to)
+        try:
+            if not isinstance(target.db, PgDatabase):
+                raise UsageError("--to must be a postgresql:// URL")
+            counts = await copy_store(source.db, target.db)
+        finally:
+            await target.close()
+    finally:
+        await source.close()
+    _print(f"copied {sum(counts.values())} rows in {len(counts)} tables to {safe_url(args.to)}")
+    for name, count in counts.items():
+        _print(f"  {name}: {count}")
 
 
 async def _backup(args: argparse.Namespace, store: Store) -> None:

@@ -225,6 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("file", type=Path, metavar="FILE")
     backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
+    store = sub.add_parser("store", help="move the database between engines").add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    s_copy = store.add_parser(
+        "copy", help="copy the SQLite database into an empty PostgreSQL database"
+    )
+    s_copy.add_argument(
+        "--to", required=True, metavar="postgresql://…", help="the target database's URL"
+    )
+    s_copy.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        metavar="FILE",
+        help="the SQLite file to copy (default: [storage] path)",
+    )
+
     admin = sub.add_parser("admin", help="admin page accounts").add_subparsers(
         dest="action", required=True, parser_class=_Parser
     )

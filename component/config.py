@@ -218,6 +218,20 @@ class StorageConfig:
         "config file.",
         default=Path("refdesk.sqlite3"),
     )
+    url: str = setting(
+        "PostgreSQL instead of SQLite: a postgresql:// URL (e.g. "
+        "postgresql://refdesk@db.example.org/refdesk; a password may also come from "
+        "~/.pgpass or PGPASSWORD). Empty: the SQLite file at path.",
+        default="",
+        check=checks.postgresql_url,
+        allow_empty=True,
+    )
+
+    @property
+    def target(self) -> Path | str:
+        """What `Store.open` opens: the PostgreSQL URL when one is set, else the file.
+        Read by the composition root, the CLI and the doctor."""
+        return self.url or self.path
 
 
 @_settings

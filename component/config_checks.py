@@ -233,6 +233,23 @@ def example_secret_left(secret: str) -> str | None:
     return None
 
 
+def postgresql_url(value: str) -> str:
+    """`[storage] url`: empty (SQLite), or a postgresql:// URL with a host."""
+    if value == "":
+        return value
+    bad = f"must be a postgresql:// URL with a host, got {show_value(value)}"
+    if any(ch.isspace() for ch in value) or len(value) > 2048:
+        raise Invalid(bad)
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise Invalid(bad)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise Invalid("has an invalid port") from None
+    return value
+
+
 def websocket_url(value: str) -> str:
     """`[operator_web] websocket_url`: empty, or a ws:// or wss:// URL safe to quote in a
     Content-Security-Policy."""

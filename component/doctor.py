@@ -27,6 +27,7 @@ from component.config import Config, XmppConfig
 from component.mailer import MailError, SmtpSender
 from component.runner import smtp_settings
 from component.store.ops import probe_write
+from component.store.pg import probe_postgresql, safe_url
 
 XMPP_TIMEOUT = 10.0
 # What the XMPP server's stream error conditions mean for the component's settings.
@@ -54,7 +55,11 @@ async def run_checks(config: Config) -> list[Check]:
     return [
         await check_xmpp(config),
         await check_smtp(config),
-        await check_database(config.storage.path),
+        await (
+            check_postgresql(config.storage.url)
+            if config.storage.url
+            else check_database(config.storage.path)
+        ),
         await check_public_url(config.web.public_url),
     ]
 
@@ -192,6 +197,14 @@ async def check_database(path: Path) -> Check:
     if not os.access(parent, os.W_OK | os.X_OK):
         return Check(False, "database", f"{parent} is not writable: {path.name} cannot be made")
     return Check(True, "database", f"{path} will be created on first start")
+
+
+async def check_postgresql(url: str) -> Check:
+    """The PostgreSQL database of `[storage] url` answers and takes writes."""
+    error = await probe_postgresql(url)
+    if error is not None:
+        return Check(False, "database", f"{safe_url(url)}: {error}")
+    return Check(True, "database", f"{safe_url(url)} is writable")
 
 
 async def check_public_url(url: str) -> Check:

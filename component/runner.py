@@ -23,11 +23,13 @@ from component.moderation import Limits, policy_from_config
 from component.operations import LinkState, Operations
 from component.outbox import MailOutbox
 from component.service import DeskService
-from component.store import Store
+from component.store import Store, StoreError
+from component.store.active import ActiveLock
 from component.xmpp import XmppAdapter
 from web.app import make_app
 from web.connlimits import AddressSlots
 from web.listener import ConnectionGuard, GuardedSite, connection_budget
+from web.standby import make_standby_app
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,12 @@ class Refdesk:
         self._poller: asyncio.Task[None] | None = None
         self._outbox: MailOutbox | None = None
         self.port = config.web.port
+        # On PostgreSQL several processes may share the database; the holder of this
+        # lock is the one that serves (see component/store/active.py).
+        self._lock: ActiveLock | None = None
+        self._watch: asyncio.Task[None] | None = None
+        # Set when the lock was lost while serving: `serve_forever` then stops.
+        self.lost = asyncio.Event()
 
     @property
     def service(self) -> DeskService:
@@ -87,8 +95,11 @@ class Refdesk:
         cfg = self.config
         # The config holds the component secret; the database holds patrons' chats.
         warn_if_open(cfg.source, "the config file")
-        warn_if_open(cfg.storage.path, "the database")
-        self._store = await Store.open(cfg.storage.path)
+        if not cfg.storage.url:
+            warn_if_open(cfg.storage.path, "the database")
+        else:
+            await self._become_active(cfg.storage.url)
+        self._store = await Store.open(cfg.storage.target)
         self._service = DeskService(
             self._store,
             domain=cfg.xmpp.domain,
@@ -147,7 +158,31 @@ class Refdesk:
         self._adapter = XmppAdapter(self._service, cfg.xmpp)
         await self._adapter.start()
         self._poller = asyncio.create_task(self._poll_directory())
+        if self._lock is not None:
+            self._watch = asyncio.create_task(self._lock.watch(self.lost.set))
         log.info("refdesk is serving on http://%s:%s", cfg.web.host, self.port)
+
+    async def _become_active(self, url: str) -> None:
+        """Take the active lock; while another process holds it, serve 503 on the web
+        port (a standby) and wait. Called by `start` for a PostgreSQL store, before
+        anything else starts: only the holder connects the component."""
+        self._lock = ActiveLock(url)
+        try:
+            if await self._lock.try_acquire():
+                return
+        except StoreError as exc:
+            log.warning("waiting to become active: %s", exc)
+        cfg = self.config
+        runner = web.AppRunner(make_standby_app(), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, cfg.web.host, cfg.web.port, backlog=LISTEN_BACKLOG)
+            await site.start()
+            log.info("standing by: another refdesk holds the database's active lock")
+            await self._lock.acquire()
+        finally:
+            await runner.cleanup()
+        log.info("took the active lock: starting")
 
     def _link_state(self) -> LinkState:
         """The XMPP link for health and metrics (the web side never sees the adapter)."""
@@ -186,6 +221,10 @@ class Refdesk:
         """Stop what `start` started, in reverse order; also after a start that failed
         half-way (see `running`)."""
         opened = self._store is not None
+        if self._watch:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         if self._poller:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -200,6 +239,9 @@ class Refdesk:
             await self._service.close()
         if self._store:
             await self._store.close()
+        if self._lock:
+            # Last: a standby must not start while this process still writes.
+            await self._lock.release()
         if opened:  # a start refused before the database opened has said why already
             log.info("refdesk stopped")
 
@@ -228,7 +270,7 @@ async def serve_forever(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with running(config):
+    async with running(config) as desk:
         # Everything loaded at start-up lives for the whole run: keep the collector off it,
         # and collect the young generation less often (full collections of a large heap
         # stalled every chat for up to 200 ms in the capacity benchmark). The middle
@@ -238,5 +280,13 @@ async def serve_forever(config: Config) -> None:
         # keeps full collections as rare as before (one per 10 million allocations).
         gc.freeze()
         gc.set_threshold(10_000, 5, 200)
-        await stop.wait()
+        stopped = asyncio.create_task(stop.wait())
+        lost = asyncio.create_task(desk.lost.wait())
+        await asyncio.wait((stopped, lost), return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        lost.cancel()
         log.info("shutting down")
+    if desk.lost.is_set():
+        # Another process may be active now: exit non-zero, so the supervisor restarts
+        # this one, which then stands by.
+        raise StoreError("lost the database's active lock (connection cut?): stopped")

@@ -39,6 +39,7 @@ from component.store import Store
 from tests.mail_sink import MailSink
 from tests.operator_client import OperatorClient
 from tests.patron_client import PatronClient
+from tests.pg_server import PgServer
 from tests.xmpp_servers import XmppServer, start_server
 
 # Property tests judge results, never speed: on a loaded 2-core machine an example may take
@@ -95,7 +96,7 @@ def make_config(
     )
 
 
-async def seed(path: Path, queues: tuple[str, ...] = ("ask",)) -> None:
+async def seed(path: Path | str, queues: tuple[str, ...] = ("ask",)) -> None:
     """Create a group and queues in a fresh database, as the CLI would."""
     store = await Store.open(path)
     try:
@@ -105,6 +106,27 @@ async def seed(path: Path, queues: tuple[str, ...] = ("ask",)) -> None:
             await store.queues.add(name, group.id, f"Ask us ({name})", None, now)
     finally:
         await store.close()
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server for the whole session (started on first use).
+    Fails, never skips, when PostgreSQL is not installed: the store runs on both engines."""
+    server = PgServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a store test opens its database: a fresh SQLite file, or a fresh database
+    on the session's PostgreSQL; each store test runs once on each."""
+    if request.param == "sqlite":
+        return tmp_path / "refdesk.sqlite3"
+    server: PgServer = request.getfixturevalue("postgresql")
+    return server.fresh_url()
 
 
 @pytest.fixture(scope="session", params=["prosody", "ejabberd"])
@@ -239,7 +261,8 @@ async def desk(
     mail_sink: MailSink,
 ) -> AsyncIterator[Desk]:
     """refdesk on the session's XMPP server with queues `ask` and `other`, online.
-    `@pytest.mark.chat_config(key=value)` overrides [chat] settings."""
+    `@pytest.mark.chat_config(key=value)` overrides [chat] settings;
+    `@pytest.mark.postgresql_store` puts its data in a fresh PostgreSQL database."""
     marker = request.node.get_closest_marker("chat_config")
     desk_marker = request.node.get_closest_marker("desk_config")
     config = make_config(
@@ -250,7 +273,10 @@ async def desk(
         **(desk_marker.kwargs if desk_marker else {}),
         **(marker.kwargs if marker else {}),
     )
-    await seed(config.storage.path, ("ask", "other"))
+    if request.node.get_closest_marker("postgresql_store"):
+        server: PgServer = request.getfixturevalue("postgresql")
+        config = replace(config, storage=StorageConfig(url=server.fresh_url()))
+    await seed(config.storage.target, ("ask", "other"))
     clock = TestClock()
     refdesk = Refdesk(config, clock=clock)
     await refdesk.start()
@@ -267,12 +293,16 @@ async def offline_desk(
     tmp_path: Path, mail_sink: MailSink, request: pytest.FixtureRequest
 ) -> AsyncIterator[Desk]:
     """refdesk with no XMPP server at all (it keeps trying): for the web side alone.
-    `@pytest.mark.desk_config(...)` passes keyword arguments to `make_config`."""
+    `@pytest.mark.desk_config(...)` passes keyword arguments to `make_config`;
+    `@pytest.mark.postgresql_store` puts its data in a fresh PostgreSQL database."""
     desk_marker = request.node.get_closest_marker("desk_config")
     config = make_config(
         tmp_path, smtp_port=mail_sink.port, **(desk_marker.kwargs if desk_marker else {})
     )
-    await seed(config.storage.path)
+    if request.node.get_closest_marker("postgresql_store"):
+        server: PgServer = request.getfixturevalue("postgresql")
+        config = replace(config, storage=StorageConfig(url=server.fresh_url()))
+    await seed(config.storage.target)
     clock = TestClock()
     refdesk = Refdesk(config, clock=clock)
     await refdesk.start()

@@ -58,6 +58,17 @@ async def test_full_chat_both_ways(desk: Desk) -> None:
     assert sorted(seqs) == list(range(1, len(seqs) + 1))
 
 
+@pytest.mark.postgresql_store
+async def test_full_chat_both_ways_on_postgresql(desk: Desk) -> None:
+    """The same chat with the data in PostgreSQL instead of SQLite."""
+    await test_full_chat_both_ways(desk)
+    chats = await desk.refdesk.store.chats.open_ones()
+    assert chats == []
+    (chat,) = await desk.refdesk.store.db.all("SELECT id FROM chats")
+    texts = [e.text for e in await desk.refdesk.store.chats.events_after(chat[0], 0)]
+    assert "Where are the atlases?" in texts and "Thanks! And maps?" in texts
+
+
 async def test_first_operator_takes_it_and_the_other_is_told(desk: Desk) -> None:
     ana = await desk.add_operator(name="Ana")
     ben = await desk.add_operator(name="Ben")

@@ -3,13 +3,16 @@
 connection.
 
 The service calls it; nothing else touches the database. SQLite in WAL mode through
-aiosqlite; numbered migrations in `component/migrations/NNN_name.sql` are applied at
-open, tracked with `PRAGMA user_version`.
+aiosqlite by default, or PostgreSQL through asyncpg when opened with a `postgresql://`
+URL (component/store/pg.py). Numbered migrations in `component/migrations/NNN_name.sql`
+are applied at open, tracked with `PRAGMA user_version` (SQLite) or the `refdesk_schema`
+table (PostgreSQL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 from importlib import resources
@@ -34,6 +37,7 @@ from component.store.mail import MailStore
 from component.store.notices import NoticeStore
 from component.store.operators import OperatorStore
 from component.store.ops import BackupResult, OpsStore, OutboxSummary
+from component.store.pg import PgDatabase, is_url, pg_ddl
 from component.store.queues import QueueStore
 from component.store.ratings import RatingsStore
 from component.store.stats import StatsStore
@@ -58,6 +62,24 @@ def migrations() -> list[tuple[int, str, str]]:
     if numbers != list(range(1, len(found) + 1)):
         raise StoreError(f"migrations are not numbered 1..N without gaps: {numbers}")
     return found
+
+
+def migrations_for(dialect: str) -> list[tuple[int, str, str]]:
+    """The migrations as one engine runs them. For PostgreSQL, a file
+    `NNN_name.postgresql.sql` beside `NNN_name.sql` replaces it where translating the
+    SQLite text (`pg_ddl`) is not enough; otherwise the translation is used. Called by
+    `Store.migrate`."""
+    found = migrations()
+    if dialect != "postgresql":
+        return found
+    folder = resources.files("component.migrations")
+    result = []
+    for number, name, sql in found:
+        variant = folder.joinpath(name.removesuffix(".sql") + ".postgresql.sql")
+        result.append(
+            (number, name, variant.read_text("utf-8") if variant.is_file() else pg_ddl(sql))
+        )
+    return result
 
 
 def _try_open(path: str) -> None:
@@ -102,7 +124,9 @@ class Store:
         """Open (creating if needed, readable by its owner only) and migrate the database
         at `path`. A file that cannot be opened or is no database (a directory, a missing
         folder, another kind of file) is a StoreError naming the path, for the CLI to print
-        as one line."""
+        as one line. A `postgresql://` URL opens that PostgreSQL database instead."""
+        if is_url(path):
+            return await cls._open_postgresql(str(path))
         # Try the file with plain sqlite3 first: when aiosqlite's own connect fails, its
         # worker thread later dies noisily on a closed event loop, after the caller has
         # already reported the error.
@@ -136,13 +160,36 @@ class Store:
             raise
         return store
 
+    @classmethod
+    async def _open_postgresql(cls, url: str) -> Store:
+        """Connect to PostgreSQL and migrate; called by `open` for a URL."""
+        db = await PgDatabase.connect(url)
+        store = cls(db)
+        try:
+            await store.migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    @property
+    def dialect(self) -> str:
+        """'sqlite' or 'postgresql': which engine this store runs on."""
+        return self.db.dialect
+
     async def close(self) -> None:
         await self.commits.flush()
+        if isinstance(self.db, PgDatabase):
+            await self.db.close()
+            return
         await self.db.connection.close()
 
     async def migrate(self) -> None:
         """Apply the migrations newer than the database's version, each in its own
         transaction. Called by `open`."""
+        if isinstance(self.db, PgDatabase):
+            await self._migrate_postgresql(self.db)
+            return
         current = await self.schema_version()
         for number, _name, sql in migrations():
             if number <= current:
@@ -152,9 +199,38 @@ class Store:
                 f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;"
             )
 
+    async def _migrate_postgresql(self, db: PgDatabase) -> None:
+        """The PostgreSQL side of `migrate`: the version lives in a one-row table, and an
+        advisory lock keeps two processes starting at once from migrating together."""
+        try:
+            await db.script(
+                "SELECT pg_advisory_lock(7262001);"
+                "CREATE TABLE IF NOT EXISTS refdesk_schema (version BIGINT NOT NULL);"
+                "INSERT INTO refdesk_schema SELECT 0"
+                " WHERE NOT EXISTS (SELECT 1 FROM refdesk_schema)"
+            )
+            current = await self.schema_version()
+            for number, _name, sql in migrations_for("postgresql"):
+                if number <= current:
+                    continue
+                await db.script(
+                    f"BEGIN;\n{sql}\nUPDATE refdesk_schema SET version = {number};\nCOMMIT;"
+                )
+        except Exception as exc:
+            raise StoreError(f"cannot migrate the PostgreSQL database: {exc}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                await db.script("SELECT pg_advisory_unlock(7262001)")
+        await db.load_tables()
+
     async def schema_version(self) -> int:
+        if isinstance(self.db, PgDatabase):
+            row = await self.db.one("SELECT version FROM refdesk_schema")
+            return int(row[0]) if row else 0
         return int(await self.db.pragma("user_version") or 0)
 
     async def data_version(self) -> int:
         """Changes when another connection (e.g. the CLI) commits; polled by the service."""
+        if isinstance(self.db, PgDatabase):
+            return await self.db.data_version()
         return int(await self.db.pragma("data_version") or 0)

@@ -24,7 +24,7 @@ BAN_FILTERS: Mapping[str, str] = MappingProxyType(
         " AND (b.ends_at IS NULL OR b.ends_at > ?)",
         "ended": "b.lifted_at IS NULL AND b.ends_at IS NOT NULL AND b.ends_at <= ?",
         "lifted": "b.lifted_at IS NOT NULL",
-        "all": "1",
+        "all": "TRUE",
     }
 )
 
@@ -242,7 +242,7 @@ class BanStore:
     ) -> tuple[list[AuditRow], int]:
         """Audit lines, newest first (a ban's own: oldest first), with the total."""
         params: tuple[int, ...] = ()
-        where, order = "1", "a.id DESC"
+        where, order = "TRUE", "a.id DESC"
         if ban_id is not None:
             where, order, params = "a.ban_id = ?", "a.id", (ban_id,)
         count = await self._db.one(f"SELECT COUNT(*) FROM ban_audit a WHERE {where}", params)

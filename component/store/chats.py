@@ -14,6 +14,7 @@ import aiosqlite
 from component.core.models import Chat, ChatEvent, ChatState, EventKind, Sender
 from component.store.commit_queue import CommitQueue
 from component.store.db import Database, from_iso, iso, marks
+from component.store.pg import PgDatabase
 
 
 def chat_from_row(row: aiosqlite.Row) -> Chat:
@@ -118,6 +119,13 @@ class ChatStore:
         if not cursors:
             return
         rows = [(seq, chat_id) for chat_id, seq in cursors.items()]
+        if isinstance(self._db, PgDatabase):
+            # PostgreSQL's two-argument maximum is GREATEST.
+            async with self._db.transaction():
+                await self._db.execute_many(
+                    "UPDATE chats SET relayed_seq = GREATEST(relayed_seq, ?) WHERE id = ?", rows
+                )
+            return
 
         def update(conn: sqlite3.Connection) -> None:
             conn.executemany(

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from component.store.db import Database, StoreError
+from component.store.pg import PgDatabase
 
 
 @dataclass(slots=True)
@@ -102,7 +103,13 @@ class CommitQueue:
                     continue
                 items = [(p.sql, p.params) for p in batch]
                 try:
-                    results = await self._db.run(functools.partial(_commit_batch, items=items))
+                    results: list[Exception | None]
+                    if isinstance(self._db, PgDatabase):
+                        results = await self._db.commit_batch(items)
+                    else:
+                        results = list(
+                            await self._db.run(functools.partial(_commit_batch, items=items))
+                        )
                 except Exception as exc:
                     error = StoreError(f"the batch of {len(batch)} lines was not committed: {exc}")
                     for pending in batch:

@@ -56,7 +56,8 @@ def status_in_scope(
             return None
         where.append(f"{queue_column} IN ({marks(queue_ids)})")
         params.extend(queue_ids)
-    return " AND ".join(where) or "1", params
+    # TRUE rather than 1: PostgreSQL wants a boolean condition, SQLite reads both.
+    return " AND ".join(where) or "TRUE", params
 
 
 def _statement(sql: str) -> Callable[[sqlite3.Connection], None]:
@@ -70,7 +71,11 @@ def _statement(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 class Database:
     """The connection every sub-store shares. Created by `Store.open`; each sub-store
-    keeps it and calls `one`, `all`, `write`, `write_count` and `transaction`."""
+    keeps it and calls `one`, `all`, `write`, `write_count` and `transaction`. The
+    PostgreSQL one (component/store/pg.py) has the same interface."""
+
+    # Which SQL dialect: sub-stores choose their few per-dialect variants by it.
+    dialect = "sqlite"
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self.connection = connection

@@ -161,7 +161,7 @@ class MailStore:
     ) -> tuple[list[MailStatus], int]:
         """The outbox: failed emails first, then pending, then sent; newest first within
         each. Coordinators see the emails of their queues' tickets and chats only."""
-        where = "1"
+        where = "TRUE"
         params: list[Any] = []
         if queue_ids is not None:
             if not queue_ids:

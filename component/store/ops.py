@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from component.store.db import Database, StoreError, from_iso
+from component.store.pg import PgDatabase, probe_postgresql
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +42,22 @@ class OpsStore:
         return await self._db.file()
 
     async def journal_mode(self) -> str:
+        """SQLite's journal mode ('wal'); on PostgreSQL the name of the engine, whose
+        write-ahead log is always on."""
+        if self._db.dialect == "postgresql":
+            return "postgresql"
         return str(await self._db.pragma("journal_mode") or "")
 
     async def integrity_check(self) -> str:
+        """'ok', or what is wrong. On PostgreSQL: the server's count of data-page checksum
+        failures in this database (none counted when checksums are off)."""
+        if self._db.dialect == "postgresql":
+            row = await self._db.one(
+                "SELECT COALESCE(checksum_failures, 0) FROM pg_stat_database"
+                " WHERE datname = current_database()"
+            )
+            failures = int(row[0]) if row else 0
+            return "ok" if failures == 0 else f"{failures} data page checksum failures"
         return str(await self._db.pragma("integrity_check") or "")
 
     async def outbox_summary(self) -> OutboxSummary:
@@ -69,6 +83,8 @@ class OpsStore:
         probe through the service's connection could be left holding a transaction if the
         check gave up while it waited, and a committed probe would make the service think
         another process had changed the data (it reloads on every outside commit)."""
+        if isinstance(self._db, PgDatabase):
+            return await probe_postgresql(self._db.url, timeout)
         path = await self.database_file()
         if path is None:
             return None
@@ -81,7 +97,10 @@ class OpsStore:
         The copy is written to a new file beside `target` (created 0600, as it holds
         everything the database holds), checked with `PRAGMA integrity_check`, then moved
         into place, so a failed backup never leaves a partial file under the name given.
-        An existing `target` is refused unless `overwrite`."""
+        An existing `target` is refused unless `overwrite`. PostgreSQL is backed up
+        with its own tools (pg_dump), so this refuses a PostgreSQL store."""
+        if self._db.dialect == "postgresql":
+            raise StoreError("the store is PostgreSQL: back it up with pg_dump")
         source = await self.database_file()
         live = source.resolve() if source is not None else None
         own = {Path(f"{live}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")}

@@ -46,7 +46,7 @@ class RatingsStore:
         params: list[Any] = [iso(f.start), iso(f.end)]
         if f.queue_ids is not None:
             ids = sorted(f.queue_ids)
-            clauses.append(f"c.queue_id IN ({','.join('?' * len(ids))})" if ids else "0")
+            clauses.append(f"c.queue_id IN ({','.join('?' * len(ids))})" if ids else "FALSE")
             params.extend(ids)
         if f.operator_id is not None:
             clauses.append("c.operator_id = ?")

@@ -21,6 +21,7 @@ import aiosqlite
 
 from component.core.stats import Counts, Spread, StatsFilter, StatsReport, Timing
 from component.store.db import Database, from_iso, iso
+from component.store.pg import PgDatabase
 
 # Followed up by email: the chat ended that way, or a ticket (offline question, referral)
 # refers to it. The chats with tickets are read once per statement (a materialized CTE
@@ -30,20 +31,27 @@ _TICKETED = (
 )
 _FOLLOWED_UP = "(c.state = 'followed-up' OR t.chat_id IS NOT NULL)"
 
+# Counted with CASE, not by summing the conditions: PostgreSQL's conditions are
+# booleans, which it does not sum (SQLite's are 0 and 1).
 _COUNT_COLUMNS = (
     "COUNT(*) AS asked,"
-    " COALESCE(SUM(accepted), 0) AS answered,"
-    " COALESCE(SUM(followed_up), 0) AS followed_up,"
-    " COALESCE(SUM(NOT accepted AND NOT followed_up AND state IN ('missed', 'ended')), 0)"
-    " AS missed,"
-    " COALESCE(SUM(NOT accepted AND NOT followed_up"
-    " AND state IN ('waiting', 'offered', 'active')), 0) AS open"
+    " COALESCE(SUM(CASE WHEN accepted THEN 1 ELSE 0 END), 0) AS answered,"
+    " COALESCE(SUM(CASE WHEN followed_up THEN 1 ELSE 0 END), 0) AS followed_up,"
+    " COALESCE(SUM(CASE WHEN NOT accepted AND NOT followed_up"
+    " AND state IN ('missed', 'ended') THEN 1 ELSE 0 END), 0) AS missed,"
+    " COALESCE(SUM(CASE WHEN NOT accepted AND NOT followed_up"
+    " AND state IN ('waiting', 'offered', 'active') THEN 1 ELSE 0 END), 0) AS open"
 )
 
 
-def _seconds(later: str, earlier: str) -> str:
+def _seconds(later: str, earlier: str, dialect: str) -> str:
     """SQL for `later - earlier` in seconds (never negative), to the millisecond, which
-    is what SQLite's date functions keep."""
+    is what SQLite's date functions keep; the same in PostgreSQL's date functions."""
+    if dialect == "postgresql":
+        return (
+            f"GREATEST(0.0, ROUND(EXTRACT(EPOCH FROM ({later})::timestamptz"
+            f" - ({earlier})::timestamptz)::numeric, 3))::double precision"
+        )
     return f"MAX(0.0, ROUND((julianday({later}) - julianday({earlier})) * 86400.0, 3))"
 
 
@@ -56,7 +64,7 @@ def _where(f: StatsFilter) -> tuple[str, list[Any]]:
             clauses.append(f"c.queue_id IN ({','.join('?' * len(ids))})")
             params.extend(ids)
         else:
-            clauses.append("0")
+            clauses.append("FALSE")
     if f.operator_id is not None:
         clauses.append("c.operator_id = ?")
         params.append(f.operator_id)
@@ -73,13 +81,19 @@ def _counts(row: Any) -> Counts:
     )
 
 
-async def _rows(db: aiosqlite.Connection, sql: str, params: list[Any]) -> list[aiosqlite.Row]:
+# The statistics' own SQLite connection (a read-only snapshot), or the PostgreSQL store.
+_Reader = aiosqlite.Connection | PgDatabase
+
+
+async def _rows(db: _Reader, sql: str, params: list[Any]) -> list[Any]:
+    if isinstance(db, PgDatabase):
+        return await db.all(sql, params)
     async with db.execute(sql, tuple(params)) as cur:
         return list(await cur.fetchall())
 
 
 async def _counts_by(
-    db: aiosqlite.Connection, f: StatsFilter, key: str, *, order: bool = False
+    db: _Reader, f: StatsFilter, key: str, *, order: bool = False
 ) -> list[tuple[Any, Counts]]:
     """Outcome counts of the asked chats in `f`, grouped by the SQL expression `key`."""
     where, params = _where(f)
@@ -89,16 +103,23 @@ async def _counts_by(
         f" SELECT {key} AS k, c.state AS state,"
         f" c.accepted_at IS NOT NULL AS accepted, {_FOLLOWED_UP} AS followed_up"
         " FROM chats c LEFT JOIN ticketed t ON t.chat_id = c.id"
-        f" WHERE {where}) GROUP BY k{' ORDER BY k' if order else ''}",
+        f" WHERE {where}) AS outcomes GROUP BY k{' ORDER BY k' if order else ''}",
         params,
     )
     return [(r["k"], _counts(r)) for r in rows]
 
 
-def _slot(minutes: int) -> str:
+def _slot(minutes: int, dialect: str) -> str:
     """SQL for the start of the UTC slot of `minutes` (15 or 60) holding `asked_at`."""
     if minutes not in (15, 60):
         raise ValueError("slots are 15 or 60 minutes")
+    if dialect == "postgresql":
+        utc = "(c.asked_at::timestamptz AT TIME ZONE 'UTC')"
+        return (
+            f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:') || lpad("
+            f"(EXTRACT(MINUTE FROM {utc})::int / {minutes} * {minutes})::text, 2, '0')"
+            " || ':00+00:00'"
+        )
     return (
         "strftime('%Y-%m-%dT%H:', c.asked_at) || printf('%02d',"
         f" CAST(strftime('%M', c.asked_at) AS INTEGER) / {minutes} * {minutes})"
@@ -106,13 +127,14 @@ def _slot(minutes: int) -> str:
     )
 
 
-async def _timing(db: aiosqlite.Connection, f: StatsFilter) -> dict[tuple[str, int | None], Timing]:
+async def _timing(db: _Reader, f: StatsFilter) -> dict[tuple[str, int | None], Timing]:
     """Nearest-rank p50/p90/p99 of wait (asked → accepted) and duration (accepted →
     ended) of the answered chats in `f`: of all of them (key ('all', 0)), per queue
     (('queue', id)) and per operator (('operator', id or None)). Ranked in SQL with
     window functions: rank ceil(p * n / 100) is `(p * n + 99) / 100` in integers. The
     chats are read once (a materialized CTE) for the three groupings."""
     where, params = _where(f)
+    dialect = "postgresql" if isinstance(db, PgDatabase) else "sqlite"
     picks = []
     for p in (50, 90, 99):
         picks.append(f"MAX(CASE WHEN rw = ({p} * nw + 99) / 100 THEN w END) AS w{p}")
@@ -134,9 +156,9 @@ async def _timing(db: aiosqlite.Connection, f: StatsFilter) -> dict[tuple[str, i
         db,
         "WITH v AS MATERIALIZED ("
         " SELECT c.queue_id AS q, c.operator_id AS o,"
-        f" {_seconds('c.accepted_at', 'c.asked_at')} AS w,"
+        f" {_seconds('c.accepted_at', 'c.asked_at', dialect)} AS w,"
         " CASE WHEN c.ended_at IS NOT NULL THEN"
-        f" {_seconds('c.ended_at', 'c.accepted_at')} END AS d"
+        f" {_seconds('c.ended_at', 'c.accepted_at', dialect)} END AS d"
         f" FROM chats c WHERE {where} AND c.accepted_at IS NOT NULL),"
         f" r AS ({ranked('all', '0')} UNION ALL {ranked('queue', 'q')}"
         f" UNION ALL {ranked('operator', 'o')})"
@@ -159,10 +181,14 @@ class StatsStore:
         self._db = db
 
     @contextlib.asynccontextmanager
-    async def _stats_reader(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _stats_reader(self) -> AsyncIterator[_Reader]:
         """A read-only connection of its own to the same database file, inside one read
         transaction (a consistent snapshot); the service's connection when the database
-        has no file (in memory)."""
+        has no file (in memory). On PostgreSQL the store's own connection: each query
+        sees what was committed when it ran (no snapshot across the queries)."""
+        if isinstance(self._db, PgDatabase):
+            yield self._db
+            return
         path = await self._db.file()
         if path is None:
             yield self._db.connection
@@ -185,7 +211,7 @@ class StatsStore:
         queue, per operator and per UTC slot of `slot_minutes` (15 or 60, for regrouping
         by local hour and day), and the wait and duration percentiles of all of them,
         per queue and per operator."""
-        slot = _slot(slot_minutes)
+        slot = _slot(slot_minutes, self._db.dialect)
         async with self._stats_reader() as db:
             # The unary + keeps SQLite from walking an index in key order (the whole
             # table) instead of the asked_at range.

@@ -59,11 +59,17 @@ class ChatPage:
     total: int
 
 
+# A chat's tags as one sorted, comma-separated text: the one spelling per engine.
+_TAG_LIST = {
+    "sqlite": "(SELECT group_concat(tag, ',') FROM (SELECT tag FROM chat_tags t"
+    "   WHERE t.chat_id = c.id ORDER BY tag))",
+    "postgresql": "(SELECT string_agg(tag, ',' ORDER BY tag) FROM chat_tags t"
+    "   WHERE t.chat_id = c.id)",
+}
 _CHAT_SELECT = (
     "SELECT c.*, q.name AS queue_name, q.title AS queue_title, q.group_id AS group_id,"
     " q.privacy AS privacy, o.name AS operator_name, o.jid AS operator_jid,"
-    " (SELECT group_concat(tag, ',') FROM (SELECT tag FROM chat_tags t"
-    "   WHERE t.chat_id = c.id ORDER BY tag)) AS tag_list,"
+    " {tag_list} AS tag_list,"
     " (SELECT COUNT(*) FROM chat_events e WHERE e.chat_id = c.id AND e.kind = 'message')"
     "   AS message_count"
     " FROM chats c JOIN queues q ON q.id = c.queue_id"
@@ -102,6 +108,7 @@ class TranscriptStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._select = _CHAT_SELECT.format(tag_list=_TAG_LIST[db.dialect])
 
     async def search(
         self,
@@ -153,13 +160,13 @@ class TranscriptStore:
         condition = " AND ".join(where)
         count = await self._db.one(f"SELECT COUNT(*) FROM chats c WHERE {condition}", params)
         rows = await self._db.all(
-            f"{_CHAT_SELECT} WHERE {condition} ORDER BY c.id DESC LIMIT ? OFFSET ?",
+            f"{self._select} WHERE {condition} ORDER BY c.id DESC LIMIT ? OFFSET ?",
             (*params, limit, offset),
         )
         return ChatPage([_summary(r) for r in rows], int(count[0]) if count else 0)
 
     async def summary(self, chat_id: int) -> ChatSummary | None:
-        row = await self._db.one(f"{_CHAT_SELECT} WHERE c.id = ?", (chat_id,))
+        row = await self._db.one(f"{self._select} WHERE c.id = ?", (chat_id,))
         return _summary(row) if row else None
 
     async def summaries(self, chat_ids: Iterable[int]) -> list[ChatSummary]:
@@ -168,7 +175,7 @@ class TranscriptStore:
         if not ids:
             return []
         rows = await self._db.all(
-            f"{_CHAT_SELECT} WHERE c.id IN ({marks(ids)}) ORDER BY c.id DESC", ids
+            f"{self._select} WHERE c.id IN ({marks(ids)}) ORDER BY c.id DESC", ids
         )
         return [_summary(r) for r in rows]
 

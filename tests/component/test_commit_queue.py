@@ -1,6 +1,7 @@
-"""Group commit (component.commit_queue) on a real SQLite file with concurrent writers:
-a line is acknowledged only once it is committed, lines arriving together share a
-transaction, and a batch that cannot commit fails each of its lines."""
+"""Group commit (component.commit_queue) on a real SQLite file and a real PostgreSQL
+database with concurrent writers: a line is acknowledged only once it is committed, lines
+arriving together share a transaction, and a batch that cannot commit fails each of its
+lines."""
 
 from __future__ import annotations
 
@@ -19,12 +20,28 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "refdesk.sqlite3")
+async def store(store_target: Path | str) -> AsyncIterator[Store]:
+    opened = await Store.open(store_target)
     try:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def other(store: Store, store_target: Path | str) -> AsyncIterator[Store]:
+    """A second connection to the same database, as another process would have: it sees
+    only committed rows."""
+    opened = await Store.open(store_target)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def seen(other: Store, chat_id: int, seq: int) -> bool:
+    """Whether the other connection finds the line (so it is committed)."""
+    return [e.seq for e in await other.chats.events_after(chat_id, seq - 1)][:1] == [seq]
 
 
 def line(chat_id: int, seq: int, text: str) -> ChatEvent:
@@ -61,16 +78,15 @@ def committed(path: Path, chat_id: int, seq: int) -> bool:
 
 
 async def test_lines_written_together_share_a_commit_and_are_committed_when_acknowledged(
-    store: Store, tmp_path: Path
+    store: Store, other: Store
 ) -> None:
     chats = await open_chats(store, 40)
-    path = tmp_path / "refdesk.sqlite3"
     seen_committed: list[bool] = []
 
     async def write(chat_id: int) -> None:
         await store.chats.append_event(line(chat_id, 1, f"hello from {chat_id}"))
         # Acknowledged: it must already be visible to another connection.
-        seen_committed.append(committed(path, chat_id, 1))
+        seen_committed.append(await seen(other, chat_id, 1))
 
     before = store.commits.batches
     await asyncio.gather(*(write(c) for c in chats))
@@ -81,10 +97,19 @@ async def test_lines_written_together_share_a_commit_and_are_committed_when_ackn
 
 
 async def test_a_batch_that_cannot_commit_fails_every_line_and_the_queue_keeps_serving(
-    store: Store, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    chats = await open_chats(store, 10)
     path = tmp_path / "refdesk.sqlite3"
+    store = await Store.open(path)
+    try:
+        await _batch_cannot_commit(store, path)
+    finally:
+        await store.close()
+
+
+async def _batch_cannot_commit(store: Store, path: Path) -> None:
+    """SQLite's case: another process holds the file's write lock."""
+    chats = await open_chats(store, 10)
     # Another process holds the database's write lock: the batch cannot begin. Waiting
     # the default five seconds for it would only slow the test down.
     await store.db.connection.execute("PRAGMA busy_timeout=50")
@@ -105,10 +130,9 @@ async def test_a_batch_that_cannot_commit_fails_every_line_and_the_queue_keeps_s
 
 
 async def test_one_bad_line_fails_alone_and_the_rest_of_its_batch_commits(
-    store: Store, tmp_path: Path
+    store: Store, other: Store
 ) -> None:
     chats = await open_chats(store, 5)
-    path = tmp_path / "refdesk.sqlite3"
     await store.chats.append_event(line(chats[0], 1, "first"))
     results = await asyncio.gather(
         store.chats.append_event(line(chats[0], 1, "the same seq again")),
@@ -117,22 +141,15 @@ async def test_one_bad_line_fails_alone_and_the_rest_of_its_batch_commits(
     )
     assert isinstance(results[0], StoreError)
     assert results[1:] == [None] * (len(chats) - 1)
-    assert all(committed(path, c, 1) for c in chats)
-    with sqlite3.connect(path) as other:
-        texts = [
-            r[0]
-            for r in other.execute(
-                "SELECT text FROM chat_events WHERE chat_id = ? ORDER BY seq", (chats[0],)
-            )
-        ]
+    assert all([await seen(other, c, 1) for c in chats])
+    texts = [e.text for e in await other.chats.events_after(chats[0], 0)]
     assert texts == ["first"]
 
 
 async def test_a_writer_cancelled_before_its_batch_begins_writes_nothing(
-    store: Store, tmp_path: Path
+    store: Store, other: Store
 ) -> None:
     chats = await open_chats(store, 3)
-    path = tmp_path / "refdesk.sqlite3"
     # Hold the write lock so the lines wait for their batch.
     async with store.db.write_lock:
         writers = [asyncio.ensure_future(store.chats.append_event(line(c, 1, "x"))) for c in chats]
@@ -142,4 +159,4 @@ async def test_a_writer_cancelled_before_its_batch_begins_writes_nothing(
     results = await asyncio.gather(*writers, return_exceptions=True)
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], asyncio.CancelledError)
-    assert [committed(path, c, 1) for c in chats] == [True, False, True]
+    assert [await seen(other, c, 1) for c in chats] == [True, False, True]

@@ -549,3 +549,24 @@ def test_sticky_pickup_zero_turns_it_off(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, REQUIRED + "[bans]\nsticky_pickup = 0\n"))
     assert cfg.bans.sticky_pickup == 0.0
     assert load_config(write(tmp_path, REQUIRED)).bans.sticky_pickup == 86400.0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://db.example.org/refdesk",
+        "postgresql://",
+        "postgresql://db.example.org:99999/refdesk",
+        "postgresql://db.example.org/ref desk",
+        "refdesk.sqlite3",
+    ],
+)
+def test_bad_storage_url(tmp_path: Path, url: str) -> None:
+    path, error = load_error(tmp_path, REQUIRED + f'[storage]\nurl = "{url}"\n')
+    assert str(error).startswith(f"{path}:5: storage.url: ")
+
+
+def test_storage_target_is_the_file_unless_a_url_is_set() -> None:
+    assert parse_config(REQUIRED).storage.target == parse_config(REQUIRED).storage.path
+    url = "postgresql://refdesk@db.example.org:5432/refdesk"
+    assert parse_config(REQUIRED + f'[storage]\nurl = "{url}"\n').storage.target == url

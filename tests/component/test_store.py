@@ -1,4 +1,5 @@
-"""Tests for component.store against a real SQLite file (no mocks)."""
+"""Tests for component.store against a real SQLite file and a real PostgreSQL database
+(each test runs on both; no mocks)."""
 
 from __future__ import annotations
 
@@ -28,12 +29,18 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
+def db_path(store_target: Path | str) -> Path | str:
+    return store_target
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
+    """For the tests of what only SQLite has (the file, PRAGMAs)."""
     return tmp_path / "refdesk.sqlite3"
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
+async def store(db_path: Path | str) -> AsyncIterator[Store]:
     opened = await Store.open(db_path)
     try:
         yield opened
@@ -87,8 +94,10 @@ async def test_open_applies_every_migration(store: Store) -> None:
     assert await store.schema_version() == len(migrations())
 
 
-async def test_open_sets_user_version_on_disk(store: Store, db_path: Path) -> None:
-    con = sqlite3.connect(db_path)
+async def test_open_sets_user_version_on_disk(sqlite_path: Path) -> None:
+    store = await Store.open(sqlite_path)
+    await store.close()
+    con = sqlite3.connect(sqlite_path)
     try:
         version = con.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -98,7 +107,7 @@ async def test_open_sets_user_version_on_disk(store: Store, db_path: Path) -> No
     assert {"groups", "queues", "operators", "queue_operators", "chats", "chat_events"} <= tables
 
 
-async def test_reopen_does_not_reapply_and_keeps_data(db_path: Path) -> None:
+async def test_reopen_does_not_reapply_and_keeps_data(db_path: Path | str) -> None:
     first = await Store.open(db_path)
     try:
         await first.groups.add("library", "Library", T0)
@@ -113,8 +122,12 @@ async def test_reopen_does_not_reapply_and_keeps_data(db_path: Path) -> None:
         await second.close()
 
 
-async def test_journal_mode_is_wal(store: Store) -> None:
-    assert (await store.ops.journal_mode()).lower() == "wal"
+async def test_journal_mode_is_wal(sqlite_path: Path) -> None:
+    store = await Store.open(sqlite_path)
+    try:
+        assert (await store.ops.journal_mode()).lower() == "wal"
+    finally:
+        await store.close()
 
 
 async def test_integrity_check_ok(store: Store) -> None:
@@ -457,7 +470,7 @@ async def test_store_still_works_after_a_store_error(store: Store) -> None:
 # Several connections ---------------------------------------------------------------------
 
 
-async def test_data_version_changes_when_another_connection_commits(db_path: Path) -> None:
+async def test_data_version_changes_when_another_connection_commits(db_path: Path | str) -> None:
     service_side = await Store.open(db_path)
     cli_side = await Store.open(db_path)
     try:
@@ -477,7 +490,7 @@ async def test_data_version_changes_when_another_connection_commits(db_path: Pat
         await service_side.close()
 
 
-async def test_second_connection_sees_committed_events(db_path: Path) -> None:
+async def test_second_connection_sees_committed_events(db_path: Path | str) -> None:
     writer = await Store.open(db_path)
     reader = await Store.open(db_path)
     try:
@@ -527,3 +540,17 @@ async def test_bans_that_may_bar_are_the_unlifted_and_unended(store: Store) -> N
     await store.bans.lift(lifted.id, "admin", now)
     got = await store.bans.that_may_bar(now)
     assert sorted(got, key=lambda b: b.id) == kept
+
+
+async def test_nul_in_hostile_text_is_stored_and_found_again(store: Store) -> None:
+    """SQLite's text holds NUL, PostgreSQL's cannot: on both, a name or a line with NUL
+    is stored, found by the same text, and the store keeps serving."""
+    ann = await store.operators.upsert("ann\x00@example.org", "A\x00nn", 3, T0)
+    found = await store.operators.by_jid("ann\x00@example.org")
+    assert found is not None and found.id == ann.id
+    queue = await make_queue(store)
+    chat = await store.chats.create(queue.id, "guest-a", "h1", None, None, T0)
+    await store.chats.append_event(event(chat.id, 1, "a\x00b", client_id="c\x00"))
+    (line,) = await store.chats.events_after(chat.id, 0)
+    assert line.text in ("a\x00b", "a\ufffdb")
+    assert await store.chats.event_by_client_id(chat.id, "c\x00") is not None

@@ -11,6 +11,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 
 from component.core.models import ChatState
@@ -354,6 +355,14 @@ async def test_stats_page_counts_percentiles_charts_and_csv(
         assert response.status == 400
     finally:
         await page.context.close()
+
+
+@pytest.mark.postgresql_store
+async def test_stats_page_on_postgresql(
+    offline_desk: Desk, browser: Browser, tmp_path: Path
+) -> None:
+    """The same figures with the data in PostgreSQL (its own date arithmetic)."""
+    await test_stats_page_counts_percentiles_charts_and_csv(offline_desk, browser, tmp_path)
 
 
 async def test_coordinator_sees_only_their_group(offline_desk: Desk, browser: Browser) -> None:

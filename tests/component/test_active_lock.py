@@ -1,0 +1,468 @@
+"""Active and standby on one PostgreSQL database (real PostgreSQL, real XMPP servers):
+exactly one refdesk holds the active lock and connects the component; another serves 503
+and waits; it takes over when the active one stops or loses its database connection."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from component.config import Config, StorageConfig, write_config_toml
+from component.prosody import free_port
+from component.runner import Refdesk
+from component.store import Store
+from component.store.active import ACTIVE_LOCK_KEY, ActiveLock
+from component.store.pg import probe_postgresql
+from tests.conftest import COMPONENT_DOMAIN, SECRET, make_config, seed
+from tests.operator_client import OperatorClient
+from tests.patron_client import PatronClient
+from tests.pg_server import PgServer
+from tests.xmpp_servers import XmppServer
+
+
+async def cut_lock_sessions(url: str) -> int:
+    """End the database sessions holding the active lock, as a network cut would."""
+    admin = await asyncpg.connect(url)
+    try:
+        return int(
+            await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND objid = $1 AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                ACTIVE_LOCK_KEY,
+            )
+        )
+    finally:
+        await admin.close()
+
+
+async def test_one_holder_and_a_cut_connection_hands_the_lock_over(
+    postgresql: PgServer,
+) -> None:
+    url = postgresql.fresh_url()
+    first = ActiveLock(url, retry=0.05, check=0.05)
+    second = ActiveLock(url, retry=0.05, check=0.05)
+    try:
+        assert await first.try_acquire()
+        assert not await second.try_acquire()
+        lost = asyncio.Event()
+        watching = asyncio.create_task(first.watch(lost.set))
+        waiting = asyncio.create_task(second.acquire())
+        await asyncio.sleep(0.2)
+        assert not waiting.done() and not lost.is_set()
+        assert await cut_lock_sessions(url) == 1
+        await asyncio.wait_for(lost.wait(), 10)
+        await asyncio.wait_for(waiting, 10)
+        await watching
+        assert second.held and not first.held
+    finally:
+        await first.release()
+        await second.release()
+
+
+def desk_config(tmp: Path, url: str, server: XmppServer) -> Config:
+    config = make_config(tmp, xmpp_port=server.component_port)
+    return replace(
+        config, storage=StorageConfig(url=url), web=replace(config.web, port=free_port())
+    )
+
+
+async def health(port: int) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/healthz") as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_standby_waits_with_503_then_takes_over_the_component(
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+) -> None:
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))
+    active = Refdesk(desk_config(tmp_path / "a", url, xmpp_server))
+    standby_config = desk_config(tmp_path / "b", url, xmpp_server)
+    standby = Refdesk(standby_config)
+    await active.start()
+    active_running = True
+    starting: asyncio.Task[None] | None = None
+    try:
+        await asyncio.wait_for(active.adapter.online.wait(), 20)
+        starting = asyncio.create_task(standby.start())
+        port = standby_config.web.port
+
+        async def answers() -> bool:
+            try:
+                return (await health(port))[0] == 503
+            except aiohttp.ClientError:
+                return False
+
+        while not await answers():
+            assert not starting.done(), "the standby did not wait"
+            await asyncio.sleep(0.05)
+        status, body = await health(port)
+        assert (status, body["status"]) == (503, "standby")
+        assert standby._adapter is None  # it never connected the component
+        assert active.adapter.online.is_set()
+
+        # The active one goes away: the standby takes the lock and the component.
+        active_running = False
+        await active.stop()
+        await asyncio.wait_for(starting, 30)
+        await asyncio.wait_for(standby.adapter.online.wait(), 30)
+        status, body = await health(standby.port)
+        assert status == 200, body
+        assert [q.name for q in await standby.store.queues.all()] == ["ask"]
+
+        # Cutting its lock's database session makes it give up being active.
+        assert await cut_lock_sessions(url) == 1
+        await asyncio.wait_for(standby.lost.wait(), 30)
+    finally:
+        if starting is not None and not starting.done():
+            starting.cancel()
+        await standby.stop()
+        if active_running:
+            await active.stop()
+
+
+async def test_health_probe_reports_an_unreachable_database(postgresql: PgServer) -> None:
+    url = postgresql.fresh_url()
+    assert await probe_postgresql(url) is None
+    gone = f"postgresql://{postgresql.user}@127.0.0.1:{free_port()}/nowhere"
+    error = await probe_postgresql(gone, 2.0)
+    assert error
+
+
+def run_config(tmp: Path, url: str, server: XmppServer, web_port: int) -> Path:
+    """A config file for `refdesk run` on the shared PostgreSQL database."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "refdesk.toml"
+    path.write_text(
+        write_config_toml(
+            {
+                "xmpp": {
+                    "domain": COMPONENT_DOMAIN,
+                    "secret": SECRET,
+                    "port": server.component_port,
+                    "reconnect_max_delay": 1.0,
+                },
+                "web": {"port": web_port, "password_hashing": "test"},
+                "storage": {"url": url},
+            }
+        ),
+        "utf-8",
+    )
+    return path
+
+
+async def test_a_killed_active_process_is_replaced_by_the_standby(
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+) -> None:
+    """SIGKILL of the active `refdesk run`: its database session and component stream
+    die with it, and the in-process standby takes both over; the time it took is printed
+    (a figure, not a threshold)."""
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))
+    active_port = free_port()
+    active = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "component.cli",
+            "--config",
+            str(run_config(tmp_path / "a", url, xmpp_server, active_port)),
+            "run",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    standby = Refdesk(desk_config(tmp_path / "b", url, xmpp_server))
+    starting: asyncio.Task[None] | None = None
+    try:
+        while True:  # the active one serves, with its component connected
+            assert active.poll() is None, active.stderr.read() if active.stderr else ""
+            try:
+                if (await health(active_port))[0] == 200:
+                    break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        starting = asyncio.create_task(standby.start())
+        port = standby.config.web.port
+        while True:
+            try:
+                if (await health(port))[1].get("status") == "standby":
+                    break
+            except aiohttp.ClientError:
+                pass
+            assert not starting.done(), "the standby did not wait"
+            await asyncio.sleep(0.05)
+
+        killed_at = time.monotonic()
+        active.send_signal(signal.SIGKILL)
+        active.wait()
+        await asyncio.wait_for(starting, 60)
+        await asyncio.wait_for(standby.adapter.online.wait(), 60)
+        status, body = await health(standby.port)
+        assert status == 200, body
+        print(f"takeover after SIGKILL: {time.monotonic() - killed_at:.2f} s")
+    finally:
+        if active.poll() is None:
+            active.kill()
+            active.wait()
+        if active.stderr:
+            active.stderr.close()
+        if starting is not None and not starting.done():
+            starting.cancel()
+        await standby.stop()
+
+
+async def test_an_active_process_cut_from_its_lock_exits_and_the_standby_takes_over(
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+) -> None:
+    """The database session of the lock is cut: `refdesk run` stops being active and
+    exits non-zero (for its supervisor to restart it, as a standby), and the standby
+    takes over. The times are printed (figures, not thresholds)."""
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))
+    port = free_port()
+    active = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "component.cli",
+            "--config",
+            str(run_config(tmp_path / "a", url, xmpp_server, port)),
+            "run",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    standby = Refdesk(desk_config(tmp_path / "b", url, xmpp_server))
+    starting: asyncio.Task[None] | None = None
+    try:
+        while True:
+            assert active.poll() is None
+            try:
+                if (await health(port))[0] == 200:
+                    break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        starting = asyncio.create_task(standby.start())
+        await asyncio.sleep(0.5)
+        assert not starting.done()
+        cut_at = time.monotonic()
+        assert await cut_lock_sessions(url) == 1
+        _, err = await asyncio.to_thread(active.communicate, timeout=60)
+        assert active.returncode != 0
+        assert "lost the database's active lock" in err
+        exited = time.monotonic() - cut_at
+        # The standby takes over the lock and then the component.
+        await asyncio.wait_for(starting, 60)
+        await asyncio.wait_for(standby.adapter.online.wait(), 60)
+        assert (await health(standby.port))[0] == 200
+        print(
+            f"after the cut: old active exited in {exited:.2f} s,"
+            f" standby serving in {time.monotonic() - cut_at:.2f} s"
+        )
+    finally:
+        if active.poll() is None:
+            active.kill()
+            active.communicate()
+        if starting is not None and not starting.done():
+            starting.cancel()
+        await standby.stop()
+
+
+async def test_a_chat_goes_on_after_the_standby_takes_over(
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+) -> None:
+    """A chat in progress on the active instance: after it stops and the standby takes
+    over, the patron resumes with the same token and both sides keep talking, with no
+    line lost on either side."""
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))
+    active = Refdesk(desk_config(tmp_path / "a", url, xmpp_server))
+    standby_config = desk_config(tmp_path / "b", url, xmpp_server)
+    standby = Refdesk(standby_config)
+    user, password = f"op{secrets.token_hex(3)}", secrets.token_hex(8)
+    await xmpp_server.register(user, password)
+    jid = f"{user}@{xmpp_server.domain}"
+    op = OperatorClient(jid, password, xmpp_server.host, xmpp_server.c2s_port)
+    patron = PatronClient(f"http://127.0.0.1:{active.config.web.port}", "ask")
+    resumed: PatronClient | None = None
+    starting: asyncio.Task[None] | None = None
+    active_running = False
+    try:
+        await active.start()
+        active_running = True
+        await asyncio.wait_for(active.adapter.online.wait(), 20)
+        store = active.store
+        operator = await store.operators.upsert(jid, "Ana", 3, datetime.now(UTC))
+        queue = await store.queues.by_name("ask")
+        assert queue is not None
+        await store.operators.assign(queue.id, operator.id)
+        await active.service.reload_directory()
+        await op.connect()
+        for _ in range(300):
+            if active.service.presence_of(jid).takes_chats:
+                break
+            await asyncio.sleep(0.05)
+        patron = PatronClient(f"http://127.0.0.1:{active.port}", "ask")
+        await patron.connect()
+        await patron.say("Before the takeover?")
+        offer = await op.next_message()
+        guest = offer["from"].bare
+        op.send_message(guest, "Answer one.")
+        await patron.next("message", lambda f: f["text"] == "Answer one.")
+        assert "You took this chat" in (await op.next_message(guest))["body"]
+
+        starting = asyncio.create_task(standby.start())
+        await asyncio.sleep(0.5)
+        assert not starting.done()
+        await patron.drop()
+        active_running = False
+        await active.stop()
+        await asyncio.wait_for(starting, 30)
+        await asyncio.wait_for(standby.adapter.online.wait(), 30)
+
+        resumed = PatronClient(f"http://127.0.0.1:{standby.port}", "ask")
+        welcome = await resumed.connect(resume=patron.resume, last_seq=patron.last_seq)
+        assert welcome["resumed"] is True and welcome["chat"] == patron.chat_id
+        await resumed.say("After the takeover?")
+        line = await op.next_message(guest, timeout=30)
+        assert line["body"] == "After the takeover?"
+        op.send_message(guest, "Answer two.")
+        await resumed.next("message", lambda f: f["text"] == "Answer two.", timeout=30)
+        texts = [e.text for e in await standby.store.chats.events_after(patron.chat_id, 0)]
+        for said in ("Before the takeover?", "Answer one.", "After the takeover?", "Answer two."):
+            assert texts.count(said) == 1, texts
+    finally:
+        if resumed is not None:
+            await resumed.close()
+        await patron.close()
+        await op.disconnect()
+        if starting is not None and not starting.done():
+            starting.cancel()
+        await standby.stop()
+        if active_running:
+            await active.stop()
+
+
+async def test_sigkill_mid_chat_loses_no_acknowledged_line(
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+) -> None:
+    """The active `refdesk run` is killed (SIGKILL) in the middle of a chat: the standby
+    takes over, the patron resumes with its token, every line acknowledged before the
+    kill is in the transcript once, and the chat goes on both ways. The time from the
+    kill to the patron's resumed welcome is printed (a figure, not a threshold)."""
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))
+    user, password = f"op{secrets.token_hex(3)}", secrets.token_hex(8)
+    await xmpp_server.register(user, password)
+    jid = f"{user}@{xmpp_server.domain}"
+    writer = await Store.open(url)
+    try:
+        operator = await writer.operators.upsert(jid, "Ana", 3, datetime.now(UTC))
+        queue = await writer.queues.by_name("ask")
+        assert queue is not None
+        await writer.operators.assign(queue.id, operator.id)
+    finally:
+        await writer.close()
+    active_port = free_port()
+    active = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "component.cli",
+            "--config",
+            str(run_config(tmp_path / "a", url, xmpp_server, active_port)),
+            "run",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    standby = Refdesk(desk_config(tmp_path / "b", url, xmpp_server))
+    op = OperatorClient(jid, password, xmpp_server.host, xmpp_server.c2s_port)
+    patron = PatronClient(f"http://127.0.0.1:{active_port}", "ask")
+    resumed: PatronClient | None = None
+    starting: asyncio.Task[None] | None = None
+    try:
+        while True:
+            assert active.poll() is None
+            try:
+                if (await health(active_port))[0] == 200:
+                    break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        await op.connect()
+        while True:  # the operator is seen available (the offer needs them)
+            await patron.connect()
+            if patron.welcome and patron.welcome.get("status") == "available":
+                break
+            await patron.close()
+            patron = PatronClient(f"http://127.0.0.1:{active_port}", "ask")
+            await asyncio.sleep(0.2)
+        acknowledged = [await patron.say(f"patron line {n}") for n in range(1, 4)]
+        offer = await op.next_message()
+        guest = offer["from"].bare
+        op.send_message(guest, "operator line 1")
+        await patron.next("message", lambda f: f["text"] == "operator line 1")
+        # The operator has every acknowledged patron line (the first one in the offer).
+        seen = [offer["body"]]
+        while not all(any(f"patron line {n}" in b for b in seen) for n in (1, 2, 3)):
+            seen.append((await op.next_message(guest))["body"])
+        starting = asyncio.create_task(standby.start())
+        await asyncio.sleep(0.5)
+        assert not starting.done()
+
+        killed_at = time.monotonic()
+        active.send_signal(signal.SIGKILL)
+        active.wait()
+        await asyncio.wait_for(starting, 60)
+        resumed = PatronClient(f"http://127.0.0.1:{standby.port}", "ask")
+        welcome = await resumed.connect(resume=patron.resume, last_seq=patron.last_seq)
+        print(f"patron resumed {time.monotonic() - killed_at:.2f} s after SIGKILL")
+        assert welcome["resumed"] is True and welcome["chat"] == patron.chat_id
+        await asyncio.wait_for(standby.adapter.online.wait(), 60)
+        await resumed.say("patron line 4")
+        after = [(await op.next_message(guest, timeout=30))["body"]]
+        while after[-1] != "patron line 4":
+            after.append((await op.next_message(guest, timeout=30))["body"])
+        # Before it may come lines the operator had already: those relayed after the
+        # killed process last saved its relay cursors (every two seconds) go out again,
+        # at least once rather than at most once. Counted, not judged.
+        again = [b for b in after[:-1] if b.startswith("patron line")]
+        print(f"patron lines sent to the operator again after the takeover: {len(again)}")
+        op.send_message(guest, "operator line 2")
+        await resumed.next("message", lambda f: f["text"] == "operator line 2", timeout=30)
+        texts = [e.text for e in await standby.store.chats.events_after(patron.chat_id, 0)]
+        assert len(acknowledged) == 3
+        for n in range(1, 5):
+            assert texts.count(f"patron line {n}") == 1, texts
+        for n in range(1, 3):
+            assert texts.count(f"operator line {n}") == 1, texts
+    finally:
+        if active.poll() is None:
+            active.kill()
+            active.wait()
+        if resumed is not None:
+            await resumed.close()
+        await patron.close()
+        await op.disconnect()
+        if starting is not None and not starting.done():
+            starting.cancel()
+        await standby.stop()
