@@ -8,13 +8,11 @@ Runs against Prosody and ejabberd."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +20,7 @@ import aiohttp
 from component.config import StorageConfig, write_config_toml
 from component.prosody import free_port
 from component.runner import Refdesk
-from component.store import Store
+from tests.component.test_active_lock import operator_of_ask
 from tests.conftest import COMPONENT_DOMAIN, SECRET, make_config, seed
 from tests.operator_client import OperatorClient
 from tests.patron_client import PatronClient
@@ -50,17 +48,7 @@ async def test_sigkill_of_the_active_behind_nginx(
 ) -> None:
     url = postgresql.fresh_url()
     await seed(url, ("ask",))
-    user, password = f"op{secrets.token_hex(3)}", secrets.token_hex(8)
-    await xmpp_server.register(user, password)
-    jid = f"{user}@{xmpp_server.domain}"
-    writer = await Store.open(url)
-    try:
-        operator = await writer.operators.upsert(jid, "Ana", 3, datetime.now(UTC))
-        queue = await writer.queues.by_name("ask")
-        assert queue is not None
-        await writer.operators.assign(queue.id, operator.id)
-    finally:
-        await writer.close()
+    jid, password = await operator_of_ask(url, xmpp_server)
 
     https_port, http_port = free_port_on(NGINX_IP), free_port_on(NGINX_IP)
     public = f"https://{NGINX_IP}:{https_port}"

@@ -46,6 +46,29 @@ async def cut_lock_sessions(url: str) -> int:
         await admin.close()
 
 
+async def xmpp_account(xmpp_server: XmppServer) -> tuple[str, str]:
+    """A new account on the XMPP server: (bare JID, password)."""
+    user, password = f"op{secrets.token_hex(3)}", secrets.token_hex(8)
+    await xmpp_server.register(user, password)
+    return f"{user}@{xmpp_server.domain}", password
+
+
+async def operator_of_ask(url: str, xmpp_server: XmppServer) -> tuple[str, str]:
+    """A new XMPP account registered in the PostgreSQL store at `url` as Ana, an operator
+    of the queue `ask` (which `seed` made); (bare JID, password). Written before any
+    refdesk process starts, as an admin would."""
+    jid, password = await xmpp_account(xmpp_server)
+    writer = await Store.open(url)
+    try:
+        operator = await writer.operators.upsert(jid, "Ana", 3, datetime.now(UTC))
+        queue = await writer.queues.by_name("ask")
+        assert queue is not None
+        await writer.operators.assign(queue.id, operator.id)
+    finally:
+        await writer.close()
+    return jid, password
+
+
 async def test_one_holder_and_a_cut_connection_hands_the_lock_over(
     postgresql: PgServer,
 ) -> None:
@@ -297,9 +320,7 @@ async def test_a_chat_goes_on_after_the_standby_takes_over(
     active = Refdesk(desk_config(tmp_path / "a", url, xmpp_server))
     standby_config = desk_config(tmp_path / "b", url, xmpp_server)
     standby = Refdesk(standby_config)
-    user, password = f"op{secrets.token_hex(3)}", secrets.token_hex(8)
-    await xmpp_server.register(user, password)
-    jid = f"{user}@{xmpp_server.domain}"
+    jid, password = await xmpp_account(xmpp_server)
     op = OperatorClient(jid, password, xmpp_server.host, xmpp_server.c2s_port)
     patron = PatronClient(f"http://127.0.0.1:{active.config.web.port}", "ask")
     resumed: PatronClient | None = None
@@ -370,17 +391,7 @@ async def test_sigkill_mid_chat_loses_no_acknowledged_line(
     kill to the patron's resumed welcome is printed (a figure, not a threshold)."""
     url = postgresql.fresh_url()
     await seed(url, ("ask",))
-    user, password = f"op{secrets.token_hex(3)}", secrets.token_hex(8)
-    await xmpp_server.register(user, password)
-    jid = f"{user}@{xmpp_server.domain}"
-    writer = await Store.open(url)
-    try:
-        operator = await writer.operators.upsert(jid, "Ana", 3, datetime.now(UTC))
-        queue = await writer.queues.by_name("ask")
-        assert queue is not None
-        await writer.operators.assign(queue.id, operator.id)
-    finally:
-        await writer.close()
+    jid, password = await operator_of_ask(url, xmpp_server)
     active_port = free_port()
     active = subprocess.Popen(
         [
