@@ -235,8 +235,8 @@ def example_secret_left(secret: str) -> str | None:
 
 def postgresql_url(value: str) -> str:
     """`[storage] url`: empty (SQLite), or a postgresql:// URL with a host."""
-    # Not `_server_url`: a database URL may carry a user name and password, so it must not
-    # be refused for them, and no refusal may echo the whole value back into a log.
+    # Not `_server_url`: a database URL may carry a user name and password, which that
+    # check refuses.
     if value == "":
         return value
     bad = f"must be a postgresql:// URL with a host, got {show_value(value)}"
