@@ -239,5 +239,5 @@ async def _store_copy(args: argparse.Namespace, config: Config) -> None:
 
 
 async def _backup(args: argparse.Namespace, store: Store) -> None:
-    result = await store.ops.backup(args.file, overwrite=args.force)
+    result = await store.backup(args.file, overwrite=args.force)
     _print(f"backed up to {result.path}: {result.pages} pages, integrity {result.integrity}")

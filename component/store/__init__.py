@@ -26,6 +26,7 @@ from component.store.bans import BanStore
 from component.store.canned import CannedStore
 from component.store.chats import ChatStore
 from component.store.commit_queue import CommitQueue
+from component.store.copy import copy_to_sqlite
 from component.store.db import Database, StoreError
 from component.store.exempt import ExemptStore
 from component.store.exempt_contacts import ExemptContactStore
@@ -222,6 +223,29 @@ class Store:
             with contextlib.suppress(Exception):
                 await db.script("SELECT pg_advisory_unlock(7262001)")
         await db.load_tables()
+
+    async def backup(self, target: Path, *, overwrite: bool = False) -> BackupResult:
+        """Write a consistent snapshot of the database to the new SQLite file `target`
+        (see `OpsStore.backup` for the file's safety). Called by `refdesk backup`.
+
+        On SQLite that is SQLite's online backup. On PostgreSQL the new file is created
+        as an empty refdesk store of the same schema and filled from one read-only
+        snapshot, so the backup has the same format either way and `refdesk store copy
+        --from FILE` restores it into an empty PostgreSQL database."""
+        db = self.db
+        if not isinstance(db, PgDatabase):
+            return await self.ops.backup(target, overwrite=overwrite)
+
+        async def fill(partial: Path) -> None:
+            # synchronous=OFF: the file is checked and moved into place only after it is
+            # complete and closed, so a crash midway only leaves a partial file behind.
+            copy = await Store.open(partial, synchronous="OFF")
+            try:
+                await copy_to_sqlite(db, copy.db)
+            finally:
+                await copy.close()
+
+        return await self.ops.backup(target, overwrite=overwrite, fill=fill)
 
     async def schema_version(self) -> int:
         if isinstance(self.db, PgDatabase):

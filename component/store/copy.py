@@ -1,4 +1,6 @@
-"""Moving a SQLite store into PostgreSQL (`refdesk store copy --to postgresql://…`).
+"""Moving a SQLite store into PostgreSQL (`refdesk store copy --to postgresql://…`), and
+the other way, a PostgreSQL store into a new SQLite file (`refdesk backup` on
+PostgreSQL), so that the same `store copy` restores such a backup.
 
 Both sides are opened as stores, so the target is migrated to the same schema version
 first. Every table is copied in one PostgreSQL transaction, parents before children (by
@@ -7,14 +9,19 @@ rows; the identity counters then continue after the highest copied id, and the r
 count of every table is compared before the transaction commits. The target must be
 empty (only the canned messages the migrations seed), so a copy is never merged into
 live data.
+
+The backup reads the PostgreSQL side in one REPEATABLE READ, read-only transaction: every
+table as of one moment, while the service keeps writing.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from component.store.db import Database, StoreError
+from component.store.db import Database, StoreError, marks
 from component.store.pg import PgDatabase, clean
 
 # Rows read from SQLite per round trip: bounds memory for large transcripts.
@@ -121,6 +128,82 @@ async def copy_store(source: Database, target: PgDatabase) -> dict[str, int]:
     return counts
 
 
+async def copy_to_sqlite(source: PgDatabase, target: Database) -> dict[str, int]:
+    """Copy every row of the PostgreSQL `source` into the freshly created SQLite `target`
+    (both migrated to the same version), as of one snapshot; returns the rows copied per
+    table. Raises StoreError when the versions differ or a table's rows did not all
+    arrive. Called by `Store.backup` (`refdesk backup` on PostgreSQL) with the new file's
+    store."""
+    row = await source.one("SELECT version FROM refdesk_schema")
+    version = int(row[0]) if row else 0
+    own = int(await target.pragma("user_version") or 0)
+    if version != own:
+        raise StoreError(
+            f"the database is at schema version {version} and this refdesk at {own}:"
+            " back it up with the refdesk version that runs it"
+        )
+    tables = [t for t in await _tables(target) if t.name not in _OWN]
+    counts: dict[str, int] = {}
+    pg = source.pg
+    try:
+        async with source.write_lock, target.transaction():
+            # Rows arrive in key order, so a queue may name a backup queue not yet copied:
+            # SQLite checks the foreign keys at COMMIT instead.
+            await target.run(_sqlite_statement("PRAGMA defer_foreign_keys = ON"))
+            for table in reversed(tables):
+                if table.name in _SEEDED:
+                    await target.run(_sqlite_statement(f"DELETE FROM {table.name}"))
+            async with pg.transaction(isolation="repeatable_read", readonly=True):
+                for table in tables:
+                    counts[table.name] = await _copy_back(pg, target, table)
+                    expected = await pg.fetchval(f"SELECT count(*) FROM {table.name}")
+                    if expected != counts[table.name]:
+                        raise StoreError(
+                            f"{table.name}: {counts[table.name]} rows arrived of {expected}"
+                        )
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"the backup failed: {exc}") from None
+    return counts
+
+
+def _sqlite_statement(sql: str) -> Callable[[sqlite3.Connection], None]:
+    """A parameterless statement to run on the SQLite side's thread."""
+
+    def run(conn: sqlite3.Connection) -> None:
+        conn.execute(sql).close()
+
+    return run
+
+
+async def _copy_back(pg: Any, target: Database, table: _Table) -> int:
+    """One table's rows from PostgreSQL into SQLite, streamed in batches by a cursor of
+    the snapshot's transaction."""
+    columns = ", ".join(table.columns)
+    insert = f"INSERT INTO {table.name} ({columns}) VALUES ({marks(table.columns)})"
+    total = 0
+    batch: list[tuple[Any, ...]] = []
+
+    def insert_batch(rows: list[tuple[Any, ...]]) -> Callable[[sqlite3.Connection], None]:
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(insert, rows).close()
+
+        return run
+
+    query = f"SELECT {columns} FROM {table.name} ORDER BY {', '.join(table.key)}"
+    async for record in pg.cursor(query, prefetch=_BATCH):
+        batch.append(tuple(record))
+        if len(batch) >= _BATCH:
+            await target.run(insert_batch(batch))
+            total += len(batch)
+            batch = []
+    if batch:
+        await target.run(insert_batch(batch))
+        total += len(batch)
+    return total
+
+
 async def _copy_table(source: Database, pg: Any, table: _Table) -> int:
     """One table's rows, with its references to itself set after all its rows exist."""
     total = 0
@@ -141,4 +224,4 @@ async def _copy_table(source: Database, pg: Any, table: _Table) -> int:
     return total
 
 
-__all__ = ["copy_store"]
+__all__ = ["copy_store", "copy_to_sqlite"]

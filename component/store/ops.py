@@ -6,12 +6,16 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from component.store.db import Database, StoreError, from_iso
 from component.store.pg import PgDatabase, probe_postgresql
+
+# Writes a snapshot into the new, empty SQLite file it is given (`OpsStore.backup`).
+Fill = Callable[[Path], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +94,21 @@ class OpsStore:
             return None
         return await asyncio.to_thread(probe_write, path, timeout)
 
-    async def backup(self, target: Path, *, overwrite: bool = False) -> BackupResult:
-        """Copy the database to `target` with SQLite's online backup API: a consistent
-        snapshot while the service keeps writing. Called by `refdesk backup`.
+    async def backup(
+        self, target: Path, *, overwrite: bool = False, fill: Fill | None = None
+    ) -> BackupResult:
+        """Copy the database to `target` as a refdesk SQLite file: a consistent snapshot
+        while the service keeps writing. Called by `Store.backup` for `refdesk backup`.
 
+        SQLite is copied with its online backup API. A PostgreSQL store passes `fill`,
+        which writes its snapshot into the new SQLite file it is given (see
+        `component.store.copy.copy_to_sqlite`); without it a PostgreSQL store is refused.
         The copy is written to a new file beside `target` (created 0600, as it holds
         everything the database holds), checked with `PRAGMA integrity_check`, then moved
         into place, so a failed backup never leaves a partial file under the name given.
-        An existing `target` is refused unless `overwrite`. PostgreSQL is backed up
-        with its own tools (pg_dump), so this refuses a PostgreSQL store."""
-        if self._db.dialect == "postgresql":
-            raise StoreError("the store is PostgreSQL: back it up with pg_dump")
+        An existing `target` is refused unless `overwrite`."""
+        if fill is None and self._db.dialect == "postgresql":
+            raise StoreError("the store is PostgreSQL: back it up with Store.backup")
         source = await self.database_file()
         live = source.resolve() if source is not None else None
         own = {Path(f"{live}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")}
@@ -125,15 +133,11 @@ class OpsStore:
             raise StoreError(f"cannot write in {target.parent}: {exc.strerror or exc}") from None
         os.close(fd)
         try:
-            copy = sqlite3.connect(partial, isolation_level=None, check_same_thread=False)
-            try:
-                await self._db.connection.backup(copy)
-                # A single file: the copy keeps no WAL beside it.
-                copy.execute("PRAGMA journal_mode=DELETE")
-                pages = int(copy.execute("PRAGMA page_count").fetchone()[0])
-                integrity = str(copy.execute("PRAGMA integrity_check").fetchone()[0])
-            finally:
-                copy.close()
+            if fill is None:
+                await self._sqlite_copy(partial)
+            else:
+                await fill(partial)
+            pages, integrity = _seal(partial)
             if integrity != "ok":
                 raise StoreError(f"the copy failed its integrity check: {integrity}")
             if overwrite:
@@ -146,9 +150,31 @@ class OpsStore:
                     raise StoreError(f"{target} exists (give --force to overwrite it)") from None
                 os.unlink(partial)
         except BaseException:
-            partial.unlink(missing_ok=True)
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{partial}{suffix}").unlink(missing_ok=True)
             raise
         return BackupResult(target, pages, integrity)
+
+    async def _sqlite_copy(self, partial: Path) -> None:
+        """SQLite's online backup of the live database into the empty file `partial`."""
+        copy = sqlite3.connect(partial, isolation_level=None, check_same_thread=False)
+        try:
+            await self._db.connection.backup(copy)
+        finally:
+            copy.close()
+
+
+def _seal(path: Path) -> tuple[int, str]:
+    """Make the copy at `path` a single file (no WAL beside it) and check it: (pages,
+    integrity). Called by `OpsStore.backup` before the copy is moved into place."""
+    copy = sqlite3.connect(path, isolation_level=None)
+    try:
+        copy.execute("PRAGMA journal_mode=DELETE")
+        pages = int(copy.execute("PRAGMA page_count").fetchone()[0])
+        integrity = str(copy.execute("PRAGMA integrity_check").fetchone()[0])
+    finally:
+        copy.close()
+    return pages, integrity
 
 
 def probe_write(path: Path, timeout: float) -> str | None:
