@@ -253,6 +253,16 @@ def mail_sink() -> Iterator[MailSink]:
     sink.stop()
 
 
+def _on_postgresql(request: pytest.FixtureRequest) -> bool:
+    """Whether a desk fixture puts its data in PostgreSQL: a test marked
+    `@pytest.mark.postgresql_store`, or every test when REFDESK_TEST_STORE=postgresql (to
+    run chosen modules on PostgreSQL by hand: `REFDESK_TEST_STORE=postgresql pytest
+    tests/web/admin`)."""
+    if os.environ.get("REFDESK_TEST_STORE") == "postgresql":
+        return True
+    return request.node.get_closest_marker("postgresql_store") is not None
+
+
 @pytest.fixture
 async def desk(
     xmpp_server: XmppServer,
@@ -273,7 +283,7 @@ async def desk(
         **(desk_marker.kwargs if desk_marker else {}),
         **(marker.kwargs if marker else {}),
     )
-    if request.node.get_closest_marker("postgresql_store"):
+    if _on_postgresql(request):
         server: PgServer = request.getfixturevalue("postgresql")
         config = replace(config, storage=StorageConfig(url=server.fresh_url()))
     await seed(config.storage.target, ("ask", "other"))
@@ -299,7 +309,7 @@ async def offline_desk(
     config = make_config(
         tmp_path, smtp_port=mail_sink.port, **(desk_marker.kwargs if desk_marker else {})
     )
-    if request.node.get_closest_marker("postgresql_store"):
+    if _on_postgresql(request):
         server: PgServer = request.getfixturevalue("postgresql")
         config = replace(config, storage=StorageConfig(url=server.fresh_url()))
     await seed(config.storage.target)
