@@ -216,7 +216,12 @@ def cli_config(desk: Desk, folder: Path) -> Path:
         write_config_toml(
             {
                 "xmpp": {"domain": config.xmpp.domain, "secret": config.xmpp.secret},
-                "storage": {"path": str(config.storage.path)},
+                # The desk's own database, PostgreSQL included.
+                "storage": (
+                    {"url": config.storage.url}
+                    if config.storage.url
+                    else {"path": str(config.storage.path)}
+                ),
             }
         ),
         "utf-8",

@@ -14,8 +14,10 @@ from component.store.accounts import PRUNE_EVERY
 LIMITS = LoginLimits()
 
 
-async def test_simultaneous_attempts_are_counted_one_after_the_other(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite3")
+async def test_simultaneous_attempts_are_counted_one_after_the_other(
+    store_target: Path | str,
+) -> None:
+    store = await Store.open(store_target)
     try:
         now = datetime.now(UTC)
         results = await asyncio.gather(
@@ -40,8 +42,8 @@ async def test_simultaneous_attempts_are_counted_one_after_the_other(tmp_path: P
         await store.close()
 
 
-async def test_old_attempts_are_pruned(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite3")
+async def test_old_attempts_are_pruned(store_target: Path | str) -> None:
+    store = await Store.open(store_target)
     try:
         long_ago = datetime.now(UTC) - timedelta(days=400)
         old_success = await store.accounts.reserve_login(
