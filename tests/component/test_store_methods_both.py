@@ -122,9 +122,7 @@ async def test_exempt_contact_drafts(store: Store) -> None:  # noqa: F811
     await store.exempt_contacts.update_draft(draft_id, incidents=(incident, 99), body="two")
     draft = await store.exempt_contacts.open_draft(group.id, "203.0.113.0/28")
     assert draft is not None and draft.incidents == (incident, 99) and draft.body == "two"
-    assert await store.exempt_contacts.send(
-        draft_id, body="sent", mail=MAIL, actor="boss", now=T0
-    )
+    assert await store.exempt_contacts.send(draft_id, body="sent", mail=MAIL, actor="boss", now=T0)
     assert not await store.exempt_contacts.send(
         draft_id, body="again", mail=MAIL, actor="boss", now=T0
     )
