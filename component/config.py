@@ -106,6 +106,14 @@ class XmppConfig:
         default=5347,
         check=checks.port,
     )
+    fallback_hosts: tuple[str, ...] = setting(
+        "Other nodes of a clustered XMPP server (ejabberd), as HOST or HOST:PORT (port "
+        "defaults to port above): when the connection to host fails or its stream drops, "
+        "refdesk tries the next address in turn. Empty: host only (Prosody has no "
+        "clustering).",
+        default=(),
+        check=checks.component_hosts,
+    )
     reconnect_max_delay: float = setting(
         "Seconds: the longest wait between two attempts to reconnect to the XMPP server "
         "(the cap of the exponential back-off).",
@@ -121,6 +129,13 @@ class XmppConfig:
         default=64 * 1024,
         check=checks.stanza_bytes,
     )
+
+    @property
+    def component_addresses(self) -> tuple[tuple[str, int], ...]:
+        """(host, port) and then the fallback nodes, in the order the component tries
+        them. Read by the XMPP adapter at each connection attempt."""
+        fallbacks = (checks.component_address(item, self.port) for item in self.fallback_hosts)
+        return ((self.host, self.port), *fallbacks)
 
 
 @_settings

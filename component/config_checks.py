@@ -87,6 +87,44 @@ def port(value: int) -> int:
     return value
 
 
+# A host name or IPv4 address with an optional port, or a bracketed IPv6 address with
+# one; at most 5 digits, so that a huge number is refused rather than converted.
+_HOST_PORT = re.compile(
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})))"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def component_address(item: str, default_port: int) -> tuple[str, int]:
+    """`HOST`, `HOST:PORT` or `[IPv6]:PORT` as (host, port); a bare host takes
+    `default_port`. Raises ValueError for anything else. Called by the check below and by
+    `XmppConfig.component_addresses`."""
+    match = _HOST_PORT.fullmatch(item)
+    if match is None:
+        raise ValueError(item)
+    host = match.group("v6") or match.group("host")
+    number = match.group("port")
+    if number is None:
+        return host, default_port
+    value = int(number)
+    if not 1 <= value <= 65535:
+        raise ValueError(item)
+    return host, value
+
+
+def component_hosts(value: tuple[str, ...]) -> tuple[str, ...]:
+    for index, item in enumerate(value):
+        try:
+            component_address(item, 1)
+        except ValueError:
+            raise Invalid(
+                f"expected HOST or HOST:PORT (an IPv6 address as [ADDRESS]:PORT), got "
+                f"{show_value(item)}",
+                f"[{index}]",
+            ) from None
+    return value
+
+
 def positive(value: _Number) -> _Number:
     if not value > 0:
         raise Invalid(f"must be greater than 0, got {value}")

@@ -109,6 +109,8 @@ class XmppAdapter:
         self._worker: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._backoff = 0.0
+        # Which of the configured addresses the next connection attempt uses.
+        self._turn = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._setup()
 
@@ -189,8 +191,13 @@ class XmppAdapter:
                 await self._worker
 
     def _connect(self) -> None:
-        log.info("connecting to the XMPP server at %s:%s", self.config.host, self.config.port)
-        self.xmpp.connect(self.config.host, self.config.port)
+        # Each attempt takes the next address: after a failed attempt or a lost stream the
+        # component moves on to the next node of a clustered server (`fallback_hosts`).
+        addresses = self.config.component_addresses
+        host, port = addresses[self._turn % len(addresses)]
+        self._turn += 1
+        log.info("connecting to the XMPP server at %s:%s", host, port)
+        self.xmpp.connect(host, port)
 
     def _schedule_reconnect(self) -> None:
         if self._stopping or (self._reconnect_task and not self._reconnect_task.done()):

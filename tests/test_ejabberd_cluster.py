@@ -1,6 +1,8 @@
 """Two ejabberd nodes clustered on one machine, as docs/deploy-ha.md describes: refdesk's
 component connected to node A, an operator logged in to node B, and a chat goes both
-ways through the cluster's shared routing table.
+ways through the cluster's shared routing table. Then node A dies (SIGKILL): the
+component reconnects to node B, named in `[xmpp] fallback_hosts`, and the same chat goes
+on both ways.
 
 The nodes share one Erlang cookie and one distribution port, each on its own loopback
 address (127.0.0.1 and 127.0.0.2): with a fixed distribution port (no epmd), Erlang
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from component.prosody import free_port
 from component.runner import Refdesk
 from tests import conftest
-from tests.conftest import COMPONENT_DOMAIN, SECRET, Desk, make_config, seed
+from tests.conftest import COMPONENT_DOMAIN, SECRET, Desk, make_config, seed, wait_for
 from tests.xmpp_servers import EjabberdServer
 
 
@@ -73,6 +77,10 @@ async def test_component_on_one_node_serves_an_operator_on_the_other(tmp_path: P
         await node_b._wait_listening(60)
 
         config = make_config(tmp_path, xmpp_port=node_a.component_port)
+        config = replace(
+            config,
+            xmpp=replace(config.xmpp, fallback_hosts=(f"127.0.0.1:{node_b.component_port}",)),
+        )
         await seed(config.storage.target, ("ask",))
         refdesk = Refdesk(config, clock=conftest.TestClock())
         await refdesk.start()
@@ -88,6 +96,30 @@ async def test_component_on_one_node_serves_an_operator_on_the_other(tmp_path: P
         op.send_message(offer["from"].bare, "Yes, from noon.")
         reply = await patron.next("message", lambda f: f["from"] == "operator")
         assert reply["text"] == "Yes, from noon."
+        assert refdesk.adapter.sessions == 1
+
+        # Node A dies; the operator, on node B, stays logged in.
+        await node_a.kill()
+        killed_at = time.monotonic()
+        await wait_for(
+            lambda: (
+                refdesk is not None
+                and refdesk.adapter.sessions == 2
+                and refdesk.adapter.online.is_set()
+            ),
+            timeout=60,
+            what="the component online again through node B",
+        )
+        print(f"component online through node B {time.monotonic() - killed_at:.2f} s after kill")
+        await patron.say("And on Monday?")
+        # The component's notices of the new session may come first.
+        bodies = [str((await op.next_message(timeout=30))["body"])]
+        while not bodies[-1].endswith("And on Monday?") and len(bodies) < 5:
+            bodies.append(str((await op.next_message(timeout=30))["body"]))
+        assert bodies[-1].endswith("And on Monday?"), bodies
+        op.send_message(offer["from"].bare, "From nine.")
+        reply = await patron.next("message", lambda f: f["from"] == "operator", timeout=30)
+        assert reply["text"] == "From nine."
     finally:
         if desk is not None:
             await desk.close()

@@ -570,3 +570,25 @@ def test_storage_target_is_the_file_unless_a_url_is_set() -> None:
     assert parse_config(REQUIRED).storage.target == parse_config(REQUIRED).storage.path
     url = "postgresql://refdesk@db.example.org:5432/refdesk"
     assert parse_config(REQUIRED + f'[storage]\nurl = "{url}"\n').storage.target == url
+
+
+def test_fallback_hosts_are_tried_after_host(tmp_path: Path) -> None:
+    fallbacks = '["node-b", "10.0.0.3:5348", "[::1]:5349"]'
+    text = REQUIRED + f'host = "node-a"\nfallback_hosts = {fallbacks}\n'
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.xmpp.component_addresses == (
+        ("node-a", 5347),
+        ("node-b", 5347),
+        ("10.0.0.3", 5348),
+        ("::1", 5349),
+    )
+
+
+@pytest.mark.parametrize(
+    "item",
+    ["", "node-b:", "node-b:99999", "node-b:0", "node b", "[::1", "::1:5347", "-b", "a" * 300,
+     "node-b:5347/x", "user@node-b", "node-b:123456789012345678901234567890"],
+)  # fmt: skip
+def test_bad_fallback_host(tmp_path: Path, item: str) -> None:
+    path, error = load_error(tmp_path, REQUIRED + f'fallback_hosts = ["node-b", "{item}"]\n')
+    assert str(error).startswith(f"{path}:4: xmpp.fallback_hosts[1]: expected HOST or HOST:PORT")
