@@ -295,7 +295,7 @@ async def test_operator_added_from_the_command_line_while_running(desk: Desk) ->
     client = OperatorClient(jid, "late-pass", desk.server.host, desk.server.c2s_port)
     await client.connect()
     desk.clients.append(client)
-    cli_store = await Store.open(desk.refdesk.config.storage.path)
+    cli_store = await Store.open(desk.refdesk.config.storage.target)
     try:
         from datetime import UTC, datetime
 
