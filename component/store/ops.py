@@ -108,7 +108,7 @@ class OpsStore:
         into place, so a failed backup never leaves a partial file under the name given.
         An existing `target` is refused unless `overwrite`."""
         if fill is None and self._db.dialect == "postgresql":
-            raise StoreError("the store is PostgreSQL: back it up with Store.backup")
+            raise StoreError("the store is PostgreSQL: Store.backup writes its snapshot")
         source = await self.database_file()
         live = source.resolve() if source is not None else None
         own = {Path(f"{live}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")}
