@@ -103,6 +103,8 @@ def component_address(item: str, default_port: int) -> tuple[str, int]:
     if match is None:
         raise ValueError(item)
     host = match.group("v6") or match.group("host")
+    if match.group("v6") is not None:
+        ipaddress.IPv6Address(host)  # a ValueError when it is none
     number = match.group("port")
     if number is None:
         return host, default_port

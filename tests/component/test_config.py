@@ -587,7 +587,8 @@ def test_fallback_hosts_are_tried_after_host(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "item",
     ["", "node-b:", "node-b:99999", "node-b:0", "node b", "[::1", "::1:5347", "-b", "a" * 300,
-     "node-b:5347/x", "user@node-b", "node-b:123456789012345678901234567890"],
+     "node-b:5347/x", "user@node-b", "node-b:123456789012345678901234567890", "[:::::]:5347",
+     "[10.0.0.1]:5347"],
 )  # fmt: skip
 def test_bad_fallback_host(tmp_path: Path, item: str) -> None:
     path, error = load_error(tmp_path, REQUIRED + f'fallback_hosts = ["node-b", "{item}"]\n')
