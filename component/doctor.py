@@ -53,7 +53,7 @@ class Check:
 async def run_checks(config: Config) -> list[Check]:
     """All checks, in order. Called by the CLI."""
     return [
-        await check_xmpp(config),
+        *await check_xmpp(config),
         await check_smtp(config),
         await (
             check_postgresql(config.storage.url)
@@ -64,20 +64,26 @@ async def run_checks(config: Config) -> list[Check]:
     ]
 
 
-async def check_xmpp(config: Config) -> Check:
-    """The component handshake. If refdesk already runs with this configuration, a second
-    component connection would be refused (Prosody) or be given some of its stanzas
-    (ejabberd): ask the running service instead."""
+async def check_xmpp(config: Config) -> list[Check]:
+    """The component handshake, then one with each of `[xmpp] fallback_hosts` (a line
+    each). If refdesk already runs with this configuration, a second component connection
+    would be refused (Prosody) or be given some of its stanzas (ejabberd): ask the running
+    service instead."""
     running = await _running_service(config)
     if running is not None:
         state = "up" if running else "DOWN"
-        return Check(
-            running,
-            "xmpp",
-            f"refdesk is running on port {config.web.port} and reports the component "
-            f"stream {state}",
-        )
-    return await handshake(config.xmpp)
+        return [
+            Check(
+                running,
+                "xmpp",
+                f"refdesk is running on port {config.web.port} and reports the component "
+                f"stream {state}",
+            )
+        ]
+    checks = [await handshake(config.xmpp)]
+    for address in config.xmpp.component_addresses[1:]:
+        checks.append(await handshake(config.xmpp, address=address, what="xmpp fallback"))
+    return checks
 
 
 async def _running_service(config: Config) -> bool | None:
@@ -102,9 +108,18 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def handshake(xmpp_config: XmppConfig, timeout: float = XMPP_TIMEOUT) -> Check:
-    """Open a component stream (XEP-0114), authenticate with the secret, close it."""
-    where = f"{xmpp_config.host}:{xmpp_config.port}"
+async def handshake(
+    xmpp_config: XmppConfig,
+    timeout: float = XMPP_TIMEOUT,
+    *,
+    address: tuple[str, int] | None = None,
+    what: str = "xmpp",
+) -> Check:
+    """Open a component stream (XEP-0114) to `address` (default: `host` and `port`),
+    authenticate with the secret, close it. Called by `check_xmpp` for each address; the
+    result's line is named `what`."""
+    host, port = address or (xmpp_config.host, xmpp_config.port)
+    where = f"{_url_host(host)}:{port}"
     xmpp = slixmpp.ComponentXMPP(xmpp_config.domain, xmpp_config.secret)  # type: ignore[no-untyped-call]
     loop = asyncio.get_running_loop()
     outcome: asyncio.Future[Check] = loop.create_future()
@@ -114,7 +129,7 @@ async def handshake(xmpp_config: XmppConfig, timeout: float = XMPP_TIMEOUT) -> C
             outcome.set_result(check)
 
     def on_session_start(_event: Any) -> None:
-        finish(Check(True, "xmpp", f"component handshake with {where} as {xmpp_config.domain}"))
+        finish(Check(True, what, f"component handshake with {where} as {xmpp_config.domain}"))
 
     def on_stream_error(error: Any) -> None:
         condition = str(error["condition"])
@@ -123,7 +138,7 @@ async def handshake(xmpp_config: XmppConfig, timeout: float = XMPP_TIMEOUT) -> C
             finish(
                 Check(
                     True,
-                    "xmpp",
+                    what,
                     f"{where} accepted the secret for {xmpp_config.domain}, which is "
                     "connected already (is refdesk running elsewhere?)",
                 )
@@ -132,7 +147,7 @@ async def handshake(xmpp_config: XmppConfig, timeout: float = XMPP_TIMEOUT) -> C
         meaning = _STREAM_ERRORS.get(condition, "the server closed the stream")
         text = str(error["text"] or "").strip()
         detail = f"{condition}{': ' + text if text else ''}"
-        finish(Check(False, "xmpp", f"{where}: {meaning} ({detail})"))
+        finish(Check(False, what, f"{where}: {meaning} ({detail})"))
 
     def on_connection_failed(error: Any) -> None:
         xmpp.cancel_connection_attempt()
@@ -140,20 +155,20 @@ async def handshake(xmpp_config: XmppConfig, timeout: float = XMPP_TIMEOUT) -> C
             reason = "connection refused"
         else:
             reason = getattr(error, "strerror", None) or str(error) or "connection failed"
-        finish(Check(False, "xmpp", f"cannot connect to {where}: {reason}"))
+        finish(Check(False, what, f"cannot connect to {where}: {reason}"))
 
     def on_disconnected(_reason: Any) -> None:
-        finish(Check(False, "xmpp", f"{where} closed the connection during the handshake"))
+        finish(Check(False, what, f"{where} closed the connection during the handshake"))
 
     xmpp.add_event_handler("session_start", on_session_start)
     xmpp.add_event_handler("stream_error", on_stream_error)
     xmpp.add_event_handler("connection_failed", on_connection_failed)
     xmpp.add_event_handler("disconnected", on_disconnected)
-    xmpp.connect(xmpp_config.host, xmpp_config.port)
+    xmpp.connect(host, port)
     try:
         return await asyncio.wait_for(asyncio.shield(outcome), timeout)
     except TimeoutError:
-        return Check(False, "xmpp", f"no answer from {where} within {timeout:g} s")
+        return Check(False, what, f"no answer from {where} within {timeout:g} s")
     finally:
         xmpp.cancel_connection_attempt()
         if outcome.done() and outcome.result().ok:
