@@ -63,7 +63,7 @@ class ActiveLock:
         self,
         url: str,
         *,
-        retry: float = 1.0,
+        retry: float = 0.5,
         check: float = CHECK,
         lease: float = LEASE,
         fence: float = FENCE,
