@@ -108,6 +108,13 @@ class FreezingProxy:
     def freeze(self, client_port: int) -> None:
         self._frozen[client_port].set()
 
+    def freeze_all(self) -> list[int]:
+        """Freeze every connection (the whole network to the process fails); returns
+        their client ports, as the server sees them."""
+        for frozen in self._frozen.values():
+            frozen.set()
+        return list(self._frozen)
+
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         self._writers += [writer, up_writer]
@@ -368,6 +375,109 @@ async def test_an_active_process_cut_from_the_database_never_serves_with_the_new
         if sampling is not None:
             with contextlib.suppress(Exception):
                 await sampling
+        if active.poll() is None:
+            active.kill()
+            active.communicate()
+        if resumed is not None:
+            await resumed.close()
+        await patron.close()
+        await op.disconnect()
+        if starting is not None and not starting.done():
+            starting.cancel()
+        await standby.stop()
+        await proxy.stop()
+
+
+async def test_a_line_sent_to_a_process_cut_from_the_database_is_not_acknowledged(
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+) -> None:
+    """The whole network between the active `refdesk run` and the database fails (every
+    connection frozen; the server ends the sessions, freeing the lock). A line the
+    patron sends then cannot commit: it is never acknowledged, the old process steps
+    down, and the patron, resumed on the new active process, sends it again (same id):
+    stored once, acknowledged, relayed."""
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))
+    jid, password = await operator_of_ask(url, xmpp_server)
+    active_port = free_port()
+    proxy = FreezingProxy(postgresql.port)
+    via_proxy = url.replace(f":{postgresql.port}/", f":{await proxy.start()}/")
+    active = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "component.cli",
+            "--config",
+            str(run_config(tmp_path / "a", via_proxy, xmpp_server, active_port)),
+            "run",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    standby = Refdesk(desk_config(tmp_path / "b", url, xmpp_server))
+    op = OperatorClient(jid, password, xmpp_server.host, xmpp_server.c2s_port)
+    patron = PatronClient(f"http://127.0.0.1:{active_port}", "ask")
+    resumed: PatronClient | None = None
+    starting: asyncio.Task[None] | None = None
+    try:
+        while True:
+            assert active.poll() is None
+            try:
+                if (await health(active_port))[0] == 200:
+                    break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        await op.connect()
+        while True:
+            await patron.connect()
+            if patron.welcome and patron.welcome.get("status") == "available":
+                break
+            await patron.close()
+            patron = PatronClient(f"http://127.0.0.1:{active_port}", "ask")
+            await asyncio.sleep(0.2)
+        await patron.say("before the cut", "before")
+        offer = await op.next_message()
+        guest = offer["from"].bare
+        op.send_message(guest, "taken")
+        await patron.next("message", lambda f: f["text"] == "taken")
+        starting = asyncio.create_task(standby.start())
+        await asyncio.sleep(0.5)
+
+        ports = proxy.freeze_all()
+        admin = await asyncpg.connect(url)
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE client_port = ANY($1::int[])",
+                ports,
+            )
+        finally:
+            await admin.close()
+        assert ended >= 2  # at least the store and the lock
+        await patron.send({"type": "message", "id": "cut", "text": "during the cut"})
+        await patron.next("_closed", timeout=60)
+        assert not [f for f in patron.frames if f["type"] == "ack" and f.get("id") == "cut"]
+        await asyncio.to_thread(active.communicate, timeout=60)
+        assert active.returncode != 0
+
+        await asyncio.wait_for(starting, 60)
+        await asyncio.wait_for(standby.adapter.online.wait(), 60)
+        assert patron.chat_id is not None
+        texts = [e.text for e in await standby.store.chats.events_after(patron.chat_id, 0)]
+        assert "during the cut" not in texts, texts
+        resumed = PatronClient(f"http://127.0.0.1:{standby.port}", "ask")
+        welcome = await resumed.connect(resume=patron.resume, last_seq=patron.last_seq)
+        assert welcome["resumed"] is True
+        await resumed.say("during the cut", "cut")
+        body = ""
+        while body != "during the cut":
+            body = str((await op.next_message(guest, timeout=30))["body"])
+        texts = [e.text for e in await standby.store.chats.events_after(patron.chat_id, 0)]
+        assert texts.count("during the cut") == 1, texts
+        assert texts.count("before the cut") == 1, texts
+    finally:
         if active.poll() is None:
             active.kill()
             active.communicate()
