@@ -1,6 +1,7 @@
 """Run every benchmark, one after the other, each in its own process:
 
-    python -m bench [--quick] [--only routing,status,latency,capacity,profile,startup]
+    python -m bench [--quick]
+                    [--only routing,status,latency,capacity,profile,startup,failover]
                     [--results FILE]
 
 With default sizes each benchmark updates its own section of bench/RESULTS.md; with
@@ -19,7 +20,7 @@ import time
 from bench.common import REPO
 from bench.stack import _die_with_parent
 
-ORDER = ["routing", "status", "latency", "capacity", "profile", "startup"]
+ORDER = ["routing", "status", "latency", "capacity", "profile", "startup", "failover"]
 
 
 def main() -> int:

@@ -241,6 +241,14 @@ class StorageConfig:
         check=checks.postgresql_url,
         allow_empty=True,
     )
+    change_poll: float = setting(
+        "Seconds, PostgreSQL only: how often the active process also polls for changes made "
+        "by other processes (the CLI, another instance's admin page). Such changes reach it "
+        "at once by LISTEN/NOTIFY; this slow poll is only a backstop for a lost "
+        "notification.",
+        default=30.0,
+        check=checks.positive,
+    )
 
     @property
     def target(self) -> Path | str:

@@ -25,11 +25,13 @@ from component.outbox import MailOutbox
 from component.service import DeskService
 from component.store import Store, StoreError
 from component.store.active import ActiveLock
+from component.store.listen import ChangeListener
+from component.store.pg import PgDatabase
 from component.xmpp import XmppAdapter
 from web.app import make_app
 from web.connlimits import AddressSlots
 from web.listener import ConnectionGuard, GuardedSite, connection_budget
-from web.standby import make_standby_app
+from web.standby import fence_middleware, make_standby_app
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,12 @@ class Refdesk:
         self._watch: asyncio.Task[None] | None = None
         # Set when the lock was lost while serving: `serve_forever` then stops.
         self.lost = asyncio.Event()
+        # On PostgreSQL: the listener that hears other processes' changes at once, and
+        # the task that reloads the directory when it does (or its slow poll comes).
+        self._listener: ChangeListener | None = None
+        self._listening: asyncio.Task[None] | None = None
+        self._changes: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
 
     @property
     def service(self) -> DeskService:
@@ -99,7 +107,17 @@ class Refdesk:
             warn_if_open(cfg.storage.path, "the database")
         else:
             await self._become_active(cfg.storage.url)
+            assert self._lock is not None
+            # From here on the lease runs: losing the lock fences this process at once.
+            self._watch = asyncio.create_task(self._lock.watch(self._step_down))
         self._store = await Store.open(cfg.storage.target)
+        if isinstance(self._store.db, PgDatabase):
+            # Before reading any state: an old active process's session can no longer
+            # commit once this returns (see PgDatabase.claim_active).
+            ended = await self._store.db.claim_active()
+            if ended:
+                log.warning("ended %d store session(s) of a previous active process", ended)
+            self._check_still_active()
         self._service = DeskService(
             self._store,
             domain=cfg.xmpp.domain,
@@ -139,6 +157,9 @@ class Refdesk:
             access_log=None,
             keepalive_timeout=cfg.web.header_timeout,
         )
+        if self._lock is not None:
+            # Outermost, so no answer (an acknowledgement included) leaves once fenced.
+            self._runner.app.middlewares.insert(0, fence_middleware(self.lost.is_set))
         await self._runner.setup()
         guard = ConnectionGuard(
             AddressSlots(cfg.web.connections_per_address, cfg.web.connections_per_network),
@@ -155,11 +176,15 @@ class Refdesk:
         addresses = self._runner.addresses
         if addresses:
             self.port = int(addresses[0][1])
+        self._check_still_active()
         self._adapter = XmppAdapter(self._service, cfg.xmpp)
         await self._adapter.start()
         self._poller = asyncio.create_task(self._poll_directory())
-        if self._lock is not None:
-            self._watch = asyncio.create_task(self._lock.watch(self.lost.set))
+        if isinstance(self._store.db, PgDatabase):
+            db = self._store.db
+            self._listener = ChangeListener(db.url, self._changed.set, lambda: db.session_id)
+            self._listening = asyncio.create_task(self._listener.run())
+            self._changes = asyncio.create_task(self._follow_changes(cfg.storage.change_poll))
         log.info("refdesk is serving on http://%s:%s", cfg.web.host, self.port)
 
     async def _become_active(self, url: str) -> None:
@@ -169,6 +194,8 @@ class Refdesk:
         self._lock = ActiveLock(url)
         try:
             if await self._lock.try_acquire():
+                # Free at once, but a holder cut a moment ago may still be serving.
+                await self._lock.fence()
                 return
         except StoreError as exc:
             log.warning("waiting to become active: %s", exc)
@@ -180,9 +207,28 @@ class Refdesk:
             await site.start()
             log.info("standing by: another refdesk holds the database's active lock")
             await self._lock.acquire()
+            log.info("took the active lock: waiting out any previous holder's lease")
+            # Still answering 503: an old holder cut from the database may serve until
+            # its lease runs out.
+            await self._lock.fence()
         finally:
             await runner.cleanup()
         log.info("took the active lock: starting")
+
+    def _step_down(self) -> None:
+        """The active lock could not be confirmed within its lease: stop being active at
+        once, synchronously (called by the lock's timer). The web answers 503 from now
+        on (`fence_middleware`), the store's session is dropped so nothing in flight
+        commits or is acknowledged, and `lost` makes `serve_forever` stop the rest."""
+        self.lost.set()
+        store = self._store
+        if store is not None and isinstance(store.db, PgDatabase):
+            store.db.fence()
+
+    def _check_still_active(self) -> None:
+        """Refuse to go on starting once the lock was lost during start-up."""
+        if self.lost.is_set():
+            raise StoreError("lost the database's active lock while starting")
 
     def _link_state(self) -> LinkState:
         """The XMPP link for health and metrics (the web side never sees the adapter)."""
@@ -207,15 +253,35 @@ class Refdesk:
             self._outbox.wake()
 
     async def _poll_directory(self) -> None:
-        """Pick up queues and operators changed by the CLI while the service runs, and let
-        the service re-check what changes with the clock (service hours)."""
+        """Pick up queues and operators changed by the CLI while the service runs (on
+        SQLite; PostgreSQL notifies, see `_follow_changes`), and let the service re-check
+        what changes with the clock (service hours)."""
+        polls = not isinstance(self.store.db, PgDatabase)
         while True:
             await self._clock.sleep(DIRECTORY_POLL_SECONDS)
             try:
-                await self.service.poll_directory()
+                if polls:
+                    await self.service.poll_directory()
                 await self.service.tick()
             except Exception:
                 log.exception("periodic service work failed")
+
+    async def _follow_changes(self, backstop: float) -> None:
+        """On PostgreSQL: reload the directory and bans as soon as the change listener
+        hears another process's change (or reconnects), and poll the change counter every
+        `backstop` seconds in case a notification was lost. Run as a task while active."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), backstop)
+            try:
+                if self._changed.is_set():
+                    # Cleared before reloading: a change during the reload reloads again.
+                    self._changed.clear()
+                    await self.service.refresh_directory()
+                else:
+                    await self.service.poll_directory()
+            except Exception:
+                log.exception("reloading after a change failed")
 
     async def stop(self) -> None:
         """Stop what `start` started, in reverse order; also after a start that failed
@@ -225,6 +291,15 @@ class Refdesk:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
+        for task in (self._listening, self._changes):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.lost.is_set() and self._adapter:
+            # Fenced: let the XMPP server give the component to the new active process
+            # before anything else.
+            await self._adapter.stop()
         if self._poller:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -235,10 +310,17 @@ class Refdesk:
             await self._adapter.stop()
         if self._outbox:
             await self._outbox.stop()
-        if self._service:
-            await self._service.close()
-        if self._store:
-            await self._store.close()
+        try:
+            if self._service:
+                await self._service.close()
+            if self._store:
+                await self._store.close()
+        except Exception as exc:
+            if not self.lost.is_set():
+                raise
+            # Fenced: the store's session is gone on purpose; what was not saved is the
+            # new active process's to redo (relay cursors: lines sent again, not lost).
+            log.warning("stopping after the lock was lost: %s", exc)
         if self._lock:
             # Last: a standby must not start while this process still writes.
             await self._lock.release()

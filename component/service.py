@@ -217,12 +217,18 @@ class DeskService:
         version = await self.store.data_version()
         if version == self._data_version:
             return False
-        self._data_version = version
+        await self.refresh_directory()
+        return True
+
+    async def refresh_directory(self) -> None:
+        """Reload the directory and the bans, whatever the change counter says. Called by
+        `poll_directory`, and by the composition root when PostgreSQL notifies it of a
+        change by another process (or its listener reconnected)."""
+        self._data_version = await self.store.data_version()
         await self.reload_directory()
         await self.moderation.load()
         for name in self.directory.queue_names():
             self.routing.publish_status(name)
-        return True
 
     async def _note_own_write(self) -> None:
         """Our own commits must not look like another process's changes."""

@@ -8,6 +8,8 @@ the binaries are missing the fixture fails (the store tests must run on both bac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import pwd
 import shutil
@@ -16,8 +18,12 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 from component.prosody import free_port
+from component.store.active import ACTIVE_LOCK_KEY
 
 # Debian installs the server binaries per major version, outside PATH.
 _DEBIAN_BIN = Path("/usr/lib/postgresql")
@@ -148,3 +154,84 @@ class PgServer:
             )
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class FreezingProxy:
+    """A TCP relay in front of PostgreSQL for one refdesk process, whose connections can
+    be frozen one at a time: bytes stop flowing both ways and nothing is closed, as when
+    the network between that process and the database fails. The client sees nothing
+    but queries that never return; the server side is then ended with
+    pg_terminate_backend, as the server does once its keep-alive probes go unanswered."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        # Upstream local port (the server's client_port) -> whether frozen.
+        self._frozen: dict[int, asyncio.Event] = {}
+        self._writers: list[asyncio.StreamWriter] = []
+        self._relays: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    def freeze(self, client_port: int) -> None:
+        self._frozen[client_port].set()
+
+    def freeze_all(self) -> list[int]:
+        """Freeze every connection (the whole network to the process fails); returns
+        their client ports, as the server sees them."""
+        for frozen in self._frozen.values():
+            frozen.set()
+        return list(self._frozen)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._relays.add(task)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+        frozen = self._frozen.setdefault(up_writer.get_extra_info("sockname")[1], asyncio.Event())
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while True:
+                try:
+                    data = await src.read(65536)
+                except ConnectionError:
+                    data = b""
+                if frozen.is_set():
+                    await asyncio.Event().wait()  # never again, and never closed
+                if not data:
+                    dst.close()
+                    return
+                dst.write(data)
+
+        # Ended by `stop` (cancelled): a relay has nothing to report then.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in self._writers:
+            writer.close()
+        for task in self._relays:
+            task.cancel()
+        await asyncio.gather(*self._relays, return_exceptions=True)
+
+
+async def lock_client_port(url: str) -> int:
+    """The client port of the database session holding the active lock."""
+    admin = await asyncpg.connect(url)
+    try:
+        return int(
+            await admin.fetchval(
+                "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                " WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted",
+                ACTIVE_LOCK_KEY,
+            )
+        )
+    finally:
+        await admin.close()

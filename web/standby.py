@@ -4,7 +4,10 @@ to the active process. Created by the composition root while it waits for the lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 # A proxy or a widget retries after this many seconds.
 RETRY_AFTER = "2"
@@ -17,6 +20,24 @@ async def standby(request: web.Request) -> web.Response:
         status=503,
         headers={"Cache-Control": "no-store", "Retry-After": RETRY_AFTER},
     )
+
+
+def fence_middleware(fenced: Callable[[], bool]) -> Middleware:
+    """A middleware for the active process's app: once `fenced()` (the process lost the
+    active lock), every request, and every answer a handler had under way, becomes the
+    standby's 503, so nothing is served or acknowledged over HTTP by a process that may no
+    longer be the active one. Installed outermost by the composition root."""
+
+    @web.middleware
+    async def fence(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if fenced():
+            return await standby(request)
+        response: web.StreamResponse = await handler(request)
+        if fenced() and not response.prepared:
+            return await standby(request)
+        return response
+
+    return fence
 
 
 def make_standby_app() -> web.Application:

@@ -88,15 +88,27 @@ def pg_ddl(sql: str) -> str:
     return sql
 
 
+# The channel the change trigger notifies on; the active service listens on it (see
+# component/store/listen.py).
+CHANGES_CHANNEL = "refdesk_changes"
+# What the active process's store session calls itself, so that a process taking over can
+# end an old active one's session (`PgDatabase.claim_active`).
+ACTIVE_SESSION_NAME = "refdesk active store"
+
 # Each connection counts its own changing statements in its own row (no contention
 # between processes); a connection sums the others'. Transcript lines are left out: only
-# the active service writes them, at a rate the counter would only slow.
-_CHANGES_FUNCTION = """
+# the active service writes them, at a rate the counter would only slow. Each counted
+# statement also notifies the channel: PostgreSQL sends it at commit (never for a rolled
+# back change) to the listening service, once per transaction (equal notifications of one
+# transaction fold into one), with the writer's session id, by which the service ignores
+# its own. Re-created at every start, so existing databases get the notification too.
+_CHANGES_FUNCTION = f"""
 CREATE TABLE IF NOT EXISTS refdesk_changes (pid INTEGER PRIMARY KEY, n BIGINT NOT NULL);
 CREATE OR REPLACE FUNCTION refdesk_count_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO refdesk_changes VALUES (pg_backend_pid(), 1)
         ON CONFLICT (pid) DO UPDATE SET n = refdesk_changes.n + 1;
+    PERFORM pg_notify('{CHANGES_CHANNEL}', '');
     RETURN NULL;
 END $$;
 """
@@ -182,6 +194,36 @@ class PgDatabase(Database):
             "SELECT COALESCE(SUM(n), 0) FROM refdesk_changes WHERE pid <> pg_backend_pid()"
         )
         return int(row[0]) if row else 0
+
+    @property
+    def session_id(self) -> int:
+        """The server's id of this connection's session (`pg_backend_pid()`), which its
+        change notifications carry; read by the active service's change listener to tell
+        its own writes from others'."""
+        return int(self.pg.get_server_pid())
+
+    async def claim_active(self) -> int:
+        """End the store session of any other process that was active (named
+        ACTIVE_SESSION_NAME), then take that name. Called by the composition root of a
+        process that holds the active lock, right after it opens the store and before it
+        reads any state: whatever an old active process committed is then committed before
+        this one reads, and nothing it still tries to write can commit. Returns how many
+        sessions were ended."""
+        async with self._busy:
+            ended = await self.pg.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1 AND pid <> pg_backend_pid()"
+                " AND datname = current_database()",
+                ACTIVE_SESSION_NAME,
+            )
+            await self.pg.execute(f"SET application_name = '{ACTIVE_SESSION_NAME}'")
+        return int(ended or 0)
+
+    def fence(self) -> None:
+        """Drop the connection at once, without a goodbye: nothing this process still
+        has in flight can commit. Called by the composition root (synchronously) when it
+        stops being the active one."""
+        self.pg.terminate()
 
     async def one(self, sql: str, params: Iterable[Any] = ()) -> Any:
         async with self._busy:
@@ -293,6 +335,8 @@ def _safe(url: str) -> str:
 
 
 __all__ = [
+    "ACTIVE_SESSION_NAME",
+    "CHANGES_CHANNEL",
     "URL_SCHEMES",
     "PgDatabase",
     "clean",

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BENCHMARKS = ("latency", "status", "capacity", "routing", "profile", "soak", "startup")
+BENCHMARKS = ("latency", "status", "capacity", "routing", "profile", "soak", "startup", "failover")
 TIMEOUT = 170
 
 
@@ -200,3 +200,15 @@ def test_startup_quick(runs: dict[str, Run]) -> None:
             assert finite(figures["wall_s"]) and finite(figures["cpu_s"])
             assert figures["rss_kib"] > 0
     assert data["db_mib"] > 0
+
+
+def test_failover_quick(runs: dict[str, Run]) -> None:
+    data = runs["failover"].finish()
+    assert set(data["samples"]) == {"sigkill", "cut", "restart"}
+    for rows in data["samples"].values():
+        assert rows
+        for figures in rows:
+            assert finite(figures["first_back_s"]) and finite(figures["last_back_s"])
+            assert figures["patron_acked"] > 0
+            # Every acknowledged line reached the other side, whatever went down.
+            assert figures["patron_lost"] == 0 and figures["operator_lost"] == 0
