@@ -455,3 +455,29 @@ def test_numbers_beyond_any_date_are_clean_errors(tmp_path: Path) -> None:
         assert_clean_error(
             refdesk("queue", "set", "ask", "--escalation", rule, config=cfg), "large"
         )
+
+
+def test_group_list_shows_coordinators_and_referral_domains(tmp_path: Path) -> None:
+    """A sysadmin checking who hears of a group's bans, and where `!refer` may send,
+    reads both in `group list` (a group without them shows '-')."""
+    cfg = write_config(tmp_path)
+    assert refdesk_here("group", "add", "central", config=cfg).returncode == 0
+    assert refdesk_here("group", "add", "plain", config=cfg).returncode == 0
+    r = refdesk_here(
+        "group",
+        "set",
+        "central",
+        "--coordinator-email",
+        "head@lib.example,deputy@lib.example",
+        "--referral-domains",
+        "lib.example,uni.example",
+        config=cfg,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = {
+        line.split("\t")[0]: line.split("\t")
+        for line in refdesk_here("group", "list", config=cfg).stdout.splitlines()
+    }
+    assert "coordinators=head@lib.example,deputy@lib.example" in rows["central"]
+    assert "referral_domains=lib.example,uni.example" in rows["central"]
+    assert "coordinators=-" in rows["plain"] and "referral_domains=-" in rows["plain"]
