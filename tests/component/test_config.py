@@ -570,3 +570,15 @@ def test_storage_target_is_the_file_unless_a_url_is_set() -> None:
     assert parse_config(REQUIRED).storage.target == parse_config(REQUIRED).storage.path
     url = "postgresql://refdesk@db.example.org:5432/refdesk"
     assert parse_config(REQUIRED + f'[storage]\nurl = "{url}"\n').storage.target == url
+
+
+@pytest.mark.parametrize("value", ["0", "1", "-2", "101", '"3"', "2.5", "true"])
+def test_repeated_incidents_out_of_range_is_refused(tmp_path: Path, value: str) -> None:
+    _, error = load_error(tmp_path, REQUIRED + f"[bans]\nrepeated_incidents = {value}\n")
+    assert "bans.repeated_incidents" in str(error)
+
+
+def test_repeated_incidents_is_read_with_a_default_of_two(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, REQUIRED + "[bans]\nrepeated_incidents = 4\n"))
+    assert cfg.bans.repeated_incidents == 4
+    assert load_config(write(tmp_path, REQUIRED)).bans.repeated_incidents == 2

@@ -23,7 +23,7 @@ async def test_groups_page_lists_coordinators_and_referral_domains(offline_desk:
     try:
         status, html = await admin.get("/admin/groups")
         assert status == 200
-        assert "<th scope=\"col\">Referral domains</th>" in html
+        assert '<th scope="col">Referral domains</th>' in html
         assert "head@lib.example" in html and "<td>lib.example</td>" in html
         # The branch group has none: any domain.
         assert "<td>any</td>" in html
