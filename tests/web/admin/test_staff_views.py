@@ -108,3 +108,82 @@ async def test_a_coordinator_sees_the_rating_of_their_groups_chats_only(
             assert status == 404 and b"secret remark" not in body
     finally:
         await coordinator.session.close()
+
+
+NAME_XSS = "<script>alert('ana')</script>"
+
+
+@TRUSTED
+async def test_sticky_marks_listed_and_cleared_within_the_group(offline_desk: Desk) -> None:
+    """A coordinator sees the sticky pickup marks of their group's chats (who set them,
+    why, when), never another group's, and clears one with the page's CSRF token; the
+    cleared mark stops routing the patron at once. Names are escaped."""
+    desk = offline_desk
+    await other_group(desk)
+    ana = await operator_on(desk, "ask", "Ana")
+    bo = await operator_on(desk, "elsewhere", "Bo")
+    ours = await chat(desk, "203.0.113.30", ("rude",), ("!tag incident",), jid=ana)
+    theirs = await chat(
+        desk, "198.51.100.40", ("rude",), ("!tag incident",), jid=bo, queue="elsewhere"
+    )
+    store = desk.refdesk.store
+    await store.operators.upsert(ana, NAME_XSS, 5, datetime.now(UTC))
+    sticky = desk.service.moderation.sticky
+    assert [m.operator_jid for m in await sticky.claims("203.0.113.30")] == [ana]
+    rows = {r.mark.chat_id: r for r in await store.sticky.rows(datetime.now(UTC), None)}
+    mine, other = rows[ours.chat_id or 0], rows[theirs.chat_id or 0]
+
+    coordinator = await admin_client(desk, "coord", role="coordinator", group="library")
+    admin = await admin_client(desk)
+    try:
+        status, html = await coordinator.get("/admin/bans")
+        assert 'href="/admin/bans/sticky"' in html
+        status, html = await coordinator.get("/admin/bans/sticky")
+        assert status == 200
+        assert "203.0.113.30" in html and ana in html and "tagged incident" in html
+        assert NAME_XSS not in html and "&lt;script&gt;alert(&#39;ana&#39;)&lt;/script&gt;" in html
+        assert f'/admin/transcripts/{ours.chat_id}"' in html
+        assert "198.51.100.40" not in html and bo not in html
+        assert f"/admin/bans/sticky/{other.id}/clear" not in html
+
+        # Another group's mark: not found, and kept.
+        status, _, _ = await coordinator.post(f"/admin/bans/sticky/{other.id}/clear", {})
+        assert status == 404
+        assert await store.sticky.row(other.id, datetime.now(UTC)) is not None
+        # Without the CSRF token: refused, kept.
+        async with coordinator.session.post(
+            f"{desk.url}/admin/bans/sticky/{mine.id}/clear", allow_redirects=False
+        ) as resp:
+            assert resp.status == 403
+        assert await sticky.claims("203.0.113.30") != []
+        for bad in ("0", "99999999999999999999999", "-1", "1e3"):
+            status, _, _ = await coordinator.post(f"/admin/bans/sticky/{bad}/clear", {})
+            assert status == 404, bad
+
+        status, _, location = await coordinator.post(f"/admin/bans/sticky/{mine.id}/clear", {})
+        assert status == 303 and location.startswith("/admin/bans/sticky?done=")
+        assert await sticky.claims("203.0.113.30") == []
+        status, _, _ = await coordinator.post(f"/admin/bans/sticky/{mine.id}/clear", {})
+        assert status == 404  # gone already
+
+        # The admin sees every group's marks, with the group named.
+        status, html = await admin.get("/admin/bans/sticky")
+        assert "198.51.100.40" in html and "Branch library" in html
+        assert "203.0.113.30" not in html
+    finally:
+        await coordinator.session.close()
+        await admin.session.close()
+
+
+@TRUSTED
+async def test_sticky_address_follows_a_stricter_privacy_mode(offline_desk: Desk) -> None:
+    desk = offline_desk
+    ana = await operator_on(desk, "ask", "Ana")
+    await chat(desk, "203.0.113.30", ("rude",), ("!tag incident",), jid=ana)
+    await desk.set_queue("ask", privacy="network")
+    admin = await admin_client(desk)
+    try:
+        _, html = await admin.get("/admin/bans/sticky")
+        assert "203.0.113.30" not in html and "203.0.113.0/24" in html
+    finally:
+        await admin.session.close()
