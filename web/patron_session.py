@@ -224,7 +224,7 @@ class PatronSession:
             conn.push({"type": "rating_ok"})
         elif kind == "transcript":
             address = await service.followup.request_transcript(
-                conn.chat_id, frame.get("email"), origin_ip=self.origin.ip
+                conn.chat_id, frame.get("email"), origin_ip=self.origin.ip, lang=frame.get("lang")
             )
             conn.push({"type": "transcript_ok", "email": address})
         else:
