@@ -396,16 +396,30 @@ class FollowUp:
             queue_id = queue.id if queue is not None else None
             await service.moderation.admit_mail(origin_ip, address, queue_id)
             await service.store.chats.set_transcript_email(chat_id, address)
+        self._note(chat_id, lang)
+        if service.chat_state(chat_id).open:
+            return address
+        try:
+            if not await self.send_transcript_if_asked(chat_id):
+                raise _already_sent()
+        finally:
+            # The chat has ended: nothing more will be asked of its language.
+            self._languages.pop(chat_id, None)
+        return address
+
+    def note_language(self, chat_id: int, lang: object) -> None:
+        """The patron's page said its language when it (re)connected to an open chat (a
+        `hello`): kept for the transcript copy, so that a copy asked for before a restart
+        of refdesk still comes in it once the page is back. Called by the patron session."""
+        if self.service.chat_state(chat_id).open:
+            self._note(chat_id, lang)
+
+    def _note(self, chat_id: int, lang: object) -> None:
         chosen = language(lang)
         if chosen == "en":
             self._languages.pop(chat_id, None)
         else:
             self._languages[chat_id] = chosen
-        if service.chat_state(chat_id).open:
-            return address
-        if not await self.send_transcript_if_asked(chat_id):
-            raise _already_sent()
-        return address
 
     async def send_transcript_if_asked(self, chat_id: int) -> bool:
         """Queue the transcript copy for the address the patron gave, if any and if none

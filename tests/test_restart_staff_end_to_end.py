@@ -13,6 +13,7 @@ from component.directory import Directory, GroupChange
 from component.runner import Refdesk
 from tests.conftest import Desk, wait_for
 from tests.mail_sink import MailSink
+from tests.patron_client import PatronClient
 
 COORDINATOR = "coord@library.example"
 ASK = "ask@desk.localhost"
@@ -133,3 +134,36 @@ async def test_a_handover_note_written_before_a_restart_goes_to_the_next_operato
     note = await ben.next_message(ASK)
     assert "Hand-over note for Ask us (ask) from Ana" in note["body"]
     assert "The scanner on floor 3 needs paper." in note["body"]
+
+
+async def test_a_transcript_copy_asked_for_before_a_restart_keeps_the_patrons_language(
+    desk: Desk, mail_sink: MailSink
+) -> None:
+    """The page says its language with every hello: after a restart, the reconnected page
+    has said it again by the time the chat ends, and the copy is in Spanish."""
+    op = await desk.add_operator(("ask",), name="Ana")
+    patron = PatronClient(desk.url, "ask")
+    patron.lang = "es"
+    desk.patrons.append(patron)
+    await patron.connect()
+    await patron.say("¿Hay salas de estudio?")
+    offer = await op.next_message()
+    while "salas de estudio" not in offer["body"]:
+        offer = await op.next_message()
+    guest = offer["from"].bare
+    op.send_message(guest, "Yes, on floor 2.")
+    await patron.next("message", lambda f: f["from"] == "operator")
+    await patron.send({"type": "transcript", "email": "lectora@example.net", "lang": "es"})
+    await patron.next("transcript_ok")
+    await patron.drop()
+
+    await _restart(desk)
+    patron.base_url = desk.url
+    assert (await patron.connect())["resumed"] is True
+    op.send_message(guest, "!end")
+    await patron.next("ended")
+    await wait_for(lambda: bool(mail_sink.to("lectora@example.net")), what="the copy")
+    (copy,) = mail_sink.to("lectora@example.net")
+    assert copy.message["Subject"] == "Su chat con Ask us (ask)"
+    assert "] Usted: ¿Hay salas de estudio?" in copy.text()
+    assert "] Ana: Yes, on floor 2." in copy.text()
