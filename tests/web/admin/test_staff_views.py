@@ -8,8 +8,10 @@ import csv
 import io
 from datetime import UTC, datetime
 
+from playwright.async_api import Browser, expect
+
 from component.directory import Directory, GroupChange
-from tests.conftest import Desk
+from tests.conftest import Desk, admin_account
 from tests.web.admin.test_moderation import (
     TRUSTED,
     admin_client,
@@ -187,3 +189,33 @@ async def test_sticky_address_follows_a_stricter_privacy_mode(offline_desk: Desk
         assert "203.0.113.30" not in html and "203.0.113.0/24" in html
     finally:
         await admin.session.close()
+
+
+@TRUSTED
+async def test_sticky_page_in_a_browser_clears_a_mark_and_passes_axe(
+    offline_desk: Desk, browser: Browser
+) -> None:
+    """The page a coordinator uses: accessible (axe, no serious violation), and its
+    "Clear" button forgets the mark and says so."""
+    from tests.web.test_widget_a11y import violations
+
+    desk = offline_desk
+    ana = await operator_on(desk, "ask", "Ana")
+    await chat(desk, "203.0.113.30", ("rude",), ("!tag incident",), jid=ana)
+    user, password = await admin_account(desk, "coord", role="coordinator", group="library")
+    context = await browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page = await context.new_page()
+    try:
+        await page.goto(f"{desk.url}/admin/bans/sticky")
+        await page.get_by_label("Username").fill(user)
+        await page.get_by_label("Password").fill(password)
+        await page.get_by_role("button", name="Log in").click()
+        await expect(page.get_by_role("heading", name="Sticky pickup marks")).to_be_visible()
+        await expect(page.get_by_role("cell", name="203.0.113.30")).to_be_visible()
+        assert await violations(page, "sticky") == []
+        await page.get_by_role("button", name="Clear the mark for Ana").click()
+        await expect(page.get_by_role("status")).to_contain_text("no longer offered to Ana")
+        await expect(page.get_by_role("cell", name="No marks in force.")).to_be_visible()
+        assert await desk.service.moderation.sticky.claims("203.0.113.30") == []
+    finally:
+        await context.close()
