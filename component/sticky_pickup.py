@@ -85,7 +85,7 @@ async def clear_mark(
     row = await store.sticky.row(mark_id, now)
     if row is None or (group_ids is not None and row.group_id not in group_ids):
         return None
-    if not await store.sticky.delete(mark_id):
+    if not await store.sticky.delete(mark_id, row.mark.chat_id):
         return None
     # The operator and the chat, never the patron's address: logs are kept longer.
     log.info(

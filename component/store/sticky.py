@@ -44,7 +44,8 @@ def _mark(row: Any) -> StickyMark:
 
 
 class StickyStore:
-    """Created by `Store`; called by the operator commands (remember) and routing (find)."""
+    """Created by `Store`; called by the operator commands (remember), routing (find), and
+    the admin page and `refdesk sticky` (list, clear)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -98,10 +99,17 @@ class StickyStore:
         found = await self.db.one(_ROWS + " AND s.id = ?", (iso(now), mark_id))
         return None if found is None else _row(found)
 
-    async def delete(self, mark_id: int) -> bool:
-        """Forget one mark; False if it was gone already (two clears at once: one wins).
-        Called only by `component.sticky_pickup.clear_mark`, which checks who may."""
-        return await self.db.write_count("DELETE FROM sticky_pickups WHERE id = ?", (mark_id,)) == 1
+    async def delete(self, mark_id: int, chat_id: int) -> bool:
+        """Forget one mark, if it still comes from `chat_id` (the chat whose group the
+        caller checked: a `remember` meanwhile may have moved it to another chat); False
+        if it did not (or two clears at once: one wins). Called only by
+        `component.sticky_pickup.clear_mark`, which checks who may."""
+        return (
+            await self.db.write_count(
+                "DELETE FROM sticky_pickups WHERE id = ? AND chat_id = ?", (mark_id, chat_id)
+            )
+            == 1
+        )
 
     async def forget_expired(self, now: datetime) -> int:
         """Called by the retention purge: drop marks past their time."""

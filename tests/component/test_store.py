@@ -586,6 +586,8 @@ async def test_sticky_rows_are_scoped_by_the_chats_group_and_delete_once(store: 
     assert await store.sticky.rows(now, set()) == []
     assert await store.sticky.rows(T0 + timedelta(days=2), None) == []
     assert await store.sticky.row(mine.id, now) == mine
-    assert await store.sticky.delete(mine.id) is True
-    assert await store.sticky.delete(mine.id) is False
+    # Not if the mark has come from another chat since it was looked at.
+    assert await store.sticky.delete(mine.id, theirs.id) is False
+    assert await store.sticky.delete(mine.id, ours.id) is True
+    assert await store.sticky.delete(mine.id, ours.id) is False
     assert await store.sticky.row(mine.id, now) is None
