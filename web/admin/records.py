@@ -300,7 +300,11 @@ def _rating_line(rating: tuple[int, str | None] | None) -> str:
     if rating is None:
         return "-"
     score, comment = rating
-    return f"{score}/{MAX_RATING}: {comment}" if comment else f"{score}/{MAX_RATING}"
+    if not comment:
+        return f"{score}/{MAX_RATING}"
+    # A comment of several lines stays under its heading: indented, a continuation line
+    # cannot pass for a transcript entry ("[time] name: ...") of its own.
+    return f"{score}/{MAX_RATING}: " + comment.replace("\n", "\n          ")
 
 
 async def transcript_text(request: web.Request) -> web.Response:

@@ -70,6 +70,16 @@ async def test_transcript_view_and_downloads_show_the_patrons_rating(
         assert f"Rating:   4/5: {comment}" in body.decode()
         _, body, _ = await admin.get_raw(f"/admin/transcripts/{plain.chat_id}.txt")
         assert "Rating:   -" in body.decode()
+        # Several lines: indented, none passes for an entry of the transcript.
+        multi = await chat(desk, "203.0.113.13", ("hey",), ("Hello.",), jid=ana)
+        assert multi.chat_id is not None
+        await desk.refdesk.store.ratings.add(
+            multi.chat_id, 2, "slow\n[12:00] Ana: forged line", datetime.now(UTC)
+        )
+        _, body, _ = await admin.get_raw(f"/admin/transcripts/{multi.chat_id}.txt")
+        text = body.decode()
+        assert "Rating:   2/5: slow\n          [12:00] Ana: forged line" in text
+        assert "\n[12:00] Ana: forged line" not in text
 
         _, body, _ = await admin.get_raw(f"/admin/transcripts/{rated.chat_id}.csv")
         rows = list(csv.reader(io.StringIO(body.decode())))
