@@ -220,8 +220,10 @@ async def transcripts_csv(request: web.Request) -> web.Response:
     if search.errors:
         raise web.HTTPBadRequest(text="; ".join(search.errors.values()))
     chats, _ = await _run_search(request, search, limit=CSV_MAX_ROWS, offset=0)
-    rows: list[Sequence[object]] = [CHAT_COLUMNS]
-    rows += [[chat_facts(c)[k] for k in CHAT_COLUMNS] for c in chats]
+    # The patron's rating too (not the comment: this file holds no chat text).
+    scores = await request.app[SERVICE].store.ratings.scores([c.id for c in chats])
+    rows: list[Sequence[object]] = [(*CHAT_COLUMNS, "rating")]
+    rows += [[*(chat_facts(c)[k] for k in CHAT_COLUMNS), scores.get(c.id, "")] for c in chats]
     stamp = request.app[SERVICE].clock().astimezone(UTC)
     return download(csv_text(rows), f"transcripts-{stamp:%Y%m%d-%H%M}.csv", "text/csv")
 

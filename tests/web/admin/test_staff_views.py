@@ -88,6 +88,13 @@ async def test_transcript_view_and_downloads_show_the_patrons_rating(
         # Patron-typed: a spreadsheet must not run it as a formula.
         assert facts["rating_comment"] == "'" + comment
         assert all(dict(zip(rows[0], r, strict=True))["rating"] == "" for r in rows[2:])
+        # The search's CSV: the rating of each chat, never its comment.
+        _, body, _ = await admin.get_raw("/admin/transcripts.csv")
+        rows = list(csv.reader(io.StringIO(body.decode())))
+        by_chat = {r[0]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
+        assert by_chat[str(rated.chat_id)]["rating"] == "4"
+        assert by_chat[str(plain.chat_id)]["rating"] == ""
+        assert "very quick" not in body.decode()
 
         # A chat flagged explicit is described, not quoted: its comment too.
         sealed = await chat(desk, "203.0.113.12", ("rude",), ("!tag explicit",), jid=ana)
