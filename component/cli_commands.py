@@ -45,6 +45,7 @@ def run_store_command(args: argparse.Namespace, config: Config) -> None:
         "purge": _purge,
         "backup": lambda store: _backup(args, store),
         "admin": lambda store: _admin(args, store, config.web.password_hashing),
+        "sticky": lambda store: _sticky(args, store),
     }
     asyncio.run(_with_store(config, handlers[args.command]))
 
@@ -195,6 +196,36 @@ async def _admin(args: argparse.Namespace, store: Store, hashing: str) -> None:
         for a in await store.accounts.admins():
             group = f"\tgroup={groups.get(a.group_id, '?')}" if a.group_id else ""
             _print(f"{a.username}\t{a.role}{group}")
+
+
+async def _sticky(args: argparse.Namespace, store: Store) -> None:
+    # Imported here: the other data commands do not need the moderation modules.
+    from component.sticky_pickup import clear_mark
+
+    now = _now()
+    if args.action == "clear":
+        row = await clear_mark(
+            store, args.id, now=now, group_ids=None, actor="admin (command line)"
+        )
+        if row is None:
+            raise UsageError(f"no sticky pickup mark #{args.id} in force")
+        _print(f"cleared mark #{row.id}: {row.mark.operator_jid} for {row.mark.key}")
+        return
+    group_ids = None
+    if args.group is not None:
+        found = await store.groups.by_name(args.group)
+        if found is None:
+            raise UsageError(f"no group called {args.group!r}")
+        group_ids = {found.id}
+    groups = {g.id: g.name for g in await store.groups.all()}
+    for row in await store.sticky.rows(now, group_ids):
+        mark = row.mark
+        group = groups.get(row.group_id, "-") if row.group_id is not None else "-"
+        _print(
+            f"{row.id}	{mark.key}	operator={mark.operator_jid}	why={mark.why}"
+            f"	set={_fmt(mark.created_at)}	until={_fmt(mark.expires_at)}"
+            f"	chat={mark.chat_id}	group={group}"
+        )
 
 
 async def _purge(store: Store) -> None:

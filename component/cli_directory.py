@@ -96,7 +96,10 @@ async def _group(args: argparse.Namespace, store: Store, directory: Directory) -
             _print(f"{link.title}\t{link.url}")
     else:
         for g in await store.groups.all():
-            _print(f"{g.name}\t{g.title}")
+            _print(
+                f"{g.name}\t{g.title}\tcoordinators={','.join(g.coordinator_emails) or '-'}"
+                f"\treferral_domains={','.join(g.referral_domains) or '-'}"
+            )
 
 
 def _cleared(value: str | None) -> str | None:

@@ -41,6 +41,14 @@ def _positive_int(text: str) -> int:
 _MAX_COUNT = 999_999
 
 
+def _record_id(text: str) -> int:
+    """A record's number as listings print it; bounded so that the database's integers
+    (64 bits) never overflow on a mistyped one."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18 or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text[:30]!r} is not a record number")
+    return int(text)
+
+
 def _version() -> str:
     """The installed package's version (from its metadata, so it is the wheel's)."""
     try:
@@ -216,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     b_lift.add_argument(
         "--ipv6-prefix", type=int, choices=range(32, 129), metavar="32..128", default=64
     )
+
+    sticky = sub.add_parser(
+        "sticky", help="sticky pickup marks (a returning patron offered to the same operator)"
+    ).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    s_list = sticky.add_parser("list", help="list the marks in force")
+    s_list.add_argument("--group", help="only the marks made in this group's chats")
+    s_clear = sticky.add_parser("clear", help="forget one mark (its number from sticky list)")
+    s_clear.add_argument("id", type=_record_id, metavar="ID")
 
     sub.add_parser("purge", help="forget addresses and transcripts past their retention")
 

@@ -345,6 +345,16 @@ def _sticky_pickup(value: float) -> float:
     return value
 
 
+# "Repeated" means at least twice; beyond a hundred a month the draft would never come.
+MAX_REPEATED_INCIDENTS = 100
+
+
+def _repeated_incidents(value: int) -> int:
+    if not 2 <= value <= MAX_REPEATED_INCIDENTS:
+        raise checks.Invalid(f"must be between 2 and {MAX_REPEATED_INCIDENTS}, got {value}")
+    return value
+
+
 @_settings
 class BansConfig:
     """Bans and what a banned patron is told."""
@@ -374,6 +384,13 @@ class BansConfig:
         "turns this off.",
         default=86400.0,
         check=_sticky_pickup,
+    )
+    repeated_incidents: int = setting(
+        "Incidents from one exempt network (a school's or a library's public computers) "
+        "within 30 days that make a message to the network's contact, drafted for an admin "
+        "to review and send instead of a ban. Between 2 and 100.",
+        default=2,
+        check=_repeated_incidents,
     )
 
 

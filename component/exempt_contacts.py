@@ -27,10 +27,11 @@ class ContactsHost(Protocol):
 
 
 class ExemptContacts:
-    """Created by `Moderation` with the service."""
+    """Created by `Moderation` with the service and `[bans] repeated_incidents`."""
 
-    def __init__(self, host: ContactsHost) -> None:
+    def __init__(self, host: ContactsHost, repeated: int) -> None:
         self.host = host
+        self.repeated = repeated
 
     async def note_incident(
         self, group_id: int, group_title: str, address: str | None
@@ -57,7 +58,10 @@ class ExemptContacts:
         now = self.host.clock()
         contacts = store.exempt_contacts
         incidents = due(
-            await contacts.incidents_since(group_id, now - INCIDENT_WINDOW), network, now
+            await contacts.incidents_since(group_id, now - INCIDENT_WINDOW),
+            network,
+            now,
+            self.repeated,
         )
         if not incidents:
             return None

@@ -28,7 +28,7 @@ from component.core.models import (
     Queue,
     Sender,
 )
-from component.core.patron_text import PatronText, line
+from component.core.patron_text import TRANSCRIPT_MAIL, PatronText, language, line, rendered
 from component.live import Held, LiveChat
 from component.moderation import Banned, Moderation, RateLimited
 from component.store import Store
@@ -95,14 +95,21 @@ def _already_sent() -> InvalidInput:
     )
 
 
-def transcript_lines(events: Sequence[ChatEvent]) -> list[emails.TranscriptLine]:
-    """The patron-visible transcript (no staff notes) as email lines."""
+def transcript_lines(events: Sequence[ChatEvent], lang: str = "en") -> list[emails.TranscriptLine]:
+    """The patron-visible transcript (no staff notes) as email lines, for the patron's
+    copy in their language `lang`: the service's own lines from the patron-line catalogue,
+    "You" and "(corrected)" in that language; what operators and the patron wrote as
+    written."""
+    words = TRANSCRIPT_MAIL.get(lang, TRANSCRIPT_MAIL["en"])
     lines = []
     for e in events:
         if not e.kind.patron_sees:
             continue
-        who = {Sender.PATRON: "You", Sender.OPERATOR: e.name}.get(e.sender, "—")
-        lines.append(emails.TranscriptLine(e.ts, _corrected(who, e), e.text))
+        who = {Sender.PATRON: words["you"], Sender.OPERATOR: e.name}.get(e.sender, "—")
+        if e.corrected:
+            who = words["corrected"].format_map({"who": who})
+        text = rendered(e.code, e.params, lang, e.text)
+        lines.append(emails.TranscriptLine(e.ts, who, text))
     return lines
 
 
@@ -129,6 +136,9 @@ class FollowUp:
         self.service = service
         self.from_address = from_address
         self._msgid_domain = service.domain
+        # The language of each chat whose patron asked for a copy from a page in another
+        # language than English, until the copy is queued or the chat has ended.
+        self._languages: dict[int, str] = {}
         service.bus.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -137,7 +147,12 @@ class FollowUp:
 
     async def _transcript_at_end(self, chat_id: int) -> None:
         """In a task when a chat ends: send the copy asked for, if any."""
-        await self.send_transcript_if_asked(chat_id)
+        try:
+            await self.send_transcript_if_asked(chat_id)
+        finally:
+            # Also when no copy went (the address was withdrawn by a ban): nothing more
+            # will be asked of this chat's language.
+            self._languages.pop(chat_id, None)
 
     def takes_email(self, queue: Queue) -> bool:
         return bool(queue.followup_email)
@@ -349,12 +364,14 @@ class FollowUp:
         self.service.bus.publish(MailQueued())
 
     async def request_transcript(
-        self, chat_id: int, email: object, origin_ip: str | None = None
+        self, chat_id: int, email: object, origin_ip: str | None = None, lang: object = None
     ) -> str:
         """A patron asks for a copy of the chat (a `transcript` frame); returns the
         validated address. The copy is sent when the chat ends, or at once if it already
         has. One address per chat: a new one replaces the one given before, and once the
-        copy has gone, later requests are refused rather than mailed.
+        copy has gone, later requests are refused rather than mailed. `lang` is the
+        widget's language (`patron_text.language` reads it; English otherwise): the copy's
+        own wording comes in it.
 
         Refused with a `DeskError` (an error frame for the patron): a bad address, a
         banned `origin_ip` (a banned patron gets no email), a copy already sent, and a
@@ -379,11 +396,30 @@ class FollowUp:
             queue_id = queue.id if queue is not None else None
             await service.moderation.admit_mail(origin_ip, address, queue_id)
             await service.store.chats.set_transcript_email(chat_id, address)
+        self._note(chat_id, lang)
         if service.chat_state(chat_id).open:
             return address
-        if not await self.send_transcript_if_asked(chat_id):
-            raise _already_sent()
+        try:
+            if not await self.send_transcript_if_asked(chat_id):
+                raise _already_sent()
+        finally:
+            # The chat has ended: nothing more will be asked of its language.
+            self._languages.pop(chat_id, None)
         return address
+
+    def note_language(self, chat_id: int, lang: object) -> None:
+        """The patron's page said its language when it (re)connected to an open chat (a
+        `hello`): kept for the transcript copy, so that a copy asked for before a restart
+        of refdesk still comes in it once the page is back. Called by the patron session."""
+        if self.service.chat_state(chat_id).open:
+            self._note(chat_id, lang)
+
+    def _note(self, chat_id: int, lang: object) -> None:
+        chosen = language(lang)
+        if chosen == "en":
+            self._languages.pop(chat_id, None)
+        else:
+            self._languages[chat_id] = chosen
 
     async def send_transcript_if_asked(self, chat_id: int) -> bool:
         """Queue the transcript copy for the address the patron gave, if any and if none
@@ -400,7 +436,8 @@ class FollowUp:
             queue = service.queue_by_id(chat.queue_id)
         except UnknownQueue:
             return False
-        lines = transcript_lines(await service.store.chats.events_after(chat_id, 0))
+        lang = self._languages.get(chat_id, "en")
+        lines = transcript_lines(await service.store.chats.events_after(chat_id, 0), lang)
         msg = emails.transcript_copy(
             self.from_address,
             address,
@@ -409,6 +446,7 @@ class FollowUp:
             reply_to=queue.followup_email,
             msgid_domain=self._msgid_domain,
             now=service.clock(),
+            lang=lang,
         )
         # Once only, in one transaction: a second end, a resend of the request or two
         # requests at once must not mail it twice.
@@ -416,5 +454,6 @@ class FollowUp:
             chat_id, _mail("transcript", msg), service.clock()
         ):
             return False
+        self._languages.pop(chat_id, None)
         service.bus.publish(MailQueued())
         return True

@@ -93,6 +93,9 @@ class BanPolicy:
     # Seconds a patron's chat ended as inappropriate sends their next chats to the same
     # operator first ([bans] sticky_pickup); 0: never.
     sticky_pickup: float = 0.0
+    # Incidents from an exempt network within the window that draft a message to its
+    # contact ([bans] repeated_incidents).
+    repeated_incidents: int = 2
 
     def text(self, appeal_address: str | None = None, seen: str | None = None) -> str:
         """What a banned patron reads. `seen` is the address refdesk saw for them, told
@@ -137,6 +140,7 @@ def policy_from_config(cfg: Config) -> BanPolicy:
         appeal_address=cfg.bans.appeal_address,
         protected=tuple(cfg.web.trusted_networks),
         sticky_pickup=cfg.bans.sticky_pickup,
+        repeated_incidents=cfg.bans.repeated_incidents,
     )
 
 
@@ -273,7 +277,7 @@ class Moderation:
         self._mark = 0  # the ban audit line the index is up to date with
         self._exempt: dict[int, list[Network]] = {}
         self.sticky = StickyPickup(service, policy.sticky_pickup)
-        self.exempt_contacts = ExemptContacts(service)
+        self.exempt_contacts = ExemptContacts(service, policy.repeated_incidents)
         self._chats, self._messages, self._mails = _limiters(limits)
         # When each limiter last forgot its idle keys (monotonic seconds).
         self._forgotten: dict[RateLimiter, float] = {}

@@ -39,8 +39,9 @@ from component.core.events import (
     MailQueued,
     OperatorNotice,
 )
+from component.core.hours import ServiceHours
 from component.core.models import Group, Incident, NewMail, Operator, Queue
-from component.core.staffing import Tell, Watch, step
+from component.core.staffing import Tell, Watch, resumed, step
 from component.directory_cache import DirectoryCache
 from component.live import Background, QueueInfo
 from component.moderation import Moderation, RateLimited
@@ -448,6 +449,22 @@ class Notices:
         return outcome
 
     # Staffing ------------------------------------------------------------------------------
+
+    async def resume_staffing(self) -> None:
+        """Called once by the service's `start`: take up each queue's watch where the
+        stored notices leave it (`core.staffing.resumed`: an alert sent before a restart is
+        not sent again), then look at every queue at once, so a queue nobody staffs is
+        watched from start-up rather than from the first presence or tick."""
+        now = self.service.clock()
+        at = self.service.scheduler.monotonic()
+        directory = self.service.directory
+        for queue in directory.queues():
+            last = await self.store.notices.staffing_for_queue(queue.id, limit=1)
+            told_at = last[0].created_at if last and last[0].purpose == "unstaffed" else None
+            runtime = directory.runtime(queue)
+            hours = runtime.hours if runtime is not None else ServiceHours.always()
+            self._watch[queue.id] = resumed(told_at, now, hours, at)
+        await self.check_staffing()
 
     async def check_staffing(self) -> None:
         """Compare each queue's staffing with its watch: tell the coordinators and on-call

@@ -152,6 +152,7 @@ class DeskService:
         for chat in await self.store.chats.open_ones():
             await self.lifecycle.load_live(chat)
         self._data_version = await self.store.data_version()
+        await self.notices.resume_staffing()
 
     async def close(self) -> None:
         """Stop timers and background work; called by the composition root at shutdown."""

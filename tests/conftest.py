@@ -64,6 +64,7 @@ def make_config(
     web: dict[str, Any] | None = None,
     limits: LimitsConfig | None = None,
     websocket_url: str = "",
+    bans: dict[str, Any] | None = None,
     **chat: float,
 ) -> Config:
     """A config for one test: its own database, web port chosen by the OS."""
@@ -84,7 +85,7 @@ def make_config(
             # Logins in tests hash with next to no work; one test logs in with "strong".
             **({"password_hashing": "test"} | (web or {})),
         ),
-        bans=BansConfig(appeal_address="appeals@library.example"),
+        bans=BansConfig(**({"appeal_address": "appeals@library.example"} | (bans or {}))),
         limits=limits or LimitsConfig(),
         storage=StorageConfig(path=tmp / "refdesk.sqlite3"),
         mail=MailConfig(

@@ -29,6 +29,8 @@ class PatronClient:
         self.chat_id: int | None = None
         self.last_seq = 0
         self.welcome: Frame | None = None
+        # The page's language, said with every hello when set (the widget always says it).
+        self.lang: str | None = None
 
     async def connect(self, resume: str | None = None, last_seq: int | None = None) -> Frame:
         """Open the socket and say hello; returns the welcome frame."""
@@ -44,6 +46,8 @@ class PatronClient:
         token = resume if resume is not None else self.resume
         if token:
             hello["resume"] = token
+        if self.lang is not None:
+            hello["lang"] = self.lang
         await self.send(hello)
         welcome = await self.next("welcome")
         self.welcome = welcome

@@ -206,3 +206,70 @@ async def test_refer_and_transcript_copy(desk: Desk, mail_sink: MailSink) -> Non
     assert "Let me refer that." in copy.text()
     assert "wants vol. 3" not in copy.text()  # the patron never sees staff notes
     assert len(mail_sink.to(PATRON)) == 1
+
+
+# English wording of the transcript copy that a Spanish copy must not carry.
+ENGLISH_BOILERPLATE = (
+    "Your chat",
+    "Here is a copy",
+    "You received this email",
+    "times in",
+    "You:",
+    "(corrected)",
+    "joined the chat",
+    "ended the chat",
+)
+
+
+async def test_a_spanish_chats_transcript_copy_is_worded_in_spanish(
+    desk: Desk, mail_sink: MailSink
+) -> None:
+    """The widget says its language with the request; the copy's subject, headings, the
+    patron's name and the service's own lines come in it, while what the operator and the
+    patron wrote stays as written. Any other language value gets the English copy."""
+    op = await desk.add_operator(name="Ana")
+    patron = await desk.patron()
+    await patron.say("¿Tienen mapas antiguos? <b>1920</b>")
+    guest = (await op.next_message())["from"].bare
+    op.send_message(guest, "Let me check the catalogue.")
+    await patron.next("message", lambda f: f["from"] == "operator")
+    await op.next_message(guest)  # "You took this chat"
+    await patron.send({"type": "transcript", "email": PATRON, "lang": "es-MX"})
+    assert (await patron.next("transcript_ok"))["email"] == PATRON
+    op.send_message(guest, "!end")
+    await patron.next("ended")
+    (copy,) = await mail_sink.wait_for(1)
+    assert copy.rcpt_tos == [PATRON]
+    assert copy.message["Subject"] == "Su chat con Ask us (ask)"
+    text, html = copy.text(), copy.html()
+    assert "Aquí tiene una copia de su chat con Ask us (ask), como pidió." in text
+    assert "Su chat (horas en UTC)" in text
+    assert "] Usted: ¿Tienen mapas antiguos? <b>1920</b>" in text
+    assert "] Ana: Let me check the catalogue." in text
+    assert "Ana terminó el chat." in text
+    assert "Recibe este correo porque se pidió una copia" in text
+    assert '<html lang="es">' in html and "&lt;b&gt;1920&lt;/b&gt;" in html
+    for english in ENGLISH_BOILERPLATE:
+        assert english not in text and english not in html, english
+
+    # Hostile or unknown language values: accepted, and the copy is in English.
+    other = await desk.patron()
+    await other.say("hello from a French page")
+    offer = await op.next_message(timeout=10)
+    while "hello from a French page" not in offer["body"]:
+        offer = await op.next_message(timeout=10)
+    guest = offer["from"].bare
+    op.send_message(guest, "Hi.")
+    await other.next("message", lambda f: f["from"] == "operator")
+    for lang in ({"es": 1}, ["es"], "es" * 1000, "fr", None):
+        await other.send({"type": "transcript", "email": "other@example.net", "lang": lang})
+        assert (await other.next("transcript_ok"))["email"] == "other@example.net"
+    # A lone surrogate is refused at the edge, like anywhere else in a frame.
+    await other.send({"type": "transcript", "email": "other@example.net", "lang": "\ud800"})
+    assert (await other.next("error"))["code"] == "illegal_characters"
+    op.send_message(guest, "!end")
+    await other.next("ended")
+    await mail_sink.wait_for(2)
+    (english,) = mail_sink.to("other@example.net")
+    assert english.message["Subject"] == "Your chat with Ask us (ask)"
+    assert "Here is a copy" in english.text() and "Your chat (times in UTC)" in english.text()

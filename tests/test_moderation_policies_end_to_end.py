@@ -266,6 +266,30 @@ async def test_repeated_incidents_from_a_school_draft_a_message_an_admin_sends(
     assert len(mail_sink.to(CONTACT)) == 1
 
 
+@pytest.mark.desk_config(trusted_proxies=("127.0.0.1",), bans={"repeated_incidents": 3})
+async def test_the_repeated_incidents_setting_decides_when_a_draft_is_made(
+    desk: Desk,
+) -> None:
+    """With `[bans] repeated_incidents = 3`, two incidents from the school draft nothing;
+    the third does, and the group page states the configured number."""
+    await _school_exempt(desk)
+    ana = await desk.add_operator(name="Ana")
+    answer = await _incidents_from_school(desk, ana)
+    assert "drafted" not in answer
+    assert await desk.refdesk.store.exempt_contacts.drafts(1) == []
+    third = await _patron(desk, "203.0.113.7")
+    await third.say("third rude line")
+    guest = (await _offer_of(ana, "third rude line"))["from"].bare
+    ana.send_message(guest, "!accept")
+    await ana.next_message(guest)
+    ana.send_message(guest, "!tag incident")
+    answer = str((await ana.next_message(guest))["body"])
+    assert "message to its contact is drafted for an admin (draft #1)" in answer
+    session, _token = await admin_session(desk)
+    async with session:
+        assert "(3 or more within 30 days)" in await _group_page(session, desk)
+
+
 @TRUSTED
 async def test_a_contact_draft_is_sent_once_from_its_own_group_only(
     desk: Desk, mail_sink: MailSink

@@ -162,6 +162,7 @@ class PatronSession:
         self.conn = conn
         self.hub.register(conn)
         self.service.patron_connected(handle.chat_id)
+        self.service.followup.note_language(handle.chat_id, frame.get("lang"))
         if self._barred(conn):
             return  # banned while the chat was being opened: no ban event reached us
         # Without a valid resume the chat is new: everything in it is after seq 0.
@@ -224,7 +225,7 @@ class PatronSession:
             conn.push({"type": "rating_ok"})
         elif kind == "transcript":
             address = await service.followup.request_transcript(
-                conn.chat_id, frame.get("email"), origin_ip=self.origin.ip
+                conn.chat_id, frame.get("email"), origin_ip=self.origin.ip, lang=frame.get("lang")
             )
             conn.push({"type": "transcript_ok", "email": address})
         else:

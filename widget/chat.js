@@ -293,7 +293,7 @@ const handlers = {
     save();
     for (const p of pending.values()) send({ type: 'message', id: p.id, text: p.text });
     if (wantEnd) wantEnd = !send({ type: 'end' });
-    if (wantTx) send({ type: 'transcript', email: wantTx });
+    if (wantTx) send({ type: 'transcript', email: wantTx, lang });
     if (wantRate) send(wantRate);
     view();
   },
@@ -418,8 +418,10 @@ function connect() {
   let me = null;
   // Callbacks of a transport that has been replaced do nothing.
   const on = {
-    open: () => me === t && me.send(st.resume ? { type: 'hello', resume: st.resume, last_seq: st.lastSeq }
-      : { type: 'hello', last_seq: 0 }),
+    // `lang` with every hello: a transcript copy asked for is worded in it, after a
+    // restart of the service too.
+    open: () => me === t && me.send(st.resume ? { type: 'hello', resume: st.resume, last_seq: st.lastSeq, lang }
+      : { type: 'hello', last_seq: 0, lang }),
     frame(m) {
       if (me !== t) return;
       gotFrame = true;
@@ -547,7 +549,8 @@ txForm.addEventListener('submit', (e) => {
   if (!okEmail(email)) return txSay('', S.badEmail), txEmail.focus();
   txSay(S.txSending, '');
   wantTx = email;
-  if (!send({ type: 'transcript', email }) && !t) { attempt = 0; connect(); }
+  // `lang`: the copy's own wording (subject, headings) comes in the page's language.
+  if (!send({ type: 'transcript', email, lang }) && !t) { attempt = 0; connect(); }
 });
 
 // The end-of-chat rating: 1 to 5 and an optional comment, sent once.

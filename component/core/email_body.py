@@ -49,6 +49,8 @@ class Transcript:
     label: str
     lines: tuple[TranscriptLine, ...]
     tz: tzinfo
+    # After the label: the time zone of the times, in the reader's language.
+    times: str = "(times in {zone})"
 
 
 Block = Para | Quote | Fields | Transcript
@@ -76,7 +78,7 @@ def _transcript_heading(block: Transcript) -> str:
     if not block.lines:
         return block.label
     zone = _zone_name(block.tz, as_utc(block.lines[0].ts))
-    return f"{block.label} (times in {zone})"
+    return f"{block.label} {block.times.format_map({'zone': zone})}"
 
 
 def plain_text(blocks: Sequence[Block]) -> str:
@@ -110,10 +112,11 @@ _CSS = (
 )
 
 
-def html_page(title: str, blocks: Sequence[Block]) -> str:
+def html_page(title: str, blocks: Sequence[Block], lang: str = "en") -> str:
+    """The HTML part; `lang` is one of refdesk's language codes (never typed by anyone)."""
     out = [
         "<!DOCTYPE html>",
-        '<html><head><meta charset="utf-8">',
+        f'<html lang="{html.escape(lang)}"><head><meta charset="utf-8">',
         f"<title>{html.escape(single_line(title))}</title>",
         f"<style>{_CSS}</style></head>",
         "<body>",

@@ -69,6 +69,7 @@ from component.core.email_wire import (
     put_header,
     render_bytes,
 )
+from component.core.patron_text import TRANSCRIPT_MAIL
 
 __all__ = [
     "ADDRESS_HELP",
@@ -134,9 +135,9 @@ def _new_message(
     return msg
 
 
-def _finish(msg: EmailMessage, blocks: Sequence[Block]) -> EmailMessage:
+def _finish(msg: EmailMessage, blocks: Sequence[Block], lang: str = "en") -> EmailMessage:
     msg.set_content(plain_text(blocks))
-    msg.add_alternative(html_page(str(msg["Subject"]), blocks), subtype="html")
+    msg.add_alternative(html_page(str(msg["Subject"]), blocks, lang), subtype="html")
     return msg
 
 
@@ -316,31 +317,37 @@ def transcript_copy(
     msgid_domain: str | None = None,
     now: datetime | None = None,
     tz: tzinfo = UTC,
+    lang: str = "en",
 ) -> EmailMessage:
     """The patron's copy of their chat, sent to the address they gave once the chat ends.
+    Its own wording is in the patron's language `lang` (`patron_text.TRANSCRIPT_MAIL`);
+    the chat's lines come as given (the caller renders them in that language).
 
     Called by the service when a chat with a transcript request ends.
     """
+    lang = lang if lang in TRANSCRIPT_MAIL else "en"
+    words = TRANSCRIPT_MAIL[lang]
     title = _title(queue_title)
     blocks: list[Block] = [
-        Para(f"Here is a copy of your chat with {title}, as you asked."),
-        *_transcript_block("Your chat", transcript, tz),
-        Para(
-            "You received this email because a copy of this chat was requested for this "
-            "address. If that was not you, you can ignore it."
+        Para(words["intro"].format_map({"title": title})),
+        *(
+            [Transcript(words["heading"], tuple(transcript), tz, words["times"])]
+            if transcript
+            else []
         ),
+        Para(words["footer"]),
     ]
     msg = _new_message(
         from_addr=from_addr,
         sender_name=title,
         to=mailbox(patron_email, "patron_email"),
-        subject=f"Your chat with {title}",
+        subject=words["subject"].format_map({"title": title}),
         reply_to=mailbox(reply_to, "reply_to") if reply_to else None,
         msgid_domain=msgid_domain,
         now=now,
         automatic=True,
     )
-    return _finish(msg, blocks)
+    return _finish(msg, blocks, lang)
 
 
 def on_call_alert(

@@ -16,8 +16,7 @@ from ipaddress import ip_network
 
 from component.core.bans import BanError, Network, canonical_address, canonical_network
 
-# "Repeated": this many incidents from the network within the window make a draft.
-REPEATED_INCIDENTS = 2
+# "Repeated" is `[bans] repeated_incidents` incidents from the network within this window.
 INCIDENT_WINDOW = timedelta(days=30)
 MAX_DRAFT_CHARS = 5000
 
@@ -49,15 +48,18 @@ def within(address: str | None, network: Network) -> bool:
         return False
 
 
-def due(incidents: Iterable[SeenIncident], network: Network, now: datetime) -> list[SeenIncident]:
-    """The incidents from `network` within the window, oldest first, if they are enough
-    for a message to the facility's contact; [] otherwise."""
+def due(
+    incidents: Iterable[SeenIncident], network: Network, now: datetime, repeated: int
+) -> list[SeenIncident]:
+    """The incidents from `network` within the window, oldest first, if there are at
+    least `repeated` of them (`[bans] repeated_incidents`): enough for a message to the
+    facility's contact; [] otherwise."""
     since = now - INCIDENT_WINDOW
     found = sorted(
         (i for i in incidents if i.created_at >= since and within(i.address, network)),
         key=lambda i: (i.created_at, i.id),
     )
-    return found if len(found) >= REPEATED_INCIDENTS else []
+    return found if len(found) >= repeated else []
 
 
 def draft_body(

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
+
+from component.core.hours import HORIZON, ServiceHours, is_open, next_change
 
 
 class Tell(enum.Enum):
@@ -44,3 +47,22 @@ def step(
     if not watch.told and now - watch.since >= after:
         return Watch(since=watch.since, told=True), Tell.UNSTAFFED
     return watch, Tell.NOTHING
+
+
+def resumed(told_at: datetime | None, now: datetime, hours: ServiceHours, at: float) -> Watch:
+    """A queue's watch when the service starts (monotonic time `at`), from the last staffing
+    notice it finds stored: an "unstaffed" notice at `told_at` still stands when the queue
+    has been inside its hours ever since (a closing in between ended that watch without a
+    notice), so nobody is told twice and someone coming online is "staffed again". Any
+    other case starts afresh. `told_at` is None when the last notice was not "unstaffed"."""
+    if told_at is None or not is_open(hours, told_at) or not is_open(hours, now):
+        return Watch()
+    # `next_change` looks HORIZON ahead: a notice older than that is followed in steps.
+    start = told_at
+    while True:
+        change = next_change(hours, start)
+        if change is not None:
+            return Watch() if change <= now else Watch(since=at, told=True)
+        if now - start <= HORIZON:
+            return Watch(since=at, told=True)
+        start += HORIZON

@@ -3,6 +3,7 @@ lifecycle when a patron rates, read by the admin statistics."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +39,21 @@ class RatingsStore:
             "SELECT rating, comment FROM chat_ratings WHERE chat_id = ?", (chat_id,)
         )
         return None if row is None else (row["rating"], row["comment"])
+
+    async def scores(self, chat_ids: Collection[int]) -> dict[int, int]:
+        """The ratings of those of `chat_ids` that have one (the transcript search's CSV,
+        at most a few thousand chats: asked in slices to stay within SQL's limits)."""
+        ids = sorted(set(chat_ids))
+        out: dict[int, int] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            rows = await self.db.all(
+                "SELECT chat_id, rating FROM chat_ratings"
+                f" WHERE chat_id IN ({','.join('?' * len(part))})",
+                part,
+            )
+            out.update({r["chat_id"]: r["rating"] for r in rows})
+        return out
 
     async def rows(self, f: StatsFilter) -> list[RatingRow]:
         """The ratings of the chats the statistics filter counts (asked in its range, in

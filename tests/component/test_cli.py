@@ -455,3 +455,72 @@ def test_numbers_beyond_any_date_are_clean_errors(tmp_path: Path) -> None:
         assert_clean_error(
             refdesk("queue", "set", "ask", "--escalation", rule, config=cfg), "large"
         )
+
+
+def test_group_list_shows_coordinators_and_referral_domains(tmp_path: Path) -> None:
+    """A sysadmin checking who hears of a group's bans, and where `!refer` may send,
+    reads both in `group list` (a group without them shows '-')."""
+    cfg = write_config(tmp_path)
+    assert refdesk_here("group", "add", "central", config=cfg).returncode == 0
+    assert refdesk_here("group", "add", "plain", config=cfg).returncode == 0
+    r = refdesk_here(
+        "group",
+        "set",
+        "central",
+        "--coordinator-email",
+        "head@lib.example,deputy@lib.example",
+        "--referral-domains",
+        "lib.example,uni.example",
+        config=cfg,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = {
+        line.split("\t")[0]: line.split("\t")
+        for line in refdesk_here("group", "list", config=cfg).stdout.splitlines()
+    }
+    assert "coordinators=head@lib.example,deputy@lib.example" in rows["central"]
+    assert "referral_domains=lib.example,uni.example" in rows["central"]
+    assert "coordinators=-" in rows["plain"] and "referral_domains=-" in rows["plain"]
+
+
+def test_sticky_list_and_clear(tmp_path: Path) -> None:
+    """`refdesk sticky list` shows the marks in force with who set them and when; `sticky
+    clear ID` forgets one (the same path as the admin page); bad numbers are one line."""
+    from datetime import UTC, datetime, timedelta
+
+    from component.store import Store
+
+    cfg = write_config(tmp_path)
+    assert refdesk_here("group", "add", "central", config=cfg).returncode == 0
+
+    async def seed() -> None:
+        store = await Store.open(tmp_path / "db.sqlite3")
+        try:
+            now = datetime.now(UTC)
+            for key, when in (("203.0.113.9", now), ("198.51.100.0/24", now - timedelta(days=2))):
+                await store.sticky.remember(
+                    key=key,
+                    operator_jid="ana@lib.example",
+                    chat_id=7,
+                    why="ended with !ban",
+                    now=when,
+                    expires_at=when + timedelta(days=1),
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    lines = refdesk_here("sticky", "list", config=cfg).stdout.splitlines()
+    assert len(lines) == 1  # the other one has expired
+    fields = lines[0].split("\t")
+    assert fields[1:4] == ["203.0.113.9", "operator=ana@lib.example", "why=ended with !ban"]
+    assert fields[4].startswith("set=") and fields[4].endswith("Z")
+    # The mark's chat is not in the group's queues.
+    assert refdesk_here("sticky", "list", "--group", "central", config=cfg).stdout == ""
+    assert_clean_error(refdesk_here("sticky", "list", "--group", "nope", config=cfg), "no group")
+    for bad in ("0", "x", "99999999999999999999999"):
+        assert_clean_error(refdesk_here("sticky", "clear", bad, config=cfg), "record number")
+    r = refdesk_here("sticky", "clear", fields[0], config=cfg)
+    assert r.returncode == 0 and "cleared mark" in r.stdout
+    assert refdesk_here("sticky", "list", config=cfg).stdout == ""
+    assert_clean_error(refdesk_here("sticky", "clear", fields[0], config=cfg), "no sticky")

@@ -593,3 +593,15 @@ def test_fallback_hosts_are_tried_after_host(tmp_path: Path) -> None:
 def test_bad_fallback_host(tmp_path: Path, item: str) -> None:
     path, error = load_error(tmp_path, REQUIRED + f'fallback_hosts = ["node-b", "{item}"]\n')
     assert str(error).startswith(f"{path}:4: xmpp.fallback_hosts[1]: expected HOST or HOST:PORT")
+
+
+@pytest.mark.parametrize("value", ["0", "1", "-2", "101", '"3"', "2.5", "true"])
+def test_repeated_incidents_out_of_range_is_refused(tmp_path: Path, value: str) -> None:
+    _, error = load_error(tmp_path, REQUIRED + f"[bans]\nrepeated_incidents = {value}\n")
+    assert "bans.repeated_incidents" in str(error)
+
+
+def test_repeated_incidents_is_read_with_a_default_of_two(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, REQUIRED + "[bans]\nrepeated_incidents = 4\n"))
+    assert cfg.bans.repeated_incidents == 4
+    assert load_config(write(tmp_path, REQUIRED)).bans.repeated_incidents == 2

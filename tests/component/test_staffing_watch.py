@@ -77,3 +77,28 @@ async def test_the_watch_runs_on_the_injected_clock(
         ("staffed", "xmpp"),
         ("staffed", "email"),
     }
+
+
+def test_a_stored_unstaffed_notice_resumes_the_watch_only_within_the_same_opening() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from component.core.hours import ServiceHours, parse_hours
+    from component.core.staffing import Watch, resumed
+
+    monday = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    office = parse_hours("Mon-Fri 09:00-17:00", "UTC")
+    later = monday + timedelta(hours=3)
+    assert resumed(monday, later, office, 5.0) == Watch(since=5.0, told=True)
+    # Closed in between (the evening), or closed now: a fresh watch.
+    assert resumed(monday, monday + timedelta(days=1), office, 5.0) == Watch()
+    assert resumed(monday, monday + timedelta(hours=8), office, 5.0) == Watch()
+    # No stored notice, or one from outside the hours: a fresh watch.
+    assert resumed(None, later, office, 5.0) == Watch()
+    assert resumed(monday - timedelta(hours=3), later, office, 5.0) == Watch()
+    # Always open: the notice stands however long ago.
+    always = ServiceHours.always()
+    assert resumed(monday, monday + timedelta(days=40), always, 1.0) == Watch(since=1.0, told=True)
+    # Open every day but one, three weeks after the notice: that closing ended the watch.
+    closing = parse_hours("always", "UTC", ["2026-12-14"])
+    assert resumed(monday, monday + timedelta(days=30), closing, 1.0) == Watch()
+    assert resumed(monday, monday + timedelta(days=15), closing, 1.0) == Watch(since=1.0, told=True)

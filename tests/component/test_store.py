@@ -554,3 +554,40 @@ async def test_nul_in_hostile_text_is_stored_and_found_again(store: Store) -> No
     (line,) = await store.chats.events_after(chat.id, 0)
     assert line.text in ("a\x00b", "a\ufffdb")
     assert await store.chats.event_by_client_id(chat.id, "c\x00") is not None
+
+
+async def test_sticky_rows_are_scoped_by_the_chats_group_and_delete_once(store: Store) -> None:
+    ask = await make_queue(store, "ask")
+    branch = await store.groups.add("branch", "Branch", T0)
+    there = await store.queues.add("there", branch.id, "There", None, T0)
+    ana = await store.operators.upsert("ana@lib.example", "Ana", 3, T0)
+    ours = await store.chats.create(ask.id, "guest-a", "h1", None, None, T0)
+    theirs = await store.chats.create(there.id, "guest-b", "h2", None, None, T0)
+    for key, chat_id, at in (
+        ("203.0.113.9", ours.id, T0),
+        ("198.51.100.0/24", theirs.id, T0 + timedelta(minutes=1)),
+        ("192.0.2.1", 999, T0 + timedelta(minutes=2)),  # its chat is gone
+    ):
+        await store.sticky.remember(
+            key=key,
+            operator_jid=ana.jid if chat_id != theirs.id else "bo@lib.example",
+            chat_id=chat_id,
+            why="tagged incident",
+            now=at,
+            expires_at=at + timedelta(days=1),
+        )
+    now = T0 + timedelta(hours=1)
+    every = await store.sticky.rows(now, None)
+    assert [r.mark.key for r in every] == ["192.0.2.1", "198.51.100.0/24", "203.0.113.9"]
+    assert [r.group_id for r in every] == [None, branch.id, ask.group_id]
+    assert [r.operator_name for r in every] == ["Ana", None, "Ana"]
+    (mine,) = await store.sticky.rows(now, {ask.group_id})
+    assert mine.mark.chat_id == ours.id and mine.queue_id == ask.id
+    assert await store.sticky.rows(now, set()) == []
+    assert await store.sticky.rows(T0 + timedelta(days=2), None) == []
+    assert await store.sticky.row(mine.id, now) == mine
+    # Not if the mark has come from another chat since it was looked at.
+    assert await store.sticky.delete(mine.id, theirs.id) is False
+    assert await store.sticky.delete(mine.id, ours.id) is True
+    assert await store.sticky.delete(mine.id, ours.id) is False
+    assert await store.sticky.row(mine.id, now) is None

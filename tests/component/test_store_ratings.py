@@ -60,3 +60,17 @@ async def test_a_coded_line_keeps_its_code_and_parameters(store: Store) -> None:
         "joined",
         {"name": 'Ana "}{'},
     )
+
+
+async def test_scores_of_many_chats_at_once(store: Store) -> None:  # noqa: F811
+    queue = await make_queue(store)
+    ids = []
+    for n in range(3):
+        chat = await store.chats.create(queue.id, f"guest-s{n}", f"hash-s{n}", None, None, T0)
+        ids.append(chat.id)
+    await store.ratings.add(ids[0], 5, None, T0)
+    await store.ratings.add(ids[2], 1, "meh", T0)
+    assert await store.ratings.scores(ids) == {ids[0]: 5, ids[2]: 1}
+    assert await store.ratings.scores([]) == {}
+    # More ids than one statement takes, most of them of no chat.
+    assert await store.ratings.scores([*range(10_000, 11_200), ids[2]]) == {ids[2]: 1}

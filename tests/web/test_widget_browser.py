@@ -222,7 +222,8 @@ async def _transcript_request(s: Session, chat: FrameLocator, email: str) -> Non
     await form.get_by_label("Email address for a copy of this chat").fill(email)
     await form.get_by_role("button", name="Send copy").click()
     await eventually(lambda: len(s.frames_sent("transcript")) > before, "a transcript frame")
-    assert s.frames_sent("transcript")[-1] == {"type": "transcript", "email": email}
+    # The page's language goes with it: the copy's own wording comes in it.
+    assert s.frames_sent("transcript")[-1] == {"type": "transcript", "email": email, "lang": "en"}
     answer = chat.locator("#rd-tx-ok:not(:empty), #rd-tx-err:not(:empty), #rd-alert:not(:empty)")
     await expect(answer.first).to_be_visible()
     await expect(answer.first).not_to_have_text("Asking for a copy…")

@@ -11,8 +11,11 @@ from playwright.async_api import Browser, Page, expect
 
 from component.core.patron_text import ENGLISH
 from tests.component.core.test_patron_text import widget_strings
-from tests.conftest import Desk
+from tests.conftest import Desk, wait_for
+from tests.mail_sink import MailSink
 from tests.web.test_widget_browser import PHONE, browsing, kind_of, shot_path, take_offer
+
+COPY_TO = "lector@example.net"
 
 
 def english_sentences() -> list[str]:
@@ -39,7 +42,9 @@ async def no_english(page: Page) -> None:
 
 
 @pytest.mark.parametrize("transport", ["ws", "lp"])
-async def test_a_whole_chat_in_spanish(desk: Desk, browser: Browser, transport: str) -> None:
+async def test_a_whole_chat_in_spanish(
+    desk: Desk, browser: Browser, transport: str, mail_sink: MailSink
+) -> None:
     await desk.set_queue("ask", max_wait=1.0, followup_email="ask@example.org")
     # Queue titles are the admin's words, shown as written.
     await desk.set_queue("other", title="Consultas generales")
@@ -62,6 +67,13 @@ async def test_a_whole_chat_in_spanish(desk: Desk, browser: Browser, transport: 
         system = page.locator(".rd-system .rd-text")
         await expect(system.nth(0)).to_have_text("Ana se unió al chat.")
         await expect(page.locator(".rd-operator .rd-text").last).to_have_text("Hola, soy Ana.")
+        # A copy by email: asked for in Spanish, worded in Spanish.
+        await page.get_by_role("button", name="Enviarme una copia").click()
+        await page.get_by_label("Correo electrónico para recibir una copia de este chat").fill(
+            COPY_TO
+        )
+        await page.get_by_role("button", name="Enviar copia").click()
+        await expect(page.locator("#rd-tx-ok")).to_contain_text("Se enviará una copia")
 
         ana.send_message(guest, "!transfer other")
         assert "Transferred" in (await ana.next_message(guest))["body"]
@@ -90,6 +102,16 @@ async def test_a_whole_chat_in_spanish(desk: Desk, browser: Browser, transport: 
         await expect(system.first).to_have_text("Ana se unió al chat.")
         await no_english(page)
     assert not s.errors, s.errors
+    await wait_for(lambda: bool(mail_sink.to(COPY_TO)), what="the transcript copy")
+    (copy,) = mail_sink.to(COPY_TO)
+    # The chat ended in the queue it was transferred to.
+    assert copy.message["Subject"] == "Su chat con Consultas generales"
+    text = copy.text()
+    assert "Le estamos transfiriendo a Consultas generales." in text
+    assert "] Usted: ¿Dónde están los mapas antiguos?" in text
+    assert "] Zoe: Hola, soy Zoe." in text and "Zoe terminó el chat." in text
+    found = [s for s in english_sentences() if s in text or s in copy.html()]
+    assert found == [], found
 
 
 async def test_error_pages_follow_the_browser_language(desk: Desk, browser: Browser) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from component.core.errors import InvalidInput
-from component.core.exempt_contact import INCIDENT_WINDOW, REPEATED_INCIDENTS
+from component.core.exempt_contact import INCIDENT_WINDOW
 from component.core.models import Group
 from component.directory import DirectoryError, GroupChange, NewExempt, NewGroup, NewLink, Scope
 from component.moderation import RateLimited
@@ -110,7 +110,7 @@ async def group_view(
             "canned_base": f"/admin/groups/{group.name}/canned",
             "drafts": drafts,
             "draft_forms": draft_forms,
-            "repeated": REPEATED_INCIDENTS,
+            "repeated": service_of(request).moderation.policy.repeated_incidents,
             "window_days": INCIDENT_WINDOW.days,
         },
         status=status,

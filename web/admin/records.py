@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from component.core.feedback import MAX_RATING
 from component.core.models import ChatEvent, EventKind, Incident
 from component.core.stats import MAX_YEAR, MIN_YEAR
 from component.store.transcripts import ChatSummary
@@ -219,8 +220,10 @@ async def transcripts_csv(request: web.Request) -> web.Response:
     if search.errors:
         raise web.HTTPBadRequest(text="; ".join(search.errors.values()))
     chats, _ = await _run_search(request, search, limit=CSV_MAX_ROWS, offset=0)
-    rows: list[Sequence[object]] = [CHAT_COLUMNS]
-    rows += [[chat_facts(c)[k] for k in CHAT_COLUMNS] for c in chats]
+    # The patron's rating too (not the comment: this file holds no chat text).
+    scores = await request.app[SERVICE].store.ratings.scores([c.id for c in chats])
+    rows: list[Sequence[object]] = [(*CHAT_COLUMNS, "rating")]
+    rows += [[*(chat_facts(c)[k] for k in CHAT_COLUMNS), scores.get(c.id, "")] for c in chats]
     stamp = request.app[SERVICE].clock().astimezone(UTC)
     return download(csv_text(rows), f"transcripts-{stamp:%Y%m%d-%H%M}.csv", "text/csv")
 
@@ -255,6 +258,8 @@ async def transcript(request: web.Request) -> web.Response:
             "incidents": visible_incidents(request, incidents),
             "is_open": chat.id in service.open_chat_ids(),
             "when": when,
+            "rating": await store.ratings.comment(chat.id),
+            "max_rating": MAX_RATING,
         },
     )
 
@@ -281,6 +286,29 @@ async def _exportable(request: web.Request) -> tuple[ChatSummary, list[ChatEvent
     return chat, await store.chats.events_after(chat.id, 0)
 
 
+# The patron's end-of-chat rating, in the one-chat CSV between the chat's facts and its
+# entries (filled on the chat's row only).
+RATING_COLUMNS = ("rating", "rating_comment")
+
+
+async def _rating(request: web.Request, chat_id: int) -> tuple[int, str | None] | None:
+    """The chat's rating and comment, for the downloads (whose callers have checked that
+    the admin may see the chat)."""
+    return await request.app[SERVICE].store.ratings.comment(chat_id)
+
+
+def _rating_line(rating: tuple[int, str | None] | None) -> str:
+    """The text download's rating line: "4/5: comment", "4/5", or "-" when not rated."""
+    if rating is None:
+        return "-"
+    score, comment = rating
+    if not comment:
+        return f"{score}/{MAX_RATING}"
+    # A comment of several lines stays under its heading: indented, a continuation line
+    # cannot pass for a transcript entry ("[time] name: ...") of its own.
+    return f"{score}/{MAX_RATING}: " + comment.replace("\n", "\n          ")
+
+
 async def transcript_text(request: web.Request) -> web.Response:
     """GET /admin/transcripts/{id}.txt"""
     chat, events = await _exportable(request)
@@ -295,6 +323,7 @@ async def transcript_text(request: web.Request) -> web.Response:
         f"Operator: {facts['operator'] or '-'}",
         f"Address:  {facts['address'] or 'not kept'} (privacy mode: {chat.privacy})",
         f"Tags:     {facts['tags'] or '-'}",
+        f"Rating:   {_rating_line(await _rating(request, chat.id))}",
         "",
     ]
     for entry in entries(events):
@@ -311,9 +340,14 @@ async def transcript_csv(request: web.Request) -> web.Response:
     """GET /admin/transcripts/{id}.csv: one row for the chat, then one row per entry."""
     chat, events = await _exportable(request)
     facts = chat_facts(chat)
-    rows: list[Sequence[object]] = [CHAT_COLUMNS + MESSAGE_COLUMNS]
-    rows.append([facts[k] for k in CHAT_COLUMNS] + [""] * len(MESSAGE_COLUMNS))
-    blank = [""] * (len(CHAT_COLUMNS) - 1)
+    rating = await _rating(request, chat.id)
+    rows: list[Sequence[object]] = [CHAT_COLUMNS + RATING_COLUMNS + MESSAGE_COLUMNS]
+    rows.append(
+        [facts[k] for k in CHAT_COLUMNS]
+        + ([rating[0], rating[1] or ""] if rating else ["", ""])
+        + [""] * len(MESSAGE_COLUMNS)
+    )
+    blank = [""] * (len(CHAT_COLUMNS) + len(RATING_COLUMNS) - 1)
     for entry in entries(events):
         rows.append(
             [str(chat.id), *blank, entry.seq, entry.at, entry.kind, entry.sender, entry.who,

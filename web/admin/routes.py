@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from web.admin import auth, directory, incidents, live, moderation, records, stats, tickets
+from web.admin import (
+    auth,
+    directory,
+    incidents,
+    live,
+    moderation,
+    records,
+    stats,
+    sticky,
+    tickets,
+)
 from web.assets import package_dir
 
 
@@ -15,5 +25,5 @@ def setup_admin(app: web.Application) -> None:
     app.router.add_post("/admin/login", auth.login)
     app.router.add_post("/admin/logout", auth.logout)
     app.router.add_static("/admin/static", package_dir("web", "static"), append_version=False)
-    for module in (live, directory, moderation, incidents, records, tickets, stats):
+    for module in (live, directory, moderation, sticky, incidents, records, tickets, stats):
         module.add_routes(app)

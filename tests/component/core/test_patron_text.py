@@ -13,11 +13,20 @@ from typing import Any
 
 import pytest
 
-from component.core.patron_text import ENGLISH, PatronText, line, placeholders
+from component.core.patron_text import (
+    ENGLISH,
+    SPANISH,
+    TRANSCRIPT_MAIL,
+    PatronText,
+    language,
+    line,
+    placeholders,
+    rendered,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 STRINGS = ROOT / "widget" / "strings.js"
-LANGUAGES = ("es",)
+LANGUAGES = ("es",)  # besides English
 
 
 def widget_strings() -> dict[str, Any]:
@@ -105,3 +114,45 @@ def test_a_line_with_a_wrong_code_or_fields_is_refused() -> None:
         line("joined")
     with pytest.raises(ValueError):
         line("joined", name="Ana", extra="x")
+
+
+def test_the_servers_spanish_lines_are_the_widgets() -> None:
+    """The transcript copy renders the service's lines from the same catalogue as the
+    widget: the Spanish texts agree on both sides, like the English ones."""
+    strings = widget_strings()
+    assert strings["es"]["sys"] == dict(SPANISH)
+    assert set(TRANSCRIPT_MAIL) == set(LANGUAGES) | {"en"}
+    for words in TRANSCRIPT_MAIL.values():
+        assert set(words) == set(TRANSCRIPT_MAIL["en"])
+        for key, text in words.items():
+            assert placeholders(text) == placeholders(TRANSCRIPT_MAIL["en"][key]), key
+
+
+@pytest.mark.parametrize(
+    ("said", "lang"),
+    [
+        ("es", "es"),
+        ("es-MX", "es"),
+        (" ES ", "es"),
+        ("en-GB", "en"),
+        ("fr", "en"),
+        ("", "en"),
+        (None, "en"),
+        (3, "en"),
+        (["es"], "en"),
+        ("es" + "-x" * 40, "en"),
+    ],
+)
+def test_the_widgets_language_is_read_safely(said: object, lang: str) -> None:
+    assert language(said) == lang
+
+
+def test_service_lines_render_in_the_language_and_others_stay_as_written() -> None:
+    joined = line("joined", name="Ana {to}")
+    assert rendered(joined.code, joined.params, "es", joined.english) == "Ana {to} se unió al chat."
+    assert rendered(joined.code, joined.params, "en", joined.english) == joined.english
+    assert rendered(None, None, "es", "Hello there") == "Hello there"
+    # A stored line whose fields no longer fit the template keeps its stored text.
+    assert rendered("joined", {"who": "Ana"}, "es", "Ana joined the chat.") == (
+        "Ana joined the chat."
+    )

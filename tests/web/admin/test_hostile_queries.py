@@ -16,6 +16,7 @@ PAGES = (
     "/admin/operators",
     "/admin/bans",
     "/admin/bans/audit",
+    "/admin/bans/sticky",
     "/admin/bans/lookup",
     "/admin/bans/new",
     "/admin/incidents",
