@@ -431,7 +431,9 @@ class OperatorWebConfig:
         "The operators' XMPP server's WebSocket endpoint (RFC 7395), e.g. "
         "\"wss://xmpp.example.org/xmpp-websocket\" (Prosody's mod_websocket, ejabberd's "
         "ejabberd_http_ws). The browser connects there directly, so refdesk never sees an "
-        "operator's password. Empty: /operator/ explains that the browser client is off.",
+        "operator's password. Must be wss:// when [web] public_url is https (browsers refuse "
+        "a ws:// socket from an https page). Empty: /operator/ explains that the browser "
+        "client is off.",
         default="",
         check=checks.websocket_url,
         allow_empty=True,

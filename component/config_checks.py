@@ -252,6 +252,20 @@ def postgresql_url(value: str) -> str:
     return value
 
 
+def mixed_content(public_url: str, websocket_url: str) -> str | None:
+    """Why `[operator_web] websocket_url` cannot work with `[web] public_url`, or None.
+    Called by the loader once every section is read, so start-up and `refdesk
+    check-config` refuse the same files. A page served over https may not open a ws://
+    socket (browsers block mixed content without a word to the user), so an https page
+    with a ws:// endpoint would leave operators at a login that never connects."""
+    if urlsplit(public_url).scheme == "https" and urlsplit(websocket_url).scheme == "ws":
+        return (
+            "must be a wss:// URL while web.public_url is https: browsers refuse a ws:// "
+            "connection from an https page (mixed content), so operators could not log in"
+        )
+    return None
+
+
 def websocket_url(value: str) -> str:
     """`[operator_web] websocket_url`: empty, or a ws:// or wss:// URL safe to quote in a
     Content-Security-Policy."""

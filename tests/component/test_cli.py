@@ -163,6 +163,21 @@ def test_directory_commands_do_not_load_the_xmpp_library(tmp_path: Path) -> None
         assert result.stdout.splitlines()[-1] == "0 False False", (args, result)
 
 
+def test_check_config_refuses_a_ws_operator_endpoint_under_https(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    text = cfg.read_text("utf-8").replace(
+        "[web]\n", '[web]\npublic_url = "https://ask.example.org"\n'
+    )
+    cfg.write_text(
+        text + '[operator_web]\nwebsocket_url = "ws://xmpp.example.org/xmpp-websocket"\n',
+        "utf-8",
+    )
+    assert_clean_error(
+        refdesk("check-config", config=cfg), "operator_web.websocket_url", "wss://"
+    )
+    assert_clean_error(refdesk("run", config=cfg), "operator_web.websocket_url", "wss://")
+
+
 def test_bad_config_files(tmp_path: Path) -> None:
     missing = tmp_path / "missing.toml"
     assert_clean_error(refdesk("check-config", config=missing), "missing.toml")
