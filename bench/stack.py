@@ -27,6 +27,7 @@ from bench.common import REPO
 from bench.xmpp_clients import BenchOperator
 from component.config import Config, write_config_toml
 from component.config_loader import load_config
+from component.files import write_private
 from component.prosody import LocalProsody, free_port
 from component.store import Store
 
@@ -194,7 +195,8 @@ class BenchStack:
                 **self._limits(),
             }
         )
-        self.config_path.write_text(text, encoding="utf-8")
+        # It holds the component secret: 0600 from the start.
+        write_private(self.config_path, text)
         load_config(self.config_path)  # fail here, clearly, if the keys have changed
         return self.config_path
 
