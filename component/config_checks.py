@@ -15,6 +15,7 @@ from email.utils import parseaddr
 from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit
 
+from component.core.redact import redacted_url
 from component.core.text import one_line
 
 _Number = TypeVar("_Number", int, float)
@@ -239,7 +240,9 @@ def postgresql_url(value: str) -> str:
     # check refuses.
     if value == "":
         return value
-    bad = f"must be a postgresql:// URL with a host, got {show_value(value)}"
+    # The refusal shows the URL without its password (this line goes to the terminal and
+    # to the service's log).
+    bad = f"must be a postgresql:// URL with a host, got {show_value(redacted_url(value))}"
     if any(ch.isspace() for ch in value) or len(value) > 2048:
         raise Invalid(bad)
     parts = urlsplit(value)

@@ -172,9 +172,7 @@ def test_check_config_refuses_a_ws_operator_endpoint_under_https(tmp_path: Path)
         text + '[operator_web]\nwebsocket_url = "ws://xmpp.example.org/xmpp-websocket"\n',
         "utf-8",
     )
-    assert_clean_error(
-        refdesk("check-config", config=cfg), "operator_web.websocket_url", "wss://"
-    )
+    assert_clean_error(refdesk("check-config", config=cfg), "operator_web.websocket_url", "wss://")
     assert_clean_error(refdesk("run", config=cfg), "operator_web.websocket_url", "wss://")
 
 
