@@ -80,8 +80,6 @@ async def _transfer(service: CommandHost, held: Held, op: Operator, arg: str) ->
             raise BadCommand(f"This chat is already waiting in {queue.name}.")
         if live.operator is not None:
             await service.release(held, _transfer_text(service, live, queue.title))
-        else:
-            live.offered_to.discard(op.jid)
         await service.move_to_queue(
             held,
             queue,

@@ -170,6 +170,30 @@ async def test_guest_presence_follows_the_patron_and_the_chat(desk: Desk) -> Non
     await ana.next_presence(guest, ptype="unavailable")
 
 
+async def test_transferring_an_offered_chat_to_a_queue_takes_the_guest_from_every_view(
+    desk: Desk,
+) -> None:
+    """Ana, offered the chat but not holding it, sends it to another queue: she and Ben
+    (offered too) are told the guest is unavailable, as when it is taken or ends, so
+    neither client keeps showing the patron online; Cat, in the other queue, gets it."""
+    ana = await desk.add_operator(("ask",), name="Ana")
+    ben = await desk.add_operator(("ask",), name="Ben")
+    cat = await desk.add_operator(("other",), name="Cat")
+    patron = await desk.patron()
+    await patron.say("Can someone in archives help?")
+    guest = await _offer(ana, "archives")
+    await _offer(ben, "archives")
+    for op in (ana, ben):
+        await op.next_presence(guest, ptype="available")
+    ana.send_message(guest, "!transfer other")
+    assert (await ana.next_message(guest))["body"] == "Transferred to the other queue."
+    assert (await ben.next_message(guest))["body"].startswith("Offer withdrawn.")
+    await ben.next_presence(guest, ptype="unavailable")
+    await ana.next_presence(guest, ptype="unavailable")
+    assert guest == await _offer(cat, "archives")
+    await cat.next_presence(guest, ptype="available")
+
+
 async def test_canned_is_answered_with_the_text_sent_and_can_be_seen_first(desk: Desk) -> None:
     ana = await desk.add_operator(("ask",), name="Ana")
     patron = await desk.patron()
