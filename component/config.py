@@ -375,13 +375,14 @@ class LimitsConfig:
     )
     messages_per_second: float = setting(
         "Sustained messages per second one address may send (also the limit on each "
-        "operator's back-channel lines to colleagues).",
+        "operator's back-channel lines to colleagues, and on their commands that write or "
+        "send).",
         default=3.0,
         check=checks.positive,
     )
     message_burst: int = setting(
-        "Messages one address (or operator, on the back-channel) may send at once before "
-        "messages_per_second applies.",
+        "Messages one address (or operator, on the back-channel or in commands that write "
+        "or send) may send at once before messages_per_second applies.",
         default=10,
         check=checks.positive,
     )

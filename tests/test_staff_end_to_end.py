@@ -170,6 +170,43 @@ async def test_guest_presence_follows_the_patron_and_the_chat(desk: Desk) -> Non
     await ana.next_presence(guest, ptype="unavailable")
 
 
+@pytest.mark.desk_config(limits=LimitsConfig(messages_per_second=0.01, message_burst=3))
+async def test_commands_that_write_or_send_are_limited_per_operator(desk: Desk) -> None:
+    """One operator account flooding `!note` (a store write each) or `!handover` (a write,
+    and a message to the next operator) is refused past the back-channel's rate, with
+    `wait/resource-constraint` and a line saying so; nothing past the limit is written;
+    reading commands and other operators are not held back."""
+    ana = await desk.add_operator(("ask",), name="Ana")
+    ben = await desk.add_operator(("ask",), name="Ben")
+    patron = await desk.patron()
+    await patron.say("Flood test")
+    guest = await _offer(ana, "Flood test")
+    await _offer(ben, "Flood test")
+    ana.send_message(guest, "!accept")
+    assert "You have this chat" in (await ana.next_message(guest))["body"]
+    assert (await ben.next_message(guest))["body"] == "Ana took this chat."
+    for n in range(3):
+        ana.send_message(guest, f"!note note {n}")
+        assert "Note added" in (await ana.next_message(guest))["body"]
+    ana.send_message(guest, "!note note 3")
+    refused = await ana.next_error(guest)
+    assert refused["error"]["condition"] == "resource-constraint"
+    assert "Too many commands" in refused["error"]["text"]
+    ana.send_message(ASK, "!handover The printer is jammed.")
+    assert (await ana.next_error(ASK))["error"]["condition"] == "resource-constraint"
+    # Nothing past the limit was written.
+    live = desk.service.open_chats()[0]
+    events = await desk.refdesk.store.chats.events_after(live.id, 0)
+    notes = [e.text for e in events if "note " in e.text]
+    assert len(notes) == 3 and not [t for t in notes if "note 3" in t], notes
+    queue = await desk.store_queue("ask")
+    assert await desk.refdesk.store.handover.note(queue.id) is None
+    # Reading commands still answer; Ben's commands are his own.
+    assert (await ana.expect_next_from(ASK, "!who"))["body"]
+    await ben.expect_next_from(ASK, "!handover Ben's note")
+    assert await desk.refdesk.store.handover.note(queue.id) is not None
+
+
 async def test_transferring_an_offered_chat_to_a_queue_takes_the_guest_from_every_view(
     desk: Desk,
 ) -> None:
