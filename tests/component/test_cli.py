@@ -468,3 +468,36 @@ def test_numbers_beyond_any_date_are_clean_errors(tmp_path: Path) -> None:
         assert_clean_error(
             refdesk("queue", "set", "ask", "--escalation", rule, config=cfg), "large"
         )
+
+
+def test_a_standby_waiting_for_the_database_stops_on_sigterm(tmp_path: Path) -> None:
+    """`refdesk run` on a PostgreSQL store it cannot take (here: nothing listens) waits to
+    become active; SIGTERM (systemd's stop) must end it cleanly then too, not only once
+    it serves: the signal used to be noted and never looked at until start-up finished."""
+    cfg = write_config(tmp_path)
+    text = cfg.read_text("utf-8").replace(
+        'path = "db.sqlite3"', 'url = "postgresql://refdesk@127.0.0.1:1/refdesk"'
+    )
+    cfg.write_text(text, "utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "component.cli", "--config", str(cfg), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if "waiting to become active" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = "".join(seen) + rest
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
