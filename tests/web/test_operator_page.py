@@ -104,6 +104,7 @@ async def test_a_visitor_who_has_not_logged_in_learns_nothing_of_the_directory(
         "/api/queues/ask/status",
         "/chat/no-such-queue",
         "/api/queues/no-such-queue/status",
+        "/admin/login",
     ]
     async with aiohttp.ClientSession() as http:
         for path in paths:
