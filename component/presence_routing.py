@@ -380,6 +380,14 @@ class Routing:
         if live.offer_timer is not None:
             live.offer_timer.cancel()
             live.offer_timer = None
+        # A chat only offered (not taken) is no longer anyone else's to take: their offers
+        # are withdrawn, which also takes the guest out of their clients' view.
+        withdrawn = tuple(sorted(live.offered_to - {target.jid}))
+        if withdrawn:
+            self.bus.publish(
+                OfferWithdrawn(live.id, live.guest, withdrawn, f"Offered to {target.name}.")
+            )
+        live.offered_to = set()
         live.passed = set()
         await self._offer(held, [target.jid], via=via)
 

@@ -231,6 +231,29 @@ async def test_transferring_an_offered_chat_to_a_queue_takes_the_guest_from_ever
     await cat.next_presence(guest, ptype="available")
 
 
+async def test_transferring_an_offered_chat_to_a_colleague_withdraws_the_other_offers(
+    desk: Desk,
+) -> None:
+    """Ana, offered the chat with Ben, hands it to Cat by name: it is Cat's offer alone.
+    Ana and Ben are told the guest is unavailable (their offers are withdrawn), so a
+    reply from Ben no longer takes a chat that was sent to Cat."""
+    ana = await desk.add_operator(("ask",), name="Ana")
+    ben = await desk.add_operator(("ask",), name="Ben")
+    cat = await desk.add_operator(("other",), name="Cat")
+    patron = await desk.patron()
+    await patron.say("A question for Cat")
+    guest = await _offer(ana, "for Cat")
+    await _offer(ben, "for Cat")
+    for op in (ana, ben):
+        await op.next_presence(guest, ptype="available")
+    ana.send_message(guest, "!transfer Cat")
+    assert guest == await _offer(cat, "for Cat")
+    for op in (ana, ben):
+        await op.next_presence(guest, ptype="unavailable")
+    live = desk.service.open_chats()[0]
+    assert live.offered_to == {cat.bare_jid}
+
+
 async def test_canned_is_answered_with_the_text_sent_and_can_be_seen_first(desk: Desk) -> None:
     ana = await desk.add_operator(("ask",), name="Ana")
     patron = await desk.patron()
