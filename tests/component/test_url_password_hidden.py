@@ -104,11 +104,16 @@ def test_store_copy_never_shows_the_target_password(tmp_path: Path, url: str) ->
     _assert_hidden(_refdesk(config, "store", "copy", "--to", url), "store copy")
 
 
-@pytest.mark.parametrize("url", URLS[:3])
-def test_the_service_log_never_shows_the_password(tmp_path: Path, url: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "log_format"), [(url, "text") for url in URLS[:3]] + [(URLS[1], "json")]
+)
+def test_the_service_log_never_shows_the_password(
+    tmp_path: Path, url: str, log_format: str
+) -> None:
     """`refdesk run` waits for the database (it cannot take the active lock) and logs
     why; the line is read, then the process is killed."""
     config = _config(tmp_path, {"url": url})
+    config.write_text(config.read_text("utf-8") + f'[log]\nformat = "{log_format}"\n', "utf-8")
     process = subprocess.Popen(
         [sys.executable, "-m", "component.cli", "--config", str(config), "run"],
         stdout=subprocess.PIPE,
