@@ -19,8 +19,7 @@ async def status(request: web.Request) -> web.Response:
             "queue": request.match_info["queue"],
             "title": "Ask a librarian (bench)",
             "status": "offline",
-            "waiting": 0,
-            "operators_available": 0,
+            "email": False,
         },
         headers=HEADERS,
     )

@@ -303,9 +303,9 @@ class SoakPatron:
                 await self.reader
 
 
-async def status_or_none(stack: BenchStack) -> dict[str, Any] | None:
+async def available_or_none(stack: BenchStack) -> int | None:
     try:
-        return await asyncio.wait_for(stack.status(), 5)
+        return await asyncio.wait_for(stack.operators_available(), 5)
     except Exception:
         return None
 
@@ -321,10 +321,8 @@ async def wait_recovered(
     while loop.time() < deadline and (
         math.isnan(out["operators_s"]) or math.isnan(out["patrons_s"])
     ):
-        if math.isnan(out["operators_s"]):
-            status = await status_or_none(stack)
-            if status and status.get("operators_available") == len(operators):
-                out["operators_s"] = time.monotonic() - began
+        if math.isnan(out["operators_s"]) and await available_or_none(stack) == len(operators):
+            out["operators_s"] = time.monotonic() - began
         if math.isnan(out["patrons_s"]) and all(
             p.ws is not None and not p.ws.closed for p in patrons
         ):

@@ -22,11 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import REPO
 from bench.xmpp_clients import BenchOperator
 from component.config import Config, write_config_toml
 from component.config_loader import load_config
+from component.files import write_private
 from component.prosody import LocalProsody, free_port
 from component.store import Store
 
@@ -194,7 +196,8 @@ class BenchStack:
                 **self._limits(),
             }
         )
-        self.config_path.write_text(text, encoding="utf-8")
+        # It holds the component secret: 0600 from the start.
+        write_private(self.config_path, text)
         load_config(self.config_path)  # fail here, clearly, if the keys have changed
         return self.config_path
 
@@ -303,15 +306,28 @@ class BenchStack:
             data: dict[str, object] = await resp.json()
             return data
 
+    async def operators_available(self, queue: str = QUEUE) -> int:
+        """How many operators refdesk counts as taking chats in `queue`, from /metrics
+        (the public status endpoint does not say: staff counts are not the public's)."""
+        async with aiohttp.ClientSession() as session, session.get(f"{self.url}/metrics") as resp:
+            text = await resp.text()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if (
+                    sample.name == "refdesk_operators_available"
+                    and sample.labels.get("queue") == queue
+                ):
+                    return int(sample.value)
+        return 0
+
     async def wait_operators(self, count: int, timeout: float = 60) -> None:
         """Until refdesk counts `count` operators taking chats (subscriptions done)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         seen: object = None
         while loop.time() < deadline:
-            status = await self.status()
-            seen = status.get("operators_available")
-            if isinstance(seen, int) and seen >= count:
+            seen = await self.operators_available()
+            if seen >= count:
                 return
             await asyncio.sleep(0.2)
         raise RuntimeError(

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from component.cli_output import UsageError, fail, print_line, undecodable
 from component.cli_parser import DEFAULT_CONFIG, build_parser
 from component.config_checks import ConfigError, example_secret_left
-from component.logs import setup_logging, use_format
+from component.core.redact import scrub, url_secrets
+from component.logs import hide_secrets, setup_logging, use_format
 
 __all__ = ["DEFAULT_CONFIG", "UsageError", "build_parser", "main"]
 
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(arguments)
     setup_logging(args.verbose)
+    hidden: tuple[str, ...] = ()
     try:
         if args.command == "demo":
             from component.demo import run_demo
@@ -42,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from component.config_loader import load_config
 
         config = load_config(args.config)
+        # The database URLs' passwords, whichever command prints or logs an error that
+        # quotes them (a driver's message, a URL in a refusal).
+        hidden = url_secrets(config.storage.url) + url_secrets(str(getattr(args, "to", "") or ""))
+        hide_secrets(hidden)
         if args.command == "check-config":
             left = example_secret_left(config.xmpp.secret)
             if left is not None:
@@ -71,10 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not _fixable(exc):
             if isinstance(exc, OSError):
-                fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+                fail(scrub(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), hidden))
                 return 1
             raise
-        fail(str(exc))
+        fail(scrub(str(exc), hidden))
         return 2
     except KeyboardInterrupt:
         return 130

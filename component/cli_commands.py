@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from component.cli_output import UsageError, undecodable
 from component.cli_output import print_line as _print
 from component.config import Config
+from component.core.redact import redacted_url
 from component.store import Store
 
 MAX_PASSWORD = 1000
@@ -246,7 +247,7 @@ async def _store_copy(args: argparse.Namespace, config: Config) -> None:
     """`refdesk store copy --to URL`: the SQLite file (stopped service: nothing may write
     it meanwhile) into an empty PostgreSQL database, both migrated first."""
     from component.store.copy import copy_store
-    from component.store.pg import PgDatabase, is_url, safe_url
+    from component.store.pg import PgDatabase, is_url
 
     if not is_url(args.to):
         raise UsageError("--to must be a postgresql:// URL")
@@ -264,7 +265,7 @@ async def _store_copy(args: argparse.Namespace, config: Config) -> None:
             await target.close()
     finally:
         await source.close()
-    _print(f"copied {sum(counts.values())} rows in {len(counts)} tables to {safe_url(args.to)}")
+    _print(f"copied {sum(counts.values())} rows in {len(counts)} tables to {redacted_url(args.to)}")
     for name, count in counts.items():
         _print(f"  {name}: {count}")
 

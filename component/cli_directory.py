@@ -125,6 +125,7 @@ async def _queue(args: argparse.Namespace, store: Store, directory: Directory) -
         change = QueueChange(
             title=args.title,
             followup_email=_cleared(args.email),
+            referral_email=_cleared(args.referral_email),
             routing=args.routing,
             offer_timeout=args.offer_timeout,
             rollover_after="" if args.rollover_after == "off" else args.rollover_after,

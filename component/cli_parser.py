@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     q_set.add_argument("name")
     q_set.add_argument("--title")
     q_set.add_argument("--email", help="follow-up email address ('none' to clear)")
+    q_set.add_argument(
+        "--referral-email",
+        metavar="ADDR|none",
+        help="where !refer sends a chat by default (inside the group's referral domains)",
+    )
     q_set.add_argument("--routing", help=" or ".join(m.value for m in RoutingMode))
     q_set.add_argument(
         "--feedback",

@@ -415,13 +415,14 @@ class LimitsConfig:
     )
     messages_per_second: float = setting(
         "Sustained messages per second one address may send (also the limit on each "
-        "operator's back-channel lines to colleagues).",
+        "operator's back-channel lines to colleagues, and on their commands that write or "
+        "send).",
         default=3.0,
         check=checks.positive,
     )
     message_burst: int = setting(
-        "Messages one address (or operator, on the back-channel) may send at once before "
-        "messages_per_second applies.",
+        "Messages one address (or operator, on the back-channel or in commands that write "
+        "or send) may send at once before messages_per_second applies.",
         default=10,
         check=checks.positive,
     )
@@ -471,7 +472,9 @@ class OperatorWebConfig:
         "The operators' XMPP server's WebSocket endpoint (RFC 7395), e.g. "
         "\"wss://xmpp.example.org/xmpp-websocket\" (Prosody's mod_websocket, ejabberd's "
         "ejabberd_http_ws). The browser connects there directly, so refdesk never sees an "
-        "operator's password. Empty: /operator/ explains that the browser client is off.",
+        "operator's password. Must be wss:// when [web] public_url is https (browsers refuse "
+        "a ws:// socket from an https page). Empty: /operator/ explains that the browser "
+        "client is off.",
         default="",
         check=checks.websocket_url,
         allow_empty=True,

@@ -15,6 +15,7 @@ from email.utils import parseaddr
 from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit
 
+from component.core.redact import redacted_url
 from component.core.text import one_line
 
 _Number = TypeVar("_Number", int, float)
@@ -279,7 +280,9 @@ def postgresql_url(value: str) -> str:
     # check refuses.
     if value == "":
         return value
-    bad = f"must be a postgresql:// URL with a host, got {show_value(value)}"
+    # The refusal shows the URL without its password (this line goes to the terminal and
+    # to the service's log).
+    bad = f"must be a postgresql:// URL with a host, got {show_value(redacted_url(value))}"
     if any(ch.isspace() for ch in value) or len(value) > 2048:
         raise Invalid(bad)
     parts = urlsplit(value)
@@ -290,6 +293,20 @@ def postgresql_url(value: str) -> str:
     except ValueError:
         raise Invalid("has an invalid port") from None
     return value
+
+
+def mixed_content(public_url: str, websocket_url: str) -> str | None:
+    """Why `[operator_web] websocket_url` cannot work with `[web] public_url`, or None.
+    Called by the loader once every section is read, so start-up and `refdesk
+    check-config` refuse the same files. A page served over https may not open a ws://
+    socket (browsers block mixed content without a word to the user), so an https page
+    with a ws:// endpoint would leave operators at a login that never connects."""
+    if urlsplit(public_url).scheme == "https" and urlsplit(websocket_url).scheme == "ws":
+        return (
+            "must be a wss:// URL while web.public_url is https: browsers refuse a ws:// "
+            "connection from an https page (mixed content), so operators could not log in"
+        )
+    return None
 
 
 def websocket_url(value: str) -> str:

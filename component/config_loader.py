@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from component.config import Config, config_sections, is_required
-from component.config_checks import ConfigError, Invalid, show_value
+from component.config_checks import ConfigError, Invalid, mixed_content, show_value
 
 
 def load_config(path: Path) -> Config:
@@ -116,6 +116,10 @@ def _build(text: str, source: str, base_dir: Path | None, source_path: Path | No
                 value = base_dir / value
             values[key] = value
         built[name] = cls(**values)
+    # Checks across sections, once each value is known to be well-formed on its own.
+    mixed = mixed_content(built["web"].public_url, built["operator_web"].websocket_url)
+    if mixed is not None:
+        raise fail(mixed, "operator_web", "websocket_url")
     return Config(**built, source=source_path)
 
 

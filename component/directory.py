@@ -143,10 +143,29 @@ class Directory:
                 problems, "referral_domains", referral_domains_check, change.referral_domains
             ),
         )
+        if isinstance(update.referral_domains, str) and update.referral_domains:
+            # The group's queues' referral addresses must stay inside the new domains, or
+            # a plain `!refer` would mail where a typed address may not go.
+            await self._referrals_inside(problems, group, update.referral_domains)
         problems.check()
         await self.store.groups.update(group.id, update)
         await self._changed()
         return sorted(update.columns())
+
+    async def _referrals_inside(self, problems: Problems, group: Group, stored: str) -> None:
+        """Refuse new referral domains (`stored`, comma-separated) that would leave a
+        queue of `group` with a referral address outside them. Called by `change_group`."""
+        domains = tuple(stored.split(","))
+        for queue in await self.store.queues.all():
+            if queue.group_id != group.id or not queue.referral_email:
+                continue
+            if not validators.in_domains(queue.referral_email, domains):
+                problems.add(
+                    "referral_domains",
+                    f"Queue {queue.name!r} refers chats to {queue.referral_email}, outside "
+                    "these domains: change its referral address first.",
+                )
+                return
 
     async def delete_group(self, group: Group) -> None:
         try:
@@ -298,6 +317,14 @@ class Directory:
                 problems.add(
                     "rollover_after", "Say after how many seconds chats move to the backup."
                 )
+        referral = update.referral_email
+        if isinstance(referral, str) and not problems.has("referral_email"):
+            group = await self.store.groups.by_id(queue.group_id)
+            domains = group.referral_domains if group is not None else ()
+            try:
+                validators.referral_address(referral, domains)
+            except ValueError as exc:
+                problems.add("referral_email", str(exc))
         final_purge = (
             queue.purge_transcripts
             if change.purge_transcripts is None

@@ -24,10 +24,11 @@ import aiohttp
 import slixmpp
 
 from component.config import Config, XmppConfig
+from component.core.redact import redacted_url, scrub, url_secrets
 from component.mailer import MailError, SmtpSender
 from component.runner import smtp_settings
 from component.store.ops import probe_write
-from component.store.pg import probe_postgresql, safe_url
+from component.store.pg import probe_postgresql
 
 XMPP_TIMEOUT = 10.0
 # What the XMPP server's stream error conditions mean for the component's settings.
@@ -218,8 +219,9 @@ async def check_postgresql(url: str) -> Check:
     """The PostgreSQL database of `[storage] url` answers and takes writes."""
     error = await probe_postgresql(url)
     if error is not None:
-        return Check(False, "database", f"{safe_url(url)}: {error}")
-    return Check(True, "database", f"{safe_url(url)} is writable")
+        # The driver's error may quote the URL or its parts, password included.
+        return Check(False, "database", f"{redacted_url(url)}: {scrub(error, url_secrets(url))}")
+    return Check(True, "database", f"{redacted_url(url)} is writable")
 
 
 async def check_public_url(url: str) -> Check:

@@ -27,13 +27,17 @@ def create_private(path: Path) -> None:
 
 def write_private(path: Path, text: str) -> None:
     """Write a text file readable by its owner only, replacing it whole (a reader never
-    sees half a file). Used for the demo's config and state."""
+    sees half a file). Used for the demo's config and state, the demo's Prosody config and
+    the benchmarks' config: each holds the component secret."""
     partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A file left over under that name would keep its old mode (O_CREAT's mode applies
+    # only to a new file) and a chmod after the write would leave a moment with the text
+    # readable: remove it, and create a new one exclusively, 0600 from its first byte.
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)
-        os.chmod(partial, 0o600)  # O_CREAT's mode does not apply to a file left over
         os.replace(partial, path)
     except BaseException:
         partial.unlink(missing_ok=True)

@@ -254,11 +254,10 @@ class FollowUp:
                 raise BadCommand(f"{target[:80]!r}: {exc}") from None
             group = service.group_of(queue)
             domains = group.referral_domains if group is not None else ()
-            if not validators.in_domains(to_addr, domains):
-                raise BadCommand(
-                    f"{to_addr} is not an address of this service's institution: referrals "
-                    f"go only to {', '.join(domains)} (and their subdomains)."
-                )
+            try:
+                validators.referral_address(to_addr, domains)
+            except ValueError as exc:
+                raise BadCommand(str(exc)) from None
             # An address typed in a chat (perhaps as a patron asked) counts against the
             # mail limits of the patron's address and of the recipient, as a patron's would.
             try:

@@ -31,6 +31,8 @@ async def run_chat_command(
     handler = _CHAT_COMMANDS.get(cmd.name)
     if handler is None:
         raise _unknown(cmd.name)
+    if cmd.name in commands.LIMITED_COMMANDS:
+        service.admit_command(op.jid)
     return await handler(service, held, op, cmd.argument)
 
 
@@ -41,6 +43,8 @@ async def run_queue_command(
     handler = _QUEUE_COMMANDS.get(cmd.name)
     if handler is None:
         raise _unknown(cmd.name)
+    if cmd.name in commands.LIMITED_COMMANDS:
+        service.admit_command(jid)
     return await handler(service, jid, queue, cmd.argument)
 
 
@@ -80,8 +84,6 @@ async def _transfer(service: CommandHost, held: Held, op: Operator, arg: str) ->
             raise BadCommand(f"This chat is already waiting in {queue.name}.")
         if live.operator is not None:
             await service.release(held, _transfer_text(service, live, queue.title))
-        else:
-            live.offered_to.discard(op.jid)
         await service.move_to_queue(
             held,
             queue,

@@ -380,6 +380,14 @@ class Routing:
         if live.offer_timer is not None:
             live.offer_timer.cancel()
             live.offer_timer = None
+        # A chat only offered (not taken) is no longer anyone else's to take: their offers
+        # are withdrawn, which also takes the guest out of their clients' view.
+        withdrawn = tuple(sorted(live.offered_to - {target.jid}))
+        if withdrawn:
+            self.bus.publish(
+                OfferWithdrawn(live.id, live.guest, withdrawn, f"Offered to {target.name}.")
+            )
+        live.offered_to = set()
         live.passed = set()
         await self._offer(held, [target.jid], via=via)
 
@@ -477,11 +485,16 @@ class Routing:
         """Put the chat in another queue and route it there (transfer, rollover).
         `exclude` is an operator who must not get it back (the one transferring)."""
         live = held.live
-        withdrawn = tuple(sorted(live.offered_to))
+        withdrawn = tuple(sorted(live.offered_to - {exclude}))
         if withdrawn:
             self.bus.publish(
                 OfferWithdrawn(live.id, live.guest, withdrawn, f"Moved to {queue.name}.")
             )
+        if exclude is not None and exclude in live.offered_to:
+            # The one moving an offered chat away has their command's answer, not a
+            # withdrawal notice; the guest must still leave their client's view, as it
+            # leaves the others'.
+            self.bus.publish(GuestPresence(live.id, live.guest, (exclude,), False))
         if live.offer_timer is not None:
             live.offer_timer.cancel()
             live.offer_timer = None

@@ -33,6 +33,8 @@ import signal
 import socket
 from pathlib import Path
 
+from component.files import write_private
+
 __all__ = ["LocalProsody", "free_port", "lua_string"]
 
 # Prosody's listeners and our readiness probes use this address only: a throwaway server
@@ -297,9 +299,9 @@ class LocalProsody:
         self.data_path.mkdir(exist_ok=True)
         (self.workdir / "certs").mkdir(exist_ok=True)
         path = self.config_path
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(self.config_text())
+        # A new file, 0600 from the start, moved over any old one (whose mode opening it
+        # again would keep).
+        write_private(path, self.config_text())
         return path
 
     async def start(self, timeout: float = 20) -> None:

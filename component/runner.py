@@ -350,25 +350,47 @@ async def serve_forever(config: Config) -> None:
     """`refdesk run`: start, wait for SIGINT or SIGTERM, stop cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    starting = True
+
+    def on_signal() -> None:
+        # While starting (a standby waits for the active lock without end) nothing looks
+        # at `stop`: cancel the start, which stops whatever had started.
+        stop.set()
+        if starting and main is not None:
+            main.cancel()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with running(config) as desk:
-        # Everything loaded at start-up lives for the whole run: keep the collector off it,
-        # and collect the young generation less often (full collections of a large heap
-        # stalled every chat for up to 200 ms in the capacity benchmark). The middle
-        # generation is collected after 5 young collections rather than 20, so it holds at
-        # most 50,000 objects: at 1,000 chatting sessions, with 20 its collections took up
-        # to 64 ms of CPU each, the longest pause the collector caused. The last number
-        # keeps full collections as rare as before (one per 10 million allocations).
-        gc.freeze()
-        gc.set_threshold(10_000, 5, 200)
-        stopped = asyncio.create_task(stop.wait())
-        lost = asyncio.create_task(desk.lost.wait())
-        await asyncio.wait((stopped, lost), return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        lost.cancel()
-        log.info("shutting down")
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        async with running(config) as desk:
+            starting = False
+            await _serve(desk, stop)
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+        log.info("stopped before start-up finished")
+        return
     if desk.lost.is_set():
         # Another process may be active now: exit non-zero, so the supervisor restarts
         # this one, which then stands by.
         raise StoreError("lost the database's active lock (connection cut?): stopped")
+
+
+async def _serve(desk: Refdesk, stop: asyncio.Event) -> None:
+    """The body of `serve_forever` once started: until a signal or the lock is lost."""
+    # Everything loaded at start-up lives for the whole run: keep the collector off it,
+    # and collect the young generation less often (full collections of a large heap
+    # stalled every chat for up to 200 ms in the capacity benchmark). The middle
+    # generation is collected after 5 young collections rather than 20, so it holds at
+    # most 50,000 objects: at 1,000 chatting sessions, with 20 its collections took up
+    # to 64 ms of CPU each, the longest pause the collector caused. The last number
+    # keeps full collections as rare as before (one per 10 million allocations).
+    gc.freeze()
+    gc.set_threshold(10_000, 5, 200)
+    stopped = asyncio.create_task(stop.wait())
+    lost = asyncio.create_task(desk.lost.wait())
+    await asyncio.wait((stopped, lost), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    lost.cancel()
+    log.info("shutting down")

@@ -472,6 +472,9 @@ class DeskService:
     def require_mine(self, held: Held, op: Operator) -> None:
         self.lifecycle.require_mine(held, op)
 
+    def admit_command(self, jid: str) -> None:
+        self.staff.admit_command(jid)
+
     async def operator_says(self, held: Held, op: Operator, text: str) -> None:
         await self.lifecycle.operator_says(held, op, text)
 

@@ -68,6 +68,27 @@ class StaffChannel:
                 burst=max(1, line_burst),
             )
         )
+        # Commands that write or send, per operator, at the same rate (their own bucket:
+        # a busy back-channel must not stop an operator's !note, nor the reverse).
+        self._commands = OperatorLimiter(
+            Limit(
+                "writing commands per operator",
+                "operator",
+                1,
+                1.0 / lines_per_second,
+                burst=max(1, line_burst),
+            )
+        )
+
+    def admit_command(self, jid: str) -> None:
+        """Count one command that writes or sends (`commands.LIMITED_COMMANDS`) from the
+        operator `jid`; TooFast past the same rate as back-channel lines. Called by the
+        command runners before such a command does anything."""
+        wait = self._commands.check(jid, self.scheduler.monotonic())
+        if wait > 0:
+            raise TooFast(
+                f"Too many commands at once; this one was not run. Wait {max(1, round(wait))} s."
+            )
 
     # Back-channel ----------------------------------------------------------------------------
 

@@ -292,6 +292,45 @@ async def test_cli_and_admin_refuse_alike(
     assert await store.exempt.rows(group.id) == []
 
 
+async def test_referral_domains_cannot_leave_a_queues_referral_address_outside(
+    offline_desk: Desk, tmp_path: Path
+) -> None:
+    """A queue's referral address outside its group's referral domains, and narrowing the
+    domains past a queue's address, are refused the same way by the CLI and the admin
+    page (a plain `!refer` would otherwise mail where a typed address may not go)."""
+    config = cli_config(offline_desk, tmp_path)
+    store = offline_desk.refdesk.store
+
+    async def cli(*argv: str) -> tuple[int, str]:
+        code, err = await asyncio.to_thread(run_cli, ["--config", str(config), *argv])
+        return code, err.strip().removeprefix("refdesk: error: ")
+
+    assert (await cli("group", "set", "library", "--referral-domains", "example.org"))[0] == 0
+    code, cli_message = await cli("queue", "set", "ask", "--referral-email", "eve@else.example")
+    assert code != 0 and "referrals go only to example.org" in cli_message, cli_message
+    session, token = await admin_session(offline_desk)
+    async with session:
+        form = {**QUEUE_FORM, "referral_email": "eve@else.example", "csrf": token}
+        async with session.post(f"{offline_desk.url}/admin/queues/ask", data=form) as resp:
+            assert resp.status == 400
+            page = await resp.text()
+        assert error_text(page, "queue-referral_email-error") == cli_message
+        queue = await store.queues.by_name("ask")
+        assert queue is not None and queue.referral_email is None
+
+        code, err = await cli("queue", "set", "ask", "--referral-email", "ill@lib.example.org")
+        assert code == 0, err
+        code, cli_message = await cli("group", "set", "library", "--referral-domains", "x.edu")
+        assert code != 0 and "ill@lib.example.org" in cli_message, cli_message
+        form = {**GROUP_FORM, "referral_domains": "x.edu", "csrf": token}
+        async with session.post(f"{offline_desk.url}/admin/groups/library", data=form) as resp:
+            assert resp.status == 400
+            page = await resp.text()
+        assert error_text(page, "group-referral_domains-error") == cli_message
+    group = await store.groups.by_name("library")
+    assert group is not None and group.referral_domains == ("example.org",)
+
+
 async def test_referral_domains_set_by_cli_show_on_the_admin_page(
     offline_desk: Desk, tmp_path: Path
 ) -> None:

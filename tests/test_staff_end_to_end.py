@@ -170,6 +170,90 @@ async def test_guest_presence_follows_the_patron_and_the_chat(desk: Desk) -> Non
     await ana.next_presence(guest, ptype="unavailable")
 
 
+@pytest.mark.desk_config(limits=LimitsConfig(messages_per_second=0.01, message_burst=3))
+async def test_commands_that_write_or_send_are_limited_per_operator(desk: Desk) -> None:
+    """One operator account flooding `!note` (a store write each) or `!handover` (a write,
+    and a message to the next operator) is refused past the back-channel's rate, with
+    `wait/resource-constraint` and a line saying so; nothing past the limit is written;
+    reading commands and other operators are not held back."""
+    ana = await desk.add_operator(("ask",), name="Ana")
+    ben = await desk.add_operator(("ask",), name="Ben")
+    patron = await desk.patron()
+    await patron.say("Flood test")
+    guest = await _offer(ana, "Flood test")
+    await _offer(ben, "Flood test")
+    ana.send_message(guest, "!accept")
+    assert "You have this chat" in (await ana.next_message(guest))["body"]
+    assert (await ben.next_message(guest))["body"] == "Ana took this chat."
+    for n in range(3):
+        ana.send_message(guest, f"!note note {n}")
+        assert "Note added" in (await ana.next_message(guest))["body"]
+    ana.send_message(guest, "!note note 3")
+    refused = await ana.next_error(guest)
+    assert refused["error"]["condition"] == "resource-constraint"
+    assert "Too many commands" in refused["error"]["text"]
+    ana.send_message(ASK, "!handover The printer is jammed.")
+    assert (await ana.next_error(ASK))["error"]["condition"] == "resource-constraint"
+    # Nothing past the limit was written.
+    live = desk.service.open_chats()[0]
+    events = await desk.refdesk.store.chats.events_after(live.id, 0)
+    notes = [e.text for e in events if "note " in e.text]
+    assert len(notes) == 3 and not [t for t in notes if "note 3" in t], notes
+    queue = await desk.store_queue("ask")
+    assert await desk.refdesk.store.handover.note(queue.id) is None
+    # Reading commands still answer; Ben's commands are his own.
+    assert (await ana.expect_next_from(ASK, "!who"))["body"]
+    await ben.expect_next_from(ASK, "!handover Ben's note")
+    assert await desk.refdesk.store.handover.note(queue.id) is not None
+
+
+async def test_transferring_an_offered_chat_to_a_queue_takes_the_guest_from_every_view(
+    desk: Desk,
+) -> None:
+    """Ana, offered the chat but not holding it, sends it to another queue: she and Ben
+    (offered too) are told the guest is unavailable, as when it is taken or ends, so
+    neither client keeps showing the patron online; Cat, in the other queue, gets it."""
+    ana = await desk.add_operator(("ask",), name="Ana")
+    ben = await desk.add_operator(("ask",), name="Ben")
+    cat = await desk.add_operator(("other",), name="Cat")
+    patron = await desk.patron()
+    await patron.say("Can someone in archives help?")
+    guest = await _offer(ana, "archives")
+    await _offer(ben, "archives")
+    for op in (ana, ben):
+        await op.next_presence(guest, ptype="available")
+    ana.send_message(guest, "!transfer other")
+    assert (await ana.next_message(guest))["body"] == "Transferred to the other queue."
+    assert (await ben.next_message(guest))["body"].startswith("Offer withdrawn.")
+    await ben.next_presence(guest, ptype="unavailable")
+    await ana.next_presence(guest, ptype="unavailable")
+    assert guest == await _offer(cat, "archives")
+    await cat.next_presence(guest, ptype="available")
+
+
+async def test_transferring_an_offered_chat_to_a_colleague_withdraws_the_other_offers(
+    desk: Desk,
+) -> None:
+    """Ana, offered the chat with Ben, hands it to Cat by name: it is Cat's offer alone.
+    Ana and Ben are told the guest is unavailable (their offers are withdrawn), so a
+    reply from Ben no longer takes a chat that was sent to Cat."""
+    ana = await desk.add_operator(("ask",), name="Ana")
+    ben = await desk.add_operator(("ask",), name="Ben")
+    cat = await desk.add_operator(("other",), name="Cat")
+    patron = await desk.patron()
+    await patron.say("A question for Cat")
+    guest = await _offer(ana, "for Cat")
+    await _offer(ben, "for Cat")
+    for op in (ana, ben):
+        await op.next_presence(guest, ptype="available")
+    ana.send_message(guest, "!transfer Cat")
+    assert guest == await _offer(cat, "for Cat")
+    for op in (ana, ben):
+        await op.next_presence(guest, ptype="unavailable")
+    live = desk.service.open_chats()[0]
+    assert live.offered_to == {cat.bare_jid}
+
+
 async def test_canned_is_answered_with_the_text_sent_and_can_be_seen_first(desk: Desk) -> None:
     ana = await desk.add_operator(("ask",), name="Ana")
     patron = await desk.patron()

@@ -80,13 +80,15 @@ def operator_csp(websocket_url: str) -> str:
 
 
 def _page_settings(request: web.Request, websocket_url: str) -> dict[str, object]:
-    """What the page's script needs, handed over as JSON data in the page."""
+    """What the page's script needs before log-in, handed over as JSON data in the page.
+    Anyone may load the page, so it names nothing of the directory (no queue, group or
+    operator): the script learns the operator's queues over XMPP once they have logged
+    in, from what the queue JIDs send them."""
     service = request.app[SERVICE]
     return {
         "websocket_url": websocket_url,
         "assets_path": f"{PREFIX}/converse/",
         "component_domain": service.domain,
-        "queues": sorted(service.queue_names()),
         "xmpp_domain": urlsplit(websocket_url).hostname or "",
     }
 

@@ -45,23 +45,28 @@ class StatusBodies:
 
     def get(self, info: QueueInfo, email: bool) -> StatusBody:
         """The encoded answer for the queue's status as `info` says; encoded again only
-        when the status (or whether the queue takes email) changed."""
+        when the status, the title or whether the queue takes email changed (the counts in
+        `info` are not part of the answer)."""
         cached = self._bodies.get(info.queue)
         # The status is reused for a second, so mostly the very same object comes back:
         # the identity test spares comparing its fields on every request.
         if (
             cached is not None
             and cached.email is email
-            and (cached.info is info or cached.info == info)
+            and (
+                cached.info is info
+                or (cached.info.status is info.status and cached.info.title == info.title)
+            )
         ):
             return cached
+        # What the widget shows, and no more: the endpoint is open to anyone, and how
+        # many operators are on or patrons waiting is the desk's business (the admin
+        # live page and /metrics show it to staff).
         body = json.dumps(
             {
                 "queue": info.queue,
                 "title": info.title,
                 "status": info.status.value,
-                "waiting": info.waiting,
-                "operators_available": info.operators_available,
                 "email": email,
             }
         ).encode()

@@ -43,6 +43,12 @@ CHAT_COMMANDS: dict[str, str] = {
     "help": "!help — this list",
 }
 
+# Commands that write to the store or send a message or an email each time they run (in a
+# guest chat or to a queue JID): limited per operator at the back-channel's rate, so one
+# account (or a stolen one) cannot flood the database, colleagues or mailboxes. Reading
+# commands and taking or ending a chat are not limited.
+LIMITED_COMMANDS = frozenset({"transfer", "c", "note", "tag", "refer", "ban", "next", "handover"})
+
 # Commands understood when writing to a queue JID. A plain line there (no `!`) goes to the
 # queue's other operators who are online (the staff back-channel).
 QUEUE_COMMANDS: dict[str, str] = {

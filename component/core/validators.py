@@ -416,6 +416,19 @@ def in_domains(address: str, domains: tuple[str, ...]) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in domains)
 
 
+def referral_address(address: str, domains: tuple[str, ...]) -> str:
+    """A checked address (`email_address`) that referrals may go to under a group's
+    referral `domains`; ValueError saying where they may go otherwise. Called by `!refer`
+    for a typed address, and by the directory for a queue's configured referral address
+    and for a group's new domains against its queues' addresses."""
+    if not in_domains(address, domains):
+        raise ValueError(
+            f"{address} is not an address of this service's institution: referrals go only "
+            f"to {', '.join(domains)} (and their subdomains)."
+        )
+    return address
+
+
 def network(text: str) -> str:
     """An address or network, as the network it names (host bits cleared)."""
     try:

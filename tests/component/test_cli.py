@@ -163,6 +163,19 @@ def test_directory_commands_do_not_load_the_xmpp_library(tmp_path: Path) -> None
         assert result.stdout.splitlines()[-1] == "0 False False", (args, result)
 
 
+def test_check_config_refuses_a_ws_operator_endpoint_under_https(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    text = cfg.read_text("utf-8").replace(
+        "[web]\n", '[web]\npublic_url = "https://ask.example.org"\n'
+    )
+    cfg.write_text(
+        text + '[operator_web]\nwebsocket_url = "ws://xmpp.example.org/xmpp-websocket"\n',
+        "utf-8",
+    )
+    assert_clean_error(refdesk("check-config", config=cfg), "operator_web.websocket_url", "wss://")
+    assert_clean_error(refdesk("run", config=cfg), "operator_web.websocket_url", "wss://")
+
+
 def test_bad_config_files(tmp_path: Path) -> None:
     missing = tmp_path / "missing.toml"
     assert_clean_error(refdesk("check-config", config=missing), "missing.toml")
@@ -524,3 +537,36 @@ def test_sticky_list_and_clear(tmp_path: Path) -> None:
     assert r.returncode == 0 and "cleared mark" in r.stdout
     assert refdesk_here("sticky", "list", config=cfg).stdout == ""
     assert_clean_error(refdesk_here("sticky", "clear", fields[0], config=cfg), "no sticky")
+
+
+def test_a_standby_waiting_for_the_database_stops_on_sigterm(tmp_path: Path) -> None:
+    """`refdesk run` on a PostgreSQL store it cannot take (here: nothing listens) waits to
+    become active; SIGTERM (systemd's stop) must end it cleanly then too, not only once
+    it serves: the signal used to be noted and never looked at until start-up finished."""
+    cfg = write_config(tmp_path)
+    text = cfg.read_text("utf-8").replace(
+        'path = "db.sqlite3"', 'url = "postgresql://refdesk@127.0.0.1:1/refdesk"'
+    )
+    cfg.write_text(text, "utf-8")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "component.cli", "--config", str(cfg), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if "waiting to become active" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = "".join(seen) + rest
+    assert process.returncode == 0, output
+    assert "Traceback" not in output

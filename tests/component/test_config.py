@@ -410,6 +410,22 @@ def test_operator_websocket_url_default_off_and_kept() -> None:
     assert cfg.operator_web.websocket_url == "wss://xmpp.example.org:5281/xmpp-websocket"
 
 
+def test_ws_operator_endpoint_under_an_https_public_url_is_refused(tmp_path: Path) -> None:
+    """An https page may not open a ws:// socket (mixed content): the browser refuses it
+    without telling the operator, so such a file is refused before anything starts."""
+    text = (
+        REQUIRED
+        + '[web]\npublic_url = "https://ask.example.org"\n'
+        + '[operator_web]\nwebsocket_url = "ws://xmpp.example.org/xmpp-websocket"\n'
+    )
+    path, error = load_error(tmp_path, text)
+    assert str(error).startswith(f"{path}:7: operator_web.websocket_url: ")
+    assert "wss://" in str(error) and "mixed content" in str(error)
+    # wss:// under https, and ws:// under plain http (a test desk on loopback), are fine.
+    assert parse_config(text.replace("ws://", "wss://")).operator_web.websocket_url
+    assert parse_config(text.replace("https://", "http://")).operator_web.websocket_url
+
+
 @pytest.mark.parametrize("domain", ["user@desk.localhost", "desk.localhost/res", "desk..x", " "])
 def test_bad_domain(tmp_path: Path, domain: str) -> None:
     path, error = load_error(tmp_path, f'[xmpp]\nsecret = "s"\ndomain = "{domain}"\n')

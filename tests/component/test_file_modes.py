@@ -15,8 +15,8 @@ import pytest
 from component.config import write_config_toml
 from component.config_loader import load_config
 from component.demo import _load_state, write_demo_config
-from component.files import foreign_owner
-from component.prosody import free_port
+from component.files import foreign_owner, write_private
+from component.prosody import LocalProsody, free_port
 from component.runner import Refdesk
 from component.store import Store
 
@@ -149,3 +149,55 @@ def test_a_database_owned_by_another_user_is_named_in_the_error(tmp_path: Path) 
     own.touch()
     assert foreign_owner(own) is None
     assert foreign_owner(tmp_path / "missing.sqlite3") is None
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_the_demo_prosody_config_is_private_even_over_an_old_open_file(tmp_path: Path) -> None:
+    """The Prosody config the demo writes holds the component secret. Written over a file
+    left world-readable (an older run, a copy), it must still come out 0600: opening the
+    old file with O_CREAT keeps the old mode."""
+    prosody = LocalProsody(
+        tmp_path / "prosody",
+        component_domain="desk.localhost",
+        component_secret="s3cret-" + "x" * 20,
+        c2s_port=free_port(),
+        component_port=free_port(),
+    )
+    prosody.workdir.mkdir()
+    prosody.config_path.write_text("-- old\n", "utf-8")
+    prosody.config_path.chmod(0o644)
+    path = prosody.write_config()
+    assert _mode(path) == 0o600
+    assert "s3cret-" in path.read_text("utf-8")
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_a_private_file_written_over_a_leftover_partial_file_is_private(tmp_path: Path) -> None:
+    """A partial file left by an earlier writer (same name, world-readable) is never
+    written into: the secret would sit in an open file until a chmod after the write."""
+    target = tmp_path / "refdesk.toml"
+    leftover = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    leftover.write_text("old", "utf-8")
+    leftover.chmod(0o644)
+    seen: list[int] = []
+    real_fdopen = os.fdopen
+
+    def watching_fdopen(fd: int, *args: object, **kwargs: object) -> object:
+        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_fdopen(fd, *args, **kwargs)  # type: ignore[call-overload]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "fdopen", watching_fdopen)
+        write_private(target, "secret = 1\n")
+    assert seen == [0o600]
+    assert _mode(target) == 0o600 and target.read_text("utf-8") == "secret = 1\n"
+
+
+@pytest.mark.usefixtures("usual_umask")
+async def test_the_bench_config_is_private(tmp_path: Path) -> None:
+    """The benchmarks' refdesk config holds the component secret too."""
+    from bench.stack import BenchStack
+
+    async with BenchStack() as stack:
+        path = stack.write_config()
+        assert _mode(path) == 0o600

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -72,9 +73,49 @@ async def test_page_policy_and_settings(offline_desk: Desk) -> None:
         "websocket_url": WS,
         "assets_path": "/operator/converse/",
         "component_domain": "desk.localhost",
-        "queues": ["ask"],
         "xmpp_domain": "xmpp.library.example",
     }
+
+
+@with_websocket
+async def test_a_visitor_who_has_not_logged_in_learns_nothing_of_the_directory(
+    offline_desk: Desk,
+) -> None:
+    """The operator page is public (it is a login form): nothing it serves before log-in,
+    nor any other public endpoint, names a queue, an operator's JID or address, or counts
+    of staff and waiting patrons beyond what the widget shows (its status word)."""
+    store = offline_desk.refdesk.store
+    now = datetime.now(UTC)
+    group = await store.groups.by_name("library")
+    assert group is not None
+    hidden = await store.queues.add("rare-manuscripts", group.id, "Special", None, now)
+    op = await store.operators.upsert("curator@staff.example", "Curator", 3, now)
+    await store.operators.assign(hidden.id, op.id)
+    await store.operators.set_email(op.id, "curator.home@mail.example")
+    await offline_desk.service.reload_directory()
+    secrets_of_the_directory = ("rare-manuscripts", "curator", "staff.example", "mail.example")
+    paths = [
+        "/operator/",
+        "/operator/operator.js",
+        "/operator/operator.css",
+        "/healthz",
+        "/embed.js",
+        "/chat/ask",
+        "/api/queues/ask/status",
+        "/chat/no-such-queue",
+        "/api/queues/no-such-queue/status",
+        "/admin/login",
+    ]
+    async with aiohttp.ClientSession() as http:
+        for path in paths:
+            async with http.get(f"{offline_desk.url}{path}") as resp:
+                text = await resp.text()
+            for secret in secrets_of_the_directory:
+                assert secret not in text.lower(), (path, secret)
+        async with http.get(f"{offline_desk.url}/api/queues/ask/status") as resp:
+            status = await resp.json()
+    # The widget needs the word and whether to offer email; no staff or queue counts.
+    assert set(status) == {"queue", "title", "status", "email"}, status
 
 
 @with_websocket

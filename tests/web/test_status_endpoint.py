@@ -13,18 +13,32 @@ from tests.conftest import Desk
 from web.status_body import StatusBodies, etag_matches
 
 
-def info(waiting: int = 0) -> QueueInfo:
-    return QueueInfo("ask", "Ask", QueueStatus.OFFLINE, waiting, 0)
+def info(waiting: int = 0, status: QueueStatus = QueueStatus.OFFLINE) -> QueueInfo:
+    return QueueInfo("ask", "Ask", status, waiting, 0)
 
 
 def test_the_body_is_encoded_once_per_change() -> None:
     bodies = StatusBodies()
     first = bodies.get(info(), False)
     assert bodies.get(info(), False) is first
-    changed = bodies.get(info(waiting=1), False)
+    changed = bodies.get(info(status=QueueStatus.AWAY), False)
     assert changed.etag != first.etag
-    assert json.loads(changed.body)["waiting"] == 1
-    assert bodies.get(info(waiting=1), True).etag != changed.etag
+    assert json.loads(changed.body)["status"] == "away"
+    assert bodies.get(info(status=QueueStatus.AWAY), True).etag != changed.etag
+
+
+def test_the_public_body_has_no_staff_or_queue_counts() -> None:
+    """Anyone may read the status: it says what the widget shows, not how many operators
+    are on or patrons wait (a count that changes also made a new body, and a new ETag, at
+    every patron who came or went)."""
+    busy = StatusBodies().get(info(waiting=7), True)
+    assert json.loads(busy.body) == {
+        "queue": "ask",
+        "title": "Ask",
+        "status": "offline",
+        "email": True,
+    }
+    assert StatusBodies().get(info(waiting=0), True).etag == busy.etag
 
 
 def test_if_none_match_is_parsed_as_the_standard_says() -> None:

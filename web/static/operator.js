@@ -10,7 +10,11 @@
 (function () {
   const settings = JSON.parse(document.getElementById('rd-operator-settings').textContent);
   const componentDomain = settings.component_domain;
-  const queues = settings.queues;
+  // The queues this operator may see, learnt after log-in from what the queue JIDs send
+  // (their presence and contact requests): the page itself names none, so a visitor who
+  // has not logged in learns nothing of the directory from it.
+  const queues = [];
+  const GUEST_PREFIX = 'guest-';
   const SOUND = settings.assets_path + 'sounds/msg_received.ogg';
 
   function bare(jid) {
@@ -18,11 +22,12 @@
   }
   function isGuest(jid) {
     const [node, domain] = bare(jid).split('@');
-    return domain === componentDomain && !queues.includes(node);
+    return domain === componentDomain && Boolean(node) && node.startsWith(GUEST_PREFIX);
   }
   function queueOf(jid) {
+    // Queue names never start with the guest prefix (the directory refuses them).
     const [node, domain] = bare(jid).split('@');
-    return domain === componentDomain && queues.includes(node) ? node : null;
+    return domain === componentDomain && node && !node.startsWith(GUEST_PREFIX) ? node : null;
   }
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -86,7 +91,6 @@
     return form;
   }
   const transferList = el('datalist', { id: 'rd-transfer-list' });
-  for (const q of queues) transferList.append(el('option', { value: q }));
   const banLength = el('select', { id: 'rd-ban-length', 'aria-label': 'Ban length' });
   for (const [value, text] of [['', 'Group policy'], ['30d', '30 days'], ['90d', '90 days'], ['1y', '1 year']]) {
     banLength.append(el('option', { value, text }));
@@ -214,6 +218,16 @@
   }
   drawQueues();
 
+  function learnQueue(api, q) {
+    // A queue this operator hears from: offered as a transfer target, and its canned
+    // messages and ban policy fetched once (the component answers only its operators).
+    if (queues.includes(q)) return;
+    queues.push(q);
+    transferList.append(el('option', { value: q }));
+    loadCanned(api, q);
+    loadBanPolicy(api, q);
+  }
+
   function notifyOffer(guest, text) {
     alertBox.textContent = 'New chat offer from ' + guest + '. ' + text.split('\n')[0];
     if (muted) return;
@@ -252,6 +266,7 @@
         api.listen.stanza('presence', (stanza) => {
           const q = queueOf(stanza.getAttribute('from'));
           const type = stanza.getAttribute('type');
+          if (q) learnQueue(api, q);
           if (q && (!type || type === 'unavailable')) {
             const status = stanza.querySelector('status');
             queueState.set(q, type ? q + ': offline' : (status ? status.textContent : q));
@@ -265,14 +280,11 @@
           const offer = body && isGuest(from) && OFFER.exec(body.textContent);
           if (offer) {
             chatQueue.set(bare(from), offer[1]);
+            learnQueue(api, offer[1]);
             notifyOffer(bare(from), body.textContent);
           }
           return true;
         });
-        for (const q of queues) {
-          loadCanned(api, q);
-          loadBanPolicy(api, q);
-        }
       });
       api.listen.on('disconnected', () => panel.remove());
       api.listen.on('chatBoxFocused', (view) => track(view.model));
