@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncpg
 
+from component.core.redact import redacted_url
 from component.store.db import Database, Execute, StoreError
 
 # Both spellings libpq accepts.
@@ -160,7 +161,7 @@ class PgDatabase(Database):
         try:
             connection = await asyncpg.connect(url, timeout=10)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            raise StoreError(f"cannot open the database {_safe(url)}: {exc}") from None
+            raise StoreError(f"cannot open the database {safe_url(url)}: {exc}") from None
         return cls(connection, frozenset(), url)
 
     async def load_tables(self) -> None:
@@ -325,13 +326,9 @@ async def probe_postgresql(url: str, timeout: float = 5.0) -> str | None:
 
 
 def safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return _safe(url)
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password (user part or `password` parameter, however the URL
+    is formed), for messages and logs."""
+    return redacted_url(url)
 
 
 __all__ = [

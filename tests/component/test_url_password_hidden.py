@@ -16,6 +16,7 @@ import pytest
 from component.config import write_config_toml
 from component.core.redact import redacted_url, scrub, url_secrets
 from component.prosody import free_port
+from component.store.pg import safe_url
 from tests.conftest import COMPONENT_DOMAIN, SECRET
 
 PASSWORD = "Hunter2pw"
@@ -71,6 +72,15 @@ def test_the_redaction_rules() -> None:
     assert redacted_url("postgresql://ann:pw@db.example/x") == "postgresql://ann:***@db.example/x"
     assert redacted_url("postgresql://db.example/x") == "postgresql://db.example/x"
     assert url_secrets("postgresql://ann:p%40ss@db/x") == ("p%40ss", "p@ss")
+
+
+def test_the_store_quotes_urls_by_the_same_rules() -> None:
+    """The store's own messages (the active lock, the listener, open errors) use
+    `safe_url`; it must hide what `redacted_url` hides (it once kept an empty user name's
+    password, an "@" inside one, and a `password` parameter)."""
+    for url in URLS:
+        _assert_hidden(safe_url(url), url)
+        assert safe_url(url) == redacted_url(url)
 
 
 @pytest.mark.parametrize("url", URLS)
