@@ -77,6 +77,9 @@ class Refdesk:
         self._watch: asyncio.Task[None] | None = None
         # Set when the lock was lost while serving: `serve_forever` then stops.
         self.lost = asyncio.Event()
+        # Seconds this process waited out a previous holder's lease before serving (0
+        # after a clean release); None until it holds the lock.
+        self.fence_waited: float | None = None
         # On PostgreSQL: the listener that hears other processes' changes at once, and
         # the task that reloads the directory when it does (or its slow poll comes).
         self._listener: ChangeListener | None = None
@@ -195,7 +198,8 @@ class Refdesk:
         try:
             if await self._lock.try_acquire():
                 # Free at once, but a holder cut a moment ago may still be serving.
-                await self._lock.fence()
+                self.fence_waited = await self._lock.fence()
+                log.info("took the active lock (waited %.1f s)", self.fence_waited)
                 return
         except StoreError as exc:
             log.warning("waiting to become active: %s", exc)
@@ -210,10 +214,10 @@ class Refdesk:
             log.info("took the active lock: waiting out any previous holder's lease")
             # Still answering 503: an old holder cut from the database may serve until
             # its lease runs out.
-            await self._lock.fence()
+            self.fence_waited = await self._lock.fence()
         finally:
             await runner.cleanup()
-        log.info("took the active lock: starting")
+        log.info("took the active lock (waited %.1f s): starting", self.fence_waited)
 
     def _step_down(self) -> None:
         """The active lock could not be confirmed within its lease: stop being active at
