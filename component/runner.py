@@ -291,10 +291,6 @@ class Refdesk:
         """Stop what `start` started, in reverse order; also after a start that failed
         half-way (see `running`)."""
         opened = self._store is not None
-        if self._watch:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
         for task in (self._listening, self._changes):
             if task:
                 task.cancel()
@@ -321,15 +317,28 @@ class Refdesk:
                 await self._store.close()
         except Exception as exc:
             if not self.lost.is_set():
+                await self._stop_watch()
                 raise
             # Fenced: the store's session is gone on purpose; what was not saved is the
             # new active process's to redo (relay cursors: lines sent again, not lost).
             log.warning("stopping after the lock was lost: %s", exc)
+        # Only now: until everything above has stopped, this process still serves and
+        # its lease must keep running (and stepping down if it cannot be kept).
+        await self._stop_watch()
         if self._lock:
             # Last: a standby must not start while this process still writes.
             await self._lock.release()
         if opened:  # a start refused before the database opened has said why already
             log.info("refdesk stopped")
+
+    async def _stop_watch(self) -> None:
+        """Stop confirming the lock (and its step-down timer). Called by `stop` once
+        this process no longer serves, before it releases the lock."""
+        watch, self._watch = self._watch, None
+        if watch:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
 
 
 @contextlib.asynccontextmanager
