@@ -9,11 +9,15 @@ connections can be frozen). N chats through nginx, patron and operator lines in 
 both ways. Per run, three scenarios:
 
 - **sigkill**: SIGKILL of the active process; the standby takes over.
+- **sigterm**: a planned stop of the active process (SIGTERM, as `systemctl stop` sends);
+  it releases its lease and the standby takes over without the fence.
 - **cut**: the network between the active process and its lock's database session fails
   (frozen, and the session ended on the server, as its keep-alive would); the active
   process steps down when its lease runs out, the standby takes over after its fence.
 - **restart** (the baseline): one instance only; SIGKILL and start it again at once, as
   a supervisor would.
+- **planned**: one instance only; SIGTERM and start it again at once (`systemctl
+  restart`).
 
 The killed (or cut) instance is started again and becomes the standby for the next
 scenario. Takeover time: from the event to the first patron line acknowledged again (the
@@ -67,7 +71,9 @@ from tests.test_nginx_proxy import (
 
 QUEUE = "ask"
 PACE = 0.25  # seconds between two lines of one side of one chat
-SCENARIOS = ("sigkill", "cut", "restart")
+SCENARIOS = ("sigkill", "sigterm", "cut", "restart", "planned")
+# Scenarios with one instance (the other is stopped for them).
+SINGLE = ("restart", "planned")
 
 
 @dataclass
@@ -94,9 +100,9 @@ class Instance:
         except aiohttp.ClientError:
             return 0
 
-    def kill(self) -> None:
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
         assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
+        self.process.send_signal(sig)
 
 
 @dataclass
@@ -265,11 +271,11 @@ class Bench:
 
     async def scenario(self, kind: str, chats_count: int, tag: str) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:
-            if kind == "restart":
+            if kind in SINGLE:
                 await stop_child(self.instances[1].process)
                 self.instances[1].process = None
                 self.instances.sort(key=lambda i: i.process is None)
-            active = await self.active_and_standby(http, standby=kind != "restart")
+            active = await self.active_and_standby(http, standby=kind not in SINGLE)
             chats = await self.open_chats(chats_count, tag)
             event, talking = asyncio.Event(), asyncio.Event()
             talking.set()
@@ -292,10 +298,10 @@ class Bench:
                 finally:
                     await admin.close()
             else:
-                active.kill()
+                active.kill(signal.SIGTERM if kind in ("sigterm", "planned") else signal.SIGKILL)
             assert active.process is not None
             await active.process.wait()
-            if kind == "restart":
+            if kind in SINGLE:
                 await active.start()
             deadline = time.monotonic() + 120
             while any(c.back_at is None for c in chats):
@@ -330,7 +336,7 @@ class Bench:
             # The instance that went down is started again: the standby from now on.
             if active.process is None or active.process.returncode is not None:
                 await active.start()
-            if kind == "restart":
+            if kind in SINGLE:
                 await self.instances[1].start()
             await self.active_and_standby(http, standby=True)
             await asyncio.sleep(0.5)
@@ -430,7 +436,8 @@ async def run(chats: int, runs: int) -> dict[str, Any]:
                 for r in range(runs):
                     for kind in SCENARIOS:
                         print(f"run {r + 1} of {runs}: {kind}", file=sys.stderr, flush=True)
-                        figures = await bench.scenario(kind, chats, f"r{r}{kind[0]}")
+                        tag = f"r{r}s{SCENARIOS.index(kind)}"
+                        figures = await bench.scenario(kind, chats, tag)
                         print(f"  {figures}", file=sys.stderr, flush=True)
                         samples[kind].append(figures)
                 result["samples"] = samples
@@ -452,8 +459,10 @@ async def run(chats: int, runs: int) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     names = {
         "sigkill": "SIGKILL of the active, standby takes over",
+        "sigterm": "SIGTERM of the active (planned stop), standby takes over",
         "cut": "database connection of the active cut",
         "restart": "baseline: one instance, SIGKILL and immediate restart",
+        "planned": "one instance, SIGTERM and immediate restart (`systemctl restart`)",
     }
     rows = []
     for kind, name in names.items():
@@ -493,7 +502,7 @@ Method: nginx (the shipped site file, both instances as upstreams with `max_fail
 `proxy_next_upstream error timeout http_503`), one Prosody, one PostgreSQL, two `refdesk
 run` processes; {result["chats"]} chats through nginx with a patron line and an operator
 line every {PACE} s per chat; {result["runs"]} runs of each scenario. *Back*: from the
-kill (or the cut) to a patron line acknowledged again, for the first and the last chat.
+signal (or the cut) to a patron line acknowledged again, for the first and the last chat.
 *Lost*: an acknowledged patron line the operator never got, or an operator line stored
 but never shown to the patron (must be 0). *Duplicated*: lines received twice (lines in
 flight at the event, same ids). Operator lines sent while no process was active are

@@ -77,6 +77,9 @@ class Refdesk:
         self._watch: asyncio.Task[None] | None = None
         # Set when the lock was lost while serving: `serve_forever` then stops.
         self.lost = asyncio.Event()
+        # Seconds this process waited out a previous holder's lease before serving (0
+        # after a clean release); None until it holds the lock.
+        self.fence_waited: float | None = None
         # On PostgreSQL: the listener that hears other processes' changes at once, and
         # the task that reloads the directory when it does (or its slow poll comes).
         self._listener: ChangeListener | None = None
@@ -195,7 +198,8 @@ class Refdesk:
         try:
             if await self._lock.try_acquire():
                 # Free at once, but a holder cut a moment ago may still be serving.
-                await self._lock.fence()
+                self.fence_waited = await self._lock.fence()
+                log.info("took the active lock (waited %.1f s)", self.fence_waited)
                 return
         except StoreError as exc:
             log.warning("waiting to become active: %s", exc)
@@ -210,10 +214,10 @@ class Refdesk:
             log.info("took the active lock: waiting out any previous holder's lease")
             # Still answering 503: an old holder cut from the database may serve until
             # its lease runs out.
-            await self._lock.fence()
+            self.fence_waited = await self._lock.fence()
         finally:
             await runner.cleanup()
-        log.info("took the active lock: starting")
+        log.info("took the active lock (waited %.1f s): starting", self.fence_waited)
 
     def _step_down(self) -> None:
         """The active lock could not be confirmed within its lease: stop being active at
@@ -287,10 +291,6 @@ class Refdesk:
         """Stop what `start` started, in reverse order; also after a start that failed
         half-way (see `running`)."""
         opened = self._store is not None
-        if self._watch:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
         for task in (self._listening, self._changes):
             if task:
                 task.cancel()
@@ -317,15 +317,28 @@ class Refdesk:
                 await self._store.close()
         except Exception as exc:
             if not self.lost.is_set():
+                await self._stop_watch()
                 raise
             # Fenced: the store's session is gone on purpose; what was not saved is the
             # new active process's to redo (relay cursors: lines sent again, not lost).
             log.warning("stopping after the lock was lost: %s", exc)
+        # Only now: until everything above has stopped, this process still serves and
+        # its lease must keep running (and stepping down if it cannot be kept).
+        await self._stop_watch()
         if self._lock:
             # Last: a standby must not start while this process still writes.
             await self._lock.release()
         if opened:  # a start refused before the database opened has said why already
             log.info("refdesk stopped")
+
+    async def _stop_watch(self) -> None:
+        """Stop confirming the lock (and its step-down timer). Called by `stop` once
+        this process no longer serves, before it releases the lock."""
+        watch, self._watch = self._watch, None
+        if watch:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
 
 
 @contextlib.asynccontextmanager

@@ -276,8 +276,11 @@ async def test_an_active_process_cut_from_the_database_never_serves_with_the_new
         print(
             f"{len(samples)} samples: old active last served {last_old - cut_at:.2f} s after"
             f" the cut, the new one first {first_new - cut_at:.2f} s after"
+            f" (fence {standby.fence_waited:.2f} s)"
         )
         assert last_old < first_new
+        # The old one renewed its lease a moment before the cut: the new one waited.
+        assert standby.fence_waited is not None and standby.fence_waited > 0.0
 
         # The patron resumes on the new active process and goes on.
         resumed = PatronClient(f"http://127.0.0.1:{standby.port}", "ask")

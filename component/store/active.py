@@ -16,12 +16,31 @@ lock was released after the old holder's last confirmation was sent, and this pr
 got it after the release, so the old holder had stopped before this one starts. Only
 durations are compared, each on one machine's monotonic clock, so the machines' clocks
 need not agree; every instance must use the same lease (a constant here).
+
+The fence is needed only while an old holder may still be serving, so each confirmation
+also renews the lease record (the table refdesk_active_lease, one row): the database
+writes its own clock (`clock_timestamp()`) when it runs the confirmation, which is after
+the holder sent it. The holder stops `lease` seconds after sending its last successful
+confirmation, so it has stopped by the recorded time + `lease`; the fence adds
+`fence - lease` (1 s) for the two clocks' rates, a late timer on the holder and small
+steps of the database's clock. A process that gets the lock therefore waits only until
+the database's clock reads the last renewal + `fence`, and never longer than `fence`
+(the bound above holds whatever the record says): nothing when the record is older, or
+when the last holder released the lock at a clean shutdown (`release`, after it stopped
+serving). The migration that creates the record marks it released when no process holds
+the lock (a new database set up by the CLI; no process can serve before migrating), and
+the whole fence is waited while no holder has renewed it. A holder renews only while it
+holds the lock, and the next one reads the record only once it got the lock, after the
+old holder's session ended, so every renewal of the old holder is committed by then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
 from collections.abc import Callable
 
 import asyncpg
@@ -42,6 +61,30 @@ CHECK = 1.0
 FENCE = LEASE + 1.0
 # What the lock's session calls itself (visible in pg_stat_activity).
 LOCK_SESSION_NAME = "refdesk active lock"
+# Whether this session holds the lock.
+_HELD = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+    " AND objid = $1 AND pid = pg_backend_pid() AND granted"
+)
+# Confirm the lock and, when held, renew the lease record in the same statement (so a
+# renewal is never recorded without the lock): (held, renewed).
+_RENEW = (
+    f"WITH held AS ({_HELD}), renewed AS ("
+    "UPDATE refdesk_active_lease SET holder = $2, renewed_at = clock_timestamp(),"
+    " released = FALSE WHERE id = 1 AND (SELECT count FROM held) > 0 RETURNING 1)"
+    " SELECT (SELECT count FROM held), (SELECT count(*) FROM renewed)"
+)
+# Right after taking the lock: the record as the old holder left it, and how far its
+# last renewal lies behind the database's clock (seconds); renews it for this process.
+_TAKE_OVER = (
+    "WITH old AS (SELECT renewed_at, released FROM refdesk_active_lease WHERE id = 1),"
+    " renewed AS (UPDATE refdesk_active_lease SET holder = $1,"
+    " renewed_at = clock_timestamp(), released = FALSE WHERE id = 1 RETURNING renewed_at)"
+    " SELECT old.released, EXTRACT(EPOCH FROM renewed.renewed_at - old.renewed_at) AS age"
+    " FROM old, renewed"
+)
+# At a clean shutdown, while still holding the lock.
+_RELEASE = f"UPDATE refdesk_active_lease SET released = TRUE WHERE id = 1 AND ({_HELD}) > 0"
 # The database closes the lock's session (releasing the lock) when the network to the
 # holder is cut, after about 5 + 2 × 2 seconds without an answer to its keep-alive
 # probes, instead of the system's default of hours. Ignored on Unix sockets.
@@ -81,6 +124,11 @@ class ActiveLock:
         self._expiry: asyncio.TimerHandle | None = None
         self._on_lost: Callable[[], None] | None = None
         self._lost = False
+        # Set once `fence` has waited out any old holder: only then may `release` mark
+        # the lease record released (before, an old holder may still be serving).
+        self._fenced = False
+        # Who renews the lease record (for people reading it).
+        self._holder = f"{socket.gethostname()} pid {os.getpid()}"
 
     @property
     def held(self) -> bool:
@@ -120,12 +168,16 @@ class ActiveLock:
                 log.warning("waiting to become active: %s", exc)
             await asyncio.sleep(self._retry)
 
-    async def fence(self) -> None:
-        """Wait `fence` seconds after taking the lock, then confirm it is still held:
-        an old holder cut from the database has stopped serving by then. Called by the
-        composition root after `acquire` (or a successful `try_acquire`), before it
-        serves; raises StoreError when the lock went meanwhile."""
-        await asyncio.sleep(self._fence)
+    async def fence(self) -> float:
+        """Wait until any old holder has stopped serving (see the module's docstring:
+        at most `fence` seconds, nothing after a clean release or on a new database),
+        then confirm the lock is still held. Called by the composition root after
+        `acquire` (or a successful `try_acquire`), before it serves; returns the seconds
+        it waited; raises StoreError when the lock went meanwhile."""
+        self._fenced = False
+        wait = await self._take_over()
+        if wait > 0:
+            await asyncio.sleep(wait)
         loop = asyncio.get_running_loop()
         sent = loop.time()
         try:
@@ -137,18 +189,46 @@ class ActiveLock:
             await self._drop()
             raise StoreError("lost the active lock while fencing")
         self._confirmed = sent
+        self._fenced = True
+        return wait
+
+    async def _take_over(self) -> float:
+        """Read the lease record an old holder left and record this process as the
+        holder; returns how long `fence` must wait. Called by `fence` right after the
+        lock was taken."""
+        connection = self._connection
+        try:
+            if connection is None or connection.is_closed():
+                raise StoreError("the lock's connection is closed")
+            try:
+                row = await connection.fetchrow(_TAKE_OVER, self._holder, timeout=_CHECK_TIMEOUT)
+            except asyncpg.UndefinedTableError:
+                # No record yet: a database whose schema predates it, or one no refdesk has
+                # opened, where a holder that got the lock a moment ago may be starting.
+                return self._fence
+        except Exception as exc:
+            await self._drop()
+            raise StoreError(f"lost the active lock while fencing: {exc}") from None
+        if row is None:
+            return self._fence
+        age = row["age"]
+        return fence_wait(
+            released=bool(row["released"]),
+            age=None if age is None else float(age),
+            fence=self._fence,
+        )
 
     async def _is_held(self, timeout: float) -> bool:
+        """Confirm the lock, renewing the lease record with it (a plain check before the
+        store's migrations have created the record)."""
         connection = self._connection
         if connection is None or connection.is_closed():
             raise StoreError("the lock's connection is closed")
-        held = await connection.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-            " AND objid = $1 AND pid = pg_backend_pid() AND granted",
-            ACTIVE_LOCK_KEY,
-            timeout=timeout,
-        )
-        return bool(held)
+        try:
+            row = await connection.fetchrow(_RENEW, ACTIVE_LOCK_KEY, self._holder, timeout=timeout)
+        except asyncpg.UndefinedTableError:
+            return bool(await connection.fetchval(_HELD, ACTIVE_LOCK_KEY, timeout=timeout))
+        return row is not None and bool(row[0])
 
     async def watch(self, on_lost: Callable[[], None]) -> None:
         """Confirm the lock every `check` seconds; call `on_lost` once, and return, when
@@ -192,10 +272,15 @@ class ActiveLock:
             self._on_lost()
 
     async def release(self) -> None:
-        """Give the lock up (closing its session does); called at shutdown."""
+        """Give the lock up (closing its session does); called at shutdown, once this
+        process has stopped serving. After a completed fence the lease record is first
+        marked released, so the next holder starts at once."""
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed():
             try:
+                if self._fenced and not self._lost:
+                    with contextlib.suppress(asyncpg.UndefinedTableError):
+                        await connection.execute(_RELEASE, ACTIVE_LOCK_KEY, timeout=_CHECK_TIMEOUT)
                 await asyncio.wait_for(connection.close(), _CHECK_TIMEOUT)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                 connection.terminate()
@@ -206,4 +291,25 @@ class ActiveLock:
             connection.terminate()
 
 
-__all__ = ["ACTIVE_LOCK_KEY", "CHECK", "FENCE", "LEASE", "LOCK_SESSION_NAME", "ActiveLock"]
+def fence_wait(*, released: bool, age: float | None, fence: float) -> float:
+    """How long a process that just took the lock waits before it serves, from the lease
+    record the old holder left: nothing if it released the lock cleanly; the whole
+    `fence` if it never recorded a renewal (`age` None); otherwise until `fence` seconds
+    after its last renewal, `age` seconds ago by the database's clock, and never more
+    than `fence` (a clock stepped back gives a negative age). Called by `fence`."""
+    if released:
+        return 0.0
+    if age is None:
+        return fence
+    return min(fence, max(0.0, fence - age))
+
+
+__all__ = [
+    "ACTIVE_LOCK_KEY",
+    "CHECK",
+    "FENCE",
+    "LEASE",
+    "LOCK_SESSION_NAME",
+    "ActiveLock",
+    "fence_wait",
+]

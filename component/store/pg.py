@@ -113,7 +113,9 @@ BEGIN
     RETURN NULL;
 END $$;
 """
-_UNCOUNTED = frozenset({"refdesk_changes", "refdesk_schema", "chat_events"})
+# Tables whose writes are not changes for other processes (`data_version`): the store's
+# own bookkeeping, and the active lock's lease row, renewed every second.
+_UNCOUNTED = frozenset({"refdesk_changes", "refdesk_schema", "refdesk_active_lease", "chat_events"})
 
 
 def clean(params: Iterable[Any]) -> tuple[Any, ...]:

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
 from component.config import Config, StorageConfig, write_config_toml
 from component.prosody import free_port
 from component.runner import Refdesk
 from component.store import Store
-from component.store.active import ACTIVE_LOCK_KEY, ActiveLock
+from component.store.active import ACTIVE_LOCK_KEY, FENCE, ActiveLock, fence_wait
 from component.store.pg import probe_postgresql
 from tests.conftest import COMPONENT_DOMAIN, SECRET, make_config, seed
 from tests.operator_client import OperatorClient
@@ -93,6 +94,105 @@ async def test_one_holder_and_a_cut_connection_hands_the_lock_over(
         await second.release()
 
 
+def test_fence_wait_follows_the_lease_record() -> None:
+    """How long a new holder waits, from what the old one left: nothing after a clean
+    release; the whole fence when no renewal was recorded; otherwise what is left of
+    the fence after the last renewal, never more than the fence (a clock stepped back)."""
+    assert fence_wait(released=True, age=0.0, fence=4.0) == 0.0
+    assert fence_wait(released=True, age=None, fence=4.0) == 0.0
+    assert fence_wait(released=False, age=None, fence=4.0) == 4.0
+    assert fence_wait(released=False, age=1.5, fence=4.0) == 2.5
+    assert fence_wait(released=False, age=4.0, fence=4.0) == 0.0
+    assert fence_wait(released=False, age=60.0, fence=4.0) == 0.0
+    assert fence_wait(released=False, age=-30.0, fence=4.0) == 4.0
+
+
+async def lease_record(url: str) -> asyncpg.Record:
+    """The lease record as the database holds it."""
+    admin = await asyncpg.connect(url)
+    try:
+        record = await admin.fetchrow(
+            "SELECT holder, renewed_at, released FROM refdesk_active_lease"
+        )
+    finally:
+        await admin.close()
+    assert record is not None
+    return record
+
+
+async def test_the_fence_waits_only_while_an_old_holder_may_still_serve(
+    postgresql: PgServer,
+) -> None:
+    """A database set up before any process served (as the CLI does): the first holder
+    waits nothing, and renews the lease record. It gives the lock up cleanly: the next
+    one waits nothing either. That one is cut from the database instead: the next one
+    waits out what is left of its lease, as the fence reports."""
+    url = postgresql.fresh_url()
+    await seed(url, ("ask",))
+    assert (await lease_record(url))["released"] is True
+    first, second, third = (ActiveLock(url, retry=0.05, check=0.05) for _ in range(3))
+    try:
+        assert await first.try_acquire()
+        assert await first.fence() == 0.0
+        record = await lease_record(url)
+        assert record["released"] is False and record["renewed_at"] is not None
+        await first.release()
+        assert (await lease_record(url))["released"] is True
+
+        assert await second.try_acquire()
+        assert await second.fence() == 0.0
+        assert await cut_lock_sessions(url) == 1
+        await third.acquire()
+        waited = await third.fence()
+        assert 0.0 < waited <= FENCE
+        assert third.held
+    finally:
+        for lock in (first, second, third):
+            await lock.release()
+
+
+async def test_a_lease_not_yet_renewed_or_not_fenced_is_waited_out_in_full(
+    postgresql: PgServer,
+) -> None:
+    """The store is migrated while a process holds the lock (the active one at its very
+    first start): until a holder renews the record, the next one waits the whole fence.
+    A holder stopped during its fence does not mark the record released: the old holder
+    it was waiting for may still be serving."""
+    url = postgresql.fresh_url()
+    first = ActiveLock(url, check=0.05, lease=0.1, fence=0.2)
+    second = ActiveLock(url, retry=0.05, check=0.05, lease=0.1, fence=0.2)
+    third = ActiveLock(url, retry=0.05, check=0.05, lease=29.0, fence=30.0)
+    fencing: asyncio.Task[float] | None = None
+    try:
+        assert await first.try_acquire()
+        assert await first.fence() == 0.2  # no record at all yet
+        store = await Store.open(url)  # migrates while `first` holds the lock
+        await store.close()
+        record = await lease_record(url)
+        assert (record["released"], record["renewed_at"]) == (False, None)
+        assert await cut_lock_sessions(url) == 1
+        await second.acquire()
+        assert await second.fence() == 0.2
+        renewed = (await lease_record(url))["renewed_at"]
+
+        assert await cut_lock_sessions(url) == 1
+        await third.acquire()
+        fencing = asyncio.create_task(third.fence())
+        while (await lease_record(url))["renewed_at"] == renewed:
+            assert not fencing.done()
+            await asyncio.sleep(0.02)
+        fencing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fencing
+        await third.release()
+        assert (await lease_record(url))["released"] is False
+    finally:
+        if fencing is not None and not fencing.done():
+            fencing.cancel()
+        for lock in (first, second, third):
+            await lock.release()
+
+
 def desk_config(tmp: Path, url: str, server: XmppServer) -> Config:
     config = make_config(tmp, xmpp_port=server.component_port)
     return replace(
@@ -120,6 +220,8 @@ async def test_standby_waits_with_503_then_takes_over_the_component(
     active_running = True
     starting: asyncio.Task[None] | None = None
     try:
+        # A fresh database: no process can have served, so no fence to wait.
+        assert active.fence_waited == 0.0
         await asyncio.wait_for(active.adapter.online.wait(), 20)
         starting = asyncio.create_task(standby.start())
         port = standby_config.web.port
@@ -142,6 +244,8 @@ async def test_standby_waits_with_503_then_takes_over_the_component(
         active_running = False
         await active.stop()
         await asyncio.wait_for(starting, 30)
+        # It stopped cleanly (released the lease): taken over without the fence.
+        assert standby.fence_waited == 0.0
         await asyncio.wait_for(standby.adapter.online.wait(), 30)
         status, body = await health(standby.port)
         assert status == 200, body
@@ -188,12 +292,15 @@ def run_config(tmp: Path, url: str, server: XmppServer, web_port: int) -> Path:
     return path
 
 
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 async def test_a_killed_active_process_is_replaced_by_the_standby(
-    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
+    xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path, stop: signal.Signals
 ) -> None:
     """SIGKILL of the active `refdesk run`: its database session and component stream
-    die with it, and the in-process standby takes both over; the time it took is printed
-    (a figure, not a threshold)."""
+    die with it, and the in-process standby takes both over, after waiting out what is
+    left of the killed one's lease; the time it took is printed (a figure, not a
+    threshold). SIGTERM (a planned stop, `systemctl restart`): the active one stops
+    cleanly and releases its lease, and the standby takes over without the fence."""
     url = postgresql.fresh_url()
     await seed(url, ("ask",))
     active_port = free_port()
@@ -232,13 +339,21 @@ async def test_a_killed_active_process_is_replaced_by_the_standby(
             await asyncio.sleep(0.05)
 
         killed_at = time.monotonic()
-        active.send_signal(signal.SIGKILL)
-        active.wait()
+        active.send_signal(stop)
+        assert active.wait() == (0 if stop == signal.SIGTERM else -signal.SIGKILL)
         await asyncio.wait_for(starting, 60)
         await asyncio.wait_for(standby.adapter.online.wait(), 60)
         status, body = await health(standby.port)
         assert status == 200, body
-        print(f"takeover after SIGKILL: {time.monotonic() - killed_at:.2f} s")
+        assert standby.fence_waited is not None
+        if stop == signal.SIGTERM:
+            assert standby.fence_waited == 0.0
+        else:
+            assert 0.0 < standby.fence_waited <= FENCE
+        print(
+            f"takeover after {stop.name}: {time.monotonic() - killed_at:.2f} s"
+            f" (fence {standby.fence_waited:.2f} s)"
+        )
     finally:
         if active.poll() is None:
             active.kill()
@@ -299,6 +414,7 @@ async def test_an_active_process_cut_from_its_lock_exits_and_the_standby_takes_o
         print(
             f"after the cut: old active exited in {exited:.2f} s,"
             f" standby serving in {time.monotonic() - cut_at:.2f} s"
+            f" (fence {standby.fence_waited:.2f} s)"
         )
     finally:
         if active.poll() is None:

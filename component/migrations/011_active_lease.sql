@@ -1,0 +1,3 @@
+-- The active lock's lease record (see component/store/active.py) exists only on
+-- PostgreSQL, where several processes share one database: 011_active_lease.postgresql.sql.
+-- A SQLite store is used by one process, so it needs nothing here.
