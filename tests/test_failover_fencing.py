@@ -20,6 +20,7 @@ import asyncpg
 from component.config import Config, StorageConfig, write_config_toml
 from component.prosody import free_port
 from component.runner import Refdesk
+from component.store.active import CHECK, FENCE
 from component.store.listen import LISTENER_SESSION_NAME
 from tests.component.test_active_lock import (
     cut_lock_sessions,
@@ -279,8 +280,11 @@ async def test_an_active_process_cut_from_the_database_never_serves_with_the_new
             f" (fence {standby.fence_waited:.2f} s)"
         )
         assert last_old < first_new
-        # The old one renewed its lease a moment before the cut: the new one waited.
-        assert standby.fence_waited is not None and standby.fence_waited > 0.0
+        # The old one renewed its lease a moment before the cut: the new one waited,
+        # unless taking the lock took longer than the rest of the fence (a stalled
+        # machine), when waiting nothing is right.
+        assert standby.fence_waited is not None
+        assert standby.fence_waited > 0.0 or served_at - cut_at >= FENCE - CHECK
 
         # The patron resumes on the new active process and goes on.
         resumed = PatronClient(f"http://127.0.0.1:{standby.port}", "ask")

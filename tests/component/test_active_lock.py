@@ -22,7 +22,7 @@ from component.config import Config, StorageConfig, write_config_toml
 from component.prosody import free_port
 from component.runner import Refdesk
 from component.store import Store
-from component.store.active import ACTIVE_LOCK_KEY, FENCE, ActiveLock, fence_wait
+from component.store.active import ACTIVE_LOCK_KEY, CHECK, FENCE, ActiveLock, fence_wait
 from component.store.pg import probe_postgresql
 from tests.conftest import COMPONENT_DOMAIN, SECRET, make_config, seed
 from tests.operator_client import OperatorClient
@@ -349,7 +349,12 @@ async def test_a_killed_active_process_is_replaced_by_the_standby(
         if stop == signal.SIGTERM:
             assert standby.fence_waited == 0.0
         else:
-            assert 0.0 < standby.fence_waited <= FENCE
+            # The killed holder renewed its lease at most CHECK seconds before the kill,
+            # so the standby waits unless taking the lock itself took longer than the
+            # rest of the fence (a stalled machine): then waiting nothing is right.
+            took = time.monotonic() - killed_at
+            assert 0.0 <= standby.fence_waited <= FENCE
+            assert standby.fence_waited > 0.0 or took >= FENCE - CHECK, took
         print(
             f"takeover after {stop.name}: {time.monotonic() - killed_at:.2f} s"
             f" (fence {standby.fence_waited:.2f} s)"
