@@ -62,7 +62,7 @@ from component.xmpp_bodies import (
     offer_bodies,
     patron_nick,
 )
-from component.xmpp_delivery import Delivery, Outgoing
+from component.xmpp_delivery import Delivery, Outgoing, ping_target
 from component.xmpp_errors import ERROR_CONDITIONS, error_text
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class XmppAdapter:
             config.max_stanza_bytes,
             service.note_relayed,
             service.scheduler,
+            ping_target(config),
         )
         # Set while a session is up; the same event as the delivery's.
         self.online = self.delivery.online

@@ -1,13 +1,13 @@
 """Delivery of what the XMPP adapter writes: its outbox and delivery confirmation.
 
 A stanza written to the socket is not yet delivered: the server may die or close the stream
-before reading it. `Delivery` follows what it writes with a ping to the component's own
-domain, which the server routes back in stream order, so its answer proves the server has
-read everything before it. Only then do patron lines count as relayed
-(`DeskService.note_relayed`); whatever is unconfirmed when the stream drops is written
-again, with the same stanza ids, once it is back. One ping is outstanding at a time and
-covers everything written before it, so a busy stream costs one ping per round trip, not
-one per line.
+before reading it. `Delivery` follows what it writes with a ping to the XMPP server's own
+domain, which the server answers only after it has handled everything written before it
+on the stream, so the answer proves the server has taken all of it. Only then do patron
+lines count as relayed (`DeskService.note_relayed`); whatever is unconfirmed when the
+stream drops is written again, with the same stanza ids, once it is back. One ping is
+outstanding at a time and covers everything written before it, so a busy stream costs one
+ping per round trip, not one per line.
 
 It is also the last guard on size: no stanza over `[xmpp] max_stanza_bytes` is written,
 because the server would close the component stream (and every chat with it).
@@ -28,6 +28,7 @@ from slixmpp.stanza import Iq
 from slixmpp.xmlstream.stanzabase import StanzaBase
 
 from component.clock import Clock
+from component.config import XmppConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,40 @@ _STANZA_FAULTS = frozenset(
         "unsupported-stanza-type",
     }
 )
+
+
+_STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+# The only error answers to a ping of `[xmpp] server_domain` that mean the server serves
+# that domain itself: it has no ping module (Prosody and ejabberd answer an IQ nothing
+# handles with service-unavailable). Any other error says the server would pass the ping
+# on to another server (Prosody without server-to-server: not-allowed; ejabberd with s2s
+# denied: forbidden; otherwise the remote-server errors). That answer still came in stream
+# order, so it confirms all the same, but the next pings go to our own domain instead.
+_NO_PING_MODULE = frozenset({"service-unavailable", "feature-not-implemented"})
+
+
+def error_condition(answer: StanzaBase) -> str:
+    """The defined condition of an error answer, read from its XML. slixmpp's own
+    `iq["error"]` looks for the error element in the client namespace; on a component
+    stream it is in the component's, so slixmpp sees none and reports its default.
+    Called by `Delivery._ping_and_confirm` on an error answer to a confirmation ping."""
+    for element in answer.xml:
+        if element.tag.rpartition("}")[2] == "error":
+            for child in element:
+                namespace, _, name = child.tag[1:].partition("}")
+                if namespace == _STANZAS_NS:
+                    return name
+    return ""
+
+
+def ping_target(config: XmppConfig) -> str:
+    """The domain confirmation pings go to: `[xmpp] server_domain`, else the component's
+    domain without its first label (desk.example.org: example.org). Called by the XMPP
+    adapter when it creates its `Delivery`."""
+    if config.server_domain:
+        return config.server_domain
+    _, dot, parent = config.domain.partition(".")
+    return parent if dot and parent else config.domain
 
 
 @dataclass(slots=True)
@@ -79,9 +114,27 @@ class Delivery:
         max_stanza_bytes: int,
         relayed: Callable[[int, int], None],
         clock: Clock,
+        ping_to: str | None = None,
     ) -> None:
         self.xmpp = xmpp
         self.domain = domain
+        # Where confirmation pings go: the XMPP server's own domain (see `ping_target`),
+        # or our own if the server turns out not to serve that one.
+        #
+        # Why the server's answer proves that everything written before the ping was
+        # taken: both servers handle a component's stanzas one at a time, in the order
+        # read, and answer a ping to their own domain while handling it. Prosody's
+        # mod_component passes each parsed stanza straight to core_process_stanza
+        # (stream_callbacks.handlestanza), which routes a message to a local user before
+        # the next stanza is parsed, and mod_ping answers a ping to the host from the same
+        # call (event.origin.send). ejabberd's ejabberd_service routes each stanza with
+        # ejabberd_router:route from the stream's own process (handle_authenticated_packet);
+        # the server's domains are routed by calling ejabberd_local:route in that process
+        # (host_up registers {apply, ejabberd_local, route}), whose process_iq answers with
+        # mod_ping, or with service-unavailable when mod_ping is off: any answer will do.
+        # A ping to our own domain proved the same but cost four stanzas through refdesk
+        # (out, routed back in, our answer out, and in again) instead of two.
+        self.ping_to = ping_to or domain
         self.max_stanza_bytes = max_stanza_bytes
         # Called with (chat id, sequence number) once a patron line is confirmed.
         self._relayed = relayed
@@ -249,7 +302,7 @@ class Delivery:
         covered = len(self.unconfirmed)
         if covered == 0 or stream != self.stream:
             return
-        iq = self.xmpp.make_iq_get(ito=self.domain, ifrom=self.domain)
+        iq = self.xmpp.make_iq_get(ito=self.ping_to, ifrom=self.domain)
         iq.enable("ping")
         self.pings += 1
         # One future woken by whichever comes first: the answer, the time-out (on the
@@ -284,8 +337,11 @@ class Delivery:
             return
         try:
             answer.result()
-        except IqError:
-            pass  # an error answer is in stream order too
+        except IqError as error:
+            # An error answer is in stream order too.
+            condition = error_condition(error.iq)
+            if condition not in _NO_PING_MODULE:
+                self._not_served(iq["to"].bare, condition)
         except (Exception, asyncio.CancelledError):
             return  # the stream went away while sending; its loss requeues everything
         if stream != self.stream:
@@ -294,6 +350,21 @@ class Delivery:
             out = self.unconfirmed.popleft()
             if out.chat_id is not None:
                 self._relayed(out.chat_id, out.last_seq)
+
+    def _not_served(self, pinged: str, condition: str) -> None:
+        """A confirmation ping to the server's domain was answered as if that domain were
+        not the server's own: confirmations use our own domain from now on. Called by
+        `_ping_and_confirm` with the condition of the answer."""
+        if pinged != self.ping_to or self.ping_to == self.domain:
+            return
+        log.error(
+            "the XMPP server does not answer pings to %s itself (%s); set [xmpp] "
+            "server_domain to a domain it serves. Confirming delivery through %s meanwhile",
+            self.ping_to,
+            condition,
+            self.domain,
+        )
+        self.ping_to = self.domain
 
     async def settle(self, timeout: float) -> None:
         """Wait (at most `timeout` s) until what was written is confirmed; called by the

@@ -64,6 +64,7 @@ def make_config(
     web: dict[str, Any] | None = None,
     limits: LimitsConfig | None = None,
     websocket_url: str = "",
+    server_domain: str = "",
     **chat: float,
 ) -> Config:
     """A config for one test: its own database, web port chosen by the OS."""
@@ -74,6 +75,7 @@ def make_config(
             host=xmpp_host,
             port=xmpp_port if xmpp_port is not None else free_port(),
             reconnect_max_delay=1.0,
+            server_domain=server_domain,
         ),
         web=WebConfig(
             port=0,
