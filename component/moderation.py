@@ -299,7 +299,7 @@ class Moderation:
         fresh: list[Ban] = []
         lifted: list[int] = []
         if not self._loaded:
-            self._index = BanIndex(await self.store.bans.that_may_bar(now))
+            self._index = BanIndex(await self.store.bans.index_entries(now))
         else:
             for ban in await self.store.bans.changed_since(self._mark):
                 known = self._index.get(ban.id) is not None
@@ -326,8 +326,7 @@ class Moderation:
 
     def active_ban_count(self) -> int:
         """Bans in force now (for metrics)."""
-        now = self.service.clock()
-        return sum(1 for ban in self._index if ban.active(now))
+        return self._index.count_active(self.service.clock())
 
     def exempt(self, group_id: int) -> list[Network]:
         return list(self._exempt.get(group_id, ()))
