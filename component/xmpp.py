@@ -120,6 +120,8 @@ class XmppAdapter:
         # slixmpp's plugins answer IQs themselves (disco, ping, ad-hoc, errors), echoing
         # what the asker sent (its id, a disco node): the same size check applies to them.
         xmpp.add_filter("out", self.delivery.guard_iq)
+        # Answers to delivery confirmations are taken before slixmpp dispatches anything.
+        xmpp.add_filter("in", self.delivery.take_answer)
         xmpp.add_event_handler("session_start", self._on_session_start)
         xmpp.add_event_handler("disconnected", self._on_disconnected)
         xmpp.add_event_handler("connection_failed", self._on_connection_failed)

@@ -16,16 +16,19 @@ because the server would close the component stream (and every chat with it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from xml.sax.saxutils import quoteattr
 
 import slixmpp
-from slixmpp.exceptions import IqError
 from slixmpp.stanza import Iq
 from slixmpp.xmlstream.stanzabase import StanzaBase
+from slixmpp.xmlstream.tostring import tostring
+from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from component.clock import Clock
 from component.config import XmppConfig
@@ -84,6 +87,19 @@ def ping_target(config: XmppConfig) -> str:
         return config.server_domain
     _, dot, parent = config.domain.partition(".")
     return parent if dot and parent else config.domain
+
+
+@dataclass(slots=True)
+class _Ping:
+    """A confirmation ping written on stream `stream`: its answer (the error condition,
+    "" for a result) confirms the first `covers` stanzas written on that stream."""
+
+    id: str
+    to: str
+    covers: int
+    stream: int
+    answer: asyncio.Future[str]
+    xml: str
 
 
 @dataclass(slots=True)
@@ -146,6 +162,14 @@ class Delivery:
         # Stanzas written in this session that the server has not confirmed yet, in order.
         self.unconfirmed: deque[Outgoing] = deque()
         self._confirming: asyncio.Task[None] | None = None
+        # Stanzas written in this stream, and how many of them are confirmed: a ping covers
+        # those written before it (`_Ping.covers`), however many pings are outstanding.
+        self._written = 0
+        self._confirmed = 0
+        # Pings waiting for their answer, by id (see `take_answer`); the prefix is random
+        # so that nobody can answer for the server.
+        self._waiting: dict[str, _Ping] = {}
+        self._ping_prefix = f"rdc-{secrets.token_hex(6)}-"
         # One confirmation ping at a time: each covers what was written before it.
         self._confirm_lock = asyncio.Lock()
         # Called when the current stream is lost: a confirmation still waiting for its
@@ -208,6 +232,7 @@ class Delivery:
         a time in the next session, so no innocent stanza is ever dropped."""
         lost = list(self.unconfirmed)
         self.unconfirmed.clear()
+        self._written = self._confirmed = 0
         if lost and self._stream_error:
             if len(lost) == 1 and lost[0].suspect:
                 log.error("dropping a stanza the XMPP server refused: %.200s", lost[0].stanza)
@@ -273,38 +298,94 @@ class Delivery:
             self._relayed(out.chat_id, out.last_seq)
 
     def _write(self, out: Outgoing) -> None:
-        """Hand a stanza to the stream and make sure a confirmation will cover it."""
+        """Hand a stanza to the stream and make sure a confirmation will cover it. With no
+        confirmation outstanding, its ping goes in the same write (one system call for
+        the line and its ping, at a chat's pace the common case)."""
         if not self.fits(out.stanza):
             self._give_up(out)
             return
-        out.stanza.send()
         self.unconfirmed.append(out)
+        self._written += 1
+        xmpp = self.xmpp
+        data = tostring(out.stanza.xml, xmlns=xmpp.default_ns, stream=xmpp, top_level=True)
         if self._confirming is None or self._confirming.done():
-            self._confirming = asyncio.create_task(self._confirm_loop(self.stream))
+            ping = self._new_ping()
+            self._send_raw(data + ping.xml)
+            self._confirming = asyncio.create_task(self._confirm_loop(ping))
+        else:
+            self._send_raw(data)
+
+    def _send_raw(self, data: str) -> None:
+        """Write straight to the transport, not through slixmpp's send queue: the queue
+        writes each stanza with a system call of its own, in a later turn of the loop.
+        Everything that needs confirming is written here, so its order holds; the out
+        filters the queue would apply (the IQ size guard) concern none of it."""
+        # If the stream is gone, its loss puts what is unconfirmed back in the outbox.
+        with contextlib.suppress(NotConnectedError):
+            self.xmpp.send_raw(data)
 
     # Confirming ----------------------------------------------------------------------------
 
-    async def _confirm_loop(self, stream: int) -> None:
-        """Confirm what was written, one ping at a time, until nothing is unconfirmed.
-        Started by `_write`; ends when its stream is lost."""
-        while self.unconfirmed and stream == self.stream:
-            await self._confirm_now(stream)
+    def _new_ping(self) -> _Ping:
+        """A confirmation ping covering everything written so far in this stream (see the
+        comment on `ping_to`); the caller writes `ping.xml`."""
+        self.pings += 1
+        ping_id = f"{self._ping_prefix}{self.pings}"
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        ping = _Ping(
+            ping_id,
+            self.ping_to,
+            self._written,
+            self.stream,
+            answer,
+            f"<iq type='get' id='{ping_id}' to={quoteattr(self.ping_to)} "
+            f"from={quoteattr(self.domain)}><ping xmlns='urn:xmpp:ping'/></iq>",
+        )
+        self._waiting[ping_id] = ping
+        return ping
+
+    def take_answer(self, stanza: StanzaBase) -> StanzaBase | None:
+        """slixmpp's incoming filter: the answer to a confirmation ping is taken here
+        (and goes no further: no handler to match, nothing to dispatch); everything else
+        passes. Only from the domain pinged (or our own, which the server may answer
+        for), like slixmpp's own IQ matching, though the id alone is not guessable."""
+        if not isinstance(stanza, Iq):
+            return stanza
+        ping = self._waiting.get(stanza["id"])
+        kind = stanza["type"]
+        if ping is None or kind not in ("result", "error"):
+            return stanza
+        if stanza["from"].bare not in (ping.to, self.domain, ""):
+            return stanza
+        del self._waiting[ping.id]
+        if not ping.answer.done():
+            ping.answer.set_result("" if kind == "result" else error_condition(stanza) or "?")
+        return None
+
+    async def _confirm_loop(self, first: _Ping) -> None:
+        """Wait for the answer to `first` (written by `_write` with a stanza), then
+        confirm what was written since, one ping at a time, until nothing is unconfirmed.
+        Ends when its stream is lost."""
+        async with self._confirm_lock:
+            await self._confirm(first)
+        while self.unconfirmed and first.stream == self.stream:
+            await self._confirm_now(first.stream)
 
     async def _confirm_now(self, stream: int) -> None:
-        """Ping our own domain through the server; its answer (result or error) comes back
-        in stream order, so everything written before the ping has been read by the
-        server. Then patron lines count as relayed. With no answer in time the stream is
-        presumed dead and dropped (it reconnects and resends)."""
+        """Ping the server's domain; its answer (result or error) comes back in stream
+        order, so everything written before the ping has been taken by the server. Then
+        patron lines count as relayed. With no answer in time the stream is presumed
+        dead and dropped (it reconnects and resends)."""
         async with self._confirm_lock:
-            await self._ping_and_confirm(stream)
+            if stream != self.stream or self._confirmed >= self._written:
+                return
+            ping = self._new_ping()
+            self._send_raw(ping.xml)
+            await self._confirm(ping)
 
-    async def _ping_and_confirm(self, stream: int) -> None:
-        covered = len(self.unconfirmed)
-        if covered == 0 or stream != self.stream:
-            return
-        iq = self.xmpp.make_iq_get(ito=self.ping_to, ifrom=self.domain)
-        iq.enable("ping")
-        self.pings += 1
+    async def _confirm(self, ping: _Ping) -> None:
+        """Wait for the answer to `ping`, then confirm what it covers."""
+        stream = ping.stream
         # One future woken by whichever comes first: the answer, the time-out (on the
         # service's clock, not slixmpp's own timer, like every other timer of the
         # component) or the stream's loss. This runs for nearly every line at a chat's
@@ -316,38 +397,33 @@ class Delivery:
             if not woken.done():
                 woken.set_result(None)
 
-        answer: asyncio.Future[Any] = asyncio.ensure_future(iq.send())  # type: ignore[no-untyped-call]
+        answer = ping.answer
         answer.add_done_callback(wake)
         deadline = self._clock.call_later(CONFIRM_TIMEOUT, wake)
         self._on_lost.add(wake)
         try:
-            await woken
+            if stream == self.stream:
+                await woken
         finally:
             deadline.cancel()
             self._on_lost.discard(wake)
-            answered = answer.done()
-            if not answered:
-                answer.cancel()  # timed out, or this task was cancelled with its stream
-        if not answered:
+            self._waiting.pop(ping.id, None)
+        if not answer.done():
             if stream == self.stream:
                 log.warning(
                     "no answer from the XMPP server in %.0f s; reconnecting", CONFIRM_TIMEOUT
                 )
                 self.xmpp.abort()
             return
-        try:
-            answer.result()
-        except IqError as error:
-            # An error answer is in stream order too.
-            condition = error_condition(error.iq)
-            if condition not in _NO_PING_MODULE:
-                self._not_served(iq["to"].bare, condition)
-        except (Exception, asyncio.CancelledError):
-            return  # the stream went away while sending; its loss requeues everything
+        condition = answer.result()
+        # An error answer is in stream order too.
+        if condition and condition not in _NO_PING_MODULE:
+            self._not_served(ping.to, condition)
         if stream != self.stream:
             return
-        for _ in range(min(covered, len(self.unconfirmed))):
+        while self._confirmed < ping.covers and self.unconfirmed:
             out = self.unconfirmed.popleft()
+            self._confirmed += 1
             if out.chat_id is not None:
                 self._relayed(out.chat_id, out.last_seq)
 
