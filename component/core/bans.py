@@ -532,8 +532,31 @@ class BanIndex:
         # looks only at bans that ran out instead of walking all of them on every call.
         # Entries of bans removed or changed since stay until they reach the top.
         self._ends: list[tuple[datetime, int]] = []
+        # The first build (100,000 bans at start-up) in one pass: no removal to try but
+        # for a repeated id, the heap of end times made once at the end.
+        tables = self._tables
+        by_id = self._by_id
+        ends = self._ends
         for ban in bans:
-            self.add(ban)
+            if ban.id in by_id:
+                self.remove(ban.id)
+            version, prefixlen, value = _key(ban)
+            table = tables[version]
+            buckets = table.by_prefix.get(prefixlen)
+            if buckets is None:
+                buckets = table.by_prefix[prefixlen] = {}
+            key = value >> (_BITS[version] - prefixlen)
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = {ban.id: ban}
+            else:
+                bucket[ban.id] = ban
+            by_id[ban.id] = ban
+            if (end := ban.effective_end) is not None:
+                ends.append((end, ban.id))
+        for table in tables.values():
+            table.prefixes = sorted(table.by_prefix, reverse=True)
+        heapq.heapify(ends)
 
     def __len__(self) -> int:
         return len(self._by_id)

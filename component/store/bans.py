@@ -193,9 +193,10 @@ class BanStore:
             return [stored_ban_from_row(tuple(row)) for row in await self._db.all(sql, args)]
 
         def read(conn: sqlite3.Connection) -> list[StoredBan]:
-            cur = conn.execute(sql, args)
+            cur = conn.cursor()
+            cur.row_factory = None  # plain tuples: no Row object per ban
             try:
-                return [stored_ban_from_row(tuple(row)) for row in cur]
+                return [stored_ban_from_row(row) for row in cur.execute(sql, args)]
             finally:
                 cur.close()
 
