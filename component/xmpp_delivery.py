@@ -218,6 +218,8 @@ class Delivery:
             # Its ping went down with the stream; the next session starts its own.
             self._confirming.cancel()
             self._confirming = None
+        # Pings of the lost stream are not waited for any more (an answer would not count).
+        self._waiting.clear()
         self._requeue_unconfirmed()
         return was_online
 
