@@ -432,7 +432,7 @@ class Delivery:
     def _not_served(self, pinged: str, condition: str) -> None:
         """A confirmation ping to the server's domain was answered as if that domain were
         not the server's own: confirmations use our own domain from now on. Called by
-        `_ping_and_confirm` with the condition of the answer."""
+        `_confirm` with the condition of the answer."""
         if pinged != self.ping_to or self.ping_to == self.domain:
             return
         log.error(
