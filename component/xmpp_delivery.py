@@ -69,7 +69,7 @@ def error_condition(answer: StanzaBase) -> str:
     """The defined condition of an error answer, read from its XML. slixmpp's own
     `iq["error"]` looks for the error element in the client namespace; on a component
     stream it is in the component's, so slixmpp sees none and reports its default.
-    Called by `Delivery._ping_and_confirm` on an error answer to a confirmation ping."""
+    Called by `Delivery.take_answer` on an error answer to a confirmation ping."""
     for element in answer.xml:
         if element.tag.rpartition("}")[2] == "error":
             for child in element:
