@@ -570,3 +570,16 @@ def test_storage_target_is_the_file_unless_a_url_is_set() -> None:
     assert parse_config(REQUIRED).storage.target == parse_config(REQUIRED).storage.path
     url = "postgresql://refdesk@db.example.org:5432/refdesk"
     assert parse_config(REQUIRED + f'[storage]\nurl = "{url}"\n').storage.target == url
+
+
+@pytest.mark.parametrize("domain", ["ann@example.org", "example.org/res", "example..org"])
+def test_bad_server_domain(tmp_path: Path, domain: str) -> None:
+    path, error = load_error(tmp_path, REQUIRED + f'server_domain = "{domain}"\n')
+    assert str(error).startswith(f"{path}:4: xmpp.server_domain: ")
+
+
+def test_server_domain_empty_or_a_domain() -> None:
+    assert parse_config(REQUIRED).xmpp.server_domain == ""
+    assert parse_config(REQUIRED + 'server_domain = "example.org"\n').xmpp.server_domain == (
+        "example.org"
+    )
