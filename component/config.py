@@ -114,6 +114,17 @@ class XmppConfig:
         default=(),
         check=checks.component_hosts,
     )
+    server_domain: str = setting(
+        "The XMPP server's own domain, one it serves itself (e.g. example.org). A line "
+        "counts as relayed only once the server has taken it: refdesk follows what it "
+        "writes with a ping to this domain, which the server answers after everything "
+        "written before it. Empty: the component's domain without its first label "
+        "(desk.example.org gives example.org). If the server does not serve it, refdesk "
+        "says so in its log and pings its own domain instead (twice the traffic).",
+        default="",
+        check=checks.optional_domain,
+        allow_empty=True,
+    )
     reconnect_max_delay: float = setting(
         "Seconds: the longest wait between two attempts to reconnect to the XMPP server "
         "(the cap of the exponential back-off).",

@@ -164,6 +164,12 @@ def domain(value: str) -> str:
     return value
 
 
+def optional_domain(value: str) -> str:
+    """`[xmpp] server_domain`: empty (derived from the component's domain), or a bare
+    domain name."""
+    return value if value == "" else domain(value)
+
+
 def _server_url(value: str, schemes: tuple[str, ...], what: str) -> SplitResult:
     """The rule every configured server URL shares (`public_url`, `websocket_url`): one
     of `schemes`, a host, a valid port, no white space and no user name or password;

@@ -62,7 +62,7 @@ from component.xmpp_bodies import (
     offer_bodies,
     patron_nick,
 )
-from component.xmpp_delivery import Delivery, Outgoing
+from component.xmpp_delivery import Delivery, Outgoing, ping_target
 from component.xmpp_errors import ERROR_CONDITIONS, error_text
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class XmppAdapter:
             config.max_stanza_bytes,
             service.note_relayed,
             service.scheduler,
+            ping_target(config),
         )
         # Set while a session is up; the same event as the delivery's.
         self.online = self.delivery.online
@@ -121,6 +122,8 @@ class XmppAdapter:
         # slixmpp's plugins answer IQs themselves (disco, ping, ad-hoc, errors), echoing
         # what the asker sent (its id, a disco node): the same size check applies to them.
         xmpp.add_filter("out", self.delivery.guard_iq)
+        # Answers to delivery confirmations are taken before slixmpp dispatches anything.
+        xmpp.add_filter("in", self.delivery.take_answer)
         xmpp.add_event_handler("session_start", self._on_session_start)
         xmpp.add_event_handler("disconnected", self._on_disconnected)
         xmpp.add_event_handler("connection_failed", self._on_connection_failed)

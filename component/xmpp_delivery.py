@@ -1,13 +1,13 @@
 """Delivery of what the XMPP adapter writes: its outbox and delivery confirmation.
 
 A stanza written to the socket is not yet delivered: the server may die or close the stream
-before reading it. `Delivery` follows what it writes with a ping to the component's own
-domain, which the server routes back in stream order, so its answer proves the server has
-read everything before it. Only then do patron lines count as relayed
-(`DeskService.note_relayed`); whatever is unconfirmed when the stream drops is written
-again, with the same stanza ids, once it is back. One ping is outstanding at a time and
-covers everything written before it, so a busy stream costs one ping per round trip, not
-one per line.
+before reading it. `Delivery` follows what it writes with a ping to the XMPP server's own
+domain, which the server answers only after it has handled everything written before it
+on the stream, so the answer proves the server has taken all of it. Only then do patron
+lines count as relayed (`DeskService.note_relayed`); whatever is unconfirmed when the
+stream drops is written again, with the same stanza ids, once it is back. One ping is
+outstanding at a time and covers everything written before it, so a busy stream costs one
+ping per round trip, not one per line.
 
 It is also the last guard on size: no stanza over `[xmpp] max_stanza_bytes` is written,
 because the server would close the component stream (and every chat with it).
@@ -16,18 +16,22 @@ because the server would close the component stream (and every chat with it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from xml.sax.saxutils import quoteattr
 
 import slixmpp
-from slixmpp.exceptions import IqError
 from slixmpp.stanza import Iq
 from slixmpp.xmlstream.stanzabase import StanzaBase
+from slixmpp.xmlstream.tostring import tostring
+from slixmpp.xmlstream.xmlstream import NotConnectedError
 
 from component.clock import Clock
+from component.config import XmppConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,53 @@ _STANZA_FAULTS = frozenset(
         "unsupported-stanza-type",
     }
 )
+
+
+_STANZAS_NS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+# The only error answers to a ping of `[xmpp] server_domain` that mean the server serves
+# that domain itself: it has no ping module (Prosody and ejabberd answer an IQ nothing
+# handles with service-unavailable). Any other error says the server would pass the ping
+# on to another server (Prosody without server-to-server: not-allowed; ejabberd with s2s
+# denied: forbidden; otherwise the remote-server errors). That answer still came in stream
+# order, so it confirms all the same, but the next pings go to our own domain instead.
+_NO_PING_MODULE = frozenset({"service-unavailable", "feature-not-implemented"})
+
+
+def error_condition(answer: StanzaBase) -> str:
+    """The defined condition of an error answer, read from its XML. slixmpp's own
+    `iq["error"]` looks for the error element in the client namespace; on a component
+    stream it is in the component's, so slixmpp sees none and reports its default.
+    Called by `Delivery.take_answer` on an error answer to a confirmation ping."""
+    for element in answer.xml:
+        if element.tag.rpartition("}")[2] == "error":
+            for child in element:
+                namespace, _, name = child.tag[1:].partition("}")
+                if namespace == _STANZAS_NS:
+                    return name
+    return ""
+
+
+def ping_target(config: XmppConfig) -> str:
+    """The domain confirmation pings go to: `[xmpp] server_domain`, else the component's
+    domain without its first label (desk.example.org: example.org). Called by the XMPP
+    adapter when it creates its `Delivery`."""
+    if config.server_domain:
+        return config.server_domain
+    _, dot, parent = config.domain.partition(".")
+    return parent if dot and parent else config.domain
+
+
+@dataclass(slots=True)
+class _Ping:
+    """A confirmation ping written on stream `stream`: its answer (the error condition,
+    "" for a result) confirms the first `covers` stanzas written on that stream."""
+
+    id: str
+    to: str
+    covers: int
+    stream: int
+    answer: asyncio.Future[str]
+    xml: str
 
 
 @dataclass(slots=True)
@@ -79,9 +130,27 @@ class Delivery:
         max_stanza_bytes: int,
         relayed: Callable[[int, int], None],
         clock: Clock,
+        ping_to: str | None = None,
     ) -> None:
         self.xmpp = xmpp
         self.domain = domain
+        # Where confirmation pings go: the XMPP server's own domain (see `ping_target`),
+        # or our own if the server turns out not to serve that one.
+        #
+        # Why the server's answer proves that everything written before the ping was
+        # taken: both servers handle a component's stanzas one at a time, in the order
+        # read, and answer a ping to their own domain while handling it. Prosody's
+        # mod_component passes each parsed stanza straight to core_process_stanza
+        # (stream_callbacks.handlestanza), which routes a message to a local user before
+        # the next stanza is parsed, and mod_ping answers a ping to the host from the same
+        # call (event.origin.send). ejabberd's ejabberd_service routes each stanza with
+        # ejabberd_router:route from the stream's own process (handle_authenticated_packet);
+        # the server's domains are routed by calling ejabberd_local:route in that process
+        # (host_up registers {apply, ejabberd_local, route}), whose process_iq answers with
+        # mod_ping, or with service-unavailable when mod_ping is off: any answer will do.
+        # A ping to our own domain proved the same but cost four stanzas through refdesk
+        # (out, routed back in, our answer out, and in again) instead of two.
+        self.ping_to = ping_to or domain
         self.max_stanza_bytes = max_stanza_bytes
         # Called with (chat id, sequence number) once a patron line is confirmed.
         self._relayed = relayed
@@ -93,6 +162,14 @@ class Delivery:
         # Stanzas written in this session that the server has not confirmed yet, in order.
         self.unconfirmed: deque[Outgoing] = deque()
         self._confirming: asyncio.Task[None] | None = None
+        # Stanzas written in this stream, and how many of them are confirmed: a ping covers
+        # those written before it (`_Ping.covers`), however many pings are outstanding.
+        self._written = 0
+        self._confirmed = 0
+        # Pings waiting for their answer, by id (see `take_answer`); the prefix is random
+        # so that nobody can answer for the server.
+        self._waiting: dict[str, _Ping] = {}
+        self._ping_prefix = f"rdc-{secrets.token_hex(6)}-"
         # One confirmation ping at a time: each covers what was written before it.
         self._confirm_lock = asyncio.Lock()
         # Called when the current stream is lost: a confirmation still waiting for its
@@ -141,6 +218,8 @@ class Delivery:
             # Its ping went down with the stream; the next session starts its own.
             self._confirming.cancel()
             self._confirming = None
+        # Pings of the lost stream are not waited for any more (an answer would not count).
+        self._waiting.clear()
         self._requeue_unconfirmed()
         return was_online
 
@@ -155,6 +234,7 @@ class Delivery:
         a time in the next session, so no innocent stanza is ever dropped."""
         lost = list(self.unconfirmed)
         self.unconfirmed.clear()
+        self._written = self._confirmed = 0
         if lost and self._stream_error:
             if len(lost) == 1 and lost[0].suspect:
                 log.error("dropping a stanza the XMPP server refused: %.200s", lost[0].stanza)
@@ -220,38 +300,94 @@ class Delivery:
             self._relayed(out.chat_id, out.last_seq)
 
     def _write(self, out: Outgoing) -> None:
-        """Hand a stanza to the stream and make sure a confirmation will cover it."""
+        """Hand a stanza to the stream and make sure a confirmation will cover it. With no
+        confirmation outstanding, its ping goes in the same write (one system call for
+        the line and its ping, at a chat's pace the common case)."""
         if not self.fits(out.stanza):
             self._give_up(out)
             return
-        out.stanza.send()
         self.unconfirmed.append(out)
+        self._written += 1
+        xmpp = self.xmpp
+        data = tostring(out.stanza.xml, xmlns=xmpp.default_ns, stream=xmpp, top_level=True)
         if self._confirming is None or self._confirming.done():
-            self._confirming = asyncio.create_task(self._confirm_loop(self.stream))
+            ping = self._new_ping()
+            self._send_raw(data + ping.xml)
+            self._confirming = asyncio.create_task(self._confirm_loop(ping))
+        else:
+            self._send_raw(data)
+
+    def _send_raw(self, data: str) -> None:
+        """Write straight to the transport, not through slixmpp's send queue: the queue
+        writes each stanza with a system call of its own, in a later turn of the loop.
+        Everything that needs confirming is written here, so its order holds; the out
+        filters the queue would apply (the IQ size guard) concern none of it."""
+        # If the stream is gone, its loss puts what is unconfirmed back in the outbox.
+        with contextlib.suppress(NotConnectedError):
+            self.xmpp.send_raw(data)
 
     # Confirming ----------------------------------------------------------------------------
 
-    async def _confirm_loop(self, stream: int) -> None:
-        """Confirm what was written, one ping at a time, until nothing is unconfirmed.
-        Started by `_write`; ends when its stream is lost."""
-        while self.unconfirmed and stream == self.stream:
-            await self._confirm_now(stream)
+    def _new_ping(self) -> _Ping:
+        """A confirmation ping covering everything written so far in this stream (see the
+        comment on `ping_to`); the caller writes `ping.xml`."""
+        self.pings += 1
+        ping_id = f"{self._ping_prefix}{self.pings}"
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        ping = _Ping(
+            ping_id,
+            self.ping_to,
+            self._written,
+            self.stream,
+            answer,
+            f"<iq type='get' id='{ping_id}' to={quoteattr(self.ping_to)} "
+            f"from={quoteattr(self.domain)}><ping xmlns='urn:xmpp:ping'/></iq>",
+        )
+        self._waiting[ping_id] = ping
+        return ping
+
+    def take_answer(self, stanza: StanzaBase) -> StanzaBase | None:
+        """slixmpp's incoming filter: the answer to a confirmation ping is taken here
+        (and goes no further: no handler to match, nothing to dispatch); everything else
+        passes. Only from the domain pinged (or our own, which the server may answer
+        for), like slixmpp's own IQ matching, though the id alone is not guessable."""
+        if not isinstance(stanza, Iq):
+            return stanza
+        ping = self._waiting.get(stanza["id"])
+        kind = stanza["type"]
+        if ping is None or kind not in ("result", "error"):
+            return stanza
+        if stanza["from"].bare not in (ping.to, self.domain, ""):
+            return stanza
+        del self._waiting[ping.id]
+        if not ping.answer.done():
+            ping.answer.set_result("" if kind == "result" else error_condition(stanza) or "?")
+        return None
+
+    async def _confirm_loop(self, first: _Ping) -> None:
+        """Wait for the answer to `first` (written by `_write` with a stanza), then
+        confirm what was written since, one ping at a time, until nothing is unconfirmed.
+        Ends when its stream is lost."""
+        async with self._confirm_lock:
+            await self._confirm(first)
+        while self.unconfirmed and first.stream == self.stream:
+            await self._confirm_now(first.stream)
 
     async def _confirm_now(self, stream: int) -> None:
-        """Ping our own domain through the server; its answer (result or error) comes back
-        in stream order, so everything written before the ping has been read by the
-        server. Then patron lines count as relayed. With no answer in time the stream is
-        presumed dead and dropped (it reconnects and resends)."""
+        """Ping the server's domain; its answer (result or error) comes back in stream
+        order, so everything written before the ping has been taken by the server. Then
+        patron lines count as relayed. With no answer in time the stream is presumed
+        dead and dropped (it reconnects and resends)."""
         async with self._confirm_lock:
-            await self._ping_and_confirm(stream)
+            if stream != self.stream or self._confirmed >= self._written:
+                return
+            ping = self._new_ping()
+            self._send_raw(ping.xml)
+            await self._confirm(ping)
 
-    async def _ping_and_confirm(self, stream: int) -> None:
-        covered = len(self.unconfirmed)
-        if covered == 0 or stream != self.stream:
-            return
-        iq = self.xmpp.make_iq_get(ito=self.domain, ifrom=self.domain)
-        iq.enable("ping")
-        self.pings += 1
+    async def _confirm(self, ping: _Ping) -> None:
+        """Wait for the answer to `ping`, then confirm what it covers."""
+        stream = ping.stream
         # One future woken by whichever comes first: the answer, the time-out (on the
         # service's clock, not slixmpp's own timer, like every other timer of the
         # component) or the stream's loss. This runs for nearly every line at a chat's
@@ -263,37 +399,50 @@ class Delivery:
             if not woken.done():
                 woken.set_result(None)
 
-        answer: asyncio.Future[Any] = asyncio.ensure_future(iq.send())  # type: ignore[no-untyped-call]
+        answer = ping.answer
         answer.add_done_callback(wake)
         deadline = self._clock.call_later(CONFIRM_TIMEOUT, wake)
         self._on_lost.add(wake)
         try:
-            await woken
+            if stream == self.stream:
+                await woken
         finally:
             deadline.cancel()
             self._on_lost.discard(wake)
-            answered = answer.done()
-            if not answered:
-                answer.cancel()  # timed out, or this task was cancelled with its stream
-        if not answered:
+            self._waiting.pop(ping.id, None)
+        if not answer.done():
             if stream == self.stream:
                 log.warning(
                     "no answer from the XMPP server in %.0f s; reconnecting", CONFIRM_TIMEOUT
                 )
                 self.xmpp.abort()
             return
-        try:
-            answer.result()
-        except IqError:
-            pass  # an error answer is in stream order too
-        except (Exception, asyncio.CancelledError):
-            return  # the stream went away while sending; its loss requeues everything
+        condition = answer.result()
+        # An error answer is in stream order too.
+        if condition and condition not in _NO_PING_MODULE:
+            self._not_served(ping.to, condition)
         if stream != self.stream:
             return
-        for _ in range(min(covered, len(self.unconfirmed))):
+        while self._confirmed < ping.covers and self.unconfirmed:
             out = self.unconfirmed.popleft()
+            self._confirmed += 1
             if out.chat_id is not None:
                 self._relayed(out.chat_id, out.last_seq)
+
+    def _not_served(self, pinged: str, condition: str) -> None:
+        """A confirmation ping to the server's domain was answered as if that domain were
+        not the server's own: confirmations use our own domain from now on. Called by
+        `_confirm` with the condition of the answer."""
+        if pinged != self.ping_to or self.ping_to == self.domain:
+            return
+        log.error(
+            "the XMPP server does not answer pings to %s itself (%s); set [xmpp] "
+            "server_domain to a domain it serves. Confirming delivery through %s meanwhile",
+            self.ping_to,
+            condition,
+            self.domain,
+        )
+        self.ping_to = self.domain
 
     async def settle(self, timeout: float) -> None:
         """Wait (at most `timeout` s) until what was written is confirmed; called by the

@@ -65,6 +65,7 @@ def make_config(
     limits: LimitsConfig | None = None,
     websocket_url: str = "",
     bans: dict[str, Any] | None = None,
+    server_domain: str = "",
     **chat: float,
 ) -> Config:
     """A config for one test: its own database, web port chosen by the OS."""
@@ -75,6 +76,7 @@ def make_config(
             host=xmpp_host,
             port=xmpp_port if xmpp_port is not None else free_port(),
             reconnect_max_delay=1.0,
+            server_domain=server_domain,
         ),
         web=WebConfig(
             port=0,

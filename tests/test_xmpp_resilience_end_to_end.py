@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from slixmpp.stanza import Iq
 
 from component.config import LimitsConfig
 from tests.conftest import Desk, wait_for
@@ -305,6 +306,56 @@ async def test_one_confirmation_covers_everything_written_before_it(desk: Desk) 
     await _collect(op, guest, set(lines))
     await wait_for(lambda: adapter.unconfirmed == 0, what="all confirmed")
     assert adapter.pings - pings <= 3
+
+
+@pytest.mark.desk_config(limits=FAST)
+async def test_the_server_answers_confirmations_itself(desk: Desk) -> None:
+    """A confirmation ping goes to the XMPP server's own domain, and the server answers
+    it: two stanzas on the component stream per confirmation. A ping to the component's
+    own domain came back in for refdesk to answer, and its answer went out and back in
+    again: four stanzas through refdesk per line at a chat's pace, more CPU than the line
+    itself."""
+    server = desk.server
+    assert server is not None
+    adapter = desk.refdesk.adapter
+    routed_back = 0
+
+    def count_pings(stanza: Any) -> Any:
+        nonlocal routed_back
+        if isinstance(stanza, Iq) and stanza.xml.find("{urn:xmpp:ping}ping") is not None:
+            routed_back += 1
+        return stanza
+
+    adapter.xmpp.add_filter("in", count_pings)
+    op = await desk.add_operator(name="Ana")
+    patron = await desk.patron()
+    guest = await _accepted_chat(desk, op, patron, "Before")
+    pings = adapter.pings
+    for i in range(5):
+        await patron.say(f"paced {i}")
+        assert (await op.next_message(guest, timeout=15))["body"] == f"paced {i}"
+        await wait_for(lambda: adapter.unconfirmed == 0, what="line confirmed")
+    # Each line was confirmed on its own (the chat's pace), by the server's answers.
+    assert adapter.pings - pings >= 5
+    assert routed_back == 0
+    assert adapter.delivery.ping_to == server.domain
+
+
+@pytest.mark.desk_config(limits=FAST, server_domain="elsewhere.invalid")
+async def test_a_server_domain_the_server_does_not_serve_falls_back_to_our_own(
+    desk: Desk,
+) -> None:
+    """`[xmpp] server_domain` set to a domain the server does not serve: the server's
+    error answer (it would pass the ping to another server) still confirms, and later
+    confirmations ping the component's own domain, which the server surely routes."""
+    adapter = desk.refdesk.adapter
+    op = await desk.add_operator(name="Ana")
+    patron = await desk.patron()
+    guest = await _accepted_chat(desk, op, patron, "Before")
+    assert adapter.delivery.ping_to == "desk.localhost"
+    await patron.say("after")
+    assert (await op.next_message(guest, timeout=15))["body"] == "after"
+    await wait_for(lambda: adapter.unconfirmed == 0, what="line confirmed")
 
 
 @pytest.mark.chat_config(max_message_chars=100_000, max_frame_bytes=1_000_000)

@@ -621,3 +621,16 @@ def test_repeated_incidents_is_read_with_a_default_of_two(tmp_path: Path) -> Non
     cfg = load_config(write(tmp_path, REQUIRED + "[bans]\nrepeated_incidents = 4\n"))
     assert cfg.bans.repeated_incidents == 4
     assert load_config(write(tmp_path, REQUIRED)).bans.repeated_incidents == 2
+
+
+@pytest.mark.parametrize("domain", ["ann@example.org", "example.org/res", "example..org"])
+def test_bad_server_domain(tmp_path: Path, domain: str) -> None:
+    path, error = load_error(tmp_path, REQUIRED + f'server_domain = "{domain}"\n')
+    assert str(error).startswith(f"{path}:4: xmpp.server_domain: ")
+
+
+def test_server_domain_empty_or_a_domain() -> None:
+    assert parse_config(REQUIRED).xmpp.server_domain == ""
+    assert parse_config(REQUIRED + 'server_domain = "example.org"\n').xmpp.server_domain == (
+        "example.org"
+    )

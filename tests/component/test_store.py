@@ -540,6 +540,9 @@ async def test_bans_that_may_bar_are_the_unlifted_and_unended(store: Store) -> N
     await store.bans.lift(lifted.id, "admin", now)
     got = await store.bans.that_may_bar(now)
     assert sorted(got, key=lambda b: b.id) == kept
+    # The index's read: the same bans, as records that make the same `Ban`s.
+    entries = await store.bans.index_entries(now)
+    assert sorted((e.whole() for e in entries), key=lambda b: b.id) == kept
 
 
 async def test_nul_in_hostile_text_is_stored_and_found_again(store: Store) -> None:

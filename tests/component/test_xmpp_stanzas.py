@@ -26,6 +26,7 @@ from component.core.models import ChatState, Presence
 from component.service import DeskService
 from component.store import Store
 from component.xmpp import XmppAdapter
+from component.xmpp_delivery import ping_target
 from tests.conftest import COMPONENT_DOMAIN, make_config
 
 NS = "jabber:component:accept"
@@ -82,13 +83,14 @@ class Wire:
             text = data.decode("utf-8") if isinstance(data, bytes) else data
             if text.startswith(("<?xml", "<stream", "<handshake")):
                 continue
-            out.append(ET.fromstring(text))
+            # One write may carry several stanzas (a line and its confirmation ping).
+            out.extend(ET.fromstring(f"<written>{text}</written>"))
 
     def answer(self, ping: ET.Element) -> None:
-        """The server's answer to a confirmation ping (it routes the ping back to us, in
-        stream order, and the component's answer returns the same way)."""
+        """The server's answer to a confirmation ping, in stream order, from the domain
+        pinged (the server's own)."""
         self.feed(
-            f"<iq type='result' id='{ping.get('id')}' from='{COMPONENT_DOMAIN}' "
+            f"<iq type='result' id='{ping.get('id')}' from='{ping.get('to')}' "
             f"to='{COMPONENT_DOMAIN}'/>"
         )
 
@@ -415,3 +417,75 @@ async def test_unanswered_ping_drops_the_stream_on_the_clock(wire: Wire) -> None
     # Kept to be written again, with the same id, when the stream is back.
     assert wire.adapter.unconfirmed == 0
     assert [o.stanza["id"] for o in wire.adapter.delivery.outbox] == [f"rd-{handle.chat_id}-2"]
+
+
+def test_confirmations_ping_the_servers_domain() -> None:
+    """The server answers a ping to its own domain itself: two stanzas per confirmation
+    instead of four (a ping to our own domain is routed back for us to answer)."""
+    config = make_config(Path("."))
+    assert ping_target(config.xmpp) == "localhost"  # desk.localhost
+    assert ping_target(replace(config.xmpp, domain="desk.lib.example.org")) == (
+        "lib.example.org"
+    )
+    assert ping_target(replace(config.xmpp, server_domain="chat.example.org")) == (
+        "chat.example.org"
+    )
+    # A one-label domain has no parent: ping ourselves.
+    assert ping_target(replace(config.xmpp, domain="desk")) == "desk"
+
+
+async def test_a_server_not_serving_the_pinged_domain_turns_pings_to_our_own(
+    wire: Wire,
+) -> None:
+    """A misconfigured (or wrongly derived) server domain is answered with an error that
+    says the server would pass it on to another server: the answer still confirms what
+    came before it (it is in stream order), and later pings go to our own domain."""
+    await wire.confirmed()
+    await operator_online(wire)
+    handle = await wire.service.open_chat("ask", None)
+    await wire.confirmed()  # the offer, so that the line below is alone in flight
+    await wire.service.post_patron_message(handle.chat_id, "m1", "one")
+    await wire.settle()
+    stream = wire.written()
+    pings = [s for s in stream if is_ping(s)]
+    assert [p.get("to") for p in pings] == ["localhost"]
+    live = wire.service.live_by_guest(handle.guest)
+    assert live is not None
+    wire.feed(
+        f"<iq type='error' id='{pings[0].get('id')}' from='localhost' to='{COMPONENT_DOMAIN}'>"
+        "<error type='cancel'><remote-server-not-found "
+        f"xmlns='{STANZA_NS}'/></error></iq>"
+    )
+    await wire.settle()
+    assert live.relayed_seq == 1
+    # What was written after that ping (the queue's new status) waits for the next one.
+    pings = [s for s in wire.written() if is_ping(s)]
+    assert [p.get("to") for p in pings] == [COMPONENT_DOMAIN]
+    wire.answer(pings[0])
+    await wire.confirmed()
+    assert wire.adapter.unconfirmed == 0
+    await wire.service.post_patron_message(handle.chat_id, "m2", "two")
+    await wire.settle()
+    pings = [s for s in wire.written() if is_ping(s)]
+    assert [p.get("to") for p in pings] == [COMPONENT_DOMAIN]
+
+
+async def test_an_error_answer_from_the_server_itself_keeps_its_domain(wire: Wire) -> None:
+    """A server without a ping module answers service-unavailable from its own domain:
+    that is an answer in stream order all the same, and its domain stays the target."""
+    await wire.confirmed()
+    await operator_online(wire)
+    handle = await wire.service.open_chat("ask", None)
+    await wire.confirmed()  # the offer, so that each line below is alone in flight
+    for n in range(2):
+        await wire.service.post_patron_message(handle.chat_id, f"m{n}", f"line {n}")
+        await wire.settle()
+        while wire.adapter.unconfirmed:
+            pings = [s for s in wire.written() if is_ping(s)]
+            assert [p.get("to") for p in pings] == ["localhost"]
+            wire.feed(
+                f"<iq type='error' id='{pings[0].get('id')}' from='localhost' "
+                f"to='{COMPONENT_DOMAIN}'><error type='cancel'><service-unavailable "
+                f"xmlns='{STANZA_NS}'/></error></iq>"
+            )
+            await wire.settle()
