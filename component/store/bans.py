@@ -108,9 +108,7 @@ def stored_ban_from_row(row: tuple[Any, ...]) -> StoredBan:
     ban_id, network, offence, reason, created_by, starts_at, ends_at = row
     starts = datetime.fromisoformat(starts_at)
     ends = datetime.fromisoformat(ends_at) if ends_at else None
-    entry = StoredBan(
-        ban_id, *_network_key(network), offence, reason, starts, ends, created_by
-    )
+    entry = StoredBan(ban_id, *_network_key(network), offence, reason, starts, ends, created_by)
     if offence < 1 or (ends is not None and ends <= starts) or starts.utcoffset() is None:
         entry.whole()  # raises the BanError that says what is wrong
     return entry

@@ -424,9 +424,7 @@ def test_confirmations_ping_the_servers_domain() -> None:
     instead of four (a ping to our own domain is routed back for us to answer)."""
     config = make_config(Path("."))
     assert ping_target(config.xmpp) == "localhost"  # desk.localhost
-    assert ping_target(replace(config.xmpp, domain="desk.lib.example.org")) == (
-        "lib.example.org"
-    )
+    assert ping_target(replace(config.xmpp, domain="desk.lib.example.org")) == ("lib.example.org")
     assert ping_target(replace(config.xmpp, server_domain="chat.example.org")) == (
         "chat.example.org"
     )
