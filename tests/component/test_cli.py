@@ -231,7 +231,9 @@ async def test_run_stops_cleanly_on_ctrl_c(xmpp_server: XmppServer, tmp_path: Pa
 def test_queue_settings_canned_messages_and_links(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     for name in ("ask", "backup"):
-        assert refdesk("queue", "add", name, config=cfg).returncode == 0
+        assert refdesk_here("queue", "add", name, config=cfg).returncode == 0
+    # Real processes for one change, one listing and one refusal of each family; the
+    # rest through the same entry point in this process (half a second saved per case).
     r = refdesk(
         "queue",
         "set",
@@ -259,68 +261,80 @@ def test_queue_settings_canned_messages_and_links(tmp_path: Path) -> None:
     assert "routing=round-robin" in listing and "backup after 90s" in listing
     assert "America/Chicago" in listing
     assert_clean_error(
-        refdesk("queue", "set", "ask", "--hours", "fry 09:00-17:00", config=cfg), "fry"
+        refdesk_here("queue", "set", "ask", "--hours", "fry 09:00-17:00", config=cfg), "fry"
     )
     assert_clean_error(
-        refdesk("queue", "set", "ask", "--timezone", "Mars/Base", config=cfg), "Mars/Base"
-    )
-    assert_clean_error(refdesk("queue", "set", "ask", "--escalation", "lots", config=cfg), "lots")
-    assert_clean_error(refdesk("queue", "set", "ask", "--backup", "ask", config=cfg), "own backup")
-    assert_clean_error(
-        refdesk("queue", "set", "ask", "--offer-timeout", "-1", config=cfg), "positive"
+        refdesk_here("queue", "set", "ask", "--timezone", "Mars/Base", config=cfg), "Mars/Base"
     )
     assert_clean_error(
-        refdesk("queue", "set", "ask", "--rollover-after", "soon", config=cfg), "not a number"
+        refdesk_here("queue", "set", "ask", "--escalation", "lots", config=cfg), "lots"
     )
-    assert_clean_error(refdesk("queue", "set", "ask", config=cfg), "nothing to change")
-    assert_clean_error(refdesk("queue", "set", "nope", "--title", "x", config=cfg), "no queue")
+    assert_clean_error(
+        refdesk_here("queue", "set", "ask", "--backup", "ask", config=cfg), "own backup"
+    )
+    assert_clean_error(
+        refdesk_here("queue", "set", "ask", "--offer-timeout", "-1", config=cfg), "positive"
+    )
+    assert_clean_error(
+        refdesk_here("queue", "set", "ask", "--rollover-after", "soon", config=cfg), "not a number"
+    )
+    assert_clean_error(refdesk_here("queue", "set", "ask", config=cfg), "nothing to change")
+    assert_clean_error(refdesk_here("queue", "set", "nope", "--title", "x", config=cfg), "no queue")
     # Titles go into email headers: no encoded words, no line breaks.
     hostile = "=?utf-8?q?Ask=0D=0AX-Injected:_yes?="
-    assert_clean_error(refdesk("queue", "set", "ask", "--title", hostile, config=cfg), "=?")
-    assert_clean_error(refdesk("queue", "add", "q2", "--title", hostile, config=cfg), "=?")
+    assert_clean_error(refdesk_here("queue", "set", "ask", "--title", hostile, config=cfg), "=?")
+    assert_clean_error(refdesk_here("queue", "add", "q2", "--title", hostile, config=cfg), "=?")
     assert_clean_error(
-        refdesk("queue", "set", "ask", "--title", "Ask\nX-Injected: yes", config=cfg), "one line"
+        refdesk_here("queue", "set", "ask", "--title", "Ask\nX-Injected: yes", config=cfg),
+        "one line",
     )
-    assert_clean_error(refdesk("group", "add", "g2", "--title", hostile, config=cfg), "=?")
+    assert_clean_error(refdesk_here("group", "add", "g2", "--title", hostile, config=cfg), "=?")
 
     assert (
-        refdesk(
+        refdesk_here(
             "canned", "set", "greeting", "Hi from the ask desk!", "--queue", "ask", config=cfg
         ).returncode
         == 0
     )
-    canned = refdesk("canned", "list", "--queue", "ask", config=cfg).stdout
+    canned = refdesk_here("canned", "list", "--queue", "ask", config=cfg).stdout
     assert "greeting\tqueue\tHi from the ask desk!" in canned
     assert "goodbye\tglobal\t" in canned
     assert_clean_error(refdesk("canned", "set", "Bad Name", "x", config=cfg), "not a valid name")
-    assert_clean_error(refdesk("canned", "set", "x", "\x01", config=cfg), "printable")
-    assert refdesk("canned", "remove", "greeting", "--queue", "ask", config=cfg).returncode == 0
+    assert_clean_error(refdesk_here("canned", "set", "x", "\x01", config=cfg), "printable")
+    assert (
+        refdesk_here("canned", "remove", "greeting", "--queue", "ask", config=cfg).returncode == 0
+    )
     assert_clean_error(
-        refdesk("canned", "remove", "greeting", "--queue", "ask", config=cfg), "no canned message"
+        refdesk_here("canned", "remove", "greeting", "--queue", "ask", config=cfg),
+        "no canned message",
     )
 
     assert (
-        refdesk(
+        refdesk_here(
             "group", "link", "default", "Food bank", "https://food.example.org/", config=cfg
         ).returncode
         == 0
     )
     assert (
         "Food bank\thttps://food.example.org/"
-        in refdesk("group", "links", "default", config=cfg).stdout
+        in refdesk_here("group", "links", "default", config=cfg).stdout
     )
     assert_clean_error(
-        refdesk("group", "link", "default", "x", "javascript:alert(1)", config=cfg), "http or https"
+        refdesk_here("group", "link", "default", "x", "javascript:alert(1)", config=cfg),
+        "http or https",
     )
     assert_clean_error(
-        refdesk("group", "link", "nope", "x", "https://a.example/", config=cfg), "no group"
+        refdesk_here("group", "link", "nope", "x", "https://a.example/", config=cfg), "no group"
     )
-    r = refdesk("operator", "add", "olu@lib.example", "--queue", "ask", "--on-call", config=cfg)
+    r = refdesk_here(
+        "operator", "add", "olu@lib.example", "--queue", "ask", "--on-call", config=cfg
+    )
     assert r.returncode == 0, r.stderr
 
 
 def test_ban_commands(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
+    # Real processes for a ban, its listing and one refusal; the rest in this process.
     r = refdesk("ban", "add", "203.0.113.5", "--reason", "spam", config=cfg)
     assert r.returncode == 0, r.stderr
     assert "offence 1" in r.stdout
@@ -329,13 +343,13 @@ def test_ban_commands(tmp_path: Path) -> None:
     network, offence, start, _end, state, reason = listing[0].split("\t")
     assert network == "203.0.113.5/32" and offence == "offence=1" and state == "active"
     assert start.startswith("start=") and start.endswith("Z") and reason == "reason=spam"
-    assert refdesk("ban", "lift", "203.0.113.5", config=cfg).returncode == 0
-    assert refdesk("ban", "list", config=cfg).stdout == ""
-    assert "lifted" in refdesk("ban", "list", "--all", config=cfg).stdout
+    assert refdesk_here("ban", "lift", "203.0.113.5", config=cfg).returncode == 0
+    assert refdesk_here("ban", "list", config=cfg).stdout == ""
+    assert "lifted" in refdesk_here("ban", "list", "--all", config=cfg).stdout
     # A lifted ban does not count: the next one is a first offence again, of 7 days here.
-    r = refdesk("ban", "add", "203.0.113.5", "--reason", "again", "--days", "7", config=cfg)
+    r = refdesk_here("ban", "add", "203.0.113.5", "--reason", "again", "--days", "7", config=cfg)
     assert "offence 1" in r.stdout
-    r = refdesk("ban", "add", "2001:db8::1", "--reason", "x", "--permanent", config=cfg)
+    r = refdesk_here("ban", "add", "2001:db8::1", "--reason", "x", "--permanent", config=cfg)
     assert "2001:db8::/64 until permanent" in r.stdout
     for args, needle in [
         (("ban", "add", "0.0.0.0/0", "--reason", "x"), "every IPv4"),
@@ -347,13 +361,16 @@ def test_ban_commands(tmp_path: Path) -> None:
         (("ban", "add", "203.0.113.9", "--reason", "x", "--days", "3", "--permanent"), "not both"),
         (("ban", "lift", "198.51.100.1"), "No active ban"),
     ]:
-        assert_clean_error(refdesk(*args, config=cfg), needle)
-    assert refdesk("group", "add", "school", config=cfg).returncode == 0
-    assert refdesk("group", "exempt", "school", "198.51.100.0/24", config=cfg).returncode == 0
-    assert "198.51.100.0/24" in refdesk("group", "exempt", "school", config=cfg).stdout
-    assert_clean_error(refdesk("group", "exempt", "school", "nonsense", config=cfg), "nonsense")
+        assert_clean_error(refdesk_here(*args, config=cfg), needle)
+    assert_clean_error(refdesk("ban", "add", "::/0", "--reason", "x", config=cfg), "every IPv6")
+    assert refdesk_here("group", "add", "school", config=cfg).returncode == 0
+    assert refdesk_here("group", "exempt", "school", "198.51.100.0/24", config=cfg).returncode == 0
+    assert "198.51.100.0/24" in refdesk_here("group", "exempt", "school", config=cfg).stdout
+    assert_clean_error(
+        refdesk_here("group", "exempt", "school", "nonsense", config=cfg), "nonsense"
+    )
     assert (
-        refdesk(
+        refdesk_here(
             "group",
             "set",
             "school",
@@ -364,7 +381,7 @@ def test_ban_commands(tmp_path: Path) -> None:
         ).returncode
         == 0
     )
-    assert "purged 0" in refdesk("purge", config=cfg).stdout
+    assert "purged 0" in refdesk_here("purge", config=cfg).stdout
 
 
 def test_admin_accounts(tmp_path: Path) -> None:
