@@ -40,7 +40,19 @@ from tests.mail_sink import MailSink
 from tests.operator_client import OperatorClient
 from tests.patron_client import PatronClient
 from tests.pg_server import PgServer
+from tests.scheduling import SuiteScheduling
 from tests.xmpp_servers import XmppServer, start_server
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist asks the controller for its scheduler once per run: `--dist loadgroup`
+    (what scripts/test passes) gets the suite's own (tests/scheduling.py); any other
+    `--dist` is left to xdist."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return SuiteScheduling(config, log)
+
 
 # Property tests judge results, never speed: on a loaded 2-core machine an example may take
 # far longer than hypothesis's default 200 ms deadline without anything being wrong.

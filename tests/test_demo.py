@@ -24,10 +24,6 @@ from component.prosody import free_port
 
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
-# Under xdist (scripts/test: --dist loadgroup) these tests stay on one worker, one after
-# the other: each demo prefers the usual ports 5222, 5347 and 5280 when they look free,
-# so two demos started at once could both pick them and one would fail to start.
-pytestmark = pytest.mark.xdist_group("demo")
 
 
 def shell_env() -> dict[str, str]:

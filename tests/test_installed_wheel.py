@@ -31,10 +31,6 @@ from tests.xmpp_servers import XmppServer
 ROOT = Path(__file__).resolve().parent.parent
 _SKIP = {".git", ".venv", "node_modules", "build", "dist", "test-artifacts", "__pycache__"}
 ADMIN_PASSWORD = "a long admin password"
-# Under xdist (scripts/test: --dist loadgroup) every test here runs on one worker, so the
-# session fixture `installed` builds and installs the wheel once per run, not once per
-# worker.
-pytestmark = pytest.mark.xdist_group("installed-wheel")
 
 
 @dataclass

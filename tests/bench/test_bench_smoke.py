@@ -21,9 +21,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = ("latency", "status", "capacity", "routing", "profile", "soak", "startup")
 TIMEOUT = 170
-# Under xdist (scripts/test: --dist loadgroup) the module's tests stay on one worker: the
-# module fixture starts all seven benchmarks, which a second worker would start again.
-pytestmark = pytest.mark.xdist_group("bench")
 
 
 class Run:
