@@ -82,6 +82,21 @@ _QUEUE_SHOW: dict[QueueStatus, str | None] = {
 }
 
 
+class _Component(slixmpp.ComponentXMPP):
+    """slixmpp's component, with its send queue's accounting kept right."""
+
+    def _reset_sendq(self) -> None:
+        # Called by slixmpp when the connection is lost: it discards the stanzas still
+        # queued without marking them done, so `waiting_queue.join()` (`drained`, and
+        # slixmpp's own `disconnect`) would never return again, only time out. The
+        # discarded stanzas are not lost to refdesk: `Delivery` writes again whatever the
+        # server did not confirm.
+        discarded = self.waiting_queue.qsize()
+        super()._reset_sendq()
+        for _ in range(discarded):
+            self.waiting_queue.task_done()
+
+
 class XmppAdapter:
     """Owns the slixmpp component. Created by the composition root inside the running
     loop; `start()` connects (retrying until the server is there), `stop()` disconnects."""
@@ -90,7 +105,7 @@ class XmppAdapter:
         self.service = service
         self.config = config
         self.domain = config.domain
-        self.xmpp = slixmpp.ComponentXMPP(config.domain, config.secret)  # type: ignore[no-untyped-call]
+        self.xmpp = _Component(config.domain, config.secret)  # type: ignore[no-untyped-call]
         # How many sessions have started (tests and logs tell reconnections apart with it).
         self.sessions = 0
         self._stopping = False

@@ -40,7 +40,19 @@ from tests.mail_sink import MailSink
 from tests.operator_client import OperatorClient
 from tests.patron_client import PatronClient
 from tests.pg_server import PgServer
+from tests.scheduling import SuiteScheduling
 from tests.xmpp_servers import XmppServer, start_server
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist asks the controller for its scheduler once per run: `--dist loadgroup`
+    (what scripts/test passes) gets the suite's own (tests/scheduling.py); any other
+    `--dist` is left to xdist."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    return SuiteScheduling(config, log)
+
 
 # Property tests judge results, never speed: on a loaded 2-core machine an example may take
 # far longer than hypothesis's default 200 ms deadline without anything being wrong.
@@ -132,15 +144,41 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
     return server.fresh_url()
 
 
-@pytest.fixture(scope="session", params=["prosody", "ejabberd"])
-async def xmpp_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+async def _session_server(
+    kind: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[XmppServer]:
-    server = await start_server(
-        request.param, tmp_path_factory.mktemp(request.param), COMPONENT_DOMAIN, SECRET
-    )
+    server = await start_server(kind, tmp_path_factory.mktemp(kind), COMPONENT_DOMAIN, SECRET)
     yield server
     await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def prosody_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[XmppServer]:
+    """The session's Prosody (each xdist worker has its own), started on first use."""
+    async for server in _session_server("prosody", tmp_path_factory):
+        yield server
+
+
+@pytest.fixture(scope="session")
+async def ejabberd_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[XmppServer]:
+    """The session's ejabberd (each xdist worker has its own), started on first use."""
+    async for server in _session_server("ejabberd", tmp_path_factory):
+        yield server
+
+
+@pytest.fixture(params=["prosody", "ejabberd"])
+def xmpp_server(request: pytest.FixtureRequest) -> XmppServer:
+    """Each test that asks for it runs once on Prosody and once on ejabberd.
+
+    Two session fixtures behind one per-test parameter, rather than one session fixture
+    with two parameters: pytest keeps only one parameter of a session fixture alive at a
+    time, so under xdist each test file that ran both stopped one server and started the
+    other (an ejabberd start is seconds), file after file. Both now start once per worker.
+    """
+    server: XmppServer = request.getfixturevalue(f"{request.param}_server")
+    return server
 
 
 class TestClock(LoopClock):

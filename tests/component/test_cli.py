@@ -57,16 +57,19 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) 
 
 def test_management_commands(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
+    # Real processes check the config and list operators; the changes go through the same
+    # entry point in this process.
     assert refdesk("check-config", config=cfg).returncode == 0
     assert (
-        refdesk("group", "add", "central", "--title", "Central Library", config=cfg).returncode == 0
+        refdesk_here("group", "add", "central", "--title", "Central Library", config=cfg).returncode
+        == 0
     )
-    r = refdesk(
+    r = refdesk_here(
         "queue", "add", "ask", "--group", "central", "--email", "desk@lib.example", config=cfg
     )
     assert r.returncode == 0, r.stderr
-    assert refdesk("queue", "add", "maps", config=cfg).returncode == 0  # default group
-    r = refdesk(
+    assert refdesk_here("queue", "add", "maps", config=cfg).returncode == 0  # default group
+    r = refdesk_here(
         "operator",
         "add",
         "ana@lib.example",
@@ -81,22 +84,28 @@ def test_management_commands(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     listing = refdesk("operator", "list", config=cfg).stdout
     assert "ana@lib.example" in listing and "max_chats=2" in listing and "ask,maps" in listing
-    queues = refdesk("queue", "list", config=cfg).stdout.splitlines()
+    queues = refdesk_here("queue", "list", config=cfg).stdout.splitlines()
     assert [q.split("\t")[0] for q in queues] == ["ask", "maps"]
-    assert refdesk("operator", "remove", "ana@lib.example", config=cfg).returncode == 0
+    assert refdesk_here("operator", "remove", "ana@lib.example", config=cfg).returncode == 0
     assert "ana@lib.example" not in refdesk("operator", "list", config=cfg).stdout
 
 
-def refdesk_here(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
+def refdesk_here(*args: str, config: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """`refdesk ARGS` through the same entry point (`component.cli.main`) in this process,
-    answered like `refdesk`: a fresh interpreter per case cost about half a second each."""
+    answered like `refdesk` (with `stdin` as its standard input, not a terminal, like a
+    pipe): a fresh interpreter per case cost about half a second each."""
     cmd = ["--config", str(config), *args]
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(cmd)
-        except SystemExit as exc:  # argparse's own exits
-            code = exc.code if isinstance(exc.code, int) else 1
+    saved = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(cmd)
+            except SystemExit as exc:  # argparse's own exits
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.stdin = saved
     return subprocess.CompletedProcess(cmd, code, out.getvalue(), err.getvalue())
 
 
@@ -244,7 +253,9 @@ async def test_run_stops_cleanly_on_ctrl_c(xmpp_server: XmppServer, tmp_path: Pa
 def test_queue_settings_canned_messages_and_links(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     for name in ("ask", "backup"):
-        assert refdesk("queue", "add", name, config=cfg).returncode == 0
+        assert refdesk_here("queue", "add", name, config=cfg).returncode == 0
+    # Real processes for one change, one listing and one refusal of each family; the
+    # rest through the same entry point in this process (half a second saved per case).
     r = refdesk(
         "queue",
         "set",
@@ -272,68 +283,80 @@ def test_queue_settings_canned_messages_and_links(tmp_path: Path) -> None:
     assert "routing=round-robin" in listing and "backup after 90s" in listing
     assert "America/Chicago" in listing
     assert_clean_error(
-        refdesk("queue", "set", "ask", "--hours", "fry 09:00-17:00", config=cfg), "fry"
+        refdesk_here("queue", "set", "ask", "--hours", "fry 09:00-17:00", config=cfg), "fry"
     )
     assert_clean_error(
-        refdesk("queue", "set", "ask", "--timezone", "Mars/Base", config=cfg), "Mars/Base"
-    )
-    assert_clean_error(refdesk("queue", "set", "ask", "--escalation", "lots", config=cfg), "lots")
-    assert_clean_error(refdesk("queue", "set", "ask", "--backup", "ask", config=cfg), "own backup")
-    assert_clean_error(
-        refdesk("queue", "set", "ask", "--offer-timeout", "-1", config=cfg), "positive"
+        refdesk_here("queue", "set", "ask", "--timezone", "Mars/Base", config=cfg), "Mars/Base"
     )
     assert_clean_error(
-        refdesk("queue", "set", "ask", "--rollover-after", "soon", config=cfg), "not a number"
+        refdesk_here("queue", "set", "ask", "--escalation", "lots", config=cfg), "lots"
     )
-    assert_clean_error(refdesk("queue", "set", "ask", config=cfg), "nothing to change")
-    assert_clean_error(refdesk("queue", "set", "nope", "--title", "x", config=cfg), "no queue")
+    assert_clean_error(
+        refdesk_here("queue", "set", "ask", "--backup", "ask", config=cfg), "own backup"
+    )
+    assert_clean_error(
+        refdesk_here("queue", "set", "ask", "--offer-timeout", "-1", config=cfg), "positive"
+    )
+    assert_clean_error(
+        refdesk_here("queue", "set", "ask", "--rollover-after", "soon", config=cfg), "not a number"
+    )
+    assert_clean_error(refdesk_here("queue", "set", "ask", config=cfg), "nothing to change")
+    assert_clean_error(refdesk_here("queue", "set", "nope", "--title", "x", config=cfg), "no queue")
     # Titles go into email headers: no encoded words, no line breaks.
     hostile = "=?utf-8?q?Ask=0D=0AX-Injected:_yes?="
-    assert_clean_error(refdesk("queue", "set", "ask", "--title", hostile, config=cfg), "=?")
-    assert_clean_error(refdesk("queue", "add", "q2", "--title", hostile, config=cfg), "=?")
+    assert_clean_error(refdesk_here("queue", "set", "ask", "--title", hostile, config=cfg), "=?")
+    assert_clean_error(refdesk_here("queue", "add", "q2", "--title", hostile, config=cfg), "=?")
     assert_clean_error(
-        refdesk("queue", "set", "ask", "--title", "Ask\nX-Injected: yes", config=cfg), "one line"
+        refdesk_here("queue", "set", "ask", "--title", "Ask\nX-Injected: yes", config=cfg),
+        "one line",
     )
-    assert_clean_error(refdesk("group", "add", "g2", "--title", hostile, config=cfg), "=?")
+    assert_clean_error(refdesk_here("group", "add", "g2", "--title", hostile, config=cfg), "=?")
 
     assert (
-        refdesk(
+        refdesk_here(
             "canned", "set", "greeting", "Hi from the ask desk!", "--queue", "ask", config=cfg
         ).returncode
         == 0
     )
-    canned = refdesk("canned", "list", "--queue", "ask", config=cfg).stdout
+    canned = refdesk_here("canned", "list", "--queue", "ask", config=cfg).stdout
     assert "greeting\tqueue\tHi from the ask desk!" in canned
     assert "goodbye\tglobal\t" in canned
     assert_clean_error(refdesk("canned", "set", "Bad Name", "x", config=cfg), "not a valid name")
-    assert_clean_error(refdesk("canned", "set", "x", "\x01", config=cfg), "printable")
-    assert refdesk("canned", "remove", "greeting", "--queue", "ask", config=cfg).returncode == 0
+    assert_clean_error(refdesk_here("canned", "set", "x", "\x01", config=cfg), "printable")
+    assert (
+        refdesk_here("canned", "remove", "greeting", "--queue", "ask", config=cfg).returncode == 0
+    )
     assert_clean_error(
-        refdesk("canned", "remove", "greeting", "--queue", "ask", config=cfg), "no canned message"
+        refdesk_here("canned", "remove", "greeting", "--queue", "ask", config=cfg),
+        "no canned message",
     )
 
     assert (
-        refdesk(
+        refdesk_here(
             "group", "link", "default", "Food bank", "https://food.example.org/", config=cfg
         ).returncode
         == 0
     )
     assert (
         "Food bank\thttps://food.example.org/"
-        in refdesk("group", "links", "default", config=cfg).stdout
+        in refdesk_here("group", "links", "default", config=cfg).stdout
     )
     assert_clean_error(
-        refdesk("group", "link", "default", "x", "javascript:alert(1)", config=cfg), "http or https"
+        refdesk_here("group", "link", "default", "x", "javascript:alert(1)", config=cfg),
+        "http or https",
     )
     assert_clean_error(
-        refdesk("group", "link", "nope", "x", "https://a.example/", config=cfg), "no group"
+        refdesk_here("group", "link", "nope", "x", "https://a.example/", config=cfg), "no group"
     )
-    r = refdesk("operator", "add", "olu@lib.example", "--queue", "ask", "--on-call", config=cfg)
+    r = refdesk_here(
+        "operator", "add", "olu@lib.example", "--queue", "ask", "--on-call", config=cfg
+    )
     assert r.returncode == 0, r.stderr
 
 
 def test_ban_commands(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
+    # Real processes for a ban, its listing and one refusal; the rest in this process.
     r = refdesk("ban", "add", "203.0.113.5", "--reason", "spam", config=cfg)
     assert r.returncode == 0, r.stderr
     assert "offence 1" in r.stdout
@@ -342,13 +365,13 @@ def test_ban_commands(tmp_path: Path) -> None:
     network, offence, start, _end, state, reason = listing[0].split("\t")
     assert network == "203.0.113.5/32" and offence == "offence=1" and state == "active"
     assert start.startswith("start=") and start.endswith("Z") and reason == "reason=spam"
-    assert refdesk("ban", "lift", "203.0.113.5", config=cfg).returncode == 0
-    assert refdesk("ban", "list", config=cfg).stdout == ""
-    assert "lifted" in refdesk("ban", "list", "--all", config=cfg).stdout
+    assert refdesk_here("ban", "lift", "203.0.113.5", config=cfg).returncode == 0
+    assert refdesk_here("ban", "list", config=cfg).stdout == ""
+    assert "lifted" in refdesk_here("ban", "list", "--all", config=cfg).stdout
     # A lifted ban does not count: the next one is a first offence again, of 7 days here.
-    r = refdesk("ban", "add", "203.0.113.5", "--reason", "again", "--days", "7", config=cfg)
+    r = refdesk_here("ban", "add", "203.0.113.5", "--reason", "again", "--days", "7", config=cfg)
     assert "offence 1" in r.stdout
-    r = refdesk("ban", "add", "2001:db8::1", "--reason", "x", "--permanent", config=cfg)
+    r = refdesk_here("ban", "add", "2001:db8::1", "--reason", "x", "--permanent", config=cfg)
     assert "2001:db8::/64 until permanent" in r.stdout
     for args, needle in [
         (("ban", "add", "0.0.0.0/0", "--reason", "x"), "every IPv4"),
@@ -360,13 +383,16 @@ def test_ban_commands(tmp_path: Path) -> None:
         (("ban", "add", "203.0.113.9", "--reason", "x", "--days", "3", "--permanent"), "not both"),
         (("ban", "lift", "198.51.100.1"), "No active ban"),
     ]:
-        assert_clean_error(refdesk(*args, config=cfg), needle)
-    assert refdesk("group", "add", "school", config=cfg).returncode == 0
-    assert refdesk("group", "exempt", "school", "198.51.100.0/24", config=cfg).returncode == 0
-    assert "198.51.100.0/24" in refdesk("group", "exempt", "school", config=cfg).stdout
-    assert_clean_error(refdesk("group", "exempt", "school", "nonsense", config=cfg), "nonsense")
+        assert_clean_error(refdesk_here(*args, config=cfg), needle)
+    assert_clean_error(refdesk("ban", "add", "::/0", "--reason", "x", config=cfg), "every IPv6")
+    assert refdesk_here("group", "add", "school", config=cfg).returncode == 0
+    assert refdesk_here("group", "exempt", "school", "198.51.100.0/24", config=cfg).returncode == 0
+    assert "198.51.100.0/24" in refdesk_here("group", "exempt", "school", config=cfg).stdout
+    assert_clean_error(
+        refdesk_here("group", "exempt", "school", "nonsense", config=cfg), "nonsense"
+    )
     assert (
-        refdesk(
+        refdesk_here(
             "group",
             "set",
             "school",
@@ -377,21 +403,26 @@ def test_ban_commands(tmp_path: Path) -> None:
         ).returncode
         == 0
     )
-    assert "purged 0" in refdesk("purge", config=cfg).stdout
+    assert "purged 0" in refdesk_here("purge", config=cfg).stdout
 
 
 def test_admin_accounts(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
 
-    def run(*args: str, password: str = "") -> subprocess.CompletedProcess[str]:
+    def process(*args: str, password: str = "") -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "component.cli", "--config", str(cfg), *args]
         return subprocess.run(
             cmd, input=password + "\n", capture_output=True, text=True, timeout=60
         )
 
-    assert run("admin", "add", "boss", password="a long enough password").returncode == 0
+    def run(*args: str, password: str = "") -> subprocess.CompletedProcess[str]:
+        return refdesk_here(*args, config=cfg, stdin=password + "\n")
+
+    # A real process reads the password from a pipe once, and refuses once; the other
+    # cases go through the same entry point in this process.
+    assert process("admin", "add", "boss", password="a long enough password").returncode == 0
     assert check_password(_stored_hash(tmp_path, "boss"), "a long enough password")
-    assert_clean_error(run("admin", "add", "boss", password="another long one"), "already")
+    assert_clean_error(process("admin", "add", "boss", password="another long one"), "already")
     assert_clean_error(run("admin", "add", "shorty", password="short"), "at least 10")
     assert_clean_error(
         run("admin", "add", "bad name!", password="a long password"), "not a valid username"
@@ -400,7 +431,7 @@ def test_admin_accounts(tmp_path: Path) -> None:
         run("admin", "add", "coord", "--role", "coordinator", password="a long password"),
         "needs --group",
     )
-    assert refdesk("group", "add", "east", config=cfg).returncode == 0
+    assert refdesk_here("group", "add", "east", config=cfg).returncode == 0
     r = run(
         "admin",
         "add",
@@ -457,8 +488,8 @@ def test_numbers_beyond_any_date_are_clean_errors(tmp_path: Path) -> None:
     """A ban of 10**20 days and an escalation window of 10**20 minutes ended in a
     traceback (OverflowError from the date arithmetic) instead of the one-line error."""
     cfg = write_config(tmp_path)
-    assert refdesk("group", "add", "central", config=cfg).returncode == 0
-    assert refdesk("queue", "add", "ask", "--group", "central", config=cfg).returncode == 0
+    assert refdesk_here("group", "add", "central", config=cfg).returncode == 0
+    assert refdesk_here("queue", "add", "ask", "--group", "central", config=cfg).returncode == 0
     huge = "99999999999999999999"
     assert_clean_error(
         refdesk("ban", "add", "203.0.113.9", "--reason", "x", "--days", huge, config=cfg),
@@ -466,7 +497,7 @@ def test_numbers_beyond_any_date_are_clean_errors(tmp_path: Path) -> None:
     )
     for rule in (f"4 in {huge}m", f"4 in {huge}h", f"{huge} in 10m"):
         assert_clean_error(
-            refdesk("queue", "set", "ask", "--escalation", rule, config=cfg), "large"
+            refdesk_here("queue", "set", "ask", "--escalation", rule, config=cfg), "large"
         )
 
 

@@ -487,3 +487,22 @@ async def test_an_error_answer_from_the_server_itself_keeps_its_domain(wire: Wir
                 f"xmlns='{STANZA_NS}'/></error></iq>"
             )
             await wire.settle()
+
+
+async def test_a_stream_lost_with_stanzas_queued_leaves_the_send_queue_joinable(
+    wire: Wire,
+) -> None:
+    # slixmpp empties its send queue when the connection is lost without marking the
+    # discarded stanzas done: `drained` (which joins that queue) then waited for the next
+    # stream loss, a minute of a frozen server's confirmation deadline.
+    await wire.confirmed()
+    xmpp = wire.adapter.xmpp
+    for n in range(3):
+        xmpp.send_message(mto=ANN, mbody=f"queued {n}", mtype="chat")
+    assert xmpp.waiting_queue.qsize() == 3
+    xmpp.connection_lost(None)  # the server is gone before the writer took any of them
+    assert xmpp.waiting_queue.empty()
+    joined = asyncio.ensure_future(xmpp.waiting_queue.join())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert joined.done()
