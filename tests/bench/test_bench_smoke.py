@@ -204,7 +204,7 @@ def test_startup_quick(runs: dict[str, Run]) -> None:
 
 def test_failover_quick(runs: dict[str, Run]) -> None:
     data = runs["failover"].finish()
-    assert set(data["samples"]) == {"sigkill", "cut", "restart"}
+    assert set(data["samples"]) == {"sigkill", "sigterm", "cut", "restart", "planned"}
     for rows in data["samples"].values():
         assert rows
         for figures in rows:
