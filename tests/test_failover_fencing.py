@@ -23,11 +23,12 @@ from component.runner import Refdesk
 from component.store.active import CHECK, FENCE
 from component.store.listen import LISTENER_SESSION_NAME
 from tests.component.test_active_lock import (
+    connect_once_staffed,
     cut_lock_sessions,
     desk_config,
-    health,
     operator_of_ask,
     run_config,
+    until_serving,
 )
 from tests.conftest import COMPONENT_DOMAIN, SECRET, seed
 from tests.operator_client import OperatorClient
@@ -199,22 +200,8 @@ async def test_an_active_process_cut_from_the_database_never_serves_with_the_new
                 await asyncio.sleep(0.02)
 
     try:
-        while True:
-            assert active.poll() is None
-            try:
-                if (await health(active_port))[0] == 200:
-                    break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        await op.connect()
-        while True:  # the operator is seen available (the offer needs them)
-            await patron.connect()
-            if patron.welcome and patron.welcome.get("status") == "available":
-                break
-            await patron.close()
-            patron = PatronClient(f"http://127.0.0.1:{active_port}", "ask")
-            await asyncio.sleep(0.2)
+        await until_serving(active, active_port)
+        patron = await connect_once_staffed(patron, op, active_port)
         acknowledged = [(await patron.say("patron line 0"))["id"]]
         said = {acknowledged[0]: "patron line 0"}
         offer = await op.next_message()
@@ -363,22 +350,8 @@ async def test_a_line_sent_to_a_process_cut_from_the_database_is_not_acknowledge
     resumed: PatronClient | None = None
     starting: asyncio.Task[None] | None = None
     try:
-        while True:
-            assert active.poll() is None
-            try:
-                if (await health(active_port))[0] == 200:
-                    break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        await op.connect()
-        while True:
-            await patron.connect()
-            if patron.welcome and patron.welcome.get("status") == "available":
-                break
-            await patron.close()
-            patron = PatronClient(f"http://127.0.0.1:{active_port}", "ask")
-            await asyncio.sleep(0.2)
+        await until_serving(active, active_port)
+        patron = await connect_once_staffed(patron, op, active_port)
         await patron.say("before the cut", "before")
         offer = await op.next_message()
         guest = offer["from"].bare

@@ -208,6 +208,33 @@ async def health(port: int) -> tuple[int, dict[str, object]]:
         return response.status, await response.json()
 
 
+async def until_serving(process: subprocess.Popen[str], port: int) -> None:
+    """Wait until the `refdesk run` process `process` answers /healthz on `port` with 200
+    (active, its component connected); it must not exit meanwhile."""
+    while True:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        try:
+            if (await health(port))[0] == 200:
+                return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+
+
+async def connect_once_staffed(patron: PatronClient, op: OperatorClient, port: int) -> PatronClient:
+    """Log the operator in, then connect a patron to "ask" on `port` until the queue shows
+    the operator available (the offer needs them); returns the connected patron (a new
+    one if `patron` had to be replaced)."""
+    await op.connect()
+    while True:
+        await patron.connect()
+        if patron.welcome and patron.welcome.get("status") == "available":
+            return patron
+        await patron.close()
+        patron = PatronClient(f"http://127.0.0.1:{port}", "ask")
+        await asyncio.sleep(0.2)
+
+
 async def test_standby_waits_with_503_then_takes_over_the_component(
     xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path
 ) -> None:
@@ -319,14 +346,7 @@ async def test_a_killed_active_process_is_replaced_by_the_standby(
     standby = Refdesk(desk_config(tmp_path / "b", url, xmpp_server))
     starting: asyncio.Task[None] | None = None
     try:
-        while True:  # the active one serves, with its component connected
-            assert active.poll() is None, active.stderr.read() if active.stderr else ""
-            try:
-                if (await health(active_port))[0] == 200:
-                    break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
+        await until_serving(active, active_port)
         starting = asyncio.create_task(standby.start())
         port = standby.config.web.port
         while True:
@@ -532,22 +552,8 @@ async def test_sigkill_mid_chat_loses_no_acknowledged_line(
     resumed: PatronClient | None = None
     starting: asyncio.Task[None] | None = None
     try:
-        while True:
-            assert active.poll() is None
-            try:
-                if (await health(active_port))[0] == 200:
-                    break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        await op.connect()
-        while True:  # the operator is seen available (the offer needs them)
-            await patron.connect()
-            if patron.welcome and patron.welcome.get("status") == "available":
-                break
-            await patron.close()
-            patron = PatronClient(f"http://127.0.0.1:{active_port}", "ask")
-            await asyncio.sleep(0.2)
+        await until_serving(active, active_port)
+        patron = await connect_once_staffed(patron, op, active_port)
         acknowledged = [await patron.say(f"patron line {n}") for n in range(1, 4)]
         offer = await op.next_message()
         guest = offer["from"].bare
