@@ -119,8 +119,9 @@ class XmppConfig:
         "counts as relayed only once the server has taken it: refdesk follows what it "
         "writes with a ping to this domain, which the server answers after everything "
         "written before it. Empty: the component's domain without its first label "
-        "(desk.example.org gives example.org). If the server does not serve it, refdesk "
-        "says so in its log and pings its own domain instead (twice the traffic).",
+        "(desk.example.org gives example.org). If the server does not serve it (an error, "
+        "or no answer within 5 s), refdesk says so in its log and pings its own domain "
+        "instead (twice the traffic).",
         default="",
         check=checks.optional_domain,
         allow_empty=True,

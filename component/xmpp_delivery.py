@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 # Seconds to wait for the answer to a confirmation ping before the stream is presumed dead
 # (a half-open connection) and dropped, so that it reconnects and resends.
 CONFIRM_TIMEOUT = 60.0
+# Seconds the server's domain has to answer a confirmation ping before it has answered
+# one: a domain the server does not serve itself may be passed on to a remote server
+# (server-to-server), whose answer can take longer than CONFIRM_TIMEOUT, so a wrong
+# `[xmpp] server_domain` would otherwise cut the stream again and again. Past it,
+# confirmations use our own domain, without dropping the stream.
+DOMAIN_TRIAL_TIMEOUT = 5.0
 # Stream errors that blame what we wrote (RFC 6120, 4.9.3); others, such as
 # system-shutdown or conflict, say nothing about our stanzas.
 _STANZA_FAULTS = frozenset(
@@ -151,6 +157,9 @@ class Delivery:
         # A ping to our own domain proved the same but cost four stanzas through refdesk
         # (out, routed back in, our answer out, and in again) instead of two.
         self.ping_to = ping_to or domain
+        # Whether the server has answered a ping to `ping_to` itself (see
+        # DOMAIN_TRIAL_TIMEOUT): until then its pings have a shorter deadline.
+        self._domain_proven = self.ping_to == domain
         self.max_stanza_bytes = max_stanza_bytes
         # Called with (chat id, sequence number) once a patron line is confirmed.
         self._relayed = relayed
@@ -399,18 +408,40 @@ class Delivery:
             if not woken.done():
                 woken.set_result(None)
 
+        silent = False
+
+        def domain_silent() -> None:
+            nonlocal silent
+            silent = True
+            wake()
+
         answer = ping.answer
         answer.add_done_callback(wake)
         deadline = self._clock.call_later(CONFIRM_TIMEOUT, wake)
+        trial = (
+            None
+            if self._domain_proven or ping.to == self.domain
+            else self._clock.call_later(DOMAIN_TRIAL_TIMEOUT, domain_silent)
+        )
         self._on_lost.add(wake)
         try:
             if stream == self.stream:
                 await woken
         finally:
             deadline.cancel()
+            if trial is not None:
+                trial.cancel()
             self._on_lost.discard(wake)
             self._waiting.pop(ping.id, None)
         if not answer.done():
+            if stream == self.stream and silent:
+                # The server's domain has never answered: ask our own domain instead,
+                # for everything written so far (the stream itself may be fine).
+                self._not_served(ping.to, f"no answer in {DOMAIN_TRIAL_TIMEOUT:.0f} s")
+                retry = self._new_ping()
+                self._send_raw(retry.xml)
+                await self._confirm(retry)
+                return
             if stream == self.stream:
                 log.warning(
                     "no answer from the XMPP server in %.0f s; reconnecting", CONFIRM_TIMEOUT
@@ -421,6 +452,8 @@ class Delivery:
         # An error answer is in stream order too.
         if condition and condition not in _NO_PING_MODULE:
             self._not_served(ping.to, condition)
+        elif ping.to == self.ping_to:
+            self._domain_proven = True
         if stream != self.stream:
             return
         while self._confirmed < ping.covers and self.unconfirmed:

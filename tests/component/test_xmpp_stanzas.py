@@ -26,7 +26,7 @@ from component.core.models import ChatState, Presence
 from component.service import DeskService
 from component.store import Store
 from component.xmpp import XmppAdapter
-from component.xmpp_delivery import ping_target
+from component.xmpp_delivery import DOMAIN_TRIAL_TIMEOUT, ping_target
 from tests.conftest import COMPONENT_DOMAIN, make_config
 
 NS = "jabber:component:accept"
@@ -466,6 +466,48 @@ async def test_a_server_not_serving_the_pinged_domain_turns_pings_to_our_own(
     await wire.settle()
     pings = [s for s in wire.written() if is_ping(s)]
     assert [p.get("to") for p in pings] == [COMPONENT_DOMAIN]
+
+
+async def test_a_server_domain_that_never_answers_turns_pings_to_our_own_in_time(
+    wire: Wire,
+) -> None:
+    """A wrong server domain that the server passes on to a remote server may be answered
+    only after minutes (or never): after DOMAIN_TRIAL_TIMEOUT on the clock, what was
+    written is confirmed through our own domain instead, and the stream is kept, not cut
+    every CONFIRM_TIMEOUT with everything resent."""
+    await wire.settle()
+    # The session start's presences, followed by a ping to the server's domain, which
+    # does not answer.
+    first = [s for s in wire.written() if is_ping(s)]
+    assert [p.get("to") for p in first] == ["localhost"]
+    await wire.clock.advance(DOMAIN_TRIAL_TIMEOUT - 1)
+    await wire.settle()
+    assert not [s for s in wire.written() if is_ping(s)]
+    assert wire.adapter.unconfirmed > 0
+    await wire.clock.advance(1)
+    await wire.settle()
+    retry = [s for s in wire.written() if is_ping(s)]
+    assert [p.get("to") for p in retry] == [COMPONENT_DOMAIN]
+    assert wire.adapter.online.is_set()
+    wire.answer(retry[0])
+    await wire.confirmed()
+    assert wire.adapter.unconfirmed == 0
+    # The late answer to the first ping changes nothing.
+    wire.answer(first[0])
+    await wire.settle()
+    assert wire.adapter.online.is_set() and wire.adapter.unconfirmed == 0
+    # From now on, confirmations go to our own domain, and lines are relayed.
+    await operator_online(wire)
+    handle = await wire.service.open_chat("ask", None)
+    await wire.confirmed()
+    await wire.service.post_patron_message(handle.chat_id, "m1", "one")
+    await wire.settle()
+    pings = [s for s in wire.written() if is_ping(s)]
+    assert [p.get("to") for p in pings] == [COMPONENT_DOMAIN]
+    wire.answer(pings[0])
+    await wire.confirmed()
+    live = wire.service.live_by_guest(handle.guest)
+    assert live is not None and live.relayed_seq == 1
 
 
 async def test_an_error_answer_from_the_server_itself_keeps_its_domain(wire: Wire) -> None:
