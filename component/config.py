@@ -248,7 +248,9 @@ class StorageConfig:
     url: str = setting(
         "PostgreSQL instead of SQLite: a postgresql:// URL (e.g. "
         "postgresql://refdesk@db.example.org/refdesk; a password may also come from "
-        "~/.pgpass or PGPASSWORD). Empty: the SQLite file at path.",
+        "~/.pgpass or PGPASSWORD; a server on this machine through its socket, without a "
+        "password: postgresql://refdesk@/refdesk?host=/run/postgresql). Empty: the SQLite "
+        "file at path.",
         default="",
         check=checks.postgresql_url,
         allow_empty=True,

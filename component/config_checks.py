@@ -13,7 +13,7 @@ import json
 import re
 from email.utils import parseaddr
 from typing import TypeVar
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from component.core.redact import redacted_url
 from component.core.text import one_line
@@ -281,18 +281,26 @@ def example_secret_left(secret: str) -> str | None:
 
 
 def postgresql_url(value: str) -> str:
-    """`[storage] url`: empty (SQLite), or a postgresql:// URL with a host."""
+    """`[storage] url`: empty (SQLite), or a postgresql:// URL with a host, given before
+    the path or, for a socket directory, as the query's `host` (libpq's form)."""
     # Not `_server_url`: a database URL may carry a user name and password, which that
     # check refuses.
     if value == "":
         return value
     # The refusal shows the URL without its password (this line goes to the terminal and
     # to the service's log).
-    bad = f"must be a postgresql:// URL with a host, got {show_value(redacted_url(value))}"
+    bad = (
+        "must be a postgresql:// URL with a host (or host=/socket/directory in its "
+        f"query), got {show_value(redacted_url(value))}"
+    )
     if any(ch.isspace() for ch in value) or len(value) > 2048:
         raise Invalid(bad)
     parts = urlsplit(value)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+    # PostgreSQL on the same machine is reached through its socket directory
+    # (`postgresql://refdesk@/refdesk?host=/run/postgresql`), where Debian's default peer
+    # authentication needs no password; asyncpg reads that form as libpq does.
+    host = parts.hostname or "".join(parse_qs(parts.query).get("host", []))
+    if parts.scheme not in ("postgresql", "postgres") or not host:
         raise Invalid(bad)
     try:
         parts.port  # noqa: B018 - urlsplit checks the port only when it is read

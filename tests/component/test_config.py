@@ -572,6 +572,8 @@ def test_sticky_pickup_zero_turns_it_off(tmp_path: Path) -> None:
     [
         "http://db.example.org/refdesk",
         "postgresql://",
+        "postgresql:///refdesk",
+        "postgresql:///refdesk?host=",
         "postgresql://db.example.org:99999/refdesk",
         "postgresql://db.example.org/ref desk",
         "refdesk.sqlite3",

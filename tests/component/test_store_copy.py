@@ -14,8 +14,10 @@ import pytest
 
 from component.cli import main
 from component.config import write_config_toml
+from component.config_loader import parse_config
 from component.core.changes import QueueUpdate
 from component.core.models import ChatEvent, EventKind, Sender
+from component.doctor import check_postgresql
 from component.prosody import free_port
 from component.store import Store, StoreError
 from tests.component.test_store import T0
@@ -155,3 +157,24 @@ async def test_an_unreachable_postgresql_is_one_clear_error(
         await Store.open(gone)
     assert "cannot open the database" in str(caught.value)
     assert "secret" not in str(caught.value)  # the password is never shown
+
+
+async def test_a_url_naming_the_local_socket_directory_is_taken_and_connects(
+    tmp_path: Path, postgresql: PgServer
+) -> None:
+    """PostgreSQL on the same machine: libpq's form that names the socket directory in the
+    query (`postgresql://refdesk@/refdesk?host=/run/postgresql`), which Debian's peer
+    authentication lets in without a password, is accepted as `[storage] url` and reaches
+    the database (the check behind `check-config --connect`)."""
+    name = postgresql.fresh_url().rsplit("/", 1)[1]
+    url = (
+        f"postgresql://{postgresql.user}@/{name}?host={postgresql.directory}&port={postgresql.port}"
+    )
+    config = parse_config(
+        write_config_toml({"xmpp": {"domain": COMPONENT_DOMAIN, "secret": SECRET}})
+        + f'\n[storage]\nurl = "{url}"\n',
+        base_dir=tmp_path,
+    )
+    assert config.storage.url == url
+    check = await check_postgresql(config.storage.url)
+    assert check.ok, check.line()
