@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import slixmpp
@@ -52,6 +52,7 @@ from component.core.events import (
 )
 from component.core.models import ChatEvent, Presence, QueueStatus, Sender
 from component.core.text import clip_to_bytes, strip_xml_illegal
+from component.inbound_lanes import InboundLanes
 from component.service import GUEST_PREFIX, DeskService, QueueInfo
 from component.xmpp_adhoc import register_commands
 from component.xmpp_bodies import (
@@ -121,8 +122,8 @@ class XmppAdapter:
         )
         # Set while a session is up; the same event as the delivery's.
         self.online = self.delivery.online
-        self._inbound: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        # Inbound stanzas, handled in order per sender (see `component.inbound_lanes`).
+        self._inbound = InboundLanes()
         self._reconnect_task: asyncio.Task[None] | None = None
         self._backoff = 0.0
         # Which of the configured addresses the next connection attempt uses.
@@ -185,7 +186,6 @@ class XmppAdapter:
         Called by `start`, and by in-process tests that hand the stream a transport of
         their own."""
         self._unsubscribe = self.service.bus.subscribe(self._on_event)
-        self._worker = asyncio.create_task(self._run_inbound(), name="xmpp-inbound")
 
     async def stop(self) -> None:
         """Disconnect cleanly; called once at shutdown."""
@@ -203,10 +203,7 @@ class XmppAdapter:
                 await asyncio.wait_for(self.xmpp.disconnect(wait=2.0), 5)
         else:
             self.xmpp.abort()
-        if self._worker:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        await self._inbound.close()
 
     def _connect(self) -> None:
         # Each attempt takes the next address: after a failed attempt or a lost stream the
@@ -472,23 +469,12 @@ class XmppAdapter:
                     self.register_commands()
             case SubscriptionWanted():
                 wanted = event
-                self._inbound.put_nowait(
-                    lambda: self.send_subscription_request(wanted.queue, wanted.operator_jid)
+                self._inbound.put(
+                    wanted.operator_jid,
+                    lambda: self.send_subscription_request(wanted.queue, wanted.operator_jid),
                 )
 
     # Inbound stanzas -----------------------------------------------------------------------
-
-    async def _run_inbound(self) -> None:
-        """Handle inbound work one item at a time, so an operator's messages and presence
-        changes reach the service in the order the server delivered them."""
-        while True:
-            job = await self._inbound.get()
-            try:
-                await job()
-            except Exception:
-                log.exception("failed to handle an inbound stanza")
-            finally:
-                self._inbound.task_done()
 
     async def drained(self) -> None:
         """Wait until every inbound stanza received so far has been handled, and what
@@ -511,16 +497,16 @@ class XmppAdapter:
             if msg["type"] == "error":
                 log.info("error from %s: %s", msg["from"], msg["error"]["condition"])
             return
-        self._inbound.put_nowait(lambda: self.on_message(msg))
+        self._inbound.put(msg["from"].bare, lambda: self.on_message(msg))
 
     def _on_chatstate_stanza(self, msg: Message) -> None:
         if msg["body"] or msg["type"] == "error":
             return  # typing carried on a message with a body is not worth a second event
-        self._inbound.put_nowait(lambda: self.on_chatstate(msg))
+        self._inbound.put(msg["from"].bare, lambda: self.on_chatstate(msg))
 
     def _on_presence_stanza(self, pres: StanzaBase) -> None:
         assert isinstance(pres, PresenceStanza)
-        self._inbound.put_nowait(lambda: self.on_presence(pres))
+        self._inbound.put(pres["from"].bare, lambda: self.on_presence(pres))
 
     async def on_message(self, msg: Message) -> None:
         """An operator (or anyone) wrote to one of our JIDs."""

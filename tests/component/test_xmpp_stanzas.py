@@ -154,8 +154,7 @@ async def wire(tmp_path: Path) -> AsyncIterator[Wire]:
 
 async def close_wire(w: Wire) -> None:
     w.adapter._stopping = True
-    if w.adapter._worker is not None:
-        w.adapter._worker.cancel()
+    await w.adapter._inbound.close()
     w.adapter.xmpp.abort()
     writer = w.adapter.xmpp._run_out_filters
     if writer is not None:
