@@ -354,9 +354,15 @@ def crossing(steps: list[dict[str, Any]]) -> dict[str, Any]:
     below = None
     for row in steps:
         p99 = row["rtt_ms"]["p99"]
-        if p99 > THRESHOLD_MS:
+        # A step where no line was answered has no p99 (NaN): it failed, it did not pass.
+        if math.isnan(p99) or p99 > THRESHOLD_MS:
             if below is None:
                 return {"sessions": row["sessions"], "how": "already at the first step"}
+            if math.isnan(p99):
+                return {
+                    "sessions": below["sessions"],
+                    "how": f"the last step below it (no line answered at {row['sessions']})",
+                }
             x0, y0 = below["sessions"], below["rtt_ms"]["p99"]
             x1, y1 = row["sessions"], p99
             x = x0 + (THRESHOLD_MS - y0) * (x1 - x0) / (y1 - y0)
