@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -28,6 +27,7 @@ from tests.component.test_active_lock import (
     desk_config,
     operator_of_ask,
     run_config,
+    start_run,
     until_serving,
 )
 from tests.conftest import COMPONENT_DOMAIN, SECRET, seed
@@ -160,19 +160,7 @@ async def test_an_active_process_cut_from_the_database_never_serves_with_the_new
     active_port = free_port()
     proxy = FreezingProxy(postgresql.port)
     via_proxy = url.replace(f":{postgresql.port}/", f":{await proxy.start()}/")
-    active = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "component.cli",
-            "--config",
-            str(run_config(tmp_path / "a", via_proxy, xmpp_server, active_port)),
-            "run",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    active = start_run(run_config(tmp_path / "a", via_proxy, xmpp_server, active_port))
     standby = Refdesk(desk_config(tmp_path / "b", url, xmpp_server))
     op = OperatorClient(jid, password, xmpp_server.host, xmpp_server.c2s_port)
     patron = PatronClient(f"http://127.0.0.1:{active_port}", "ask")
@@ -331,19 +319,7 @@ async def test_a_line_sent_to_a_process_cut_from_the_database_is_not_acknowledge
     active_port = free_port()
     proxy = FreezingProxy(postgresql.port)
     via_proxy = url.replace(f":{postgresql.port}/", f":{await proxy.start()}/")
-    active = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "component.cli",
-            "--config",
-            str(run_config(tmp_path / "a", via_proxy, xmpp_server, active_port)),
-            "run",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    active = start_run(run_config(tmp_path / "a", via_proxy, xmpp_server, active_port))
     standby = Refdesk(desk_config(tmp_path / "b", url, xmpp_server))
     op = OperatorClient(jid, password, xmpp_server.host, xmpp_server.c2s_port)
     patron = PatronClient(f"http://127.0.0.1:{active_port}", "ask")

@@ -319,6 +319,17 @@ def run_config(tmp: Path, url: str, server: XmppServer, web_port: int) -> Path:
     return path
 
 
+def start_run(config: Path) -> subprocess.Popen[str]:
+    """`refdesk run` on `config` as a process of its own; its stderr is kept for the
+    test to read (the active process's reasons for stopping)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "component.cli", "--config", str(config), "run"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 async def test_a_killed_active_process_is_replaced_by_the_standby(
     xmpp_server: XmppServer, postgresql: PgServer, tmp_path: Path, stop: signal.Signals
@@ -399,19 +410,7 @@ async def test_an_active_process_cut_from_its_lock_exits_and_the_standby_takes_o
     url = postgresql.fresh_url()
     await seed(url, ("ask",))
     port = free_port()
-    active = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "component.cli",
-            "--config",
-            str(run_config(tmp_path / "a", url, xmpp_server, port)),
-            "run",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    active = start_run(run_config(tmp_path / "a", url, xmpp_server, port))
     standby = Refdesk(desk_config(tmp_path / "b", url, xmpp_server))
     starting: asyncio.Task[None] | None = None
     try:
