@@ -183,13 +183,13 @@ class Notices:
             mail = NewMail(
                 purpose, tuple(emails.envelope_recipients(msg)), emails.render_bytes(msg)
             )
-            await self.store.mail.enqueue(mail, now, chat_id=chat_id)
             await self.store.notices.record(
                 purpose=purpose,
                 channel="email",
                 recipient=address,
                 summary=subject,
                 now=now,
+                mail=mail,
                 incident_id=incident_id,
                 ban_id=ban_id,
                 chat_id=chat_id,
@@ -301,13 +301,13 @@ class Notices:
             mail = NewMail(
                 "ban-notice", tuple(emails.envelope_recipients(msg)), emails.render_bytes(msg)
             )
-            await self.store.mail.enqueue(mail, now, chat_id=chat_id)
             await self.store.notices.record(
                 purpose="ban-notice",
                 channel="email",
                 recipient=address,
                 summary=f"Ban notice for ban #{ban.id}",
                 now=now,
+                mail=mail,
                 ban_id=ban.id,
                 chat_id=chat_id,
                 queue_id=queue.id,

@@ -52,8 +52,9 @@ async def enqueue_in(
 ) -> int:
     """Put an email in the outbox inside the caller's transaction (`execute`); returns
     its id. The one INSERT of an outbox row: called by `MailStore`, by
-    `TicketStore.create` (a ticket and its emails commit together) and by
-    `ExemptContactStore.send` (the mail and the draft's new status commit together)."""
+    `TicketStore.create` (a ticket and its emails commit together), by
+    `ExemptContactStore.send` (the mail and the draft's new status commit together) and by
+    `NoticeStore.record` (a staff or ban notice and its line of the trail)."""
     return await execute(
         "INSERT INTO mail_outbox (ticket_id, chat_id, purpose, recipients, message,"
         " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -9,8 +9,9 @@ from datetime import datetime
 
 import aiosqlite
 
-from component.core.models import Notification
+from component.core.models import NewMail, Notification
 from component.store.db import Database, from_iso, iso
+from component.store.mail import enqueue_in
 
 
 def _notification(row: aiosqlite.Row) -> Notification:
@@ -44,28 +45,36 @@ class NoticeStore:
         recipient: str,
         summary: str,
         now: datetime,
+        mail: NewMail | None = None,
         incident_id: int | None = None,
         ban_id: int | None = None,
         chat_id: int | None = None,
         queue_id: int | None = None,
     ) -> int:
-        """Keep one line of the trail; called after the notice was queued (mail outbox)
-        or handed to the XMPP side."""
-        return await self.db.write(
-            "INSERT INTO notifications (purpose, channel, recipient, summary, incident_id,"
-            " ban_id, chat_id, queue_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                purpose,
-                channel,
-                recipient,
-                summary,
-                incident_id,
-                ban_id,
-                chat_id,
-                queue_id,
-                iso(now),
-            ),
-        )
+        """Keep one line of the trail; called by the notices desk once an XMPP notice is
+        handed to the XMPP side, or with the email itself (`mail`), which goes in the
+        outbox in the same transaction: a notice that can be sent is always in the trail,
+        which the staffing watch resumes from after a restart (an alert mailed just
+        before a restart whose trail line was lost would be sent again)."""
+        async with self.db.transaction() as execute:
+            if mail is not None:
+                await enqueue_in(execute, mail, now, chat_id=chat_id)
+            return await execute(
+                "INSERT INTO notifications (purpose, channel, recipient, summary,"
+                " incident_id, ban_id, chat_id, queue_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    purpose,
+                    channel,
+                    recipient,
+                    summary,
+                    incident_id,
+                    ban_id,
+                    chat_id,
+                    queue_id,
+                    iso(now),
+                ),
+            )
 
     async def for_incident(self, incident_id: int) -> list[Notification]:
         rows = await self.db.all(
