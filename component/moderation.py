@@ -24,10 +24,10 @@ from component.bus import EventBus
 from component.clock import Clock
 from component.config import Config
 from component.core import validators
+from component.core.ban_index import BanIndex
 from component.core.bans import (
     Ban,
     BanError,
-    BanIndex,
     Ladder,
     Network,
     ban_ends_at,

@@ -14,7 +14,8 @@ from typing import Any
 
 import aiosqlite
 
-from component.core.bans import Ban, StoredBan, canonical_network, network_key
+from component.core.ban_index import StoredBan, network_key
+from component.core.bans import Ban, canonical_network
 from component.core.models import BanAudit
 from component.store.db import Database, from_iso, iso
 

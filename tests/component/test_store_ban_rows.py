@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from component.core.bans import Ban, BanIndex, StoredBan, canonical_address, longest_lasting
+from component.core.ban_index import BanIndex, StoredBan, longest_lasting
+from component.core.bans import Ban, canonical_address
 from component.store.bans import _network, ban_from_row, stored_ban_from_row
 from component.store.db import iso
 

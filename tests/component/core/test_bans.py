@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from component.core.ban_index import BanIndex, longest_lasting
 from component.core.bans import (
     DEFAULT_STEPS,
     MAX_DURATION,
@@ -18,14 +19,12 @@ from component.core.bans import (
     Address,
     Ban,
     BanError,
-    BanIndex,
     Ladder,
     Network,
     ban_ends_at,
     canonical_address,
     format_duration,
     ladder_duration,
-    longest_lasting,
     next_offence,
     normalize_target,
     overlapping,
