@@ -14,6 +14,7 @@ exit status, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -74,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_store_command(args, config)
         return 0
+    except BrokenPipeError:
+        # The reader went away (`refdesk ban list | head`): stop quietly, as a program
+        # that SIGPIPE ended would. Standard output is pointed at /dev/null so that the
+        # interpreter's last flush at exit does not print a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         if not _fixable(exc):
             if isinstance(exc, OSError):

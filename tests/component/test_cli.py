@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 import signal
 import sqlite3
 import subprocess
@@ -88,6 +89,24 @@ def test_management_commands(tmp_path: Path) -> None:
     assert [q.split("\t")[0] for q in queues] == ["ask", "maps"]
     assert refdesk_here("operator", "remove", "ana@lib.example", config=cfg).returncode == 0
     assert "ana@lib.example" not in refdesk("operator", "list", config=cfg).stdout
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(tmp_path: Path) -> None:
+    """`refdesk queue list | head -1`: the reader closes the pipe before refdesk writes.
+    refdesk stops with the status a SIGPIPE would give, and prints no error or traceback
+    (it used to print "refdesk: error: Broken pipe" and a traceback at exit)."""
+    cfg = write_config(tmp_path)
+    for name in ("ask", "maps"):
+        assert refdesk_here("queue", "add", name, config=cfg).returncode == 0
+    cmd = [sys.executable, "-m", "component.cli", "--config", str(cfg), "queue", "list"]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before refdesk writes its first line
+    try:
+        result = subprocess.run(cmd, stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""
 
 
 def refdesk_here(*args: str, config: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
