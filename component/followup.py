@@ -136,9 +136,6 @@ class FollowUp:
         self.service = service
         self.from_address = from_address
         self._msgid_domain = service.domain
-        # The language of each chat whose patron asked for a copy from a page in another
-        # language than English, until the copy is queued or the chat has ended.
-        self._languages: dict[int, str] = {}
         service.bus.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -147,12 +144,7 @@ class FollowUp:
 
     async def _transcript_at_end(self, chat_id: int) -> None:
         """In a task when a chat ends: send the copy asked for, if any."""
-        try:
-            await self.send_transcript_if_asked(chat_id)
-        finally:
-            # Also when no copy went (the address was withdrawn by a ban): nothing more
-            # will be asked of this chat's language.
-            self._languages.pop(chat_id, None)
+        await self.send_transcript_if_asked(chat_id)
 
     def takes_email(self, queue: Queue) -> bool:
         return bool(queue.followup_email)
@@ -370,7 +362,8 @@ class FollowUp:
         has. One address per chat: a new one replaces the one given before, and once the
         copy has gone, later requests are refused rather than mailed. `lang` is the
         widget's language (`patron_text.language` reads it; English otherwise): the copy's
-        own wording comes in it.
+        own wording comes in it. It is stored with the address, so a restart of refdesk
+        after the patron's page has gone does not lose it.
 
         Refused with a `DeskError` (an error frame for the patron): a bad address, a
         banned `origin_ip` (a banned patron gets no email), a copy already sent, and a
@@ -395,30 +388,12 @@ class FollowUp:
             queue_id = queue.id if queue is not None else None
             await service.moderation.admit_mail(origin_ip, address, queue_id)
             await service.store.chats.set_transcript_email(chat_id, address)
-        self._note(chat_id, lang)
+        await service.store.chats.set_transcript_lang(chat_id, language(lang))
         if service.chat_state(chat_id).open:
             return address
-        try:
-            if not await self.send_transcript_if_asked(chat_id):
-                raise _already_sent()
-        finally:
-            # The chat has ended: nothing more will be asked of its language.
-            self._languages.pop(chat_id, None)
+        if not await self.send_transcript_if_asked(chat_id):
+            raise _already_sent()
         return address
-
-    def note_language(self, chat_id: int, lang: object) -> None:
-        """The patron's page said its language when it (re)connected to an open chat (a
-        `hello`): kept for the transcript copy, so that a copy asked for before a restart
-        of refdesk still comes in it once the page is back. Called by the patron session."""
-        if self.service.chat_state(chat_id).open:
-            self._note(chat_id, lang)
-
-    def _note(self, chat_id: int, lang: object) -> None:
-        chosen = language(lang)
-        if chosen == "en":
-            self._languages.pop(chat_id, None)
-        else:
-            self._languages[chat_id] = chosen
 
     async def send_transcript_if_asked(self, chat_id: int) -> bool:
         """Queue the transcript copy for the address the patron gave, if any and if none
@@ -435,7 +410,9 @@ class FollowUp:
             queue = service.queue_by_id(chat.queue_id)
         except UnknownQueue:
             return False
-        lang = self._languages.get(chat_id, "en")
+        # Read back through `language`: English for a chat from before the column (and
+        # for anything else a hand-edited database might hold).
+        lang = language(await service.store.chats.transcript_lang(chat_id))
         lines = transcript_lines(await service.store.chats.events_after(chat_id, 0), lang)
         msg = emails.transcript_copy(
             self.from_address,
@@ -453,6 +430,5 @@ class FollowUp:
             chat_id, _mail("transcript", msg), service.clock()
         ):
             return False
-        self._languages.pop(chat_id, None)
         service.bus.publish(MailQueued())
         return True

@@ -162,7 +162,6 @@ class PatronSession:
         self.conn = conn
         self.hub.register(conn)
         self.service.patron_connected(handle.chat_id)
-        self.service.followup.note_language(handle.chat_id, frame.get("lang"))
         if self._barred(conn):
             return  # banned while the chat was being opened: no ban event reached us
         # Without a valid resume the chat is new: everything in it is after seq 0.

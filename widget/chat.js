@@ -418,10 +418,8 @@ function connect() {
   let me = null;
   // Callbacks of a transport that has been replaced do nothing.
   const on = {
-    // `lang` with every hello: a transcript copy asked for is worded in it, after a
-    // restart of the service too.
-    open: () => me === t && me.send(st.resume ? { type: 'hello', resume: st.resume, last_seq: st.lastSeq, lang }
-      : { type: 'hello', last_seq: 0, lang }),
+    open: () => me === t && me.send(st.resume ? { type: 'hello', resume: st.resume, last_seq: st.lastSeq }
+      : { type: 'hello', last_seq: 0 }),
     frame(m) {
       if (me !== t) return;
       gotFrame = true;

@@ -250,8 +250,19 @@ class ChatStore:
     async def set_transcript_email(self, chat_id: int, email: str | None) -> None:
         await self._db.write("UPDATE chats SET transcript_email = ? WHERE id = ?", (email, chat_id))
 
+    async def set_transcript_lang(self, chat_id: int, lang: str) -> None:
+        """The language the copy is to be written in, as the patron's page said it with
+        the request (the follow-up desk calls it with every request)."""
+        await self._db.write("UPDATE chats SET transcript_lang = ? WHERE id = ?", (lang, chat_id))
+
     async def transcript_email(self, chat_id: int) -> str | None:
         row = await self._db.one("SELECT transcript_email FROM chats WHERE id = ?", (chat_id,))
+        return row[0] if row else None
+
+    async def transcript_lang(self, chat_id: int) -> str | None:
+        """The language stored by `set_transcript_lang`; None if none was (a chat from
+        before migration 012, or no request)."""
+        row = await self._db.one("SELECT transcript_lang FROM chats WHERE id = ?", (chat_id,))
         return row[0] if row else None
 
     # Origins (for the moderation desk's network searches) ---------------------------------
