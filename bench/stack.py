@@ -71,7 +71,9 @@ async def stop_child(process: asyncio.subprocess.Process | None, timeout: float 
         await process.wait()
 
 
-async def wait_http(url: str, timeout: float = 30) -> None:
+async def wait_http(url: str, timeout: float = 90) -> None:
+    # Generous: a start-up on a machine loaded by other runs (the smoke tests start
+    # several benchmarks at once) has taken over 30 s; on a healthy one it takes ~1 s.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     async with aiohttp.ClientSession() as session:

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 # Longest sleep between checks even when nothing is due (the store may get mail from
 # another process, e.g. a CLI command).
 MAX_IDLE = 30.0
+# Seconds `stop` lets an email being handed over finish (a local relay answers in
+# milliseconds; a remote one under load in a few seconds); well inside systemd's default
+# stop timeout of 90 s.
+STOP_GRACE = 10.0
 
 
 class Sender(Protocol):
@@ -67,12 +71,21 @@ class MailOutbox:
         self._wake.set()
 
     async def stop(self) -> None:
+        """Stop the worker; called by the composition root at shutdown, before the store
+        closes. An email being handed to the SMTP server is let finish and be marked sent,
+        for at most STOP_GRACE seconds: cut off after the server took it but before it was
+        marked, it would be sent again after the restart. Then the worker is cancelled."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        task = self._task
+        if task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            # The worker returns by itself once `_stopping` is seen between two emails.
+            await asyncio.wait_for(asyncio.shield(task), STOP_GRACE)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -44,6 +44,9 @@ class MailSink:
         self.received: list[Delivered] = []
         self._controller: Controller | None = None
         self._arrived = asyncio.Event()
+        # Seconds to wait, once a message is taken, before answering its DATA: a server
+        # slow to say it has it (the message counts as received at once).
+        self.reply_delay = 0.0
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         assert envelope.mail_from is not None and isinstance(envelope.content, bytes)
@@ -56,6 +59,8 @@ class MailSink:
             )
         )
         self._arrived.set()
+        if self.reply_delay:
+            await asyncio.sleep(self.reply_delay)
         return "250 OK"
 
     def start(self) -> None:

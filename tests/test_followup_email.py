@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from component.runner import Refdesk
 from tests.conftest import Desk, wait_for
 from tests.mail_sink import MailSink
 
@@ -75,6 +76,28 @@ async def test_smtp_down_then_up_delivers_exactly_once(
     assert await desk.refdesk.outbox.send_due() == 0
     assert len(mail_sink.received) == 2
     assert [m.status for m in await store.mail.all()] == ["sent", "sent"]
+
+
+async def test_an_email_being_handed_over_at_shutdown_is_not_sent_again(
+    offline_desk: Desk, mail_sink: MailSink
+) -> None:
+    """refdesk stops while the SMTP server has taken an email but not yet answered: the
+    outbox lets the hand-over finish and marks it sent, so the next start does not send
+    it again (it used to be cancelled mid-send and resent after every restart)."""
+    desk = offline_desk
+    await desk.set_queue("ask", followup_email=FOLLOWUP)
+    mail_sink.reply_delay = 1.0
+    status, _ = await _post(desk, {"email": PATRON, "question": "Are you open Sunday?"})
+    assert status == 201
+    await mail_sink.wait_for(1)  # the first one is taken; its answer is held back
+    await desk.refdesk.stop()
+    mail_sink.reply_delay = 0.0
+    desk.refdesk = Refdesk(desk.refdesk.config, clock=desk.clock)
+    await desk.refdesk.start()
+    await desk.refdesk.outbox.send_due()
+    # The staff copy and the patron's confirmation, each once.
+    assert sorted(r for m in mail_sink.received for r in m.rcpt_tos) == sorted([FOLLOWUP, PATRON])
+    assert [m.status for m in await desk.refdesk.store.mail.all()] == ["sent", "sent"]
 
 
 async def _attempted(store) -> bool:  # type: ignore[no-untyped-def]
