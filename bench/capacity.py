@@ -448,7 +448,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 warmup=args.warmup,
                 duration=args.duration,
                 keep=args.keep,
-                quiet_wait=0.0 if args.quick else 60.0,
+                quiet_wait=args.quiet_wait,
             )
         )
 
@@ -466,7 +466,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         duration=args.duration,
         budget=args.budget,
         keep=args.keep,
-        quiet_wait=0.0 if args.quick else 60.0,
+        quiet_wait=args.quiet_wait,
         db_dir=args.db_dir,
         gc_watch=args.gc_watch,
     )
@@ -677,9 +677,9 @@ sessions open and silent.
 **Chatting sessions**: {args.operators} operators (max_chats {chat.get("max_chats")}); every
 chat sends one line every {result["interval_s"]:g} s (random phase per chat, open loop) and
 the operator answers at once; {args.warmup:g} s warm-up, {args.duration:g} s recorded per
-step. Before each window the benchmark waits (up to 60 s) for the rest of the machine to
-use under half a core; a step whose p99 is over the threshold is measured a second time
-and the better window kept (both shown). RSS per session counts from {chat_base} MiB
+step. Before each window the benchmark waits (up to {args.quiet_wait:g} s) for the rest of
+the machine to use under half a core; a step whose p99 is over the threshold is measured
+a second time and the better window kept (both shown). RSS per session counts from {chat_base} MiB
 (operators online, no chat). CPU in % of
 one core (2 cores in all); *others* = the rest of the machine (other processes, kernel)
 during the step: the machine is shared and not always quiet.
@@ -803,6 +803,12 @@ def main() -> None:
         help="how many times the floor is measured, each on a fresh Prosody: the first "
         "before refdesk's chatting phase, the others after it (2; 1 with --quick)",
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="seconds to wait at most, before each measured window, for the rest of the "
+        "machine to use under half a core (60; 0 with --quick: measure at once)",
+    )
     parser.add_argument("--queues", type=int, help="queues the sessions are spread over (10)")
     parser.add_argument("--operators", type=int, help="operator accounts (10)")
     parser.add_argument("--interval", type=float, help="seconds between a chat's lines (5)")
@@ -825,6 +831,8 @@ def main() -> None:
     if args.floor_steps is None:
         last = args.chat_steps[-1]
         args.floor_steps = [*args.chat_steps, round(1.5 * last), 2 * last]
+    if args.quiet_wait is None:
+        args.quiet_wait = 0.0 if q else 60.0
     args.floor_repeats = max(1, args.floor_repeats or (1 if q else 2))
     args.queues = args.queues or (2 if q else 10)
     args.operators = args.operators or (2 if q else 10)
