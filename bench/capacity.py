@@ -496,7 +496,12 @@ def ratio_over_floors(chat: dict[str, Any], floors: list[dict[str, Any]]) -> dic
         "floor_mean": mean,
         # (highest − lowest) / mean: how far two runs of the same floor disagree.
         "floor_spread": (max(values) - min(values)) / mean if len(values) > 1 else math.nan,
-        "ratio_mean": refdesk / mean if mean and not math.isnan(mean) else math.nan,
+        # Only when every run gave a ratio (a bound on both sides gives none).
+        "ratio_mean": (
+            refdesk / mean
+            if mean and len(ratios) == len(each) and not math.isnan(mean)
+            else math.nan
+        ),
         "ratio_low": min(ratios, default=math.nan),
         "ratio_high": max(ratios, default=math.nan),
         "hows": sorted({r["how"] for r in each}),
@@ -755,7 +760,9 @@ def floor_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
             f"{fmt(100 * over['floor_spread'], 0)} % of the mean)."
         )
         verdict = (
-            f"**{fmt(over['ratio_mean'], 2)}× the floor's mean** (against each run: "
+            f"**no ratio** ({'; '.join(over['hows'])})"
+            if math.isnan(over["ratio_mean"])
+            else f"**{fmt(over['ratio_mean'], 2)}× the floor's mean** (against each run: "
             f"{fmt(over['ratio_low'], 2)}–{fmt(over['ratio_high'], 2)}×; "
             f"{'; '.join(over['hows'])})"
         )

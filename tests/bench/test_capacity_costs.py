@@ -73,3 +73,11 @@ def test_one_floor_has_no_spread() -> None:
     got = ratio_over_floors(chat, [phase((3000, 20.0), (5000, 180.0))])
     assert math.isnan(got["floor_spread"])
     assert math.isclose(got["ratio_mean"], 3500 / 4000)
+
+
+def test_no_ratio_over_floors_when_a_run_gives_none() -> None:
+    # refdesk and the floor both over the threshold at their first step: two upper bounds.
+    chat = phase((3000, 150.0))
+    got = ratio_over_floors(chat, [phase((3000, 120.0)), phase((3000, 130.0))])
+    assert math.isnan(got["ratio_mean"])
+    assert got["hows"] == ["refdesk at most, floor at most: no ratio can be read"]
