@@ -3,7 +3,8 @@ number of chatting sessions at which the p99 round trip passes 100 ms.
 
     python -m bench.capacity [--quick] [--idle-steps 500,1000,2000,3000]
                              [--chat-steps 250,500,1000,1500,2000,2500,3000] [--queues 10]
-                             [--floor-steps 250,...,6000]
+                             [--floor-steps 250,...,6000] [--floor-repeats 2]
+                             [--quiet-wait 60]
 
 refdesk runs as its own process (`python -m component.cli --config F run`, config written
 here) against a throwaway Prosody; its resident memory is read from /proc/<pid>/status.
@@ -20,7 +21,14 @@ memory:
    RESULTS.md).
 3. **floor**: the same paced lines between plain XMPP clients through a fresh Prosody (no
    refdesk), stepped over `--floor-steps` until its p99 passes 100 ms; refdesk's
-   sustainable chatting sessions are reported as a fraction of the floor's.
+   sustainable chatting sessions are reported as a fraction of the floor's. The floor is
+   measured `--floor-repeats` times (once before the chatting phase, the others after)
+   and its spread reported: it is noisy, and a ratio to one run of it says too much.
+
+Each chatting step also reports what a chat opened and a line cost: refdesk's and
+Prosody's CPU, the stanzas the operators' clients read and wrote (all routed by Prosody),
+and the largest operator archive (Prosody's message archive fills with every offer; see
+`bench.stack.ARCHIVE_ITEM_LIMIT`).
 
 The chats are spread over `--queues` queues (all operators in all queues): a queue's
 status changes reach every patron socket of that queue, so one queue with thousands of
@@ -322,7 +330,7 @@ async def floor_phase(
             for step in steps:
                 quiet = await wait_quiet(pids, max_wait=quiet_wait)
                 tracker.__init__()  # type: ignore[misc]
-                before = count_stanzas(list(senders))
+                before = count_stanzas(senders)
                 meter = CpuMeter(pids)
                 meter.start()
                 await paced(
@@ -340,7 +348,7 @@ async def floor_phase(
                 out["steps"].append(
                     {"sessions": step, "rate_per_s": step / interval, "quiet": quiet,
                      "cpu": cpu, "line_cpu_ms": per_unit(cpu, summary["sent_total"]),
-                     "line_stanzas": stanzas_since(before, count_stanzas(list(senders))),
+                     "line_stanzas": stanzas_since(before, count_stanzas(senders)),
                      "archive_max": max(stack.archive_items().values(), default=0),
                      **summary}
                 )  # fmt: skip

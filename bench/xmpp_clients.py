@@ -15,7 +15,7 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from slixmpp import ClientXMPP, Message
@@ -136,7 +136,7 @@ def _kind_of(stanza: Any) -> str:
     return stanza_kind(xml.tag, xml.get("type"), has_body)
 
 
-def count_stanzas(clients: list[BenchClient]) -> tuple[Counter[str], Counter[str]]:
+def count_stanzas(clients: Sequence[BenchClient]) -> tuple[Counter[str], Counter[str]]:
     """What `clients` read from and wrote to the server so far, by kind, summed."""
     into: Counter[str] = Counter()
     out: Counter[str] = Counter()
