@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from pathlib import Path
 
 from bench.capacity import crossing, kinds_text, per_unit, ratio_over_floors, stanzas_since
+from bench.common import archive_limit_state
+from bench.stack import ARCHIVE_ITEM_LIMIT, PROSODY_BENCH_CONFIG
 from bench.xmpp_clients import stanza_kind
 
 
@@ -81,3 +84,12 @@ def test_no_ratio_over_floors_when_a_run_gives_none() -> None:
     got = ratio_over_floors(chat, [phase((3000, 120.0)), phase((3000, 130.0))])
     assert math.isnan(got["ratio_mean"])
     assert got["hows"] == ["refdesk at most, floor at most: no ratio can be read"]
+
+
+def test_the_archive_quota_a_run_used_is_in_its_facts(tmp_path: Path) -> None:
+    config = tmp_path / "prosody.cfg.lua"
+    config.write_text('storage = "internal"\n')
+    assert "default quota (10,000 per account)" in archive_limit_state(config)
+    config.write_text(f'storage = "internal"\n{PROSODY_BENCH_CONFIG[0]}\n')
+    assert archive_limit_state(config).endswith(f"at most {ARCHIVE_ITEM_LIMIT} per account")
+    assert archive_limit_state(None) == "no Prosody in this benchmark"
