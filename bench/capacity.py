@@ -489,6 +489,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def sustained(phase: dict[str, Any]) -> tuple[float, str]:
+    """A phase's sustainable sessions and what kind of figure it is: "exact" (it crossed
+    the threshold between two steps), "at least" (it never did: its last step), "at most"
+    (already over at its first step)."""
+    cross = phase["crossing"]
+    if cross["sessions"] is None:
+        steps = phase["steps"]
+        return (float(steps[-1]["sessions"]) if steps else math.nan), "at least"
+    if cross["how"] == "already at the first step":
+        return float(cross["sessions"]), "at most"
+    return float(cross["sessions"]), "exact"
+
+
 def ratio_over_floors(chat: dict[str, Any], floors: list[dict[str, Any]]) -> dict[str, Any]:
     """refdesk's sustainable sessions against each repeat of the floor (the floor is run
     more than once because it is noisy), and against their mean: the figure to quote,
@@ -498,12 +511,19 @@ def ratio_over_floors(chat: dict[str, Any], floors: list[dict[str, Any]]) -> dic
     ratios = [r["ratio"] for r in each if not math.isnan(r["ratio"])]
     mean = statistics.fmean(values) if values else math.nan
     refdesk = each[0]["refdesk"] if each else math.nan
+    kinds = [sustained(floor)[1] for floor in floors]
     return {
         "each": each,
         "floor_sessions": [r["floor"] for r in each],
+        "floor_kinds": kinds,
         "floor_mean": mean,
-        # (highest − lowest) / mean: how far two runs of the same floor disagree.
-        "floor_spread": (max(values) - min(values)) / mean if len(values) > 1 else math.nan,
+        # (highest − lowest) / mean: how far two runs of the same floor disagree (only
+        # when each run crossed the threshold between two steps: bounds have no spread).
+        "floor_spread": (
+            (max(values) - min(values)) / mean
+            if len(values) > 1 and set(kinds) == {"exact"}
+            else math.nan
+        ),
         # Only when every run gave a ratio (a bound on both sides gives none).
         "ratio_mean": (
             refdesk / mean
@@ -521,16 +541,6 @@ def capacity_ratio(chat: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any
     passed the threshold (interpolated). A side that never passed it gives its last step
     (at least that many), one that passed it at its first step gives that step (at most
     that many): the ratio is then a bound, and `how` says which, or that none can be read."""
-
-    def sustained(phase: dict[str, Any]) -> tuple[float, str]:
-        cross = phase["crossing"]
-        if cross["sessions"] is None:
-            steps = phase["steps"]
-            return (float(steps[-1]["sessions"]) if steps else math.nan), "at least"
-        if cross["how"] == "already at the first step":
-            return float(cross["sessions"]), "at most"
-        return float(cross["sessions"]), "exact"
-
     ours, ours_kind = sustained(chat)
     theirs, theirs_kind = sustained(floor)
     # Which way each bound pushes refdesk / floor.
@@ -762,10 +772,16 @@ def floor_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
     over = result.get("ratio_over_floors") or ratio_over_floors(result["chatting"], floors)
     first = floors[0]
     if len(floors) > 1:
-        spread = (
-            f"The floor's runs: {', '.join(fmt(x, 0) for x in over['floor_sessions'])} "
-            f"sustained sessions (mean {fmt(over['floor_mean'], 0)}; the runs disagree by "
+        marks = {"at most": "≤ ", "at least": "≥ ", "exact": ""}
+        runs = ", ".join(
+            marks[kind] + fmt(x, 0)
+            for x, kind in zip(over["floor_sessions"], over["floor_kinds"], strict=True)
+        )
+        spread = f"The floor's runs: {runs} sustained sessions" + (
+            f" (mean {fmt(over['floor_mean'], 0)}; the runs disagree by "
             f"{fmt(100 * over['floor_spread'], 0)} % of the mean)."
+            if not math.isnan(over["floor_spread"])
+            else " (a bound has no spread)."
         )
         verdict = (
             f"**no ratio** ({'; '.join(over['hows'])})"

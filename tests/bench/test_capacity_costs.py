@@ -64,6 +64,7 @@ def test_ratio_over_repeated_floors_reports_their_spread() -> None:
     ]
     got = ratio_over_floors(chat, floors)
     assert got["floor_sessions"] == [4000.0, 4000.0, 5000.0]
+    assert got["floor_kinds"] == ["exact", "exact", "exact"]
     assert math.isclose(got["floor_mean"], 13000 / 3)
     assert math.isclose(got["floor_spread"], 1000 / (13000 / 3))
     assert math.isclose(got["ratio_mean"], 3500 / (13000 / 3))
@@ -83,6 +84,7 @@ def test_no_ratio_over_floors_when_a_run_gives_none() -> None:
     chat = phase((3000, 150.0))
     got = ratio_over_floors(chat, [phase((3000, 120.0)), phase((3000, 130.0))])
     assert math.isnan(got["ratio_mean"])
+    assert got["floor_kinds"] == ["at most", "at most"] and math.isnan(got["floor_spread"])
     assert got["hows"] == ["refdesk at most, floor at most: no ratio can be read"]
 
 
