@@ -794,7 +794,7 @@ def floor_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         spread = "The floor was measured once: its noise is not known from this run."
         ratio_ = result["capacity_ratio"]
         verdict = (
-            "no ratio"
+            f"**no ratio** ({ratio_['how']})"
             if math.isnan(ratio_["ratio"])
             else f"**{fmt(ratio_['ratio'], 2)}× the floor** ({ratio_['how']})"
         )
