@@ -3,7 +3,8 @@ number of chatting sessions at which the p99 round trip passes 100 ms.
 
     python -m bench.capacity [--quick] [--idle-steps 500,1000,2000,3000]
                              [--chat-steps 250,500,1000,1500,2000,2500,3000] [--queues 10]
-                             [--floor-steps 250,...,6000]
+                             [--floor-steps 250,...,6000] [--floor-repeats 2]
+                             [--quiet-wait 60]
 
 refdesk runs as its own process (`python -m component.cli --config F run`, config written
 here) against a throwaway Prosody; its resident memory is read from /proc/<pid>/status.
@@ -20,7 +21,14 @@ memory:
    RESULTS.md).
 3. **floor**: the same paced lines between plain XMPP clients through a fresh Prosody (no
    refdesk), stepped over `--floor-steps` until its p99 passes 100 ms; refdesk's
-   sustainable chatting sessions are reported as a fraction of the floor's.
+   sustainable chatting sessions are reported as a fraction of the floor's. The floor is
+   measured `--floor-repeats` times (once before the chatting phase, the others after)
+   and its spread reported: it is noisy, and a ratio to one run of it says too much.
+
+Each chatting step also reports what a chat opened and a line cost: refdesk's and
+Prosody's CPU, the stanzas the operators' clients read and wrote (all routed by Prosody),
+and the largest operator archive (Prosody's message archive fills with every offer; see
+`bench.stack.ARCHIVE_ITEM_LIMIT`).
 
 The chats are spread over `--queues` queues (all operators in all queues): a queue's
 status changes reach every patron socket of that queue, so one queue with thousands of
@@ -34,8 +42,10 @@ import argparse
 import asyncio
 import math
 import os
+import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +67,7 @@ from bench.common import (
 )
 from bench.patrons import Fleet, Tracker, paced
 from bench.stack import QUEUE, BenchStack, start_child, stop_child
-from bench.xmpp_clients import FloorSender
+from bench.xmpp_clients import FloorSender, count_stanzas
 
 PASSWORD = "bench-password"
 THRESHOLD_MS = 100.0
@@ -180,10 +190,13 @@ async def chatting_phase(
                         )
                         break
                 status_before = fleet.status_frames()
+                stanzas_before = count_stanzas(ops)
                 meter = CpuMeter(pids)
                 meter.start()
                 seconds = await fleet.open_chats(step, list(queues))
                 open_cpu = meter.stop()
+                opened = len(fleet.patrons) - have
+                open_stanzas = stanzas_since(stanzas_before, count_stanzas(ops))
                 last_open = (have, step, seconds)
                 if fleet.failures:
                     out["stopped"] = f"chats failed to open or be accepted: {fleet.failures[:3]}"
@@ -196,6 +209,7 @@ async def chatting_phase(
                     tracker = Tracker()
                     for patron in fleet.patrons:
                         patron.tracker = tracker
+                    window_before = count_stanzas(ops)
                     meter = CpuMeter(pids)
                     meter.start()
                     await paced(
@@ -209,11 +223,14 @@ async def chatting_phase(
                     )
                     await tracker.drain(max(10.0, 3 * interval))
                     cpu = meter.stop()
+                    window_stanzas = stanzas_since(window_before, count_stanzas(ops))
                     summary = tracker.summary()
-                    attempts.append((summary, cpu, quiet))
+                    attempts.append((summary, cpu, quiet, window_stanzas))
                     if summary["rtt_ms"]["p99"] <= THRESHOLD_MS and not summary["unanswered"]:
                         break
-                summary, cpu, quiet = min(attempts, key=lambda a: a[0]["rtt_ms"]["p99"])
+                summary, cpu, quiet, window_stanzas = min(
+                    attempts, key=lambda a: a[0]["rtt_ms"]["p99"]
+                )
                 rss = rss_kib(pid)
                 row = {
                     "attempts_p99_ms": [a[0]["rtt_ms"]["p99"] for a in attempts],
@@ -222,6 +239,16 @@ async def chatting_phase(
                     "rate_per_s": step / interval,
                     "open_seconds": seconds,
                     "open_cpu": open_cpu,
+                    "opened": opened,
+                    # What refdesk and Prosody spent per chat opened, and the stanzas the
+                    # operators' clients read / wrote per chat opened (Prosody routed them).
+                    "open_cpu_ms": per_unit(open_cpu, opened),
+                    "open_stanzas": open_stanzas,
+                    # The same per line in the measured window (warm-up included: the CPU
+                    # window saw those lines too); a line is one patron line and its answer.
+                    "line_cpu_ms": per_unit(cpu, summary["sent_total"]),
+                    "line_stanzas": window_stanzas,
+                    "archive_max": max(stack.archive_items().values(), default=0),
                     "status_frames_while_opening": fleet.status_frames() - status_before,
                     "rss_kib": rss,
                     "kib_per_session": (rss - base) / step,
@@ -233,8 +260,10 @@ async def chatting_phase(
                 rtt = summary["rtt_ms"]
                 print(
                     f"  chatting {step}: p50 {rtt['p50']:.1f} p99 {rtt['p99']:.1f} ms, "
-                    f"unanswered {summary['unanswered']}, opened in {seconds:.1f} s, "
-                    f"RSS {rss / 1024:.0f} MiB",
+                    f"unanswered {summary['unanswered']}, opened in {seconds:.1f} s "
+                    f"(CPU ms per chat opened: refdesk {row['open_cpu_ms'].get('refdesk', 0):.1f}"
+                    f", Prosody {row['open_cpu_ms'].get('prosody', 0):.1f}), "
+                    f"RSS {rss / 1024:.0f} MiB, largest archive {row['archive_max']}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -301,6 +330,7 @@ async def floor_phase(
             for step in steps:
                 quiet = await wait_quiet(pids, max_wait=quiet_wait)
                 tracker.__init__()  # type: ignore[misc]
+                before = count_stanzas(senders)
                 meter = CpuMeter(pids)
                 meter.start()
                 await paced(
@@ -313,10 +343,14 @@ async def floor_phase(
                     f"fl{step}",
                 )
                 await tracker.drain(max(10.0, 3 * interval))
+                cpu = meter.stop()
                 summary = tracker.summary()
                 out["steps"].append(
                     {"sessions": step, "rate_per_s": step / interval, "quiet": quiet,
-                     "cpu": meter.stop(), **summary}
+                     "cpu": cpu, "line_cpu_ms": per_unit(cpu, summary["sent_total"]),
+                     "line_stanzas": stanzas_since(before, count_stanzas(senders)),
+                     "archive_max": max(stack.archive_items().values(), default=0),
+                     **summary}
                 )  # fmt: skip
                 rtt = summary["rtt_ms"]
                 print(
@@ -337,6 +371,36 @@ async def floor_phase(
             await stop_child(echo)
     out["crossing"] = crossing(out["steps"])
     return out
+
+
+def stanzas_since(
+    before: tuple[Counter[str], Counter[str]], after: tuple[Counter[str], Counter[str]]
+) -> dict[str, dict[str, int]]:
+    """The stanzas read ("in") and written ("out") between two `count_stanzas` readings,
+    by kind."""
+    return {
+        side: {k: n for k, n in sorted((a - b).items()) if n}
+        for side, a, b in (("in", after[0], before[0]), ("out", after[1], before[1]))
+    }
+
+
+def per_unit(cpu: dict[str, float], units: int) -> dict[str, float]:
+    """Milliseconds of CPU per unit (chat opened, line) for each process a `CpuMeter`
+    measured (its figures are shares of one core over `wall_s` seconds)."""
+    wall = cpu.get("wall_s", math.nan)
+    return {
+        name: 1000 * share * wall / units if units else math.nan
+        for name, share in cpu.items()
+        if name not in ("wall_s", "steal")
+    }
+
+
+def kinds_text(counts: dict[str, int], units: int) -> str:
+    """Stanzas per unit by kind, biggest first: ``10.0 message/chat body, 9.0 ...``."""
+    if not units or not counts:
+        return "–"
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n / units:.2f} {kind}" for kind, n in ranked if n / units >= 0.005)
 
 
 def project_open_seconds(last: tuple[int, int, float], have: int, want: int) -> float:
@@ -379,6 +443,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result["idle"] = await idle_phase(
         args.idle_steps, queues, args.keep, settle=0.2 if args.quick else 1.0
     )
+    floors: list[dict[str, Any]] = []
+
+    async def one_floor() -> None:
+        which = f"floor {len(floors) + 1} of {args.floor_repeats}"
+        print(f"{which}: plain XMPP clients through Prosody", file=sys.stderr, flush=True)
+        floors.append(
+            await floor_phase(
+                args.floor_steps,
+                pairs=args.operators,
+                interval=args.interval,
+                warmup=args.warmup,
+                duration=args.duration,
+                keep=args.keep,
+                quiet_wait=args.quiet_wait,
+            )
+        )
+
+    # The floor's runs bracket refdesk's (one before, the others after), so that a machine
+    # getting busier or quieter during the run shows as the floor's spread.
+    if args.floor_steps and args.floor_repeats > 1:
+        await one_floor()
     print("chatting sessions", file=sys.stderr, flush=True)
     result["chatting"] = await chatting_phase(
         args.chat_steps,
@@ -389,24 +474,66 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         duration=args.duration,
         budget=args.budget,
         keep=args.keep,
-        quiet_wait=0.0 if args.quick else 60.0,
+        quiet_wait=args.quiet_wait,
         db_dir=args.db_dir,
         gc_watch=args.gc_watch,
     )
     if args.floor_steps:
-        print("floor: plain XMPP clients through Prosody", file=sys.stderr, flush=True)
-        result["floor"] = await floor_phase(
-            args.floor_steps,
-            pairs=args.operators,
-            interval=args.interval,
-            warmup=args.warmup,
-            duration=args.duration,
-            keep=args.keep,
-            quiet_wait=0.0 if args.quick else 60.0,
-        )
-        result["capacity_ratio"] = capacity_ratio(result["chatting"], result["floor"])
+        while len(floors) < args.floor_repeats:
+            await one_floor()
+        result["floor"] = floors[0]
+        result["floor_repeats"] = floors
+        result["capacity_ratio"] = capacity_ratio(result["chatting"], floors[0])
+        result["ratio_over_floors"] = ratio_over_floors(result["chatting"], floors)
     result["facts"] = result["chatting"].get("facts") or result["idle"].get("facts")
     return result
+
+
+def sustained(phase: dict[str, Any]) -> tuple[float, str]:
+    """A phase's sustainable sessions and what kind of figure it is: "exact" (it crossed
+    the threshold between two steps), "at least" (it never did: its last step), "at most"
+    (already over at its first step)."""
+    cross = phase["crossing"]
+    if cross["sessions"] is None:
+        steps = phase["steps"]
+        return (float(steps[-1]["sessions"]) if steps else math.nan), "at least"
+    if cross["how"] == "already at the first step":
+        return float(cross["sessions"]), "at most"
+    return float(cross["sessions"]), "exact"
+
+
+def ratio_over_floors(chat: dict[str, Any], floors: list[dict[str, Any]]) -> dict[str, Any]:
+    """refdesk's sustainable sessions against each repeat of the floor (the floor is run
+    more than once because it is noisy), and against their mean: the figure to quote,
+    with the floor's spread beside it."""
+    each = [capacity_ratio(chat, floor) for floor in floors]
+    values = [r["floor"] for r in each if not math.isnan(r["floor"])]
+    ratios = [r["ratio"] for r in each if not math.isnan(r["ratio"])]
+    mean = statistics.fmean(values) if values else math.nan
+    refdesk = each[0]["refdesk"] if each else math.nan
+    kinds = [sustained(floor)[1] for floor in floors]
+    return {
+        "each": each,
+        "floor_sessions": [r["floor"] for r in each],
+        "floor_kinds": kinds,
+        "floor_mean": mean,
+        # (highest − lowest) / mean: how far two runs of the same floor disagree (only
+        # when each run crossed the threshold between two steps: bounds have no spread).
+        "floor_spread": (
+            (max(values) - min(values)) / mean
+            if len(values) > 1 and set(kinds) == {"exact"}
+            else math.nan
+        ),
+        # Only when every run gave a ratio (a bound on both sides gives none).
+        "ratio_mean": (
+            refdesk / mean
+            if mean and len(ratios) == len(each) and not math.isnan(mean)
+            else math.nan
+        ),
+        "ratio_low": min(ratios, default=math.nan),
+        "ratio_high": max(ratios, default=math.nan),
+        "hows": sorted({r["how"] for r in each}),
+    }
 
 
 def capacity_ratio(chat: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
@@ -414,16 +541,6 @@ def capacity_ratio(chat: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any
     passed the threshold (interpolated). A side that never passed it gives its last step
     (at least that many), one that passed it at its first step gives that step (at most
     that many): the ratio is then a bound, and `how` says which, or that none can be read."""
-
-    def sustained(phase: dict[str, Any]) -> tuple[float, str]:
-        cross = phase["crossing"]
-        if cross["sessions"] is None:
-            steps = phase["steps"]
-            return (float(steps[-1]["sessions"]) if steps else math.nan), "at least"
-        if cross["how"] == "already at the first step":
-            return float(cross["sessions"]), "at most"
-        return float(cross["sessions"]), "exact"
-
     ours, ours_kind = sustained(chat)
     theirs, theirs_kind = sustained(floor)
     # Which way each bound pushes refdesk / floor.
@@ -526,6 +643,37 @@ def markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         ],
         chat_rows,
     )  # fmt: skip
+    cost_rows = []
+    for r in chat["steps"]:
+        if "open_cpu_ms" not in r:
+            continue
+        o, line = r["open_cpu_ms"], r["line_cpu_ms"]
+        cost_rows.append(
+            [
+                str(r["sessions"]),
+                str(r["opened"]),
+                f"{fmt(o.get('refdesk', math.nan), 2)} / {fmt(o.get('prosody', math.nan), 2)}",
+                kinds_text(r["open_stanzas"]["in"], r["opened"]),
+                kinds_text(r["open_stanzas"]["out"], r["opened"]),
+                f"{fmt(line.get('refdesk', math.nan), 3)} / "
+                f"{fmt(line.get('prosody', math.nan), 3)}",
+                kinds_text(r["line_stanzas"]["in"], r["sent_total"]),
+                kinds_text(r["line_stanzas"]["out"], r["sent_total"]),
+                f"{r['archive_max']:,}",
+            ]
+        )
+    cost_table = md_table(
+        [
+            "sessions", "chats opened in the step",
+            "CPU ms per chat opened: refdesk / prosody",
+            "stanzas per chat opened, to the operators' clients",
+            "from them",
+            "CPU ms per line: refdesk / prosody",
+            "stanzas per line, to the operators' clients", "from them",
+            "largest operator archive (messages)",
+        ],
+        cost_rows,
+    )  # fmt: skip
     floor_text = floor_markdown(result, args)
     if not notes:
         notes = ["No failures, no error frames, no WARNING/ERROR in the refdesk logs."]
@@ -552,14 +700,20 @@ sessions open and silent.
 **Chatting sessions**: {args.operators} operators (max_chats {chat.get("max_chats")}); every
 chat sends one line every {result["interval_s"]:g} s (random phase per chat, open loop) and
 the operator answers at once; {args.warmup:g} s warm-up, {args.duration:g} s recorded per
-step. Before each window the benchmark waits (up to 60 s) for the rest of the machine to
-use under half a core; a step whose p99 is over the threshold is measured a second time
-and the better window kept (both shown). RSS per session counts from {chat_base} MiB
+step. Before each window the benchmark waits (up to {args.quiet_wait:g} s) for the rest of
+the machine to use under half a core; a step whose p99 is over the threshold is measured
+a second time and the better window kept (both shown). RSS per session counts from {chat_base} MiB
 (operators online, no chat). CPU in % of
 one core (2 cores in all); *others* = the rest of the machine (other processes, kernel)
 during the step: the machine is shared and not always quiet.
 
 {chat_table}
+
+What each chat opened and each line cost (a line: one patron line and the operator's
+answer, warm-up included; stanzas counted in the operators' own clients, all of which
+Prosody routed; refdesk's confirmation pings to the server are not in them):
+
+{cost_table}
 
 {verdict}
 
@@ -569,41 +723,94 @@ during the step: the machine is shared and not always quiet.
 
 
 def floor_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
-    """The floor's steps and the capacity ratio, or nothing if the floor was not run."""
-    floor = result.get("floor")
-    if not floor:
+    """The floor's steps (each repeat), and the capacity ratio, or nothing if the floor
+    was not run."""
+    floors = result.get("floor_repeats") or ([result["floor"]] if result.get("floor") else [])
+    if not floors:
         return ""
-    rows = [
-        [
-            str(r["sessions"]),
-            fmt(r["rate_per_s"], 0),
-            str(r["sent"]),
-            fmt(r["rtt_ms"]["p50"], 1),
-            fmt(r["rtt_ms"]["p99"], 1),
-            fmt(r["rtt_ms"]["max"], 0),
-            str(r["unanswered"]),
-            " / ".join(
-                fmt(100 * r["cpu"].get(k, math.nan), 0)
-                for k in ("prosody", "echo", "bench client", "others")
-            ),
+    tables = []
+    for n, floor in enumerate(floors, 1):
+        rows = [
+            [
+                str(r["sessions"]),
+                fmt(r["rate_per_s"], 0),
+                str(r["sent"]),
+                fmt(r["rtt_ms"]["p50"], 1),
+                fmt(r["rtt_ms"]["p99"], 1),
+                fmt(r["rtt_ms"]["max"], 0),
+                str(r["unanswered"]),
+                " / ".join(
+                    fmt(100 * r["cpu"].get(k, math.nan), 0)
+                    for k in ("prosody", "echo", "bench client", "others")
+                ),
+                fmt(r.get("line_cpu_ms", {}).get("prosody", math.nan), 3),
+                kinds_text(r.get("line_stanzas", {}).get("in", {}), r.get("sent_total", 0))
+                + " / "
+                + kinds_text(r.get("line_stanzas", {}).get("out", {}), r.get("sent_total", 0)),
+                f"{r.get('archive_max', 0):,}",
+            ]
+            for r in floor["steps"]
         ]
-        for r in floor["steps"]
-    ]
-    table = md_table(
-        ["sessions", "lines/s each way", "samples", "p50 ms", "p99 ms", "max ms",
-         "unanswered", "CPU prosody / echo / bench client / others"],
-        rows,
-    )  # fmt: skip
-    ratio_ = result["capacity_ratio"]
-    verdict = "no ratio" if math.isnan(ratio_["ratio"]) else f"{fmt(ratio_['ratio'], 2)}× the floor"
+        when = (
+            "before refdesk's chatting phase"
+            if n == 1 and len(floors) > 1
+            else "after refdesk's chatting phase"
+        )
+        cross = floor["crossing"]
+        tables.append(
+            f"Floor run {n} of {len(floors)} ({when}; stopped because: {floor['stopped']}; "
+            f"crossed at {cross['sessions']}, {cross['how']}):\n\n"
+            + md_table(
+                ["sessions", "lines/s each way", "samples", "p50 ms", "p99 ms", "max ms",
+                 "unanswered", "CPU prosody / echo / bench client / others",
+                 "Prosody CPU ms per line",
+                 "stanzas per line to / from the sending clients",
+                 "largest archive (messages)"],
+                rows,
+            )
+        )  # fmt: skip
+    over = result.get("ratio_over_floors") or ratio_over_floors(result["chatting"], floors)
+    first = floors[0]
+    if len(floors) > 1:
+        marks = {"at most": "≤ ", "at least": "≥ ", "exact": ""}
+        runs = ", ".join(
+            marks[kind] + fmt(x, 0)
+            for x, kind in zip(over["floor_sessions"], over["floor_kinds"], strict=True)
+        )
+        spread = f"The floor's runs: {runs} sustained sessions" + (
+            f" (mean {fmt(over['floor_mean'], 0)}; the runs disagree by "
+            f"{fmt(100 * over['floor_spread'], 0)} % of the mean)."
+            if not math.isnan(over["floor_spread"])
+            else " (a bound has no spread)."
+        )
+        verdict = (
+            f"**no ratio** ({'; '.join(over['hows'])})"
+            if math.isnan(over["ratio_mean"])
+            else f"**{fmt(over['ratio_mean'], 2)}× the floor's mean** (against each run: "
+            f"{fmt(over['ratio_low'], 2)}–{fmt(over['ratio_high'], 2)}×; "
+            f"{'; '.join(over['hows'])})"
+        )
+    else:
+        spread = "The floor was measured once: its noise is not known from this run."
+        ratio_ = result["capacity_ratio"]
+        verdict = (
+            f"**no ratio** ({ratio_['how']})"
+            if math.isnan(ratio_["ratio"])
+            else f"**{fmt(ratio_['ratio'], 2)}× the floor** ({ratio_['how']})"
+        )
+    tables_text = "\n\n".join(tables)
     return f"""**Floor** (the limit refdesk sits on): the same paced lines between plain XMPP
-clients through a fresh Prosody ({floor["pairs"]} sending clients in the benchmark's process,
-{floor["pairs"]} echo clients in their own), no refdesk; stopped because: {floor["stopped"]}.
+clients through a fresh Prosody ({first["pairs"]} sending clients in the benchmark's process,
+{first["pairs"]} echo clients in their own), no refdesk, no chat opened; each run on its own
+Prosody. A line is one message each way, two client streams; every message is archived
+for its sender and its recipient (refdesk's path: one archive per message).
 
-{table}
+{tables_text}
 
-Sustainable chatting sessions (p99 ≤ {THRESHOLD_MS:.0f} ms): refdesk {fmt(ratio_["refdesk"], 0)},
-floor {fmt(ratio_["floor"], 0)}: **{verdict}** ({ratio_["how"]}).
+{spread}
+
+Sustainable chatting sessions (p99 ≤ {THRESHOLD_MS:.0f} ms): refdesk
+{fmt(over["each"][0]["refdesk"], 0)}: {verdict}.
 """
 
 
@@ -620,6 +827,18 @@ def main() -> None:
         type=_steps,
         help="steps of the floor (plain XMPP clients through Prosody; default: the chat "
         "steps and beyond, up to twice the last)",
+    )
+    parser.add_argument(
+        "--floor-repeats",
+        type=int,
+        help="how many times the floor is measured, each on a fresh Prosody: the first "
+        "before refdesk's chatting phase, the others after it (2; 1 with --quick)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="seconds to wait at most, before each measured window, for the rest of the "
+        "machine to use under half a core (60; 0 with --quick: measure at once)",
     )
     parser.add_argument("--queues", type=int, help="queues the sessions are spread over (10)")
     parser.add_argument("--operators", type=int, help="operator accounts (10)")
@@ -643,6 +862,9 @@ def main() -> None:
     if args.floor_steps is None:
         last = args.chat_steps[-1]
         args.floor_steps = [*args.chat_steps, round(1.5 * last), 2 * last]
+    if args.quiet_wait is None:
+        args.quiet_wait = 0.0 if q else 60.0
+    args.floor_repeats = max(1, args.floor_repeats or (1 if q else 2))
     args.queues = args.queues or (2 if q else 10)
     args.operators = args.operators or (2 if q else 10)
     args.interval = args.interval or (1.0 if q else 5.0)

@@ -298,6 +298,22 @@ def nagle_state(prosody_config: Path | None) -> str:
     return "ON — the generated config does not switch it off"
 
 
+def archive_limit_state(prosody_config: Path | None) -> str:
+    """What the Prosody config used in this run says about the per-account archive quota
+    (past Prosody's default of 10,000 messages, every message costs far more)."""
+    if prosody_config is None:
+        return "no Prosody in this benchmark"
+    try:
+        text = prosody_config.read_text()
+    except OSError:
+        return f"unknown ({prosody_config} unreadable)"
+    for line in text.splitlines():
+        if line.strip().startswith("storage_archive_item_limit"):
+            value = line.split("=", 1)[1].strip()
+            return f"mod_mam archives every chat message; at most {value} per account"
+    return "mod_mam archives every chat message; Prosody's default quota (10,000 per account)"
+
+
 def machine_facts(prosody_config: Path | None = None) -> dict[str, str]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return {
@@ -309,6 +325,7 @@ def machine_facts(prosody_config: Path | None = None) -> dict[str, str]:
         "python": platform.python_version(),
         "prosody": _package_version("prosody"),
         "nagle": nagle_state(prosody_config),
+        "prosody archive": archive_limit_state(prosody_config),
         "slixmpp": _module_version("slixmpp"),
         "aiohttp": _module_version("aiohttp"),
         "sqlite": sqlite3.sqlite_version,

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import dataclasses
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -35,6 +36,17 @@ from component.store import Store
 COMPONENT_DOMAIN = "desk.localhost"
 USER_DOMAIN = "localhost"
 QUEUE = "ask"
+# Prosody's file storage ("internal", the throwaway server's) keeps at most 10,000 archived
+# messages per account by default; past that, mod_mam deletes the oldest 1 % and rewrites
+# the whole archive file every 100 messages, so each message costs about 25 times as much
+# (measured: 11 → 268 ms of Prosody CPU per chat opened). How soon an account gets there
+# depends on the run's history, not on the load being measured: refdesk's ring-all offers
+# put about two messages per chat opened in every operator's archive, so the operators got
+# there during the capacity benchmark's 4,000-chat step while the floor's clients never
+# did. The benchmarks' servers keep archiving every message (a cost both sides pay per
+# message) but with a quota no run reaches.
+ARCHIVE_ITEM_LIMIT = 10_000_000
+PROSODY_BENCH_CONFIG = (f"storage_archive_item_limit = {ARCHIVE_ITEM_LIMIT}",)
 
 
 def _die_with_parent() -> None:
@@ -135,6 +147,8 @@ class BenchStack:
     # --- Prosody ------------------------------------------------------------------------
 
     async def start_prosody(self, extra_config: tuple[str, ...] = ()) -> LocalProsody:
+        """A throwaway Prosody (the demo's config, `PROSODY_BENCH_CONFIG` and
+        `extra_config` added); called once per phase by every benchmark."""
         self.prosody = LocalProsody(
             self.workdir / "prosody",
             domain=USER_DOMAIN,
@@ -142,7 +156,7 @@ class BenchStack:
             component_secret=self.secret,
             c2s_port=free_port(),
             component_port=free_port(),
-            extra_config=extra_config,
+            extra_config=(*PROSODY_BENCH_CONFIG, *extra_config),
         )
         await self.prosody.start()
         return self.prosody
@@ -160,6 +174,22 @@ class BenchStack:
     @property
     def prosody_config(self) -> Path | None:
         return self.prosody.config_path if self.prosody else None
+
+    def archive_items(self) -> dict[str, int]:
+        """Messages in each account's archive (mod_mam on Prosody's file storage writes one
+        ``item(...);`` line per message in ``<data>/<host>/archive/<user>.list``); read by
+        the capacity benchmark after each step."""
+        if self.prosody is None:
+            return {}
+        # Prosody's data manager writes every non-word character of the host as %xx.
+        host = re.sub(r"\W", lambda m: f"%{ord(m.group()):02x}", USER_DOMAIN)
+        folder = self.prosody.data_path / host / "archive"
+        counts = {}
+        for path in folder.glob("*.list"):
+            with contextlib.suppress(OSError):
+                data = path.read_bytes()
+                counts[path.stem] = data.count(b"\nitem(") + data.startswith(b"item(")
+        return counts
 
     async def register(self, users: list[str], password: str) -> list[str]:
         """Create accounts (in parallel batches); returns their bare JIDs."""

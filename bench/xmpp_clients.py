@@ -14,7 +14,8 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from slixmpp import ClientXMPP, Message
@@ -23,6 +24,17 @@ from slixmpp.jid import JID
 logging.getLogger("slixmpp").setLevel(logging.ERROR)
 
 MessageHandler = Callable[["BenchClient", Message], None]
+
+
+def stanza_kind(tag: str, stype: str | None, has_body: bool) -> str:
+    """A stanza's kind for the benchmarks' counts: ``message/chat body``, ``message/chat
+    no body`` (chat states, receipts), ``presence/available``, ``presence/unavailable``,
+    ``iq/get``... (`tag` may carry its namespace, ``{jabber:client}message``)."""
+    name = tag.rsplit("}", 1)[-1]
+    kind = f"{name}/{stype or ('available' if name == 'presence' else 'normal')}"
+    if name == "message":
+        kind += " body" if has_body else " no body"
+    return kind
 
 
 def token_of(body: str) -> str:
@@ -39,6 +51,10 @@ class BenchClient:
         self.xmpp: ClientXMPP | None = None
         self.received = 0
         self.sent = 0
+        # Every stanza this client read from / wrote to the server, by kind (see
+        # `stanza_kind`): what the server routed for it.
+        self.stanzas_in: Counter[str] = Counter()
+        self.stanzas_out: Counter[str] = Counter()
 
     def on_message(self, msg: Message) -> None:  # overridden
         pass
@@ -79,6 +95,8 @@ class BenchClient:
         xmpp.add_event_handler("session_start", on_start)
         xmpp.add_event_handler("failed_all_auth", on_failed)
         xmpp.add_event_handler("message", self._handle)
+        xmpp.add_filter("in", self._count_in)
+        xmpp.add_filter("out", self._count_out)
         self.xmpp = xmpp
         xmpp.connect(self.host, self.port)
         try:
@@ -86,6 +104,14 @@ class BenchClient:
         except BaseException:
             xmpp.abort()
             raise
+
+    def _count_in(self, stanza: Any) -> Any:
+        self.stanzas_in[_kind_of(stanza)] += 1
+        return stanza
+
+    def _count_out(self, stanza: Any) -> Any:
+        self.stanzas_out[_kind_of(stanza)] += 1
+        return stanza
 
     def send(self, to: str | JID, body: str) -> None:
         assert self.xmpp is not None
@@ -102,6 +128,22 @@ class BenchClient:
             pass
         finally:
             xmpp.abort()
+
+
+def _kind_of(stanza: Any) -> str:
+    xml = stanza.xml
+    has_body = any(child.tag.endswith("}body") for child in xml)
+    return stanza_kind(xml.tag, xml.get("type"), has_body)
+
+
+def count_stanzas(clients: Sequence[BenchClient]) -> tuple[Counter[str], Counter[str]]:
+    """What `clients` read from and wrote to the server so far, by kind, summed."""
+    into: Counter[str] = Counter()
+    out: Counter[str] = Counter()
+    for client in clients:
+        into.update(client.stanzas_in)
+        out.update(client.stanzas_out)
+    return into, out
 
 
 class BenchOperator(BenchClient):
