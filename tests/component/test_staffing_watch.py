@@ -3,6 +3,7 @@ time, so ten minutes pass without a real sleep."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,6 +78,47 @@ async def test_the_watch_runs_on_the_injected_clock(
         ("staffed", "xmpp"),
         ("staffed", "email"),
     }
+
+
+async def test_unstaffed_from_start_up_then_staffed_then_unstaffed_again_is_told_once_per_spell(
+    service: tuple[DeskService, list[Event], ManualClock],
+) -> None:
+    """Nobody online from start-up is a spell of its own: told after the delay, ended by
+    someone coming online ("staffed again"); the next spell is told once more. Checks
+    racing at the moment the delay is up (the timer, the tick, a presence change) tell it
+    once."""
+    desk, events, clock = service
+    await desk.tick()  # nobody online since start-up: the watch starts
+    # The delay is up: the watch's timer fires, and while its check is telling (awaiting
+    # the trail), the tick and other checks run.
+    await clock.advance(600)
+    await asyncio.gather(desk.tick(), desk.notices.check_staffing(), desk.notices.check_staffing())
+    await desk.idle()
+    await desk.on_operator_presence(ANN, "laptop", Presence.AVAILABLE)
+    await desk.on_operator_presence(ANN, "laptop", Presence.AWAY)
+    await clock.advance(600)
+    await asyncio.gather(
+        desk.tick(),
+        desk.notices.check_staffing(),
+        desk.on_operator_presence(ANN, "phone", Presence.AWAY),
+    )
+    for _ in range(3):
+        await clock.advance(600, settle=desk.idle)
+        await desk.tick()
+    await desk.idle()
+
+    lines = [t for t in _lines(events, BOB) if "(ask)" in t]
+    assert ["nobody" if "nobody available" in t else "staffed" for t in lines] == [
+        "nobody",
+        "staffed",
+        "nobody",
+    ]
+    ask = await desk.store.queues.by_name("ask")
+    assert ask is not None
+    trail = await desk.store.notices.staffing_for_queue(ask.id)
+    for who in (BOB, "coord@example.org"):
+        told = [n.purpose for n in reversed(trail) if n.recipient == who]
+        assert told == ["unstaffed", "staffed", "unstaffed"]
 
 
 def test_a_stored_unstaffed_notice_resumes_the_watch_only_within_the_same_opening() -> None:

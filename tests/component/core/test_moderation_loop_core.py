@@ -3,6 +3,7 @@ coordinator addresses, and the emails' safety with hostile values."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -45,6 +46,37 @@ def test_someone_back_before_the_delay_or_closing_time_tells_nobody() -> None:
     assert _run([(0, True, False), (600, True, False), (700, False, False), (800, True, True)]) == [
         Tell.UNSTAFFED
     ]
+
+
+def test_a_spell_from_start_up_ended_by_someone_then_a_new_spell_is_told_again() -> None:
+    assert _run(
+        [(0, True, False), (600, True, False), (601, True, True), (602, True, False)]
+        + [(602 + 600 * k, True, False) for k in range(1, 5)]
+    ) == [Tell.UNSTAFFED, Tell.STAFFED, Tell.UNSTAFFED]
+
+
+# Each reading the service may feed: (in_hours, staffed).
+_READINGS = ((True, False), (True, True), (False, False), (False, True))
+
+
+def test_nobody_is_told_twice_about_one_spell_whatever_the_readings() -> None:
+    """Every sequence of five readings, each AFTER apart or at the same instant (checks
+    racing): two UNSTAFFED tells always have a staffed or closed reading between them (a
+    new spell), and STAFFED only ever follows an UNSTAFFED."""
+    for readings in itertools.product(_READINGS, repeat=5):
+        for gaps in itertools.product((0.0, AFTER - 1, AFTER), repeat=5):
+            watch, now, last, spell_ended = Watch(), 0.0, Tell.STAFFED, True
+            for (in_hours, staffed), gap in zip(readings, gaps, strict=True):
+                now += gap
+                watch, tell = step(watch, in_hours=in_hours, staffed=staffed, now=now, after=AFTER)
+                if staffed or not in_hours:
+                    spell_ended = True
+                if tell is Tell.UNSTAFFED:
+                    assert spell_ended, (readings, gaps)
+                    spell_ended, last = False, tell
+                elif tell is Tell.STAFFED:
+                    assert last is Tell.UNSTAFFED and staffed, (readings, gaps)
+                    last = tell
 
 
 @pytest.mark.parametrize(
