@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from component.core.models import ChatState
-from tests.conftest import ARTIFACTS, Desk, admin_account, admin_page
+from tests.conftest import ARTIFACTS, Desk, admin_account, admin_page, full_page_screenshot
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)  # the desk's clock: range 03-02..03-31
 EVIL_QUEUE = '<script>alert("q")</script>'
@@ -261,7 +261,7 @@ async def test_stats_page_counts_percentiles_charts_and_csv(
         # Markup in names is text, never markup; no inline style anywhere (CSP).
         assert alerts == [] and csp == []
         assert " style=" not in await page.content()
-        await page.screenshot(path=shot("stats"), full_page=True)
+        await full_page_screenshot(page, shot("stats"))
 
         # CSV downloads: the same numbers; seconds; formulas defused.
         query = "from=2026-03-02&to=2026-03-31&tz=UTC"
