@@ -263,6 +263,16 @@ class StorageConfig:
         default=30.0,
         check=checks.positive,
     )
+    lease: float = setting(
+        "Seconds, PostgreSQL only: the active process's lease on the database's active lock. "
+        "It confirms the lock every third of this and steps down once this long has passed "
+        "since its last confirmation; a process taking over waits up to this plus 1 s "
+        "before it serves. Longer rides out a flaky network to the database, shorter "
+        "fails over sooner. Every instance on one database must use the same value "
+        "(1 to 60).",
+        default=3.0,
+        check=checks.lease,
+    )
 
     @property
     def target(self) -> Path | str:

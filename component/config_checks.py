@@ -150,6 +150,20 @@ def stanza_bytes(value: int) -> int:
     return value
 
 
+# Bounds of [storage] lease (seconds). Below the lower one a confirmation of the active
+# lock (a third of the lease) would have to reach the database and back within a third of
+# a second even on a busy machine, and the active process would step down at every
+# hiccup; above the upper one a crashed active process leaves nobody serving for a minute.
+MIN_LEASE = 1.0
+MAX_LEASE = 60.0
+
+
+def lease(value: float) -> float:
+    if not MIN_LEASE <= value <= MAX_LEASE:
+        raise Invalid(f"must be between {MIN_LEASE:g} and {MAX_LEASE:g} seconds, got {value}")
+    return value
+
+
 _DOMAIN_LABEL = re.compile(r"^(?!-)[^\s@/.:]{1,63}(?<!-)$")
 
 

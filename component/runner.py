@@ -194,7 +194,7 @@ class Refdesk:
         """Take the active lock; while another process holds it, serve 503 on the web
         port (a standby) and wait. Called by `start` for a PostgreSQL store, before
         anything else starts: only the holder connects the component."""
-        self._lock = ActiveLock(url)
+        self._lock = ActiveLock(url, lease=self.config.storage.lease)
         try:
             if await self._lock.try_acquire():
                 # Free at once, but a holder cut a moment ago may still be serving.

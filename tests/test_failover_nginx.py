@@ -20,7 +20,7 @@ import aiohttp
 from component.config import StorageConfig, write_config_toml
 from component.prosody import free_port
 from component.runner import Refdesk
-from tests.component.test_active_lock import operator_of_ask
+from tests.component.test_active_lock import SHORT_LEASE, operator_of_ask
 from tests.conftest import COMPONENT_DOMAIN, SECRET, make_config, seed
 from tests.operator_client import OperatorClient
 from tests.patron_client import PatronClient
@@ -84,7 +84,7 @@ async def test_sigkill_of_the_active_behind_nginx(
                     "reconnect_max_delay": 1.0,
                 },
                 "web": {"port": active_port, "public_url": public, "password_hashing": "test"},
-                "storage": {"url": url},
+                "storage": {"url": url, "lease": SHORT_LEASE},
             }
         ),
         "utf-8",
@@ -98,7 +98,7 @@ async def test_sigkill_of_the_active_behind_nginx(
     standby = Refdesk(
         replace(
             config,
-            storage=StorageConfig(url=url),
+            storage=StorageConfig(url=url, lease=SHORT_LEASE),
             web=replace(config.web, port=standby_port, public_url=public),
         )
     )

@@ -15,7 +15,10 @@ that gets the lock waits `fence` seconds (longer than the lease) before it serve
 lock was released after the old holder's last confirmation was sent, and this process
 got it after the release, so the old holder had stopped before this one starts. Only
 durations are compared, each on one machine's monotonic clock, so the machines' clocks
-need not agree; every instance must use the same lease (a constant here).
+need not agree. The lease is a setting (`[storage] lease`); the check interval (a third
+of it) and the fence (1 s longer) follow from it. Every instance should use the same
+lease; each writes its own into the lease record, and a process taking over from one
+with a longer lease fences for that longer one (and says so in its log).
 
 The fence is needed only while an old holder may still be serving, so each confirmation
 also renews the lease record (the table refdesk_active_lease, one row): the database
@@ -40,11 +43,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable
 
 import asyncpg
 
+from component.config_checks import MAX_LEASE
 from component.store.db import StoreError
 from component.store.pg import safe_url
 
@@ -54,11 +59,34 @@ log = logging.getLogger(__name__)
 ACTIVE_LOCK_KEY = 7262002
 # How long connecting or taking the lock may take.
 _CHECK_TIMEOUT = 5.0
-# Seconds an unconfirmed lock still counts as held (see the module's docstring), how
-# often the holder confirms it, and how long a new holder waits before it serves.
+# How much longer than the lease the fence lasts (see the module's docstring): it covers
+# a late timer on the old holder, the two clocks' rates and a small step of the database's
+# clock, none of which grows with the lease.
+FENCE_MARGIN = 1.0
+# Confirmations per lease: one slow or lost confirmation does not yet end the lease.
+CHECKS_PER_LEASE = 3
+
+
+def check_for(lease: float) -> float:
+    """How often a holder with this lease confirms the lock (used by `ActiveLock`)."""
+    return lease / CHECKS_PER_LEASE
+
+
+def fence_for(lease: float) -> float:
+    """How long a new holder waits at most after a holder with this lease (used by
+    `ActiveLock`)."""
+    return lease + FENCE_MARGIN
+
+
+# The shipped lease (the default of `[storage] lease`): seconds an unconfirmed lock still
+# counts as held, how often the holder confirms it, and how long a new holder waits at
+# most before it serves.
 LEASE = 3.0
-CHECK = 1.0
-FENCE = LEASE + 1.0
+CHECK = check_for(LEASE)
+FENCE = fence_for(LEASE)
+# How a holder's lease is written at the end of the record's `holder` (read back by the
+# next holder, which must outlast it; the rest of `holder` is for people).
+_HOLDER_LEASE = re.compile(r", lease ([0-9]{1,6}(?:\.[0-9]{1,6})?) s$")
 # What the lock's session calls itself (visible in pg_stat_activity).
 LOCK_SESSION_NAME = "refdesk active lock"
 # Whether this session holds the lock.
@@ -77,10 +105,11 @@ _RENEW = (
 # Right after taking the lock: the record as the old holder left it, and how far its
 # last renewal lies behind the database's clock (seconds); renews it for this process.
 _TAKE_OVER = (
-    "WITH old AS (SELECT renewed_at, released FROM refdesk_active_lease WHERE id = 1),"
+    "WITH old AS (SELECT holder, renewed_at, released FROM refdesk_active_lease WHERE id = 1),"
     " renewed AS (UPDATE refdesk_active_lease SET holder = $1,"
     " renewed_at = clock_timestamp(), released = FALSE WHERE id = 1 RETURNING renewed_at)"
-    " SELECT old.released, EXTRACT(EPOCH FROM renewed.renewed_at - old.renewed_at) AS age"
+    " SELECT old.holder, old.released,"
+    " EXTRACT(EPOCH FROM renewed.renewed_at - old.renewed_at) AS age"
     " FROM old, renewed"
 )
 # At a clean shutdown, while still holding the lock.
@@ -107,10 +136,13 @@ class ActiveLock:
         url: str,
         *,
         retry: float = 0.5,
-        check: float = CHECK,
         lease: float = LEASE,
-        fence: float = FENCE,
+        check: float | None = None,
+        fence: float | None = None,
     ) -> None:
+        # `check` and `fence` follow from `lease` unless given (tests of the lock alone).
+        check = check_for(lease) if check is None else check
+        fence = fence_for(lease) if fence is None else fence
         if not check < lease < fence:
             raise ValueError("the lock needs check < lease < fence")
         self._url = url
@@ -127,8 +159,9 @@ class ActiveLock:
         # Set once `fence` has waited out any old holder: only then may `release` mark
         # the lease record released (before, an old holder may still be serving).
         self._fenced = False
-        # Who renews the lease record (for people reading it).
-        self._holder = f"{socket.gethostname()} pid {os.getpid()}"
+        # Who renews the lease record (for people reading it), and with which lease (for
+        # the next holder).
+        self._holder = f"{socket.gethostname()} pid {os.getpid()}, lease {lease:g} s"
 
     @property
     def held(self) -> bool:
@@ -215,8 +248,28 @@ class ActiveLock:
         return fence_wait(
             released=bool(row["released"]),
             age=None if age is None else float(age),
-            fence=self._fence,
+            fence=self._outlasting(row["holder"]),
         )
+
+    def _outlasting(self, holder: str | None) -> float:
+        """The fence that outlasts the old holder named in the lease record: this
+        process's own, or a longer one when the old holder wrote a longer lease (an
+        instance configured differently, which is logged). A holder that names no lease
+        ran a version whose lease was the constant `LEASE`; with no holder recorded at
+        all, its lease is unknown and taken to be this process's own. Called by
+        `_take_over`."""
+        if holder is None:
+            return self._fence
+        found = _HOLDER_LEASE.search(holder)
+        theirs = LEASE if found is None else min(float(found.group(1)), MAX_LEASE)
+        if theirs != self._lease:
+            log.warning(
+                "the previous active process used a lease of %g s, this one %g s:"
+                " every instance should use the same [storage] lease",
+                theirs,
+                self._lease,
+            )
+        return max(self._fence, fence_for(theirs))
 
     async def _is_held(self, timeout: float) -> bool:
         """Confirm the lock, renewing the lease record with it (a plain check before the

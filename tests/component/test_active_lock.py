@@ -19,16 +19,34 @@ import asyncpg
 import pytest
 
 from component.config import Config, StorageConfig, write_config_toml
+from component.config_checks import MIN_LEASE
 from component.prosody import free_port
 from component.runner import Refdesk
 from component.store import Store
-from component.store.active import ACTIVE_LOCK_KEY, CHECK, FENCE, ActiveLock, fence_wait
+from component.store.active import (
+    ACTIVE_LOCK_KEY,
+    FENCE,
+    LEASE,
+    ActiveLock,
+    check_for,
+    fence_for,
+    fence_wait,
+)
 from component.store.pg import probe_postgresql
 from tests.conftest import COMPONENT_DOMAIN, SECRET, make_config, seed
 from tests.operator_client import OperatorClient
 from tests.patron_client import PatronClient
 from tests.pg_server import PgServer
 from tests.xmpp_servers import XmppServer
+
+# The lease of the processes in these tests, unless a test keeps the shipped one: the
+# shortest allowed, so a takeover after a crash fences for at most 2 s instead of 4. The
+# fencing argument holds for any allowed lease; the shipped lease stays proven by
+# `test_the_fence_waits_only_while_an_old_holder_may_still_serve` (the fence after a
+# crash) and by the Prosody run of
+# `test_an_active_process_cut_from_the_database_never_serves_with_the_new_one` (never
+# two serving, every acknowledged line kept).
+SHORT_LEASE = MIN_LEASE
 
 
 async def cut_lock_sessions(url: str) -> int:
@@ -94,6 +112,30 @@ async def test_one_holder_and_a_cut_connection_hands_the_lock_over(
         await second.release()
 
 
+def test_the_check_and_the_fence_follow_the_lease() -> None:
+    """The shipped lease gives the check and fence the fencing argument was made with;
+    any lease keeps check < lease < fence, the fence 1 s past the lease."""
+    assert (check_for(LEASE), LEASE, fence_for(LEASE)) == (1.0, 3.0, 4.0)
+    for lease in (MIN_LEASE, 2.5, 60.0):
+        assert check_for(lease) < lease < fence_for(lease) == lease + 1.0
+
+
+def test_a_new_holder_outlasts_an_old_holder_with_a_longer_lease() -> None:
+    """Each holder writes its lease into the record; a process taking over from one with
+    a longer lease (an instance configured differently) fences for that one, and a
+    shorter one leaves its own fence. A holder naming no readable lease (an older
+    version) had the shipped one; no holder recorded leaves its own fence."""
+    lock = ActiveLock("postgresql://nowhere/x", lease=1.0)
+    assert lock._holder.endswith(", lease 1 s")
+    assert lock._outlasting("db1 pid 7, lease 3 s") == 4.0
+    assert lock._outlasting("db1 pid 7, lease 2.5 s") == 3.5
+    assert lock._outlasting("db1 pid 7, lease 0.5 s") == 2.0
+    assert lock._outlasting("db1 pid 7") == FENCE
+    assert lock._outlasting(None) == 2.0
+    assert lock._outlasting("db1 pid 7, lease 1e9 s") == FENCE
+    assert lock._outlasting("db1 pid 7, lease 999999 s") == fence_for(60.0)
+
+
 def test_fence_wait_follows_the_lease_record() -> None:
     """How long a new holder waits, from what the old one left: nothing after a clean
     release; the whole fence when no renewal was recorded; otherwise what is left of
@@ -136,6 +178,7 @@ async def test_the_fence_waits_only_while_an_old_holder_may_still_serve(
         assert await first.fence() == 0.0
         record = await lease_record(url)
         assert record["released"] is False and record["renewed_at"] is not None
+        assert record["holder"].endswith(", lease 3 s")
         await first.release()
         assert (await lease_record(url))["released"] is True
 
@@ -193,10 +236,12 @@ async def test_a_lease_not_yet_renewed_or_not_fenced_is_waited_out_in_full(
             await lock.release()
 
 
-def desk_config(tmp: Path, url: str, server: XmppServer) -> Config:
+def desk_config(tmp: Path, url: str, server: XmppServer, lease: float = SHORT_LEASE) -> Config:
     config = make_config(tmp, xmpp_port=server.component_port)
     return replace(
-        config, storage=StorageConfig(url=url), web=replace(config.web, port=free_port())
+        config,
+        storage=StorageConfig(url=url, lease=lease),
+        web=replace(config.web, port=free_port()),
     )
 
 
@@ -297,7 +342,9 @@ async def test_health_probe_reports_an_unreachable_database(postgresql: PgServer
     assert error
 
 
-def run_config(tmp: Path, url: str, server: XmppServer, web_port: int) -> Path:
+def run_config(
+    tmp: Path, url: str, server: XmppServer, web_port: int, lease: float = SHORT_LEASE
+) -> Path:
     """A config file for `refdesk run` on the shared PostgreSQL database."""
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / "refdesk.toml"
@@ -311,7 +358,7 @@ def run_config(tmp: Path, url: str, server: XmppServer, web_port: int) -> Path:
                     "reconnect_max_delay": 1.0,
                 },
                 "web": {"port": web_port, "password_hashing": "test"},
-                "storage": {"url": url},
+                "storage": {"url": url, "lease": lease},
             }
         ),
         "utf-8",
@@ -380,12 +427,13 @@ async def test_a_killed_active_process_is_replaced_by_the_standby(
         if stop == signal.SIGTERM:
             assert standby.fence_waited == 0.0
         else:
-            # The killed holder renewed its lease at most CHECK seconds before the kill,
-            # so the standby waits unless taking the lock itself took longer than the
-            # rest of the fence (a stalled machine): then waiting nothing is right.
+            # The killed holder renewed its lease at most a check before the kill, so the
+            # standby waits unless taking the lock itself took longer than the rest of
+            # the fence (a stalled machine): then waiting nothing is right.
             took = time.monotonic() - killed_at
-            assert 0.0 <= standby.fence_waited <= FENCE
-            assert standby.fence_waited > 0.0 or took >= FENCE - CHECK, took
+            fence = fence_for(SHORT_LEASE)
+            assert 0.0 <= standby.fence_waited <= fence
+            assert standby.fence_waited > 0.0 or took >= fence - check_for(SHORT_LEASE), took
         print(
             f"takeover after {stop.name}: {time.monotonic() - killed_at:.2f} s"
             f" (fence {standby.fence_waited:.2f} s)"

@@ -555,6 +555,21 @@ def test_max_stanza_bytes_stays_well_under_the_servers_limits(tmp_path: Path) ->
         assert "xmpp.max_stanza_bytes: must be between 16384 and 262144 bytes" in str(error)
 
 
+@pytest.mark.parametrize("value", ["0", "0.5", "60.5", "-3", "nan", "inf", '"3 s"'])
+def test_a_lease_outside_its_bounds_is_refused(tmp_path: Path, value: str) -> None:
+    """The active lock's lease: a check (a third of it) must reach the database and back
+    in time, and a crash must not leave nobody serving for minutes."""
+    _, error = load_error(tmp_path, REQUIRED + f"[storage]\nlease = {value}\n")
+    assert "storage.lease" in str(error)
+
+
+def test_a_lease_within_its_bounds_is_kept(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, REQUIRED)).storage.lease == 3.0
+    for value in (1, 2.5, 60):
+        cfg = load_config(write(tmp_path, REQUIRED + f"[storage]\nlease = {value}\n"))
+        assert cfg.storage.lease == value
+
+
 @pytest.mark.parametrize("value", ["-1", "2592001", '"a day"', "nan", "inf"])
 def test_sticky_pickup_out_of_range_is_refused(tmp_path: Path, value: str) -> None:
     _, error = load_error(tmp_path, REQUIRED + f"[bans]\nsticky_pickup = {value}\n")

@@ -28,6 +28,13 @@ NOFILE = 256
 ATTACKER = "127.0.0.1"
 BYSTANDER = "127.0.1.1"
 REPO = Path(__file__).resolve().parents[2]
+# `[web] header_timeout` in these tests (10 s by default): every half-open connection
+# under the caps waits it out, so shorter is quicker; long enough that a flood from one
+# address is still being opened well within it. Slow clients send a byte or a frame every
+# `TRICKLE` seconds, well under it, so a deadline that restarted with each byte or frame
+# would never fire.
+HEADER_TIMEOUT = 1.0
+TRICKLE = 0.15
 
 
 def _enough_descriptors_for_the_test(needed: int) -> None:
@@ -162,7 +169,7 @@ async def test_half_open_flood_from_one_address_leaves_the_service_reachable(
     tmp_path: Path,
 ) -> None:
     _enough_descriptors_for_the_test(4 * NOFILE)
-    async with running(tmp_path, header_timeout=2.0) as server:
+    async with running(tmp_path, header_timeout=HEADER_TIMEOUT) as server:
         flood = await asyncio.to_thread(_half_open, server.port, ATTACKER, NOFILE + 50)
         try:
             status, body = await _status(server.url, BYSTANDER)
@@ -214,19 +221,19 @@ async def _ws(url: str, source: str) -> tuple[aiohttp.ClientSession, Any]:
 
 
 async def test_slow_clients_are_cut_off(tmp_path: Path) -> None:
-    async with running(tmp_path, header_timeout=2.0) as server:
-        # A request head trickled one byte every 0.3 s: closed at the deadline all the
-        # same (about 2 s, i.e. after a handful of bytes, nowhere near the 200 on offer).
-        lines = await asyncio.to_thread(_trickle, server.port, ATTACKER, 0.3)
+    async with running(tmp_path, header_timeout=HEADER_TIMEOUT) as server:
+        # A request head trickled one byte every TRICKLE seconds: closed at the deadline
+        # all the same (after a handful of bytes, nowhere near the 200 on offer).
+        lines = await asyncio.to_thread(_trickle, server.port, ATTACKER, TRICKLE)
         assert lines < 200
-        # A WebSocket that sends "{}" every 0.3 s but never says hello: the hello deadline
-        # does not restart with each frame.
+        # A WebSocket that sends "{}" every TRICKLE seconds but never says hello: the
+        # hello deadline does not restart with each frame.
         session, ws = await _ws(server.url, ATTACKER)
         try:
             codes = []
             closed = False
             for _ in range(200):
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(TRICKLE)
                 await ws.send_str("{}")
                 msg = await ws.receive(timeout=10)
                 if msg.type == aiohttp.WSMsgType.TEXT:
@@ -284,7 +291,7 @@ from web.listener import ConnectionGuard, GuardedSite
 async def main(port):
     app = web.Application()
     app.router.add_get("/", lambda request: web.Response(text="ok"))
-    runner = web.AppRunner(app, keepalive_timeout=2.0)
+    runner = web.AppRunner(app, keepalive_timeout=float(sys.argv[2]))
     await runner.setup()
     # No caps to speak of: only the descriptor limit stops this flood.
     guard = ConnectionGuard(AddressSlots(10_000, 10_000), max_open=10_000)
@@ -316,6 +323,7 @@ async def test_accept_at_the_descriptor_limit_neither_spins_nor_floods_the_log(
             "-c",
             _BARE_SERVER,
             str(port),
+            str(HEADER_TIMEOUT),
             cwd=REPO,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

@@ -13,7 +13,14 @@ from typing import Any
 from playwright.async_api import Browser, Page, expect
 
 from component.core.models import RoutingMode
-from tests.conftest import ARTIFACTS, Desk, admin_account, admin_page, wait_for
+from tests.conftest import (
+    ARTIFACTS,
+    Desk,
+    admin_account,
+    admin_page,
+    full_page_screenshot,
+    wait_for,
+)
 from tests.operator_client import OperatorClient
 
 
@@ -116,7 +123,7 @@ async def test_admin_builds_a_queue_that_takes_chats_at_once(desk: Desk, browser
         assert desk.service.queues_of(jid) == ["branch-ask"]
         op = desk.service.operator(jid)
         assert op is not None and op.name == "Bea" and op.max_chats == 2
-        await page.screenshot(path=shot(f"operator-added-{desk.server.kind}"), full_page=True)
+        await full_page_screenshot(page, shot(f"operator-added-{desk.server.kind}"))
 
         # A real operator client logs in: the queue's contact request is waiting for it.
         client = OperatorClient(jid, account_password, desk.server.host, desk.server.c2s_port)
@@ -216,7 +223,7 @@ async def test_coordinator_cannot_reach_another_groups_data(
         await page.get_by_role("link", name="Sam").click()
         await expect(page.get_by_label("Member of ask")).to_be_checked()
         await expect(page.get_by_label("Member of theirs")).to_have_count(0)
-        await page.screenshot(path=shot("coordinator-operator"), full_page=True)
+        await full_page_screenshot(page, shot("coordinator-operator"))
 
         token = await csrf_of(page)
         before = await _snapshot(desk)
@@ -345,7 +352,7 @@ async def test_bad_input_is_explained_next_to_the_field(
             "Bad Name!"
         )
         await expect(page.get_by_role("alert")).to_contain_text("not a valid queue name")
-        await page.screenshot(path=shot("queue-bad-name"), full_page=True)
+        await full_page_screenshot(page, shot("queue-bad-name"))
         await fill(page, "#add-queue", {"Queue name": "ask"})
         assert await submit(page, "#add-queue", "Add queue") == 400
         await expect_field_error(page, "#add-queue", "Queue name", "already a queue called")
@@ -384,7 +391,7 @@ async def test_bad_input_is_explained_next_to_the_field(
         await expect_field_error(page, form, "Offer timeout (seconds)", "greater than 0")
         await expect_field_error(page, form, "Partner sites", "no path")
         await expect(page.locator(form).get_by_label("Colour")).to_have_value("blue")
-        await page.screenshot(path=shot("queue-settings-errors"), full_page=True)
+        await full_page_screenshot(page, shot("queue-settings-errors"))
         queue = await desk.store_queue("ask")
         assert queue.hours == "always" and queue.widget_color == "#0b57d0"
         # Good hours but a bad time zone: only the time zone is wrong.
@@ -419,7 +426,7 @@ async def test_bad_input_is_explained_next_to_the_field(
         await expect(page.locator("#new-operator-queue-error")).to_contain_text(
             "at least one queue"
         )
-        await page.screenshot(path=shot("operator-errors"), full_page=True)
+        await full_page_screenshot(page, shot("operator-errors"))
         await fill(page, "#add-operator", {"XMPP address": "ana@example.org/phone"})
         assert await submit(page, "#add-operator", "Add operator") == 400
         await expect_field_error(page, "#add-operator", "XMPP address", "bare")
@@ -450,7 +457,7 @@ async def test_bad_input_is_explained_next_to_the_field(
         assert await submit(page, "#add-canned", "Add canned message") == 400
         await expect_field_error(page, "#add-canned", "Canned message name", "lower-case")
         await expect_field_error(page, "#add-canned", "Canned message text", "Enter the text")
-        await page.screenshot(path=shot("group-errors"), full_page=True)
+        await full_page_screenshot(page, shot("group-errors"))
         group = await desk.refdesk.store.groups.by_name("library")
         assert group is not None
         assert await desk.refdesk.store.links.rows(group.id) == []
@@ -584,7 +591,7 @@ async def test_settings_take_effect_at_once(offline_desk: Desk, browser: Browser
         await expect(page.locator(form).get_by_label("On-call rule")).to_have_value(
             "4 chats within 10 minutes"
         )
-        await page.screenshot(path=shot("queue-settings"), full_page=True)
+        await full_page_screenshot(page, shot("queue-settings"))
         # The spare queue is a backup now: it cannot be deleted.
         await page.goto(f"{desk.url}/admin/queues/spare")
         await page.locator(".danger-zone").get_by_label("Yes, delete").check()
@@ -656,7 +663,7 @@ async def test_settings_take_effect_at_once(offline_desk: Desk, browser: Browser
             {"Canned message name": "card", "Canned message text": "Your card number, please."},
         )
         await expect_done(page, await submit(page, "#add-canned", "Add canned message"), "card")
-        await page.screenshot(path=shot("group"), full_page=True)
+        await full_page_screenshot(page, shot("group"))
         await page.get_by_role("button", name="Remove 192.0.2.0/24").click()
         await expect(page.get_by_role("status")).to_contain_text("Exemption removed")
         assert service.moderation.exempt(group.id) == []
@@ -697,7 +704,7 @@ async def test_settings_take_effect_at_once(offline_desk: Desk, browser: Browser
         op = service.operator("ana@example.org")
         assert op is not None and op.max_chats == 5
         assert not any(a.on_call for a in await store.operators.assignments())
-        await page.screenshot(path=shot("operator"), full_page=True)
+        await full_page_screenshot(page, shot("operator"))
         # Leaving one queue from the queue's page.
         await page.goto(f"{desk.url}/admin/queues/spare")
         await page.get_by_role("button", name="Remove Ana from this queue").click()
@@ -730,7 +737,7 @@ async def test_embed_code_and_preview(offline_desk: Desk, browser: Browser) -> N
         frame = page.get_by_title("Widget preview")
         await expect(frame).to_have_attribute("src", "/chat/ask")
         await frame.scroll_into_view_if_needed()
-        await page.screenshot(path=shot("queue-embed-preview"), full_page=True)
+        await full_page_screenshot(page, shot("queue-embed-preview"))
 
         # Partner sites that leave no room for a frame: a note, not a broken frame.
         await desk.set_queue("ask", allowed_origins="")

@@ -17,7 +17,15 @@ from playwright.async_api import Browser, Page, expect
 
 from component.core.changes import QueueUpdate
 from component.core.models import Presence
-from tests.conftest import ADMIN_PASSWORD, ARTIFACTS, Desk, admin_account, admin_page, wait_for
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    ARTIFACTS,
+    Desk,
+    admin_account,
+    admin_page,
+    full_page_screenshot,
+    wait_for,
+)
 from tests.patron_client import ProxiedPatron
 
 TRUSTED = pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
@@ -148,7 +156,7 @@ async def admin_client(
 
 async def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / name), full_page=True)
+    await full_page_screenshot(page, str(SHOTS / name))
 
 
 # Bans ------------------------------------------------------------------------------------
