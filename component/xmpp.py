@@ -63,7 +63,7 @@ from component.xmpp_bodies import (
     offer_bodies,
     patron_nick,
 )
-from component.xmpp_delivery import Delivery, Outgoing, ping_target
+from component.xmpp_delivery import Delivery, Outgoing, chat_message_xml, ping_target
 from component.xmpp_errors import ERROR_CONDITIONS, error_text
 
 log = logging.getLogger(__name__)
@@ -334,13 +334,14 @@ class XmppAdapter:
     ) -> list[Outgoing]:
         outs: list[Outgoing] = []
         bodies = message_bodies(strip_xml_illegal(event.text), self._body_bytes)
+        sender = self._jid(guest)
         for to in recipients:
             for n, text in enumerate(bodies, 1):
-                msg = self.xmpp.make_message(
-                    mto=to, mbody=text, mtype="chat", mfrom=self._jid(guest)
-                )
-                msg["id"] = f"rd-{event.chat_id}-{event.seq}" + (f"-{n}" if n > 1 else "")
-                outs.append(Outgoing(msg))
+                # Serialised from a template, not built as a slixmpp stanza: one line per
+                # patron message is the hot path, and the stanza object and its
+                # serialiser cost several times more (bench/RESULTS.md, fifth pass).
+                stanza_id = f"rd-{event.chat_id}-{event.seq}" + (f"-{n}" if n > 1 else "")
+                outs.append(Outgoing(wire=chat_message_xml(to, sender, text, stanza_id)))
         if outs:
             last = outs[-1]
             last.chat_id, last.first_seq, last.last_seq = event.chat_id, event.seq, event.seq

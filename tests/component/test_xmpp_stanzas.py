@@ -209,6 +209,29 @@ async def test_patron_line_comes_from_the_guest_jid_with_a_stable_id(wire: Wire)
     assert second.seq == first.seq + 1
 
 
+async def test_hostile_patron_text_is_written_as_text(wire: Wire) -> None:
+    """Patron lines are serialised from a template (the hot path): XML metacharacters,
+    quotes, markup that tries to close the body and add elements, and white space all
+    arrive as the same text in one message with one body."""
+    await wire.confirmed()
+    await operator_online(wire)
+    handle = await wire.service.open_chat("ask", None)
+    await wire.service.post_patron_message(handle.chat_id, "m1", "Hello?")
+    await wire.confirmed()
+    hostile = (
+        "</body><body>x</body></message><iq type='set' id='evil'/>"
+        " a & b &amp; <![CDATA[c]]> \"q\" 'q' ]]> \t tab \r\n line"
+    )
+    posted = await wire.service.post_patron_message(handle.chat_id, "m2", hostile)
+    sent = await wire.confirmed()
+    assert [(m.tag, m.get("id"), m.get("type")) for m in sent] == [
+        ("message", f"rd-{handle.chat_id}-{posted.seq}", "chat")
+    ]
+    assert [child.tag for child in sent[0]] == ["body"]
+    # An XML parser reads a line break as \n, whichever way it was written.
+    assert sent[0].findtext("body") == hostile.replace("\r\n", "\n")
+
+
 async def test_operator_reply_reaches_the_chat(wire: Wire) -> None:
     await wire.confirmed()
     await operator_online(wire)
