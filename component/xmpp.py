@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -97,6 +98,17 @@ class _Component(slixmpp.ComponentXMPP):
         for _ in range(discarded):
             self.waiting_queue.task_done()
 
+    # Set by the adapter to `Delivery.take_raw_answer`.
+    take_raw: Callable[[ET.Element], bool] | None = None
+
+    def _spawn_event(self, xml: ET.Element) -> None:
+        # Called by slixmpp for each stanza parsed from the stream. The answers to
+        # confirmation pings (one per line at a chat's pace) are taken as parsed XML,
+        # before slixmpp builds a stanza object, runs the filters and matches handlers.
+        if self.take_raw is not None and self.take_raw(xml):
+            return
+        super()._spawn_event(xml)
+
 
 class XmppAdapter:
     """Owns the slixmpp component. Created by the composition root inside the running
@@ -138,7 +150,9 @@ class XmppAdapter:
         # slixmpp's plugins answer IQs themselves (disco, ping, ad-hoc, errors), echoing
         # what the asker sent (its id, a disco node): the same size check applies to them.
         xmpp.add_filter("out", self.delivery.guard_iq)
-        # Answers to delivery confirmations are taken before slixmpp dispatches anything.
+        # Answers to delivery confirmations are taken before slixmpp dispatches anything:
+        # a plain result as parsed XML, anything else (an error) as a stanza.
+        xmpp.take_raw = self.delivery.take_raw_answer
         xmpp.add_filter("in", self.delivery.take_answer)
         xmpp.add_event_handler("session_start", self._on_session_start)
         xmpp.add_event_handler("disconnected", self._on_disconnected)

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 # The component stream's default namespace (XEP-0114).
 COMPONENT_NS = "jabber:component:accept"
+_IQ_TAG = f"{{{COMPONENT_NS}}}iq"
 
 # Seconds to wait for the answer to a confirmation ping before the stream is presumed dead
 # (a half-open connection) and dropped, so that it reconnects and resends.
@@ -431,10 +432,30 @@ class Delivery:
             return stanza
         if stanza["from"].bare not in (ping.to, self.domain, ""):
             return stanza
+        self._answered(ping, "" if kind == "result" else error_condition(stanza) or "?")
+        return None
+
+    def take_raw_answer(self, xml: ET.Element) -> bool:
+        """The common answer to a confirmation ping, a result from the domain pinged
+        (or ours, or with no sender), taken as parsed XML before slixmpp builds a stanza
+        of it; True if taken. Called by the adapter's stream for every stanza received.
+        Anything else, errors and senders written differently included, is left to
+        `take_answer`, which compares normalised JIDs."""
+        if xml.tag != _IQ_TAG or xml.get("type") != "result":
+            return False
+        ping = self._waiting.get(xml.get("id", ""))
+        if ping is None:
+            return False
+        if xml.get("from", "").partition("/")[0] not in (ping.to, self.domain, ""):
+            return False
+        self._answered(ping, "")
+        return True
+
+    def _answered(self, ping: _Ping, condition: str) -> None:
+        """`ping` is answered (`condition` "" for a result): wake its confirmation."""
         del self._waiting[ping.id]
         if not ping.answer.done():
-            ping.answer.set_result("" if kind == "result" else error_condition(stanza) or "?")
-        return None
+            ping.answer.set_result(condition)
 
     async def _confirm_loop(self, first: _Ping) -> None:
         """Wait for the answer to `first` (written by `_write` with a stanza), then

@@ -415,6 +415,44 @@ async def test_relay_cursor_moves_only_when_a_ping_is_answered(wire: Wire) -> No
     assert wire.adapter.unconfirmed == 0
 
 
+async def test_only_the_servers_answer_confirms_however_its_sender_is_written(
+    wire: Wire,
+) -> None:
+    """A plain result is taken as parsed XML before slixmpp builds a stanza; what that
+    fast path does not recognise goes the stanza way, where JIDs are compared normalised:
+    an answer with the right id from someone else confirms nothing, one from the server
+    written in capitals (with a resource) does."""
+    await wire.confirmed()
+    await operator_online(wire)
+    handle = await wire.service.open_chat("ask", None)
+    await wire.service.post_patron_message(handle.chat_id, "m1", "one")
+    await wire.confirmed()
+    live = wire.service.live_by_guest(handle.guest)
+    assert live is not None
+    event = await wire.service.post_patron_message(handle.chat_id, "m2", "two")
+    await wire.settle()
+    [ping] = [s for s in wire.written() if is_ping(s)]
+    ping_id, server = ping.get("id"), ping.get("to") or ""
+    for sender in (f"{ANN}/laptop", f"evil.{server}", ""):
+        attr = f" from='{sender}'" if sender else ""
+        wire.feed(f"<iq type='result' id='{ping_id}'{attr} to='{COMPONENT_DOMAIN}'/>")
+        await wire.settle()
+        if sender:
+            assert live.relayed_seq < event.seq, sender
+    # (An answer with no sender is the server's own, like slixmpp's IQ matching has it.)
+    assert live.relayed_seq == event.seq
+    assert wire.adapter.unconfirmed == 0
+    event = await wire.service.post_patron_message(handle.chat_id, "m3", "three")
+    await wire.settle()
+    [ping] = [s for s in wire.written() if is_ping(s)]
+    wire.feed(
+        f"<iq type='result' id='{ping.get('id')}' from='{server.upper()}/x' "
+        f"to='{COMPONENT_DOMAIN}'/>"
+    )
+    await wire.settle()
+    assert live.relayed_seq == event.seq
+
+
 async def test_unanswered_ping_drops_the_stream_on_the_clock(wire: Wire) -> None:
     # The confirmation time-out runs on the injected clock: no answer for a minute means
     # a half-open connection, which is dropped so that it reconnects and resends.
