@@ -70,6 +70,10 @@ from component.xmpp_errors import ERROR_CONDITIONS, error_text
 log = logging.getLogger(__name__)
 
 NS_COMPONENT = "jabber:component:accept"
+_MESSAGE_TAG = f"{{{NS_COMPONENT}}}message"
+_BODY_TAG = f"{{{NS_COMPONENT}}}body"
+# The message types whose body is a line (no type means "normal").
+_LINE_TYPES = frozenset({"chat", "normal", None})
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 NS_CORRECT = "urn:xmpp:message-correct:0"
 # The longest stanza id kept to recognise a later correction (ids are opaque, and some
@@ -106,6 +110,23 @@ class _Component(slixmpp.ComponentXMPP):
         # confirmation pings (one per line at a chat's pace) are taken as parsed XML,
         # before slixmpp builds a stanza object, runs the filters and matches handlers.
         if self.take_raw is not None and self.take_raw(xml):
+            return
+        if (
+            xml.tag == _MESSAGE_TAG
+            and xml.get("type") in _LINE_TYPES
+            and xml.find(_BODY_TAG) is not None
+        ):
+            # An operator's chat line. Of slixmpp's handlers only "IM" acts on a chat
+            # message with a body (it raises the 'message' event); the others look for
+            # disco, ad-hoc, pubsub, ping, caps and chat states (refdesk ignores the chat
+            # state of a message with a body). Matching all of them cost more than half
+            # of parsing and dispatching the line.
+            try:
+                stanza = self._build_stanza(xml)
+            except Exception:
+                log.exception("unusable message stanza: %.200s", ET.tostring(xml))
+                return
+            self.event("message", stanza)
             return
         super()._spawn_event(xml)
 
