@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -63,12 +64,16 @@ from component.xmpp_bodies import (
     offer_bodies,
     patron_nick,
 )
-from component.xmpp_delivery import Delivery, Outgoing, ping_target
+from component.xmpp_delivery import Delivery, Outgoing, chat_message_xml, ping_target
 from component.xmpp_errors import ERROR_CONDITIONS, error_text
 
 log = logging.getLogger(__name__)
 
 NS_COMPONENT = "jabber:component:accept"
+_MESSAGE_TAG = f"{{{NS_COMPONENT}}}message"
+_BODY_TAG = f"{{{NS_COMPONENT}}}body"
+# The message types whose body is a line (no type means "normal").
+_LINE_TYPES = frozenset({"chat", "normal", None})
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 NS_CORRECT = "urn:xmpp:message-correct:0"
 # The longest stanza id kept to recognise a later correction (ids are opaque, and some
@@ -96,6 +101,34 @@ class _Component(slixmpp.ComponentXMPP):
         super()._reset_sendq()
         for _ in range(discarded):
             self.waiting_queue.task_done()
+
+    # Set by the adapter to `Delivery.take_raw_answer`.
+    take_raw: Callable[[ET.Element], bool] | None = None
+
+    def _spawn_event(self, xml: ET.Element) -> None:
+        # Called by slixmpp for each stanza parsed from the stream. The answers to
+        # confirmation pings (one per line at a chat's pace) are taken as parsed XML,
+        # before slixmpp builds a stanza object, runs the filters and matches handlers.
+        if self.take_raw is not None and self.take_raw(xml):
+            return
+        if (
+            xml.tag == _MESSAGE_TAG
+            and xml.get("type") in _LINE_TYPES
+            and xml.find(_BODY_TAG) is not None
+        ):
+            # An operator's chat line. Of slixmpp's handlers only "IM" acts on a chat
+            # message with a body (it raises the 'message' event); the others look for
+            # disco, ad-hoc, pubsub, ping, caps and chat states (refdesk ignores the chat
+            # state of a message with a body). Matching all of them cost more than half
+            # of parsing and dispatching the line.
+            try:
+                stanza = self._build_stanza(xml)
+            except Exception:
+                log.exception("unusable message stanza: %.200s", ET.tostring(xml))
+                return
+            self.event("message", stanza)
+            return
+        super()._spawn_event(xml)
 
 
 class XmppAdapter:
@@ -138,7 +171,9 @@ class XmppAdapter:
         # slixmpp's plugins answer IQs themselves (disco, ping, ad-hoc, errors), echoing
         # what the asker sent (its id, a disco node): the same size check applies to them.
         xmpp.add_filter("out", self.delivery.guard_iq)
-        # Answers to delivery confirmations are taken before slixmpp dispatches anything.
+        # Answers to delivery confirmations are taken before slixmpp dispatches anything:
+        # a plain result as parsed XML, anything else (an error) as a stanza.
+        xmpp.take_raw = self.delivery.take_raw_answer
         xmpp.add_filter("in", self.delivery.take_answer)
         xmpp.add_event_handler("session_start", self._on_session_start)
         xmpp.add_event_handler("disconnected", self._on_disconnected)
@@ -334,13 +369,14 @@ class XmppAdapter:
     ) -> list[Outgoing]:
         outs: list[Outgoing] = []
         bodies = message_bodies(strip_xml_illegal(event.text), self._body_bytes)
+        sender = self._jid(guest)
         for to in recipients:
             for n, text in enumerate(bodies, 1):
-                msg = self.xmpp.make_message(
-                    mto=to, mbody=text, mtype="chat", mfrom=self._jid(guest)
-                )
-                msg["id"] = f"rd-{event.chat_id}-{event.seq}" + (f"-{n}" if n > 1 else "")
-                outs.append(Outgoing(msg))
+                # Serialised from a template, not built as a slixmpp stanza: one line per
+                # patron message is the hot path, and the stanza object and its
+                # serialiser cost several times more (bench/RESULTS.md, fifth pass).
+                stanza_id = f"rd-{event.chat_id}-{event.seq}" + (f"-{n}" if n > 1 else "")
+                outs.append(Outgoing(wire=chat_message_xml(to, sender, text, stanza_id)))
         if outs:
             last = outs[-1]
             last.chat_id, last.first_seq, last.last_seq = event.chat_id, event.seq, event.seq

@@ -19,13 +19,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 import slixmpp
-from slixmpp.stanza import Iq
+from slixmpp.stanza import Iq, Message
 from slixmpp.xmlstream.stanzabase import StanzaBase
 from slixmpp.xmlstream.tostring import tostring
 from slixmpp.xmlstream.xmlstream import NotConnectedError
@@ -34,6 +35,10 @@ from component.clock import Clock
 from component.config import XmppConfig
 
 log = logging.getLogger(__name__)
+
+# The component stream's default namespace (XEP-0114).
+COMPONENT_NS = "jabber:component:accept"
+_IQ_TAG = f"{{{COMPONENT_NS}}}iq"
 
 # Seconds to wait for the answer to a confirmation ping before the stream is presumed dead
 # (a half-open connection) and dropped, so that it reconnects and resends.
@@ -108,20 +113,71 @@ class _Ping:
     xml: str
 
 
-@dataclass(slots=True)
+class _ComponentMessage(Message):
+    """A message in the component stream's namespace without a stream at hand (slixmpp
+    takes the namespace from the stream a stanza is built for): `Outgoing.stanza`."""
+
+    namespace = COMPONENT_NS
+
+
 class Outgoing:
     """A stanza to write, and what it relays: patron lines of chat `chat_id` from
     `first_seq` to `last_seq` (a line, or an offer's history), noted as relayed once the
     server has confirmed it. Offers and lines to several operators carry it on their last
-    stanza only, so the cursor moves when all of them are confirmed."""
+    stanza only, so the cursor moves when all of them are confirmed.
 
-    stanza: StanzaBase
-    chat_id: int | None = None
-    first_seq: int = 0
-    last_seq: int = 0
-    # In flight when the server closed the stream blaming what we wrote: written alone
-    # (and confirmed) in the next session, so that the one the server refuses is known.
-    suspect: bool = False
+    Built by the adapter either from a slixmpp stanza or, for the lines of a chat (the
+    hot path), from `wire`: the stanza already serialised by `chat_message_xml`, which
+    costs a fraction of building and serialising a stanza object. `stanza` is then made
+    from `wire` only if someone asks (a log line, a test)."""
+
+    __slots__ = ("_stanza", "chat_id", "first_seq", "last_seq", "suspect", "wire")
+
+    def __init__(
+        self,
+        stanza: StanzaBase | None = None,
+        *,
+        wire: str = "",
+        chat_id: int | None = None,
+        first_seq: int = 0,
+        last_seq: int = 0,
+    ) -> None:
+        if stanza is None and not wire:
+            raise ValueError("an Outgoing needs a stanza or its wire form")
+        self._stanza = stanza
+        self.wire = wire
+        self.chat_id = chat_id
+        self.first_seq = first_seq
+        self.last_seq = last_seq
+        # In flight when the server closed the stream blaming what we wrote: written alone
+        # (and confirmed) in the next session, so that the one the server refuses is known.
+        self.suspect = False
+
+    @property
+    def stanza(self) -> StanzaBase:
+        """The stanza as a slixmpp object (parsed from `wire` the first time, if built
+        from it)."""
+        if self._stanza is None:
+            # The wire form leaves the stream's default namespace implicit: declare it on
+            # a wrapper so the element gets the namespace slixmpp's stanzas expect.
+            holder = ET.fromstring(f"<x xmlns={quoteattr(COMPONENT_NS)}>{self.wire}</x>")
+            self._stanza = _ComponentMessage(xml=holder[0])  # type: ignore[no-untyped-call]
+        return self._stanza
+
+    def __repr__(self) -> str:
+        return f"Outgoing({self.wire or self._stanza!s:.200}, chat_id={self.chat_id})"
+
+
+def chat_message_xml(to: str, sender: str, body: str, stanza_id: str) -> str:
+    """A `<message type='chat'>` as it goes on the component stream, for `Outgoing.wire`.
+    Called by the adapter for every chat line it relays. `body` must already be free of
+    XML-illegal characters (`strip_xml_illegal`, which also drops lone surrogates); every
+    value is escaped here (`<`, `&`, `>` in text; quotes and white space in attributes),
+    so hostile text stays text."""
+    return (
+        f"<message type='chat' to={quoteattr(to)} from={quoteattr(sender)} "
+        f"id={quoteattr(stanza_id)}><body>{escape(body)}</body></message>"
+    )
 
 
 class Delivery:
@@ -280,10 +336,16 @@ class Delivery:
     # Writing -------------------------------------------------------------------------------
 
     def fits(self, stanza: StanzaBase) -> bool:
-        """The last guard: True if the stanza as serialised (escaped, UTF-8, with its
-        namespace, so a little over what goes on the wire) is within the limit. Text is
-        cut or split before it gets here; this catches whatever was missed."""
-        size = len(str(stanza).encode("utf-8", "surrogatepass"))
+        """The last guard on IQs (`guard_iq`): True if the stanza as serialised (escaped,
+        UTF-8, with its namespace, so a little over what goes on the wire) is within the
+        limit. Text is cut or split before it gets here; this catches whatever was missed."""
+        return self._fits(str(stanza))
+
+    def _fits(self, data: str) -> bool:
+        """True if `data`, a stanza as serialised, is within the limit once encoded; else
+        counted and logged. Called by `fits` and by `_write` on what it is about to write
+        (so a stanza is serialised once, not once to measure and once to send)."""
+        size = len(data.encode("utf-8", "surrogatepass"))
         if size <= self.max_stanza_bytes:
             return True
         self.refused += 1
@@ -291,7 +353,7 @@ class Delivery:
             "not sending a %d-byte stanza (the limit is %d): %.200s",
             size,
             self.max_stanza_bytes,
-            stanza,
+            data,
         )
         return False
 
@@ -312,13 +374,15 @@ class Delivery:
         """Hand a stanza to the stream and make sure a confirmation will cover it. With no
         confirmation outstanding, its ping goes in the same write (one system call for
         the line and its ping, at a chat's pace the common case)."""
-        if not self.fits(out.stanza):
+        xmpp = self.xmpp
+        data = out.wire or tostring(
+            out.stanza.xml, xmlns=xmpp.default_ns, stream=xmpp, top_level=True
+        )
+        if not self._fits(data):
             self._give_up(out)
             return
         self.unconfirmed.append(out)
         self._written += 1
-        xmpp = self.xmpp
-        data = tostring(out.stanza.xml, xmlns=xmpp.default_ns, stream=xmpp, top_level=True)
         if self._confirming is None or self._confirming.done():
             ping = self._new_ping()
             self._send_raw(data + ping.xml)
@@ -368,10 +432,30 @@ class Delivery:
             return stanza
         if stanza["from"].bare not in (ping.to, self.domain, ""):
             return stanza
+        self._answered(ping, "" if kind == "result" else error_condition(stanza) or "?")
+        return None
+
+    def take_raw_answer(self, xml: ET.Element) -> bool:
+        """The common answer to a confirmation ping, a result from the domain pinged
+        (or ours, or with no sender), taken as parsed XML before slixmpp builds a stanza
+        of it; True if taken. Called by the adapter's stream for every stanza received.
+        Anything else, errors and senders written differently included, is left to
+        `take_answer`, which compares normalised JIDs."""
+        if xml.tag != _IQ_TAG or xml.get("type") != "result":
+            return False
+        ping = self._waiting.get(xml.get("id", ""))
+        if ping is None:
+            return False
+        if xml.get("from", "").partition("/")[0] not in (ping.to, self.domain, ""):
+            return False
+        self._answered(ping, "")
+        return True
+
+    def _answered(self, ping: _Ping, condition: str) -> None:
+        """`ping` is answered (`condition` "" for a result): wake its confirmation."""
         del self._waiting[ping.id]
         if not ping.answer.done():
-            ping.answer.set_result("" if kind == "result" else error_condition(stanza) or "?")
-        return None
+            ping.answer.set_result(condition)
 
     async def _confirm_loop(self, first: _Ping) -> None:
         """Wait for the answer to `first` (written by `_write` with a stanza), then

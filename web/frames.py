@@ -10,6 +10,7 @@ size and depth bounds and turns every refusal into a `FrameError` with a stable 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -63,6 +64,17 @@ def decode_object(
     if not isinstance(value, dict):
         raise FrameError("bad_frame", "A frame must be a JSON object.")
     return value
+
+
+def encode_frame(frame: dict[str, Any]) -> str:
+    """A frame to a patron as JSON text. Called by the patron's WebSocket writer for every
+    frame it sends: orjson costs a tenth of the standard encoder, which stays as the
+    fallback for what orjson refuses (a lone surrogate in text that came from elsewhere,
+    an integer past 64 bits), so every frame still goes out, escaped as before."""
+    try:
+        return orjson.dumps(frame).decode("utf-8")
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(frame)
 
 
 def _size(data: str | bytes, max_bytes: int) -> int:

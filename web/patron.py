@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from web.addresses import client_ip, parse_ip, request_hops
+from web.frames import encode_frame
 from web.keys import CONFIG, HUB, PATRON_SLOTS, SERVICE, SOCKETS
 from web.patron_session import Origin, PatronSession, error_frame
 
@@ -64,7 +65,7 @@ async def _writer(ws: web.WebSocketResponse, session: PatronSession) -> None:
         frame = await conn.frames.get()
         if frame is None:
             break
-        await ws.send_json(frame)
+        await ws.send_str(encode_frame(frame))
     if conn.banned:
         await ws.close(code=CLOSE_BANNED, message=b"banned")
     else:

@@ -209,6 +209,29 @@ async def test_patron_line_comes_from_the_guest_jid_with_a_stable_id(wire: Wire)
     assert second.seq == first.seq + 1
 
 
+async def test_hostile_patron_text_is_written_as_text(wire: Wire) -> None:
+    """Patron lines are serialised from a template (the hot path): XML metacharacters,
+    quotes, markup that tries to close the body and add elements, and white space all
+    arrive as the same text in one message with one body."""
+    await wire.confirmed()
+    await operator_online(wire)
+    handle = await wire.service.open_chat("ask", None)
+    await wire.service.post_patron_message(handle.chat_id, "m1", "Hello?")
+    await wire.confirmed()
+    hostile = (
+        "</body><body>x</body></message><iq type='set' id='evil'/>"
+        " a & b &amp; <![CDATA[c]]> \"q\" 'q' ]]> \t tab \r\n line"
+    )
+    posted = await wire.service.post_patron_message(handle.chat_id, "m2", hostile)
+    sent = await wire.confirmed()
+    assert [(m.tag, m.get("id"), m.get("type")) for m in sent] == [
+        ("message", f"rd-{handle.chat_id}-{posted.seq}", "chat")
+    ]
+    assert [child.tag for child in sent[0]] == ["body"]
+    # An XML parser reads a line break as \n, whichever way it was written.
+    assert sent[0].findtext("body") == hostile.replace("\r\n", "\n")
+
+
 async def test_operator_reply_reaches_the_chat(wire: Wire) -> None:
     await wire.confirmed()
     await operator_online(wire)
@@ -390,6 +413,44 @@ async def test_relay_cursor_moves_only_when_a_ping_is_answered(wire: Wire) -> No
                 if s.tag == "message"
             )
     assert wire.adapter.unconfirmed == 0
+
+
+async def test_only_the_servers_answer_confirms_however_its_sender_is_written(
+    wire: Wire,
+) -> None:
+    """A plain result is taken as parsed XML before slixmpp builds a stanza; what that
+    fast path does not recognise goes the stanza way, where JIDs are compared normalised:
+    an answer with the right id from someone else confirms nothing, one from the server
+    written in capitals (with a resource) does."""
+    await wire.confirmed()
+    await operator_online(wire)
+    handle = await wire.service.open_chat("ask", None)
+    await wire.service.post_patron_message(handle.chat_id, "m1", "one")
+    await wire.confirmed()
+    live = wire.service.live_by_guest(handle.guest)
+    assert live is not None
+    event = await wire.service.post_patron_message(handle.chat_id, "m2", "two")
+    await wire.settle()
+    [ping] = [s for s in wire.written() if is_ping(s)]
+    ping_id, server = ping.get("id"), ping.get("to") or ""
+    for sender in (f"{ANN}/laptop", f"evil.{server}", ""):
+        attr = f" from='{sender}'" if sender else ""
+        wire.feed(f"<iq type='result' id='{ping_id}'{attr} to='{COMPONENT_DOMAIN}'/>")
+        await wire.settle()
+        if sender:
+            assert live.relayed_seq < event.seq, sender
+    # (An answer with no sender is the server's own, like slixmpp's IQ matching has it.)
+    assert live.relayed_seq == event.seq
+    assert wire.adapter.unconfirmed == 0
+    event = await wire.service.post_patron_message(handle.chat_id, "m3", "three")
+    await wire.settle()
+    [ping] = [s for s in wire.written() if is_ping(s)]
+    wire.feed(
+        f"<iq type='result' id='{ping.get('id')}' from='{server.upper()}/x' "
+        f"to='{COMPONENT_DOMAIN}'/>"
+    )
+    await wire.settle()
+    assert live.relayed_seq == event.seq
 
 
 async def test_unanswered_ping_drops_the_stream_on_the_clock(wire: Wire) -> None:
