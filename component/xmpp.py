@@ -24,11 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import slixmpp
 from slixmpp.stanza import Message
 from slixmpp.stanza import Presence as PresenceStanza
 from slixmpp.xmlstream.handler import Callback
@@ -64,16 +62,12 @@ from component.xmpp_bodies import (
     offer_bodies,
     patron_nick,
 )
+from component.xmpp_component import NS_COMPONENT, Component
 from component.xmpp_delivery import Delivery, Outgoing, chat_message_xml, ping_target
 from component.xmpp_errors import ERROR_CONDITIONS, error_text
 
 log = logging.getLogger(__name__)
 
-NS_COMPONENT = "jabber:component:accept"
-_MESSAGE_TAG = f"{{{NS_COMPONENT}}}message"
-_BODY_TAG = f"{{{NS_COMPONENT}}}body"
-# The message types whose body is a line (no type means "normal").
-_LINE_TYPES = frozenset({"chat", "normal", None})
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 NS_CORRECT = "urn:xmpp:message-correct:0"
 # The longest stanza id kept to recognise a later correction (ids are opaque, and some
@@ -88,49 +82,6 @@ _QUEUE_SHOW: dict[QueueStatus, str | None] = {
 }
 
 
-class _Component(slixmpp.ComponentXMPP):
-    """slixmpp's component, with its send queue's accounting kept right."""
-
-    def _reset_sendq(self) -> None:
-        # Called by slixmpp when the connection is lost: it discards the stanzas still
-        # queued without marking them done, so `waiting_queue.join()` (`drained`, and
-        # slixmpp's own `disconnect`) would never return again, only time out. The
-        # discarded stanzas are not lost to refdesk: `Delivery` writes again whatever the
-        # server did not confirm.
-        discarded = self.waiting_queue.qsize()
-        super()._reset_sendq()
-        for _ in range(discarded):
-            self.waiting_queue.task_done()
-
-    # Set by the adapter to `Delivery.take_raw_answer`.
-    take_raw: Callable[[ET.Element], bool] | None = None
-
-    def _spawn_event(self, xml: ET.Element) -> None:
-        # Called by slixmpp for each stanza parsed from the stream. The answers to
-        # confirmation pings (one per line at a chat's pace) are taken as parsed XML,
-        # before slixmpp builds a stanza object, runs the filters and matches handlers.
-        if self.take_raw is not None and self.take_raw(xml):
-            return
-        if (
-            xml.tag == _MESSAGE_TAG
-            and xml.get("type") in _LINE_TYPES
-            and xml.find(_BODY_TAG) is not None
-        ):
-            # An operator's chat line. Of slixmpp's handlers only "IM" acts on a chat
-            # message with a body (it raises the 'message' event); the others look for
-            # disco, ad-hoc, pubsub, ping, caps and chat states (refdesk ignores the chat
-            # state of a message with a body). Matching all of them cost more than half
-            # of parsing and dispatching the line.
-            try:
-                stanza = self._build_stanza(xml)
-            except Exception:
-                log.exception("unusable message stanza: %.200s", ET.tostring(xml))
-                return
-            self.event("message", stanza)
-            return
-        super()._spawn_event(xml)
-
-
 class XmppAdapter:
     """Owns the slixmpp component. Created by the composition root inside the running
     loop; `start()` connects (retrying until the server is there), `stop()` disconnects."""
@@ -139,7 +90,7 @@ class XmppAdapter:
         self.service = service
         self.config = config
         self.domain = config.domain
-        self.xmpp = _Component(config.domain, config.secret)  # type: ignore[no-untyped-call]
+        self.xmpp = Component(config.domain, config.secret)  # type: ignore[no-untyped-call]
         # How many sessions have started (tests and logs tell reconnections apart with it).
         self.sessions = 0
         self._stopping = False
