@@ -1,6 +1,6 @@
 """Takeover of a standby on PostgreSQL: time to serve again, lines lost and duplicated.
 
-    python -m bench.failover [--quick] [--chats N] [--runs N]
+    python -m bench.failover [--quick] [--chats N] [--runs N] [--settle S]
 
 The stack of tests/test_failover_nginx.py: nginx (the shipped site file, TLS, both
 instances as upstreams, `proxy_next_upstream ... http_503`), one Prosody, one throwaway
@@ -269,7 +269,9 @@ class Bench:
             n += 1
             await asyncio.sleep(PACE)
 
-    async def scenario(self, kind: str, chats_count: int, tag: str) -> dict[str, Any]:
+    async def scenario(
+        self, kind: str, chats_count: int, tag: str, settle: float
+    ) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:
             if kind in SINGLE:
                 await stop_child(self.instances[1].process)
@@ -281,7 +283,7 @@ class Bench:
             talking.set()
             tasks = [asyncio.create_task(self.patron_talks(c, tag, event, talking)) for c in chats]
             tasks += [asyncio.create_task(self.operator_talks(c, tag, talking)) for c in chats]
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(settle)
             if kind == "cut":
                 lock_port = await lock_client_port(self.url)
                 active.proxy.freeze(lock_port)
@@ -308,7 +310,7 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise RuntimeError("chats did not come back")
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(settle)
             talking.clear()
             await asyncio.gather(*tasks)
             # Drain: a last line each way per chat, then compare.
@@ -385,8 +387,8 @@ class Bench:
         }
 
 
-async def run(chats: int, runs: int) -> dict[str, Any]:
-    result: dict[str, Any] = {"chats": chats, "runs": runs}
+async def run(chats: int, runs: int, settle: float = 1.0) -> dict[str, Any]:
+    result: dict[str, Any] = {"chats": chats, "runs": runs, "settle_s": settle}
     pg = await asyncio.to_thread(PgServer.start)
     try:
         url = await asyncio.to_thread(pg.fresh_url)
@@ -437,7 +439,7 @@ async def run(chats: int, runs: int) -> dict[str, Any]:
                     for kind in SCENARIOS:
                         print(f"run {r + 1} of {runs}: {kind}", file=sys.stderr, flush=True)
                         tag = f"r{r}s{SCENARIOS.index(kind)}"
-                        figures = await bench.scenario(kind, chats, tag)
+                        figures = await bench.scenario(kind, chats, tag, settle)
                         print(f"  {figures}", file=sys.stderr, flush=True)
                         samples[kind].append(figures)
                 result["samples"] = samples
@@ -516,10 +518,20 @@ def main() -> None:
     parser = base_parser("bench.failover", __doc__.split("\n\n")[0])
     parser.add_argument("--chats", type=int, help="chats in flight (10; quick 2)")
     parser.add_argument("--runs", type=int, help="runs of each scenario (3; quick 1)")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds the chats talk before the event and again once all are back (1.0)",
+    )
     args = parser.parse_args()
     q = args.quick
     result = asyncio.run(
-        run(chats=args.chats or (2 if q else 10), runs=args.runs or (1 if q else 3))
+        run(
+            chats=args.chats or (2 if q else 10),
+            runs=args.runs or (1 if q else 3),
+            settle=args.settle,
+        )
     )
     finish(args, "failover", result, markdown(result))
 

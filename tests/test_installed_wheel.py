@@ -2,11 +2,20 @@
 the source tree (`python -m build`: the wheel is built from the sdist, so both must carry
 every file), install the wheel into a fresh virtualenv (not editable), run `refdesk run`
 from there against a real XMPP server, and fetch every asset the patron page, the embed
-script and the admin pages reference."""
+script and the admin pages reference.
+
+Built and installed without the network or a second copy of every dependency: the build
+backend is the test environment's own (`--no-isolation`; the test extra pins setuptools
+as `[build-system]` does), the fresh virtualenv has no pip of its own (the test
+environment's pip installs into it), and the wheel's dependencies are the test
+environment's installed copies, linked in one by one from the wheel's own `Requires-Dist`
+(and theirs, recursively): a module that imports an undeclared package fails there, as
+after a real install."""
 
 from __future__ import annotations
 
 import asyncio
+import email.parser
 import os
 import shutil
 import signal
@@ -17,11 +26,14 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from importlib import metadata
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from component.config import write_config_toml
 from component.prosody import free_port
@@ -67,13 +79,61 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     src = tmp / "src"
     shutil.copytree(ROOT, src, ignore=_ignore)
     dist = tmp / "dist"
-    built = _run([sys.executable, "-m", "build", "--outdir", str(dist), str(src)])
+    built = _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(src)])
     (wheel,) = dist.glob("refdesk-*.whl")
     (sdist,) = dist.glob("refdesk-*.tar.gz")
     venv = tmp / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)])
-    _run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)])
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    python = venv / "bin" / "python"
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+          "--no-index", str(wheel)])  # fmt: skip
+    (site,) = venv.glob("lib/python*/site-packages")
+    _link_dependencies(wheel, site)
+    # The package the service runs is the installed one, not the checkout's.
+    where = _run([str(python), "-c", "import component; print(component.__file__)"], cwd=tmp)
+    assert Path(where.stdout.strip()).is_relative_to(site), where.stdout
     yield Installed(venv, wheel, sdist, built.stdout + built.stderr)
+
+
+def _wanted(requirement: Requirement, extras: frozenset[str]) -> bool:
+    """Whether a Requires-Dist line applies to an install asking for `extras`."""
+    marker = requirement.marker
+    return marker is None or any(marker.evaluate({"extra": e}) for e in {"", *extras})
+
+
+def _link_dependencies(wheel: Path, site: Path) -> None:
+    """Make the wheel's declared dependencies importable in the fresh virtualenv `site`:
+    each distribution its `Requires-Dist` names (with their own, recursively) is linked
+    from the test environment's installed copy, top-level entries and dist-info alike,
+    after checking its version satisfies the requirement. Only what is declared is there.
+    Called once by the `installed` fixture, after the wheel itself is installed."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = (n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        headers = email.parser.Parser().parsestr(archive.read(name).decode("utf-8"))
+    todo = [(Requirement(line), frozenset[str]()) for line in headers.get_all("Requires-Dist", [])]
+    seen: set[str] = set()
+    while todo:
+        requirement, extras = todo.pop()
+        if not _wanted(requirement, extras):
+            continue
+        key = canonicalize_name(requirement.name)
+        if key in seen:
+            continue
+        seen.add(key)
+        found = metadata.distribution(requirement.name)
+        assert requirement.specifier.contains(found.version, prereleases=True), (
+            requirement,
+            found.version,
+        )
+        # Top-level modules, packages and the dist-info; not scripts (outside site-packages)
+        # nor byte code, which Python writes afresh next to the links.
+        tops = {Path(str(f)).parts[0] for f in found.files or ()} - {"..", "__pycache__"}
+        for top in sorted(tops):
+            link = site / top
+            if not link.exists():
+                link.symlink_to(Path(str(found.locate_file(top))))
+        asked = frozenset(requirement.extras)
+        todo += [(Requirement(line), asked) for line in found.requires or ()]
 
 
 def test_wheel_and_sdist_carry_what_the_service_serves(installed: Installed) -> None:

@@ -252,6 +252,33 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _running(pid: int, start: int) -> bool:
+    """Whether *pid* is still the process that started at *start* and has not exited (a
+    zombie has exited: its files and sockets are closed)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = raw.rsplit(")", 1)[1].split()
+    return int(fields[19]) == start and fields[0] not in ("Z", "X")
+
+
+def _holds_open(pid: int, prefix: str) -> bool:
+    """Whether process `pid` has a file under `prefix` open (True when that cannot be
+    read, so the caller keeps waiting; False once the process is gone)."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    for name in names:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{name}").startswith(prefix):
+                return True
+    return False
+
+
 def _kill_if_same(pid: int, start: int, sig: signal.Signals) -> None:
     """Send *sig* to *pid* only if it is still the process that started at *start*."""
     stat = _proc_stat(pid)
@@ -339,6 +366,7 @@ class EjabberdServer:
         self._ctl_name = ejabberdctl_bin
         self._workdir: Path | None = None
         self._process: asyncio.subprocess.Process | None = None
+        self._log_from = 0  # offset in the log where the current start's lines begin
 
     # --- paths -------------------------------------------------------------------------
 
@@ -555,6 +583,11 @@ EJABBERD_BYPASS_WARNINGS=true
             if await port_accepts(self.host, port):
                 raise RuntimeError(f"port {self.host}:{port} is already in use")
         self._write_files()
+        # Where this start's lines begin in the log (the log is kept across restarts).
+        try:
+            self._log_from = self.log_path.stat().st_size
+        except FileNotFoundError:
+            self._log_from = 0
         with open(self.workdir / "logs" / "console.log", "ab") as console:
             self._process = await asyncio.create_subprocess_exec(
                 *self._ctl_args(),
@@ -572,25 +605,43 @@ EJABBERD_BYPASS_WARNINGS=true
             raise
         self.last_start_seconds = time.monotonic() - began
 
+    def _says_started(self) -> bool:
+        """Whether ejabberd has logged, since this start, that it finished starting."""
+        try:
+            with open(self.log_path, "rb") as log:
+                if log.seek(0, os.SEEK_END) < self._log_from:
+                    self._log_from = 0  # written afresh: this start's lines are all of it
+                log.seek(self._log_from)
+                return b" is started in the node " in log.read()
+        except FileNotFoundError:
+            return False
+
     async def _wait_listening(self, timeout: float) -> None:
+        """Wait until the three ports accept connections and ejabberd says it has started.
+
+        The ports accept (the listeners bind early) while ejabberd is still starting: a
+        SIGTERM then crashes Mnesia mid-commit, and the VM took some 12 s to exit, every
+        time a test restarted the server soon after a start."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         pending = [self.c2s_port, self.component_port, self.api_port]
-        while pending:
+        started = False
+        while pending or not started:
             process = self._process
             if process is None or process.returncode is not None:
                 code = None if process is None else process.returncode
                 raise RuntimeError(
                     f"ejabberd exited during start-up (status {code})\n{self.log_tail()}"
                 )
-            if await port_accepts(self.host, pending[0]):
+            if pending and await port_accepts(self.host, pending[0]):
                 pending.pop(0)
                 continue
+            started = started or self._says_started()
+            if not pending and started:
+                return
             if loop.time() > deadline:
-                raise RuntimeError(
-                    f"ejabberd did not listen on {self.host}:{pending[0]} within {timeout} s\n"
-                    f"{self.log_tail()}"
-                )
+                what = f"listen on {self.host}:{pending[0]}" if pending else "say it started"
+                raise RuntimeError(f"ejabberd did not {what} within {timeout} s\n{self.log_tail()}")
             await asyncio.sleep(0.05)
 
     async def _stop_process(self, *, graceful: bool = True, timeout: float = 15) -> None:
@@ -599,9 +650,12 @@ EJABBERD_BYPASS_WARNINGS=true
         The process tree is ejabberdctl (bash) -> su -> sh -> beam.smp -> erl_child_setup
         -> helpers, and su puts its child in a new session, so a process-group signal does
         not reach the VM. With *graceful*, SIGTERM to beam.smp is Erlang's orderly shutdown
-        (init:stop), which lets Mnesia close its files; it takes about 1 s, and whatever is
-        left after *timeout* gets SIGKILL. Without it (the final `stop`, which deletes the
-        data anyway) every process of the tree gets SIGKILL at once.
+        (init:stop), which lets Mnesia close its files; once the VM holds no file of the
+        spool directory open any more (or has exited), whatever is left gets SIGKILL, as it
+        does after *timeout*. The VM's own exit after that can take many seconds (seen at
+        15 s on a node that had served a long test run, with nothing left to write), and
+        waiting for it bought nothing. Without *graceful* (the final `stop`, which deletes
+        the data anyway) every process of the tree gets SIGKILL at once.
         """
         began = time.monotonic()
         process = self._process
@@ -615,7 +669,10 @@ EJABBERD_BYPASS_WARNINGS=true
                 if not beams:
                     _kill_if_same(process.pid, tree[process.pid], signal.SIGTERM)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), timeout)
+                    await asyncio.wait_for(self._data_closed(process, beams), timeout)
+                # Helpers the VM started meanwhile (os_mon's memsup, a few seconds after
+                # start-up) are in the tree now, not in the first look at it.
+                tree = {**tree, **_process_tree(process.pid)}
             # Helpers normally exit with the VM; anything of this tree still there is killed.
             # The tree includes ejabberdctl itself. Signals go through os.kill, never
             # process.kill(): Popen.send_signal first polls (waitpid), which can reap the
@@ -624,8 +681,33 @@ EJABBERD_BYPASS_WARNINGS=true
             for pid, start in tree.items():
                 _kill_if_same(pid, start, signal.SIGKILL)
             await process.wait()
+            # ejabberdctl may be reaped before the VM, which su runs in its own session, and
+            # a killed VM's threads release its sockets after the VM shows as exited: until
+            # then its ports are taken and a restart would fail.
+            deadline = time.monotonic() + timeout
+            ports = (self.c2s_port, self.component_port, self.dist_port, self.api_port)
+            while any(_running(pid, start) for pid, start in tree.items()) or any(
+                [await port_accepts(self.host, port) for port in ports]
+            ):
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.01)
         self._kill_stragglers()
         self.last_stop_seconds = time.monotonic() - began
+
+    async def _data_closed(self, process: asyncio.subprocess.Process, beams: list[int]) -> None:
+        """Return once `process` has exited or no VM of `beams` holds a file of the spool
+        directory open: Mnesia has then closed its log and tables, and nothing of the node
+        is still to reach the disk. Called by `_stop_process` after SIGTERM."""
+        spool = f"{self.workdir / 'spool'}/"
+        exited = asyncio.ensure_future(process.wait())
+        try:
+            while not exited.done():
+                if beams and not any(_holds_open(pid, spool) for pid in beams):
+                    return
+                await asyncio.wait({exited}, timeout=0.05)
+        finally:
+            exited.cancel()
 
     def _kill_stragglers(self) -> None:
         """SIGKILL any VM whose command line names this node (e.g. a stuck ctl call).
