@@ -1,7 +1,7 @@
-"""How `scripts/test` shares the tests between its two pytest-xdist workers.
+"""How `scripts/test` shares the tests between its pytest-xdist workers.
 
 Tests are handed out one at a time, so that a slow file does not hold one worker while the
-other idles at the end of the run; only the files below go to one worker as a whole, each
+others idle at the end of the run; only the files below go to one worker as a whole, each
 for a reason of its own. Each worker starts its own Prosody, ejabberd, PostgreSQL and
 Chromium once, on first use (tests/conftest.py), whatever tests it is given.
 
