@@ -69,6 +69,12 @@ def _statement(sql: str) -> Callable[[sqlite3.Connection], None]:
     return run
 
 
+def _rollback_if_open(conn: sqlite3.Connection) -> None:
+    """Roll back the connection's transaction if one is open (see `Database.transaction`)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK").close()
+
+
 class Database:
     """The connection every sub-store shares. Created by `Store.open`; each sub-store
     keeps it and calls `one`, `all`, `write`, `write_count` and `transaction`. The
@@ -156,13 +162,20 @@ class Database:
             return (await self.execute_unlocked(sql, params))[0]
 
         async with self.write_lock:
-            await self.run(_statement("BEGIN IMMEDIATE"))
             try:
+                await self.run(_statement("BEGIN IMMEDIATE"))
                 yield execute
+                await self.run(_statement("COMMIT"))
             except BaseException:
-                await self.run(_statement("ROLLBACK"))
+                # Whatever failed or was cancelled, BEGIN, the writes or COMMIT, the
+                # connection must not stay inside the transaction: the database thread runs
+                # a BEGIN even when the task awaiting it is cancelled, and a refused COMMIT
+                # leaves the transaction open. Left open, every later transaction fails
+                # ("cannot start a transaction within a transaction") and the next one to
+                # commit would commit these writes too. Shielded, so a second cancellation
+                # does not stop it; queued before the lock is released.
+                await asyncio.shield(self.run(_rollback_if_open))
                 raise
-            await self.run(_statement("COMMIT"))
 
     async def update_row(self, table: str, row_id: int, columns: dict[str, object]) -> None:
         """Set some columns of one row in one statement (nothing for no columns). Called

@@ -263,13 +263,21 @@ class PgDatabase(Database):
             return (await self.execute_unlocked(sql, params))[0]
 
         async with self.write_lock:
-            await self.script("BEGIN")
             try:
+                await self.script("BEGIN")
                 yield execute
+                await self.script("COMMIT")
             except BaseException:
-                await self.script("ROLLBACK")
+                # As in the SQLite store: never leave the connection inside the
+                # transaction, whatever failed or was cancelled.
+                await asyncio.shield(self._rollback_if_open())
                 raise
-            await self.script("COMMIT")
+
+    async def _rollback_if_open(self) -> None:
+        """Roll back the connection's transaction if one is open (see `transaction`)."""
+        async with self._busy:
+            if self.pg.is_in_transaction():
+                await self.pg.execute("ROLLBACK")
 
     async def script(self, sql: str) -> None:
         """Run SQL without parameters (several statements allowed): transaction

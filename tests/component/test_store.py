@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from ipaddress import ip_network
@@ -594,3 +596,35 @@ async def test_sticky_rows_are_scoped_by_the_chats_group_and_delete_once(store: 
     assert await store.sticky.delete(mine.id, ours.id) is True
     assert await store.sticky.delete(mine.id, ours.id) is False
     assert await store.sticky.row(mine.id, now) is None
+
+
+async def test_a_transaction_cancelled_while_its_begin_waits_leaves_no_transaction_open(
+    sqlite_path: Path,
+) -> None:
+    """A task cancelled while its BEGIN waits its turn on the database thread (a check
+    cancelled at shutdown, say): the thread runs that BEGIN all the same. The connection
+    must still come out of the transaction, or every later transaction fails with
+    "cannot start a transaction within a transaction" (seen once in a full run)."""
+    store = await Store.open(sqlite_path)
+    try:
+        db = store.db
+        busy = asyncio.ensure_future(db.run(lambda conn: time.sleep(0.3)))
+        await asyncio.sleep(0)  # the database thread is now busy for a while
+
+        async def write() -> None:
+            async with db.transaction() as execute:
+                await execute("INSERT INTO groups (name, title, created_at) VALUES ('x', 'X', '')")
+
+        task = asyncio.create_task(write())
+        await asyncio.sleep(0.05)  # its BEGIN is queued behind the busy call
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await busy
+        assert not await db.run(lambda conn: conn.in_transaction)
+        async with db.transaction() as execute:
+            await execute("INSERT INTO groups (name, title, created_at) VALUES ('y', 'Y', '')")
+        names = {row[0] for row in await db.all("SELECT name FROM groups")}
+        assert "y" in names and "x" not in names
+    finally:
+        await store.close()
