@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -33,26 +35,56 @@ from web.status_body import StatusBodies
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The app's one middleware, run by aiohttp around every request: the admin pages'
-    guard for paths under /admin, then the headers every answer carries. One middleware
-    rather than two because every request pays for each layer (a coroutine and a call),
-    and the public status endpoint, hit on every page view of every partner site, needs
-    neither the guard nor the headers (its answer brings a complete, precomputed set)."""
+async def _with_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run a route's handler with what every answer needs: the admin pages' guard for
+    paths under /admin, then the headers every answer carries. Called for every request
+    whose route `_guard_routes` wrapped (all but the status endpoint's)."""
     if request.path.startswith("/admin"):
         response = await admin_guard(request, handler)
     else:
         response = await handler(request)
     if not response.prepared:
         headers = response.headers
-        # Checked first: building the policy costs a string join per request, and the
-        # status endpoint brings its own, with the other two.
+        # Checked first: building the policy costs a string join per request.
         if "Content-Security-Policy" not in headers:
             headers["Content-Security-Policy"] = content_security_policy(request)
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     return response
+
+
+# Marks a handler `_guarded` already wrapped.
+_GUARDED = "__refdesk_guarded__"
+
+
+def _guarded(handler: Handler) -> Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]:
+    """`handler` run through `_with_headers`; called by `_guard_routes` per route."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        return await _with_headers(request, handler)
+
+    setattr(guarded, _GUARDED, True)
+    return guarded
+
+
+async def _guard_routes(app: web.Application) -> None:
+    """Wrap every route's handler in `_with_headers`, except the status endpoint's, which
+    answers with its own complete, precomputed set of headers (web.status_body).
+    Run by aiohttp at start-up, when every route is registered and before the router is
+    frozen.
+
+    Why per route and not as an application middleware: an app with any middleware makes
+    aiohttp run two layers per request (the middleware and its own that sets
+    `request.app`), about an eighth of the CPU of a status request, which is hit on every
+    page view of every partner site. An active process on PostgreSQL has the fence's
+    middleware (component.runner), which still sees every request, this one included."""
+    for route in app.router.routes():
+        handler = route.handler
+        if handler is pages.queue_status or getattr(handler, _GUARDED, False):
+            continue
+        # aiohttp offers no public way to wrap a registered route's handler.
+        route._handler = _guarded(handler)
 
 
 def make_app(
@@ -61,7 +93,7 @@ def make_app(
     """Build the web application around a running service. Called by the composition root
     (which passes `operations`, knowing the XMPP link) and by tests; the caller runs it
     (e.g. with `web.AppRunner`). Without `operations` the app reports no XMPP link."""
-    app = web.Application(middlewares=[security_headers], client_max_size=256 * 1024)
+    app = web.Application(client_max_size=256 * 1024)
     app[SERVICE] = service
     app[CONFIG] = config
     app[HUB] = PatronHub(service.bus, lambda queue, ip: service.ban_notice(queue, ip).frame())
@@ -78,6 +110,7 @@ def make_app(
         loader=jinja2.FileSystemLoader(str(assets.package_dir("web", "templates"))),
         autoescape=jinja2.select_autoescape(default=True),
     )
+    app.on_startup.append(_guard_routes)
     app.cleanup_ctx.append(_hub_ctx)
     app.on_cleanup.append(_close_operations)
     app.on_shutdown.append(_close_sockets)

@@ -9,7 +9,7 @@ from web.assets import file_response
 from web.keys import SERVICE, STATUS_BODIES, WIDGET_FILES
 from web.patron import request_origin
 from web.security import content_security_policy
-from web.status_body import etag_matches
+from web.status_body import error_headers, etag_matches
 
 STATIC_PREFIX = "/widget"
 
@@ -101,7 +101,7 @@ async def queue_status(request: web.Request) -> web.Response:
         return web.json_response(
             {"error": "unknown_queue", "text": f"There is no queue called {queue!r}."},
             status=404,
-            headers={"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=5"},
+            headers=error_headers(),
         )
     info = service.recent_queue_info(queue)
     answer = request.app[STATUS_BODIES].get(info, bool(service.queue(queue).followup_email))

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from multidict import CIMultiDict
 
@@ -21,6 +23,15 @@ from component.live import QueueInfo
 # request's host) would only cost a string build per request.
 _STATUS_CSP = "default-src 'none'; frame-ancestors 'none'"
 MAX_AGE = 5
+# The headers the app's route wrapper (web.app) adds to every other answer: the status
+# endpoint is not wrapped, so each of its answers, errors included, carries them itself.
+_SECURITY_HEADERS: Mapping[str, str] = MappingProxyType(
+    {
+        "Content-Security-Policy": _STATUS_CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +93,22 @@ class StatusBodies:
                     "Access-Control-Allow-Origin": "*",
                     "Cache-Control": f"public, max-age={MAX_AGE}",
                     "ETag": etag,
-                    "Content-Security-Policy": _STATUS_CSP,
-                    "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "strict-origin-when-cross-origin",
+                    **_SECURITY_HEADERS,
                 }
             ),
         )
         self._bodies[info.queue] = made
         return made
+
+
+def error_headers() -> dict[str, str]:
+    """Headers for the status endpoint's error answers (an unknown queue), which the app's
+    route wrapper does not see either. Called by the handler per error answer."""
+    return {
+        "Access-Control-Allow-Origin": "*",
+        "Cache-Control": f"public, max-age={MAX_AGE}",
+        **_SECURITY_HEADERS,
+    }
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -106,4 +125,4 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
-__all__ = ["MAX_AGE", "StatusBodies", "StatusBody", "etag_matches"]
+__all__ = ["MAX_AGE", "StatusBodies", "StatusBody", "error_headers", "etag_matches"]

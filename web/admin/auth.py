@@ -98,7 +98,7 @@ def _headers(request: web.Request, response: web.StreamResponse) -> None:
 async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every /admin page needs a session (except the login form and static files), every
     POST a matching CSRF token and our own Origin; no admin page may be framed. Called by
-    the app's middleware (`web.app.security_headers`) for paths under /admin."""
+    the app's route wrapper (`web.app._with_headers`) for paths under /admin."""
     path = request.path
     if not path.startswith("/admin"):
         return await handler(request)
