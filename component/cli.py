@@ -68,9 +68,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             use_format(config.log.format)
 
-            from component.loop import loop_policy
-
-            asyncio.set_event_loop_policy(loop_policy())
             asyncio.run(serve_forever(config))
             return 0
         # Imported here: only the data commands need the store and the directory.

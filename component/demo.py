@@ -38,7 +38,6 @@ from component.config import write_config_toml
 from component.config_loader import load_config
 from component.core.changes import QueueUpdate
 from component.files import private_dir, write_private
-from component.loop import loop_policy
 from component.passwords import hash_password
 from component.prosody import LocalProsody, free_port
 from component.runner import running
@@ -363,7 +362,6 @@ def run_demo(workdir: Path, web_port: int, host: str = LOOPBACK) -> int:
         print(f"refdesk: error: --host must be an IP address, got {host!r}")
         return 2
     try:
-        asyncio.set_event_loop_policy(loop_policy())
         asyncio.run(_demo(workdir, web_port, host))
     except DemoError as exc:
         print(f"refdesk: error: {exc}")

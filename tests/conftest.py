@@ -35,7 +35,6 @@ from component.config import (
 )
 from component.core.changes import QueueUpdate
 from component.core.models import Queue
-from component.loop import loop_policy
 from component.prosody import free_port
 from component.runner import Refdesk
 from component.store import Store
@@ -124,14 +123,6 @@ async def seed(path: Path | str, queues: tuple[str, ...] = ("ask",)) -> None:
             await store.queues.add(name, group.id, f"Ask us ({name})", None, now)
     finally:
         await store.close()
-
-
-def pytest_asyncio_loop_factories(
-    config: pytest.Config, item: pytest.Item
-) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """pytest-asyncio's hook: the tests run on the event loop `refdesk run` uses
-    (`component.loop`)."""
-    return {"loop": loop_policy().new_event_loop}
 
 
 @pytest.fixture(scope="session")
