@@ -154,8 +154,8 @@ async def test_an_active_process_cut_from_the_database_never_serves_with_the_new
     frees the lock). Both processes' /healthz are sampled together all along: at
     no sample do both answer 200. Every patron line acknowledged (by either process)
     reached the operator; every operator line the transcript holds reached the patron;
-    each is stored once. On Prosody both run the shipped lease, on ejabberd the shortest
-    (2 s here; the lease is the database's business, whichever XMPP server)."""
+    each is stored once. On Prosody both run the shipped lease, on ejabberd the tests'
+    short one (the lease is the database's business, whichever XMPP server)."""
     lease = LEASE if xmpp_server.kind == "prosody" else SHORT_LEASE
     url = postgresql.fresh_url()
     await seed(url, ("ask",))
