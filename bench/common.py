@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -284,34 +284,41 @@ def _module_version(name: str) -> str:
         return "?"
 
 
-def nagle_state(prosody_config: Path | None) -> str:
-    """What the Prosody config used in this run says about Nagle's algorithm."""
+def _from_prosody_config(prosody_config: Path | None, judge: Callable[[str], str]) -> str:
+    """`judge` applied to the text of the Prosody config used in this run, or why there
+    is none to judge."""
     if prosody_config is None:
         return "no Prosody in this benchmark"
     try:
         text = prosody_config.read_text()
     except OSError:
         return f"unknown ({prosody_config} unreadable)"
-    compact = "".join(text.split())
-    if "network_settings={nagle=false}" in compact:
+    return judge(text)
+
+
+def _nagle(text: str) -> str:
+    if "network_settings={nagle=false}" in "".join(text.split()):
         return "off (`network_settings = { nagle = false }` in the generated prosody.cfg.lua)"
     return "ON — the generated config does not switch it off"
 
 
-def archive_limit_state(prosody_config: Path | None) -> str:
-    """What the Prosody config used in this run says about the per-account archive quota
-    (past Prosody's default of 10,000 messages, every message costs far more)."""
-    if prosody_config is None:
-        return "no Prosody in this benchmark"
-    try:
-        text = prosody_config.read_text()
-    except OSError:
-        return f"unknown ({prosody_config} unreadable)"
+def _archive_limit(text: str) -> str:
     for line in text.splitlines():
         if line.strip().startswith("storage_archive_item_limit"):
             value = line.split("=", 1)[1].strip()
             return f"mod_mam archives every chat message; at most {value} per account"
     return "mod_mam archives every chat message; Prosody's default quota (10,000 per account)"
+
+
+def nagle_state(prosody_config: Path | None) -> str:
+    """What the Prosody config used in this run says about Nagle's algorithm."""
+    return _from_prosody_config(prosody_config, _nagle)
+
+
+def archive_limit_state(prosody_config: Path | None) -> str:
+    """What the Prosody config used in this run says about the per-account archive quota
+    (past Prosody's default of 10,000 messages, every message costs far more)."""
+    return _from_prosody_config(prosody_config, _archive_limit)
 
 
 def machine_facts(prosody_config: Path | None = None) -> dict[str, str]:

@@ -53,19 +53,15 @@ async def measure(lines: int) -> dict[str, tuple[float, float]]:
     from tests.component.test_xmpp_stanzas import (
         ANN,
         COMPONENT_DOMAIN,
+        chat_offered,
         close_wire,
         is_ping,
         open_wire,
-        operator_online,
     )
 
     wire = await open_wire(Path(tempfile.mkdtemp(prefix="refdesk-phases-")))
     try:
-        await wire.confirmed()
-        await operator_online(wire)
-        chat = await wire.service.open_chat("ask", None)
-        await wire.service.post_patron_message(chat.chat_id, "m0", "Hello?")
-        await wire.confirmed()
+        chat = await chat_offered(wire, "Hello?", "m0")
         guest = f"{chat.guest}@{COMPONENT_DOMAIN}"
         totals = {PATRON: [0.0, 0.0], ANSWER: [0.0, 0.0], OPERATOR: [0.0, 0.0]}
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from slixmpp.test import mocksocket
 
+from component.chats import ChatHandle
 from component.clock import ManualClock
 from component.core.models import ChatState, Presence
 from component.service import DeskService
@@ -180,6 +181,18 @@ async def operator_online(wire: Wire, show: str | None = None) -> None:
     await wire.confirmed()
 
 
+async def chat_offered(wire: Wire, first_line: str, client_id: str = "m1") -> ChatHandle:
+    """The usual start: the session's first stanzas confirmed, the operator online, a
+    chat opened with `first_line` (sent as `client_id`) and its offer confirmed. Also
+    used by `bench.phases`."""
+    await wire.confirmed()
+    await operator_online(wire)
+    handle = await wire.service.open_chat("ask", None)
+    await wire.service.post_patron_message(handle.chat_id, client_id, first_line)
+    await wire.confirmed()
+    return handle
+
+
 async def test_session_start_announces_the_queue_and_probes_subscribers(wire: Wire) -> None:
     # Written at session start, before anything else: from the database's subscriptions.
     sent = await wire.confirmed()
@@ -213,11 +226,7 @@ async def test_hostile_patron_text_is_written_as_text(wire: Wire) -> None:
     """Patron lines are serialised from a template (the hot path): XML metacharacters,
     quotes, markup that tries to close the body and add elements, and white space all
     arrive as the same text in one message with one body."""
-    await wire.confirmed()
-    await operator_online(wire)
-    handle = await wire.service.open_chat("ask", None)
-    await wire.service.post_patron_message(handle.chat_id, "m1", "Hello?")
-    await wire.confirmed()
+    handle = await chat_offered(wire, "Hello?")
     hostile = (
         "</body><body>x</body></message><iq type='set' id='evil'/>"
         " a & b &amp; <![CDATA[c]]> \"q\" 'q' ]]> \t tab \r\n line"
@@ -233,11 +242,7 @@ async def test_hostile_patron_text_is_written_as_text(wire: Wire) -> None:
 
 
 async def test_operator_reply_reaches_the_chat(wire: Wire) -> None:
-    await wire.confirmed()
-    await operator_online(wire)
-    handle = await wire.service.open_chat("ask", None)
-    await wire.service.post_patron_message(handle.chat_id, "m1", "Hello?")
-    await wire.confirmed()
+    handle = await chat_offered(wire, "Hello?")
     guest_jid = f"{handle.guest}@{COMPONENT_DOMAIN}"
     wire.feed(
         f"<message type='chat' id='a1' from='{ANN}/laptop' to='{guest_jid}'>"
@@ -268,11 +273,7 @@ async def test_queue_command_is_answered_from_the_queue_jid(wire: Wire) -> None:
 
 
 async def test_chat_command_is_answered_in_the_chat(wire: Wire) -> None:
-    await wire.confirmed()
-    await operator_online(wire)
-    handle = await wire.service.open_chat("ask", None)
-    await wire.service.post_patron_message(handle.chat_id, "m1", "Hello?")
-    await wire.confirmed()
+    handle = await chat_offered(wire, "Hello?")
     guest_jid = f"{handle.guest}@{COMPONENT_DOMAIN}"
     wire.feed(
         f"<message type='chat' id='c2' from='{ANN}/laptop' to='{guest_jid}'>"
@@ -286,11 +287,7 @@ async def test_chat_command_is_answered_in_the_chat(wire: Wire) -> None:
 
 
 async def test_stranger_is_refused_with_forbidden(wire: Wire) -> None:
-    await wire.confirmed()
-    await operator_online(wire)
-    handle = await wire.service.open_chat("ask", None)
-    await wire.service.post_patron_message(handle.chat_id, "m1", "Hello?")
-    await wire.confirmed()
+    handle = await chat_offered(wire, "Hello?")
     guest_jid = f"{handle.guest}@{COMPONENT_DOMAIN}"
     wire.feed(
         f"<message type='chat' id='x1' from='{STRANGER}/pc' to='{guest_jid}'>"
@@ -344,11 +341,7 @@ async def test_no_stanza_over_the_size_limit_is_written(tmp_path: Path) -> None:
     limit = 12 * 1024
     wire = await open_wire(tmp_path, max_stanza_bytes=limit)
     try:
-        await wire.confirmed()
-        await operator_online(wire)
-        handle = await wire.service.open_chat("ask", None)
-        await wire.service.post_patron_message(handle.chat_id, "m1", "Hello?")
-        await wire.confirmed()
+        handle = await chat_offered(wire, "Hello?")
         # A long line goes out in parts, each within the limit...
         long_line = "é" * 100 + "<&>" * 1300
         await wire.service.post_patron_message(handle.chat_id, "m2", long_line)
@@ -372,11 +365,7 @@ async def test_no_stanza_over_the_size_limit_is_written(tmp_path: Path) -> None:
 
 
 async def test_relay_cursor_moves_only_when_a_ping_is_answered(wire: Wire) -> None:
-    await wire.confirmed()
-    await operator_online(wire)
-    handle = await wire.service.open_chat("ask", None)
-    await wire.service.post_patron_message(handle.chat_id, "m1", "one")
-    await wire.confirmed()
+    handle = await chat_offered(wire, "one")
     live = wire.service.live_by_guest(handle.guest)
     assert live is not None
     start = live.relayed_seq
@@ -422,11 +411,7 @@ async def test_only_the_servers_answer_confirms_however_its_sender_is_written(
     fast path does not recognise goes the stanza way, where JIDs are compared normalised:
     an answer with the right id from someone else confirms nothing, one from the server
     written in capitals (with a resource) does."""
-    await wire.confirmed()
-    await operator_online(wire)
-    handle = await wire.service.open_chat("ask", None)
-    await wire.service.post_patron_message(handle.chat_id, "m1", "one")
-    await wire.confirmed()
+    handle = await chat_offered(wire, "one")
     live = wire.service.live_by_guest(handle.guest)
     assert live is not None
     event = await wire.service.post_patron_message(handle.chat_id, "m2", "two")
@@ -456,11 +441,7 @@ async def test_only_the_servers_answer_confirms_however_its_sender_is_written(
 async def test_unanswered_ping_drops_the_stream_on_the_clock(wire: Wire) -> None:
     # The confirmation time-out runs on the injected clock: no answer for a minute means
     # a half-open connection, which is dropped so that it reconnects and resends.
-    await wire.confirmed()
-    await operator_online(wire)
-    handle = await wire.service.open_chat("ask", None)
-    await wire.service.post_patron_message(handle.chat_id, "m1", "one")
-    await wire.confirmed()
+    handle = await chat_offered(wire, "one")
     live = wire.service.live_by_guest(handle.guest)
     assert live is not None
     relayed = live.relayed_seq
