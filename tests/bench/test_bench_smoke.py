@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -59,8 +60,7 @@ class Run:
         try:
             status = self.process.wait(TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.stop()
             status = None
         self._log.close()
         output = self.log.read_text(errors="replace")
@@ -71,10 +71,21 @@ class Run:
         assert f"<!-- bench:{self.name}:end -->" in section
         return data
 
-    def kill(self) -> None:
-        if self.process.poll() is None:
+    def stop(self) -> None:
+        """Interrupt the benchmark as Ctrl-C would, so that it stops the servers it started
+        (a SIGKILL left the failover benchmark's PostgreSQL and nginx running when its
+        test was deselected); SIGKILL only if it has not ended in 30 s."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def kill(self) -> None:
+        self.stop()
         self._log.close()
 
 
