@@ -189,7 +189,16 @@ class Bench:
             if 200 in states and (not standby or 503 in states):
                 return self.instances[states.index(200)]
             await asyncio.sleep(0.1)
-        raise RuntimeError(f"no active instance: {states}")
+        raise RuntimeError(f"no active instance: {states}\n{self.logs()}")
+
+    def logs(self, tail: int = 3000) -> str:
+        """The end of each instance's log, for the message of a run that failed (the
+        stack's directory is deleted with it)."""
+        parts = []
+        for instance in self.instances:
+            text = instance.log.read_text("utf-8", "replace") if instance.log.exists() else ""
+            parts.append(f"--- {instance.name}.log (last {tail} characters) ---\n{text[-tail:]}")
+        return "\n".join(parts)
 
     async def collect(self) -> None:
         """Keep every message the operator gets (offers, relayed lines, notes)."""
@@ -308,7 +317,11 @@ class Bench:
             deadline = time.monotonic() + 120
             while any(c.back_at is None for c in chats):
                 if time.monotonic() > deadline:
-                    raise RuntimeError("chats did not come back")
+                    back = [(c.n, c.moved, len(c.acked)) for c in chats if c.back_at is None]
+                    raise RuntimeError(
+                        f"chats did not come back (chat, moved, lines acked): {back}\n"
+                        + self.logs()
+                    )
                 await asyncio.sleep(0.05)
             await asyncio.sleep(settle)
             talking.clear()
@@ -325,7 +338,7 @@ class Bench:
             for chat in chats:
                 while not any(b == f"{tag} c{chat.n} p-last" for _, b in self.received):
                     if time.monotonic() > deadline:
-                        raise RuntimeError("the last patron line did not arrive")
+                        raise RuntimeError("the last patron line did not arrive\n" + self.logs())
                     await asyncio.sleep(0.05)
                 await chat.patron.seen(
                     "message", lambda f, t=f"{tag} c{chat.n} o-last": f["text"] == t, timeout=60
