@@ -206,6 +206,7 @@ class Routing:
                     f"You were the last one available in {queue.title} ({queue.name}): it is "
                     "now unstaffed during its service hours. New patrons will be asked to "
                     "wait or to email.",
+                    ephemeral=True,
                 )
             )
 
@@ -532,7 +533,7 @@ class Routing:
             f"{self.queue_info(queue.name).waiting} waiting. Please sign in to help."
         )
         for jid in on_call:
-            self.bus.publish(OperatorNotice(jid, queue.name, text))
+            self.bus.publish(OperatorNotice(jid, queue.name, text, ephemeral=True))
         emails = [op.email for jid in on_call if (op := self.directory.operator(jid)) and op.email]
         if emails:
             await self.on_call_mailer(queue, emails, text)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -70,6 +71,12 @@ log = logging.getLogger(__name__)
 
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 NS_CORRECT = "urn:xmpp:message-correct:0"
+# XEP-0334 processing hints. `no-permanent-store` keeps a message out of the operator's
+# server-side archive (XEP-0313) while leaving offline storage alone: both Prosody's and
+# ejabberd's mod_mam skip a message carrying it (each also honours `no-store`, which
+# ejabberd's offline storage honours too: an offer to an operator who just went offline
+# must still reach them).
+NO_PERMANENT_STORE = "{urn:xmpp:hints}no-permanent-store"
 # The longest stanza id kept to recognise a later correction (ids are opaque, and some
 # clients use long ones; longer ones are not remembered, so that line cannot be corrected).
 _MAX_ID_CHARS = 256
@@ -287,13 +294,29 @@ class XmppAdapter:
         """Write now if the stream is up, else keep it until the next session starts."""
         self.delivery.send(Outgoing(stanza))
 
-    def send_chat(self, from_node: str, to: str, body: str, nick: str | None = None) -> None:
-        """A chat line from one of our JIDs, in parts if it is too long for one stanza."""
-        for out in self._chat_stanzas(from_node, (to,), body, nick):
+    def send_chat(
+        self,
+        from_node: str,
+        to: str,
+        body: str,
+        nick: str | None = None,
+        *,
+        ephemeral: bool = False,
+    ) -> None:
+        """A chat line from one of our JIDs, in parts if it is too long for one stanza.
+        An `ephemeral` line (staff traffic that only matters live) is kept out of the
+        operator's server archive."""
+        for out in self._chat_stanzas(from_node, (to,), body, nick, ephemeral=ephemeral):
             self.delivery.send(out)
 
     def _chat_stanzas(
-        self, from_node: str, recipients: Iterable[str], body: str, nick: str | None = None
+        self,
+        from_node: str,
+        recipients: Iterable[str],
+        body: str,
+        nick: str | None = None,
+        *,
+        ephemeral: bool = False,
     ) -> list[Outgoing]:
         bodies = message_bodies(strip_xml_illegal(body), self._body_bytes)
         clean_nick = clip_to_bytes(strip_xml_illegal(nick), NICK_BYTES) if nick else None
@@ -305,6 +328,8 @@ class XmppAdapter:
                 )
                 if clean_nick:
                     msg["nick"] = clean_nick
+                if ephemeral:
+                    msg.xml.append(ET.Element(NO_PERMANENT_STORE))
                 out.append(Outgoing(msg))
         return out
 
@@ -394,8 +419,14 @@ class XmppAdapter:
                 outs = [
                     out
                     for body in offer_bodies(event, self._body_bytes)
+                    # Offers matter only while live: kept out of operators' archives,
+                    # which every offer would otherwise reach (see docs/operators.md).
                     for out in self._chat_stanzas(
-                        event.guest, event.operator_jids, body, nick=patron_nick(event.queue)
+                        event.guest,
+                        event.operator_jids,
+                        body,
+                        nick=patron_nick(event.queue),
+                        ephemeral=True,
                     )
                 ]
                 if outs and event.history:
@@ -408,11 +439,15 @@ class XmppAdapter:
                     self.delivery.send(out)
             case OfferWithdrawn():
                 for jid in event.operator_jids:
-                    self.send_chat(event.guest, jid, f"Offer withdrawn. {event.reason}")
+                    self.send_chat(
+                        event.guest, jid, f"Offer withdrawn. {event.reason}", ephemeral=True
+                    )
                 self.send_guest_presence(event.guest, event.operator_jids, available=False)
             case ChatAccepted():
                 for jid in event.others:
-                    self.send_chat(event.guest, jid, f"{event.operator_name} took this chat.")
+                    self.send_chat(
+                        event.guest, jid, f"{event.operator_name} took this chat.", ephemeral=True
+                    )
                 self.send_guest_presence(event.guest, event.others, available=False)
                 if event.patron_connected:
                     self.send_guest_presence(event.guest, (event.operator_jid,), available=True)
@@ -422,6 +457,7 @@ class XmppAdapter:
                         event.guest,
                         event.operator_jid,
                         "You took this chat; your messages go to the patron.",
+                        ephemeral=True,
                     )
             case GuestPresence():
                 self.send_guest_presence(
@@ -450,7 +486,9 @@ class XmppAdapter:
                 for jid in self.service.subscribers(event.queue):
                     self.send_queue_presence(event.queue, jid, info)
             case OperatorNotice():
-                self.send_chat(event.from_node, event.operator_jid, event.text)
+                self.send_chat(
+                    event.from_node, event.operator_jid, event.text, ephemeral=event.ephemeral
+                )
             case DirectoryChanged():
                 if self.online.is_set():
                     self.register_commands()

@@ -118,11 +118,14 @@ class QueueStatusChanged:
 
 @dataclass(frozen=True, slots=True)
 class OperatorNotice:
-    """A line for one operator from a guest or queue JID (confirmations, errors, news)."""
+    """A line for one operator from a guest or queue JID (confirmations, errors, news).
+    An `ephemeral` one only matters live (the queue's state at that moment): it is kept
+    out of the operator's server archive."""
 
     operator_jid: str
     from_node: str
     text: str
+    ephemeral: bool = False
 
 
 @dataclass(frozen=True, slots=True)
