@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 NS_CORRECT = "urn:xmpp:message-correct:0"
+NS_DELAY = "urn:xmpp:delay"
 # XEP-0334 processing hints. `no-permanent-store` keeps a message out of the operator's
 # server-side archive (XEP-0313) while leaving offline storage alone: both Prosody's and
 # ejabberd's mod_mam skip a message carrying it (each also honours `no-store`, which
@@ -120,6 +121,8 @@ class XmppAdapter:
         # Which of the configured addresses the next connection attempt uses.
         self._turn = 0
         self._unsubscribe: Callable[[], None] | None = None
+        # Operators probed at session start whose server has not answered yet.
+        self._probed: set[str] = set()
         self._setup()
 
     def _setup(self) -> None:
@@ -278,10 +281,12 @@ class XmppAdapter:
         for live in self.service.open_chats():
             if live.connections > 0 and live.recipients():
                 self.send_guest_presence(live.guest, live.recipients(), available=True)
+        self._probed = set()
         for (queue, jid), state in self.service.subscriptions().items():
             if state == "granted":
                 self.send_queue_presence(queue, jid)
                 self._send_presence(queue, jid, ptype="probe")
+                self._probed.add(jid)
             else:
                 await self.send_subscription_request(queue, jid)
 
@@ -587,7 +592,25 @@ class XmppAdapter:
         else:
             show = None if ptype == "available" else ptype
             presence = Presence.OFFLINE if ptype == "unavailable" else Presence.from_show(show)
-            await self.service.on_operator_presence(sender, pres["from"].resource, presence)
+            await self.service.on_operator_presence(
+                sender,
+                pres["from"].resource,
+                presence,
+                rediscovered=self._rediscovered(sender, pres),
+            )
+
+    def _rediscovered(self, sender: str, pres: PresenceStanza) -> bool:
+        """Whether this presence is the answer to a probe sent at session start: the
+        operator's server answers with the presence it keeps, stamped with when it was
+        set (XEP-0203, Prosody and ejabberd both), while a presence the operator just sent
+        has no stamp. Such an operator was online before refdesk looked (all along a
+        restart) and is not starting a shift. Only the first presence from a probed
+        operator is the answer; a later one, or one from an operator refdesk probed
+        later (a new subscription), is news."""
+        if sender not in self._probed:
+            return False
+        self._probed.discard(sender)
+        return pres.xml.find(f"{{{NS_DELAY}}}delay") is not None
 
     async def on_subscription(self, queue: str, sender: str, kind: str) -> None:
         member = await self.service.on_subscription(queue, sender, kind)
