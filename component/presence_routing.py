@@ -396,6 +396,7 @@ class Routing:
         """The operator takes the chat."""
         live = held.live
         others = tuple(sorted(live.offered_to - {op.jid}))
+        had_offer = op.jid in live.offered_to
         live.operator = op
         live.state = ChatState.ACTIVE
         live.offered_to = set()
@@ -417,6 +418,7 @@ class Routing:
                 others,
                 explicit,
                 patron_connected=live.connections > 0,
+                had_offer=had_offer,
             )
         )
         event = await self.chats.append(held, Sender.SYSTEM, "", line("joined", name=op.name))

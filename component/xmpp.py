@@ -50,15 +50,14 @@ from component.core.events import (
     SubscriptionWanted,
     TypingChanged,
 )
-from component.core.models import ChatEvent, Presence, QueueStatus, Sender
+from component.core.models import ChatEvent, Presence, Sender
 from component.core.text import clip_to_bytes, strip_xml_illegal
 from component.inbound_lanes import InboundLanes
-from component.service import GUEST_PREFIX, DeskService, QueueInfo
+from component.service import GUEST_PREFIX, DeskService
 from component.xmpp_adhoc import register_commands
 from component.xmpp_bodies import (
     ENVELOPE_BYTES,
     NICK_BYTES,
-    STATUS_BYTES,
     message_bodies,
     offer_bodies,
     patron_nick,
@@ -66,12 +65,12 @@ from component.xmpp_bodies import (
 from component.xmpp_component import NS_COMPONENT, Component
 from component.xmpp_delivery import Delivery, Outgoing, chat_message_xml, ping_target
 from component.xmpp_errors import ERROR_CONDITIONS, error_text
+from component.xmpp_presence import PresenceOut
 
 log = logging.getLogger(__name__)
 
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 NS_CORRECT = "urn:xmpp:message-correct:0"
-NS_DELAY = "urn:xmpp:delay"
 # XEP-0334 processing hints. `no-permanent-store` keeps a message out of the operator's
 # server-side archive (XEP-0313) while leaving offline storage alone: both Prosody's and
 # ejabberd's mod_mam skip a message carrying it (each also honours `no-store`, which
@@ -81,13 +80,6 @@ NO_PERMANENT_STORE = "{urn:xmpp:hints}no-permanent-store"
 # The longest stanza id kept to recognise a later correction (ids are opaque, and some
 # clients use long ones; longer ones are not remembered, so that line cannot be corrected).
 _MAX_ID_CHARS = 256
-
-_QUEUE_SHOW: dict[QueueStatus, str | None] = {
-    QueueStatus.AVAILABLE: None,
-    QueueStatus.BUSY: "dnd",
-    QueueStatus.AWAY: "away",
-    QueueStatus.OFFLINE: "xa",
-}
 
 
 class XmppAdapter:
@@ -121,8 +113,15 @@ class XmppAdapter:
         # Which of the configured addresses the next connection attempt uses.
         self._turn = 0
         self._unsubscribe: Callable[[], None] | None = None
-        # Operators probed at session start whose server has not answered yet.
-        self._probed: set[str] = set()
+        # The presence refdesk sends operators (`component.xmpp_presence`).
+        self.presence = PresenceOut(
+            self.xmpp,
+            config.domain,
+            self._send,
+            queue_info=service.queue_info,
+            is_online=lambda jid: service.presence_of(jid).online,
+            subscribers=service.subscribers,
+        )
         self._setup()
 
     def _setup(self) -> None:
@@ -280,13 +279,12 @@ class XmppAdapter:
         # The server forgot the guests' directed presence with the old stream.
         for live in self.service.open_chats():
             if live.connections > 0 and live.recipients():
-                self.send_guest_presence(live.guest, live.recipients(), available=True)
-        self._probed = set()
+                self.presence.guest(live.guest, live.recipients(), available=True)
+        self.presence.session_started()
         for (queue, jid), state in self.service.subscriptions().items():
             if state == "granted":
-                self.send_queue_presence(queue, jid)
-                self._send_presence(queue, jid, ptype="probe")
-                self._probed.add(jid)
+                self.presence.queue(queue, jid)
+                self.presence.probe(queue, jid, at_start=True)
             else:
                 await self.send_subscription_request(queue, jid)
 
@@ -368,44 +366,8 @@ class XmppAdapter:
         msg["chat_state"] = state
         self._send(msg)
 
-    def _send_presence(
-        self,
-        from_node: str,
-        to: str,
-        *,
-        ptype: str | None = None,
-        show: str | None = None,
-        status: str | None = None,
-    ) -> None:
-        pres = self.xmpp.Presence(sfrom=self._jid(from_node), sto=to)
-        if ptype:
-            pres["type"] = ptype
-        if show:
-            pres["show"] = show
-        if status:
-            pres["status"] = clip_to_bytes(strip_xml_illegal(status), STATUS_BYTES)
-        self._send(pres)
-
-    def send_guest_presence(
-        self, guest: str, operator_jids: Iterable[str], *, available: bool
-    ) -> None:
-        """Directed presence from a guest JID: available while the patron is connected
-        and the chat is offered to or held by these operators, unavailable otherwise, so
-        their clients show the patron online or gone instead of an unknown contact."""
-        for jid in operator_jids:
-            if available:
-                self._send_presence(guest, jid, status="Patron connected")
-            else:
-                self._send_presence(guest, jid, ptype="unavailable")
-
-    def send_queue_presence(self, queue: str, to: str, info: QueueInfo | None = None) -> None:
-        """Tell an operator the queue's state (shown in their roster)."""
-        info = info or self.service.queue_info(queue)
-        status = f"{info.title}: {info.status.value}, {info.waiting} waiting"
-        self._send_presence(queue, to, show=_QUEUE_SHOW[info.status], status=status)
-
     async def send_subscription_request(self, queue: str, jid: str) -> None:
-        self._send_presence(queue, jid, ptype="subscribe")
+        self.presence.send(queue, jid, ptype="subscribe")
         await self.service.mark_subscription_asked(queue, jid)
 
     def register_commands(self) -> None:
@@ -420,7 +382,7 @@ class XmppAdapter:
             case ChatOffered():
                 if event.patron_connected:
                     # Before the offer, so the chat window opens on a patron shown online.
-                    self.send_guest_presence(event.guest, event.operator_jids, available=True)
+                    self.presence.guest(event.guest, event.operator_jids, available=True)
                 outs = [
                     out
                     for body in offer_bodies(event, self._body_bytes)
@@ -447,15 +409,16 @@ class XmppAdapter:
                     self.send_chat(
                         event.guest, jid, f"Offer withdrawn. {event.reason}", ephemeral=True
                     )
-                self.send_guest_presence(event.guest, event.operator_jids, available=False)
+                self.presence.guest(event.guest, event.operator_jids, available=False)
             case ChatAccepted():
                 for jid in event.others:
                     self.send_chat(
                         event.guest, jid, f"{event.operator_name} took this chat.", ephemeral=True
                     )
-                self.send_guest_presence(event.guest, event.others, available=False)
-                if event.patron_connected:
-                    self.send_guest_presence(event.guest, (event.operator_jid,), available=True)
+                self.presence.guest(event.guest, event.others, available=False)
+                if event.patron_connected and not event.had_offer:
+                    # One who had the offer sees the patron online already.
+                    self.presence.guest(event.guest, (event.operator_jid,), available=True)
                 if not event.explicit:
                     # A reply took the chat; `!accept` and `!next` answer this themselves.
                     self.send_chat(
@@ -465,9 +428,7 @@ class XmppAdapter:
                         ephemeral=True,
                     )
             case GuestPresence():
-                self.send_guest_presence(
-                    event.guest, event.operator_jids, available=event.available
-                )
+                self.presence.guest(event.guest, event.operator_jids, available=event.available)
             case MessagePosted():
                 if event.event.sender is Sender.PATRON:
                     self.send_patron_message(event.guest, event.operator_jids, event.event)
@@ -479,17 +440,14 @@ class XmppAdapter:
                     )
                     for jid in event.operator_jids:
                         self.send_chat(event.guest, jid, text)
-                self.send_guest_presence(event.guest, event.operator_jids, available=False)
+                self.presence.guest(event.guest, event.operator_jids, available=False)
             case TypingChanged():
                 if event.by_patron:
                     state = "composing" if event.composing else "paused"
                     for jid in event.operator_jids:
                         self.send_chatstate(event.guest, jid, state)
             case QueueStatusChanged():
-                # Computed once for all the queue's operators, not once per operator.
-                info = self.service.queue_info(event.queue)
-                for jid in self.service.subscribers(event.queue):
-                    self.send_queue_presence(event.queue, jid, info)
+                self.presence.queue_changed(event.queue)
             case OperatorNotice():
                 self.send_chat(
                     event.from_node, event.operator_jid, event.text, ephemeral=event.ephemeral
@@ -584,49 +542,40 @@ class XmppAdapter:
             await self.on_subscription(queue, sender, ptype)
         elif ptype == "probe":
             if (queue, sender) in self.service.subscriptions():
-                self.send_queue_presence(queue, pres["from"].full)
+                self.presence.queue(queue, pres["from"].full)
             else:
-                self._send_presence(queue, sender, ptype="unsubscribed")
+                self.presence.send(queue, sender, ptype="unsubscribed")
         elif ptype == "error":
             log.info("presence error from %s: %s", sender, pres["error"]["condition"])
         else:
             show = None if ptype == "available" else ptype
             presence = Presence.OFFLINE if ptype == "unavailable" else Presence.from_show(show)
+            was_online = self.service.presence_of(sender).online
             await self.service.on_operator_presence(
                 sender,
                 pres["from"].resource,
                 presence,
-                rediscovered=self._rediscovered(sender, pres),
+                rediscovered=self.presence.rediscovered(sender, pres),
             )
-
-    def _rediscovered(self, sender: str, pres: PresenceStanza) -> bool:
-        """Whether this presence is the answer to a probe sent at session start: the
-        operator's server answers with the presence it keeps, stamped with when it was
-        set (XEP-0203, Prosody and ejabberd both), while a presence the operator just sent
-        has no stamp. Such an operator was online before refdesk looked (all along a
-        restart) and is not starting a shift. Only the first presence from a probed
-        operator is the answer; a later one, or one from an operator refdesk probed
-        later (a new subscription), is news."""
-        if sender not in self._probed:
-            return False
-        self._probed.discard(sender)
-        return pres.xml.find(f"{{{NS_DELAY}}}delay") is not None
+            self.presence.operator_changed(
+                sender, self.service.queues_of(sender), was_online=was_online
+            )
 
     async def on_subscription(self, queue: str, sender: str, kind: str) -> None:
         member = await self.service.on_subscription(queue, sender, kind)
         if kind == "subscribe":
             if member:
-                self._send_presence(queue, sender, ptype="subscribed")
-                self.send_queue_presence(queue, sender)
+                self.presence.send(queue, sender, ptype="subscribed")
+                self.presence.queue(queue, sender)
             else:
-                self._send_presence(queue, sender, ptype="unsubscribed")
+                self.presence.send(queue, sender, ptype="unsubscribed")
         elif kind == "subscribed" and member:
             # Probe only now that the subscription exists (an earlier probe could come back
             # as `unsubscribed`).
-            self._send_presence(queue, sender, ptype="probe")
-            self.send_queue_presence(queue, sender)
+            self.presence.probe(queue, sender, at_start=False)
+            self.presence.queue(queue, sender)
         elif kind == "unsubscribe":
-            self._send_presence(queue, sender, ptype="unsubscribed")
+            self.presence.send(queue, sender, ptype="unsubscribed")
 
     def _answer_error(self, msg: Message, exc: DeskError) -> None:
         """The one place where domain errors become XMPP: an error stanza when the message

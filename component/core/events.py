@@ -49,6 +49,8 @@ class ChatAccepted:
     others: tuple[str, ...]
     explicit: bool
     patron_connected: bool = True
+    # Whether the taker had the offer (their client then shows the patron's presence).
+    had_offer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
