@@ -77,8 +77,6 @@ class PresenceOut:
         self._shown: dict[tuple[str, str], Shown] = {}
         # Operators probed at session start whose server has not answered yet.
         self._probed: set[str] = set()
-        # Queue presences written, for tests and benchmarks.
-        self.queue_presences = 0
 
     def send(
         self,
@@ -143,7 +141,6 @@ class PresenceOut:
                 self._shown.pop((queue, jid), None)
 
     def _write(self, queue: str, to: str, shown: Shown) -> None:
-        self.queue_presences += 1
         self.send(queue, to, show=shown[0], status=shown[1])
 
     def session_started(self) -> None:
