@@ -206,6 +206,7 @@ class Routing:
                     f"You were the last one available in {queue.title} ({queue.name}): it is "
                     "now unstaffed during its service hours. New patrons will be asked to "
                     "wait or to email.",
+                    ephemeral=True,
                 )
             )
 
@@ -395,6 +396,7 @@ class Routing:
         """The operator takes the chat."""
         live = held.live
         others = tuple(sorted(live.offered_to - {op.jid}))
+        had_offer = op.jid in live.offered_to
         live.operator = op
         live.state = ChatState.ACTIVE
         live.offered_to = set()
@@ -416,6 +418,7 @@ class Routing:
                 others,
                 explicit,
                 patron_connected=live.connections > 0,
+                had_offer=had_offer,
             )
         )
         event = await self.chats.append(held, Sender.SYSTEM, "", line("joined", name=op.name))
@@ -532,7 +535,7 @@ class Routing:
             f"{self.queue_info(queue.name).waiting} waiting. Please sign in to help."
         )
         for jid in on_call:
-            self.bus.publish(OperatorNotice(jid, queue.name, text))
+            self.bus.publish(OperatorNotice(jid, queue.name, text, ephemeral=True))
         emails = [op.email for jid in on_call if (op := self.directory.operator(jid)) and op.email]
         if emails:
             await self.on_call_mailer(queue, emails, text)

@@ -325,10 +325,15 @@ class DeskService:
     def position(self, chat_id: int) -> int | None:
         return self.open.position(chat_id)
 
-    async def on_operator_presence(self, jid: str, resource: str, presence: Presence) -> None:
+    async def on_operator_presence(
+        self, jid: str, resource: str, presence: Presence, *, rediscovered: bool = False
+    ) -> None:
         """An operator's presence reached a queue JID: routing first; then an operator
         who just came online is shown the patrons of their chats as online again, and
-        gets the hand-over notes waiting for them."""
+        gets the hand-over notes waiting for them. The adapter sets `rediscovered` for the
+        answer to the probe it sends every operator at session start: that operator was
+        online before refdesk looked (all along a restart) and is not starting a shift,
+        so hand-over notes are not theirs."""
         was_online = self.routing.presence_of(jid).online
         await self.routing.on_operator_presence(jid, resource, presence)
         await self.notices.check_staffing()
@@ -337,7 +342,8 @@ class DeskService:
             for live in self.open.all():
                 if live.connections > 0 and jid in live.recipients():
                     self.bus.publish(GuestPresence(live.id, live.guest, (jid,), True))
-            await self.staff.came_online(jid)
+            if not rediscovered:
+                await self.staff.came_online(jid)
 
     # Patrons (component.chats) ----------------------------------------------------------------
 

@@ -9,8 +9,9 @@ hand-over notes. Patrons never see any of it and transcripts do not hold it.
   receiver belongs to (the one written to when they belong to it).
 - Hand-over: ``!handover <text>`` keeps one note per queue (it replaces the previous
   one); the next operator other than its author who comes online in the queue gets it
-  once. ``!handover`` alone shows it, with whom it was given to; ``!handover clear``
-  deletes it.
+  once (not one refdesk merely finds online when it starts: see
+  `DeskService.on_operator_presence`). ``!handover`` alone shows it, with whom it was
+  given to; ``!handover clear`` deletes it.
 
 Owned by the service (`DeskService.staff`); the service calls `relay` for plain lines to
 a queue JID and `came_online` when an operator's presence goes from offline to online;

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -49,15 +50,14 @@ from component.core.events import (
     SubscriptionWanted,
     TypingChanged,
 )
-from component.core.models import ChatEvent, Presence, QueueStatus, Sender
+from component.core.models import ChatEvent, Presence, Sender
 from component.core.text import clip_to_bytes, strip_xml_illegal
 from component.inbound_lanes import InboundLanes
-from component.service import GUEST_PREFIX, DeskService, QueueInfo
+from component.service import GUEST_PREFIX, DeskService
 from component.xmpp_adhoc import register_commands
 from component.xmpp_bodies import (
     ENVELOPE_BYTES,
     NICK_BYTES,
-    STATUS_BYTES,
     message_bodies,
     offer_bodies,
     patron_nick,
@@ -65,21 +65,21 @@ from component.xmpp_bodies import (
 from component.xmpp_component import NS_COMPONENT, Component
 from component.xmpp_delivery import Delivery, Outgoing, chat_message_xml, ping_target
 from component.xmpp_errors import ERROR_CONDITIONS, error_text
+from component.xmpp_presence import PresenceOut
 
 log = logging.getLogger(__name__)
 
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
 NS_CORRECT = "urn:xmpp:message-correct:0"
+# XEP-0334 processing hints. `no-permanent-store` keeps a message out of the operator's
+# server-side archive (XEP-0313) while leaving offline storage alone: both Prosody's and
+# ejabberd's mod_mam skip a message carrying it (each also honours `no-store`, which
+# ejabberd's offline storage honours too: an offer to an operator who just went offline
+# must still reach them).
+NO_PERMANENT_STORE = "{urn:xmpp:hints}no-permanent-store"
 # The longest stanza id kept to recognise a later correction (ids are opaque, and some
 # clients use long ones; longer ones are not remembered, so that line cannot be corrected).
 _MAX_ID_CHARS = 256
-
-_QUEUE_SHOW: dict[QueueStatus, str | None] = {
-    QueueStatus.AVAILABLE: None,
-    QueueStatus.BUSY: "dnd",
-    QueueStatus.AWAY: "away",
-    QueueStatus.OFFLINE: "xa",
-}
 
 
 class XmppAdapter:
@@ -113,6 +113,15 @@ class XmppAdapter:
         # Which of the configured addresses the next connection attempt uses.
         self._turn = 0
         self._unsubscribe: Callable[[], None] | None = None
+        # The presence refdesk sends operators (`component.xmpp_presence`).
+        self.presence = PresenceOut(
+            self.xmpp,
+            config.domain,
+            self._send,
+            queue_info=service.queue_info,
+            is_online=lambda jid: service.presence_of(jid).online,
+            subscribers=service.subscribers,
+        )
         self._setup()
 
     def _setup(self) -> None:
@@ -270,11 +279,12 @@ class XmppAdapter:
         # The server forgot the guests' directed presence with the old stream.
         for live in self.service.open_chats():
             if live.connections > 0 and live.recipients():
-                self.send_guest_presence(live.guest, live.recipients(), available=True)
+                self.presence.guest(live.guest, live.recipients(), available=True)
+        self.presence.session_started()
         for (queue, jid), state in self.service.subscriptions().items():
             if state == "granted":
-                self.send_queue_presence(queue, jid)
-                self._send_presence(queue, jid, ptype="probe")
+                self.presence.queue(queue, jid)
+                self.presence.probe(queue, jid, at_start=True)
             else:
                 await self.send_subscription_request(queue, jid)
 
@@ -287,13 +297,29 @@ class XmppAdapter:
         """Write now if the stream is up, else keep it until the next session starts."""
         self.delivery.send(Outgoing(stanza))
 
-    def send_chat(self, from_node: str, to: str, body: str, nick: str | None = None) -> None:
-        """A chat line from one of our JIDs, in parts if it is too long for one stanza."""
-        for out in self._chat_stanzas(from_node, (to,), body, nick):
+    def send_chat(
+        self,
+        from_node: str,
+        to: str,
+        body: str,
+        nick: str | None = None,
+        *,
+        ephemeral: bool = False,
+    ) -> None:
+        """A chat line from one of our JIDs, in parts if it is too long for one stanza.
+        An `ephemeral` line (staff traffic that only matters live) is kept out of the
+        operator's server archive."""
+        for out in self._chat_stanzas(from_node, (to,), body, nick, ephemeral=ephemeral):
             self.delivery.send(out)
 
     def _chat_stanzas(
-        self, from_node: str, recipients: Iterable[str], body: str, nick: str | None = None
+        self,
+        from_node: str,
+        recipients: Iterable[str],
+        body: str,
+        nick: str | None = None,
+        *,
+        ephemeral: bool = False,
     ) -> list[Outgoing]:
         bodies = message_bodies(strip_xml_illegal(body), self._body_bytes)
         clean_nick = clip_to_bytes(strip_xml_illegal(nick), NICK_BYTES) if nick else None
@@ -305,6 +331,8 @@ class XmppAdapter:
                 )
                 if clean_nick:
                     msg["nick"] = clean_nick
+                if ephemeral:
+                    msg.xml.append(ET.Element(NO_PERMANENT_STORE))
                 out.append(Outgoing(msg))
         return out
 
@@ -338,44 +366,8 @@ class XmppAdapter:
         msg["chat_state"] = state
         self._send(msg)
 
-    def _send_presence(
-        self,
-        from_node: str,
-        to: str,
-        *,
-        ptype: str | None = None,
-        show: str | None = None,
-        status: str | None = None,
-    ) -> None:
-        pres = self.xmpp.Presence(sfrom=self._jid(from_node), sto=to)
-        if ptype:
-            pres["type"] = ptype
-        if show:
-            pres["show"] = show
-        if status:
-            pres["status"] = clip_to_bytes(strip_xml_illegal(status), STATUS_BYTES)
-        self._send(pres)
-
-    def send_guest_presence(
-        self, guest: str, operator_jids: Iterable[str], *, available: bool
-    ) -> None:
-        """Directed presence from a guest JID: available while the patron is connected
-        and the chat is offered to or held by these operators, unavailable otherwise, so
-        their clients show the patron online or gone instead of an unknown contact."""
-        for jid in operator_jids:
-            if available:
-                self._send_presence(guest, jid, status="Patron connected")
-            else:
-                self._send_presence(guest, jid, ptype="unavailable")
-
-    def send_queue_presence(self, queue: str, to: str, info: QueueInfo | None = None) -> None:
-        """Tell an operator the queue's state (shown in their roster)."""
-        info = info or self.service.queue_info(queue)
-        status = f"{info.title}: {info.status.value}, {info.waiting} waiting"
-        self._send_presence(queue, to, show=_QUEUE_SHOW[info.status], status=status)
-
     async def send_subscription_request(self, queue: str, jid: str) -> None:
-        self._send_presence(queue, jid, ptype="subscribe")
+        self.presence.send(queue, jid, ptype="subscribe")
         await self.service.mark_subscription_asked(queue, jid)
 
     def register_commands(self) -> None:
@@ -390,12 +382,18 @@ class XmppAdapter:
             case ChatOffered():
                 if event.patron_connected:
                     # Before the offer, so the chat window opens on a patron shown online.
-                    self.send_guest_presence(event.guest, event.operator_jids, available=True)
+                    self.presence.guest(event.guest, event.operator_jids, available=True)
                 outs = [
                     out
                     for body in offer_bodies(event, self._body_bytes)
+                    # Offers matter only while live: kept out of operators' archives,
+                    # which every offer would otherwise reach (see docs/operators.md).
                     for out in self._chat_stanzas(
-                        event.guest, event.operator_jids, body, nick=patron_nick(event.queue)
+                        event.guest,
+                        event.operator_jids,
+                        body,
+                        nick=patron_nick(event.queue),
+                        ephemeral=True,
                     )
                 ]
                 if outs and event.history:
@@ -408,25 +406,29 @@ class XmppAdapter:
                     self.delivery.send(out)
             case OfferWithdrawn():
                 for jid in event.operator_jids:
-                    self.send_chat(event.guest, jid, f"Offer withdrawn. {event.reason}")
-                self.send_guest_presence(event.guest, event.operator_jids, available=False)
+                    self.send_chat(
+                        event.guest, jid, f"Offer withdrawn. {event.reason}", ephemeral=True
+                    )
+                self.presence.guest(event.guest, event.operator_jids, available=False)
             case ChatAccepted():
                 for jid in event.others:
-                    self.send_chat(event.guest, jid, f"{event.operator_name} took this chat.")
-                self.send_guest_presence(event.guest, event.others, available=False)
-                if event.patron_connected:
-                    self.send_guest_presence(event.guest, (event.operator_jid,), available=True)
+                    self.send_chat(
+                        event.guest, jid, f"{event.operator_name} took this chat.", ephemeral=True
+                    )
+                self.presence.guest(event.guest, event.others, available=False)
+                if event.patron_connected and not event.had_offer:
+                    # One who had the offer sees the patron online already.
+                    self.presence.guest(event.guest, (event.operator_jid,), available=True)
                 if not event.explicit:
                     # A reply took the chat; `!accept` and `!next` answer this themselves.
                     self.send_chat(
                         event.guest,
                         event.operator_jid,
                         "You took this chat; your messages go to the patron.",
+                        ephemeral=True,
                     )
             case GuestPresence():
-                self.send_guest_presence(
-                    event.guest, event.operator_jids, available=event.available
-                )
+                self.presence.guest(event.guest, event.operator_jids, available=event.available)
             case MessagePosted():
                 if event.event.sender is Sender.PATRON:
                     self.send_patron_message(event.guest, event.operator_jids, event.event)
@@ -438,19 +440,18 @@ class XmppAdapter:
                     )
                     for jid in event.operator_jids:
                         self.send_chat(event.guest, jid, text)
-                self.send_guest_presence(event.guest, event.operator_jids, available=False)
+                self.presence.guest(event.guest, event.operator_jids, available=False)
             case TypingChanged():
                 if event.by_patron:
                     state = "composing" if event.composing else "paused"
                     for jid in event.operator_jids:
                         self.send_chatstate(event.guest, jid, state)
             case QueueStatusChanged():
-                # Computed once for all the queue's operators, not once per operator.
-                info = self.service.queue_info(event.queue)
-                for jid in self.service.subscribers(event.queue):
-                    self.send_queue_presence(event.queue, jid, info)
+                self.presence.queue_changed(event.queue)
             case OperatorNotice():
-                self.send_chat(event.from_node, event.operator_jid, event.text)
+                self.send_chat(
+                    event.from_node, event.operator_jid, event.text, ephemeral=event.ephemeral
+                )
             case DirectoryChanged():
                 if self.online.is_set():
                     self.register_commands()
@@ -541,31 +542,40 @@ class XmppAdapter:
             await self.on_subscription(queue, sender, ptype)
         elif ptype == "probe":
             if (queue, sender) in self.service.subscriptions():
-                self.send_queue_presence(queue, pres["from"].full)
+                self.presence.queue(queue, pres["from"].full)
             else:
-                self._send_presence(queue, sender, ptype="unsubscribed")
+                self.presence.send(queue, sender, ptype="unsubscribed")
         elif ptype == "error":
             log.info("presence error from %s: %s", sender, pres["error"]["condition"])
         else:
             show = None if ptype == "available" else ptype
             presence = Presence.OFFLINE if ptype == "unavailable" else Presence.from_show(show)
-            await self.service.on_operator_presence(sender, pres["from"].resource, presence)
+            was_online = self.service.presence_of(sender).online
+            await self.service.on_operator_presence(
+                sender,
+                pres["from"].resource,
+                presence,
+                rediscovered=self.presence.rediscovered(sender, pres),
+            )
+            self.presence.operator_changed(
+                sender, self.service.queues_of(sender), was_online=was_online
+            )
 
     async def on_subscription(self, queue: str, sender: str, kind: str) -> None:
         member = await self.service.on_subscription(queue, sender, kind)
         if kind == "subscribe":
             if member:
-                self._send_presence(queue, sender, ptype="subscribed")
-                self.send_queue_presence(queue, sender)
+                self.presence.send(queue, sender, ptype="subscribed")
+                self.presence.queue(queue, sender)
             else:
-                self._send_presence(queue, sender, ptype="unsubscribed")
+                self.presence.send(queue, sender, ptype="unsubscribed")
         elif kind == "subscribed" and member:
             # Probe only now that the subscription exists (an earlier probe could come back
             # as `unsubscribed`).
-            self._send_presence(queue, sender, ptype="probe")
-            self.send_queue_presence(queue, sender)
+            self.presence.probe(queue, sender, at_start=False)
+            self.presence.queue(queue, sender)
         elif kind == "unsubscribe":
-            self._send_presence(queue, sender, ptype="unsubscribed")
+            self.presence.send(queue, sender, ptype="unsubscribed")
 
     def _answer_error(self, msg: Message, exc: DeskError) -> None:
         """The one place where domain errors become XMPP: an error stanza when the message

@@ -182,3 +182,29 @@ async def test_a_transcript_copy_asked_for_before_a_restart_keeps_the_patrons_la
     assert copy.message["Subject"] == "Su chat con Ask us (ask)"
     assert "] Usted: ¿Hay salas de estudio?" in copy.text()
     assert "] Ana: Yes, on floor 2." in copy.text()
+
+
+async def test_a_handover_note_is_not_given_to_a_colleague_online_all_along_a_restart(
+    desk: Desk,
+) -> None:
+    """After a restart refdesk finds the operators already online by probing them. Those
+    answers are not shifts starting: the note waits for the next colleague who logs in."""
+    ana = await desk.add_operator(("ask",), name="Ana")
+    ben = await desk.add_operator(("ask",), name="Ben")
+    kept = await ana.expect_next_from(ASK, "!handover Printer 2 is jammed.")
+    assert "Hand-over note kept" in kept["body"]
+
+    await _restart(desk)
+    for op in (ana, ben):
+        await wait_for(
+            lambda op=op: desk.service.presence_of(op.bare_jid).online,  # type: ignore[misc]
+            what=f"{op.bare_jid} found online again",
+        )
+    await desk.refdesk.adapter.drained()
+    cal = await desk.add_operator(("ask",), name="Cal")
+    note = await cal.next_message(ASK)
+    assert "Hand-over note for Ask us (ask) from Ana" in note["body"]
+    # One note, given once: to Cal, the first to start a shift after it was written.
+    queue = await desk.store_queue("ask")
+    stored = await desk.refdesk.store.handover.note(queue.id)
+    assert stored is not None and stored.delivered_to == cal.bare_jid

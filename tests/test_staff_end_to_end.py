@@ -149,7 +149,9 @@ async def test_guest_presence_follows_the_patron_and_the_chat(desk: Desk) -> Non
     # leaves his view.
     ana.send_message(guest, "Yes, from noon.")
     assert "You took this chat" in (await ana.next_message(guest))["body"]
-    await ana.next_presence(guest, ptype="available")  # said again to the one who took it
+    # Not said again to the one who took it: her client shows the patron online since
+    # the offer (anything sent with the take precedes that line on her stream).
+    assert [p["type"] for p in ana.presences if p["from"].bare == guest] == ["available"]
     assert (await ben.next_message(guest))["body"] == "Ana took this chat."
     await ben.next_presence(guest, ptype="unavailable")
     # The patron's connection drops and comes back.

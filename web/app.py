@@ -17,6 +17,7 @@ from web import assets, longpoll, operator_page, ops, pages, patron, questions
 from web.admin.auth import admin_guard
 from web.admin.routes import setup_admin
 from web.connlimits import AddressSlots
+from web.guarded import ROUTE_GUARD, guarded_router
 from web.hub import PatronHub
 from web.keys import (
     CONFIG,
@@ -53,38 +54,23 @@ async def _with_headers(request: web.Request, handler: Handler) -> web.StreamRes
     return response
 
 
-# Marks a handler `_guarded` already wrapped.
-_GUARDED = "__refdesk_guarded__"
-
-
 def _guarded(handler: Handler) -> Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]:
-    """`handler` run through `_with_headers`; called by `_guard_routes` per route."""
-
-    @functools.wraps(handler)
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        return await _with_headers(request, handler)
-
-    setattr(guarded, _GUARDED, True)
-    return guarded
-
-
-async def _guard_routes(app: web.Application) -> None:
-    """Wrap every route's handler in `_with_headers`, except the status endpoint's, which
-    answers with its own complete, precomputed set of headers (web.status_body).
-    Run by aiohttp at start-up, when every route is registered and before the router is
-    frozen.
+    """`handler` run through `_with_headers`. Stored as the app's `ROUTE_GUARD`, which
+    `web.guarded.guarded_router` applies to every route as it is added: all but the status
+    endpoint's, which answers with its own complete, precomputed set of headers
+    (web.status_body) and is added bare.
 
     Why per route and not as an application middleware: an app with any middleware makes
     aiohttp run two layers per request (the middleware and its own that sets
     `request.app`), about an eighth of the CPU of a status request, which is hit on every
     page view of every partner site. An active process on PostgreSQL has the fence's
     middleware (component.runner), which still sees every request, this one included."""
-    for route in app.router.routes():
-        handler = route.handler
-        if handler is pages.queue_status or getattr(handler, _GUARDED, False):
-            continue
-        # aiohttp offers no public way to wrap a registered route's handler.
-        route._handler = _guarded(handler)
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        return await _with_headers(request, handler)
+
+    return guarded
 
 
 def make_app(
@@ -110,21 +96,23 @@ def make_app(
         loader=jinja2.FileSystemLoader(str(assets.package_dir("web", "templates"))),
         autoescape=jinja2.select_autoescape(default=True),
     )
-    app.on_startup.append(_guard_routes)
     app.cleanup_ctx.append(_hub_ctx)
     app.on_cleanup.append(_close_operations)
     app.on_shutdown.append(_close_sockets)
-    app.router.add_get("/chat/{queue}", pages.chat_page)
+    app[ROUTE_GUARD] = _guarded
+    # The one bare route: the status endpoint (see `_guarded`).
     app.router.add_get("/api/queues/{queue}/status", pages.queue_status)
-    app.router.add_post("/api/queues/{queue}/questions", questions.submit_question)
-    app.router.add_get("/ws/{queue}", patron.handle_ws)
+    routes = guarded_router(app)
+    routes.add_get("/chat/{queue}", pages.chat_page)
+    routes.add_post("/api/queues/{queue}/questions", questions.submit_question)
+    routes.add_get("/ws/{queue}", patron.handle_ws)
     longpoll.add_routes(app)
     setup_admin(app)
     operator_page.add_routes(app)
-    app.router.add_get("/healthz", ops.healthz)
-    app.router.add_get("/metrics", ops.metrics)
-    app.router.add_get("/embed.js", pages.embed_script)
-    app.router.add_get(pages.STATIC_PREFIX + "/{name}", pages.widget_file)
+    routes.add_get("/healthz", ops.healthz)
+    routes.add_get("/metrics", ops.metrics)
+    routes.add_get("/embed.js", pages.embed_script)
+    routes.add_get(pages.STATIC_PREFIX + "/{name}", pages.widget_file)
     return app
 
 

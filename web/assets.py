@@ -36,9 +36,15 @@ def widget_dir() -> Path:
 
 def widget_files() -> dict[str, Path]:
     """The servable widget files by name; built once by the app factory."""
+    return served_files(widget_dir())
+
+
+def served_files(directory: Path) -> dict[str, Path]:
+    """The scripts and styles directly in `directory`, by name (nothing else is served
+    from it). Built once, when the routes that serve them are added."""
     return {
         path.name: path
-        for path in sorted(widget_dir().iterdir())
+        for path in sorted(directory.iterdir())
         if path.suffix in _SERVED_SUFFIXES and path.is_file()
     }
 

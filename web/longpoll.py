@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from web.addresses import parse_ip
+from web.guarded import guarded_router
 from web.hub import Frame
 from web.keys import CONFIG, HUB, LONGPOLL, PATRON_SLOTS, SERVICE
 from web.longpoll_registry import IDLE_TIMEOUT, LongPollSessions
@@ -186,6 +187,7 @@ def add_routes(app: web.Application) -> None:
     app[LONGPOLL] = LongPollSessions()
     app.cleanup_ctx.append(sweeper)
     app.on_shutdown.append(_wake_polls)
-    app.router.add_post("/lp/{queue}", open_session)
-    app.router.add_post("/lp/{queue}/{session}", send_frame)
-    app.router.add_get("/lp/{queue}/{session}", poll)
+    routes = guarded_router(app)
+    routes.add_post("/lp/{queue}", open_session)
+    routes.add_post("/lp/{queue}/{session}", send_frame)
+    routes.add_get("/lp/{queue}/{session}", poll)

@@ -15,6 +15,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from web.assets import package_dir
+from web.guarded import guarded_router
 from web.keys import CONFIG, OPERATOR_FILES, SERVICE
 
 PREFIX = "/operator"
@@ -145,7 +146,8 @@ async def plugin_file(request: web.Request) -> web.FileResponse:
 def add_routes(app: web.Application) -> None:
     """Called once by the app factory."""
     app[OPERATOR_FILES] = converse_files()
-    app.router.add_get(PREFIX, operator_redirect)
-    app.router.add_get(f"{PREFIX}/", operator_page)
-    app.router.add_get(PREFIX + "/converse/{path:.+}", converse_file)
-    app.router.add_get(PREFIX + "/{name}", plugin_file)
+    routes = guarded_router(app)
+    routes.add_get(PREFIX, operator_redirect)
+    routes.add_get(f"{PREFIX}/", operator_page)
+    routes.add_get(PREFIX + "/converse/{path:.+}", converse_file)
+    routes.add_get(PREFIX + "/{name}", plugin_file)

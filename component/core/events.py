@@ -49,6 +49,8 @@ class ChatAccepted:
     others: tuple[str, ...]
     explicit: bool
     patron_connected: bool = True
+    # Whether the taker had the offer (their client then shows the patron's presence).
+    had_offer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +120,14 @@ class QueueStatusChanged:
 
 @dataclass(frozen=True, slots=True)
 class OperatorNotice:
-    """A line for one operator from a guest or queue JID (confirmations, errors, news)."""
+    """A line for one operator from a guest or queue JID (confirmations, errors, news).
+    An `ephemeral` one only matters live (the queue's state at that moment): it is kept
+    out of the operator's server archive."""
 
     operator_jid: str
     from_node: str
     text: str
+    ephemeral: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from component.store.canned import CannedRow
 from web.admin import auth
 from web.admin.forms import Form, directory_of, done, id_of, posted, store_of
 from web.admin.layout import render
+from web.guarded import guarded_router
 
 # Re-renders the page a canned message lives on, with these forms, as a 400.
 Rerender = Callable[[Mapping[str, Form]], Awaitable[web.Response]]
@@ -84,9 +85,10 @@ def add_scoped_routes(app: web.Application, base: str, place: Place) -> None:
         scope, back, rerender = await place(request)
         return await _change(request, scope, back, rerender, delete=True)
 
-    app.router.add_post(base, add)
-    app.router.add_post(f"{base}/{{id}}", change)
-    app.router.add_post(f"{base}/{{id}}/delete", delete)
+    routes = guarded_router(app)
+    routes.add_post(base, add)
+    routes.add_post(f"{base}/{{id}}", change)
+    routes.add_post(f"{base}/{{id}}/delete", delete)
 
 
 async def global_canned_page(request: web.Request) -> web.Response:
@@ -124,5 +126,5 @@ async def _global_place(request: web.Request) -> tuple[Scope, str, Rerender]:
 def add_routes(app: web.Application) -> None:
     """Register the global canned messages' page (the group and queue modules register
     theirs)."""
-    app.router.add_get("/admin/canned", global_canned_page)
+    guarded_router(app).add_get("/admin/canned", global_canned_page)
     add_scoped_routes(app, "/admin/canned", _global_place)

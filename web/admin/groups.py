@@ -26,6 +26,7 @@ from web.admin.forms import (
     visible_groups,
 )
 from web.admin.layout import render
+from web.guarded import guarded_router
 
 
 async def groups_page(request: web.Request) -> web.Response:
@@ -236,7 +237,7 @@ async def _canned_place(request: web.Request) -> tuple[Scope, str, canned.Rerend
 
 def add_routes(app: web.Application) -> None:
     """Register the group pages."""
-    r = app.router
+    r = guarded_router(app)
     r.add_get("/admin/groups", groups_page)
     r.add_post("/admin/groups", create_group)
     r.add_get("/admin/groups/{group}", group_page)

@@ -37,6 +37,7 @@ from web.admin.views import (
     visible_queue_ids,
     when,
 )
+from web.guarded import guarded_router
 from web.keys import SERVICE
 
 Network = IPv4Network | IPv6Network
@@ -317,7 +318,7 @@ async def resolve(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register this module's pages."""
-    r = app.router
+    r = guarded_router(app)
     r.add_get("/admin/incidents", incidents)
     r.add_get(r"/admin/incidents/{incident_id:\d+}", incident)
     r.add_get(r"/admin/incidents/{incident_id:\d+}/verbatim", incident_verbatim)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from web.admin import auth
 from web.admin.layout import render
+from web.guarded import guarded_router
 from web.keys import SERVICE
 
 
@@ -71,8 +72,9 @@ async def live(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/admin/", live)
-    app.router.add_get("/admin", to_dashboard)
+    routes = guarded_router(app)
+    routes.add_get("/admin/", live)
+    routes.add_get("/admin", to_dashboard)
 
 
 async def to_dashboard(request: web.Request) -> web.Response:

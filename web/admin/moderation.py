@@ -51,6 +51,7 @@ from web.admin.views import (
     visible_queue_ids,
     when,
 )
+from web.guarded import guarded_router
 from web.keys import SERVICE
 
 MAX_REASON = validators.MAX_BAN_REASON
@@ -496,7 +497,7 @@ async def lookup(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register this module's pages."""
-    r = app.router
+    r = guarded_router(app)
     r.add_get("/admin/bans", bans)
     r.add_get("/admin/bans/new", ban_form)
     r.add_post("/admin/bans/new", create)

@@ -25,6 +25,7 @@ from web.admin.forms import (
     visible_queues,
 )
 from web.admin.layout import render
+from web.guarded import guarded_router
 
 SHARED_OPERATOR_NOTE = (
     "They also serve another group: only an admin can change their name and max chats."
@@ -220,7 +221,7 @@ async def delete_operator(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the operator pages."""
-    r = app.router
+    r = guarded_router(app)
     r.add_get("/admin/operators", operators_page)
     r.add_post("/admin/operators", add_operator)
     r.add_get("/admin/operators/{operator}", operator_page)

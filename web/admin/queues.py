@@ -28,6 +28,7 @@ from web.admin.forms import (
     visible_queues,
 )
 from web.admin.layout import render
+from web.guarded import guarded_router
 from web.keys import CONFIG
 from web.security import frame_ancestors
 
@@ -332,7 +333,7 @@ async def _canned_place(request: web.Request) -> tuple[Scope, str, canned.Rerend
 
 def add_routes(app: web.Application) -> None:
     """Register the queue pages."""
-    r = app.router
+    r = guarded_router(app)
     r.add_get("/admin/queues", queues_page)
     r.add_post("/admin/queues", create_queue)
     r.add_get("/admin/queues/{queue}", queue_page)

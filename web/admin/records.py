@@ -47,6 +47,7 @@ from web.admin.views import (
     visible_queue_ids,
     when,
 )
+from web.guarded import guarded_router
 from web.keys import SERVICE
 
 CSV_MAX_ROWS = 10_000
@@ -425,7 +426,7 @@ async def delete(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register this module's pages."""
-    r = app.router
+    r = guarded_router(app)
     r.add_get("/admin/transcripts", transcripts)
     r.add_get("/admin/transcripts.csv", transcripts_csv)
     r.add_get(r"/admin/transcripts/{chat_id:\d+}", transcript)

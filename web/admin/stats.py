@@ -34,6 +34,7 @@ from component.core.models import Operator, Queue
 from component.core.stats import Counts, StatsError, StatsReport, Timing
 from web.admin import auth
 from web.admin.layout import render
+from web.guarded import guarded_router
 from web.keys import SERVICE
 
 DEFAULT_DAYS = 30
@@ -502,5 +503,6 @@ async def stats_csv(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register this module's pages."""
-    app.router.add_get("/admin/stats", stats_page)
-    app.router.add_get("/admin/stats.csv", stats_csv)
+    routes = guarded_router(app)
+    routes.add_get("/admin/stats", stats_page)
+    routes.add_get("/admin/stats.csv", stats_csv)

@@ -21,6 +21,7 @@ from web.admin.forms import done
 from web.admin.layout import render
 from web.admin.moderation import actor
 from web.admin.views import path_id, queue_privacy, shown_address, when
+from web.guarded import guarded_router
 from web.keys import SERVICE
 
 
@@ -78,6 +79,6 @@ async def clear(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register this module's pages."""
-    r = app.router
+    r = guarded_router(app)
     r.add_get("/admin/bans/sticky", sticky_marks)
     r.add_post(r"/admin/bans/sticky/{mark_id:\d+}/clear", clear)

@@ -27,6 +27,7 @@ from web.admin.views import (
     visible_queue_ids,
     when,
 )
+from web.guarded import guarded_router
 from web.keys import SERVICE
 
 
@@ -174,7 +175,7 @@ async def retry_mail(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register this module's pages."""
-    r = app.router
+    r = guarded_router(app)
     r.add_get("/admin/tickets", tickets)
     r.add_get(r"/admin/tickets/{ticket_id:\d+}", ticket)
     r.add_post(r"/admin/tickets/{ticket_id:\d+}/status", ticket_status)
