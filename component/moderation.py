@@ -349,7 +349,7 @@ class Moderation:
     def banned(self, address: str | Address | None) -> Ban | None:
         """The ban that bars this address now, if any; called at every patron entry and,
         by a patron's connection, on every frame (with the address it parsed once: parsing
-        the text costs thirty times the look-up)."""
+        the text costs five times the look-up)."""
         if not address:
             return None
         try:

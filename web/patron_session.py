@@ -99,8 +99,9 @@ class PatronSession:
         self.hub = hub
         self.queue = queue
         self.origin = origin
-        # The address parsed once: the ban check and the rate limit run on every frame,
-        # and parsing the text each time cost more than both (None: no usable address).
+        # The address parsed once: the ban check runs on every frame and the rate limit on
+        # every line, and the three parses of the text they made per line cost twice what
+        # the checks themselves do (None: no usable address).
         self.address = _parsed(origin.ip)
         self.limit = limit
         self.conn: PatronConnection | None = None
