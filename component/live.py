@@ -144,7 +144,7 @@ class hold:
     Whoever takes it re-checks, inside the block, that the chat is still open.
 
     A small class rather than an `asynccontextmanager` generator: every line of every
-    chat takes it, and the generator machinery cost three times the lock itself."""
+    chat takes it, and the generator's way cost three times this one, lock included."""
 
     __slots__ = ("_held", "_live")
 
