@@ -16,8 +16,7 @@ for another chat's lock (it spawns that work instead), so there is no lock order
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -140,16 +139,32 @@ class Held:
         return self._live
 
 
-@asynccontextmanager
-async def hold(live: LiveChat) -> AsyncIterator[Held]:
+class hold:
     """Take the chat's lock for a block of changes: `async with hold(live) as held:`.
-    Whoever takes it re-checks, inside the block, that the chat is still open."""
-    async with live.lock:
-        held = Held(live, _HOLD_KEY)
+    Whoever takes it re-checks, inside the block, that the chat is still open.
+
+    A small class rather than an `asynccontextmanager` generator: every line of every
+    chat takes it, and the generator's way cost three times this one, lock included."""
+
+    __slots__ = ("_held", "_live")
+
+    def __init__(self, live: LiveChat) -> None:
+        self._live = live
+        self._held: Held | None = None
+
+    async def __aenter__(self) -> Held:
+        await self._live.lock.acquire()
         try:
-            yield held
-        finally:
-            held._valid = False
+            self._held = Held(self._live, _HOLD_KEY)
+        except BaseException:
+            self._live.lock.release()
+            raise
+        return self._held
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._held is not None:
+            self._held._valid = False
+        self._live.lock.release()
 
 
 class Background:

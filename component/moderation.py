@@ -26,6 +26,7 @@ from component.config import Config
 from component.core import validators
 from component.core.ban_index import BanIndex
 from component.core.bans import (
+    Address,
     Ban,
     BanError,
     Ladder,
@@ -345,8 +346,10 @@ class Moderation:
     def exempt(self, group_id: int) -> list[Network]:
         return list(self._exempt.get(group_id, ()))
 
-    def banned(self, address: str | None) -> Ban | None:
-        """The ban that bars this address now, if any; called at every patron entry."""
+    def banned(self, address: str | Address | None) -> Ban | None:
+        """The ban that bars this address now, if any; called at every patron entry and,
+        by a patron's connection, on every frame (with the address it parsed once: parsing
+        the text costs five times the look-up)."""
         if not address:
             return None
         try:
@@ -459,7 +462,10 @@ class Moderation:
             f"Please try again in {_minutes(refusal_.retry_after)}."
         )
 
-    async def admit_message(self, address: str | None, queue_id: int | None) -> None:
+    async def admit_message(self, address: str | Address | None, queue_id: int | None) -> None:
+        """Count a patron's line (or rating) from this address; raise RateLimited, and
+        record an incident, when it is one too many. Called by the patron's connection
+        for every line, with the address it parsed once."""
         refusal_ = self._check(self._messages, address)
         if refusal_ is None:
             return
@@ -506,14 +512,22 @@ class Moderation:
             )
 
     def _check(
-        self, limiter: RateLimiter, address: str | None, *, recipient: str | None = None
+        self,
+        limiter: RateLimiter,
+        address: str | Address | None,
+        *,
+        recipient: str | None = None,
     ) -> Refusal | None:
-        usable: str | None = address or None
-        if usable is not None:
+        usable: Address | None = None
+        if isinstance(address, str):
+            # Parsed once here, not again by the limiter (text that is no address is
+            # counted as none).
             try:
-                canonical_address(usable)
+                usable = canonical_address(address) if address else None
             except BanError:
                 usable = None
+        elif address is not None:
+            usable = canonical_address(address)
         if usable is None and recipient is None:
             return None
         now = self._monotonic()

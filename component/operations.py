@@ -103,8 +103,10 @@ class Operations:
             ["direction"],
             registry=self.registry,
         )
-        for direction in ("patron_to_operator", "operator_to_patron"):
-            self.lines.labels(direction)
+        # The two children looked up once: `labels` (a lock and a validation) on every
+        # line cost more than counting it.
+        self._patron_lines = self.lines.labels("patron_to_operator")
+        self._operator_lines = self.lines.labels("operator_to_patron")
         self.ended = Counter(
             "refdesk_chats_ended",
             "Chats ended, by who ended them (patron, operator or system).",
@@ -150,10 +152,10 @@ class Operations:
     def _on_event(self, event: Event) -> None:
         match event:
             case MessagePosted(event=line) if line.sender is Sender.PATRON:
-                self.lines.labels("patron_to_operator").inc()
+                self._patron_lines.inc()
                 self._patron_line(line.chat_id, line.seq)
             case MessagePosted(event=line) if line.sender is Sender.OPERATOR:
-                self.lines.labels("operator_to_patron").inc()
+                self._operator_lines.inc()
             case ChatAccepted(chat_id=chat_id, guest=guest) if chat_id not in self._accepted:
                 # The first acceptance only: a transfer is not a new wait.
                 self._accepted.add(chat_id)

@@ -503,7 +503,8 @@ class XmppAdapter:
         body = msg["body"]
         if not body:
             return  # chat states, receipts, markers: no line to relay or command to run
-        stanza_id = msg["id"] if 0 < len(msg["id"]) <= _MAX_ID_CHARS else None
+        raw_id = msg["id"]  # read once: each stanza lookup goes through slixmpp's plugins
+        stanza_id = raw_id if 0 < len(raw_id) <= _MAX_ID_CHARS else None
         replace = msg.xml.find(f"{{{NS_CORRECT}}}replace")
         replaces = None
         if replace is not None:

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from component.core.bans import Address, BanError, canonical_address
 from component.core.errors import DeskError
 from component.core.models import ChatState
 from component.service import ChatHandle, DeskService
@@ -70,6 +71,15 @@ def status_frame(service: DeskService, conn: PatronConnection) -> Frame:
     return frame
 
 
+def _parsed(ip: str | None) -> Address | None:
+    """The patron's address as moderation compares it, or None if there is none usable
+    (then, as before, no ban or address limit applies to it)."""
+    try:
+        return canonical_address(ip) if ip else None
+    except BanError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where the patron came from, as far as the server may know it."""
@@ -89,6 +99,10 @@ class PatronSession:
         self.hub = hub
         self.queue = queue
         self.origin = origin
+        # The address parsed once: the ban check runs on every frame and the rate limit on
+        # every line, and the three parses of the text they made per line cost twice what
+        # the checks themselves do (None: no usable address).
+        self.address = _parsed(origin.ip)
         self.limit = limit
         self.conn: PatronConnection | None = None
         # Frames sent before the hello (errors) wait here until a connection exists.
@@ -126,7 +140,7 @@ class PatronSession:
     def _barred(self, conn: PatronConnection) -> bool:
         """Check the patron's address against the bans on every frame (a microsecond):
         a ban that took effect while no event could reach this connection still bites."""
-        if self.service.moderation.banned(self.origin.ip) is None:
+        if self.service.moderation.banned(self.address) is None:
             return False
         conn.ban(self.service.ban_notice(self.queue, self.origin.ip).frame())
         return True
@@ -139,7 +153,7 @@ class PatronSession:
 
     async def _hello(self, frame: dict[str, Any]) -> None:
         resume, last_seq = parse_hello(frame)
-        if self.service.moderation.banned(self.origin.ip) is not None:
+        if self.service.moderation.banned(self.address) is not None:
             # Before any chat exists: a banned address never gets one.
             self.early.append(self.service.ban_notice(self.queue, self.origin.ip).frame())
             self.refused = True
@@ -199,7 +213,7 @@ class PatronSession:
         service = self.service
         kind = frame["type"]
         if kind == "message":
-            await service.moderation.admit_message(self.origin.ip, None)
+            await service.moderation.admit_message(self.address, None)
             event = await service.post_patron_message(
                 conn.chat_id, frame.get("id"), frame.get("text")
             )
@@ -219,7 +233,7 @@ class PatronSession:
                 # Only the chat this connection's token opened may be rated.
                 raise FrameError("wrong_chat", "Only this chat can be rated here.")
             # Counted like messages: refused ratings must not be a free way to load the store.
-            await service.moderation.admit_message(self.origin.ip, None)
+            await service.moderation.admit_message(self.address, None)
             await service.rate_chat(conn.chat_id, frame.get("rating"), frame.get("comment"))
             conn.push({"type": "rating_ok"})
         elif kind == "transcript":

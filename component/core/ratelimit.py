@@ -245,25 +245,31 @@ class RateLimiter:
         Limits whose key is missing (no address, no recipient) do not apply. Raises
         ValueError for text that is not an IP address."""
         ip = canonical_address(address) if address is not None else None
-        keyed: list[tuple[_Key, Limit, str]] = []
+        keyed: list[tuple[_Key, Limit]] = []
         for index, limit in enumerate(self._limits):
             if limit.per == "recipient":
                 if recipient is not None:
-                    who = recipient_key(recipient)
-                    keyed.append(((index, 0, who), limit, who))
+                    keyed.append(((index, 0, recipient_key(recipient)), limit))
             elif ip is not None:
-                keyed.append((self._key(index, limit, ip), limit, self._subject(limit, ip)))
-        refused: Refusal | None = None
-        for key, limit, subject in keyed:
+                keyed.append((self._key(index, limit, ip), limit))
+        refused: tuple[_Key, Limit, float] | None = None
+        for key, limit in keyed:
             state = self._states.get(key)
             if state is None:
                 continue
             wait = state.wait(limit, now)
-            if wait > 0 and (refused is None or wait > refused.retry_after):
-                refused = Refusal(limit, subject, wait)
+            if wait > 0 and (refused is None or wait > refused[2]):
+                refused = (key, limit, wait)
         if refused is not None:
-            return refused
-        for key, limit, _subject in keyed:
+            # The subject (the address, or the network written out) is named only for a
+            # refusal: building it for every hit cost more than the check itself.
+            key, limit, wait = refused
+            if limit.per == "recipient" or ip is None:
+                subject = str(key[2])
+            else:
+                subject = self._subject(limit, ip)
+            return Refusal(limit, subject, wait)
+        for key, limit in keyed:
             state = self._states.get(key)
             if state is None:
                 state = _Bucket(limit, now) if limit.burst is not None else _Window()

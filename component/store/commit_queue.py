@@ -9,8 +9,8 @@ hand-off to the database thread, and then answers each writer: its statement com
 or the error that kept it (or the whole batch) from committing. Nothing is acknowledged
 before its COMMIT returned.
 
-Within a batch each statement runs under its own savepoint, so one line's failure (a
-duplicate sequence number) fails that line only; a failure of the transaction itself
+Within a batch one line's failure (a duplicate sequence number) fails that line only
+(SQLite undoes the failed statement alone); a failure of the transaction itself
 (BEGIN or COMMIT refused: the database locked by another process, a deferred constraint,
 a full disk) fails every line of the batch.
 """
@@ -38,22 +38,39 @@ class _Pending:
 def _commit_batch(
     conn: sqlite3.Connection, items: list[tuple[str, tuple[Any, ...]]]
 ) -> list[sqlite3.Error | None]:
-    """Run on the database thread: every statement in one transaction, each under a
-    savepoint. Returns each statement's own error (None: it is in the commit). Raises
-    when the transaction as a whole could not be committed (then nothing was)."""
+    """Run on the database thread: every statement in one transaction. Returns each
+    statement's own error (None: it is in the commit). Raises when the transaction as a
+    whole could not be committed (then nothing was).
+
+    A statement that fails (a duplicate sequence number) is undone by SQLite alone and
+    the transaction stays open for the others: that is SQLite's statement rollback, the
+    default (ABORT) for constraint errors. The errors that roll back the whole
+    transaction instead (a full disk, an I/O error) leave none open, which is checked
+    after each failure: then the batch fails as a whole."""
+    if len(items) == 1:
+        # A line alone, the common case at a chat's pace: one statement in autocommit mode
+        # is its own transaction, with the same one fsync, and spares the database thread
+        # a BEGIN and a COMMIT (each a hand-over of the GIL between the threads).
+        sql, params = items[0]
+        try:
+            conn.execute(sql, params).close()
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK").close()
+            return [exc]
+        return [None]
     results: list[sqlite3.Error | None] = []
     conn.execute("BEGIN IMMEDIATE").close()
     try:
         for sql, params in items:
-            conn.execute("SAVEPOINT line").close()
             try:
                 conn.execute(sql, params).close()
             except sqlite3.Error as exc:
-                conn.execute("ROLLBACK TO line").close()
+                if not conn.in_transaction:
+                    raise
                 results.append(exc)
             else:
                 results.append(None)
-            conn.execute("RELEASE line").close()
         conn.execute("COMMIT").close()
     except BaseException:
         if conn.in_transaction:

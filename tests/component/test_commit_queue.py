@@ -146,6 +146,23 @@ async def test_one_bad_line_fails_alone_and_the_rest_of_its_batch_commits(
     assert texts == ["first"]
 
 
+async def test_a_line_alone_that_fails_leaves_no_transaction_open(
+    store: Store, other: Store
+) -> None:
+    """A batch of one line runs as a single statement (no BEGIN, savepoint or COMMIT
+    around it): its failure is its own, and the next lines still commit, alone or
+    together."""
+    chats = await open_chats(store, 3)
+    await store.chats.append_event(line(chats[0], 1, "first"))
+    assert store.commits.batches == 1 and store.commits.statements == 1
+    with pytest.raises(StoreError):
+        await store.chats.append_event(line(chats[0], 1, "the same seq again"))
+    await store.chats.append_event(line(chats[0], 2, "second"))
+    await asyncio.gather(*(store.chats.append_event(line(c, 1, "together")) for c in chats[1:]))
+    assert [e.text for e in await other.chats.events_after(chats[0], 0)] == ["first", "second"]
+    assert all([await seen(other, c, 1) for c in chats[1:]])
+
+
 async def test_a_writer_cancelled_before_its_batch_begins_writes_nothing(
     store: Store, other: Store
 ) -> None:
