@@ -172,6 +172,17 @@ async def _lines_survive(desk: Desk, fault: str) -> None:
             server.thaw()
     await wait_for(lambda: adapter.sessions > sessions, timeout=30, what="component back")
     if fault == "SIGKILL":
+        # The operator logs in again once the server has taken every resent line (into
+        # its offline store: the operator's connection died with the server). Logging in
+        # while they are still being resent races the server's own delivery: ejabberd
+        # makes the new session available before it hands over the stored lines, so a
+        # line routed in between overtakes them. refdesk's part is the order on its
+        # stream, which this still checks.
+        await wait_for(
+            lambda: adapter.online.is_set() and adapter.unconfirmed == 0,
+            timeout=30,
+            what="the lines resent and confirmed",
+        )
         await op.connect()
     await patron.say("after")
     wanted = {*before, *in_flight, *after_down, "after"}
