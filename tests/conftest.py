@@ -184,13 +184,54 @@ def xmpp_server(request: pytest.FixtureRequest) -> XmppServer:
     return server
 
 
+class _TestTimer:
+    """A timer of `TestClock`: it fires when due, or earlier if the test says so, once."""
+
+    def __init__(self, delay: float, callback: Callable[[], None]) -> None:
+        self.delay = delay
+        self.done = False
+        self._callback = callback
+        self.handle: asyncio.TimerHandle | None = None
+
+    def fire(self) -> None:
+        if not self.done:
+            self.done = True
+            if self.handle is not None:
+                self.handle.cancel()
+            self._callback()
+
+    def cancel(self) -> None:
+        self.done = True
+        if self.handle is not None:
+            self.handle.cancel()
+
+
 class TestClock(LoopClock):
     """The service's clock in end-to-end tests: real time and real timers on the event
     loop (the servers on the other side run in real time too), except that a test may pin
-    the wall clock with `set`."""
+    the wall clock with `set`, and bring a timer forward with `fire_now`."""
 
     def __init__(self) -> None:
         self.fixed: datetime | None = None
+        self._timers: list[_TestTimer] = []
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _TestTimer:
+        self._timers = [t for t in self._timers if not t.done]
+        timer = _TestTimer(delay, callback)
+        timer.handle = asyncio.get_running_loop().call_later(max(0.0, delay), timer.fire)
+        self._timers.append(timer)
+        return timer
+
+    def fire_now(self, delay: float) -> int:
+        """Fire at once every pending timer that was set for `delay` seconds, instead of
+        when it falls due; returns how many fired. A test gives a time-out a value of its
+        own, long enough never to fall due while the test sets up (an offer time-out of
+        1 s ran out on a loaded machine before the test had looked at the first offer),
+        and says when it happens."""
+        due = [t for t in self._timers if not t.done and t.delay == delay]
+        for timer in due:
+            timer.fire()
+        return len(due)
 
     def now(self) -> datetime:
         return self.fixed if self.fixed is not None else datetime.now(UTC)
