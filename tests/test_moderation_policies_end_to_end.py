@@ -22,8 +22,8 @@ from tests.test_directory_parity import admin_session
 REFERRAL = "ill@library.example"
 TRUSTED = pytest.mark.desk_config(trusted_proxies=("127.0.0.1",))
 # An offer time-out that never falls due during a test, and no other timer of the
-# service uses: a test that needs it fires it
-# (`fire_now`); the others only need an operator to have the offer while they look.
+# service uses: a test that needs it fires it (`fire_now`); the others only need an
+# operator to hold the offer while they look.
 OFFER_TIMEOUT = 4321.0
 
 
