@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[2]
 # address is still being opened well within it. Slow clients send a byte or a frame every
 # `TRICKLE` seconds, well under it, so a deadline that restarted with each byte or frame
 # would never fire.
-# 2 s and 0.3 s: with 1 s and 0.15 s a clean-clone run once found the server unreachable
-# for the bystander right after the slow clients (not diagnosed); these values ran green
-# for many runs before.
+# (A clean-clone run once found the server unreachable for the bystander right after the
+# slow clients, with 1 s and 0.15 s: not these values, but a stranger that had taken the
+# server's port before it could, and stopped; `ServerProcess.start` now checks.)
 HEADER_TIMEOUT = 2.0
 TRICKLE = 0.3
 
