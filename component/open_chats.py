@@ -234,11 +234,12 @@ class OpenChats:
         for live in self.all():
             if live.operator is None or live.last_seq <= live.relayed_seq:
                 continue
-            events = [
-                e
-                for e in await self.store.chats.events_after(live.id, live.relayed_seq)
-                if e.sender is Sender.PATRON
-            ]
+            found = await self.store.chats.events_after(live.id, live.relayed_seq)
+            # Only what was passed on already (`last_seq` moves as a line is passed on, in
+            # the same step): a line committed while this read ran, but not yet passed on,
+            # will be by its poster, behind the lines queued before it. Sent from here too,
+            # it would go out ahead of those: out of order.
+            events = [e for e in found if e.sender is Sender.PATRON and e.seq <= live.last_seq]
             if events:
                 out.append((live.guest, live.recipients(), events))
         return out

@@ -33,6 +33,7 @@ from component.config import (
     WebConfig,
     XmppConfig,
 )
+from component.config_checks import MAX_LEASE
 from component.core.changes import QueueUpdate
 from component.core.models import Queue
 from component.prosody import free_port
@@ -183,13 +184,54 @@ def xmpp_server(request: pytest.FixtureRequest) -> XmppServer:
     return server
 
 
+class _TestTimer:
+    """A timer of `TestClock`: it fires when due, or earlier if the test says so, once."""
+
+    def __init__(self, delay: float, callback: Callable[[], None]) -> None:
+        self.delay = delay
+        self.done = False
+        self._callback = callback
+        self.handle: asyncio.TimerHandle | None = None
+
+    def fire(self) -> None:
+        if not self.done:
+            self.done = True
+            if self.handle is not None:
+                self.handle.cancel()
+            self._callback()
+
+    def cancel(self) -> None:
+        self.done = True
+        if self.handle is not None:
+            self.handle.cancel()
+
+
 class TestClock(LoopClock):
     """The service's clock in end-to-end tests: real time and real timers on the event
     loop (the servers on the other side run in real time too), except that a test may pin
-    the wall clock with `set`."""
+    the wall clock with `set`, and bring a timer forward with `fire_now`."""
 
     def __init__(self) -> None:
         self.fixed: datetime | None = None
+        self._timers: list[_TestTimer] = []
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _TestTimer:
+        self._timers = [t for t in self._timers if not t.done]
+        timer = _TestTimer(delay, callback)
+        timer.handle = asyncio.get_running_loop().call_later(max(0.0, delay), timer.fire)
+        self._timers.append(timer)
+        return timer
+
+    def fire_now(self, delay: float) -> int:
+        """Fire at once every pending timer that was set for `delay` seconds, instead of
+        when it falls due; returns how many fired. A test gives a time-out a value of its
+        own, long enough never to fall due while the test sets up (an offer time-out of
+        1 s ran out on a loaded machine before the test had looked at the first offer),
+        and says when it happens."""
+        due = [t for t in self._timers if not t.done and t.delay == delay]
+        for timer in due:
+            timer.fire()
+        return len(due)
 
     def now(self) -> datetime:
         return self.fixed if self.fixed is not None else datetime.now(UTC)
@@ -296,6 +338,14 @@ def mail_sink() -> Iterator[MailSink]:
     sink.stop()
 
 
+def pg_storage(server: PgServer) -> StorageConfig:
+    """A fresh PostgreSQL database for one desk, with the longest lease: the shipped 3 s
+    lets a process starved for 3 s on a loaded machine step down mid-test (rightly: it
+    cannot prove it still holds the lock), which these tests are not about. The
+    fail-over tests set their own lease. Called by the desk fixtures."""
+    return StorageConfig(url=server.fresh_url(), lease=MAX_LEASE)
+
+
 def _on_postgresql(request: pytest.FixtureRequest) -> bool:
     """Whether a desk fixture puts its data in PostgreSQL: a test marked
     `@pytest.mark.postgresql_store`, or every test when REFDESK_TEST_STORE=postgresql (to
@@ -328,7 +378,7 @@ async def desk(
     )
     if _on_postgresql(request):
         server: PgServer = request.getfixturevalue("postgresql")
-        config = replace(config, storage=StorageConfig(url=server.fresh_url()))
+        config = replace(config, storage=pg_storage(server))
     await seed(config.storage.target, ("ask", "other"))
     clock = TestClock()
     refdesk = Refdesk(config, clock=clock)
@@ -354,7 +404,7 @@ async def offline_desk(
     )
     if _on_postgresql(request):
         server: PgServer = request.getfixturevalue("postgresql")
-        config = replace(config, storage=StorageConfig(url=server.fresh_url()))
+        config = replace(config, storage=pg_storage(server))
     await seed(config.storage.target)
     clock = TestClock()
     refdesk = Refdesk(config, clock=clock)

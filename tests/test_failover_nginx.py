@@ -22,6 +22,7 @@ from component.prosody import free_port
 from component.runner import Refdesk
 from tests.component.test_active_lock import SHORT_LEASE, operator_of_ask
 from tests.conftest import COMPONENT_DOMAIN, SECRET, make_config, seed
+from tests.listening import listens_on
 from tests.operator_client import OperatorClient
 from tests.patron_client import PatronClient
 from tests.pg_server import PgServer
@@ -113,7 +114,9 @@ async def test_sigkill_of_the_active_behind_nginx(
             assert active.poll() is None
             try:
                 welcome = await patron.connect()
-                if welcome.get("status") == "available":
+                # Served by `active` itself, not by a stranger that took its port first
+                # (see tests.listening).
+                if welcome.get("status") == "available" and listens_on(active.pid, active_port):
                     break
                 await patron.drop()
             except aiohttp.ClientError:

@@ -38,6 +38,7 @@ from packaging.utils import canonicalize_name
 from component.config import write_config_toml
 from component.prosody import free_port
 from tests.conftest import COMPONENT_DOMAIN, SECRET
+from tests.listening import listens_on
 from tests.xmpp_servers import XmppServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,7 +258,9 @@ async def _wait_serving(http: aiohttp.ClientSession, url: str, proc: subprocess.
         assert proc.poll() is None, f"refdesk exited: {proc.communicate()}"
         try:
             async with http.get(url) as response:
-                if response.status < 500:
+                # From `proc` itself, not from another test's desk that took the port
+                # first (see tests.listening).
+                if response.status < 500 and listens_on(proc.pid, urlsplit(url).port or 0):
                     return
         except aiohttp.ClientConnectionError:
             pass

@@ -13,6 +13,7 @@ import aiohttp
 from component.config import write_config_toml
 from component.prosody import free_port
 from tests.conftest import COMPONENT_DOMAIN, SECRET
+from tests.listening import listens_on
 from tests.xmpp_servers import XmppServer
 
 
@@ -50,7 +51,8 @@ async def test_run_logs_one_json_object_per_line(xmpp_server: XmppServer, tmp_pa
             for _ in range(300):
                 try:
                     async with http.get(f"http://127.0.0.1:{web_port}/healthz") as response:
-                        if response.status == 200:
+                        # From our process, not another that took the port first.
+                        if response.status == 200 and listens_on(proc.pid, web_port):
                             break
                 except aiohttp.ClientConnectionError:
                     pass

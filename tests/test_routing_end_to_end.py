@@ -14,6 +14,9 @@ from tests.mail_sink import MailSink
 from tests.operator_client import OperatorClient
 
 QUEUE = "ask@desk.localhost"
+# An offer time-out that never falls due during a test, and no other timer of the
+# service uses: the test fires it (`fire_now`).
+OFFER_TIMEOUT = 4321.0
 
 
 async def _ask(desk: Desk, text: str, queue: str = "ask"):  # type: ignore[no-untyped-def]
@@ -30,14 +33,18 @@ async def _offer_of(op: OperatorClient, text: str, timeout: float = 10):  # type
 
 
 async def test_round_robin_offers_one_at_a_time_and_moves_on(desk: Desk) -> None:
-    await desk.set_queue("ask", routing="round-robin", offer_timeout=1.0)
+    # The offer time-out happens when the test says (`fire_now`): with a real 1 s one, the
+    # offer moved on while the test was still checking that nobody else had it, or
+    # before Ben had answered, on a loaded machine.
+    await desk.set_queue("ask", routing="round-robin", offer_timeout=OFFER_TIMEOUT)
     ops = [await desk.add_operator(name=n) for n in ("Ana", "Ben", "Cy")]
     await _ask(desk, "Q1")
     # Exactly one operator gets it; nobody has had a chat, so the first by JID.
     first = await _offer_of(ops[0], "Q1")
     for other in ops[1:]:
         await other.expect_no_message(None, within=0.3)
-    # Nobody answers: after the timeout the offer moves to the next operator.
+    # Nobody answers: at the timeout the offer moves to the next operator.
+    assert desk.clock.fire_now(OFFER_TIMEOUT) == 1
     withdrawn = await ops[0].next_message(first["from"].bare, timeout=5)
     assert "withdrawn" in withdrawn["body"].lower()
     second = await _offer_of(ops[1], "Q1", timeout=5)

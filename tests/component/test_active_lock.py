@@ -34,6 +34,7 @@ from component.store.active import (
 )
 from component.store.pg import probe_postgresql
 from tests.conftest import COMPONENT_DOMAIN, SECRET, make_config, seed
+from tests.listening import listens_on
 from tests.operator_client import OperatorClient
 from tests.patron_client import PatronClient
 from tests.pg_server import PgServer
@@ -258,11 +259,13 @@ async def health(port: int) -> tuple[int, dict[str, object]]:
 
 async def until_serving(process: subprocess.Popen[str], port: int) -> None:
     """Wait until the `refdesk run` process `process` answers /healthz on `port` with 200
-    (active, its component connected); it must not exit meanwhile."""
+    (active, its component connected); it must not exit meanwhile. The answer must come
+    from `process` itself: another test's desk may have taken the port first (see
+    tests.listening), and answered 200 until it stopped."""
     while True:
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         try:
-            if (await health(port))[0] == 200:
+            if (await health(port))[0] == 200 and listens_on(process.pid, port):
                 return
         except aiohttp.ClientError:
             pass
@@ -468,7 +471,7 @@ async def test_an_active_process_cut_from_its_lock_exits_and_the_standby_takes_o
         while True:
             assert active.poll() is None
             try:
-                if (await health(port))[0] == 200:
+                if (await health(port))[0] == 200 and listens_on(active.pid, port):
                     break
             except aiohttp.ClientError:
                 pass

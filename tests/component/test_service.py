@@ -37,6 +37,7 @@ from component.core.events import (
     TypingChanged,
 )
 from component.core.models import (
+    ChatEvent,
     ChatState,
     EventKind,
     Presence,
@@ -346,6 +347,35 @@ async def test_opening_a_chat_offers_nothing(desk: Desk) -> None:
     desk.events.clear()
     await desk.service.open_chat("ask", None)
     assert desk.of(ChatOffered) == []
+
+
+async def test_unrelayed_leaves_out_a_line_not_passed_on_yet(desk: Desk) -> None:
+    """After a reconnection the XMPP adapter sends the store's unrelayed lines ahead of
+    its queue. A line its poster has committed but not yet passed on (the store's commit
+    returns to the poster a moment later) is one the poster queues itself, behind the
+    earlier ones: sent from the store as well, it went out first, out of order (seen as
+    a line-order failure after a reconnection). This is that moment, made to last."""
+    await online(desk, ANN)
+    chat_id, guest = await asked_chat(desk)
+    await desk.service.on_operator_message(ANN, guest, "hello")
+    queued = await desk.service.post_patron_message(chat_id, "m2", "queued while down")
+    live = desk.service.live_by_guest(guest.split("@", 1)[0])
+    assert live is not None
+    committed = ChatEvent(
+        chat_id,
+        live.last_seq + 1,
+        EventKind.MESSAGE,
+        Sender.PATRON,
+        "You",
+        "committed, not yet passed on",
+        desk.clock.now(),
+        client_id="m3",
+    )
+    await desk.store.chats.append_event(committed)
+    unrelayed = await desk.service.unrelayed()
+    seqs = [e.seq for _guest, _to, events in unrelayed for e in events]
+    assert queued.seq in seqs
+    assert committed.seq not in seqs
 
 
 async def test_operator_answer_accepts(desk: Desk) -> None:

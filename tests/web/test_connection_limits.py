@@ -23,6 +23,7 @@ import pytest
 from component.config import write_config_toml
 from component.prosody import free_port
 from tests.conftest import COMPONENT_DOMAIN, SECRET, seed
+from tests.listening import listens_on
 
 NOFILE = 256
 ATTACKER = "127.0.0.1"
@@ -33,9 +34,9 @@ REPO = Path(__file__).resolve().parents[2]
 # address is still being opened well within it. Slow clients send a byte or a frame every
 # `TRICKLE` seconds, well under it, so a deadline that restarted with each byte or frame
 # would never fire.
-# 2 s and 0.3 s: with 1 s and 0.15 s a clean-clone run once found the server unreachable
-# for the bystander right after the slow clients (not diagnosed); these values ran green
-# for many runs before.
+# (A clean-clone run once found the server unreachable for the bystander right after the
+# slow clients, with 1 s and 0.15 s: not these values, but a stranger that had taken the
+# server's port before it could, and stopped; `ServerProcess.start` now checks.)
 HEADER_TIMEOUT = 2.0
 TRICKLE = 0.3
 
@@ -95,7 +96,9 @@ class ServerProcess:
                 raise AssertionError(f"refdesk exited: {self.log()}")
             with contextlib.suppress(OSError):
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
+                # The port answers; is it ours? (see tests.listening)
+                if listens_on(self.process.pid, self.port):
+                    return
             await asyncio.sleep(0.1)
         raise AssertionError(f"refdesk did not start: {self.log()}")
 
@@ -120,6 +123,25 @@ async def running(tmp: Path, **web: Any) -> AsyncIterator[ServerProcess]:
         yield server
     finally:
         await server.stop()
+
+
+async def test_a_port_taken_by_another_process_is_not_taken_for_the_server(
+    tmp_path: Path,
+) -> None:
+    """The port chosen for the server was free a moment ago; another process took it
+    first (another test's desk). The server cannot listen and exits; the stranger answers
+    on the port. Start-up must see that, not go on talking to the stranger (whose port
+    refused connections once it stopped, mid-test)."""
+    with socket.create_server(("127.0.0.1", 0)) as stranger:
+        server = ServerProcess(tmp_path, {})
+        server.port = stranger.getsockname()[1]
+        server.url = f"http://127.0.0.1:{server.port}"
+        try:
+            with pytest.raises(AssertionError, match="refdesk exited"):
+                await server.start()
+        finally:
+            await server.stop()
+        assert "already in use" in server.log()
 
 
 def _half_open(port: int, source: str, count: int) -> list[socket.socket]:

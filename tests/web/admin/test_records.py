@@ -328,11 +328,15 @@ async def test_tickets_show_mail_status_and_failed_mail_can_be_retried(
     ask = await store.queues.by_name("ask")
     assert ask is not None
     now = datetime.now(UTC)
+    # Filed an hour ahead, so that its email is not due yet: the outbox worker, still
+    # busy with the emails above (or woken again by them), would otherwise pick it up
+    # before it is marked failed below, send it, and mark it sent after (seen on a loaded
+    # machine). "Retry now" makes it due.
     failed_ticket = await store.tickets.create(
         kind="referral",
         queue_id=ask.id,
         question="Needs the map librarian",
-        now=now,
+        now=now + timedelta(hours=1),
         mails=lambda t: [NewMail("referral", ("maps@example.org",), _message("Retry me 42"))],
     )
     failed = next(m for m in await store.mail.all() if m.ticket_id == failed_ticket)
