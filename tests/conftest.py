@@ -165,9 +165,10 @@ def seeded_templates(tmp_path_factory: pytest.TempPathFactory) -> SeededTemplate
 
 @pytest.fixture(scope="session")
 def postgresql() -> Iterator[PgServer]:
-    """One throwaway PostgreSQL server for the whole session (started on first use).
-    Fails, never skips, when PostgreSQL is not installed: the store runs on both engines."""
-    server = PgServer.start()
+    """One throwaway PostgreSQL server for the whole session (started on first use), its
+    data in shared memory when there is room (see `PgServer.start`). Fails, never skips,
+    when PostgreSQL is not installed: the store runs on both engines."""
+    server = PgServer.start(in_memory=True)
     try:
         yield server
     finally:
