@@ -25,8 +25,7 @@ import slixmpp
 
 from component.config import Config, XmppConfig
 from component.core.redact import redacted_url, scrub, url_secrets
-from component.mailer import MailError, SmtpSender
-from component.runner import smtp_settings
+from component.mailer import MailError, SmtpSender, smtp_settings
 from component.store.ops import probe_write
 from component.store.pg import probe_postgresql
 

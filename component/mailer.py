@@ -24,6 +24,7 @@ from typing import Literal, get_args
 
 import aiosmtplib
 
+from component.config import MailConfig
 from component.core.emails import (
     envelope_recipients,
     envelope_sender,
@@ -94,6 +95,19 @@ class SmtpSettings:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
         if self.password is not None and not self.username:
             raise ValueError("a password needs a username")
+
+
+def smtp_settings(mail: MailConfig) -> SmtpSettings:
+    """The `[mail]` section's SMTP settings. Called by the service at start-up and by
+    `check-config --connect` (which must not load the service to get them)."""
+    return SmtpSettings(
+        host=mail.smtp_host,
+        port=mail.smtp_port,
+        security=mail.smtp_security,  # type: ignore[arg-type]
+        username=mail.smtp_username or None,
+        password=mail.smtp_password or None,
+        verify_tls=mail.smtp_verify_tls,
+    )
 
 
 def retry_delay(attempt: int) -> float:

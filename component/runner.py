@@ -18,7 +18,7 @@ from component.clock import Clock, LoopClock
 from component.config import Config, MailConfig
 from component.core.events import Event, MailQueued
 from component.files import warn_if_open
-from component.mailer import SmtpSender, SmtpSettings
+from component.mailer import SmtpSender, smtp_settings
 from component.moderation import Limits, policy_from_config
 from component.operations import LinkState, Operations
 from component.outbox import MailOutbox
@@ -37,17 +37,6 @@ log = logging.getLogger(__name__)
 
 DIRECTORY_POLL_SECONDS = 2.0
 LISTEN_BACKLOG = 128
-
-
-def smtp_settings(mail: MailConfig) -> SmtpSettings:
-    return SmtpSettings(
-        host=mail.smtp_host,
-        port=mail.smtp_port,
-        security=mail.smtp_security,  # type: ignore[arg-type]
-        username=mail.smtp_username or None,
-        password=mail.smtp_password or None,
-        verify_tls=mail.smtp_verify_tls,
-    )
 
 
 def envelope_from(mail: MailConfig) -> str:

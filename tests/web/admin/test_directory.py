@@ -5,6 +5,7 @@ Screenshots go to test-artifacts/admin/."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime
 from ipaddress import ip_network
@@ -65,10 +66,14 @@ async def expect_field_error(page: Page, form: str, label: str, text: str) -> No
 
 
 async def fill(page: Page, form: str, values: dict[str, str]) -> None:
+    """Type `values` into the fields labelled so in `form`, choosing from menus.
+    Which fields are menus is asked of the browser for all of them at once: one question
+    after another cost a round trip per field (the queue settings form has twenty)."""
     scope = page.locator(form)
-    for label, value in values.items():
-        field = scope.get_by_label(label)
-        if await field.evaluate("e => e.tagName") == "SELECT":
+    fields = [scope.get_by_label(label) for label in values]
+    tags = await asyncio.gather(*(field.evaluate("e => e.tagName") for field in fields))
+    for field, tag, value in zip(fields, tags, values.values(), strict=True):
+        if tag == "SELECT":
             await field.select_option(value)
         else:
             await field.fill(value)
