@@ -14,9 +14,12 @@ import asyncio
 import re
 
 import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
 from tests.conftest import Desk, admin_account
+from web.app import _security_headers
 
 # The headers compared; a name missing from an answer compares as None.
 SECURITY = (
@@ -199,3 +202,27 @@ async def test_a_request_aiohttp_cannot_parse_gets_a_plain_closing_answer(
         # Read to the end: the server closed the connection after answering.
         assert re.match(r"HTTP/1\.[01] 400 ", head), head
         assert re.search(r"(?im)^Content-Type: text/plain", head), head
+
+
+async def test_a_handler_that_fails_answers_500_with_the_headers() -> None:
+    """No refdesk handler is known to fail, so a route that does is served by a real
+    aiohttp server with the app's answer hook: aiohttp's own 500 gets the headers too."""
+
+    async def crash(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError("a bug")
+
+    app = web.Application()
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/boom", crash)
+    app.router.add_get("/admin/boom", crash)
+    async with TestServer(app) as server, aiohttp.ClientSession() as s:
+        status, headers = await _answer(s, "GET", str(server.make_url("/boom")))
+        assert status == 500
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+        assert "frame-ancestors *" in headers["Content-Security-Policy"]
+        status, headers = await _answer(s, "GET", str(server.make_url("/admin/boom")))
+        assert status == 500
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Cache-Control"] == "no-store"
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
