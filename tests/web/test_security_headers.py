@@ -14,12 +14,14 @@ import asyncio
 import re
 
 import aiohttp
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
 from tests.conftest import Desk, admin_account
 from web.app import _security_headers
+from web.standby import make_standby_app
 
 # The headers compared; a name missing from an answer compares as None.
 SECURITY = (
@@ -226,3 +228,38 @@ async def test_a_handler_that_fails_answers_500_with_the_headers() -> None:
         assert headers["X-Frame-Options"] == "DENY"
         assert headers["Cache-Control"] == "no-store"
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+
+
+@pytest.mark.desk_config(web={"connections_per_address": 1})
+async def test_the_doors_refusal_carries_the_headers(offline_desk: Desk) -> None:
+    """A connection over the address's cap is answered at the door, before the app sees
+    it, with bytes of its own: they carry the headers too."""
+    port = offline_desk.refdesk.port
+    _held_reader, held = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            answer = await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+    finally:
+        held.close()
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    assert head.startswith("HTTP/1.1 429"), head
+    assert re.search(r"(?m)^X-Content-Type-Options: nosniff\r?$", head), head
+    assert re.search(r"(?m)^Content-Security-Policy: default-src 'none'", head), head
+    assert re.search(r"(?m)^Referrer-Policy: ", head), head
+
+
+async def test_the_standbys_answers_carry_the_headers() -> None:
+    """A process waiting for the database's active lock answers everything with 503 from
+    an app of its own (served here by a real aiohttp server)."""
+    async with TestServer(make_standby_app()) as server, aiohttp.ClientSession() as s:
+        for method, path in (("GET", "/chat/ask"), ("POST", "/admin/login"), ("PUT", "/x")):
+            status, headers = await _answer(s, method, str(server.make_url(path)))
+            assert status == 503
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            assert (
+                headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+            )
+            assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
