@@ -1,7 +1,8 @@
 """Route registration through the app's guard.
 
 Every route but the status endpoint's runs its handler through one wrapper (the admin
-guard under /admin, then the security headers every answer carries). The wrapper is
+guard under /admin; the security headers every answer carries are added by the app's
+answer hook, which sees every answer, those no route makes included). The wrapper is
 applied when a route is added, with aiohttp's public `add_get`/`add_post`/`add_route`,
 so the status route, added straight to `app.router`, stays bare: no wrapper and no
 application middleware on the request hit on every page view of every partner site.

@@ -23,8 +23,9 @@ from component.live import QueueInfo
 # request's host) would only cost a string build per request.
 _STATUS_CSP = "default-src 'none'; frame-ancestors 'none'"
 MAX_AGE = 5
-# The headers the app's route wrapper (web.app) adds to every other answer: the status
-# endpoint is not wrapped, so each of its answers, errors included, carries them itself.
+# The headers the app's answer hook (web.app) adds to every other answer: each of the status
+# endpoint's answers, errors included, carries them itself, so that the hook, run for every
+# answer, finds them there and adds nothing.
 _SECURITY_HEADERS: Mapping[str, str] = MappingProxyType(
     {
         "Content-Security-Policy": _STATUS_CSP,

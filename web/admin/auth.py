@@ -84,7 +84,10 @@ def _same_origin(request: web.Request) -> bool:
     )
 
 
-def _headers(request: web.Request, response: web.StreamResponse) -> None:
+def admin_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The security headers of every answer under /admin. Called by `admin_guard` for the
+    answers of admin routes, and by the app's answer hook (`web.app`) for the answers
+    under /admin that no admin route made (aiohttp's own 404 and 405)."""
     # frame-src 'self': the queue page previews the patron widget in a frame.
     response.headers["Content-Security-Policy"] = (
         content_security_policy(request, "") + "; frame-src 'self'"
@@ -92,16 +95,33 @@ def _headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 @web.middleware
 async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every /admin page needs a session (except the login form and static files), every
     POST a matching CSRF token and our own Origin; no admin page may be framed. Called by
-    the app's route wrapper (`web.app._with_headers`) for paths under /admin."""
+    the app's route wrapper (`web.app._through_guard`) for paths under /admin."""
     path = request.path
     if not path.startswith("/admin"):
         return await handler(request)
+    try:
+        response = await _admitted(request, handler)
+    except web.HTTPException as exc:
+        # The guard's own refusals (the redirect to the login form, a form without its
+        # token) and the handler's raised answers are answers too.
+        admin_headers(request, exc)
+        raise
+    admin_headers(request, response)
+    return response
+
+
+async def _admitted(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`handler`'s answer once the request may have one: a session (but for the login
+    form and static files) and, for a POST, the session's CSRF token from our own site.
+    Called by `admin_guard`; raises the refusal otherwise."""
+    path = request.path
     public = path in ("/admin/login",) or path.startswith("/admin/static/")
     if not public:
         session = await _load_session(request)
@@ -117,13 +137,7 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
                 or not _same_origin(request)
             ):
                 raise web.HTTPForbidden(text="This form has expired or came from another site.")
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        _headers(request, exc)
-        raise
-    _headers(request, response)
-    return response
+    return await handler(request)
 
 
 async def _load_session(request: web.Request) -> AdminSession | None:
