@@ -38,6 +38,7 @@ from component.core.bans import (
     overlapping,
     parse_ladder,
     refusal,
+    usable_address,
 )
 from component.core.errors import DeskError
 from component.core.events import BanImposed, BansLifted
@@ -518,16 +519,11 @@ class Moderation:
         *,
         recipient: str | None = None,
     ) -> Refusal | None:
-        usable: Address | None = None
+        # Parsed once here, not again by the limiter (text that is no address counts as none).
         if isinstance(address, str):
-            # Parsed once here, not again by the limiter (text that is no address is
-            # counted as none).
-            try:
-                usable = canonical_address(address) if address else None
-            except BanError:
-                usable = None
-        elif address is not None:
-            usable = canonical_address(address)
+            usable = usable_address(address)
+        else:
+            usable = None if address is None else canonical_address(address)
         if usable is None and recipient is None:
             return None
         now = self._monotonic()

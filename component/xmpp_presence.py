@@ -119,9 +119,8 @@ class PresenceOut:
         whose clients show something else. Computed once for all of them."""
         shown = queue_shown(self._queue_info(queue))
         for jid in self._subscribers(queue):
-            if self._is_online(jid) and self._shown.get((queue, jid)) != shown:
-                self._shown[(queue, jid)] = shown
-                self._write(queue, jid, shown)
+            if self._is_online(jid):
+                self._update(queue, jid, shown)
 
     def operator_changed(self, jid: str, queues: Iterable[str], *, was_online: bool) -> None:
         """After the service handled an operator's presence: one who came online is sent
@@ -132,13 +131,16 @@ class PresenceOut:
         if online and not was_online:
             for queue in queues:
                 if jid in self._subscribers(queue):
-                    shown = queue_shown(self._queue_info(queue))
-                    if self._shown.get((queue, jid)) != shown:
-                        self._shown[(queue, jid)] = shown
-                        self._write(queue, jid, shown)
+                    self._update(queue, jid, queue_shown(self._queue_info(queue)))
         elif was_online and not online:
             for queue in queues:
                 self._shown.pop((queue, jid), None)
+
+    def _update(self, queue: str, jid: str, shown: Shown) -> None:
+        """Send `shown` to the operator `jid` (bare) unless their clients show it already."""
+        if self._shown.get((queue, jid)) != shown:
+            self._shown[(queue, jid)] = shown
+            self._write(queue, jid, shown)
 
     def _write(self, queue: str, to: str, shown: Shown) -> None:
         self.send(queue, to, show=shown[0], status=shown[1])

@@ -155,20 +155,7 @@ class PgServer:
         if self.spare:
             return self.url(self.spare.pop())
         name = f"t_{uuid.uuid4().hex[:16]}"
-        self._run(
-            pg_bin("psql"),
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            self.user,
-            "-d",
-            "postgres",
-            "-c",
-            f"CREATE DATABASE {name}",
-        )
+        self._psql("postgres", f"CREATE DATABASE {name}")
         return self.url(name)
 
     def recycle(self, url: str) -> None:
@@ -183,28 +170,23 @@ class PgServer:
         open are ended first: they would hold locks the drop waits for.
         """
         name = url.rsplit("/", 1)[1]
-        self._run(
-            pg_bin("psql"),
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-U",
-            self.user,
-            "-d",
+        self._psql(
             name,
-            "-c",
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            "-c",
             "DROP SCHEMA public CASCADE",
-            "-c",
             "CREATE SCHEMA public",
         )
         self.spare.append(name)
+
+    def _psql(self, database: str, *statements: str) -> None:
+        """Run `statements` in turn through psql on `database`, stopping at the first
+        error (which raises). Called by `fresh_url` and `recycle`."""
+        commands = [arg for sql in statements for arg in ("-c", sql)]
+        self._run(
+            pg_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+            "-p", str(self.port), "-U", self.user, "-d", database, *commands,
+        )  # fmt: skip
 
     def stop(self) -> None:
         """Stop the server and delete its data directory."""

@@ -35,6 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from web.connlimits import AddressSlots, IPAddress
+from web.security import STRICT_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,9 @@ def _response(status: str, text: str, retry_after: int) -> bytes:
         "Content-Type: text/plain; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\n"
         f"Retry-After: {retry_after}\r\n"
-        # The headers every answer of the app carries (web.app), in their strictest form:
-        # this answer is written before the app sees the connection.
-        "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
-        "X-Content-Type-Options: nosniff\r\n"
-        "Referrer-Policy: strict-origin-when-cross-origin\r\n"
-        "Connection: close\r\n\r\n"
+        # This answer is written before the app sees the connection.
+        + "".join(f"{name}: {value}\r\n" for name, value in STRICT_HEADERS.items())
+        + "Connection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
 

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from component.core.bans import Address, BanError, canonical_address
+from component.core.bans import usable_address
 from component.core.errors import DeskError
 from component.core.models import ChatState
 from component.service import ChatHandle, DeskService
@@ -71,15 +71,6 @@ def status_frame(service: DeskService, conn: PatronConnection) -> Frame:
     return frame
 
 
-def _parsed(ip: str | None) -> Address | None:
-    """The patron's address as moderation compares it, or None if there is none usable
-    (then, as before, no ban or address limit applies to it)."""
-    try:
-        return canonical_address(ip) if ip else None
-    except BanError:
-        return None
-
-
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where the patron came from, as far as the server may know it."""
@@ -102,7 +93,7 @@ class PatronSession:
         # The address parsed once: the ban check runs on every frame and the rate limit on
         # every line, and the three parses of the text they made per line cost twice what
         # the checks themselves do (None: no usable address).
-        self.address = _parsed(origin.ip)
+        self.address = usable_address(origin.ip)
         self.limit = limit
         self.conn: PatronConnection | None = None
         # Frames sent before the hello (errors) wait here until a connection exists.

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from aiohttp import web
+
+# The headers every answer of the app carries (web.app adds them), in their strictest form,
+# for answers that show nothing a browser would run or frame (JSON, plain text): the status
+# endpoint's answers (which bring their own, see web.status_body), the standby's 503 and
+# the connection door's refusals (written before the app sees the connection).
+STRICT_HEADERS: Mapping[str, str] = MappingProxyType(
+    {
+        "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+    }
+)
 
 # A source expression CSP accepts for frame-ancestors: a scheme+host(+port) or '*'.
 _ORIGIN = re.compile(r"^(\*|https?://(\*\.)?[a-z0-9.-]+(:[0-9]{1,5})?)$", re.IGNORECASE)

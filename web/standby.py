@@ -5,22 +5,14 @@ to the active process. Created by the composition root while it waits for the lo
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import MappingProxyType
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from web.security import STRICT_HEADERS
+
 # A proxy or a widget retries after this many seconds.
 RETRY_AFTER = "2"
-# The headers every answer of the active app carries (web.app), in their strictest form
-# (a JSON answer is framed by nobody): the standby's app has no other answer to protect.
-_SECURITY = MappingProxyType(
-    {
-        "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "strict-origin-when-cross-origin",
-    }
-)
 
 
 async def standby(request: web.Request) -> web.Response:
@@ -28,7 +20,7 @@ async def standby(request: web.Request) -> web.Response:
     return web.json_response(
         {"status": "standby", "serving": False},
         status=503,
-        headers={"Cache-Control": "no-store", "Retry-After": RETRY_AFTER, **_SECURITY},
+        headers={"Cache-Control": "no-store", "Retry-After": RETRY_AFTER, **STRICT_HEADERS},
     )
 
 

@@ -11,28 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from multidict import CIMultiDict
 
 from component.live import QueueInfo
+from web.security import STRICT_HEADERS
 
-# A JSON answer runs nothing and is framed by nobody: the page policy (which names the
-# request's host) would only cost a string build per request.
-_STATUS_CSP = "default-src 'none'; frame-ancestors 'none'"
 MAX_AGE = 5
-# The headers the app's answer hook (web.app) adds to every other answer: each of the status
-# endpoint's answers, errors included, carries them itself, so that the hook, run for every
-# answer, finds them there and adds nothing.
-_SECURITY_HEADERS: Mapping[str, str] = MappingProxyType(
-    {
-        "Content-Security-Policy": _STATUS_CSP,
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "strict-origin-when-cross-origin",
-    }
-)
+# Every answer of the status endpoint, errors included, carries STRICT_HEADERS itself: the
+# app's answer hook (web.app), run for every answer, then finds them there and adds nothing.
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +82,7 @@ class StatusBodies:
                     "Access-Control-Allow-Origin": "*",
                     "Cache-Control": f"public, max-age={MAX_AGE}",
                     "ETag": etag,
-                    **_SECURITY_HEADERS,
+                    **STRICT_HEADERS,
                 }
             ),
         )
@@ -108,7 +96,7 @@ def error_headers() -> dict[str, str]:
     return {
         "Access-Control-Allow-Origin": "*",
         "Cache-Control": f"public, max-age={MAX_AGE}",
-        **_SECURITY_HEADERS,
+        **STRICT_HEADERS,
     }
 
 

@@ -110,6 +110,18 @@ def canonical_address(address: str | Address) -> Address:
     return address
 
 
+def usable_address(text: str | None) -> Address | None:
+    """`canonical_address` of a patron's address, or None when there is none usable (no
+    text, or text that is no address): then no ban and no per-address limit applies to
+    it. Called by a patron's connection once, and by moderation for text it is given."""
+    if not text:
+        return None
+    try:
+        return canonical_address(text)
+    except BanError:
+        return None
+
+
 def canonical_network(network: Network) -> Network:
     """The network as this module compares it: an IPv6 network inside `::ffff:0:0/96` is
     the IPv4 network it maps, and the zone is dropped. Used on every network that enters
